@@ -1,0 +1,48 @@
+/* agent.h: the request/reply cycle of delivery agents that decide without a peer (error, retry, discard). */
+#pragma once
+
+#include <stddef.h>
+
+#include "qfile.h"
+#include "queue.h"
+
+/* How long an agent waits for qmgr's request and for its reply to be taken. */
+#define AGENT_REQUEST_TIMEOUT_MS (60 * 1000)
+/* Longest reason kept from a nexthop text ("error:5.1.1 TEXT"): resolve.h bounds nexthops already. */
+#define AGENT_REASON_MAX 1024
+/* Digits of the subject and detail parts of an enhanced status code (RFC 3463: 1 to 3 each). */
+#define AGENT_DSN_PART_MAX 3
+
+enum agent_result { AGENT_SENT, AGENT_BOUNCED, AGENT_DEFERRED };
+
+/* One verdict for every recipient of a request. */
+struct agent_verdict {
+        enum agent_result result;
+        char dsn[QFILE_MAX_DSN_STATUS_LEN + 1];
+        char reason[AGENT_REASON_MAX];
+};
+
+/*
+ * Postfix's "[X.Y.Z ]text" nexthop forms (transport_maps "error:5.1.1 no such user"): split text into
+ * a DSN status and a reason. A leading code is taken when it is a well-formed enhanced status code
+ * followed by a blank or the end; its class digit is replaced by cls ('2', '4' or '5': an error
+ * transport never reports success, discard never a failure). Without one, the status is cls.0.0.
+ * An empty reason becomes fallback. Pure; the reason is cut at AGENT_REASON_MAX - 1 bytes.
+ */
+void agent_verdict_from_text(const char *text, enum agent_result result, char cls, const char *fallback,
+                             struct agent_verdict *ret);
+
+/*
+ * The verdict for one request, from its nexthop text (never NULL, maybe "") and the transport
+ * (master.cf service name) qmgr named.
+ */
+typedef void (*agent_decide_fn)(void *userdata, const char *nexthop, const char *transport,
+                                struct agent_verdict *ret);
+
+/*
+ * Serve one delivery request (mail_proto.h part 3) on fd, blocking with AGENT_REQUEST_TIMEOUT_MS: read
+ * it, lock the recipients' slots, apply decide's verdict to each pending recipient (bounce/QID or
+ * defer/QID record first, then the fsync'd mark), log each "to=..., relay=none, ..." line with the
+ * final outcome, reply. A bounce record that cannot be written turns the recipient into "deferred".
+ */
+void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata);

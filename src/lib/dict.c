@@ -1,0 +1,315 @@
+/* dict.c: the table type registry and the type-independent half of every lookup table. */
+#include "dict.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "fileio.h"
+#include "log.h"
+#include "macro.h"
+
+/* Sorted by name: dict_supported_types() lists them in this order. */
+static const struct dict_type *const dict_types[] = {
+        &dict_type_btree,  &dict_type_cidr,   &dict_type_hash,     &dict_type_inline,
+        &dict_type_regexp, &dict_type_static, &dict_type_texthash, &dict_type_unix,
+};
+
+static const struct dict_type *find_type(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(dict_types); i++)
+                if (streq(dict_types[i]->name, name))
+                        return dict_types[i];
+        return NULL;
+}
+
+bool dict_type_supported(const char *type)
+{
+        return find_type(type) != NULL;
+}
+
+const char *dict_supported_types(void)
+{
+        return "btree, cidr, hash, inline, regexp, static, texthash, unix";
+}
+
+bool dict_type_is_db(const char *type)
+{
+        return streq(type, "hash") || streq(type, "btree");
+}
+
+char *dict_db_path(const char *name)
+{
+        return xasprintf("%s.db", name);
+}
+
+void dict_fold_key(char *key)
+{
+        for (char *p = key; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                        *p = (char)(*p - 'A' + 'a');
+}
+
+static char *unsupported_message(const char *type)
+{
+        return xasprintf("unsupported dictionary type: %s (supported types: %s)", type,
+                         dict_supported_types());
+}
+
+/*
+ * Postfix's default local_recipient_maps is "proxy:unix:passwd.byname": postd has no proxymap
+ * service, so "proxy:" only names the table behind it, which is opened directly.
+ */
+static const char *strip_proxy(const char *spec)
+{
+        while (strncmp(spec, "proxy:", 6) == 0)
+                spec += 6;
+        return spec;
+}
+
+int dict_split_spec(const char *spec, char **ret_type, char **ret_name, char **err)
+{
+        spec = strip_proxy(spec);
+        if (strlen(spec) > DICT_SPEC_MAX) {
+                *err = xasprintf("table specification longer than %d bytes: \"%.40s...\"", DICT_SPEC_MAX,
+                                 spec);
+                return -ENAMETOOLONG;
+        }
+        const char *colon = strchr(spec, ':');
+        if (!colon || colon == spec) {
+                *err = xasprintf("expecting \"type:name\" form instead of \"%s\"", spec);
+                return -EINVAL;
+        }
+        *ret_type = xstrndup(spec, (size_t)(colon - spec));
+        *ret_name = xstrdup(colon + 1);
+        return 0;
+}
+
+int dict_open(const char *spec, struct dict **ret, char **err)
+{
+        _cleanup_free_ char *type = NULL, *name = NULL;
+        int r = dict_split_spec(spec, &type, &name, err);
+        if (r < 0)
+                return r;
+
+        const struct dict_type *t = find_type(type);
+        if (!t) {
+                *err = unsupported_message(type);
+                return -EPROTONOSUPPORT;
+        }
+        if (*name == '\0') {
+                *err = xasprintf("missing table name in \"%s\"", strip_proxy(spec));
+                return -EINVAL;
+        }
+
+        struct dict *d = NULL;
+        r = t->open(name, &d, err);
+        if (r < 0)
+                return r;
+        d->type = t;
+        d->spec = xstrdup(strip_proxy(spec));
+        d->name = TAKE_PTR(name);
+        *ret = d;
+        return 0;
+}
+
+int dict_get(struct dict *d, const char *key, char **ret_value)
+{
+        if (strlen(key) > DICT_KEY_MAX)
+                return 0;
+        if (!d->type->fold)
+                return d->type->get(d, key, ret_value);
+        _cleanup_free_ char *folded = xstrdup(key);
+        dict_fold_key(folded);
+        return d->type->get(d, folded, ret_value);
+}
+
+int dict_walk(struct dict *d, dict_walk_fn fn, void *userdata)
+{
+        if (!d->type->walk)
+                return -EOPNOTSUPP;
+        return d->type->walk(d, fn, userdata);
+}
+
+void dict_close(struct dict *d)
+{
+        if (!d)
+                return;
+        char *spec = d->spec, *name = d->name;
+        d->type->close(d);
+        free(spec);
+        free(name);
+}
+
+const char *dict_spec(const struct dict *d)
+{
+        return d->spec;
+}
+
+const char *dict_type_name(const struct dict *d)
+{
+        return d->type->name;
+}
+
+const char *dict_name(const struct dict *d)
+{
+        return d->name;
+}
+
+int dict_check_type(const char *spec, char **err)
+{
+        _cleanup_free_ char *type = NULL, *name = NULL;
+        int r = dict_split_spec(spec, &type, &name, err);
+        if (r < 0)
+                return r;
+        if (!find_type(type)) {
+                *err = unsupported_message(type);
+                return -EPROTONOSUPPORT;
+        }
+        return 0;
+}
+
+int dict_check_spec(const char *spec, char **err)
+{
+        int r = dict_check_type(spec, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *type = NULL, *name = NULL;
+        r = dict_split_spec(spec, &type, &name, err);
+        if (r < 0)
+                return r;
+        if (!dict_type_is_db(type)) {
+                /* Opening validates the syntax of inline:/static:/cidr:/regexp: as well. */
+                struct dict *d = NULL;
+                r = dict_open(spec, &d, err);
+                dict_close(d);
+                return r;
+        }
+
+        _cleanup_free_ char *db = dict_db_path(name);
+        struct stat db_st, src_st;
+        if (stat(db, &db_st) < 0) {
+                r = -errno;
+                *err = xasprintf("open database %s: %s (build it with \"postmap %s\", or \"postalias %s\" "
+                                 "for an aliases file)",
+                                 db, strerror(errno), spec, spec);
+                return r;
+        }
+        /* The classic trap: the source was edited but postmap was not run again. */
+        if (stat(name, &src_st) == 0 && src_st.st_mtime > db_st.st_mtime)
+                msg_warn("database %s is older than source file %s", db, name);
+        return 0;
+}
+
+/* The in-memory table of texthash: and inline:. */
+
+struct mem_item {
+        char *key;
+        char *value;
+        unsigned line;
+        size_t order;
+};
+
+static int mem_item_cmp(const void *a, const void *b)
+{
+        const struct mem_item *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+        if (c != 0)
+                return c;
+        return x->order < y->order ? -1 : x->order > y->order;
+}
+
+void dict_mem_init(struct dict_mem *m, struct tablefile *t, bool fold, const char *label)
+{
+        size_t n = t->n_entries;
+        struct mem_item *items = xcalloc(n ? n : 1, sizeof(*items));
+        for (size_t i = 0; i < n; i++) {
+                items[i] = (struct mem_item){t->entries[i].key, t->entries[i].value, t->entries[i].line, i};
+                if (fold)
+                        dict_fold_key(items[i].key);
+        }
+        free(t->entries);
+        t->entries = NULL;
+        t->n_entries = t->cap_entries = 0;
+
+        qsort(items, n, sizeof(*items), mem_item_cmp);
+        *m = (struct dict_mem){.keys = xcalloc(n ? n : 1, sizeof(char *)),
+                               .values = xcalloc(n ? n : 1, sizeof(char *))};
+        for (size_t i = 0; i < n; i++) {
+                if (m->n > 0 && streq(m->keys[m->n - 1], items[i].key)) {
+                        if (label)
+                                msg_warn("%s, line %u: duplicate entry: \"%s\"", label, items[i].line,
+                                         items[i].key);
+                        free(items[i].key);
+                        free(items[i].value);
+                        continue;
+                }
+                m->keys[m->n] = items[i].key;
+                m->values[m->n] = items[i].value;
+                m->n++;
+        }
+        free(items);
+}
+
+int dict_mem_get(const struct dict_mem *m, const char *key, char **ret_value)
+{
+        size_t lo = 0, hi = m->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = strcmp(key, m->keys[mid]);
+                if (c == 0) {
+                        *ret_value = xstrdup(m->values[mid]);
+                        return 1;
+                }
+                if (c < 0)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        return 0;
+}
+
+int dict_mem_walk(const struct dict_mem *m, dict_walk_fn fn, void *userdata)
+{
+        for (size_t i = 0; i < m->n; i++) {
+                int r = fn(m->keys[i], m->values[i], userdata);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void dict_mem_done(struct dict_mem *m)
+{
+        for (size_t i = 0; i < m->n; i++) {
+                free(m->keys[i]);
+                free(m->values[i]);
+        }
+        free(m->keys);
+        free(m->values);
+        *m = (struct dict_mem){0};
+}
+
+int dict_load_source(const char *name, const char *label, dict_source_parser parse, struct tablefile *t,
+                     char **err)
+{
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int r = read_file(name, DICT_SOURCE_SIZE_MAX, &text, &len);
+        if (r < 0) {
+                *err = xasprintf("open %s: %s", name, strerror(-r));
+                return r;
+        }
+        r = parse(text, len, t);
+        for (size_t i = 0; i < t->n_diags; i++)
+                msg_warn("%s%s%s, line %u: %s", label, *label ? " " : "", name, t->diags[i].line,
+                         t->diags[i].message);
+        if (r < 0) {
+                *err = xasprintf("%s: %s", name, strerror(-r));
+                tablefile_free(t);
+                return r;
+        }
+        return 0;
+}

@@ -1,0 +1,122 @@
+/* inet_listen.c: the addresses an instance's inet services listen on (see inet_listen.h). */
+#include "inet_listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "macro.h"
+
+static int add_listen(struct inet_listen_set *ls, char *addr)
+{
+        for (size_t i = 0; i < ls->n; i++)
+                if (streq(ls->v[i], addr)) {
+                        free(addr);
+                        return 0;
+                }
+        if (ls->n >= INET_LISTEN_MAX) {
+                free(addr);
+                return -E2BIG;
+        }
+        ls->v[ls->n++] = addr;
+        return 0;
+}
+
+void inet_listen_set_free(struct inet_listen_set *ls)
+{
+        for (size_t i = 0; i < ls->n; i++)
+                free(ls->v[i]);
+        ls->n = 0;
+}
+
+/* One address as written (numeric only: the generator runs before the network and must not resolve). */
+static int add_host(struct inet_listen_set *ls, const char *host, uint16_t port, bool v4, bool v6,
+                    char **err)
+{
+        _cleanup_free_ char *h = xstrdup(host);
+        size_t hl = strlen(h);
+        if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+                memmove(h, h + 1, hl - 2);
+                h[hl - 2] = '\0';
+        }
+        unsigned char bin[16];
+        if (inet_pton(AF_INET, h, bin) == 1)
+                return v4 ? add_listen(ls, xasprintf("%s:%u", h, port)) : 0;
+        if (inet_pton(AF_INET6, h, bin) == 1)
+                return v6 ? add_listen(ls, xasprintf("[%s]:%u", h, port)) : 0;
+        *err = xasprintf("address \"%s\" is not numeric (listeners are computed before name service is up; "
+                         "write the IP address)",
+                         host);
+        return -EINVAL;
+}
+
+int inet_listen_service(struct config *c, const struct mastercf_service *svc, bool v4, bool v6,
+                        struct inet_listen_set *ls, char **err)
+{
+        uint16_t port = 0;
+        int r = mastercf_port_number(svc->port, &port);
+        if (r < 0) {
+                *err = xasprintf("master.cf line %u: unknown port \"%s\"", svc->line, svc->port);
+                return r;
+        }
+        if (svc->host)
+                return add_host(ls, svc->host, port, v4, v6, err);
+
+        struct strv ifaces = STRV_INIT;
+        config_get_list(c, "inet_interfaces", &ifaces);
+        for (size_t i = 0; i < ifaces.n && r >= 0; i++) {
+                const char *f = ifaces.v[i];
+                if (streq(f, "all")) {
+                        if (v4)
+                                r = add_listen(ls, xasprintf("0.0.0.0:%u", port));
+                        if (v6 && r >= 0)
+                                r = add_listen(ls, xasprintf("[::]:%u", port));
+                } else if (streq(f, "loopback-only") || streq(f, "localhost")) {
+                        if (v4)
+                                r = add_listen(ls, xasprintf("127.0.0.1:%u", port));
+                        if (v6 && r >= 0)
+                                r = add_listen(ls, xasprintf("[::1]:%u", port));
+                } else
+                        r = add_host(ls, f, port, v4, v6, err);
+        }
+        strv_free(&ifaces);
+        if (r == -E2BIG && !*err)
+                *err = xasprintf("more than %d listening addresses", INET_LISTEN_MAX);
+        return r;
+}
+
+int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, char **err)
+{
+        struct strv protos = STRV_INIT;
+        int r = 0;
+        *v4 = *v6 = false;
+        config_get_list(c, "inet_protocols", &protos);
+        for (size_t i = 0; i < protos.n; i++) {
+                if (streq(protos.v[i], "all"))
+                        *v4 = *v6 = true;
+                else if (streq(protos.v[i], "ipv4"))
+                        *v4 = true;
+                else if (streq(protos.v[i], "ipv6"))
+                        *v6 = true;
+                else {
+                        *err = xasprintf("bad inet_protocols value \"%s\" (expected all, ipv4, ipv6)",
+                                         protos.v[i]);
+                        r = -EINVAL;
+                }
+        }
+        strv_free(&protos);
+        /* As the master: a host without IPv6 listens on IPv4 only. */
+        if (!have_ipv6)
+                *v6 = false;
+        return r;
+}
+
+const char *inet_listen_disabled_by(struct strv *disable, const struct mastercf_service *svc)
+{
+        _cleanup_free_ char *label = xasprintf("%s/%s", svc->name, svc->type_name);
+        for (size_t i = 0; i < disable->n; i++)
+                if (streq(disable->v[i], label) || streq(disable->v[i], svc->type_name))
+                        return disable->v[i];
+        return NULL;
+}

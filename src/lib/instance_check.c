@@ -1,0 +1,244 @@
+/* instance_check.c: finds configuration problems before an instance starts, one clear line each. */
+#include "instance_check.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "dict.h"
+#include "fileio.h"
+#include "mastercf.h"
+#include "params.h"
+
+/* "type:name" where type is a lower-case word: IPv6 literals are written in brackets in lists. */
+static bool looks_like_table(const char *element)
+{
+        if (!islower((unsigned char)element[0]))
+                return false;
+        const char *p = element;
+        while (islower((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_')
+                p++;
+        return *p == ':';
+}
+
+static bool strv_contains(const struct strv *v, const char *s)
+{
+        for (size_t i = 0; i < v->n; i++)
+                if (streq(v->v[i], s))
+                        return true;
+        return false;
+}
+
+/* Each table is checked once: local_recipient_maps repeats $alias_maps, and one line per
+ * problem is the promise. created: the file may not exist yet (see PARAM_F_CREATED). */
+static size_t check_table_value(const char *where, const char *name, const char *value, bool created,
+                                struct strv *seen, struct strv *errors)
+{
+        struct strv elements = STRV_INIT;
+        size_t n = 0;
+
+        config_split_list(value, &elements);
+        for (size_t i = 0; i < elements.n; i++) {
+                if (!looks_like_table(elements.v[i]) || strv_contains(seen, elements.v[i]))
+                        continue;
+                strv_push(seen, elements.v[i]);
+                _cleanup_free_ char *err = NULL;
+                int r = created ? dict_check_type(elements.v[i], &err)
+                                : dict_check_spec(elements.v[i], &err);
+                if (r < 0) {
+                        strv_push_take(errors, xasprintf("%s: %s = %s: %s", where, name, elements.v[i],
+                                                         err ? err : "cannot open table"));
+                        n++;
+                }
+        }
+        strv_free(&elements);
+        return n;
+}
+
+static size_t check_tables(struct config *c, const struct mastercf *master, bool types_only,
+                           struct strv *errors)
+{
+        size_t n_params = 0, n = 0;
+        const struct param_def *table = param_table(&n_params);
+        struct strv seen = STRV_INIT;
+
+        /* Tables that must exist first, so that one also named by a created-later parameter
+         * (alias_maps and alias_database) is checked in full. */
+        for (int created = 0; created <= 1; created++)
+                for (size_t i = 0; i < n_params; i++) {
+                        if (!(table[i].flags & PARAM_F_TABLES) ||
+                            !(table[i].flags & PARAM_F_CREATED) != !created)
+                                continue;
+                        const char *value = config_get(c, table[i].name);
+                        if (!isempty(value))
+                                n += check_table_value(config_maincf_path(c), table[i].name, value,
+                                                       created || types_only, &seen, errors);
+                }
+        for (size_t s = 0; master && s < master->n_services; s++) {
+                const struct mastercf_service *svc = &master->services[s];
+                for (size_t o = 0; o < svc->n_overrides; o++) {
+                        const struct param_def *def = config_param_def(c, svc->overrides[o].name);
+                        if (!def || !(def->flags & PARAM_F_TABLES))
+                                continue;
+                        _cleanup_free_ char *expanded = NULL, *err = NULL;
+                        config_expand(c, svc->overrides[o].value, &expanded, &err);
+                        _cleanup_free_ char *where =
+                                xasprintf("%s/master.cf line %u (service %s/%s)", config_directory(c),
+                                          svc->line, svc->name, svc->type_name);
+                        struct strv seen_here = STRV_INIT;
+                        n += check_table_value(where, svc->overrides[o].name, expanded,
+                                               types_only || (def->flags & PARAM_F_CREATED), &seen_here,
+                                               errors);
+                        strv_free(&seen_here);
+                }
+        }
+        strv_free(&seen);
+        return n;
+}
+
+size_t instance_check_tables(struct config *c, const struct mastercf *master, struct strv *errors)
+{
+        return check_tables(c, master, false, errors);
+}
+
+size_t instance_check_table_types(struct config *c, const struct mastercf *master, struct strv *errors)
+{
+        return check_tables(c, master, true, errors);
+}
+
+static size_t check_master_cf(struct config *c, const struct mastercf *m, struct strv *errors)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < m->n_diags; i++, n++)
+                strv_push_take(errors, xasprintf("%s/master.cf line %u: %s", config_directory(c),
+                                                 m->diags[i].line, m->diags[i].message));
+        for (size_t s = 0; s < m->n_services; s++) {
+                const struct mastercf_service *svc = &m->services[s];
+                for (size_t o = 0; o < svc->n_overrides; o++) {
+                        _cleanup_free_ char *why =
+                                config_check_value(c, svc->overrides[o].name, svc->overrides[o].value);
+                        if (why) {
+                                strv_push_take(errors, xasprintf("%s/master.cf line %u: -o %s=%s: %s",
+                                                                 config_directory(c), svc->line,
+                                                                 svc->overrides[o].name,
+                                                                 svc->overrides[o].value, why));
+                                n++;
+                        }
+                }
+        }
+        return n;
+}
+
+/* A directory that must exist; owner_uid < 0 means any owner. */
+static size_t check_directory(const char *param, const char *path, long owner_uid, const char *owner_name,
+                              struct strv *errors, struct strv *warnings)
+{
+        struct stat st;
+        if (isempty(path)) {
+                strv_push_take(errors, xasprintf("%s is empty: set it in main.cf", param));
+                return 1;
+        }
+        if (stat(path, &st) < 0) {
+                strv_push_take(errors, xasprintf("%s = %s: %s (create it, or fix %s in main.cf)", param,
+                                                 path, strerror(errno), param));
+                return 1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                strv_push_take(errors, xasprintf("%s = %s: not a directory", param, path));
+                return 1;
+        }
+        if (owner_uid >= 0 && st.st_uid != (uid_t)owner_uid)
+                strv_push_take(warnings, xasprintf("%s = %s: not owned by %s (uid %ld, found uid %ld)",
+                                                   param, path, owner_name, owner_uid, (long)st.st_uid));
+        return 0;
+}
+
+static size_t check_accounts_and_directories(struct config *c, struct strv *errors, struct strv *warnings)
+{
+        size_t n = 0;
+        const char *owner = config_get(c, "mail_owner");
+        const char *group = config_get(c, "setgid_group");
+        struct passwd *pw = getpwnam(owner);
+        long owner_uid = -1;
+
+        if (!pw) {
+                strv_push_take(errors, xasprintf("mail_owner = %s: no such user account (create it, e.g. "
+                                                 "useradd --system %s, or fix mail_owner)",
+                                                 owner, owner));
+                n++;
+        } else if (pw->pw_uid == 0) {
+                strv_push_take(errors, xasprintf("mail_owner = %s: must not be a privileged account (uid 0)",
+                                                 owner));
+                n++;
+        } else {
+                owner_uid = (long)pw->pw_uid;
+        }
+        if (!getgrnam(group)) {
+                strv_push_take(errors,
+                               xasprintf("setgid_group = %s: no such group (create it, e.g. groupadd "
+                                         "--system %s, or fix setgid_group)",
+                                         group, group));
+                n++;
+        }
+
+        n += check_directory("queue_directory", config_get(c, "queue_directory"), 0, "root", errors,
+                             warnings);
+        n += check_directory("data_directory", config_get(c, "data_directory"), owner_uid, owner, errors,
+                             warnings);
+        n += check_directory("daemon_directory", config_get(c, "daemon_directory"), -1, NULL, errors,
+                             warnings);
+        n += check_directory("command_directory", config_get(c, "command_directory"), -1, NULL, errors,
+                             warnings);
+        return n;
+}
+
+size_t instance_check(struct config *c, const struct mastercf *master, struct strv *errors,
+                      struct strv *warnings)
+{
+        struct mastercf own = {0};
+        size_t n = 0;
+
+        if (!master) {
+                _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
+                _cleanup_free_ char *text = NULL;
+                size_t len = 0;
+                int r = read_file(path, MASTERCF_TEXT_MAX, &text, &len);
+                if (r < 0) {
+                        strv_push_take(errors, xasprintf("open %s: %s", path, strerror(-r)));
+                        n++;
+                } else {
+                        mastercf_parse(text, len, &own);
+                        master = &own;
+                }
+        }
+        if (master) {
+                for (size_t s = 0; s < master->n_services; s++) {
+                        config_add_service(c, master->services[s].name);
+                        for (size_t o = 0; o < master->services[s].n_overrides; o++)
+                                config_add_references(c, master->services[s].overrides[o].value);
+                }
+                n += check_master_cf(c, master, errors);
+        }
+
+        struct strv problems = STRV_INIT;
+        config_check(c, &problems);
+        for (size_t i = 0; i < problems.n; i++, n++)
+                strv_push_take(errors, xasprintf("%s/%s", config_directory(c), problems.v[i]));
+        strv_free(&problems);
+
+        struct strv unused = STRV_INIT;
+        config_list_unused(c, &unused);
+        for (size_t i = 0; i < unused.n; i++)
+                strv_push_take(warnings, xasprintf("%s: unused parameter: %s=%s", config_maincf_path(c),
+                                                   unused.v[i], config_get_raw(c, unused.v[i])));
+        strv_free(&unused);
+
+        n += instance_check_tables(c, master, errors);
+        n += check_accounts_and_directories(c, errors, warnings);
+        instance_check_traps(c, master, warnings);
+        mastercf_free(&own);
+        return n;
+}

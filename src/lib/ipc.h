@@ -1,0 +1,107 @@
+/* ipc.h: postd's internal protocol over unix stream sockets: length-framed lists of named attributes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+/*
+ * Wire format of one message (all integers big-endian):
+ *
+ *   u32 body_length                       body_length <= IPC_BODY_MAX
+ *   body_length bytes of attributes, each:
+ *     u8  name_length                     1..IPC_NAME_MAX, name bytes are [A-Za-z0-9_.-]
+ *     name_length bytes of name
+ *     u32 value_length                    value bytes are opaque (may contain NULs)
+ *     value_length bytes of value
+ *
+ * A message holds at most IPC_ATTRS_MAX attributes. Names may repeat (e.g. one "rcpt" per
+ * recipient); lookups return the first. Anything that breaks these rules is -EBADMSG, a body
+ * longer than IPC_BODY_MAX is -EMSGSIZE: a peer sending it is dropped, never trusted further.
+ */
+#define IPC_HEADER_SIZE 4u
+#define IPC_BODY_MAX    (4u * 1024 * 1024) /* a queue file record set or a recipient list fits */
+#define IPC_ATTRS_MAX   4096u
+#define IPC_NAME_MAX    64u
+
+struct ipc_attr {
+        char *name;  /* NUL-terminated */
+        char *value; /* value_len bytes plus a terminating NUL, so text values are C strings */
+        size_t value_len;
+};
+
+/* A message being built or one that was decoded; owns its attributes. */
+struct ipc_msg {
+        struct ipc_attr *attrs;
+        size_t n_attrs;
+        size_t cap_attrs;
+};
+
+#define IPC_MSG_INIT       \
+        {                  \
+                NULL, 0, 0 \
+        }
+
+void ipc_msg_free(struct ipc_msg *m);
+/* Builders: -EINVAL for a bad name, -E2BIG when the message would exceed a limit. */
+int ipc_msg_add(struct ipc_msg *m, const char *name, const void *value, size_t len);
+int ipc_msg_add_str(struct ipc_msg *m, const char *name, const char *value);
+int ipc_msg_add_int(struct ipc_msg *m, const char *name, long long value);
+
+/* First attribute named name, or NULL. */
+const struct ipc_attr *ipc_msg_find(const struct ipc_msg *m, const char *name);
+/* Its value as a C string; NULL when absent or when the value contains a NUL byte. */
+const char *ipc_msg_get_str(const struct ipc_msg *m, const char *name);
+/* Its value as a decimal integer: 0, -ENOENT when absent, -EINVAL when not a number. */
+int ipc_msg_get_int(const struct ipc_msg *m, const char *name, long long *ret);
+
+bool ipc_valid_name(const char *name, size_t len);
+
+/* Append the framed message (header included) to out. -E2BIG when it exceeds IPC_BODY_MAX. */
+int ipc_encode(const struct ipc_msg *m, struct buf *out);
+
+/*
+ * Pure decoder of one frame at the start of data. Returns 1 and fills *ret and *ret_consumed when a
+ * whole frame is there, 0 when more bytes are needed, -EMSGSIZE or -EBADMSG when the bytes can never
+ * form a valid message. *ret is only touched on success (free it with ipc_msg_free).
+ */
+int ipc_decode_frame(const void *data, size_t len, struct ipc_msg *ret, size_t *ret_consumed);
+/* Decode a body without its length header (exactly len bytes). 0, or -EBADMSG / -EMSGSIZE. */
+int ipc_decode_body(const void *body, size_t len, struct ipc_msg *ret);
+
+/*
+ * Blocking helpers for simple clients (tools, pickup's handoff): each waits at most timeout_ms in
+ * total (-ETIMEDOUT after). fd may be blocking or not.
+ */
+int ipc_connect_unix(const char *path, int timeout_ms, int *ret_fd);
+int ipc_send(int fd, const struct ipc_msg *m, int timeout_ms);
+/* -ECONNRESET when the peer closes before a whole message arrived (also at a clean EOF). */
+int ipc_recv(int fd, struct ipc_msg *ret, int timeout_ms);
+/* Send a request and wait for the reply in one call. */
+int ipc_call(int fd, const struct ipc_msg *req, struct ipc_msg *reply, int timeout_ms);
+
+/*
+ * Non-blocking buffered connection for event loops: the owner watches fd (EPOLLIN always, EPOLLOUT
+ * while ipc_conn_want_write() is true) and calls ipc_conn_read / ipc_conn_flush when it fires.
+ */
+struct ipc_conn {
+        int fd; /* not owned: the caller closes it */
+        struct buf in;
+        struct buf out;
+        size_t out_off; /* bytes of out already written */
+        bool eof;       /* the peer closed its side */
+};
+
+void ipc_conn_init(struct ipc_conn *c, int fd);
+void ipc_conn_done(struct ipc_conn *c); /* frees buffers; does not close fd */
+/* Read what is available: 0 (possibly nothing new, check c->eof), or a negative errno. */
+int ipc_conn_read(struct ipc_conn *c);
+/* Take the next complete message out of the input: 1 got one, 0 none yet, <0 protocol error. */
+int ipc_conn_next(struct ipc_conn *c, struct ipc_msg *ret);
+/* Queue a message for sending; call ipc_conn_flush to push it out. */
+int ipc_conn_queue(struct ipc_conn *c, const struct ipc_msg *m);
+/* Write what the socket accepts: 0 all sent, -EAGAIN more is pending, other negative errno. */
+int ipc_conn_flush(struct ipc_conn *c);
+bool ipc_conn_want_write(const struct ipc_conn *c);

@@ -1,0 +1,796 @@
+/* queue.c: the queue directory: layout, durable creation of queue files (group commit), state changes,
+ * recovery. */
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "macro.h"
+
+static const char *const queue_names[_QUEUE_MAX] = {
+        [QUEUE_INCOMING] = "incoming", [QUEUE_ACTIVE] = "active",   [QUEUE_DEFERRED] = "deferred",
+        [QUEUE_HOLD] = "hold",         [QUEUE_CORRUPT] = "corrupt", [QUEUE_BOUNCE] = "bounce",
+        [QUEUE_DEFER] = "defer",       [QUEUE_TRACE] = "trace",     [QUEUE_MAILDROP] = "maildrop",
+        [QUEUE_PUBLIC] = "public",     [QUEUE_PRIVATE] = "private", [QUEUE_PID] = "pid",
+        [QUEUE_SAVED] = "saved",       [QUEUE_FLUSH] = "flush",
+};
+
+const char *queue_name_to_string(enum queue_name n)
+{
+        return (unsigned)n < _QUEUE_MAX ? queue_names[n] : NULL;
+}
+
+int queue_name_from_string(const char *s)
+{
+        for (int i = 0; i < _QUEUE_MAX; i++)
+                if (streq_ptr(s, queue_names[i]))
+                        return i;
+        return -EINVAL;
+}
+
+/* ---- layout ---- */
+
+enum owner_kind { OWN_MAIL, OWN_ROOT };
+enum group_kind { GRP_MAIL, GRP_SETGID, GRP_ROOT };
+
+static const struct layout_entry {
+        enum queue_name name;
+        mode_t mode;
+        enum owner_kind owner;
+        enum group_kind group;
+        bool message_queue; /* holds queue files: opened by queue_open */
+} layout[] = {
+        {QUEUE_INCOMING, 0700, OWN_MAIL, GRP_MAIL, true},
+        {QUEUE_ACTIVE, 0700, OWN_MAIL, GRP_MAIL, true},
+        {QUEUE_DEFERRED, 0700, OWN_MAIL, GRP_MAIL, true},
+        {QUEUE_HOLD, 0700, OWN_MAIL, GRP_MAIL, true},
+        {QUEUE_CORRUPT, 0700, OWN_MAIL, GRP_MAIL, true},
+        {QUEUE_BOUNCE, 0700, OWN_MAIL, GRP_MAIL, false},
+        {QUEUE_DEFER, 0700, OWN_MAIL, GRP_MAIL, false},
+        {QUEUE_TRACE, 0700, OWN_MAIL, GRP_MAIL, false},
+        /* Local submitters (setgid postdrop) drop files in but cannot list or read them. */
+        {QUEUE_MAILDROP, 01730, OWN_MAIL, GRP_SETGID, true},
+        /* Local submitters reach the public sockets (pickup, qmgr) only through the setgid group. */
+        {QUEUE_PUBLIC, 0710, OWN_MAIL, GRP_SETGID, false},
+        {QUEUE_PRIVATE, 0700, OWN_MAIL, GRP_MAIL, false},
+        {QUEUE_PID, 0755, OWN_ROOT, GRP_ROOT, false},
+        {QUEUE_SAVED, 0700, OWN_MAIL, GRP_MAIL, true},
+        {QUEUE_FLUSH, 0700, OWN_MAIL, GRP_MAIL, false},
+};
+
+static uid_t want_uid(const struct queue_owners *o, enum owner_kind k)
+{
+        return k == OWN_ROOT ? o->root_uid : o->mail_owner;
+}
+
+static gid_t want_gid(const struct queue_owners *o, enum group_kind k)
+{
+        switch (k) {
+        case GRP_SETGID: return o->setgid_group;
+        case GRP_ROOT: return o->root_gid;
+        default: return o->mail_group;
+        }
+}
+
+static int open_dir_at(int dirfd, const char *name)
+{
+        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+static int fix_dir(int fd, uid_t uid, gid_t gid, mode_t mode)
+{
+        if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
+                return -errno;
+        return 0;
+}
+
+int queue_layout_create(const char *queue_dir, const struct queue_owners *o)
+{
+        if (mkdir(queue_dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+        _cleanup_close_ int qfd = open_dir_at(AT_FDCWD, queue_dir);
+        if (qfd < 0)
+                return qfd;
+        int r = fix_dir(qfd, o->root_uid, o->root_gid, 0755);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(layout); i++) {
+                const struct layout_entry *e = &layout[i];
+                const char *name = queue_names[e->name];
+                /* 0700 first: the directory is never more open than intended, whatever the umask. */
+                if (mkdirat(qfd, name, 0700) < 0 && errno != EEXIST)
+                        return -errno;
+                _cleanup_close_ int fd = open_dir_at(qfd, name);
+                if (fd < 0)
+                        return fd;
+                r = fix_dir(fd, want_uid(o, e->owner), want_gid(o, e->group), e->mode);
+                if (r < 0)
+                        return r;
+        }
+        if (fsync(qfd) < 0)
+                return -errno;
+        return 0;
+}
+
+static void check_stat(const char *path, const struct stat *st, uid_t uid, gid_t gid, mode_t mode,
+                       struct strv *problems, int *n)
+{
+        if ((st->st_mode & 07777) != mode) {
+                strv_push_take(problems, xasprintf("%s: mode %04o, expected %04o", path,
+                                                   (unsigned)(st->st_mode & 07777), (unsigned)mode));
+                (*n)++;
+        }
+        if (st->st_uid != uid) {
+                strv_push_take(problems, xasprintf("%s: owner uid %u, expected %u", path,
+                                                   (unsigned)st->st_uid, (unsigned)uid));
+                (*n)++;
+        }
+        if (st->st_gid != gid) {
+                strv_push_take(problems, xasprintf("%s: group gid %u, expected %u", path,
+                                                   (unsigned)st->st_gid, (unsigned)gid));
+                (*n)++;
+        }
+}
+
+int queue_layout_check(const char *queue_dir, const struct queue_owners *o, struct strv *problems)
+{
+        _cleanup_close_ int qfd = open_dir_at(AT_FDCWD, queue_dir);
+        if (qfd < 0)
+                return qfd;
+        struct stat qst;
+        if (fstat(qfd, &qst) < 0)
+                return -errno;
+        int n = 0;
+        if (qst.st_uid != o->root_uid) {
+                strv_push_take(problems, xasprintf("%s: owner uid %u, expected %u", queue_dir,
+                                                   (unsigned)qst.st_uid, (unsigned)o->root_uid));
+                n++;
+        }
+        if (qst.st_mode & 022) {
+                strv_push_take(problems, xasprintf("%s: mode %04o, writable by group or others", queue_dir,
+                                                   (unsigned)(qst.st_mode & 07777)));
+                n++;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(layout); i++) {
+                const struct layout_entry *e = &layout[i];
+                _cleanup_free_ char *path = xasprintf("%s/%s", queue_dir, queue_names[e->name]);
+                struct stat st;
+                if (fstatat(qfd, queue_names[e->name], &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        strv_push_take(problems, errno == ENOENT
+                                                         ? xasprintf("%s: missing", path)
+                                                         : xasprintf("%s: %s", path, strerror(errno)));
+                        n++;
+                        continue;
+                }
+                if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
+                        strv_push_take(problems,
+                                       xasprintf("%s: %s, expected a directory", path,
+                                                 S_ISLNK(st.st_mode) ? "symbolic link" : "not a directory"));
+                        n++;
+                        continue;
+                }
+                check_stat(path, &st, want_uid(o, e->owner), want_gid(o, e->group), e->mode, problems, &n);
+                if (st.st_dev != qst.st_dev) {
+                        /* Queue IDs are inode numbers and state changes are renames: one file system only.
+                         */
+                        strv_push_take(problems,
+                                       xasprintf("%s: on another file system than %s", path, queue_dir));
+                        n++;
+                }
+        }
+        return n;
+}
+
+/* ---- open queue ---- */
+
+struct queue {
+        char *dir;
+        int dirfd;
+        int fds[_QUEUE_MAX];
+};
+
+int queue_open(const char *queue_dir, struct queue **ret)
+{
+        struct queue *q = xcalloc(1, sizeof *q);
+        q->dir = xstrdup(queue_dir);
+        q->dirfd = -1;
+        for (int i = 0; i < _QUEUE_MAX; i++)
+                q->fds[i] = -1;
+        int r = open_dir_at(AT_FDCWD, queue_dir);
+        if (r < 0)
+                goto fail;
+        q->dirfd = r;
+        struct stat qst;
+        if (fstat(q->dirfd, &qst) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(layout); i++) {
+                if (!layout[i].message_queue)
+                        continue;
+                enum queue_name n = layout[i].name;
+                r = open_dir_at(q->dirfd, queue_names[n]);
+                if (r < 0)
+                        goto fail;
+                q->fds[n] = r;
+                struct stat st;
+                if (fstat(q->fds[n], &st) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                if (st.st_dev != qst.st_dev) {
+                        r = -EXDEV;
+                        goto fail;
+                }
+        }
+        *ret = q;
+        return 0;
+fail:
+        queue_close(q);
+        return r;
+}
+
+void queue_close(struct queue *q)
+{
+        if (!q)
+                return;
+        for (int i = 0; i < _QUEUE_MAX; i++)
+                if (q->fds[i] >= 0)
+                        close(q->fds[i]);
+        if (q->dirfd >= 0)
+                close(q->dirfd);
+        free(q->dir);
+        free(q);
+}
+
+const char *queue_directory(const struct queue *q)
+{
+        return q->dir;
+}
+
+int queue_dirfd(const struct queue *q, enum queue_name n)
+{
+        return (unsigned)n < _QUEUE_MAX ? q->fds[n] : -1;
+}
+
+/* Where id lives in queue n: the directory descriptor and the name in it. The single place that knows. */
+static int queue_locate(const struct queue *q, enum queue_name n, const char *id, int *ret_dirfd)
+{
+        if (!queue_id_valid(id))
+                return -EINVAL;
+        int fd = queue_dirfd(q, n);
+        if (fd < 0)
+                return -EINVAL;
+        *ret_dirfd = fd;
+        return 0;
+}
+
+char *queue_path(const struct queue *q, enum queue_name n, const char *id)
+{
+        return xasprintf("%s/%s", queue_name_to_string(n), id);
+}
+
+/* ---- writing ---- */
+
+struct queue_file {
+        int fd;
+        int dirfd; /* borrowed from the queue */
+        char tmp_name[64];
+        char id[QUEUE_ID_BUF_SIZE];
+        int result;
+        bool written;
+        bool synced;
+        bool committed;
+};
+
+#define TMP_NAME_ATTEMPTS 100
+
+int queue_file_create(struct queue *q, struct queue_file **ret)
+{
+        static atomic_uint counter;
+        int dirfd = q->fds[QUEUE_INCOMING];
+        struct queue_file *f = xcalloc(1, sizeof *f);
+        f->fd = -1;
+        f->dirfd = dirfd;
+        f->result = -EINPROGRESS;
+        for (int attempt = 0; attempt < TMP_NAME_ATTEMPTS; attempt++) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                snprintf(f->tmp_name, sizeof f->tmp_name, QUEUE_TMP_PREFIX "%d.%u.%ld", (int)getpid(),
+                         atomic_fetch_add(&counter, 1), (long)ts.tv_nsec);
+                f->fd = openat(dirfd, f->tmp_name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (f->fd >= 0 || errno != EEXIST)
+                        break;
+        }
+        if (f->fd < 0) {
+                int r = -errno;
+                free(f);
+                return r;
+        }
+        struct stat st;
+        if (fstat(f->fd, &st) < 0) {
+                int r = -errno;
+                unlinkat(dirfd, f->tmp_name, 0);
+                close(f->fd);
+                free(f);
+                return r;
+        }
+        queue_id_make((uint64_t)st.st_ino, f->id);
+        *ret = f;
+        return 0;
+}
+
+const char *queue_file_id(const struct queue_file *f)
+{
+        return f->id;
+}
+
+int queue_file_fd(const struct queue_file *f)
+{
+        return f->fd;
+}
+
+int queue_file_result(const struct queue_file *f)
+{
+        return f->result;
+}
+
+bool queue_file_committed(const struct queue_file *f)
+{
+        return f->committed;
+}
+
+static int write_all(int fd, struct iovec *iov, int n)
+{
+        while (n > 0) {
+                ssize_t w = writev(fd, iov, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                size_t done = (size_t)w;
+                while (n > 0 && done >= iov->iov_len) {
+                        done -= iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (char *)iov->iov_base + done;
+                        iov->iov_len -= done;
+                }
+        }
+        return 0;
+}
+
+int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned flags)
+{
+        if (f->written || f->committed)
+                return -EALREADY;
+        struct buf head = BUF_INIT, tail = BUF_INIT;
+        int r = qfile_encode(m, &head, &tail);
+        if (r >= 0) {
+                struct iovec iov[3] = {
+                        {head.data, head.len},
+                        {(void *)m->content, m->content_len},
+                        {tail.data, tail.len},
+                };
+                r = write_all(f->fd, iov, 3);
+        }
+        buf_free(&head);
+        buf_free(&tail);
+        if (r < 0)
+                return r;
+        f->written = true;
+        return (flags & QUEUE_NOSYNC) ? 0 : queue_file_sync(f);
+}
+
+int queue_file_sync(struct queue_file *f)
+{
+        if (!f->written)
+                return -EINVAL;
+        /* fdatasync covers the new size too; the inode times it skips do not matter to recovery. */
+        if (fdatasync(f->fd) < 0)
+                return -errno;
+        f->synced = true;
+        return 0;
+}
+
+/* rename without ever replacing: a name collision is a bug or a foreign file, never to be overwritten. */
+static int rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname)
+{
+        if (renameat2(olddirfd, oldname, newdirfd, newname, RENAME_NOREPLACE) == 0)
+                return 0;
+        if (errno != EINVAL && errno != ENOSYS)
+                return -errno;
+        /* A file system without RENAME_NOREPLACE: link() refuses to replace too. */
+        if (linkat(olddirfd, oldname, newdirfd, newname, 0) < 0)
+                return -errno;
+        if (unlinkat(olddirfd, oldname, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t n)
+{
+        size_t renamed = 0;
+        for (size_t i = 0; i < n; i++) {
+                struct queue_file *f = files[i];
+                if (f->committed) {
+                        f->result = -EALREADY;
+                        continue;
+                }
+                if (!f->synced) {
+                        f->result = -EINVAL;
+                        continue;
+                }
+                f->result = rename_noreplace(incoming_fd, f->tmp_name, incoming_fd, f->id);
+                if (f->result == 0)
+                        renamed++;
+        }
+        if (renamed == 0)
+                return 0;
+        if (fsync(incoming_fd) < 0) {
+                int r = -errno;
+                /* Not durable, so not acknowledged: take the files back out rather than deliver mail the
+                 * client will send again. */
+                for (size_t i = 0; i < n; i++)
+                        if (files[i]->result == 0) {
+                                unlinkat(incoming_fd, files[i]->id, 0);
+                                files[i]->result = r;
+                                files[i]->tmp_name[0] = '\0';
+                        }
+                return r;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (files[i]->result == 0)
+                        files[i]->committed = true;
+        return (int)renamed;
+}
+
+int queue_file_commit(struct queue *q, struct queue_file *f)
+{
+        int r = queue_commit_batch(q->fds[QUEUE_INCOMING], &f, 1);
+        return r < 0 ? r : f->result;
+}
+
+void queue_file_free(struct queue_file *f)
+{
+        if (!f)
+                return;
+        if (!f->committed && f->tmp_name[0])
+                unlinkat(f->dirfd, f->tmp_name, 0);
+        if (f->fd >= 0)
+                close(f->fd);
+        free(f);
+}
+
+/* ---- state changes and readers ---- */
+
+int queue_move(struct queue *q, const char *id, enum queue_name from, enum queue_name to, unsigned flags)
+{
+        int from_fd, to_fd;
+        int r = queue_locate(q, from, id, &from_fd);
+        if (r < 0)
+                return r;
+        r = queue_locate(q, to, id, &to_fd);
+        if (r < 0)
+                return r;
+        r = rename_noreplace(from_fd, id, to_fd, id);
+        if (r < 0)
+                return r;
+        if (flags & QUEUE_SYNC) {
+                /* The new name first: if only that reaches the disk, the file is in two queues and recovery
+                 * sees one inode twice, which it handles; the reverse order could lose the file. */
+                if (fsync(to_fd) < 0 || (from_fd != to_fd && fsync(from_fd) < 0))
+                        return -errno;
+        }
+        return 0;
+}
+
+int queue_remove(struct queue *q, const char *id, enum queue_name n, unsigned flags)
+{
+        int fd;
+        int r = queue_locate(q, n, id, &fd);
+        if (r < 0)
+                return r;
+        if (unlinkat(fd, id, 0) < 0)
+                return -errno;
+        if ((flags & QUEUE_SYNC) && fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int queue_open_file(struct queue *q, const char *id, enum queue_name n, int flags, int *ret_fd)
+{
+        int dfd;
+        int r = queue_locate(q, n, id, &dfd);
+        if (r < 0)
+                return r;
+        int fd = openat(dfd, id, (flags & O_ACCMODE) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        *ret_fd = fd;
+        return 0;
+}
+
+static int read_decode(int fd, char **ret_data, size_t *ret_len, struct qfile_msg *ret_msg)
+{
+        int r = queue_read_fd(fd, ret_data, ret_len);
+        if (r < 0)
+                return r;
+        r = qfile_decode(*ret_data, *ret_len, ret_msg, NULL);
+        if (r < 0) {
+                free(*ret_data);
+                *ret_data = NULL;
+        }
+        return r;
+}
+
+int queue_open_for_delivery(struct queue *q, const char *id, enum queue_name n, const size_t *idx,
+                            size_t n_idx, int *ret_fd, char **ret_data, size_t *ret_len,
+                            struct qfile_msg *ret_msg)
+{
+        int fd = -1;
+        int r = queue_open_file(q, id, n, O_RDWR, &fd);
+        if (r < 0)
+                return r;
+        char *data = NULL;
+        size_t len = 0;
+        struct qfile_msg m = {0};
+        r = read_decode(fd, &data, &len, &m);
+        for (size_t i = 0; r >= 0 && i < n_idx; i++) {
+                if (idx[i] >= m.n_rcpts)
+                        continue;
+                struct flock fl = {.l_type = F_WRLCK,
+                                   .l_whence = SEEK_SET,
+                                   .l_start = (off_t)m.rcpts[idx[i]].slot_offset,
+                                   .l_len = QFILE_STATUS_SLOT_LEN};
+                if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+                        r = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+        }
+        if (r >= 0 && n_idx > 0) {
+                /* Another agent may have marked a slot between our read and our lock. */
+                qfile_msg_free(&m);
+                free(data);
+                data = NULL;
+                r = read_decode(fd, &data, &len, &m);
+        }
+        if (r < 0) {
+                qfile_msg_free(&m);
+                free(data);
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        *ret_data = data;
+        *ret_len = len;
+        *ret_msg = m;
+        return 0;
+}
+
+int queue_read_fd(int fd, char **ret_data, size_t *ret_len)
+{
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADF;
+        if ((uint64_t)st.st_size > QUEUE_MAX_FILE_SIZE)
+                return -EFBIG;
+        size_t size = (size_t)st.st_size;
+        char *data = xmalloc(size + 1);
+        size_t have = 0;
+        while (have < size) {
+                ssize_t n = pread(fd, data + have, size - have, (off_t)have);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int r = -errno;
+                        free(data);
+                        return r;
+                }
+                if (n == 0)
+                        break; /* shrank while we read: the decoder will call it truncated */
+                have += (size_t)n;
+        }
+        data[have] = '\0';
+        *ret_data = data;
+        *ret_len = have;
+        return 0;
+}
+
+int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state state, uint64_t done_usec,
+                    const char *dsn_status)
+{
+        if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
+                return -EINVAL;
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        int k = qfile_encode_slot(state, done_usec, dsn_status, slot);
+        if (k < 0)
+                return k;
+        ssize_t w = pwrite(fd, slot, sizeof slot, (off_t)r->slot_offset);
+        if (w < 0)
+                return -errno;
+        if (w != (ssize_t)sizeof slot)
+                return -EIO;
+        if (fdatasync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+/* ---- recovery ---- */
+
+static bool is_tmp_name(const char *name)
+{
+        return strncmp(name, QUEUE_TMP_PREFIX, strlen(QUEUE_TMP_PREFIX)) == 0;
+}
+
+/* Decode the whole file: 0 complete, -EBADMSG broken, -EPROTONOSUPPORT newer format, other errno. */
+static int check_file(int dirfd, const char *name, struct qfile_error *err)
+{
+        _cleanup_close_ int fd =
+                openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return errno == ELOOP ? -EBADMSG : -errno;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r = queue_read_fd(fd, &data, &len);
+        if (r == -EBADF || r == -EFBIG) {
+                err->reason = r == -EBADF ? "not a regular file" : "file too large";
+                err->offset = 0;
+                return -EBADMSG;
+        }
+        if (r < 0)
+                return r;
+        struct qfile_msg m;
+        r = qfile_decode(data, len, &m, err);
+        if (r >= 0)
+                qfile_msg_free(&m);
+        return r;
+}
+
+/* The file is in both queues after a move whose source removal did not reach the disk. */
+static int same_inode(int dfd1, int dfd2, const char *name)
+{
+        struct stat a, b;
+        if (fstatat(dfd1, name, &a, AT_SYMLINK_NOFOLLOW) < 0 ||
+            fstatat(dfd2, name, &b, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* The entry names of dirfd: a snapshot, so that the caller may rename and unlink while walking it. */
+static int list_entries(int dirfd, struct strv *names)
+{
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        struct dirent *de;
+        errno = 0;
+        while ((de = readdir(d)))
+                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+                        strv_push(names, de->d_name);
+        int r = errno ? -errno : 0;
+        closedir(d);
+        return r;
+}
+
+static int recover_active(struct queue *q, struct queue_recover_stats *s)
+{
+        int afd = q->fds[QUEUE_ACTIVE], ifd = q->fds[QUEUE_INCOMING];
+        struct strv names = STRV_INIT;
+        int r = list_entries(afd, &names);
+        for (size_t i = 0; r >= 0 && i < names.n; i++) {
+                const char *id = names.v[i];
+                if (!queue_id_valid(id)) {
+                        msg_warn("%s/active/%s: not a queue file name, left alone", q->dir, id);
+                        s->skipped++;
+                        continue;
+                }
+                int k = rename_noreplace(afd, id, ifd, id);
+                if (k == -EEXIST && same_inode(afd, ifd, id) > 0)
+                        k = unlinkat(afd, id, 0) < 0 ? -errno : 0;
+                if (k < 0) {
+                        msg_warn("%s/active/%s: cannot move to incoming: %s", q->dir, id, strerror(-k));
+                        s->skipped++;
+                        continue;
+                }
+                s->requeued++;
+        }
+        strv_free(&names);
+        return r;
+}
+
+static int recover_incoming(struct queue *q, enum queue_name complete_to, struct queue_recover_stats *s)
+{
+        int ifd = q->fds[QUEUE_INCOMING];
+        struct strv names = STRV_INIT;
+        int r = list_entries(ifd, &names);
+        for (size_t i = 0; r >= 0 && i < names.n; i++) {
+                const char *name = names.v[i];
+                if (is_tmp_name(name)) {
+                        /* Never renamed to its ID, so never acknowledged: removing it loses nothing. */
+                        if (unlinkat(ifd, name, 0) < 0 && errno != ENOENT) {
+                                msg_warn("%s/incoming/%s: cannot remove: %m", q->dir, name);
+                                s->skipped++;
+                        } else
+                                s->removed++;
+                        continue;
+                }
+                if (!queue_id_valid(name)) {
+                        msg_warn("%s/incoming/%s: not a queue file name, left alone", q->dir, name);
+                        s->skipped++;
+                        continue;
+                }
+                struct qfile_error err = {0};
+                int k = check_file(ifd, name, &err);
+                if (k == -EBADMSG) {
+                        msg_warn("%s: corrupt queue file in incoming (%s at offset %llu), moved to corrupt",
+                                 name, err.reason ? err.reason : "unreadable",
+                                 (unsigned long long)err.offset);
+                        k = queue_move(q, name, QUEUE_INCOMING, QUEUE_CORRUPT, 0);
+                        if (k < 0) {
+                                msg_warn("%s/incoming/%s: cannot move to corrupt: %s", q->dir, name,
+                                         strerror(-k));
+                                s->skipped++;
+                        } else
+                                s->corrupt++;
+                        continue;
+                }
+                if (k < 0) {
+                        msg_warn("%s/incoming/%s: %s, left alone", q->dir, name,
+                                 k == -EPROTONOSUPPORT ? "written by a newer postd" : strerror(-k));
+                        s->skipped++;
+                        continue;
+                }
+                if (complete_to != QUEUE_INCOMING) {
+                        k = queue_move(q, name, QUEUE_INCOMING, complete_to, 0);
+                        if (k < 0) {
+                                msg_warn("%s/incoming/%s: cannot move to %s: %s", q->dir, name,
+                                         queue_name_to_string(complete_to), strerror(-k));
+                                s->skipped++;
+                                continue;
+                        }
+                }
+                s->complete++;
+        }
+        strv_free(&names);
+        return r;
+}
+
+int queue_recover(struct queue *q, enum queue_name complete_to, struct queue_recover_stats *ret)
+{
+        struct queue_recover_stats s = {0};
+        if (queue_dirfd(q, complete_to) < 0 || complete_to == QUEUE_CORRUPT)
+                return -EINVAL;
+        int r = recover_active(q, &s);
+        if (r < 0)
+                return r;
+        r = recover_incoming(q, complete_to, &s);
+        if (r < 0)
+                return r;
+        /* One fsync per directory touched, after all the renames. */
+        const enum queue_name touched[] = {QUEUE_ACTIVE, QUEUE_INCOMING, QUEUE_CORRUPT, complete_to};
+        for (size_t i = 0; i < ELEMENTSOF(touched); i++)
+                if (fsync(q->fds[touched[i]]) < 0)
+                        return -errno;
+        if (ret)
+                *ret = s;
+        return 0;
+}

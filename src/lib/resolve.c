@@ -1,0 +1,365 @@
+/* resolve.c: the next-hop resolver shared by qmgr and the delivery agents (Postfix's address classes). */
+#include "resolve.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "alloc.h"
+#include "catalog.h"
+#include "buf.h"
+#include "log.h"
+#include "maps.h"
+#include "netaddr.h"
+
+struct domain_pattern {
+        char *pattern;     /* folded; NULL for a table */
+        struct maps *maps; /* "type:name" entries */
+        bool negate;       /* "!pattern" */
+};
+
+struct domain_list {
+        struct domain_pattern *v;
+        size_t n;
+        bool parent_matches; /* "example.com" also matches "sub.example.com" (relay_domains) */
+};
+
+struct resolve {
+        struct domain_list mydestination, relay_domains;
+        struct maps *transport_maps;
+        struct netaddr local_addrs[RESOLVE_LOCAL_ADDRS_MAX];
+        size_t n_local_addrs;
+        char *myhostname, *local_transport, *relay_transport, *default_transport, *relayhost;
+};
+
+static void fold(char *s)
+{
+        for (; *s; s++)
+                *s = (char)tolower((unsigned char)*s);
+}
+
+static void domain_list_done(struct domain_list *l)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                free(l->v[i].pattern);
+                maps_free(l->v[i].maps);
+        }
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
+}
+
+static int domain_list_open(struct config *c, const char *param, bool parent_matches,
+                            struct domain_list *ret, char **err)
+{
+        struct strv items = STRV_INIT;
+        config_get_list(c, param, &items);
+        ret->parent_matches = parent_matches;
+        if (items.n > RESOLVE_LIST_MAX) {
+                *err = xasprintf("%s: more than %d entries", param, RESOLVE_LIST_MAX);
+                strv_free(&items);
+                return -E2BIG;
+        }
+        ret->v = xcalloc(items.n ? items.n : 1, sizeof *ret->v);
+        for (size_t i = 0; i < items.n; i++) {
+                const char *item = items.v[i];
+                struct domain_pattern *p = &ret->v[ret->n];
+                p->negate = item[0] == '!';
+                if (p->negate)
+                        item++;
+                /* A "type:name" table (a domain never contains ':' outside [IPv6:...] literals). */
+                if (item[0] != '[' && strchr(item, ':')) {
+                        int r = maps_open(param, item, &p->maps, err);
+                        if (r < 0) {
+                                strv_free(&items);
+                                return r;
+                        }
+                } else {
+                        p->pattern = xstrdup(item);
+                        fold(p->pattern);
+                        size_t len = strlen(p->pattern);
+                        if (len > 1 && p->pattern[len - 1] == '.')
+                                p->pattern[len - 1] = '\0';
+                }
+                ret->n++;
+        }
+        strv_free(&items);
+        return 0;
+}
+
+/* 1 when domain (folded) matches one entry, honouring "!" and order; <0 when a table failed. */
+static int domain_list_match(const struct domain_list *l, const char *domain)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                const struct domain_pattern *p = &l->v[i];
+                bool hit = false;
+                if (p->maps) {
+                        _cleanup_free_ char *value = NULL;
+                        int r = maps_find_domain(p->maps, domain, &value);
+                        if (r < 0)
+                                return r;
+                        hit = r > 0;
+                } else if (p->pattern[0] == '.') {
+                        size_t dl = strlen(domain), pl = strlen(p->pattern);
+                        hit = dl > pl && streq(domain + dl - pl, p->pattern);
+                } else {
+                        size_t dl = strlen(domain), pl = strlen(p->pattern);
+                        hit = streq(domain, p->pattern) ||
+                              (l->parent_matches && dl > pl && domain[dl - pl - 1] == '.' &&
+                               streq(domain + dl - pl, p->pattern));
+                }
+                if (hit)
+                        return p->negate ? 0 : 1;
+        }
+        return 0;
+}
+
+static void add_local_addr(struct resolve *r, const struct netaddr *a)
+{
+        if (r->n_local_addrs < RESOLVE_LOCAL_ADDRS_MAX)
+                r->local_addrs[r->n_local_addrs++] = *a;
+}
+
+static void add_loopback(struct resolve *r)
+{
+        struct netaddr a;
+        if (netaddr_parse("127.0.0.1", &a) == 0)
+                add_local_addr(r, &a);
+        if (netaddr_parse("::1", &a) == 0)
+                add_local_addr(r, &a);
+}
+
+/* "all" means every address of the host: the only non-pure step, done once at start. */
+static void add_host_addrs(struct resolve *r)
+{
+        struct ifaddrs *ifa = NULL;
+        if (getifaddrs(&ifa) < 0) {
+                add_loopback(r);
+                return;
+        }
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+                if (!i->ifa_addr)
+                        continue;
+                struct netaddr a = {0};
+                if (i->ifa_addr->sa_family == AF_INET) {
+                        a.family = AF_INET;
+                        memcpy(a.bytes, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, 4);
+                } else if (i->ifa_addr->sa_family == AF_INET6) {
+                        a.family = AF_INET6;
+                        memcpy(a.bytes, &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, 16);
+                } else
+                        continue;
+                add_local_addr(r, &a);
+        }
+        freeifaddrs(ifa);
+}
+
+static void load_interfaces(struct resolve *r, struct config *c, const char *param)
+{
+        struct strv items = STRV_INIT;
+        config_get_list(c, param, &items);
+        for (size_t i = 0; i < items.n; i++) {
+                const char *it = items.v[i];
+                struct netaddr a;
+                if (streq(it, "all"))
+                        add_host_addrs(r);
+                else if (streq(it, "loopback-only") || streq(it, "localhost"))
+                        add_loopback(r);
+                else if (netaddr_parse(it, &a) == 0)
+                        add_local_addr(r, &a);
+                /* Host names (proxy_interfaces may hold them) would need DNS: not local by literal. */
+        }
+        strv_free(&items);
+}
+
+int resolve_new(struct config *c, struct resolve **ret, char **err)
+{
+        struct resolve *r = xcalloc(1, sizeof *r);
+        *err = NULL;
+        int e = domain_list_open(c, "mydestination", false, &r->mydestination, err);
+        if (e >= 0)
+                e = domain_list_open(c, "relay_domains", true, &r->relay_domains, err);
+        if (e >= 0)
+                e = maps_open("transport_maps", config_get(c, "transport_maps"), &r->transport_maps, err);
+        if (e < 0) {
+                resolve_free(r);
+                return e;
+        }
+        load_interfaces(r, c, "inet_interfaces");
+        load_interfaces(r, c, "proxy_interfaces");
+        r->myhostname = xstrdup(config_get(c, "myhostname"));
+        fold(r->myhostname);
+        r->local_transport = xstrdup(config_get(c, "local_transport"));
+        r->relay_transport = xstrdup(config_get(c, "relay_transport"));
+        r->default_transport = xstrdup(config_get(c, "default_transport"));
+        r->relayhost = xstrdup(config_get(c, "relayhost"));
+        *ret = r;
+        return 0;
+}
+
+int resolve_open_logged(struct config *c, struct resolve **ret)
+{
+        char *err = NULL;
+        int r = resolve_new(c, ret, &err);
+        if (r < 0) {
+                msg_fields(LOG_LEVEL_ERROR,
+                           &(struct log_fields){
+                                   .catalog_id = r == -EPROTONOSUPPORT ? CATALOG_UNSUPPORTED_TABLE : NULL},
+                           "%s", err ? err : strerror(-r));
+                free(err);
+        }
+        return r;
+}
+
+void resolve_free(struct resolve *r)
+{
+        if (!r)
+                return;
+        domain_list_done(&r->mydestination);
+        domain_list_done(&r->relay_domains);
+        maps_free(r->transport_maps);
+        free(r->myhostname);
+        free(r->local_transport);
+        free(r->relay_transport);
+        free(r->default_transport);
+        free(r->relayhost);
+        free(r);
+}
+
+void resolve_result_done(struct resolve_result *res)
+{
+        free(res->transport);
+        free(res->nexthop);
+        res->transport = res->nexthop = NULL;
+}
+
+char *resolve_domain_of(const char *address)
+{
+        const char *at = strrchr(address, '@');
+        if (!at || !at[1])
+                return NULL;
+        char *d = xstrdup(at + 1);
+        fold(d);
+        size_t len = strlen(d);
+        if (len > 1 && d[len - 1] == '.')
+                d[len - 1] = '\0';
+        return d;
+}
+
+static bool valid_transport_name(const char *s, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                if (!isalnum((unsigned char)s[i]) && !strchr("-_.", s[i]))
+                        return false;
+        return true;
+}
+
+int resolve_split_transport(const char *value, const char *def_transport, const char *def_nexthop,
+                            struct resolve_result *ret)
+{
+        while (*value == ' ' || *value == '\t')
+                value++;
+        const char *colon = strchr(value, ':');
+        size_t tlen = colon ? (size_t)(colon - value) : strlen(value);
+        const char *nh = colon ? colon + 1 : "";
+        size_t nlen = strlen(nh);
+        while (nlen > 0 && (nh[nlen - 1] == ' ' || nh[nlen - 1] == '\t'))
+                nlen--;
+        while (!colon && tlen > 0 && (value[tlen - 1] == ' ' || value[tlen - 1] == '\t'))
+                tlen--;
+        if (tlen > RESOLVE_TRANSPORT_MAX || nlen > RESOLVE_NEXTHOP_MAX || !valid_transport_name(value, tlen))
+                return -EINVAL;
+        ret->transport = tlen ? xstrndup(value, tlen) : xstrdup(def_transport ? def_transport : "");
+        ret->nexthop = nlen ? xstrndup(nh, nlen) : xstrdup(def_nexthop ? def_nexthop : "");
+        return 0;
+}
+
+/* "[192.0.2.1]" or "[IPv6:2001:db8::1]" is ours when the address is one of our interfaces. */
+static bool literal_is_local(const struct resolve *r, const char *domain)
+{
+        size_t len = strlen(domain);
+        if (len < 3 || domain[0] != '[' || domain[len - 1] != ']' || len > NETADDR_TEXT_MAX)
+                return false;
+        char text[NETADDR_TEXT_MAX + 1];
+        memcpy(text, domain + 1, len - 2);
+        text[len - 2] = '\0';
+        const char *addr = strncmp(text, "ipv6:", 5) == 0 ? text + 5 : text;
+        struct netaddr a;
+        if (netaddr_parse(addr, &a) < 0)
+                return false;
+        for (size_t i = 0; i < r->n_local_addrs; i++)
+                if (netaddr_equal(&r->local_addrs[i], &a))
+                        return true;
+        return false;
+}
+
+int resolve_domain_is_local(struct resolve *r, const char *domain)
+{
+        _cleanup_free_ char *d = xstrdup(domain);
+        fold(d);
+        size_t len = strlen(d);
+        if (len > 1 && d[len - 1] == '.')
+                d[len - 1] = '\0';
+        if (d[0] == '[')
+                return literal_is_local(r, d);
+        return domain_list_match(&r->mydestination, d);
+}
+
+int resolve_address(struct resolve *r, const char *address, struct resolve_result *ret)
+{
+        *ret = (struct resolve_result){0};
+        _cleanup_free_ char *domain = resolve_domain_of(address);
+        struct resolve_result cls = {0};
+        int e;
+
+        int local = domain ? resolve_domain_is_local(r, domain) : 1;
+        if (local < 0)
+                return local;
+        if (local) {
+                e = resolve_split_transport(r->local_transport, "local", r->myhostname, &cls);
+        } else {
+                int relay = domain_list_match(&r->relay_domains, domain);
+                if (relay < 0)
+                        return relay;
+                const char *nh = !isempty(r->relayhost) ? r->relayhost : domain;
+                e = resolve_split_transport(relay ? r->relay_transport : r->default_transport,
+                                            relay ? "relay" : "smtp", nh, &cls);
+        }
+        if (e < 0) {
+                /* A broken *_transport parameter: fall back to the built-in names rather than lose mail. */
+                resolve_result_done(&cls);
+                cls.transport = xstrdup(local ? "local" : "smtp");
+                cls.nexthop = xstrdup(local ? r->myhostname : domain);
+        }
+        cls.local = local;
+
+        /* transport_maps override the class: the full address, the domain and its parents, then "*". */
+        _cleanup_free_ char *value = NULL;
+        _cleanup_free_ char *folded = xstrdup(address);
+        fold(folded);
+        e = domain ? maps_find(r->transport_maps, folded, &value) : 0;
+        if (e == 0 && domain)
+                e = maps_find_domain(r->transport_maps, domain, &value);
+        if (e == 0)
+                e = maps_find(r->transport_maps, "*", &value);
+        if (e < 0) {
+                resolve_result_done(&cls);
+                return e;
+        }
+        if (e > 0) {
+                struct resolve_result t = {0};
+                if (resolve_split_transport(value, cls.transport, cls.nexthop, &t) == 0) {
+                        t.local = cls.local;
+                        resolve_result_done(&cls);
+                        *ret = t;
+                        return 0;
+                }
+                msg_warn("transport_maps: bad value for %s: \"%s\": ignored", address, value);
+                resolve_result_done(&t);
+        }
+        *ret = cls;
+        return 0;
+}

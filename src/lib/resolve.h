@@ -1,0 +1,55 @@
+/* resolve.h: recipient address -> (transport, nexthop, local?), as Postfix's trivial-rewrite resolves it. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "config.h"
+
+/* Entries in one domain list parameter (mydestination, relay_domains). */
+#define RESOLVE_LIST_MAX 1024
+/* Addresses taken from inet_interfaces, proxy_interfaces (and the host's interfaces for "all"). */
+#define RESOLVE_LOCAL_ADDRS_MAX 256
+/* Longest transport name (a master.cf service name) and nexthop accepted from a table. */
+#define RESOLVE_TRANSPORT_MAX 64
+#define RESOLVE_NEXTHOP_MAX   1024
+
+struct resolve;
+
+struct resolve_result {
+        char *transport; /* master.cf service name: "local", "smtp", "relay" */
+        char *nexthop;   /* "mx.example.com", "[192.0.2.1]:587", or the domain itself */
+        bool local;      /* the domain is one of ours (mydestination, [our address], no domain) */
+};
+
+/*
+ * Open the tables of mydestination, relay_domains and transport_maps and read the transport
+ * parameters of c. On failure *err (malloc'd) names the parameter and the table.
+ */
+int resolve_new(struct config *c, struct resolve **ret, char **err);
+/* resolve_new() for a daemon: a failure is logged (an unsupported table type with its journal
+ * catalog id, so `journalctl -x` explains it) and returned. */
+int resolve_open_logged(struct config *c, struct resolve **ret);
+void resolve_free(struct resolve *r);
+
+/*
+ * Resolve a recipient address ("user@domain", "user" without a domain is local). Pure except for
+ * table lookups: 0, or a negative errno when a table failed (the caller defers the recipient).
+ * Free *ret with resolve_result_done.
+ */
+int resolve_address(struct resolve *r, const char *address, struct resolve_result *ret);
+void resolve_result_done(struct resolve_result *res);
+
+/* Is domain (any case, trailing dot allowed, "[ip]" literals) delivered locally? 1, 0 or <0. */
+int resolve_domain_is_local(struct resolve *r, const char *domain);
+
+/*
+ * Split a transport_maps value or a *_transport parameter "transport:nexthop" (either part may be
+ * empty; a value without ':' is only a transport). Empty parts take def_transport / def_nexthop.
+ * Pure. -EINVAL when a part is longer than its limit or the transport has characters no
+ * master.cf service name has.
+ */
+int resolve_split_transport(const char *value, const char *def_transport, const char *def_nexthop,
+                            struct resolve_result *ret);
+
+/* The domain part of address folded to lower case, without a trailing dot; NULL when none. */
+char *resolve_domain_of(const char *address);

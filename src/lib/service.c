@@ -1,0 +1,409 @@
+/* service.c: the daemon skeleton: arguments, config with -o, listeners on sd-event, busy/idle reports. */
+#include "service.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <malloc.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "sandbox.h"
+
+#define SERVICE_MALLOC_MMAP_THRESHOLD (1024 * 1024)
+#define SERVICE_MALLOC_TRIM_THRESHOLD (4 * 1024 * 1024)
+
+struct listener {
+        struct service *s;
+        int fd;
+        bool fifo;
+        sd_event_source *src;
+};
+
+struct service {
+        const struct service_ops *ops;
+        struct config *config;
+        sd_event *event;
+        char *name, *type, *daemon;
+        char **args;
+        int n_args;
+        struct listener listeners[SERVICE_LISTEN_FDS_MAX];
+        unsigned n_listeners;
+        int status_fd;
+        bool accepting; /* listeners enabled, reported AVAILABLE */
+        bool stopping, exit_requested;
+        unsigned conns, max_conns;
+        long long uses, max_use;
+        long long max_idle;
+        sd_event_source *idle_timer, *stop_timer;
+};
+
+sd_event *service_event(struct service *s)
+{
+        return s->event;
+}
+
+struct config *service_config(struct service *s)
+{
+        return s->config;
+}
+
+const char *service_name(const struct service *s)
+{
+        return s->name;
+}
+
+const char *service_type(const struct service *s)
+{
+        return s->type;
+}
+
+const char *service_daemon(const struct service *s)
+{
+        return s->daemon;
+}
+
+char **service_args(const struct service *s, int *ret_n)
+{
+        if (ret_n)
+                *ret_n = s->n_args;
+        return s->args;
+}
+
+void *service_userdata(const struct service *s)
+{
+        return s->ops->userdata;
+}
+
+bool service_stopping(const struct service *s)
+{
+        return s->stopping;
+}
+
+unsigned service_connections(const struct service *s)
+{
+        return s->conns;
+}
+
+static void report(struct service *s, int status)
+{
+        if (s->status_fd < 0)
+                return;
+        struct service_status st = {.pid = (int32_t)getpid(), .status = status};
+        /* One small write on a pipe is atomic; if the master is gone there is nobody to tell. */
+        if (write(s->status_fd, &st, sizeof st) < 0 && errno == EPIPE) {
+                close(s->status_fd);
+                s->status_fd = -1;
+        }
+}
+
+long long service_use_limit(long long max_use, unsigned max_connections, bool long_lived)
+{
+        if (long_lived || max_use <= 0)
+                return 0;
+        /*
+         * max_use bounds how much work one process does before a fresh one replaces it. Postfix counts
+         * connections of a one-client process; a postd daemon that serves max_connections clients at
+         * once stands for that many such processes, so it gets as many uses before it restarts.
+         * Counting bare connections would restart an event-driven smtpd every 100 sessions (the
+         * dynamic loader and config parse then showed in profiles), far more often per unit of work
+         * than a Postfix process pool ever does.
+         */
+        unsigned slots = max_connections ? max_connections : 1;
+        if (max_use > SERVICE_USE_LIMIT_MAX / slots)
+                return SERVICE_USE_LIMIT_MAX;
+        return max_use * slots;
+}
+
+static bool can_accept(const struct service *s)
+{
+        if (s->stopping || s->exit_requested || s->conns >= s->max_conns)
+                return false;
+        return s->max_use <= 0 || s->uses < s->max_use;
+}
+
+static int on_idle_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct service *s = userdata;
+        if (s->conns == 0)
+                sd_event_exit(s->event, 0);
+        return 0;
+}
+
+/* Re-evaluate after every change of the connection count or of the stop state. */
+static void update_state(struct service *s)
+{
+        bool want = can_accept(s);
+        if (want != s->accepting) {
+                for (unsigned i = 0; i < s->n_listeners; i++)
+                        sd_event_source_set_enabled(s->listeners[i].src, want ? SD_EVENT_ON : SD_EVENT_OFF);
+                s->accepting = want;
+                report(s, want ? SERVICE_STATUS_AVAILABLE : SERVICE_STATUS_BUSY);
+        }
+        if (s->conns == 0 &&
+            (s->stopping || s->exit_requested || (s->max_use > 0 && s->uses >= s->max_use))) {
+                sd_event_exit(s->event, 0);
+                return;
+        }
+        /* max_idle: a process with nothing to do gives its resources back; the master respawns on demand. */
+        if (!s->ops->long_lived && s->max_idle > 0 && s->n_listeners > 0) {
+                if (s->conns == 0) {
+                        uint64_t now = 0;
+                        sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+                        uint64_t when = now + (uint64_t)s->max_idle * 1000000ULL;
+                        if (!s->idle_timer)
+                                sd_event_add_time(s->event, &s->idle_timer, CLOCK_MONOTONIC, when, 0,
+                                                  on_idle_timer, s);
+                        else {
+                                sd_event_source_set_time(s->idle_timer, when);
+                                sd_event_source_set_enabled(s->idle_timer, SD_EVENT_ONESHOT);
+                        }
+                } else if (s->idle_timer)
+                        sd_event_source_set_enabled(s->idle_timer, SD_EVENT_OFF);
+        }
+}
+
+void service_connection_done(struct service *s)
+{
+        if (s->conns > 0)
+                s->conns--;
+        update_state(s);
+}
+
+void service_request_exit(struct service *s)
+{
+        s->exit_requested = true;
+        update_state(s);
+}
+
+static void drain(int fd)
+{
+        char junk[512];
+        for (int i = 0; i < 64; i++) {
+                ssize_t n = read(fd, junk, sizeof junk);
+                if (n <= 0)
+                        break;
+        }
+}
+
+static int on_listener(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        struct listener *l = userdata;
+        struct service *s = l->s;
+
+        if (l->fifo) {
+                drain(fd);
+                s->uses++;
+                if (s->ops->on_wakeup)
+                        s->ops->on_wakeup(s);
+                update_state(s);
+                return 0;
+        }
+        /* Accept a bounded batch: other listeners and connections must get their turn. */
+        for (int i = 0; i < 64 && can_accept(s); i++) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno != EAGAIN && errno != ECONNABORTED)
+                                msg_warn("accept connection: %s", strerror(errno));
+                        break;
+                }
+                s->uses++;
+                if (s->ops->on_connection) {
+                        s->conns++;
+                        update_state(s);
+                        s->ops->on_connection(s, cfd);
+                } else {
+                        drain(cfd);
+                        close(cfd);
+                        if (s->ops->on_wakeup)
+                                s->ops->on_wakeup(s);
+                        update_state(s);
+                }
+        }
+        return 0;
+}
+
+static int on_stop_timer(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct service *s = userdata;
+        msg_warn("stop timeout: %u connection(s) still open after %d s", s->conns, SERVICE_STOP_TIMEOUT_SEC);
+        sd_event_exit(s->event, 0);
+        return 0;
+}
+
+static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct service *s = userdata;
+        if (s->stopping)
+                return 0;
+        s->stopping = true;
+        if (s->ops->on_stop)
+                s->ops->on_stop(s);
+        uint64_t now = 0;
+        sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        sd_event_add_time(s->event, &s->stop_timer, CLOCK_MONOTONIC,
+                          now + (uint64_t)SERVICE_STOP_TIMEOUT_SEC * 1000000ULL, 0, on_stop_timer, s);
+        update_state(s);
+        return 0;
+}
+
+static void drop_privileges(struct config *c)
+{
+        if (geteuid() != 0)
+                return;
+        const char *owner = config_get(c, "mail_owner");
+        struct passwd *pw = getpwnam(owner);
+        if (!pw)
+                msg_fatal("unknown mail_owner account: %s", owner);
+        if (pw->pw_uid == 0)
+                msg_fatal("mail_owner %s must not be a privileged account", owner);
+        if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+                msg_fatal("cannot switch to mail_owner %s: %s", owner, strerror(errno));
+}
+
+static void service_free(struct service *s)
+{
+        for (unsigned i = 0; i < s->n_listeners; i++)
+                sd_event_source_unref(s->listeners[i].src);
+        sd_event_source_unref(s->idle_timer);
+        sd_event_source_unref(s->stop_timer);
+        sd_event_unref(s->event);
+        config_free(s->config);
+        free(s->name);
+        free(s->type);
+        free(s->daemon);
+}
+
+int service_main(int argc, char **argv, const struct service_ops *ops)
+{
+        struct service s = {.ops = ops, .status_fd = -1};
+        const char *config_dir = NULL, *name = NULL, *type = "unix";
+        struct strv overrides = STRV_INIT;
+        bool unpriv = false;
+        int opt;
+
+        const char *slash = strrchr(argv[0], '/');
+        s.daemon = xstrdup(slash ? slash + 1 : argv[0]);
+        log_setup_command(s.daemon);
+        while ((opt = getopt(argc, argv, "+c:n:t:o:uvDS")) != -1) {
+                switch (opt) {
+                case 'c': config_dir = optarg; break;
+                case 'n': name = optarg; break;
+                case 't': type = optarg; break;
+                case 'o': strv_push(&overrides, optarg); break;
+                case 'u': unpriv = true; break;
+                case 'v':
+                case 'D':
+                case 'S': break;
+                default:
+                        msg_fatal("usage: %s -c config_dir -n service -t type [-u] [-o name=value]...",
+                                  s.daemon);
+                }
+        }
+        s.name = xstrdup(name ? name : s.daemon);
+        s.type = xstrdup(type);
+        s.args = argv + optind;
+        s.n_args = argc - optind;
+
+        int r = config_load(config_dir, &s.config);
+        if (r < 0)
+                msg_fatal("open %s/main.cf: %s", config_dir ? config_dir : "(default)", strerror(-r));
+        for (size_t i = 0; i < overrides.n; i++) {
+                char *eq = strchr(overrides.v[i], '=');
+                if (!eq)
+                        msg_fatal("bad -o argument: %s (expected name=value)", overrides.v[i]);
+                *eq = '\0';
+                config_set(s.config, overrides.v[i], eq + 1);
+        }
+        strv_free(&overrides);
+        log_setup_daemon(config_get(s.config, "syslog_name"), s.daemon,
+                         config_get(s.config, "maillog_file"));
+
+        const char *env = getenv("POSTD_LISTEN_FDS");
+        if (env) {
+                long n = strtol(env, NULL, 10);
+                if (n < 0 || n > SERVICE_LISTEN_FDS_MAX)
+                        msg_fatal("bad POSTD_LISTEN_FDS=%s (at most %d)", env, SERVICE_LISTEN_FDS_MAX);
+                s.n_listeners = (unsigned)n;
+                /* The master is our parent: follow it when it dies instead of serving alone. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+        }
+        env = getenv("POSTD_STATUS_FD");
+        if (env)
+                s.status_fd = (int)strtol(env, NULL, 10);
+        unsetenv("POSTD_LISTEN_FDS");
+        unsetenv("POSTD_STATUS_FD");
+
+        if (ops->init_privileged && ops->init_privileged(&s) < 0)
+                return 1;
+        /* Before dropping privileges: as root the filter can be loaded without no_new_privs. */
+        r = sandbox_apply_baseline();
+        if (r < 0)
+                msg_fatal("cannot install the seccomp filter: %s", strerror(-r));
+        if (unpriv) {
+                drop_privileges(s.config);
+                if (s.n_listeners > 0)
+                        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a credential change cleared it */
+        }
+        if (s.n_listeners > 0 && getppid() == 1)
+                msg_fatal("master process is gone");
+
+        s.max_conns = ops->max_connections ? ops->max_connections : 1;
+        s.max_use = service_use_limit(config_get_int(s.config, "max_use"), s.max_conns, ops->long_lived);
+        s.max_idle = config_get_time(s.config, "max_idle");
+
+        /*
+         * Fixed malloc thresholds: glibc's sliding mmap threshold and the default 128 KiB trim made
+         * daemons map, fault in and unmap the 64-128 KiB buffers of every message (content chunks,
+         * IPC buffers), which showed as page faults in smtpd's profile. Memory of a burst now stays
+         * in the heap for the next message; only IPC-frame-sized blocks are mapped separately.
+         */
+        mallopt(M_MMAP_THRESHOLD, SERVICE_MALLOC_MMAP_THRESHOLD);
+        mallopt(M_TRIM_THRESHOLD, SERVICE_MALLOC_TRIM_THRESHOLD);
+
+        signal(SIGPIPE, SIG_IGN);
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+
+        r = sd_event_new(&s.event);
+        if (r < 0)
+                msg_fatal("sd_event_new: %s", strerror(-r));
+        sd_event_add_signal(s.event, NULL, SIGTERM, on_sigterm, &s);
+        sd_event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
+
+        for (unsigned i = 0; i < s.n_listeners; i++) {
+                struct listener *l = &s.listeners[i];
+                struct stat st;
+                l->s = &s;
+                l->fd = SERVICE_LISTEN_FDS_START + (int)i;
+                if (fstat(l->fd, &st) < 0)
+                        msg_fatal("listener fd %d: %s", l->fd, strerror(errno));
+                l->fifo = S_ISFIFO(st.st_mode);
+                r = sd_event_add_io(s.event, &l->src, l->fd, EPOLLIN, on_listener, l);
+                if (r < 0)
+                        msg_fatal("watch listener fd %d: %s", l->fd, strerror(-r));
+        }
+        s.accepting = true; /* the master counts a new process as available */
+
+        if (ops->init && ops->init(&s) < 0) {
+                service_free(&s);
+                return 1;
+        }
+        update_state(&s);
+        r = sd_event_loop(s.event);
+        if (r < 0)
+                msg_error("event loop: %s", strerror(-r));
+        service_free(&s);
+        return r < 0 ? 1 : 0;
+}
