@@ -1,0 +1,267 @@
+/* main.c: the master of one instance: lock, recover the queue, listen, supervise, reload, stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "master.h"
+#include "postd-build.h"
+#include "queue.h"
+#include "service.h"
+
+_noreturn_ static void usage(void)
+{
+        fprintf(stderr, "usage: master [-c config_dir] [-d]\n");
+        exit(2);
+}
+
+/*
+ * Without -d the master detaches: the parent stays until the child is ready (or dead), so that start
+ * errors still reach the caller's terminal and its exit status says whether the instance runs.
+ */
+static int detach(void)
+{
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0)
+                msg_fatal("pipe: %s", strerror(errno));
+        pid_t pid = fork();
+        if (pid < 0)
+                msg_fatal("fork: %s", strerror(errno));
+        if (pid > 0) {
+                close(p[1]);
+                char c;
+                ssize_t n;
+                do
+                        n = read(p[0], &c, 1);
+                while (n < 0 && errno == EINTR);
+                if (n == 1)
+                        _exit(0);
+                int status = 0;
+                waitpid(pid, &status, 0);
+                _exit(1);
+        }
+        close(p[0]);
+        setsid();
+        return p[1];
+}
+
+/* After start-up the daemon keeps nothing of the terminal; logging moves to the journal if it used stderr.
+ */
+static void drop_terminal(struct master *m)
+{
+        if (log_get_backend() == LOG_BACKEND_STREAM) {
+                setenv("POSTD_LOG", "journal", 1);
+                log_setup_daemon(m->paths.syslog_name, "master", config_get(m->config, "maillog_file"));
+        }
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+                dup2(null, STDIN_FILENO);
+                dup2(null, STDOUT_FILENO);
+                dup2(null, STDERR_FILENO);
+                close(null);
+        }
+}
+
+static void recover_queue(struct master *m)
+{
+        struct queue *q = NULL;
+        int r = queue_open(m->paths.queue_dir, &q);
+        if (r < 0)
+                msg_fatal("open queue directory %s: %s (postfix start creates it)", m->paths.queue_dir,
+                          strerror(-r));
+        struct queue_recover_stats st = {0};
+        r = queue_recover(q, QUEUE_INCOMING, &st);
+        queue_close(q);
+        if (r < 0)
+                msg_fatal("queue recovery in %s: %s", m->paths.queue_dir, strerror(-r));
+}
+
+static void ensure_dir(const char *path, mode_t mode)
+{
+        if (mkdir(path, mode) < 0 && errno != EEXIST)
+                msg_fatal("create %s: %s", path, strerror(errno));
+}
+
+static void start_services(struct master *m)
+{
+        for (size_t i = 0; i < m->n_services; i++) {
+                master_update_listeners(&m->services[i]);
+                master_start_wakeups(&m->services[i]);
+        }
+}
+
+static void free_services(struct master_service *services, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                master_service_free(&services[i]);
+        free(services);
+}
+
+static int on_reload(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct master *m = userdata;
+        if (m->stopping)
+                return 0;
+        master_notify(m, MASTER_RELOADING);
+        _cleanup_free_ char *dir = xstrdup(m->paths.config_dir);
+        struct mastercf cf = {0};
+        if (master_load_config(m, dir, &cf) < 0) {
+                /* Keep serving with what runs; the operator fixes the file and reloads again. */
+                msg_warn("reload failed: the previous configuration stays in effect");
+                master_notify(m, MASTER_READY);
+                return 0;
+        }
+        msg_info("reload -- version %s, configuration %s", POSTD_VERSION, m->paths.config_dir);
+
+        /* Old processes finish what they do and exit; new ones start with the new configuration. */
+        master_signal_children(m, SIGTERM, true);
+        struct master_service *old = m->services;
+        size_t n_old = m->n_services;
+        master_setup_services(m, &cf, old, n_old);
+        mastercf_free(&cf);
+        free_services(old, n_old);
+        start_services(m);
+        master_notify(m, MASTER_READY);
+        return 0;
+}
+
+static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct master *m = userdata;
+        msg_warn("%u process(es) still running after %d s: killing them", m->n_procs,
+                 MASTER_STOP_TIMEOUT_SEC);
+        master_signal_children(m, SIGKILL, false);
+        /* SIGKILL cannot be ignored: waiting for each is bounded. */
+        for (struct master_proc *p = m->procs; p; p = p->next)
+                waitpid(p->pid, NULL, 0);
+        sd_event_exit(m->event, 0);
+        return 0;
+}
+
+static int on_stop(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct master *m = userdata;
+        if (m->stopping)
+                return 0;
+        msg_info("terminating on signal %d", (int)si->ssi_signo);
+        m->stopping = true;
+        master_notify(m, MASTER_STOPPING);
+        for (size_t i = 0; i < m->n_services; i++)
+                master_update_listeners(&m->services[i]);
+        master_signal_children(m, SIGTERM, false);
+        if (si->ssi_signo == SIGQUIT || m->n_procs == 0) {
+                /* abort: the children end on their own (SIGTERM sent), the master does not wait */
+                sd_event_exit(m->event, 0);
+                return 0;
+        }
+        uint64_t now = 0;
+        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        sd_event_add_time(m->event, &m->stop_timer, CLOCK_MONOTONIC,
+                          now + (uint64_t)MASTER_STOP_TIMEOUT_SEC * 1000000ULL, 0, on_stop_timeout, m);
+        return 0;
+}
+
+static int on_child(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+{
+        master_reap(userdata);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct master m = {.ready_fd = -1, .status_pipe = {-1, -1}};
+        const char *config_dir = NULL;
+        bool foreground = false;
+        int opt;
+
+        log_setup_command("master");
+        while ((opt = getopt(argc, argv, "c:dvD")) != -1) {
+                switch (opt) {
+                case 'c': config_dir = optarg; break;
+                case 'd': foreground = true; break;
+                case 'v':
+                case 'D': break;
+                default: usage();
+                }
+        }
+        if (optind != argc)
+                usage();
+
+        struct mastercf cf = {0};
+        if (master_load_config(&m, config_dir, &cf) < 0)
+                return 1;
+        log_setup_daemon(m.paths.syslog_name, "master", config_get(m.config, "maillog_file"));
+        /* Taken before anything forks, so LISTEN_PID still names us. */
+        master_take_systemd_fds(&m);
+        if (!foreground)
+                m.ready_fd = detach();
+
+        int lock_fd = -1;
+        pid_t holder = 0;
+        int r = instance_lock_pid_file(&m.paths, &lock_fd, &holder);
+        if (r == -EBUSY)
+                msg_fatal("the Postfix mail system is already running (master pid %d)", (int)holder);
+        if (r < 0)
+                msg_fatal("lock %s: %s", m.paths.pid_file, strerror(-r));
+        master_notify(&m, MASTER_STARTING);
+
+        recover_queue(&m);
+        ensure_dir(m.paths.private_dir, 0700);
+        ensure_dir(m.paths.public_dir, 0710);
+
+        signal(SIGPIPE, SIG_IGN);
+        sigset_t mask;
+        sigemptyset(&mask);
+        int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD};
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaddset(&mask, sigs[i]);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        r = sd_event_new(&m.event);
+        if (r < 0)
+                msg_fatal("sd_event_new: %s", strerror(-r));
+        sd_event_add_signal(m.event, NULL, SIGTERM, on_stop, &m);
+        sd_event_add_signal(m.event, NULL, SIGINT, on_stop, &m);
+        sd_event_add_signal(m.event, NULL, SIGQUIT, on_stop, &m);
+        sd_event_add_signal(m.event, NULL, SIGHUP, on_reload, &m);
+        sd_event_add_signal(m.event, NULL, SIGCHLD, on_child, &m);
+        master_spawn_init(&m);
+
+        master_setup_services(&m, &cf, NULL, 0);
+        mastercf_free(&cf);
+        start_services(&m);
+        msg_info("daemon started -- version %s, configuration %s", POSTD_VERSION, m.paths.config_dir);
+        if (!foreground)
+                drop_terminal(&m);
+        /* Queue recovered, every listener and service set up: only now may systemd send clients. */
+        master_notify(&m, MASTER_READY);
+        master_notify_start_timers(&m);
+
+        r = sd_event_loop(m.event);
+        if (r < 0)
+                msg_error("event loop: %s", strerror(-r));
+        free_services(m.services, m.n_services);
+        for (struct master_proc *p = m.procs, *next; p; p = next) {
+                next = p->next;
+                free(p);
+        }
+        sd_event_source_unref(m.stop_timer);
+        master_notify_free(&m);
+        sd_event_unref(m.event);
+        config_free(m.config);
+        instance_paths_free(&m.paths);
+        for (size_t i = 0; i < m.n_sd_fds; i++)
+                if (m.sd_fds[i] >= 0)
+                        close(m.sd_fds[i]);
+        free(m.sd_fds);
+        if (m.sd_names)
+                for (size_t i = 0; m.sd_names[i]; i++)
+                        free(m.sd_names[i]);
+        free(m.sd_names);
+        close(lock_fd);
+        return r < 0 ? 1 : 0;
+}
