@@ -1,0 +1,50 @@
+/* cleanup.h: the cleanup daemon's shared state: settings, submission sessions and the group commit. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "instance.h"
+#include "queue.h"
+#include "rewrite.h"
+#include "service.h"
+
+/* Concurrent submissions one cleanup process serves on its event loop. */
+#define CLEANUP_MAX_CONNECTIONS 200u
+/* Content kept in memory when message_size_limit is 0 (unlimited): the queue format's own bound. */
+#define CLEANUP_CONTENT_HARD_MAX ((uint64_t)1 << 30)
+/* Messages committed together at most (bounds one batch's fsync time and memory). */
+#define CLEANUP_BATCH_MAX 256u
+
+struct session;
+struct commit;
+
+struct cleanup {
+        struct service *service;
+        struct config *config;
+        struct queue *queue;
+        char *qmgr_socket;
+        char *myhostname;
+        char *myorigin;
+        char *mydomain;
+        struct rewrite_opts rewrite;
+        uint64_t message_size_limit; /* 0: unlimited (CLEANUP_CONTENT_HARD_MAX still applies) */
+        size_t header_size_limit;
+        size_t line_length_limit;
+        uint64_t ipc_timeout_usec;
+        struct commit *commit;
+};
+
+/* session.c: one submission per connection (src/lib/mail_proto.h, protocol 1). */
+void session_start(struct cleanup *c, int fd);
+/* The group commit finished this session's file: result 0 = durable, else a negative errno. */
+void session_committed(struct session *s, int result);
+struct queue_file *session_file(struct session *s);
+
+/* commit.c: the group commit on a worker thread, so that files written meanwhile share the next one. */
+int commit_new(struct cleanup *c, struct commit **ret);
+/* Queue a session whose file is written (QUEUE_NOSYNC); session_committed() follows, on the loop. */
+void commit_add(struct commit *k, struct session *s);
+/* Tell qmgr about a durable message: best effort, never blocks. */
+void commit_notify_qmgr(struct cleanup *c, const char *queue_id);

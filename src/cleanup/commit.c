@@ -1,0 +1,202 @@
+/* commit.c: the group commit: files finished while one commit runs share the next one's directory fsync. */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "alloc.h"
+#include "cleanup.h"
+#include "ipc.h"
+#include "log.h"
+
+/*
+ * Why a thread: the fsyncs of one batch take milliseconds, and the event loop must keep reading the
+ * other sessions meanwhile so that their files are written and ready to share the next batch. The
+ * loop hands a batch over, the worker syncs each file and commits them with one directory fsync, then
+ * wakes the loop through an eventfd; only the loop ever answers a client.
+ */
+
+struct batch_entry {
+        struct session *session;
+        struct queue_file *file;
+        int result;
+};
+
+struct commit {
+        struct cleanup *c;
+        int efd;
+        sd_event_source *efd_src;
+        sd_event_source *defer_src;
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        bool work; /* under lock: the worker owns batch[] while true */
+        bool running;
+
+        struct session **pending; /* written, waiting for the next batch (loop only) */
+        size_t n_pending, cap_pending;
+        struct batch_entry batch[CLEANUP_BATCH_MAX];
+        size_t n_batch;
+        int batch_result;
+};
+
+static void *worker(void *userdata)
+{
+        struct commit *k = userdata;
+        int incoming = queue_dirfd(k->c->queue, QUEUE_INCOMING);
+
+        for (;;) {
+                pthread_mutex_lock(&k->lock);
+                while (!k->work)
+                        pthread_cond_wait(&k->cond, &k->lock);
+                pthread_mutex_unlock(&k->lock);
+
+                struct queue_file *files[CLEANUP_BATCH_MAX];
+                size_t n = 0;
+                for (size_t i = 0; i < k->n_batch; i++) {
+                        struct batch_entry *e = &k->batch[i];
+                        e->result = queue_file_sync(e->file);
+                        if (e->result == 0)
+                                files[n++] = e->file;
+                }
+                k->batch_result = n > 0 ? queue_commit_batch(incoming, files, n) : 0;
+                for (size_t i = 0; i < k->n_batch; i++)
+                        if (k->batch[i].result == 0)
+                                k->batch[i].result = queue_file_result(k->batch[i].file);
+
+                pthread_mutex_lock(&k->lock);
+                k->work = false;
+                pthread_mutex_unlock(&k->lock);
+                uint64_t one = 1;
+                while (write(k->efd, &one, sizeof one) < 0 && errno == EINTR)
+                        ;
+        }
+        return NULL;
+}
+
+static void start_batch(struct commit *k)
+{
+        size_t n = k->n_pending < CLEANUP_BATCH_MAX ? k->n_pending : CLEANUP_BATCH_MAX;
+        if (n == 0 || k->running)
+                return;
+        for (size_t i = 0; i < n; i++)
+                k->batch[i] = (struct batch_entry){k->pending[i], session_file(k->pending[i]), -EINPROGRESS};
+        memmove(k->pending, k->pending + n, (k->n_pending - n) * sizeof *k->pending);
+        k->n_pending -= n;
+        k->n_batch = n;
+        k->running = true;
+        pthread_mutex_lock(&k->lock);
+        k->work = true;
+        pthread_cond_signal(&k->cond);
+        pthread_mutex_unlock(&k->lock);
+}
+
+static int on_batch_done(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        struct commit *k = userdata;
+        uint64_t v;
+        if (read(k->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+                msg_warn("read commit eventfd: %s", strerror(errno));
+
+        pthread_mutex_lock(&k->lock);
+        bool done = !k->work;
+        pthread_mutex_unlock(&k->lock);
+        if (!done || !k->running)
+                return 0;
+
+        if (k->batch_result < 0)
+                msg_warn("fsync %s/incoming: %s: no message of this batch was queued; check the file "
+                         "system that holds queue_directory",
+                         queue_directory(k->c->queue), strerror(-k->batch_result));
+        size_t n = k->n_batch;
+        k->n_batch = 0;
+        k->running = false;
+        /* Copy first: a session may free itself (and re-enter nothing here) while being told. */
+        struct batch_entry done_batch[CLEANUP_BATCH_MAX];
+        memcpy(done_batch, k->batch, n * sizeof *done_batch);
+        start_batch(k); /* whatever finished meanwhile goes straight into the next commit */
+        for (size_t i = 0; i < n; i++)
+                session_committed(done_batch[i].session, done_batch[i].result);
+        return 0;
+}
+
+static int on_defer(sd_event_source *src, void *userdata)
+{
+        start_batch(userdata);
+        return 0;
+}
+
+int commit_new(struct cleanup *c, struct commit **ret)
+{
+        struct commit *k = xcalloc(1, sizeof *k);
+        k->c = c;
+        pthread_mutex_init(&k->lock, NULL);
+        pthread_cond_init(&k->cond, NULL);
+        k->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (k->efd < 0) {
+                int r = -errno;
+                msg_error("eventfd: %s", strerror(errno));
+                free(k);
+                return r;
+        }
+        sd_event *e = service_event(c->service);
+        int r = sd_event_add_io(e, &k->efd_src, k->efd, EPOLLIN, on_batch_done, k);
+        if (r >= 0)
+                r = sd_event_add_defer(e, &k->defer_src, on_defer, k);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(k->defer_src, SD_EVENT_OFF);
+        if (r < 0) {
+                msg_error("commit event sources: %s", strerror(-r));
+                return r;
+        }
+        r = pthread_create(&k->thread, NULL, worker, k);
+        if (r != 0) {
+                msg_error("start commit thread: %s", strerror(r));
+                return -r;
+        }
+        *ret = k;
+        return 0;
+}
+
+void commit_add(struct commit *k, struct session *s)
+{
+        if (k->n_pending == k->cap_pending) {
+                k->cap_pending = k->cap_pending ? 2 * k->cap_pending : 64;
+                k->pending = xrealloc(k->pending, k->cap_pending * sizeof *k->pending);
+        }
+        k->pending[k->n_pending++] = s;
+        /* Not at once: sessions finishing in this same loop iteration join this batch. A running commit
+         * picks the pending files up itself when it is done. */
+        if (!k->running)
+                sd_event_source_set_enabled(k->defer_src, SD_EVENT_ONESHOT);
+}
+
+void commit_notify_qmgr(struct cleanup *c, const char *queue_id)
+{
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(c->qmgr_socket) >= sizeof sa.sun_path) {
+                close(fd);
+                return;
+        }
+        strcpy(sa.sun_path, c->qmgr_socket);
+        /* Best effort by contract: qmgr absent or its backlog full just means it finds the file by its
+         * own scan of incoming/, so no failure here is worth a log line per message. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+                struct ipc_msg m = IPC_MSG_INIT;
+                struct buf out = BUF_INIT;
+                ipc_msg_add_str(&m, "req", "new");
+                ipc_msg_add_str(&m, "queue_id", queue_id);
+                if (ipc_encode(&m, &out) == 0 &&
+                    send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+                        /* nothing to do: see above */
+                }
+                buf_free(&out);
+                ipc_msg_free(&m);
+        }
+        close(fd);
+}

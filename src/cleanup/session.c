@@ -1,0 +1,505 @@
+/* session.c: one submission per connection: open, envelope, content, end (src/lib/mail_proto.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "cleanup.h"
+#include "headers.h"
+#include "ipc.h"
+#include "log.h"
+#include "mail_proto.h"
+
+enum session_state {
+        STATE_OPEN,     /* waiting for {req=open} */
+        STATE_ENVELOPE, /* queue file created, waiting for {req=envelope} */
+        STATE_CONTENT,  /* {req=content} ... {req=end} */
+        STATE_COMMIT,   /* the file is written and in the group commit */
+        STATE_REPLIED,  /* the final answer is queued; the session ends once it is sent */
+};
+
+struct session {
+        struct cleanup *c;
+        int fd;
+        struct ipc_conn conn;
+        sd_event_source *io;
+        sd_event_source *timer;
+        enum session_state state;
+        struct queue_file *file;
+        uint64_t arrival_usec;
+        bool local;
+        bool in_commit; /* the commit owns the file: the session may not go away before it is told */
+        bool gone;      /* the client left or misbehaved: no answer, free after the commit */
+
+        struct ipc_msg envelope; /* owns the attribute strings the queue file's fields point to */
+        char *sender;            /* canonical */
+        struct qfile_rcpt *rcpts;
+        size_t n_rcpts;
+        uint64_t envelope_bytes;
+        struct buf content;
+
+        /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
+        int err_status;
+        const char *err_dsn;
+        char *err_reason;
+};
+
+struct queue_file *session_file(struct session *s)
+{
+        return s->file;
+}
+
+static void session_free(struct session *s)
+{
+        if (s->in_commit) {
+                s->gone = true;
+                sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+                sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+                return;
+        }
+        struct service *svc = s->c->service;
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->timer);
+        ipc_conn_done(&s->conn);
+        close(s->fd);
+        queue_file_free(s->file); /* not committed: the half-made file goes */
+        ipc_msg_free(&s->envelope);
+        free(s->sender);
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                free(s->rcpts[i].address);
+                free(s->rcpts[i].orig_rcpt);
+                free(s->rcpts[i].orcpt);
+        }
+        free(s->rcpts);
+        buf_free(&s->content);
+        free(s->err_reason);
+        free(s);
+        service_connection_done(svc);
+}
+
+static const char *qid(const struct session *s)
+{
+        return s->file ? queue_file_id(s->file) : "NOQUEUE";
+}
+
+/* Push out what is queued. Returns -1 when the session is gone (freed), else 0. */
+static int session_flush(struct session *s)
+{
+        int r = ipc_conn_flush(&s->conn);
+        if (r == -EAGAIN) {
+                sd_event_source_set_io_events(s->io, EPOLLIN | EPOLLOUT);
+                return 0;
+        }
+        if (r < 0 || s->state == STATE_REPLIED) {
+                /* One message per connection: after the final answer there is nothing left to do. */
+                session_free(s);
+                return -1;
+        }
+        sd_event_source_set_io_events(s->io, EPOLLIN);
+        return 0;
+}
+
+static int reply(struct session *s, int status, const char *dsn, const char *reason, const char *queue_id)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        ipc_msg_add_int(&m, "status", status);
+        if (queue_id)
+                ipc_msg_add_str(&m, "queue_id", queue_id);
+        if (dsn)
+                ipc_msg_add_str(&m, "dsn", dsn);
+        if (reason)
+                ipc_msg_add_str(&m, "reason", reason);
+        int r = ipc_conn_queue(&s->conn, &m);
+        ipc_msg_free(&m);
+        if (r < 0) {
+                session_free(s);
+                return -1;
+        }
+        return session_flush(s);
+}
+
+static int final_reply(struct session *s, int status, const char *dsn, const char *reason)
+{
+        s->state = STATE_REPLIED;
+        return reply(s, status, dsn, reason, status == 0 ? queue_file_id(s->file) : NULL);
+}
+
+static int fail_later(struct session *s, int status, const char *dsn, const char *fmt, ...) _printf_(4, 5);
+static int fail_later(struct session *s, int status, const char *dsn, const char *fmt, ...)
+{
+        if (s->err_status)
+                return 0; /* the first cause is the one to report */
+        va_list ap;
+        va_start(ap, fmt);
+        struct buf b = BUF_INIT;
+        buf_vprintf(&b, fmt, ap);
+        va_end(ap);
+        s->err_status = status;
+        s->err_dsn = dsn;
+        s->err_reason = buf_steal(&b);
+        /* Nothing of this message will be queued: drop what was kept. */
+        buf_free(&s->content);
+        queue_file_free(s->file);
+        s->file = NULL;
+        return 0;
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int handle_open(struct session *s, const struct ipc_msg *m)
+{
+        const char *origin = ipc_msg_get_str(m, "origin");
+        s->local = origin && streq(origin, "pickup");
+        s->arrival_usec = now_usec();
+        int r = queue_file_create(s->c->queue, &s->file);
+        if (r < 0) {
+                msg_warn("create queue file in %s/incoming: %s; check that the directory exists and "
+                         "belongs to mail_owner (postfix check)",
+                         queue_directory(s->c->queue), strerror(-r));
+                s->state = STATE_REPLIED;
+                return reply(s, 4, "4.3.0", "queue file write error", NULL);
+        }
+        s->state = STATE_ENVELOPE;
+        return reply(s, 0, NULL, NULL, queue_file_id(s->file));
+}
+
+static unsigned parse_notify(const char *v)
+{
+        char *end = NULL;
+        if (*v >= '0' && *v <= '9') {
+                unsigned long n = strtoul(v, &end, 10);
+                return *end == '\0' && n <= 15 ? (unsigned)n : 0;
+        }
+        /* Also the RFC 3461 form, "SUCCESS,DELAY" or "NEVER". */
+        unsigned n = 0;
+        struct strv words = STRV_INIT;
+        strv_split(&words, v, ", ");
+        for (size_t i = 0; i < words.n; i++) {
+                if (strcasecmp(words.v[i], "NEVER") == 0)
+                        n |= QFILE_NOTIFY_NEVER;
+                else if (strcasecmp(words.v[i], "SUCCESS") == 0)
+                        n |= QFILE_NOTIFY_SUCCESS;
+                else if (strcasecmp(words.v[i], "FAILURE") == 0)
+                        n |= QFILE_NOTIFY_FAILURE;
+                else if (strcasecmp(words.v[i], "DELAY") == 0)
+                        n |= QFILE_NOTIFY_DELAY;
+        }
+        strv_free(&words);
+        return (n & QFILE_NOTIFY_NEVER) ? QFILE_NOTIFY_NEVER : n;
+}
+
+static int handle_envelope(struct session *s, struct ipc_msg *m)
+{
+        struct cleanup *c = s->c;
+        const char *sender = NULL;
+        size_t cap = 0;
+
+        s->envelope = *m; /* keep the strings: the queue file's fields point into it */
+        *m = (struct ipc_msg)IPC_MSG_INIT;
+
+        for (size_t i = 0; i < s->envelope.n_attrs; i++) {
+                const struct ipc_attr *a = &s->envelope.attrs[i];
+                bool address = streq(a->name, "sender") || streq(a->name, "rcpt") || streq(a->name, "orcpt");
+                if (strlen(a->value) != a->value_len)
+                        return fail_later(s, 5, "5.5.4", "invalid envelope: NUL byte in %s", a->name);
+                if (a->value_len > (address ? QFILE_MAX_ADDRESS_LEN : QFILE_MAX_ATTR_VALUE_LEN))
+                        return fail_later(s, 5, address ? "5.1.3" : "5.5.4", "invalid envelope: %s too long",
+                                          a->name);
+                s->envelope_bytes += a->value_len;
+                if (streq(a->name, "sender")) {
+                        if (sender)
+                                return fail_later(s, 5, "5.5.4", "invalid envelope: more than one sender");
+                        sender = a->value;
+                } else if (streq(a->name, "rcpt")) {
+                        if (s->n_rcpts >= QFILE_MAX_RECIPIENTS)
+                                return fail_later(s, 5, "5.5.3", "too many recipients");
+                        if (!*a->value)
+                                return fail_later(s, 5, "5.1.3", "invalid envelope: empty recipient");
+                        if (s->n_rcpts == cap) {
+                                cap = cap ? 2 * cap : 8;
+                                s->rcpts = xrealloc(s->rcpts, cap * sizeof *s->rcpts);
+                        }
+                        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts++];
+                        *r = (struct qfile_rcpt){.orig_rcpt = xstrdup(a->value)};
+                        r->address = rewrite_address(&c->rewrite, a->value);
+                        if (strlen(r->address) > QFILE_MAX_ADDRESS_LEN)
+                                return fail_later(s, 5, "5.1.3", "recipient address too long");
+                } else if (streq(a->name, "orcpt") || streq(a->name, "notify")) {
+                        if (s->n_rcpts == 0)
+                                return fail_later(s, 5, "5.5.4", "invalid envelope: %s before rcpt",
+                                                  a->name);
+                        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts - 1];
+                        if (streq(a->name, "orcpt")) {
+                                free(r->orcpt);
+                                r->orcpt = xstrdup(a->value);
+                        } else
+                                r->notify = parse_notify(a->value);
+                }
+        }
+        if (!sender)
+                return fail_later(s, 5, "5.5.4", "invalid envelope: no sender");
+        if (s->n_rcpts == 0)
+                return fail_later(s, 5, "5.5.4", "invalid envelope: no recipient");
+        s->sender = rewrite_address(&c->rewrite, sender);
+        if (strlen(s->sender) > QFILE_MAX_ADDRESS_LEN)
+                return fail_later(s, 5, "5.1.7", "sender address too long");
+        return 0;
+}
+
+static int handle_content(struct session *s, const struct ipc_msg *m)
+{
+        const struct ipc_attr *data = ipc_msg_find(m, "data");
+        if (s->err_status || !data)
+                return 0;
+        uint64_t limit = s->c->message_size_limit ? s->c->message_size_limit : CLEANUP_CONTENT_HARD_MAX;
+        if (limit > CLEANUP_CONTENT_HARD_MAX)
+                limit = CLEANUP_CONTENT_HARD_MAX;
+        if (s->envelope_bytes + s->content.len + data->value_len > limit) {
+                msg_info("%s: reject: message size exceeds message_size_limit (%" PRIu64 " bytes)", qid(s),
+                         limit);
+                return fail_later(s, 5, "5.3.4", "message file too big");
+        }
+        buf_append(&s->content, data->value, data->value_len);
+        return 0;
+}
+
+static const char *env(const struct session *s, const char *name)
+{
+        const char *v = ipc_msg_get_str(&s->envelope, name);
+        return isempty(v) ? NULL : v;
+}
+
+static int handle_end(struct session *s)
+{
+        struct cleanup *c = s->c;
+        if (s->err_status)
+                return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
+
+        long long uid = -1;
+        if (ipc_msg_get_int(&s->envelope, "uid", &uid) < 0)
+                uid = -1;
+        struct headers_opts ho = {
+                .queue_id = queue_file_id(s->file),
+                .myhostname = c->myhostname,
+                .local = s->local,
+                .uid = uid,
+                .helo_name = env(s, "helo_name"),
+                .client_name = env(s, "client_name"),
+                .client_address = env(s, "client_address"),
+                .protocol = env(s, "protocol"),
+                .tls = env(s, "tls"),
+                .single_rcpt = s->n_rcpts == 1 ? s->rcpts[0].orig_rcpt : NULL,
+                .sender = s->sender,
+                .sender_full_name = env(s, "full_name"),
+                .rewrite = &c->rewrite,
+                .now = time(NULL),
+                .header_size_limit = c->header_size_limit,
+                .line_length_limit = c->line_length_limit,
+        };
+        struct buf content = BUF_INIT;
+        struct headers_result hr;
+        headers_build(&ho, s->content.data ? s->content.data : "", s->content.len, &content, &hr);
+        buf_free(&s->content);
+        s->content = content; /* the final message replaces the received one */
+        struct log_fields lf = {.queue_id = queue_file_id(s->file)};
+        msg_fields(LOG_LEVEL_INFO, &lf, "%s: message-id=%s", queue_file_id(s->file), hr.message_id);
+        headers_result_done(&hr);
+
+        struct qfile_attr extra[4];
+        size_t n_extra = 0;
+        static const char *const extra_names[] = {"client_port", "uid", "smtputf8", "tls"};
+        for (size_t i = 0; i < ELEMENTSOF(extra_names); i++)
+                if (env(s, extra_names[i]))
+                        extra[n_extra++] =
+                                (struct qfile_attr){(char *)extra_names[i], (char *)env(s, extra_names[i])};
+        long long size = -1;
+        bool has_size = ipc_msg_get_int(&s->envelope, "size", &size) == 0 && size >= 0;
+        struct qfile_msg qm = {
+                .arrival_usec = s->arrival_usec,
+                .sender = s->sender,
+                .rcpts = s->rcpts,
+                .n_rcpts = s->n_rcpts,
+                .client_name = (char *)env(s, "client_name"),
+                .client_address = (char *)env(s, "client_address"),
+                .helo_name = (char *)env(s, "helo_name"),
+                .protocol = (char *)env(s, "protocol"),
+                .sasl_username = (char *)env(s, "sasl_username"),
+                .envelope_id = (char *)env(s, "envid"),
+                .origin_queue = "incoming",
+                .message_size = has_size ? (uint64_t)size : s->content.len,
+                .has_message_size = true,
+                .ready = true,
+                .extra = extra,
+                .n_extra = n_extra,
+                .content = s->content.data ? s->content.data : "",
+                .content_len = s->content.len,
+        };
+        int r = queue_file_write(s->file, &qm, QUEUE_NOSYNC);
+        if (r < 0) {
+                msg_fields(LOG_LEVEL_WARNING, &lf, "%s: write queue file: %s%s", queue_file_id(s->file),
+                           strerror(-r),
+                           r == -EINVAL ? "" : "; check free space and permissions of queue_directory");
+                queue_file_free(s->file);
+                s->file = NULL;
+                return final_reply(s, 4, "4.3.0", "queue file write error");
+        }
+        /* The content is in the file now; no need to hold it while the commit runs. */
+        buf_free(&s->content);
+        s->state = STATE_COMMIT;
+        s->in_commit = true;
+        commit_add(c->commit, s);
+        return 0;
+}
+
+void session_committed(struct session *s, int result)
+{
+        s->in_commit = false;
+        if (result == 0)
+                commit_notify_qmgr(s->c, queue_file_id(s->file));
+        else {
+                struct log_fields lf = {.queue_id = queue_file_id(s->file)};
+                msg_fields(LOG_LEVEL_WARNING, &lf,
+                           "%s: commit queue file to %s/incoming: %s; the client was told to retry later",
+                           queue_file_id(s->file), queue_directory(s->c->queue), strerror(-result));
+                queue_file_free(s->file); /* never acknowledged, so it goes */
+                s->file = NULL;
+        }
+        if (s->gone) {
+                session_free(s);
+                return;
+        }
+        if (result == 0)
+                final_reply(s, 0, NULL, NULL);
+        else
+                final_reply(s, 4, "4.3.0", "queue file write error");
+}
+
+static void protocol_error(struct session *s, const char *what)
+{
+        msg_warn("%s: %s from the submitting client (state %d); message not queued", qid(s), what, s->state);
+        session_free(s);
+}
+
+/* One request. Returns -1 when the session is gone. */
+static int handle(struct session *s, struct ipc_msg *m)
+{
+        const char *req = ipc_msg_get_str(m, "req");
+        if (!req) {
+                protocol_error(s, "request without req attribute");
+                return -1;
+        }
+        switch (s->state) {
+        case STATE_OPEN:
+                if (streq(req, "open"))
+                        return handle_open(s, m);
+                break;
+        case STATE_ENVELOPE:
+                if (streq(req, "envelope")) {
+                        handle_envelope(s, m);
+                        s->state = STATE_CONTENT;
+                        return 0;
+                }
+                break;
+        case STATE_CONTENT:
+                if (streq(req, "content")) {
+                        handle_content(s, m);
+                        return 0;
+                }
+                if (streq(req, "end"))
+                        return handle_end(s);
+                break;
+        default: break;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "unexpected request \"%.40s\"", req);
+        protocol_error(s, what);
+        return -1;
+}
+
+static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct session *s = userdata;
+        msg_warn("%s: timeout: no request from the submitting client for %" PRIu64 " s (ipc_timeout)",
+                 qid(s), s->c->ipc_timeout_usec / 1000000u);
+        session_free(s);
+        return 0;
+}
+
+static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        struct session *s = userdata;
+
+        if ((revents & EPOLLOUT) && session_flush(s) < 0)
+                return 0;
+        if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                return 0;
+        int r = ipc_conn_read(&s->conn);
+        if (r < 0) {
+                if (s->state < STATE_COMMIT && s->state > STATE_OPEN)
+                        msg_warn("%s: read from submitting client: %s; message not queued", qid(s),
+                                 strerror(-r));
+                session_free(s);
+                return 0;
+        }
+        if (s->state == STATE_COMMIT) {
+                /* Nothing may follow {req=end}; a client that leaves now is simply not answered. */
+                if (s->conn.eof || s->conn.in.len > 0)
+                        session_free(s);
+                return 0;
+        }
+        if (s->state == STATE_REPLIED) {
+                buf_truncate(&s->conn.in, 0);
+                if (s->conn.eof)
+                        session_free(s);
+                return 0;
+        }
+        while (s->state < STATE_COMMIT) {
+                struct ipc_msg m = IPC_MSG_INIT;
+                r = ipc_conn_next(&s->conn, &m);
+                if (r < 0) {
+                        protocol_error(s, r == -EMSGSIZE ? "oversized frame" : "malformed frame");
+                        return 0;
+                }
+                if (r == 0)
+                        break;
+                r = handle(s, &m);
+                ipc_msg_free(&m);
+                if (r < 0)
+                        return 0;
+        }
+        if (s->conn.eof && s->state < STATE_COMMIT) {
+                if (s->state > STATE_OPEN)
+                        msg_info("%s: client disconnected before the end of the message; removed", qid(s));
+                session_free(s);
+                return 0;
+        }
+        sd_event_source_set_time_relative(s->timer, s->c->ipc_timeout_usec);
+        return 0;
+}
+
+void session_start(struct cleanup *c, int fd)
+{
+        struct session *s = xcalloc(1, sizeof *s);
+        s->c = c;
+        s->fd = fd;
+        s->envelope = (struct ipc_msg)IPC_MSG_INIT;
+        ipc_conn_init(&s->conn, fd);
+        sd_event *e = service_event(c->service);
+        int r = sd_event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &s->timer, CLOCK_MONOTONIC, c->ipc_timeout_usec, 0,
+                                               on_timeout, s);
+        if (r < 0) {
+                msg_warn("watch submission connection: %s", strerror(-r));
+                session_free(s);
+        }
+}

@@ -1,0 +1,133 @@
+/* main.c: smtpd, the SMTP server role: settings, access tables and TLS at start, one session per connection.
+ */
+#include <errno.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "catalog.h"
+#include "instance.h"
+#include "log.h"
+#include "mail_proto.h"
+#include "service.h"
+#include "smtpd.h"
+
+static enum smtpd_bare_newline parse_bare_newline(const char *v)
+{
+        if (strcasecmp(v, "reject") == 0)
+                return SMTPD_BARE_NEWLINE_REJECT;
+        if (strcasecmp(v, "normalize") == 0 || strcasecmp(v, "yes") == 0)
+                return SMTPD_BARE_NEWLINE_NORMALIZE;
+        if (strcasecmp(v, "no") == 0)
+                return SMTPD_BARE_NEWLINE_NO;
+        msg_warn("invalid smtpd_forbid_bare_newline value \"%s\": using \"reject\"", v);
+        return SMTPD_BARE_NEWLINE_REJECT;
+}
+
+/* smtpd_tls_security_level wins; the old smtpd_enforce_tls / smtpd_use_tls apply when it is empty. */
+static enum smtpd_tls_level parse_tls_level(struct config *c)
+{
+        const char *v = config_get(c, "smtpd_tls_security_level");
+        if (isempty(v)) {
+                if (config_get_bool(c, "smtpd_enforce_tls"))
+                        return SMTPD_TLS_ENCRYPT;
+                return config_get_bool(c, "smtpd_use_tls") ? SMTPD_TLS_MAY : SMTPD_TLS_NONE;
+        }
+        if (strcasecmp(v, "none") == 0)
+                return SMTPD_TLS_NONE;
+        if (strcasecmp(v, "may") == 0)
+                return SMTPD_TLS_MAY;
+        if (strcasecmp(v, "encrypt") == 0)
+                return SMTPD_TLS_ENCRYPT;
+        msg_warn("invalid smtpd_tls_security_level value \"%s\": using \"none\"", v);
+        return SMTPD_TLS_NONE;
+}
+
+/* The key file is root's (mode 0600 on a real system): load it before privileges are dropped. */
+static int smtpd_init_privileged(struct service *svc)
+{
+        struct smtpd *srv = service_userdata(svc);
+        struct config *c = service_config(svc);
+        srv->wrappermode = config_get_bool(c, "smtpd_tls_wrappermode");
+        srv->tls_level = parse_tls_level(c);
+        if (srv->tls_level != SMTPD_TLS_NONE || srv->wrappermode)
+                srv->tls = smtpd_tls_new(c);
+        return 0;
+}
+
+static int smtpd_init(struct service *svc)
+{
+        struct smtpd *srv = service_userdata(svc);
+        struct config *c = service_config(svc);
+        srv->service = svc;
+        srv->config = c;
+        srv->myhostname = xstrdup(config_get(c, "myhostname"));
+        srv->banner = xstrdup(config_get(c, "smtpd_banner"));
+        long long size = config_get_int(c, "message_size_limit");
+        srv->message_size_limit = size > 0 ? (uint64_t)size : 0;
+        srv->recipient_limit = config_get_int(c, "smtpd_recipient_limit");
+        srv->timeout_sec = config_get_time(c, "smtpd_timeout");
+        if (srv->timeout_sec <= 0)
+                srv->timeout_sec = 1;
+        srv->hard_error_limit = config_get_int(c, "smtpd_hard_error_limit");
+        srv->soft_error_limit = config_get_int(c, "smtpd_soft_error_limit");
+        srv->error_sleep_sec = config_get_time(c, "smtpd_error_sleep_time");
+        srv->disable_vrfy = config_get_bool(c, "disable_vrfy_command");
+        srv->helo_required = config_get_bool(c, "smtpd_helo_required");
+        srv->forbid_unauth_pipelining = config_get_bool(c, "smtpd_forbid_unauth_pipelining");
+        srv->strict_rfc821 = config_get_bool(c, "strict_rfc821_envelopes");
+        srv->smtputf8_enable = config_get_bool(c, "smtputf8_enable");
+        srv->bare_newline = parse_bare_newline(config_get(c, "smtpd_forbid_bare_newline"));
+
+        struct instance_paths paths;
+        instance_paths_from_config(c, &paths);
+        /* MAIL_PROTO_CLEANUP_SOCKET (public/cleanup), or private/ when master.cf marks cleanup private. */
+        srv->cleanup_path = xasprintf("%s/%s", paths.queue_dir, MAIL_PROTO_CLEANUP_SOCKET);
+        srv->cleanup_private_path = instance_socket_path(&paths, "cleanup", true);
+        instance_paths_free(&paths);
+
+        _cleanup_free_ char *err = NULL;
+        int r = smtpd_access_new(c, &srv->access, &err);
+        if (r < 0) {
+                msg_fields(LOG_LEVEL_ERROR,
+                           &(struct log_fields){
+                                   .catalog_id = r == -EPROTONOSUPPORT ? CATALOG_UNSUPPORTED_TABLE : NULL},
+                           "%s", err);
+                return r;
+        }
+        /* Postfix's behaviour: mandatory TLS without a working setup refuses mail rather than taking it in
+         * the clear. */
+        if (!srv->tls && srv->tls_level == SMTPD_TLS_ENCRYPT)
+                msg_warn("smtpd_tls_security_level = encrypt but TLS is unavailable: mail will be refused");
+        return 0;
+}
+
+static void smtpd_on_connection(struct service *svc, int fd)
+{
+        session_start(service_userdata(svc), fd);
+}
+
+static void smtpd_on_stop(struct service *svc)
+{
+        session_stop_all(service_userdata(svc));
+}
+
+int main(int argc, char **argv)
+{
+        struct smtpd srv = {0};
+        const struct service_ops ops = {
+                .init = smtpd_init,
+                .init_privileged = smtpd_init_privileged,
+                .on_connection = smtpd_on_connection,
+                .on_stop = smtpd_on_stop,
+                .max_connections = SMTPD_SESSIONS_MAX,
+                .userdata = &srv,
+        };
+        int r = service_main(argc, argv, &ops);
+        smtpd_access_free(srv.access);
+        smtpd_tls_free(srv.tls);
+        free(srv.myhostname);
+        free(srv.banner);
+        free(srv.cleanup_path);
+        free(srv.cleanup_private_path);
+        return r;
+}

@@ -1,0 +1,696 @@
+/* restrictions.c: smtpd's access decisions: mynetworks, local and relay domains, restriction lists. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "dict.h"
+#include "log.h"
+#include "maps.h"
+#include "smtp_reply.h"
+#include "smtpd.h"
+
+/* Entries of one list parameter (mynetworks, mydestination, relay_domains, a restriction list). */
+#define ACCESS_LIST_MAX 1024
+/* check_*_access tables over all restriction lists. */
+#define ACCESS_TABLES_MAX 64
+/* Addresses that make "[addr]" a local domain (inet_interfaces, proxy_interfaces, interfaces for all). */
+#define ACCESS_LOCAL_ADDRS_MAX 256
+/* Labels of a domain walked for parent-domain lookups. */
+#define ACCESS_DOMAIN_LABELS_MAX 127
+
+/* A network list: CIDR blocks and lookup tables keyed by the client address. */
+struct netlist {
+        struct netaddr_cidr *cidrs;
+        size_t n_cidrs;
+        struct dict **tables;
+        size_t n_tables;
+};
+
+/* A domain list: names (with Postfix's parent-domain matching where it applies) and tables. */
+struct domlist {
+        struct strv names; /* lower case; "!" prefix kept for negation */
+        struct dict **tables;
+        size_t n_tables;
+        bool subdomains; /* "example.com" also matches "sub.example.com" */
+};
+
+struct access_table {
+        char *spec;
+        struct maps *maps;
+};
+
+struct smtpd_access {
+        struct netlist mynetworks;
+        struct domlist mydestination, relay_domains;
+        struct netaddr local_addrs[ACCESS_LOCAL_ADDRS_MAX];
+        size_t n_local_addrs;
+        struct maps *local_rcpt; /* NULL: local_recipient_maps is empty, every local user is accepted */
+        bool reject_unlisted_recipient;
+        struct strv relay_restrictions, recipient_restrictions;
+        struct access_table tables[ACCESS_TABLES_MAX];
+        size_t n_tables;
+        int relay_reject_code, access_reject_code, reject_code, defer_code, unknown_local_code;
+};
+
+static void netlist_done(struct netlist *l)
+{
+        free(l->cidrs);
+        for (size_t i = 0; i < l->n_tables; i++)
+                dict_close(l->tables[i]);
+        free(l->tables);
+}
+
+static void domlist_done(struct domlist *l)
+{
+        strv_free(&l->names);
+        for (size_t i = 0; i < l->n_tables; i++)
+                dict_close(l->tables[i]);
+        free(l->tables);
+}
+
+static bool is_table_spec(const char *s)
+{
+        /* "type:name" where type is a word; "[::1]/128" and "2001:db8::/32" are not tables. */
+        const char *colon = strchr(s, ':');
+        if (!colon || colon == s)
+                return false;
+        for (const char *p = s; p < colon; p++)
+                if (!isalnum((unsigned char)*p) && *p != '_')
+                        return false;
+        return !isdigit((unsigned char)s[0]);
+}
+
+static int open_table(const char *param, const char *spec, struct dict ***tables, size_t *n, char **err)
+{
+        struct dict *d = NULL;
+        _cleanup_free_ char *why = NULL;
+        int r = dict_open(spec, &d, &why);
+        if (r < 0) {
+                *err = xasprintf("%s: %s: %s", param, spec, why);
+                return r;
+        }
+        *tables = xrealloc(*tables, (*n + 1) * sizeof(**tables));
+        (*tables)[(*n)++] = d;
+        return 0;
+}
+
+static int netlist_init(struct netlist *l, const char *param, const char *value, char **err)
+{
+        struct strv items = STRV_INIT;
+        int r = 0;
+        maps_split_list(value, &items);
+        if (items.n > ACCESS_LIST_MAX) {
+                *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
+                strv_free(&items);
+                return -E2BIG;
+        }
+        l->cidrs = xcalloc(items.n ? items.n : 1, sizeof(*l->cidrs));
+        for (size_t i = 0; i < items.n; i++) {
+                const char *it = items.v[i];
+                if (is_table_spec(it)) {
+                        r = open_table(param, it, &l->tables, &l->n_tables, err);
+                        if (r < 0)
+                                break;
+                        continue;
+                }
+                struct netaddr_cidr c;
+                int q = netaddr_parse_cidr(it, &c);
+                if (q == -EDOM) {
+                        char fixed[NETADDR_FORMAT_MAX];
+                        msg_warn("%s: non-null host address bits in \"%s\", perhaps you should use \"%s\" "
+                                 "instead",
+                                 param, it, netaddr_cidr_format(&c, fixed, sizeof fixed));
+                        q = 0;
+                }
+                if (q == 0)
+                        l->cidrs[l->n_cidrs++] = c;
+                else
+                        /* Host names need DNS, which smtpd does not do in its event loop yet. */
+                        msg_warn("%s: ignoring entry \"%s\": not an address, network or table", param, it);
+        }
+        strv_free(&items);
+        return r;
+}
+
+static int netlist_match(struct netlist *l, const char *addr_text)
+{
+        struct netaddr a;
+        if (netaddr_parse(addr_text, &a) < 0)
+                return 0;
+        for (size_t i = 0; i < l->n_cidrs; i++)
+                if (netaddr_cidr_match(&l->cidrs[i], &a))
+                        return 1;
+        for (size_t i = 0; i < l->n_tables; i++) {
+                _cleanup_free_ char *v = NULL;
+                int r = dict_get(l->tables[i], addr_text, &v);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int domlist_init(struct domlist *l, const char *param, const char *value, bool subdomains, char **err)
+{
+        struct strv items = STRV_INIT;
+        int r = 0;
+        maps_split_list(value, &items);
+        if (items.n > ACCESS_LIST_MAX) {
+                *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
+                strv_free(&items);
+                return -E2BIG;
+        }
+        l->subdomains = subdomains;
+        for (size_t i = 0; i < items.n; i++) {
+                if (is_table_spec(items.v[i])) {
+                        r = open_table(param, items.v[i], &l->tables, &l->n_tables, err);
+                        if (r < 0)
+                                break;
+                        continue;
+                }
+                char *name = xstrdup(items.v[i]);
+                dict_fold_key(name);
+                size_t len = strlen(name);
+                if (len > 1 && name[len - 1] == '.')
+                        name[len - 1] = '\0';
+                strv_push_take(&l->names, name);
+        }
+        strv_free(&items);
+        return r;
+}
+
+static bool name_matches(const char *pattern, const char *domain, bool subdomains)
+{
+        if (pattern[0] == '.') {
+                size_t pl = strlen(pattern), dl = strlen(domain);
+                return dl > pl && streq(domain + dl - pl, pattern);
+        }
+        if (streq(pattern, domain))
+                return true;
+        if (!subdomains)
+                return false;
+        size_t pl = strlen(pattern), dl = strlen(domain);
+        return dl > pl && domain[dl - pl - 1] == '.' && streq(domain + dl - pl, pattern);
+}
+
+/* domain: lower case, no trailing dot. 1 listed, 0 not, <0 table failure. */
+static int domlist_match(struct domlist *l, const char *domain)
+{
+        for (size_t i = 0; i < l->names.n; i++) {
+                const char *p = l->names.v[i];
+                bool neg = p[0] == '!';
+                if (name_matches(neg ? p + 1 : p, domain, l->subdomains))
+                        return neg ? 0 : 1;
+        }
+        for (size_t i = 0; i < l->n_tables; i++) {
+                const char *d = domain;
+                for (size_t labels = 0; d && labels < ACCESS_DOMAIN_LABELS_MAX; labels++) {
+                        _cleanup_free_ char *v = NULL;
+                        int r = dict_get(l->tables[i], d, &v);
+                        if (r != 0)
+                                return r;
+                        if (!l->subdomains)
+                                break;
+                        d = strchr(d, '.');
+                        if (d)
+                                d++;
+                }
+        }
+        return 0;
+}
+
+static void add_local_addr(struct smtpd_access *a, const char *text)
+{
+        struct netaddr n;
+        if (a->n_local_addrs < ACCESS_LOCAL_ADDRS_MAX && netaddr_parse(text, &n) == 0)
+                a->local_addrs[a->n_local_addrs++] = n;
+}
+
+static void add_interface_addrs(struct smtpd_access *a)
+{
+        struct ifaddrs *ifs = NULL;
+        if (getifaddrs(&ifs) < 0) {
+                msg_warn("cannot list the network interfaces: %s", strerror(errno));
+                return;
+        }
+        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+                if (!i->ifa_addr || a->n_local_addrs >= ACCESS_LOCAL_ADDRS_MAX)
+                        continue;
+                struct netaddr n = {.family = i->ifa_addr->sa_family};
+                if (n.family == AF_INET)
+                        memcpy(n.bytes, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, 4);
+                else if (n.family == AF_INET6)
+                        memcpy(n.bytes, &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, 16);
+                else
+                        continue;
+                a->local_addrs[a->n_local_addrs++] = n;
+        }
+        freeifaddrs(ifs);
+}
+
+static void local_addrs_init(struct smtpd_access *a, struct config *c)
+{
+        struct strv v = STRV_INIT;
+        config_get_list(c, "inet_interfaces", &v);
+        config_get_list(c, "proxy_interfaces", &v);
+        for (size_t i = 0; i < v.n; i++) {
+                if (streq(v.v[i], "all"))
+                        add_interface_addrs(a);
+                else if (streq(v.v[i], "loopback-only")) {
+                        add_local_addr(a, "127.0.0.1");
+                        add_local_addr(a, "::1");
+                } else
+                        add_local_addr(a, v.v[i]);
+        }
+        strv_free(&v);
+}
+
+static bool is_restriction_with_table(const char *name)
+{
+        return streq(name, "check_client_access") || streq(name, "check_recipient_access") ||
+               streq(name, "check_sender_access") || streq(name, "check_helo_access");
+}
+
+static bool is_relay_guard(const char *name)
+{
+        return streq(name, "reject_unauth_destination") || streq(name, "defer_unauth_destination") ||
+               streq(name, "reject") || streq(name, "defer") || streq(name, "defer_if_permit");
+}
+
+static int restrictions_init(struct smtpd_access *a, struct config *c, const char *param, struct strv *out,
+                             char **err)
+{
+        config_get_list(c, param, out);
+        if (out->n > ACCESS_LIST_MAX) {
+                *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
+                return -E2BIG;
+        }
+        for (size_t i = 0; i < out->n; i++) {
+                if (!is_restriction_with_table(out->v[i]))
+                        continue;
+                if (i + 1 >= out->n) {
+                        *err = xasprintf("%s: restriction \"%s\" requires a type:table argument", param,
+                                         out->v[i]);
+                        return -EINVAL;
+                }
+                const char *spec = out->v[++i];
+                bool have = false;
+                for (size_t k = 0; k < a->n_tables; k++)
+                        have = have || streq(a->tables[k].spec, spec);
+                if (have)
+                        continue;
+                if (a->n_tables >= ACCESS_TABLES_MAX) {
+                        *err = xasprintf("%s: more than %d access tables", param, ACCESS_TABLES_MAX);
+                        return -E2BIG;
+                }
+                struct maps *m = NULL;
+                int r = maps_open(param, spec, &m, err);
+                if (r < 0)
+                        return r;
+                a->tables[a->n_tables++] = (struct access_table){xstrdup(spec), m};
+        }
+        return 0;
+}
+
+static bool list_has_guard(const struct strv *l)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                if (is_restriction_with_table(l->v[i])) {
+                        i++; /* a table argument is never a guard */
+                        continue;
+                }
+                if (is_relay_guard(l->v[i]))
+                        return true;
+        }
+        return false;
+}
+
+int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
+{
+        struct smtpd_access *a = xcalloc(1, sizeof(*a));
+        int r;
+
+        r = netlist_init(&a->mynetworks, "mynetworks", config_get(c, "mynetworks"), err);
+        if (r >= 0)
+                r = domlist_init(&a->mydestination, "mydestination", config_get(c, "mydestination"), false,
+                                 err);
+        /* Postfix's parent_domain_matches_subdomains default includes relay_domains. */
+        if (r >= 0)
+                r = domlist_init(&a->relay_domains, "relay_domains", config_get(c, "relay_domains"), true,
+                                 err);
+        if (r >= 0) {
+                const char *lrm = config_get(c, "local_recipient_maps");
+                struct strv specs = STRV_INIT;
+                maps_split_list(lrm, &specs);
+                if (specs.n > 0)
+                        r = maps_open("local_recipient_maps", lrm, &a->local_rcpt, err);
+                strv_free(&specs);
+        }
+        if (r >= 0)
+                r = restrictions_init(a, c, "smtpd_relay_restrictions", &a->relay_restrictions, err);
+        if (r >= 0)
+                r = restrictions_init(a, c, "smtpd_recipient_restrictions", &a->recipient_restrictions, err);
+        /* Postfix refuses to run as an open relay by accident: one of the lists must be able to say no. */
+        if (r >= 0 && !list_has_guard(&a->relay_restrictions) &&
+            !list_has_guard(&a->recipient_restrictions)) {
+                *err = xstrdup(
+                        "parameters smtpd_relay_restrictions and smtpd_recipient_restrictions: specify "
+                        "at least one working instance of: reject_unauth_destination, "
+                        "defer_unauth_destination, reject, defer or defer_if_permit");
+                r = -EINVAL;
+        }
+        if (r < 0) {
+                smtpd_access_free(a);
+                return r;
+        }
+        local_addrs_init(a, c);
+        a->reject_unlisted_recipient = config_get_bool(c, "smtpd_reject_unlisted_recipient");
+        a->relay_reject_code = (int)config_get_int(c, "relay_domains_reject_code");
+        a->access_reject_code = (int)config_get_int(c, "access_map_reject_code");
+        a->reject_code = (int)config_get_int(c, "reject_code");
+        a->defer_code = (int)config_get_int(c, "defer_code");
+        a->unknown_local_code = (int)config_get_int(c, "unknown_local_recipient_reject_code");
+        *ret = a;
+        return 0;
+}
+
+void smtpd_access_free(struct smtpd_access *a)
+{
+        if (!a)
+                return;
+        netlist_done(&a->mynetworks);
+        domlist_done(&a->mydestination);
+        domlist_done(&a->relay_domains);
+        maps_free(a->local_rcpt);
+        strv_free(&a->relay_restrictions);
+        strv_free(&a->recipient_restrictions);
+        for (size_t i = 0; i < a->n_tables; i++) {
+                free(a->tables[i].spec);
+                maps_free(a->tables[i].maps);
+        }
+        free(a);
+}
+
+void access_decision_done(struct access_decision *d)
+{
+        free(d->reply);
+        d->reply = NULL;
+}
+
+int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr)
+{
+        return netlist_match(&a->mynetworks, addr);
+}
+
+/* The domain of an address in lower case without a trailing dot; NULL when there is none. */
+static char *domain_of(const char *addr)
+{
+        const char *at = strrchr(addr, '@');
+        if (!at || at[1] == '\0')
+                return NULL;
+        char *d = xstrdup(at + 1);
+        dict_fold_key(d);
+        size_t len = strlen(d);
+        if (len > 1 && d[len - 1] == '.')
+                d[len - 1] = '\0';
+        return d;
+}
+
+int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain)
+{
+        if (!domain)
+                return 1;
+        size_t len = strlen(domain);
+        if (domain[0] == '[' && len > 2 && domain[len - 1] == ']') {
+                _cleanup_free_ char *inner = xstrndup(domain + 1, len - 2);
+                const char *text = inner;
+                if (strncasecmp(text, "ipv6:", 5) == 0)
+                        text += 5;
+                struct netaddr n;
+                if (netaddr_parse(text, &n) < 0)
+                        return 0;
+                for (size_t i = 0; i < a->n_local_addrs; i++)
+                        if (netaddr_equal(&a->local_addrs[i], &n))
+                                return 1;
+                return 0;
+        }
+        return domlist_match(&a->mydestination, domain);
+}
+
+/* Recipient domain is ours or one we relay to. 1, 0 or <0. */
+static int authorized_destination(struct smtpd_access *a, const char *rcpt)
+{
+        _cleanup_free_ char *domain = domain_of(rcpt);
+        int r = smtpd_access_domain_is_local(a, domain);
+        if (r != 0)
+                return r;
+        return domlist_match(&a->relay_domains, domain);
+}
+
+int smtpd_access_local_user_known(struct smtpd_access *a, const char *rcpt)
+{
+        if (!a->local_rcpt)
+                return 1;
+        _cleanup_free_ char *v = NULL;
+        return maps_find_address(a->local_rcpt, rcpt, true, &v);
+}
+
+struct rcpt_ctx {
+        struct smtpd_access *a;
+        const struct access_client *client;
+        const char *rcpt;
+};
+
+/* detail: the enhanced status code after its class digit, "7.1" for policy, "1.1" for a bad mailbox. */
+static void reject(struct access_decision *d, int code, const char *detail, const char *what,
+                   const char *label, const char *text)
+{
+        d->result = ACCESS_REJECT;
+        d->reply = xasprintf("%d %d.%s <%s>: %s%s", code, code / 100, detail, what, label, text);
+}
+
+/* 2: a local recipient that local_recipient_maps does not know; 0 otherwise; <0 a table failed. */
+static int unlisted_local(struct smtpd_access *a, const char *rcpt)
+{
+        _cleanup_free_ char *domain = domain_of(rcpt);
+        int r = smtpd_access_domain_is_local(a, domain);
+        if (r <= 0)
+                return r;
+        r = smtpd_access_local_user_known(a, rcpt);
+        if (r < 0)
+                return r;
+        return r == 0 ? 2 : 0;
+}
+
+static void tempfail(struct access_decision *d, const char *what)
+{
+        d->result = ACCESS_REJECT;
+        d->reply = xasprintf("451 4.3.0 <%s>: Temporary lookup failure", what);
+}
+
+/*
+ * An access table result: OK/PERMIT permit, DUNNO pass, REJECT/DEFER [text], or "NNN [X.Y.Z] text" with a
+ * 4xx/5xx code. Anything else is logged and passes (Postfix would read it as a restriction list).
+ */
+void smtpd_access_table_result(struct smtpd_access *a, const char *table, const char *value,
+                               const char *what, const char *label, struct access_decision *d)
+{
+        const char *p = value;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        size_t w = strcspn(p, " \t");
+        const char *rest = p + w;
+        while (*rest == ' ' || *rest == '\t')
+                rest++;
+        if ((w == 2 && strncasecmp(p, "OK", 2) == 0) || (w == 6 && strncasecmp(p, "PERMIT", 6) == 0)) {
+                d->result = ACCESS_PERMIT;
+                return;
+        }
+        if (w == 5 && strncasecmp(p, "DUNNO", 5) == 0)
+                return;
+        if (w == 6 && strncasecmp(p, "REJECT", 6) == 0) {
+                _cleanup_free_ char *t = xasprintf(" rejected: %s", *rest ? rest : "Access denied");
+                reject(d, a->access_reject_code, "7.1", what, label, t);
+                return;
+        }
+        if (w == 5 && strncasecmp(p, "DEFER", 5) == 0) {
+                _cleanup_free_ char *t = xasprintf(" rejected: %s", *rest ? rest : "Access denied");
+                reject(d, a->defer_code, "7.1", what, label, t);
+                return;
+        }
+        if (w == 3 && (p[0] == '4' || p[0] == '5') && isdigit((unsigned char)p[1]) &&
+            isdigit((unsigned char)p[2])) {
+                size_t elen = 0;
+                char enhanced[SMTP_ENHANCED_MAX];
+                snprintf(enhanced, sizeof enhanced, "%c.7.1", p[0]);
+                if (smtp_enhanced_parse(rest, &elen) && elen < sizeof enhanced && rest[0] == p[0]) {
+                        memcpy(enhanced, rest, elen);
+                        enhanced[elen] = '\0';
+                        rest += elen;
+                        while (*rest == ' ')
+                                rest++;
+                }
+                d->result = ACCESS_REJECT;
+                d->reply = xasprintf("%.3s %s <%s>: %s rejected: %s", p, enhanced, what, label,
+                                     *rest ? rest : "Access denied");
+                return;
+        }
+        msg_warn("access table %s: unsupported result \"%s\": ignored", table, value);
+}
+
+static struct maps *find_table(struct smtpd_access *a, const char *spec)
+{
+        for (size_t i = 0; i < a->n_tables; i++)
+                if (streq(a->tables[i].spec, spec))
+                        return a->tables[i].maps;
+        return NULL;
+}
+
+/* Client keys: the name (when known), the address, then its IPv4 networks "1.2.3", "1.2", "1". */
+static int lookup_client(struct maps *m, const struct access_client *cl, char **ret)
+{
+        int r;
+        if (cl->name && !streq(cl->name, "unknown")) {
+                r = maps_find_domain(m, cl->name, ret);
+                if (r != 0)
+                        return r;
+        }
+        r = maps_find(m, cl->addr, ret);
+        if (r != 0 || strchr(cl->addr, ':'))
+                return r;
+        _cleanup_free_ char *k = xstrdup(cl->addr);
+        for (int i = 0; i < 3; i++) {
+                char *dot = strrchr(k, '.');
+                if (!dot)
+                        break;
+                *dot = '\0';
+                r = maps_find(m, k, ret);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Address keys of access(5): "user@domain", the domain and its parents, then "user@". */
+static int lookup_address(struct maps *m, const char *addr, char **ret)
+{
+        int r = maps_find(m, addr, ret);
+        if (r != 0)
+                return r;
+        const char *at = strrchr(addr, '@');
+        if (!at)
+                return 0;
+        _cleanup_free_ char *domain = domain_of(addr);
+        if (domain) {
+                r = maps_find_domain(m, domain, ret);
+                if (r != 0)
+                        return r;
+                const char *d = strchr(domain, '.');
+                for (size_t labels = 0; d && labels < ACCESS_DOMAIN_LABELS_MAX; labels++) {
+                        r = maps_find(m, d + 1, ret);
+                        if (r != 0)
+                                return r;
+                        d = strchr(d + 1, '.');
+                }
+        }
+        _cleanup_free_ char *user = xstrndup(addr, (size_t)(at - addr) + 1);
+        return maps_find(m, user, ret);
+}
+
+/* Evaluate one restriction list for a recipient; stops at the first PERMIT or REJECT. */
+static void eval_list(struct rcpt_ctx *x, const char *param, const struct strv *list,
+                      struct access_decision *d)
+{
+        struct smtpd_access *a = x->a;
+        char client_what[512];
+        snprintf(client_what, sizeof client_what, "%s[%s]", x->client->name, x->client->addr);
+
+        for (size_t i = 0; i < list->n && d->result == ACCESS_PASS; i++) {
+                const char *name = list->v[i];
+                int r;
+                if (streq(name, "permit")) {
+                        d->result = ACCESS_PERMIT;
+                } else if (streq(name, "reject")) {
+                        reject(d, a->reject_code, "7.1", x->rcpt,
+                               "Recipient address rejected: ", "Access denied");
+                } else if (streq(name, "defer")) {
+                        reject(d, a->defer_code, "7.1", x->rcpt,
+                               "Recipient address rejected: ", "Access denied");
+                } else if (streq(name, "permit_mynetworks")) {
+                        r = netlist_match(&a->mynetworks, x->client->addr);
+                        if (r < 0)
+                                tempfail(d, client_what);
+                        else if (r > 0)
+                                d->result = ACCESS_PERMIT;
+                } else if (streq(name, "permit_sasl_authenticated")) {
+                        if (x->client->sasl_authenticated)
+                                d->result = ACCESS_PERMIT;
+                } else if (streq(name, "reject_unauth_destination") ||
+                           streq(name, "defer_unauth_destination")) {
+                        r = authorized_destination(a, x->rcpt);
+                        if (r < 0)
+                                tempfail(d, x->rcpt);
+                        else if (r == 0) {
+                                int code = name[0] == 'r' ? a->relay_reject_code : 454;
+                                reject(d, code, "7.1", x->rcpt, "Relay access denied", "");
+                        }
+                } else if (streq(name, "reject_unlisted_recipient")) {
+                        r = unlisted_local(a, x->rcpt);
+                        if (r < 0)
+                                tempfail(d, x->rcpt);
+                        else if (r == 2)
+                                reject(d, a->unknown_local_code, "1.1", x->rcpt,
+                                       "Recipient address rejected: ",
+                                       "User unknown in local recipient table");
+                } else if (is_restriction_with_table(name) && i + 1 < list->n) {
+                        const char *spec = list->v[++i];
+                        struct maps *m = find_table(a, spec);
+                        _cleanup_free_ char *v = NULL;
+                        const char *what = x->rcpt, *label = "Recipient address";
+                        if (streq(name, "check_client_access")) {
+                                r = m ? lookup_client(m, x->client, &v) : -ENOENT;
+                                what = client_what;
+                                label = "Client host";
+                        } else if (streq(name, "check_recipient_access"))
+                                r = m ? lookup_address(m, x->rcpt, &v) : -ENOENT;
+                        else
+                                r = 0; /* sender and helo checks need their context: not at RCPT yet */
+                        if (r < 0)
+                                tempfail(d, what);
+                        else if (r > 0)
+                                smtpd_access_table_result(a, spec, v, what, label, d);
+                } else {
+                        msg_warn("%s: unknown smtpd restriction: \"%s\"", param, name);
+                        d->result = ACCESS_REJECT;
+                        d->reply = xstrdup("451 4.3.5 Server configuration error");
+                }
+        }
+}
+
+void smtpd_access_rcpt(struct smtpd_access *a, const struct access_client *client, const char *rcpt,
+                       struct access_decision *ret)
+{
+        struct rcpt_ctx x = {a, client, rcpt};
+        *ret = (struct access_decision){ACCESS_PASS, NULL};
+
+        eval_list(&x, "smtpd_relay_restrictions", &a->relay_restrictions, ret);
+        if (ret->result == ACCESS_REJECT)
+                return;
+        *ret = (struct access_decision){ACCESS_PASS, NULL};
+        eval_list(&x, "smtpd_recipient_restrictions", &a->recipient_restrictions, ret);
+        if (ret->result == ACCESS_REJECT)
+                return;
+
+        /* smtpd_reject_unlisted_recipient applies even when the lists said permit. */
+        if (a->reject_unlisted_recipient) {
+                int r = unlisted_local(a, rcpt);
+                if (r < 0)
+                        tempfail(ret, rcpt);
+                else if (r == 2)
+                        reject(ret, a->unknown_local_code, "1.1", rcpt,
+                               "Recipient address rejected: ", "User unknown in local recipient table");
+        }
+}

@@ -1,0 +1,1225 @@
+/* session.c: one SMTP session on the event loop: I/O, TLS, the command state machine and DATA streaming. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "mail_proto.h"
+#include "smtp_cmd.h"
+#include "smtp_data.h"
+#include "smtp_reply.h"
+#include "smtpd.h"
+
+/* Read size of one recv/SSL_read. */
+#define SESSION_READ_CHUNK 16384u
+/* Rounds of read/process/write per event, so one busy client cannot starve the others. */
+#define SESSION_PUMP_ROUNDS 8
+
+/* The disconnect line's counters, in Postfix's order. */
+enum counter {
+        CNT_HELO,
+        CNT_EHLO,
+        CNT_STARTTLS,
+        CNT_AUTH,
+        CNT_MAIL,
+        CNT_RCPT,
+        CNT_DATA,
+        CNT_BDAT,
+        CNT_RSET,
+        CNT_NOOP,
+        CNT_VRFY,
+        CNT_ETRN,
+        CNT_QUIT,
+        CNT_UNKNOWN,
+        CNT_N,
+};
+static const char *const counter_names[CNT_N] = {
+        "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
+        "bdat", "rset", "noop",     "vrfy", "etrn", "quit", "unknown",
+};
+
+struct rcpt {
+        char *addr;
+        char *orcpt; /* "rfc822;addr" or NULL */
+        unsigned notify;
+};
+
+struct session {
+        struct session *next, *prev;
+        struct smtpd *srv;
+        int fd;
+        sd_event_source *io, *timer, *pause_timer, *wait_timer;
+        char addr[NETADDR_FORMAT_MAX];
+        int port;
+        char *client; /* "name[addr]" for logs */
+
+        struct buf in;
+        size_t in_off;
+        struct buf out;
+        size_t out_off;
+        bool eof, closing, dead, paused, discard_line;
+
+        struct tls_conn *tls;
+        bool tls_handshaking, tls_active, tls_start_after_flush;
+        bool tls_read_wants_write, tls_write_wants_read;
+        char *tls_info;
+
+        char *helo;
+        bool esmtp;
+        const char *last_cmd; /* for "lost connection after X" */
+        long long errors;
+        unsigned cnt_ok[CNT_N], cnt_total[CNT_N];
+        int cur_cnt;   /* counter the next reply settles, or -1 */
+        int last_code; /* of the last reply */
+
+        /* Mail transaction. */
+        bool in_mail;
+        char *sender;
+        struct smtp_cmd_params mail_params;
+        struct rcpt *rcpts;
+        size_t n_rcpts;
+        size_t rcpt_attempts;
+        struct submit *sub;
+        char *queue_id;
+        struct smtp_cmd pending_rcpt; /* accepted, waiting for cleanup's open reply */
+        bool opening, ending;
+        bool in_data, data_failed;
+        struct smtp_data data;
+};
+
+static void pump(struct session *s);
+static void finish(struct session *s);
+
+static const char *client_name(const struct session *s)
+{
+        (void)s;
+        /* No reverse DNS yet: a blocking resolver has no place in the event loop. */
+        return "unknown";
+}
+
+static const char *proto_name(const struct session *s)
+{
+        if (s->mail_params.smtputf8)
+                return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+        if (!s->esmtp)
+                return "SMTP";
+        return s->tls_active ? "ESMTPS" : "ESMTP";
+}
+
+/* ---- output ---- */
+
+/* Append one reply; line is "NNN text" (text may hold "\n" for a multi-line reply). */
+static void reply(struct session *s, const char *line)
+{
+        bool valid = line[0] >= '2' && line[0] <= '5' && line[1] >= '0' && line[1] <= '9' &&
+                     line[2] >= '0' && line[2] <= '9' && (line[3] == ' ' || line[3] == '\0');
+        if (!valid) {
+                /* Only a misconfigured reply code (reject_code = 5) gets here. */
+                msg_warn("invalid SMTP reply \"%s\": replying 451 instead", line);
+                line = "451 4.3.5 Server configuration error";
+        }
+        int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+        const char *text = line[3] ? line + 4 : "";
+        smtp_reply_format(&s->out, code, NULL, text);
+        s->last_code = code;
+        if (s->cur_cnt >= 0) {
+                if (code < 400)
+                        s->cnt_ok[s->cur_cnt]++;
+                s->cur_cnt = -1;
+        }
+        if (code >= 400)
+                s->errors++;
+}
+
+static void replyf(struct session *s, const char *fmt, ...) _printf_(2, 3);
+static void replyf(struct session *s, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        struct buf b = BUF_INIT;
+        buf_vprintf(&b, fmt, ap);
+        va_end(ap);
+        reply(s, buf_str(&b));
+        buf_free(&b);
+}
+
+/* End the session once the output is written. */
+static void close_after_reply(struct session *s)
+{
+        s->closing = true;
+}
+
+/* End the session now (the top-level caller frees it). */
+static void kill_session(struct session *s)
+{
+        s->dead = true;
+}
+
+/* ---- the mail transaction ---- */
+
+static void rcpts_free(struct session *s)
+{
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                free(s->rcpts[i].addr);
+                free(s->rcpts[i].orcpt);
+        }
+        free(s->rcpts);
+        s->rcpts = NULL;
+        s->n_rcpts = 0;
+}
+
+static void params_free(struct smtp_cmd_params *p)
+{
+        free(p->envid);
+        free(p->orcpt_type);
+        free(p->orcpt);
+        free(p->auth);
+        *p = (struct smtp_cmd_params){0};
+}
+
+/* Forget the transaction; an open cleanup connection is dropped, so cleanup removes its file. */
+static void reset_transaction(struct session *s)
+{
+        submit_close(s->sub);
+        s->sub = NULL;
+        free(s->queue_id);
+        s->queue_id = NULL;
+        free(s->sender);
+        s->sender = NULL;
+        params_free(&s->mail_params);
+        rcpts_free(s);
+        s->rcpt_attempts = 0;
+        smtp_cmd_done(&s->pending_rcpt);
+        s->in_mail = s->opening = s->ending = false;
+        if (s->in_data)
+                smtp_data_done(&s->data);
+        s->in_data = s->data_failed = false;
+        if (s->wait_timer)
+                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
+}
+
+static void log_reject(struct session *s, const char *stage, const char *reply_text, const char *sender,
+                       const char *rcpt)
+{
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "%s: reject: %s from %s: %s;", s->queue_id ? s->queue_id : "NOQUEUE", stage,
+                   s->client, reply_text);
+        if (sender)
+                buf_printf(&b, " from=<%s>", sender);
+        if (rcpt)
+                buf_printf(&b, " to=<%s>", rcpt);
+        buf_printf(&b, " proto=%s", proto_name(s));
+        if (s->helo)
+                buf_printf(&b, " helo=<%s>", s->helo);
+        msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = s->queue_id}, "%s", buf_str(&b));
+        buf_free(&b);
+}
+
+static void add_rcpt(struct session *s, struct smtp_cmd *c)
+{
+        s->rcpts = xrealloc(s->rcpts, (s->n_rcpts + 1) * sizeof(*s->rcpts));
+        struct rcpt *r = &s->rcpts[s->n_rcpts++];
+        r->addr = xstrdup(c->addr.addr);
+        r->orcpt = c->params.orcpt
+                           ? xasprintf("%s;%s", c->params.orcpt_type ? c->params.orcpt_type : "rfc822",
+                                       c->params.orcpt)
+                           : NULL;
+        r->notify = c->params.notify;
+}
+
+static void arm_wait_timer(struct session *s);
+
+static void cleanup_failed_reply(struct session *s)
+{
+        reply(s, "451 4.3.0 Error: queue file write error");
+}
+
+static void on_opened(struct session *s, int status, const char *queue_id, const char *reason)
+{
+        s->opening = false;
+        if (status == 0) {
+                s->queue_id = xstrdup(queue_id);
+                msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id}, "%s: client=%s",
+                           queue_id, s->client);
+                add_rcpt(s, &s->pending_rcpt);
+                reply(s, "250 2.1.5 Ok");
+        } else {
+                msg_warn("cleanup refused a new message from %s: %s", s->client, reason);
+                submit_close(s->sub);
+                s->sub = NULL;
+                cleanup_failed_reply(s);
+        }
+        smtp_cmd_done(&s->pending_rcpt);
+        if (s->wait_timer)
+                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
+        pump(s);
+        finish(s);
+}
+
+static void on_finished(struct session *s, int status, const char *dsn, const char *reason)
+{
+        s->ending = false;
+        s->last_cmd = "END-OF-MESSAGE";
+        if (status == 0)
+                replyf(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+        else {
+                int code = status == 5 ? 554 : 451;
+                const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
+                                  : status == 5                                        ? "5.3.0"
+                                                                                       : "4.3.0";
+                replyf(s, "%d %s %s", code, enh, reason);
+        }
+        reset_transaction(s);
+        pump(s);
+        finish(s);
+}
+
+static void on_drained(struct session *s)
+{
+        pump(s);
+        finish(s);
+}
+
+static const struct submit_ops submit_ops = {
+        .opened = on_opened,
+        .finished = on_finished,
+        .drained = on_drained,
+};
+
+static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct session *s = userdata;
+        msg_warn("timeout waiting for cleanup (%s) for %s", s->srv->cleanup_path, s->client);
+        if (s->opening) {
+                s->opening = false;
+                submit_close(s->sub);
+                s->sub = NULL;
+                smtp_cmd_done(&s->pending_rcpt);
+                cleanup_failed_reply(s);
+        } else if (s->ending) {
+                cleanup_failed_reply(s);
+                reset_transaction(s);
+        }
+        pump(s);
+        finish(s);
+        return 0;
+}
+
+static void arm_wait_timer(struct session *s)
+{
+        uint64_t now = 0;
+        sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
+        uint64_t when = now + (uint64_t)MAIL_PROTO_CLEANUP_TIMEOUT_MS * 1000ULL;
+        if (!s->wait_timer)
+                sd_event_add_time(service_event(s->srv->service), &s->wait_timer, CLOCK_MONOTONIC, when, 0,
+                                  on_wait_timeout, s);
+        else {
+                sd_event_source_set_time(s->wait_timer, when);
+                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_ONESHOT);
+        }
+}
+
+/* ---- commands ---- */
+
+static bool tls_required(struct session *s)
+{
+        if (s->srv->tls_level == SMTPD_TLS_ENCRYPT && !s->tls_active) {
+                reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+                return true;
+        }
+        return false;
+}
+
+static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
+{
+        reset_transaction(s);
+        free(s->helo);
+        s->helo = xstrndup(c->arg, SMTPD_HELO_MAX);
+        s->esmtp = esmtp;
+        if (!esmtp) {
+                replyf(s, "250 %s", s->srv->myhostname);
+                return;
+        }
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "250 %s\nPIPELINING\n", s->srv->myhostname);
+        if (s->srv->message_size_limit)
+                buf_printf(&b, "SIZE %llu\n", (unsigned long long)s->srv->message_size_limit);
+        else
+                buf_puts(&b, "SIZE\n");
+        if (!s->srv->disable_vrfy)
+                buf_puts(&b, "VRFY\n");
+        if (s->srv->tls && !s->tls_active)
+                buf_puts(&b, "STARTTLS\n");
+        buf_puts(&b, "ENHANCEDSTATUSCODES\n8BITMIME\nDSN");
+        if (s->srv->smtputf8_enable)
+                buf_puts(&b, "\nSMTPUTF8");
+        reply(s, buf_str(&b));
+        buf_free(&b);
+}
+
+static void do_mail(struct session *s, struct smtp_cmd *c)
+{
+        if (tls_required(s))
+                return;
+        if (s->srv->helo_required && !s->helo) {
+                reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+                return;
+        }
+        if (s->in_mail) {
+                reply(s, "503 5.5.1 Error: nested MAIL command");
+                return;
+        }
+        if (c->params.size_given && s->srv->message_size_limit &&
+            c->params.size > s->srv->message_size_limit) {
+                reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", c->addr.addr, NULL);
+                return;
+        }
+        s->in_mail = true;
+        s->sender = xstrdup(c->addr.addr);
+        s->mail_params = c->params;
+        c->params = (struct smtp_cmd_params){0};
+        reply(s, "250 2.1.0 Ok");
+}
+
+static void do_rcpt(struct session *s, struct smtp_cmd *c)
+{
+        if (tls_required(s))
+                return;
+        if (!s->in_mail) {
+                reply(s, "503 5.5.1 Error: need MAIL command");
+                return;
+        }
+        s->rcpt_attempts++;
+        if ((long long)s->n_rcpts >= s->srv->recipient_limit) {
+                reply(s, "452 4.5.3 Error: too many recipients");
+                return;
+        }
+        struct access_client cl = {client_name(s), s->addr, false};
+        struct access_decision d;
+        smtpd_access_rcpt(s->srv->access, &cl, c->addr.addr, &d);
+        if (d.result == ACCESS_REJECT) {
+                reply(s, d.reply);
+                log_reject(s, "RCPT", d.reply, s->sender, c->addr.addr);
+                access_decision_done(&d);
+                return;
+        }
+        access_decision_done(&d);
+        if (s->sub) {
+                add_rcpt(s, c);
+                reply(s, "250 2.1.5 Ok");
+                return;
+        }
+        /* The first accepted recipient opens the queue file: cleanup names it now. */
+        if (submit_open(service_event(s->srv->service), s->srv->cleanup_path, s->srv->cleanup_private_path,
+                        &submit_ops, s, &s->sub) < 0) {
+                s->sub = NULL;
+                cleanup_failed_reply(s);
+                return;
+        }
+        s->opening = true;
+        s->pending_rcpt = *c;
+        *c = (struct smtp_cmd){0};
+        arm_wait_timer(s);
+}
+
+static const char *notify_text(unsigned n, char *buf, size_t size)
+{
+        if (n & SMTP_NOTIFY_NEVER)
+                return "NEVER";
+        snprintf(buf, size, "%s%s%s", n & SMTP_NOTIFY_SUCCESS ? "SUCCESS," : "",
+                 n & SMTP_NOTIFY_FAILURE ? "FAILURE," : "", n & SMTP_NOTIFY_DELAY ? "DELAY," : "");
+        size_t len = strlen(buf);
+        if (len > 0)
+                buf[len - 1] = '\0';
+        return buf;
+}
+
+static int send_envelope(struct session *s)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        char tmp[64];
+        ipc_msg_add_str(&m, "req", "envelope");
+        ipc_msg_add_str(&m, "sender", s->sender);
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                ipc_msg_add_str(&m, "rcpt", s->rcpts[i].addr);
+                if (s->rcpts[i].orcpt)
+                        ipc_msg_add_str(&m, "orcpt", s->rcpts[i].orcpt);
+                if (s->rcpts[i].notify)
+                        ipc_msg_add_str(&m, "notify", notify_text(s->rcpts[i].notify, tmp, sizeof tmp));
+        }
+        ipc_msg_add_str(&m, "client_name", client_name(s));
+        ipc_msg_add_str(&m, "client_address", s->addr);
+        ipc_msg_add_int(&m, "client_port", s->port);
+        if (s->helo)
+                ipc_msg_add_str(&m, "helo_name", s->helo);
+        ipc_msg_add_str(&m, "protocol", proto_name(s));
+        if (s->mail_params.envid)
+                ipc_msg_add_str(&m, "envid", s->mail_params.envid);
+        if (s->mail_params.size_given)
+                ipc_msg_add_int(&m, "size", (long long)s->mail_params.size);
+        if (s->mail_params.ret != SMTP_RET_NONE)
+                ipc_msg_add_str(&m, "ret", s->mail_params.ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+        if (s->mail_params.body == SMTP_BODY_8BITMIME)
+                ipc_msg_add_str(&m, "body", "8BITMIME");
+        if (s->mail_params.smtputf8)
+                ipc_msg_add_str(&m, "smtputf8", "1");
+        if (s->tls_info)
+                ipc_msg_add_str(&m, "tls", s->tls_info);
+        int r = submit_send(s->sub, &m);
+        ipc_msg_free(&m);
+        return r;
+}
+
+static int data_line(const char *p, size_t len, unsigned flags, void *userdata)
+{
+        struct session *s = userdata;
+        if (s->data_failed || !s->sub)
+                return 0;
+        if (submit_content(s->sub, p, len) < 0 ||
+            (!(flags & SMTP_DATA_LINE_PARTIAL) && submit_content(s->sub, "\n", 1) < 0))
+                s->data_failed = true;
+        return 0;
+}
+
+static void do_data(struct session *s)
+{
+        if (tls_required(s))
+                return;
+        if (!s->in_mail) {
+                reply(s, "503 5.5.1 Error: need MAIL command");
+                return;
+        }
+        if (s->n_rcpts == 0) {
+                reply(s, s->rcpt_attempts ? "554 5.5.1 Error: no valid recipients"
+                                          : "503 5.5.1 Error: need RCPT command");
+                return;
+        }
+        if (send_envelope(s) < 0) {
+                msg_warn("%s: cannot send the envelope to %s", s->queue_id, s->srv->cleanup_path);
+                cleanup_failed_reply(s);
+                reset_transaction(s);
+                return;
+        }
+        struct smtp_data_options o = {
+                .max_size = s->srv->message_size_limit,
+                .bare_newline = s->srv->bare_newline == SMTPD_BARE_NEWLINE_REJECT
+                                        ? SMTP_BARE_NEWLINE_REJECT
+                                        : SMTP_BARE_NEWLINE_NORMALIZE,
+                .allow_bare_cr = true,
+        };
+        smtp_data_init(&s->data, &o, data_line, s);
+        s->in_data = true;
+        s->data_failed = false;
+        reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* The client sent the final dot. */
+static void data_end(struct session *s)
+{
+        enum smtp_data_error e = s->data.error;
+        s->last_cmd = "END-OF-MESSAGE";
+        if (e == SMTP_DATA_ERR_TOO_BIG) {
+                reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                log_reject(s, "END-OF-MESSAGE", "552 5.3.4 Message size exceeds fixed limit", s->sender,
+                           NULL);
+                reset_transaction(s);
+                return;
+        }
+        if (e != SMTP_DATA_OK) {
+                reply(s, smtp_data_error_reply(e));
+                reset_transaction(s);
+                return;
+        }
+        smtp_data_done(&s->data);
+        s->in_data = false;
+        if (s->data_failed || submit_end(s->sub) < 0) {
+                msg_warn("%s: cannot send the message to %s", s->queue_id, s->srv->cleanup_path);
+                cleanup_failed_reply(s);
+                reset_transaction(s);
+                return;
+        }
+        s->ending = true;
+        arm_wait_timer(s);
+}
+
+/* Smuggling defence (smtpd_forbid_bare_newline = reject): nothing of this session goes further. */
+static void bare_newline_reject(struct session *s)
+{
+        msg_info("disconnect: bare <LF> received after %s from %s", s->last_cmd, s->client);
+        replyf(s, "521 5.5.2 %s Error: bare <LF> received", s->srv->myhostname);
+        reset_transaction(s);
+        s->in_off = s->in.len;
+        close_after_reply(s);
+}
+
+static void do_vrfy(struct session *s, struct smtp_cmd *c)
+{
+        if (s->srv->disable_vrfy) {
+                reply(s, "502 5.5.1 VRFY command is disabled");
+                return;
+        }
+        if (tls_required(s))
+                return;
+        struct smtp_addr a = {0};
+        size_t end = 0;
+        unsigned flags = SMTP_ADDR_ALLOW_BARE | SMTP_ADDR_ALLOW_POSTMASTER;
+        if (smtp_addr_parse(c->arg, strlen(c->arg), flags, &a, &end) < 0) {
+                reply(s, "501 5.1.3 Bad recipient address syntax");
+                return;
+        }
+        const char *at = strrchr(a.addr, '@');
+        int local = smtpd_access_domain_is_local(s->srv->access, at ? at + 1 : NULL);
+        int known = local > 0 ? smtpd_access_local_user_known(s->srv->access, a.addr) : 1;
+        if (local < 0 || known < 0)
+                replyf(s, "450 4.3.0 <%s>: Temporary lookup failure", a.addr);
+        else if (known == 0)
+                replyf(s,
+                       "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
+                       a.addr);
+        else
+                replyf(s, "252 2.0.0 %s", a.addr);
+        smtp_addr_done(&a);
+}
+
+static void do_starttls(struct session *s)
+{
+        if (!s->srv->tls) {
+                reply(s, "502 5.5.1 Error: command not implemented");
+                return;
+        }
+        if (s->tls_active) {
+                reply(s, "554 5.5.1 Error: TLS already active");
+                return;
+        }
+        reply(s, "220 2.0.0 Ready to start TLS");
+        s->tls_start_after_flush = true;
+}
+
+static enum counter counter_of(enum smtp_verb v)
+{
+        switch (v) {
+        case SMTP_VERB_HELO: return CNT_HELO;
+        case SMTP_VERB_EHLO: return CNT_EHLO;
+        case SMTP_VERB_STARTTLS: return CNT_STARTTLS;
+        case SMTP_VERB_AUTH: return CNT_AUTH;
+        case SMTP_VERB_MAIL: return CNT_MAIL;
+        case SMTP_VERB_RCPT: return CNT_RCPT;
+        case SMTP_VERB_DATA: return CNT_DATA;
+        case SMTP_VERB_BDAT: return CNT_BDAT;
+        case SMTP_VERB_RSET: return CNT_RSET;
+        case SMTP_VERB_NOOP: return CNT_NOOP;
+        case SMTP_VERB_VRFY: return CNT_VRFY;
+        case SMTP_VERB_ETRN: return CNT_ETRN;
+        case SMTP_VERB_QUIT: return CNT_QUIT;
+        default: return CNT_UNKNOWN;
+        }
+}
+
+/* RFC 2920 section 3.1: commands after which a client must wait for the reply. */
+static bool ends_pipeline_group(enum smtp_verb v)
+{
+        switch (v) {
+        case SMTP_VERB_EHLO:
+        case SMTP_VERB_HELO:
+        case SMTP_VERB_DATA:
+        case SMTP_VERB_NOOP:
+        case SMTP_VERB_VRFY:
+        case SMTP_VERB_STARTTLS:
+        case SMTP_VERB_AUTH:
+        case SMTP_VERB_ETRN: return true;
+        default: return false;
+        }
+}
+
+/* Quote pipelined input for the log: printable ASCII, the rest escaped, bounded. */
+static void log_improper_pipelining(struct session *s, const char *after)
+{
+        struct buf b = BUF_INIT;
+        size_t n = s->in.len - s->in_off;
+        const unsigned char *p = (const unsigned char *)s->in.data + s->in_off;
+        for (size_t i = 0; i < n && i < SMTPD_PIPELINING_LOG_MAX; i++) {
+                if (p[i] == '\r')
+                        buf_puts(&b, "\\r");
+                else if (p[i] == '\n')
+                        buf_puts(&b, "\\n");
+                else if (p[i] < 0x20 || p[i] >= 0x7f)
+                        buf_printf(&b, "\\%03o", p[i]);
+                else
+                        buf_putc(&b, (char)p[i]);
+        }
+        msg_info("improper command pipelining after %s from %s: %s", after, s->client, buf_str(&b));
+        buf_free(&b);
+}
+
+/* Input beyond the current command that the client had no right to send yet. true: session ends. */
+static bool check_pipelining(struct session *s, enum smtp_verb v, const char *verb_name)
+{
+        if (s->in_off >= s->in.len || s->closing || v == SMTP_VERB_QUIT)
+                return false;
+        if (s->esmtp && !ends_pipeline_group(v))
+                return false;
+        log_improper_pipelining(s, verb_name);
+        if (!s->srv->forbid_unauth_pipelining)
+                return false;
+        reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
+        reset_transaction(s);
+        s->in_off = s->in.len;
+        close_after_reply(s);
+        return true;
+}
+
+static void handle_command(struct session *s, const char *line, size_t len)
+{
+        struct smtp_cmd c = {0};
+        struct smtp_cmd_options o = {
+                .smtputf8_txn = s->mail_params.smtputf8,
+                .strict_rfc821 = s->srv->strict_rfc821,
+                .smtputf8_disable = !s->srv->smtputf8_enable,
+        };
+        int r = smtp_cmd_parse(line, len, &o, &c);
+        enum counter idx = counter_of(c.verb);
+        s->cnt_total[idx]++;
+        s->cur_cnt = (int)idx;
+        s->last_cmd = c.verb == SMTP_VERB_UNKNOWN ? "UNKNOWN" : smtp_verb_to_string(c.verb);
+
+        if (c.verb == SMTP_VERB_UNKNOWN)
+                reply(s, "502 5.5.2 Error: command not recognized");
+        else if (r < 0)
+                reply(s, c.reply);
+        else {
+                switch (c.verb) {
+                case SMTP_VERB_EHLO: do_ehlo(s, &c, true); break;
+                case SMTP_VERB_HELO: do_ehlo(s, &c, false); break;
+                case SMTP_VERB_MAIL: do_mail(s, &c); break;
+                case SMTP_VERB_RCPT: do_rcpt(s, &c); break;
+                case SMTP_VERB_DATA: do_data(s); break;
+                case SMTP_VERB_RSET:
+                        reset_transaction(s);
+                        reply(s, "250 2.0.0 Ok");
+                        break;
+                case SMTP_VERB_NOOP: reply(s, "250 2.0.0 Ok"); break;
+                case SMTP_VERB_QUIT:
+                        reply(s, "221 2.0.0 Bye");
+                        close_after_reply(s);
+                        break;
+                case SMTP_VERB_VRFY: do_vrfy(s, &c); break;
+                case SMTP_VERB_STARTTLS: do_starttls(s); break;
+                case SMTP_VERB_AUTH: reply(s, "503 5.5.1 Error: authentication not enabled"); break;
+                default: reply(s, "502 5.5.1 Error: command not implemented"); break;
+                }
+        }
+        if (!check_pipelining(s, c.verb, s->last_cmd) && c.verb == SMTP_VERB_STARTTLS &&
+            s->tls_start_after_flush)
+                s->in_off = s->in.len; /* RFC 3207: nothing sent before the handshake may count after it */
+        smtp_cmd_done(&c);
+}
+
+static bool output_full(const struct session *s)
+{
+        return s->out.len - s->out_off >= SMTPD_OUTPUT_MAX;
+}
+
+static bool waiting(const struct session *s)
+{
+        return s->opening || s->ending || s->tls_handshaking || s->tls_start_after_flush || s->paused ||
+               submit_backlogged(s->sub) || output_full(s);
+}
+
+/* Handle what the input buffer holds. Returns true when something was consumed. */
+static bool process(struct session *s)
+{
+        bool progress = false;
+        /* Each round consumes input, so the input buffer's size bounds the loop. */
+        for (size_t i = 0; i <= SMTPD_INPUT_MAX; i++) {
+                if (s->dead || s->closing || waiting(s))
+                        break;
+                size_t avail = s->in.len - s->in_off;
+                const char *p = s->in.data ? s->in.data + s->in_off : "";
+                if (avail == 0)
+                        break;
+                if (s->in_data) {
+                        size_t used = 0;
+                        int r = smtp_data_feed(&s->data, p, avail, &used);
+                        s->in_off += used;
+                        progress = progress || used > 0;
+                        if (s->data.error == SMTP_DATA_ERR_BARE_LF &&
+                            s->srv->bare_newline == SMTPD_BARE_NEWLINE_REJECT) {
+                                bare_newline_reject(s);
+                                break;
+                        }
+                        if (r == 1) {
+                                data_end(s);
+                                continue;
+                        }
+                        break;
+                }
+                size_t line_len = 0, consumed = 0;
+                int r = smtp_cmd_line_split(p, avail, &line_len, &consumed);
+                if (r == 0)
+                        break;
+                if (r == -E2BIG) {
+                        /* Skip to the end of the overlong line, then answer once. */
+                        const char *lf = memchr(p, '\n', avail);
+                        s->in_off += lf ? (size_t)(lf - p) + 1 : avail;
+                        progress = true;
+                        if (!lf) {
+                                s->discard_line = true;
+                                break;
+                        }
+                        s->discard_line = false;
+                        reply(s, "500 5.5.0 Error: line too long");
+                        continue;
+                }
+                if (s->discard_line) {
+                        s->in_off += consumed;
+                        s->discard_line = false;
+                        progress = true;
+                        reply(s, "500 5.5.0 Error: line too long");
+                        continue;
+                }
+                if (r == -EBADMSG) {
+                        if (s->srv->bare_newline == SMTPD_BARE_NEWLINE_REJECT) {
+                                s->in_off += consumed;
+                                bare_newline_reject(s);
+                                break;
+                        }
+                        line_len = consumed - 1; /* normalize: a bare <LF> ends a command line */
+                }
+                s->in_off += consumed;
+                progress = true;
+                handle_command(s, p, line_len);
+                if (s->errors >= s->srv->hard_error_limit && !s->closing) {
+                        msg_info("too many errors after %s from %s", s->last_cmd, s->client);
+                        replyf(s, "421 4.7.0 %s Error: too many errors", s->srv->myhostname);
+                        close_after_reply(s);
+                }
+                if (s->errors >= s->srv->soft_error_limit && s->srv->error_sleep_sec > 0 && !s->closing &&
+                    s->last_code >= 400) {
+                        /* Slow down a client that keeps failing: hold its error reply for a while. */
+                        uint64_t now = 0;
+                        sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
+                        uint64_t when = now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL;
+                        if (s->pause_timer) {
+                                sd_event_source_set_time(s->pause_timer, when);
+                                sd_event_source_set_enabled(s->pause_timer, SD_EVENT_ONESHOT);
+                                s->paused = true;
+                        }
+                }
+        }
+        if (s->in_off > 0 && s->in_off == s->in.len) {
+                buf_truncate(&s->in, 0);
+                s->in_off = 0;
+        } else if (s->in_off > SMTPD_INPUT_MAX / 2) {
+                memmove(s->in.data, s->in.data + s->in_off, s->in.len - s->in_off);
+                buf_truncate(&s->in, s->in.len - s->in_off);
+                s->in_off = 0;
+        }
+        return progress;
+}
+
+/* ---- I/O ---- */
+
+static void tls_established(struct session *s)
+{
+        s->tls_handshaking = false;
+        s->tls_active = true;
+        free(s->tls_info);
+        s->tls_info = tls_conn_describe(s->tls);
+        msg_info("Anonymous TLS connection established from %s: %s", s->client, s->tls_info);
+        /* RFC 3207 section 4.2: everything learned before the handshake is forgotten. */
+        reset_transaction(s);
+        free(s->helo);
+        s->helo = NULL;
+        s->esmtp = false;
+        if (s->srv->wrappermode && s->cnt_total[CNT_STARTTLS] == 0)
+                replyf(s, "220 %s", s->srv->banner);
+}
+
+static bool tls_step(struct session *s)
+{
+        int r = tls_conn_handshake(s->tls);
+        if (r == 1) {
+                tls_established(s);
+                return true;
+        }
+        s->tls_read_wants_write = r == TLS_WANT_WRITE;
+        if (r == TLS_WANT_READ || r == TLS_WANT_WRITE)
+                return false;
+        msg_info("SSL_accept error from %s: %s", s->client, tls_last_error());
+        msg_info("lost connection after %s from %s", s->last_cmd, s->client);
+        kill_session(s);
+        return false;
+}
+
+static void start_tls(struct session *s)
+{
+        s->tls_start_after_flush = false;
+        s->tls = tls_conn_new(s->srv->tls, s->fd);
+        if (!s->tls) {
+                msg_warn("cannot start TLS for %s: %s", s->client, tls_last_error());
+                kill_session(s);
+                return;
+        }
+        s->tls_handshaking = true;
+}
+
+/* Write pending output. Returns true when bytes went out. */
+static bool do_write(struct session *s)
+{
+        bool progress = false;
+        s->tls_write_wants_read = false;
+        while (!s->paused && s->out_off < s->out.len) {
+                const char *p = s->out.data + s->out_off;
+                size_t n = s->out.len - s->out_off;
+                ssize_t w;
+                if (s->tls) {
+                        int r = tls_conn_write(s->tls, p, n);
+                        if (r == TLS_WANT_READ) {
+                                s->tls_write_wants_read = true;
+                                break;
+                        }
+                        if (r == TLS_WANT_WRITE)
+                                break;
+                        if (r <= 0) {
+                                kill_session(s);
+                                return false;
+                        }
+                        w = r;
+                } else {
+                        w = send(s->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (w < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno == EAGAIN)
+                                        break;
+                                if (!s->closing)
+                                        msg_info("lost connection after %s from %s", s->last_cmd, s->client);
+                                kill_session(s);
+                                return false;
+                        }
+                }
+                s->out_off += (size_t)w;
+                progress = true;
+        }
+        if (s->out_off == s->out.len) {
+                buf_truncate(&s->out, 0);
+                s->out_off = 0;
+                if (s->closing) {
+                        kill_session(s);
+                        return progress;
+                }
+                if (s->tls_start_after_flush)
+                        start_tls(s);
+        }
+        return progress;
+}
+
+static bool can_read(const struct session *s)
+{
+        return !s->eof && !s->closing && !s->dead && !s->tls_handshaking && !s->tls_start_after_flush &&
+               s->in.len < SMTPD_INPUT_MAX && !submit_backlogged(s->sub) && !output_full(s);
+}
+
+/* Read what is there. Returns true when bytes arrived. */
+static bool do_read(struct session *s)
+{
+        bool progress = false;
+        s->tls_read_wants_write = false;
+        while (can_read(s)) {
+                size_t room = SMTPD_INPUT_MAX - s->in.len;
+                if (room > SESSION_READ_CHUNK)
+                        room = SESSION_READ_CHUNK;
+                buf_reserve(&s->in, room);
+                char *dst = s->in.data + s->in.len;
+                ssize_t n;
+                if (s->tls) {
+                        int r = tls_conn_read(s->tls, dst, room);
+                        if (r == TLS_WANT_READ)
+                                break;
+                        if (r == TLS_WANT_WRITE) {
+                                s->tls_read_wants_write = true;
+                                break;
+                        }
+                        if (r == TLS_FAILED) {
+                                msg_info("TLS read error from %s: %s", s->client, tls_last_error());
+                                s->eof = true;
+                                break;
+                        }
+                        n = r;
+                } else {
+                        n = recv(s->fd, dst, room, MSG_DONTWAIT);
+                        if (n < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno != EAGAIN && errno != ECONNRESET)
+                                        msg_warn("read from %s: %s", s->client, strerror(errno));
+                                if (errno != EAGAIN)
+                                        s->eof = true;
+                                break;
+                        }
+                }
+                if (n == 0) {
+                        s->eof = true;
+                        break;
+                }
+                s->in.len += (size_t)n;
+                s->in.data[s->in.len] = '\0';
+                progress = true;
+        }
+        if (progress) {
+                /* smtpd_timeout counts from the last input. */
+                uint64_t now = 0;
+                sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
+                sd_event_source_set_time(s->timer, now + (uint64_t)s->srv->timeout_sec * 1000000ULL);
+                sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        }
+        return progress;
+}
+
+static void update_events(struct session *s)
+{
+        if (s->dead)
+                return;
+        uint32_t ev = 0;
+        if (s->tls_handshaking)
+                ev = s->tls_read_wants_write ? EPOLLOUT : EPOLLIN;
+        else {
+                /* At EOF the socket stays readable: that wakes us for input still to be handled. */
+                if (can_read(s) || s->tls_write_wants_read || (s->eof && !waiting(s)))
+                        ev |= EPOLLIN;
+                if ((s->out_off < s->out.len && !s->paused) || s->tls_read_wants_write)
+                        ev |= EPOLLOUT;
+        }
+        sd_event_source_set_io_events(s->io, ev);
+}
+
+static void pump(struct session *s)
+{
+        for (int round = 0; round < SESSION_PUMP_ROUNDS && !s->dead; round++) {
+                bool progress = false;
+                if (s->tls_handshaking) {
+                        if (!tls_step(s))
+                                break;
+                        progress = true;
+                }
+                progress |= do_write(s);
+                if (s->dead)
+                        break;
+                progress |= do_read(s);
+                bool processed = process(s);
+                progress |= processed;
+                if (s->dead)
+                        break;
+                if (s->eof && !processed && !s->closing && !waiting(s) && s->out_off == s->out.len) {
+                        /* Input ended without QUIT; what was complete has been handled. */
+                        msg_info("lost connection after %s from %s", s->last_cmd, s->client);
+                        kill_session(s);
+                        break;
+                }
+                if (!progress && !(s->tls && tls_conn_pending(s->tls) && can_read(s)))
+                        break;
+        }
+        if (!s->dead)
+                do_write(s);
+        update_events(s);
+}
+
+/* ---- life cycle ---- */
+
+static void session_free(struct session *s)
+{
+        struct buf b = BUF_INIT;
+        unsigned ok = 0, total = 0;
+        buf_printf(&b, "disconnect from %s", s->client);
+        for (int i = 0; i < CNT_N; i++) {
+                if (s->cnt_total[i] == 0)
+                        continue;
+                if (s->cnt_ok[i] == s->cnt_total[i])
+                        buf_printf(&b, " %s=%u", counter_names[i], s->cnt_total[i]);
+                else
+                        buf_printf(&b, " %s=%u/%u", counter_names[i], s->cnt_ok[i], s->cnt_total[i]);
+                ok += s->cnt_ok[i];
+                total += s->cnt_total[i];
+        }
+        if (ok == total)
+                buf_printf(&b, " commands=%u", total);
+        else
+                buf_printf(&b, " commands=%u/%u", ok, total);
+        msg_info("%s", buf_str(&b));
+        buf_free(&b);
+
+        reset_transaction(s);
+        if (s->next)
+                s->next->prev = s->prev;
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                s->srv->sessions = s->next;
+        tls_conn_free(s->tls);
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->timer);
+        sd_event_source_disable_unref(s->pause_timer);
+        sd_event_source_disable_unref(s->wait_timer);
+        close(s->fd);
+        buf_free(&s->in);
+        buf_free(&s->out);
+        free(s->tls_info);
+        free(s->helo);
+        free(s->client);
+        struct service *svc = s->srv->service;
+        free(s);
+        service_connection_done(svc);
+}
+
+/* Called at the end of every event handler: a session marked dead is freed here, and only here. */
+static void finish(struct session *s)
+{
+        if (s->dead)
+                session_free(s);
+}
+
+static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        struct session *s = userdata;
+        pump(s);
+        finish(s);
+        return 0;
+}
+
+static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct session *s = userdata;
+        if (s->opening || s->ending) {
+                /* Waiting on cleanup, not on the client: its own timer covers that. */
+                sd_event_source_set_time(src, usec + (uint64_t)s->srv->timeout_sec * 1000000ULL);
+                sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        if (s->in_data)
+                msg_info("timeout after DATA (%llu bytes) from %s", (unsigned long long)s->data.received,
+                         s->client);
+        else
+                msg_info("timeout after %s from %s", s->last_cmd, s->client);
+        reset_transaction(s);
+        replyf(s, "421 4.4.2 %s Error: timeout exceeded", s->srv->myhostname);
+        close_after_reply(s);
+        s->paused = false;
+        do_write(s);
+        if (!s->dead) /* a client that does not even read gets no more time */
+                kill_session(s);
+        finish(s);
+        return 0;
+}
+
+static int on_pause_end(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct session *s = userdata;
+        s->paused = false;
+        pump(s);
+        finish(s);
+        return 0;
+}
+
+void session_start(struct smtpd *srv, int fd)
+{
+        struct session *s = xcalloc(1, sizeof(*s));
+        sd_event *e = service_event(srv->service);
+        s->srv = srv;
+        s->fd = fd;
+        s->cur_cnt = -1;
+        s->last_cmd = "CONNECT";
+
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        struct netaddr na = {0};
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+                na.family = AF_INET;
+                memcpy(na.bytes, &in->sin_addr, 4);
+                s->port = ntohs(in->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+                na.family = AF_INET6;
+                memcpy(na.bytes, &in6->sin6_addr, 16);
+                s->port = ntohs(in6->sin6_port);
+                /* An IPv4 client on a dual-stack socket is logged and matched as IPv4. */
+                static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+                if (memcmp(na.bytes, mapped, 12) == 0) {
+                        na.family = AF_INET;
+                        memmove(na.bytes, na.bytes + 12, 4);
+                }
+        }
+        if (na.family)
+                netaddr_format(&na, s->addr, sizeof s->addr);
+        else
+                snprintf(s->addr, sizeof s->addr, "unknown");
+        s->client = xasprintf("%s[%s]", client_name(s), s->addr);
+
+        s->next = srv->sessions;
+        if (s->next)
+                s->next->prev = s;
+        srv->sessions = s;
+
+        uint64_t now = 0;
+        sd_event_now(e, CLOCK_MONOTONIC, &now);
+        int r = sd_event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);
+        if (r >= 0)
+                r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC,
+                                      now + (uint64_t)srv->timeout_sec * 1000000ULL, 0, on_timeout, s);
+        if (r >= 0) {
+                r = sd_event_add_time(e, &s->pause_timer, CLOCK_MONOTONIC, now, 0, on_pause_end, s);
+                if (r >= 0)
+                        sd_event_source_set_enabled(s->pause_timer, SD_EVENT_OFF);
+        }
+        if (r < 0) {
+                msg_warn("cannot watch the connection from %s: %s", s->client, strerror(-r));
+                kill_session(s);
+                finish(s);
+                return;
+        }
+        msg_info("connect from %s", s->client);
+
+        if (srv->wrappermode) {
+                if (!srv->tls) {
+                        msg_warn("smtpd_tls_wrappermode requires a working TLS setup; dropping %s",
+                                 s->client);
+                        kill_session(s);
+                        finish(s);
+                        return;
+                }
+                start_tls(s);
+        } else {
+                /* A client that talks before the greeting is a spam engine or a confused script. */
+                char c;
+                if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+                        do_read(s);
+                        log_improper_pipelining(s, "CONNECT");
+                        if (srv->forbid_unauth_pipelining) {
+                                s->in_off = s->in.len;
+                                reply(s, "554 5.5.0 Error: SMTP protocol synchronization");
+                                close_after_reply(s);
+                        }
+                }
+                if (!s->closing)
+                        replyf(s, "220 %s", srv->banner);
+        }
+        pump(s);
+        finish(s);
+}
+
+void session_stop_all(struct smtpd *srv)
+{
+        for (struct session *s = srv->sessions, *next; s; s = next) {
+                next = s->next;
+                if (s->in_mail || s->closing || s->dead)
+                        continue;
+                replyf(s, "421 4.3.2 %s Service shutting down", srv->myhostname);
+                close_after_reply(s);
+                pump(s);
+                finish(s);
+        }
+}

@@ -1,0 +1,156 @@
+/* smtpd.h: the SMTP server role's shared types: server-wide settings, sessions, access, TLS, submission. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "buf.h"
+#include "config.h"
+#include "ipc.h"
+#include "netaddr.h"
+#include "service.h"
+
+/* Sessions one smtpd process serves at once on its event loop. */
+#define SMTPD_SESSIONS_MAX 100
+/* Unprocessed client bytes kept per session; reading pauses while the buffer is this full. */
+#define SMTPD_INPUT_MAX (64u * 1024)
+/* Replies waiting for the client; a client that does not read them stops being read from. */
+#define SMTPD_OUTPUT_MAX (64u * 1024)
+/* Content queued for cleanup but not yet written; reading the client pauses above this. */
+#define SMTPD_CLEANUP_BACKLOG_MAX (256u * 1024)
+/* Bytes of pipelined input quoted in the "improper command pipelining" log line. */
+#define SMTPD_PIPELINING_LOG_MAX 100
+/* Length of a HELO/EHLO argument kept for logs and the envelope. */
+#define SMTPD_HELO_MAX 255
+
+enum smtpd_bare_newline { SMTPD_BARE_NEWLINE_NO, SMTPD_BARE_NEWLINE_NORMALIZE, SMTPD_BARE_NEWLINE_REJECT };
+enum smtpd_tls_level { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
+
+struct smtpd_access;
+struct smtpd_tls;
+struct session;
+
+/* Settings read once at start; shared read-only by every session of the process. */
+struct smtpd {
+        struct service *service;
+        struct config *config;
+        char *myhostname;
+        char *banner;
+        uint64_t message_size_limit; /* 0: none */
+        long long recipient_limit;
+        long long timeout_sec;
+        long long hard_error_limit, soft_error_limit;
+        long long error_sleep_sec;
+        bool disable_vrfy;
+        bool helo_required;
+        bool forbid_unauth_pipelining;
+        bool strict_rfc821;
+        bool smtputf8_enable;
+        bool wrappermode;
+        enum smtpd_bare_newline bare_newline;
+        enum smtpd_tls_level tls_level;
+        struct smtpd_access *access;
+        struct smtpd_tls *tls;      /* NULL: no TLS (none, or setup failed) */
+        char *cleanup_path;         /* MAIL_PROTO_CLEANUP_SOCKET */
+        char *cleanup_private_path; /* private/cleanup: a master.cf with cleanup's "private" column "-" */
+        struct session *sessions;   /* every open session, for on_stop */
+};
+
+/* session.c */
+void session_start(struct smtpd *srv, int fd);
+/* SIGTERM: idle sessions are told 421 and closed; others finish their transaction. */
+void session_stop_all(struct smtpd *srv);
+
+/* ---- restrictions.c: access decisions ---- */
+
+/* An access decision: PASS (DUNNO: the next restriction decides), or a final PERMIT / reply. */
+enum access_result { ACCESS_PASS, ACCESS_PERMIT, ACCESS_REJECT };
+
+struct access_client {
+        const char *name; /* "unknown" while there is no reverse DNS */
+        const char *addr; /* printable address, no brackets */
+        bool sasl_authenticated;
+};
+
+struct access_decision {
+        enum access_result result;
+        char *reply; /* ACCESS_REJECT: the whole reply, "554 5.7.1 <x@y>: Relay access denied" */
+};
+
+/*
+ * Open every table the restrictions use (mynetworks, mydestination, relay_domains,
+ * local_recipient_maps and the TYPE:TABLE arguments of the restriction lists). *err (malloc'd) names
+ * the parameter and the problem.
+ */
+int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err);
+void smtpd_access_free(struct smtpd_access *a);
+/* Client in mynetworks: 1, 0, or <0 when a table failed. */
+int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr);
+/* Is this domain ("[192.0.2.1]" literals too; NULL = no domain) delivered here? 1, 0 or <0. */
+int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain);
+/* Relay at RCPT: smtpd_relay_restrictions, smtpd_recipient_restrictions, then the unlisted-recipient
+ * check. Fills *ret (free ret->reply). */
+void smtpd_access_rcpt(struct smtpd_access *a, const struct access_client *client, const char *rcpt,
+                       struct access_decision *ret);
+/* Unknown local users (local_recipient_maps): 1 known or not checkable, 0 unknown, <0 table error. */
+int smtpd_access_local_user_known(struct smtpd_access *a, const char *rcpt);
+void access_decision_done(struct access_decision *d);
+/*
+ * Pure: the decision for one access table result ("OK", "REJECT text", "450 4.7.1 text", ...) about what
+ * ("x@y" or "name[addr]"), label "Recipient address" / "Client host". Unsupported results pass (warned).
+ */
+void smtpd_access_table_result(struct smtpd_access *a, const char *table, const char *value,
+                               const char *what, const char *label, struct access_decision *d);
+
+/* ---- tls.c: OpenSSL glue ---- */
+
+/* Build the server context from smtpd_tls_cert_file/key_file. NULL (warning logged) when unusable. */
+struct smtpd_tls *smtpd_tls_new(struct config *c);
+void smtpd_tls_free(struct smtpd_tls *t);
+
+struct tls_conn;
+/* Start a server-side TLS connection on fd (the handshake runs in tls_conn_handshake). */
+struct tls_conn *tls_conn_new(struct smtpd_tls *t, int fd);
+void tls_conn_free(struct tls_conn *c);
+/*
+ * Results of the I/O calls: >0 bytes moved (handshake: 1 = done), 0 peer closed, or one of
+ * TLS_WANT_READ / TLS_WANT_WRITE (wait for the fd and call again), or TLS_FAILED.
+ */
+enum { TLS_WANT_READ = -1, TLS_WANT_WRITE = -2, TLS_FAILED = -3 };
+int tls_conn_handshake(struct tls_conn *c);
+int tls_conn_read(struct tls_conn *c, void *p, size_t n);
+int tls_conn_write(struct tls_conn *c, const void *p, size_t n);
+bool tls_conn_pending(struct tls_conn *c);
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" (malloc'd). */
+char *tls_conn_describe(struct tls_conn *c);
+/* The last OpenSSL error for a log line (static storage). */
+const char *tls_last_error(void);
+
+/* ---- submit.c: the cleanup client (src/lib/mail_proto.h, protocol 1) ---- */
+
+struct submit;
+struct submit_ops {
+        /* cleanup answered {req=open}: status 0 with the queue ID, or failure (reply text for RCPT). */
+        void (*opened)(struct session *s, int status, const char *queue_id, const char *reason);
+        /* cleanup answered {req=end}: status 0 queued; else dsn and reason from cleanup. */
+        void (*finished)(struct session *s, int status, const char *dsn, const char *reason);
+        /* Content backlog drained below SMTPD_CLEANUP_BACKLOG_MAX: the session may read again. */
+        void (*drained)(struct session *s);
+};
+
+/*
+ * Connect (non-blocking) and send {req=open}; <0 with a warning logged naming the socket. fallback (or
+ * NULL) is tried when path does not exist (master.cf's "private" column decides where cleanup listens).
+ */
+int submit_open(sd_event *e, const char *path, const char *fallback, const struct submit_ops *ops,
+                struct session *owner, struct submit **ret);
+/* Drop the connection: before {req=end} cleanup removes the file. NULL is fine. */
+void submit_close(struct submit *sub);
+/* Queue one message (the envelope) for cleanup. */
+int submit_send(struct submit *sub, const struct ipc_msg *m);
+/* Content bytes (LF line ends); queued in chunks of MAIL_PROTO_CHUNK_MAX. */
+int submit_content(struct submit *sub, const char *p, size_t n);
+/* Flush the content and send {req=end}; the answer comes through ops->finished. */
+int submit_end(struct submit *sub);
+bool submit_backlogged(const struct submit *sub);

@@ -1,0 +1,260 @@
+/* submit.c: smtpd's side of the submission protocol to cleanup (mail_proto.h, protocol 1), non-blocking. */
+#include <errno.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "mail_proto.h"
+#include "smtpd.h"
+
+enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_ENDING, SUBMIT_DONE };
+
+struct submit {
+        struct session *owner;
+        const struct submit_ops *ops;
+        char *path;
+        int fd;
+        sd_event_source *src;
+        struct ipc_conn conn;
+        enum submit_state state;
+        struct buf chunk; /* content not yet framed */
+        bool backlogged;  /* told the owner to stop reading; "drained" follows */
+        bool failed;      /* the connection broke while content was streaming */
+};
+
+static size_t backlog(const struct submit *sub)
+{
+        return sub->conn.out.len - sub->conn.out_off;
+}
+
+bool submit_backlogged(const struct submit *sub)
+{
+        return sub && backlog(sub) > SMTPD_CLEANUP_BACKLOG_MAX;
+}
+
+static void update_events(struct submit *sub)
+{
+        uint32_t ev = EPOLLIN | (ipc_conn_want_write(&sub->conn) ? EPOLLOUT : 0);
+        sd_event_source_set_io_events(sub->src, ev);
+}
+
+/* Tell the owner about a broken connection at the step that waits for an answer; may free sub. */
+static void broken(struct submit *sub, const char *why)
+{
+        enum submit_state st = sub->state;
+        msg_warn("%s: %s", sub->path, why);
+        sub->failed = true;
+        sub->state = SUBMIT_DONE;
+        sd_event_source_set_enabled(sub->src, SD_EVENT_OFF);
+        if (st == SUBMIT_OPENING)
+                sub->ops->opened(sub->owner, 4, NULL, "queue file write error");
+        else if (st == SUBMIT_ENDING)
+                sub->ops->finished(sub->owner, 4, "4.3.0", "queue file write error");
+}
+
+static void on_reply(struct submit *sub, const struct ipc_msg *m)
+{
+        long long status = 4;
+        if (ipc_msg_get_int(m, "status", &status) < 0)
+                status = 4;
+        const char *qid = ipc_msg_get_str(m, "queue_id");
+        const char *reason = ipc_msg_get_str(m, "reason");
+        const char *dsn = ipc_msg_get_str(m, "dsn");
+
+        if (sub->state == SUBMIT_OPENING) {
+                if (status == 0 && isempty(qid)) {
+                        broken(sub, "open reply without a queue_id");
+                        return;
+                }
+                sub->state = status == 0 ? SUBMIT_OPEN : SUBMIT_DONE;
+                sub->ops->opened(sub->owner, (int)status, qid, reason ? reason : "queue file write error");
+                return;
+        }
+        if (sub->state == SUBMIT_ENDING) {
+                sub->state = SUBMIT_DONE;
+                sub->ops->finished(sub->owner, (int)status, dsn, reason ? reason : "queue file write error");
+                return;
+        }
+        /* cleanup speaks only when asked; anything else is a broken peer. */
+        broken(sub, "unexpected message from cleanup");
+}
+
+static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        struct submit *sub = userdata;
+        if (revents & EPOLLOUT) {
+                int r = ipc_conn_flush(&sub->conn);
+                if (r < 0 && r != -EAGAIN) {
+                        broken(sub, strerror(-r));
+                        return 0;
+                }
+                if (sub->backlogged && !submit_backlogged(sub)) {
+                        sub->backlogged = false;
+                        update_events(sub);
+                        sub->ops->drained(sub->owner); /* may free sub */
+                        return 0;
+                }
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                int r = ipc_conn_read(&sub->conn);
+                if (r < 0) {
+                        broken(sub, strerror(-r));
+                        return 0;
+                }
+                struct ipc_msg m = IPC_MSG_INIT;
+                r = ipc_conn_next(&sub->conn, &m);
+                if (r < 0) {
+                        broken(sub, "malformed message from cleanup");
+                        return 0;
+                }
+                if (r > 0) {
+                        on_reply(sub, &m); /* may free sub */
+                        ipc_msg_free(&m);
+                        return 0;
+                }
+                if (sub->conn.eof) {
+                        broken(sub, "lost connection to cleanup");
+                        return 0;
+                }
+        }
+        update_events(sub);
+        return 0;
+}
+
+/* Connect without blocking: a unix socket connects at once or not at all (EAGAIN: backlog full). */
+static int connect_unix(const char *path, int *ret_fd)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+int submit_open(sd_event *e, const char *path, const char *fallback, const struct submit_ops *ops,
+                struct session *owner, struct submit **ret)
+{
+        int fd = -1;
+        int r = connect_unix(path, &fd);
+        if (r == -ENOENT && fallback && connect_unix(fallback, &fd) == 0) {
+                path = fallback;
+                r = 0;
+        }
+        if (r < 0) {
+                msg_warn("connect to %s: %s", path, strerror(-r));
+                return r;
+        }
+        struct submit *sub = xcalloc(1, sizeof(*sub));
+        sub->owner = owner;
+        sub->ops = ops;
+        sub->path = xstrdup(path);
+        sub->fd = fd;
+        ipc_conn_init(&sub->conn, fd);
+        r = sd_event_add_io(e, &sub->src, fd, EPOLLIN, on_io, sub);
+        if (r < 0) {
+                msg_warn("watch %s: %s", path, strerror(-r));
+                submit_close(sub);
+                return r;
+        }
+        struct ipc_msg m = IPC_MSG_INIT;
+        ipc_msg_add_str(&m, "req", "open");
+        ipc_msg_add_str(&m, "origin", "smtpd");
+        r = submit_send(sub, &m);
+        ipc_msg_free(&m);
+        if (r < 0) {
+                msg_warn("send to %s: %s", path, strerror(-r));
+                submit_close(sub);
+                return r;
+        }
+        *ret = sub;
+        return 0;
+}
+
+void submit_close(struct submit *sub)
+{
+        if (!sub)
+                return;
+        sd_event_source_disable_unref(sub->src);
+        ipc_conn_done(&sub->conn);
+        if (sub->fd >= 0)
+                close(sub->fd);
+        buf_free(&sub->chunk);
+        free(sub->path);
+        free(sub);
+}
+
+int submit_send(struct submit *sub, const struct ipc_msg *m)
+{
+        if (sub->failed)
+                return -EPIPE;
+        int r = ipc_conn_queue(&sub->conn, m);
+        if (r < 0)
+                return r;
+        r = ipc_conn_flush(&sub->conn);
+        if (r < 0 && r != -EAGAIN) {
+                sub->failed = true;
+                return r;
+        }
+        if (submit_backlogged(sub))
+                sub->backlogged = true;
+        update_events(sub);
+        return 0;
+}
+
+static int send_chunk(struct submit *sub)
+{
+        if (sub->chunk.len == 0)
+                return 0;
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_msg_add_str(&m, "req", "content");
+        if (r >= 0)
+                r = ipc_msg_add(&m, "data", sub->chunk.data, sub->chunk.len);
+        if (r >= 0)
+                r = submit_send(sub, &m);
+        ipc_msg_free(&m);
+        buf_truncate(&sub->chunk, 0);
+        return r;
+}
+
+int submit_content(struct submit *sub, const char *p, size_t n)
+{
+        while (n > 0) {
+                size_t room = MAIL_PROTO_CHUNK_MAX - sub->chunk.len;
+                size_t take = n < room ? n : room;
+                buf_append(&sub->chunk, p, take);
+                p += take;
+                n -= take;
+                if (sub->chunk.len == MAIL_PROTO_CHUNK_MAX) {
+                        int r = send_chunk(sub);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int submit_end(struct submit *sub)
+{
+        int r = send_chunk(sub);
+        if (r < 0)
+                return r;
+        struct ipc_msg m = IPC_MSG_INIT;
+        ipc_msg_add_str(&m, "req", "end");
+        r = submit_send(sub, &m);
+        ipc_msg_free(&m);
+        if (r < 0)
+                return r;
+        sub->state = SUBMIT_ENDING;
+        return 0;
+}
