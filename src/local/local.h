@@ -1,0 +1,112 @@
+/* local.h: the local delivery agent: aliases, mbox/Maildir/file delivery as the recipient. */
+#pragma once
+
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "delivery.h"
+#include "maps.h"
+#include "qfile.h"
+#include "queue.h"
+#include "resolve.h"
+
+/* How long local waits for qmgr's request. */
+#define LOCAL_REQUEST_TIMEOUT_MS (60 * 1000)
+/* Alias expansion: nesting depth and the number of final destinations of one recipient. */
+#define ALIAS_DEPTH_MAX   20
+#define ALIAS_TARGETS_MAX 1000
+/* Members of one alias value ("a, b, /file, |cmd"). */
+#define ALIAS_MEMBERS_MAX 10000
+/* Received: headers counted at most (beyond hopcount_limit it is a loop anyway). */
+#define LOCAL_HEADERS_SCAN_MAX 100000
+/* Dotlock: attempts, pause between them, and the age after which a lock file is stale. */
+#define LOCAL_DOTLOCK_ATTEMPTS    20
+#define LOCAL_DOTLOCK_DELAY_MS    250
+#define LOCAL_DOTLOCK_STALE_SEC   500
+#define LOCAL_FCNTL_LOCK_ATTEMPTS 20
+/* Longest reason text passed from a delivery child to its parent. */
+#define LOCAL_REASON_MAX 480
+
+struct local {
+        struct config *cfg;
+        struct queue *queue;
+        struct maps *aliases; /* NULL when alias_maps could not be opened (then: defer) */
+        uid_t alias_uid;      /* who file deliveries from aliases run as */
+        gid_t alias_gid;
+        struct resolve *resolve;
+        char *myorigin, *home_mailbox, *spool_dir, *recipient_delimiter, *hostname;
+        long long hopcount_limit;
+        bool alias_files_allowed, dotlock;
+};
+
+enum local_result { LOCAL_SENT, LOCAL_DEFERRED, LOCAL_BOUNCED };
+
+struct local_status {
+        int result; /* enum local_result */
+        char dsn[QFILE_MAX_DSN_STATUS_LEN + 1];
+        char reason[LOCAL_REASON_MAX];
+};
+
+void local_status_set(struct local_status *st, enum local_result result, const char *dsn, const char *fmt,
+                      ...) _printf_(4, 5);
+
+/* ---- alias.c ---- */
+
+enum alias_kind { ALIAS_USER, ALIAS_FILE, ALIAS_COMMAND, ALIAS_INCLUDE, ALIAS_REMOTE };
+
+struct alias_target {
+        enum alias_kind kind;
+        char *value; /* user name (folded), file path, command, include path, or address */
+};
+
+struct alias_list {
+        struct alias_target *v;
+        size_t n;
+};
+
+/* 1 found (*ret malloc'd), 0 not found, <0 table failure. */
+typedef int (*alias_lookup_fn)(void *userdata, const char *key, char **ret);
+/* 1 when the domain is delivered locally. */
+typedef int (*alias_local_fn)(void *userdata, const char *domain);
+
+/* Split an alias value into members: commas outside quotes, blanks trimmed, quotes removed. Pure. */
+int alias_split(const char *value, struct strv *out);
+
+/*
+ * Expand localpart (already folded) through lookup: recursion bounded by ALIAS_DEPTH_MAX, each name
+ * expanded once, duplicates dropped, a name listed in its own alias delivered to as a user. A name
+ * with no alias is itself the final user. Pure apart from the callbacks. 0, -ELOOP (too deep),
+ * -E2BIG (too many destinations), or the lookup's error.
+ */
+int alias_expand(const char *localpart, const char *delimiter, alias_lookup_fn lookup,
+                 alias_local_fn is_local, void *userdata, struct alias_list *ret);
+void alias_list_free(struct alias_list *l);
+
+/* The part before the first recipient_delimiter character ("user+ext" -> "user"); malloc'd. */
+char *local_strip_extension(const char *localpart, const char *delimiter);
+
+/* ---- mailbox.c: each runs in a child process with the recipient's (or default_privs') ids ---- */
+
+struct local_message {
+        const char *queue_id;
+        const char *sender; /* "" for <> */
+        const char *rcpt;   /* Delivered-To: value */
+        const char *content;
+        size_t content_len;
+        uint64_t arrival_usec;
+};
+
+/* Deliver to pw's mailbox (Maildir, home mbox or spool mbox per home_mailbox); *how is the log text. */
+void mailbox_deliver_user(struct local *l, const struct local_message *m, const struct passwd *pw,
+                          struct local_status *st, const char **how);
+/* Append to a file (alias "/path") as uid/gid. */
+void mailbox_deliver_file(struct local *l, const struct local_message *m, const char *path, uid_t uid,
+                          gid_t gid, struct local_status *st);
+
+/* ---- request.c ---- */
+
+/* Serve one delivery request on fd (blocking), reply, and return. */
+void local_serve(struct local *l, int fd);

@@ -1,0 +1,110 @@
+/* main.c: local, the delivery agent for local recipients: aliases, mbox, Maildir, files (runs as root). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "catalog.h"
+#include "dict.h"
+#include "local.h"
+#include "log.h"
+#include "service.h"
+
+static struct local local_state;
+
+/*
+ * Deliveries to files named in aliases run as the owner of the first alias table, or as
+ * default_privs when root owns it (as Postfix does): an alias file never gives root's rights away.
+ */
+static void alias_owner(struct local *l)
+{
+        struct passwd *pw = getpwnam(config_get(l->cfg, "default_privs"));
+        l->alias_uid = pw ? pw->pw_uid : 65534;
+        l->alias_gid = pw ? pw->pw_gid : 65534;
+        struct strv tables = STRV_INIT;
+        maps_split_list(config_get(l->cfg, "alias_maps"), &tables);
+        char *type = NULL, *name = NULL, *err = NULL;
+        if (tables.n > 0 && dict_split_spec(tables.v[0], &type, &name, &err) == 0 && name[0] == '/') {
+                struct stat st;
+                _cleanup_free_ char *db = dict_type_is_db(type) ? dict_db_path(name) : xstrdup(name);
+                if (stat(db, &st) == 0 && st.st_uid != 0) {
+                        l->alias_uid = st.st_uid;
+                        l->alias_gid = st.st_gid;
+                }
+        }
+        free(type);
+        free(name);
+        free(err);
+        strv_free(&tables);
+}
+
+static int local_init(struct service *s)
+{
+        struct local *l = service_userdata(s);
+        l->cfg = service_config(s);
+        const char *queue_dir = config_get(l->cfg, "queue_directory");
+        int r = queue_open(queue_dir, &l->queue);
+        if (r < 0) {
+                msg_error("open queue directory %s: %s", queue_dir, strerror(-r));
+                return r;
+        }
+        char *err = NULL;
+        r = resolve_open_logged(l->cfg, &l->resolve);
+        if (r < 0)
+                return r;
+        r = maps_open("alias_maps", config_get(l->cfg, "alias_maps"), &l->aliases, &err);
+        if (r < 0) {
+                /* Not fatal: deliveries are deferred until the tables are fixed. */
+                msg_fields(LOG_LEVEL_WARNING,
+                           &(struct log_fields){
+                                   .catalog_id = r == -EPROTONOSUPPORT ? CATALOG_UNSUPPORTED_TABLE : NULL},
+                           "%s", err ? err : "alias_maps: cannot open");
+                free(err);
+                l->aliases = NULL;
+        }
+        alias_owner(l);
+        l->myorigin = xstrdup(config_get(l->cfg, "myorigin"));
+        l->home_mailbox = xstrdup(config_get(l->cfg, "home_mailbox"));
+        l->spool_dir = xstrdup(config_get(l->cfg, "mail_spool_directory"));
+        l->recipient_delimiter = xstrdup(config_get(l->cfg, "recipient_delimiter"));
+        l->hostname = xstrdup(config_get(l->cfg, "myhostname"));
+        l->hopcount_limit = config_get_int(l->cfg, "hopcount_limit");
+        struct strv v = STRV_INIT;
+        config_get_list(l->cfg, "allow_mail_to_files", &v);
+        for (size_t i = 0; i < v.n; i++)
+                l->alias_files_allowed |= streq(v.v[i], "alias");
+        strv_free(&v);
+        config_get_list(l->cfg, "mailbox_delivery_lock", &v);
+        for (size_t i = 0; i < v.n; i++)
+                l->dotlock |= streq(v.v[i], "dotlock");
+        strv_free(&v);
+        if (geteuid() != 0)
+                msg_warn("not running as root: delivery to other users will fail (master.cf: unpriv column "
+                         "of \"local\" must be n)");
+        return 0;
+}
+
+static void on_connection(struct service *s, int fd)
+{
+        /* One request per process at a time: blocking I/O keeps the delivery code straight. */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+                fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        local_serve(service_userdata(s), fd);
+        close(fd);
+        service_connection_done(s);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct service_ops ops = {
+                .init = local_init,
+                .on_connection = on_connection,
+                .max_connections = 1,
+                .userdata = &local_state,
+        };
+        return service_main(argc, argv, &ops);
+}

@@ -1,0 +1,349 @@
+/* request.c: one delivery request from qmgr: loop checks, aliases, per-recipient delivery, marks, reply. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "dsnlog.h"
+#include "ipc.h"
+#include "local.h"
+#include "log.h"
+
+void local_status_set(struct local_status *st, enum local_result result, const char *dsn, const char *fmt,
+                      ...)
+{
+        st->result = result;
+        snprintf(st->dsn, sizeof st->dsn, "%s", dsn);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(st->reason, sizeof st->reason, fmt, ap);
+        va_end(ap);
+}
+
+/* What the headers say about loops: the Received: count and the Delivered-To: values. */
+struct loop_info {
+        long long received;
+        struct strv delivered_to;
+};
+
+/* Pure scan of the header section (up to the first empty line); continuation lines belong to the header. */
+static void scan_headers(const char *content, size_t len, struct loop_info *ret)
+{
+        const char *p = content, *end = content + len;
+        for (size_t n = 0; p < end && n < LOCAL_HEADERS_SCAN_MAX; n++) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                const char *eol = nl ? nl : end;
+                if (eol == p)
+                        break; /* the empty line before the body */
+                size_t l = (size_t)(eol - p);
+                if (l >= 9 && strncasecmp(p, "Received:", 9) == 0)
+                        ret->received++;
+                else if (l >= 13 && strncasecmp(p, "Delivered-To:", 13) == 0) {
+                        const char *v = p + 13, *ve = eol;
+                        while (v < ve && isspace((unsigned char)*v))
+                                v++;
+                        while (ve > v && isspace((unsigned char)ve[-1]))
+                                ve--;
+                        strv_push_take(&ret->delivered_to, xstrndup(v, (size_t)(ve - v)));
+                }
+                p = nl ? nl + 1 : end;
+        }
+}
+
+struct request {
+        struct local *l;
+        const char *queue_id;
+        struct qfile_msg *msg;
+        struct loop_info loops;
+        struct delivery_times times;
+};
+
+static int alias_lookup(void *userdata, const char *key, char **ret)
+{
+        struct local *l = userdata;
+        return maps_find(l->aliases, key, ret);
+}
+
+static int alias_is_local(void *userdata, const char *domain)
+{
+        struct local *l = userdata;
+        return resolve_domain_is_local(l->resolve, domain);
+}
+
+static void log_result(struct request *rq, const char *to, const char *orig_to,
+                       const struct local_status *st, const char *sent_text)
+{
+        struct delivery_times t = rq->times;
+        t.done_usec = delivery_now_usec();
+        const char *status = st->result == LOCAL_SENT      ? "sent"
+                             : st->result == LOCAL_BOUNCED ? "bounced"
+                                                           : "deferred";
+        delivery_log(rq->queue_id, to, orig_to, "local", &t, st->dsn, status,
+                     st->result == LOCAL_SENT ? sent_text : st->reason);
+}
+
+/* Worse result wins: deferred (try again) over bounced over sent. */
+static void merge(struct local_status *total, const struct local_status *one, bool *first)
+{
+        int rank_one = one->result == LOCAL_DEFERRED ? 2 : one->result == LOCAL_BOUNCED ? 1 : 0;
+        int rank_total = total->result == LOCAL_DEFERRED ? 2 : total->result == LOCAL_BOUNCED ? 1 : 0;
+        if (*first || rank_one > rank_total)
+                *total = *one;
+        *first = false;
+}
+
+/* A final local user: getpwnam, then the mailbox. */
+static void deliver_to_user(struct request *rq, const struct local_message *lm, const char *user,
+                            const char *to, const char *orig_to, struct local_status *st)
+{
+        errno = 0;
+        struct passwd *pw = getpwnam(user);
+        if (!pw) {
+                if (errno != 0 && errno != ENOENT && errno != ESRCH)
+                        local_status_set(st, LOCAL_DEFERRED, "4.3.0", "user lookup failed: %s",
+                                         strerror(errno));
+                else
+                        local_status_set(st, LOCAL_BOUNCED, "5.1.1", "unknown user: \"%s\"", user);
+                log_result(rq, to, orig_to, st, NULL);
+                return;
+        }
+        struct passwd copy = *pw; /* getpwnam's storage is reused by the next lookup */
+        _cleanup_free_ char *name = xstrdup(pw->pw_name), *dir = xstrdup(pw->pw_dir);
+        copy.pw_name = name;
+        copy.pw_dir = dir;
+        const char *how = "delivered to mailbox";
+        mailbox_deliver_user(rq->l, lm, &copy, st, &how);
+        log_result(rq, to, orig_to, st, how);
+}
+
+static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, struct local_status *total)
+{
+        struct local *l = rq->l;
+        const char *addr = rcpt->address;
+        const char *orig = !isempty(rcpt->orig_rcpt) ? rcpt->orig_rcpt : addr;
+        struct local_message lm = {.queue_id = rq->queue_id,
+                                   .sender = rq->msg->sender,
+                                   .rcpt = addr,
+                                   .content = rq->msg->content,
+                                   .content_len = rq->msg->content_len,
+                                   .arrival_usec = rq->msg->arrival_usec};
+
+        if (l->hopcount_limit > 0 && rq->loops.received > l->hopcount_limit) {
+                local_status_set(total, LOCAL_BOUNCED, "5.4.6", "mail forwarding loop");
+                log_result(rq, addr, orig, total, NULL);
+                return;
+        }
+        for (size_t i = 0; i < rq->loops.delivered_to.n; i++)
+                if (strcasecmp(rq->loops.delivered_to.v[i], addr) == 0) {
+                        local_status_set(total, LOCAL_BOUNCED, "5.4.6", "mail forwarding loop for %s", addr);
+                        log_result(rq, addr, orig, total, NULL);
+                        return;
+                }
+        if (!l->aliases) {
+                local_status_set(total, LOCAL_DEFERRED, "4.3.0", "alias database unavailable");
+                log_result(rq, addr, orig, total, NULL);
+                return;
+        }
+
+        const char *at = strrchr(addr, '@');
+        _cleanup_free_ char *localpart = at ? xstrndup(addr, (size_t)(at - addr)) : xstrdup(addr);
+        struct alias_list targets;
+        int r = alias_expand(localpart, l->recipient_delimiter, alias_lookup, alias_is_local, l, &targets);
+        if (r < 0) {
+                if (r == -ELOOP || r == -E2BIG)
+                        local_status_set(
+                                total, LOCAL_BOUNCED, "5.4.6", "mail forwarding loop for %s (%s)", addr,
+                                r == -ELOOP ? "alias nesting too deep" : "too many alias destinations");
+                else
+                        local_status_set(total, LOCAL_DEFERRED, "4.3.0", "alias database lookup failure");
+                log_result(rq, addr, orig, total, NULL);
+                return;
+        }
+        _cleanup_free_ char *base = local_strip_extension(localpart, l->recipient_delimiter);
+        for (char *p = base; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        if (targets.n == 0) {
+                local_status_set(total, LOCAL_BOUNCED, "5.4.6", "mail forwarding loop for %s", addr);
+                log_result(rq, addr, orig, total, NULL);
+                return;
+        }
+        /* Not an alias at all: the recipient itself, logged with its own address. */
+        bool plain = targets.n == 1 && targets.v[0].kind == ALIAS_USER && streq(targets.v[0].value, base);
+
+        bool first = true;
+        for (size_t i = 0; i < targets.n; i++) {
+                const struct alias_target *t = &targets.v[i];
+                struct local_status st = {0};
+                _cleanup_free_ char *to = NULL;
+                switch (t->kind) {
+                case ALIAS_USER:
+                        to = plain ? xstrdup(addr) : xasprintf("%s@%s", t->value, l->myorigin);
+                        deliver_to_user(rq, &lm, t->value, to, plain ? rcpt->orig_rcpt : orig, &st);
+                        break;
+                case ALIAS_FILE:
+                        /* As Postfix logs it: the alias's address, the path in the reason. */
+                        to = xstrdup(addr);
+                        if (!l->alias_files_allowed)
+                                local_status_set(&st, LOCAL_BOUNCED, "5.7.1",
+                                                 "mail to files is restricted (allow_mail_to_files)");
+                        else {
+                                mailbox_deliver_file(l, &lm, t->value, l->alias_uid, l->alias_gid, &st);
+                                if (st.result == LOCAL_SENT)
+                                        snprintf(st.reason, sizeof st.reason, "delivered to %s: %s",
+                                                 t->value[strlen(t->value) - 1] == '/' ? "maildir" : "file",
+                                                 t->value);
+                        }
+                        log_result(rq, to, orig, &st, st.reason);
+                        break;
+                case ALIAS_COMMAND:
+                        to = xasprintf("|%s", t->value);
+                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
+                                         "delivery to a command is not supported yet");
+                        log_result(rq, to, orig, &st, NULL);
+                        break;
+                case ALIAS_INCLUDE:
+                        to = xasprintf(":include:%s", t->value);
+                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
+                                         ":include: files are not supported yet");
+                        log_result(rq, to, orig, &st, NULL);
+                        break;
+                case ALIAS_REMOTE:
+                        to = xstrdup(t->value);
+                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
+                                         "forwarding to a non-local address is not supported yet");
+                        log_result(rq, to, orig, &st, NULL);
+                        break;
+                }
+                merge(total, &st, &first);
+        }
+        alias_list_free(&targets);
+}
+
+static void reply_error(int fd, const struct ipc_msg *req, const char *reason)
+{
+        struct ipc_msg reply = IPC_MSG_INIT;
+        for (size_t i = 0; i < req->n_attrs; i++) {
+                if (!streq(req->attrs[i].name, "rcpt_index"))
+                        continue;
+                ipc_msg_add_str(&reply, "rcpt_index", req->attrs[i].value);
+                ipc_msg_add_str(&reply, "status", "deferred");
+                ipc_msg_add_str(&reply, "dsn", "4.3.0");
+                ipc_msg_add_str(&reply, "reason", reason);
+        }
+        ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
+        ipc_msg_free(&reply);
+}
+
+void local_serve(struct local *l, int fd)
+{
+        struct ipc_msg req = IPC_MSG_INIT;
+        int r = ipc_recv(fd, &req, LOCAL_REQUEST_TIMEOUT_MS);
+        if (r < 0) {
+                msg_warn("read delivery request: %s", strerror(-r));
+                return;
+        }
+        uint64_t agent_usec = delivery_now_usec();
+        const char *id = ipc_msg_get_str(&req, "queue_id");
+        const char *queue = ipc_msg_get_str(&req, "queue");
+        const char *rq_type = ipc_msg_get_str(&req, "req");
+        if (!rq_type || !streq(rq_type, "deliver") || !id || !queue_id_valid(id) || !queue ||
+            queue_name_from_string(queue) != QUEUE_ACTIVE) {
+                msg_warn("bad delivery request (req, queue_id or queue missing or invalid)");
+                reply_error(fd, &req, "bad delivery request");
+                ipc_msg_free(&req);
+                return;
+        }
+
+        _cleanup_close_ int qfd = -1;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        struct qfile_msg msg = {0};
+        /* Only these recipients' slots are locked: other batches of the message go on in parallel. */
+        _cleanup_free_ size_t *wanted = xcalloc(req.n_attrs ? req.n_attrs : 1, sizeof *wanted);
+        size_t n_idx = 0;
+        for (size_t a = 0; a < req.n_attrs; a++)
+                if (streq(req.attrs[a].name, "rcpt_index")) {
+                        char *end = NULL;
+                        unsigned long long v = strtoull(req.attrs[a].value, &end, 10);
+                        if (end && !*end && end != req.attrs[a].value)
+                                wanted[n_idx++] = (size_t)v;
+                }
+        r = queue_open_for_delivery(l->queue, id, QUEUE_ACTIVE, wanted, n_idx, &qfd, &data, &len, &msg);
+        if (r < 0) {
+                msg_warn("%s: open queue file: %s", id, strerror(-r));
+                reply_error(fd, &req, "queue file unavailable");
+                ipc_msg_free(&req);
+                return;
+        }
+
+        long long v = 0;
+        struct request rq = {.l = l, .queue_id = id, .msg = &msg};
+        rq.times.arrival_usec =
+                ipc_msg_get_int(&req, "arrival_usec", &v) == 0 && v > 0 ? (uint64_t)v : msg.arrival_usec;
+        rq.times.active_usec =
+                ipc_msg_get_int(&req, "active_usec", &v) == 0 && v > 0 ? (uint64_t)v : agent_usec;
+        rq.times.agent_usec = agent_usec;
+        rq.times.conn_usec = agent_usec;
+        scan_headers(msg.content, msg.content_len, &rq.loops);
+
+        struct ipc_msg reply = IPC_MSG_INIT;
+        for (size_t a = 0; a < req.n_attrs; a++) {
+                if (!streq(req.attrs[a].name, "rcpt_index"))
+                        continue;
+                const char *is = req.attrs[a].value;
+                char *end = NULL;
+                unsigned long long idx = strtoull(is, &end, 10);
+                struct local_status st = {0};
+                if (!end || *end || end == is || idx >= msg.n_rcpts) {
+                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0", "bad recipient index");
+                } else if (msg.rcpts[idx].state != QFILE_RCPT_PENDING) {
+                        /* Done by an earlier attempt that was interrupted before its reply. */
+                        local_status_set(
+                                &st, msg.rcpts[idx].state == QFILE_RCPT_BOUNCED ? LOCAL_BOUNCED : LOCAL_SENT,
+                                isempty(msg.rcpts[idx].dsn_status) ? "2.0.0" : msg.rcpts[idx].dsn_status,
+                                "already done");
+                } else {
+                        deliver_rcpt(&rq, &msg.rcpts[idx], &st);
+                        /* The notification's record before the mark: a crash between them never loses it. */
+                        if (st.result != LOCAL_SENT &&
+                            dsnlog_append_rcpt(l->queue,
+                                               st.result == LOCAL_BOUNCED ? QUEUE_BOUNCE : QUEUE_DEFER, id,
+                                               idx, &msg.rcpts[idx], st.dsn, "local", st.reason) < 0 &&
+                            st.result == LOCAL_BOUNCED)
+                                local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
+                                                 "cannot write the bounce log");
+                        if (st.result != LOCAL_DEFERRED) {
+                                enum qfile_rcpt_state s =
+                                        st.result == LOCAL_SENT ? QFILE_RCPT_DELIVERED : QFILE_RCPT_BOUNCED;
+                                int m = queue_mark_rcpt(qfd, &msg.rcpts[idx], s, delivery_now_usec(),
+                                                        st.dsn);
+                                if (m < 0) {
+                                        /* Unmarked, it would be delivered again: say so, and let qmgr retry.
+                                         */
+                                        msg_warn("%s: cannot mark recipient %s done: %s", id,
+                                                 msg.rcpts[idx].address, strerror(-m));
+                                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
+                                                         "cannot update queue file");
+                                }
+                        }
+                }
+                const char *status = st.result == LOCAL_SENT      ? "sent"
+                                     : st.result == LOCAL_BOUNCED ? "bounced"
+                                                                  : "deferred";
+                ipc_msg_add_str(&reply, "rcpt_index", is);
+                ipc_msg_add_str(&reply, "status", status);
+                ipc_msg_add_str(&reply, "dsn", st.dsn);
+                ipc_msg_add_str(&reply, "reason", st.reason);
+        }
+        r = ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
+        if (r < 0)
+                msg_warn("%s: send reply to qmgr: %s", id, strerror(-r));
+        ipc_msg_free(&reply);
+        ipc_msg_free(&req);
+        strv_free(&rq.loops.delivered_to);
+        qfile_msg_free(&msg);
+}

@@ -1,0 +1,292 @@
+/* pickup: takes the files local users left in maildrop/ (via postdrop) and submits each to cleanup. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "ipc.h"
+#include "log.h"
+#include "mail_proto.h"
+#include "maildrop.h"
+#include "queue.h"
+#include "service.h"
+
+/* Files handled per wakeup; the rest wait for the next one (the master wakes us every 60 s). */
+#define PICKUP_SCAN_MAX 10000
+/* A temporary name older than this belongs to a postdrop that died: remove it. */
+#define PICKUP_TMP_MAX_AGE_SEC (24 * 3600)
+/*
+ * A wakeup that finds maildrop empty ends the process unless a file came in this recently: the master
+ * starts pickup again for the next wakeup (its timer or postdrop's), so an idle instance does not keep
+ * a process whose only work is a readdir a minute, while a burst of submissions still reuses one.
+ */
+#define PICKUP_LINGER_SEC 5
+/* Time limit of each request to cleanup but the last (the last waits for the durable commit). */
+#define PICKUP_STEP_TIMEOUT_MS (30 * 1000)
+
+struct pickup {
+        struct queue *queue;
+        char *cleanup_path;        /* private/cleanup (mail_proto.h) */
+        char *cleanup_public_path; /* public/cleanup, where Postfix's master.cf line puts it */
+        uint64_t max_content;
+        uid_t mail_owner;
+        bool have_mail_owner;
+        time_t last_file; /* when a scan last found a file; 0: never */
+};
+
+enum outcome { DONE, RETRY_LATER, BAD_FILE };
+
+static int call(int fd, struct ipc_msg *req, struct ipc_msg *reply, int timeout_ms)
+{
+        int r = ipc_call(fd, req, reply, timeout_ms);
+        ipc_msg_free(req);
+        return r;
+}
+
+static int add_opt(struct ipc_msg *m, const char *name, const char *value)
+{
+        return isempty(value) ? 0 : ipc_msg_add_str(m, name, value);
+}
+
+/* Submit one parsed message; the cleanup conversation of mail_proto.h, section 1. */
+static enum outcome submit(struct pickup *p, const char *name, const struct qfile_msg *m, uid_t uid,
+                           bool trusted)
+{
+        int fd = -1;
+        int r = ipc_connect_unix(p->cleanup_path, PICKUP_STEP_TIMEOUT_MS, &fd);
+        if (r == -ENOENT || r == -ECONNREFUSED) /* Postfix's master.cf makes cleanup public */
+                r = ipc_connect_unix(p->cleanup_public_path, PICKUP_STEP_TIMEOUT_MS, &fd);
+        if (r < 0) {
+                msg_warn("connect to %s: %s", p->cleanup_path, strerror(-r));
+                return RETRY_LATER;
+        }
+        enum outcome out = RETRY_LATER;
+        _cleanup_free_ char *id = NULL;
+        struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
+        ipc_msg_add_str(&req, "req", "open");
+        ipc_msg_add_str(&req, "origin", "pickup");
+        r = call(fd, &req, &rep, PICKUP_STEP_TIMEOUT_MS);
+        long long status = -1;
+        const char *qid = ipc_msg_get_str(&rep, "queue_id");
+        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0 || !qid) {
+                msg_warn("maildrop/%s: cleanup did not open a queue file: %s", name,
+                         r < 0 ? strerror(-r) : (ipc_msg_get_str(&rep, "reason") ?: "unexpected reply"));
+                goto done;
+        }
+        id = xstrdup(qid);
+        ipc_msg_free(&rep);
+        struct log_fields lf = {.queue_id = id};
+        msg_fields(LOG_LEVEL_INFO, &lf, "%s: uid=%ld from=<%s>", id, (long)uid, m->sender);
+
+        ipc_msg_add_str(&req, "req", "envelope");
+        ipc_msg_add_str(&req, "sender", m->sender);
+        for (size_t i = 0; i < m->n_rcpts; i++) {
+                const struct qfile_rcpt *rc = &m->rcpts[i];
+                if (rc->state != QFILE_RCPT_PENDING)
+                        continue;
+                ipc_msg_add_str(&req, "rcpt", rc->address);
+                add_opt(&req, "orcpt", rc->orcpt);
+                if (rc->notify)
+                        ipc_msg_add_int(&req, "notify", rc->notify);
+        }
+        ipc_msg_add_int(&req, "uid", (long long)uid);
+        add_opt(&req, "envid", m->envelope_id);
+        add_opt(&req, "full_name", maildrop_full_name(m));
+        if (trusted) {
+                /* Requeued by postsuper -r (the file is mail_owner's): keep what the first cleanup knew. */
+                add_opt(&req, "client_name", m->client_name);
+                add_opt(&req, "client_address", m->client_address);
+                add_opt(&req, "helo_name", m->helo_name);
+                add_opt(&req, "protocol", m->protocol);
+                add_opt(&req, "sasl_username", m->sasl_username);
+        }
+        r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
+        ipc_msg_free(&req);
+        for (size_t off = 0; r == 0 && off < m->content_len; off += MAIL_PROTO_CHUNK_MAX) {
+                size_t n = m->content_len - off < MAIL_PROTO_CHUNK_MAX ? m->content_len - off
+                                                                       : MAIL_PROTO_CHUNK_MAX;
+                ipc_msg_add_str(&req, "req", "content");
+                ipc_msg_add(&req, "data", m->content + off, n);
+                r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
+                ipc_msg_free(&req);
+        }
+        if (r < 0) {
+                msg_warn("%s: send to cleanup: %s", id, strerror(-r));
+                goto done;
+        }
+        ipc_msg_add_str(&req, "req", "end");
+        r = call(fd, &req, &rep, MAIL_PROTO_CLEANUP_TIMEOUT_MS);
+        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0) {
+                msg_warn("%s: no answer from cleanup: %s", id, r < 0 ? strerror(-r) : "malformed reply");
+                goto done;
+        }
+        if (status == 0)
+                out = DONE;
+        else {
+                const char *reason = ipc_msg_get_str(&rep, "reason");
+                msg_warn("maildrop/%s: cleanup refused it (status %lld): %s", name, status,
+                         reason ?: "no reason");
+                out = status == 5 ? BAD_FILE : RETRY_LATER;
+        }
+done:
+        ipc_msg_free(&req);
+        ipc_msg_free(&rep);
+        close(fd);
+        return out;
+}
+
+/* Keep a file that cannot be submitted for the operator instead of deleting what a user sent. */
+static void save_bad_file(struct pickup *p, const char *name, const char *why)
+{
+        int r = queue_move(p->queue, name, QUEUE_MAILDROP, QUEUE_SAVED, QUEUE_SYNC);
+        if (r < 0)
+                msg_warn("maildrop/%s: %s; cannot move it to saved/: %s", name, why, strerror(-r));
+        else
+                msg_warn("maildrop/%s: %s; moved to saved/%s", name, why, name);
+}
+
+static enum outcome pickup_file(struct pickup *p, int dfd, const char *name)
+{
+        _cleanup_close_ int fd =
+                openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                if (errno == ENOENT)
+                        return DONE; /* taken by another pickup */
+                save_bad_file(p, name, strerror(errno));
+                return BAD_FILE;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+                save_bad_file(p, name, "not a regular file with one link");
+                return BAD_FILE;
+        }
+        if ((uint64_t)st.st_size > p->max_content + MAILDROP_ENVELOPE_MAX) {
+                save_bad_file(p, name, "message file too big");
+                return BAD_FILE;
+        }
+        char *data = NULL;
+        size_t len = 0;
+        int r = queue_read_fd(fd, &data, &len);
+        if (r < 0) {
+                msg_warn("maildrop/%s: read: %s", name, strerror(-r));
+                return RETRY_LATER;
+        }
+        struct qfile_msg m = {0};
+        struct maildrop_error err = {0};
+        r = maildrop_parse(data, len, p->max_content, &m, &err);
+        enum outcome out;
+        if (r < 0) {
+                char why[256];
+                snprintf(why, sizeof why, "bad file: %s (offset %" PRIu64 ")", err.reason ? err.reason : "?",
+                         err.offset);
+                save_bad_file(p, name, why);
+                out = BAD_FILE;
+        } else {
+                bool trusted = p->have_mail_owner && st.st_uid == p->mail_owner;
+                out = submit(p, name, &m, st.st_uid, trusted);
+                if (out == DONE && unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                        msg_warn("remove maildrop/%s: %s", name, strerror(errno));
+                if (out == BAD_FILE)
+                        save_bad_file(p, name, "refused by cleanup");
+        }
+        qfile_msg_free(&m);
+        free(data);
+        return out;
+}
+
+static void remove_stale_tmp(int dfd, const char *name)
+{
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            time(NULL) - st.st_mtime > PICKUP_TMP_MAX_AGE_SEC && unlinkat(dfd, name, 0) == 0)
+                msg_warn("maildrop/%s: removed an unfinished file older than one day", name);
+}
+
+/* Returns the number of files found (handled or not), or -1 when maildrop could not be read. */
+static int scan(struct pickup *p)
+{
+        int dfd = queue_dirfd(p->queue, QUEUE_MAILDROP);
+        int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+        if (dup_fd < 0) {
+                msg_warn("maildrop: %s", strerror(errno));
+                return -1;
+        }
+        DIR *d = fdopendir(dup_fd);
+        if (!d) {
+                close(dup_fd);
+                return -1;
+        }
+        rewinddir(d);
+        struct strv names = STRV_INIT;
+        struct dirent *de;
+        while ((de = readdir(d)) && names.n < PICKUP_SCAN_MAX) {
+                if (de->d_name[0] == '.') {
+                        if (strncmp(de->d_name, QUEUE_TMP_PREFIX, strlen(QUEUE_TMP_PREFIX)) == 0)
+                                remove_stale_tmp(dfd, de->d_name);
+                        continue;
+                }
+                if (!queue_id_valid(de->d_name)) {
+                        msg_warn("maildrop/%s: not a queue file name; left alone", de->d_name);
+                        continue;
+                }
+                strv_push(&names, de->d_name);
+        }
+        closedir(d);
+        for (size_t i = 0; i < names.n; i++)
+                if (pickup_file(p, dfd, names.v[i]) == RETRY_LATER)
+                        break; /* cleanup is unavailable: the next wakeup tries again */
+        int found = (int)names.n;
+        strv_free(&names);
+        if (found > 0)
+                p->last_file = time(NULL);
+        return found;
+}
+
+static int pickup_init(struct service *s)
+{
+        struct pickup *p = service_userdata(s);
+        struct config *cfg = service_config(s);
+        const char *qdir = config_get(cfg, "queue_directory");
+        int r = queue_open(qdir, &p->queue);
+        if (r < 0) {
+                msg_error("open queue directory %s: %s", qdir, strerror(-r));
+                return r;
+        }
+        p->cleanup_path = xasprintf("%s/%s", qdir, MAIL_PROTO_CLEANUP_SOCKET);
+        p->cleanup_public_path = xasprintf("%s/public/cleanup", qdir);
+        long long lim = config_get_int(cfg, "message_size_limit");
+        p->max_content = lim > 0 ? (uint64_t)lim : QFILE_MAX_CONTENT_LEN;
+        struct passwd *pw = getpwnam(config_get(cfg, "mail_owner"));
+        if (pw) {
+                p->mail_owner = pw->pw_uid;
+                p->have_mail_owner = true;
+        }
+        scan(p);
+        return 0;
+}
+
+static void pickup_wakeup(struct service *s)
+{
+        struct pickup *p = service_userdata(s);
+        if (scan(p) == 0 && (p->last_file == 0 || time(NULL) - p->last_file >= PICKUP_LINGER_SEC))
+                service_request_exit(s);
+}
+
+int main(int argc, char **argv)
+{
+        static struct pickup p;
+        const struct service_ops ops = {
+                .init = pickup_init,
+                .on_wakeup = pickup_wakeup,
+                .max_connections = 1,
+                .userdata = &p,
+        };
+        return service_main(argc, argv, &ops);
+}
