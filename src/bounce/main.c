@@ -1,0 +1,317 @@
+/* main.c: bounce, the notification service: qmgr asks, it returns failed (or delayed) mail to the sender. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "bounce.h"
+#include "ipc.h"
+#include "log.h"
+#include "mail_proto.h"
+#include "queue.h"
+#include "service.h"
+
+/* How long bounce waits for qmgr's request, and for each step of cleanup's conversation but the last. */
+#define BOUNCE_REQUEST_TIMEOUT_MS (60 * 1000)
+#define BOUNCE_STEP_TIMEOUT_MS    (30 * 1000)
+
+struct bounce {
+        struct config *cfg;
+        struct queue *queue;
+        char *cleanup_public, *cleanup_private;
+        char *myhostname, *mail_name, *myorigin;
+        char *double_bounce, *postmaster_2bounce;
+        bool notify_2bounce;
+        size_t size_limit;
+};
+
+static struct bounce bounce_state;
+
+/* Submit one message to cleanup (mail_proto.h section 1); 0 and *ret_id once it is durably queued. */
+static int submit(struct bounce *b, const char *sender, const char *rcpt, const struct buf *msg,
+                  char **ret_id, char **ret_why)
+{
+        int fd = -1;
+        _cleanup_free_ char *new_id = NULL;
+        int r = ipc_connect_unix(b->cleanup_public, BOUNCE_STEP_TIMEOUT_MS, &fd);
+        if (r == -ENOENT || r == -ECONNREFUSED)
+                r = ipc_connect_unix(b->cleanup_private, BOUNCE_STEP_TIMEOUT_MS, &fd);
+        if (r < 0) {
+                *ret_why = xasprintf("connect to cleanup (%s): %s", b->cleanup_public, strerror(-r));
+                return r;
+        }
+        struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
+        long long status = -1;
+        /* cleanup treats it as locally generated mail: "Received: by HOST (Postfix) id ...". */
+        ipc_msg_add_str(&req, "req", "open");
+        ipc_msg_add_str(&req, "origin", "pickup");
+        r = ipc_call(fd, &req, &rep, BOUNCE_STEP_TIMEOUT_MS);
+        ipc_msg_free(&req);
+        const char *id = ipc_msg_get_str(&rep, "queue_id");
+        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0 || !id) {
+                *ret_why =
+                        xasprintf("cleanup did not open a queue file: %s",
+                                  r < 0 ? strerror(-r) : (ipc_msg_get_str(&rep, "reason") ?: "bad reply"));
+                r = r < 0 ? r : -EIO;
+                goto done;
+        }
+        new_id = xstrdup(id);
+        ipc_msg_free(&rep);
+
+        ipc_msg_add_str(&req, "req", "envelope");
+        ipc_msg_add_str(&req, "sender", sender);
+        ipc_msg_add_str(&req, "rcpt", rcpt);
+        /* A notification never asks for notifications about itself. */
+        ipc_msg_add_int(&req, "notify", QFILE_NOTIFY_NEVER);
+        r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
+        ipc_msg_free(&req);
+        for (size_t off = 0; r == 0 && off < msg->len; off += MAIL_PROTO_CHUNK_MAX) {
+                size_t n = msg->len - off < MAIL_PROTO_CHUNK_MAX ? msg->len - off : MAIL_PROTO_CHUNK_MAX;
+                ipc_msg_add_str(&req, "req", "content");
+                ipc_msg_add(&req, "data", msg->data + off, n);
+                r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
+                ipc_msg_free(&req);
+        }
+        if (r == 0) {
+                ipc_msg_add_str(&req, "req", "end");
+                r = ipc_call(fd, &req, &rep, MAIL_PROTO_CLEANUP_TIMEOUT_MS);
+                ipc_msg_free(&req);
+        }
+        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0) {
+                *ret_why =
+                        xasprintf("cleanup did not queue the notification: %s",
+                                  r < 0 ? strerror(-r) : (ipc_msg_get_str(&rep, "reason") ?: "bad reply"));
+                r = r < 0 ? r : -EIO;
+                goto done;
+        }
+        *ret_id = TAKE_PTR(new_id);
+        r = 0;
+done:
+        ipc_msg_free(&req);
+        ipc_msg_free(&rep);
+        close(fd);
+        return r;
+}
+
+static bool is_double_bounce_address(struct bounce *b, const char *sender)
+{
+        if (strcasecmp(sender, b->double_bounce) == 0)
+                return true;
+        size_t n = strlen(b->double_bounce);
+        return strncasecmp(sender, b->double_bounce, n) == 0 && sender[n] == '@';
+}
+
+/* Which records to report: the latest per recipient, not for delivered ones, honouring NOTIFY=. */
+static size_t select_records(const struct dsnlog *l, const struct qfile_msg *m, enum bounce_kind kind,
+                             const struct dsnlog_rec ***ret)
+{
+        const struct dsnlog_rec **latest;
+        size_t n = dsnlog_latest(l, &latest), k = 0;
+        unsigned want = kind == BOUNCE_FAILED ? QFILE_NOTIFY_FAILURE : QFILE_NOTIFY_DELAY;
+        for (size_t i = 0; i < n; i++) {
+                const struct dsnlog_rec *r = latest[i];
+                unsigned notify = r->notify;
+                if (r->index != DSNLOG_NO_INDEX && m && r->index < m->n_rcpts) {
+                        const struct qfile_rcpt *q = &m->rcpts[r->index];
+                        /* A record written before a crash for a recipient delivered on a later attempt. */
+                        if (q->state == QFILE_RCPT_DELIVERED)
+                                continue;
+                        notify = q->notify;
+                }
+                if (notify != 0 && !(notify & want))
+                        continue;
+                latest[k++] = r;
+        }
+        *ret = latest;
+        return k;
+}
+
+/* One request; the reply goes into *reply. */
+static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *reply)
+{
+        const char *what = ipc_msg_get_str(req, "req");
+        const char *qid = ipc_msg_get_str(req, "queue_id");
+        const char *queue = ipc_msg_get_str(req, "queue");
+        int qn = queue ? queue_name_from_string(queue) : QUEUE_ACTIVE;
+        if (!what || (!streq(what, "bounce") && !streq(what, "warn")) || !qid || !queue_id_valid(qid) ||
+            qn < 0) {
+                msg_warn("bad notification request (req, queue_id or queue missing or invalid)");
+                ipc_msg_add_int(reply, "status", 4);
+                ipc_msg_add_str(reply, "reason", "bad request");
+                return;
+        }
+        enum bounce_kind kind = streq(what, "bounce") ? BOUNCE_FAILED : BOUNCE_DELAYED;
+        struct log_fields lf = {.queue_id = qid};
+        _cleanup_free_ char *dbl = NULL, *from = NULL, *new_id = NULL, *why = NULL;
+
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        struct qfile_msg m = {0};
+        struct qfile_error err = {0};
+        int r = queue_open_file(b->queue, qid, (enum queue_name)qn, O_RDONLY, &fd);
+        if (r >= 0)
+                r = queue_read_fd(fd, &data, &len);
+        if (r >= 0)
+                r = qfile_decode(data, len, &m, &err);
+        if (r < 0) {
+                /* Without the envelope there is nobody to notify: qmgr keeps the message and asks again. */
+                msg_fields(LOG_LEVEL_WARNING, &lf, "%s: cannot read queue file %s/%s: %s", qid,
+                           queue_name_to_string((enum queue_name)qn), qid,
+                           r == -EBADMSG && err.reason ? err.reason : strerror(-r));
+                ipc_msg_add_int(reply, "status", 4);
+                ipc_msg_add_str(reply, "reason", "queue file unavailable");
+                return;
+        }
+
+        struct dsnlog l;
+        r = dsnlog_read(b->queue, kind == BOUNCE_FAILED ? QUEUE_BOUNCE : QUEUE_DEFER, qid, &l);
+        if (r == -ENOENT) {
+                ipc_msg_add_int(reply, "status", 0);
+                qfile_msg_free(&m);
+                return;
+        }
+        if (r < 0) {
+                msg_fields(LOG_LEVEL_WARNING, &lf, "%s: cannot read %s/%s: %s", qid,
+                           kind == BOUNCE_FAILED ? "bounce" : "defer", qid, strerror(-r));
+                ipc_msg_add_int(reply, "status", 4);
+                ipc_msg_add_str(reply, "reason", "log file unavailable");
+                qfile_msg_free(&m);
+                return;
+        }
+        if (l.n_bad > 0)
+                msg_fields(LOG_LEVEL_WARNING, &lf,
+                           "%s: %zu damaged or incomplete record(s) in %s/%s skipped", qid, l.n_bad,
+                           kind == BOUNCE_FAILED ? "bounce" : "defer", qid);
+        const struct dsnlog_rec **recs;
+        size_t n = select_records(&l, &m, kind, &recs);
+
+        const char *notice = kind == BOUNCE_FAILED ? "non-delivery" : "delay";
+        const char *to = m.sender, *env_sender = "", *whom = "sender";
+        bool send = n > 0;
+        if (send && isempty(m.sender)) {
+                /* A bounce that failed: Postfix never returns it; optionally the postmaster hears of it. */
+                if (kind == BOUNCE_FAILED && b->notify_2bounce) {
+                        to = b->postmaster_2bounce;
+                        env_sender = dbl = xasprintf("%s@%s", b->double_bounce, b->myorigin);
+                        whom = "postmaster";
+                } else {
+                        msg_fields(LOG_LEVEL_INFO, &lf, "%s: sender %s notification: not sent (null sender)",
+                                   qid, notice);
+                        send = false;
+                }
+        } else if (send && is_double_bounce_address(b, m.sender)) {
+                msg_fields(LOG_LEVEL_WARNING, &lf, "%s: undeliverable postmaster notification discarded",
+                           qid);
+                send = false;
+        }
+        if (!send) {
+                ipc_msg_add_int(reply, "status", 0);
+                goto out;
+        }
+
+        from = xasprintf("MAILER-DAEMON@%s", b->myhostname);
+        struct bounce_input in = {
+                .kind = kind,
+                .queue_id = qid,
+                .myhostname = b->myhostname,
+                .mail_name = b->mail_name,
+                .from = from,
+                .to = to,
+                .orig_sender = m.sender,
+                .envelope_id = m.envelope_id,
+                .arrival_usec = m.arrival_usec,
+                .now = time(NULL),
+                .recs = recs,
+                .n_recs = n,
+                .content = m.content,
+                .content_len = m.content_len,
+                .size_limit = b->size_limit,
+        };
+        long long until = 0;
+        if (ipc_msg_get_int(req, "retry_until_usec", &until) == 0 && until > 0)
+                in.warn_until_usec = (uint64_t)until;
+        struct buf text = BUF_INIT;
+        bounce_compose(&in, &text);
+        r = submit(b, env_sender, to, &text, &new_id, &why);
+        buf_free(&text);
+        if (r < 0) {
+                msg_fields(LOG_LEVEL_WARNING, &lf, "%s: %s %s notification not queued: %s", qid, whom,
+                           notice, why ? why : strerror(-r));
+                ipc_msg_add_int(reply, "status", 4);
+                ipc_msg_add_str(reply, "reason", why ? why : "cleanup failed");
+                goto out;
+        }
+        msg_fields(LOG_LEVEL_INFO, &lf, "%s: %s %s notification: %s", qid, whom, notice, new_id);
+        ipc_msg_add_int(reply, "status", 0);
+        ipc_msg_add_str(reply, "queue_id", new_id);
+out:
+        free(recs);
+        dsnlog_free(&l);
+        qfile_msg_free(&m);
+}
+
+static void on_connection(struct service *s, int fd)
+{
+        /* One request per process at a time: blocking I/O keeps it straight (qmgr does not wait on us). */
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+                fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        struct bounce *b = service_userdata(s);
+        struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
+        int r = ipc_recv(fd, &req, BOUNCE_REQUEST_TIMEOUT_MS);
+        if (r < 0)
+                msg_warn("read notification request: %s", strerror(-r));
+        else {
+                handle(b, &req, &reply);
+                r = ipc_send(fd, &reply, BOUNCE_REQUEST_TIMEOUT_MS);
+                if (r < 0)
+                        msg_warn("send reply to qmgr: %s", strerror(-r));
+        }
+        ipc_msg_free(&req);
+        ipc_msg_free(&reply);
+        close(fd);
+        service_connection_done(s);
+}
+
+static int bounce_init(struct service *s)
+{
+        struct bounce *b = service_userdata(s);
+        b->cfg = service_config(s);
+        const char *queue_dir = config_get(b->cfg, "queue_directory");
+        int r = queue_open(queue_dir, &b->queue);
+        if (r < 0) {
+                msg_error("open queue directory %s: %s", queue_dir, strerror(-r));
+                return r;
+        }
+        b->cleanup_public = xasprintf("%s/%s", queue_dir, MAIL_PROTO_CLEANUP_SOCKET);
+        b->cleanup_private = xasprintf("%s/private/cleanup", queue_dir);
+        b->myhostname = xstrdup(config_get(b->cfg, "myhostname"));
+        b->myorigin = xstrdup(config_get(b->cfg, "myorigin"));
+        b->mail_name = xstrdup(config_get(b->cfg, "mail_name"));
+        b->double_bounce = xstrdup(config_get(b->cfg, "double_bounce_sender"));
+        b->postmaster_2bounce = xstrdup(config_get(b->cfg, "2bounce_notice_recipient"));
+        long long limit = config_get_int(b->cfg, "bounce_size_limit");
+        b->size_limit = limit > 0 ? (size_t)limit : 0;
+        struct strv classes = STRV_INIT;
+        config_get_list(b->cfg, "notify_classes", &classes);
+        for (size_t i = 0; i < classes.n; i++)
+                b->notify_2bounce |= strcasecmp(classes.v[i], "2bounce") == 0;
+        strv_free(&classes);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct service_ops ops = {
+                .init = bounce_init,
+                .on_connection = on_connection,
+                .max_connections = 1,
+                .userdata = &bounce_state,
+        };
+        return service_main(argc, argv, &ops);
+}

@@ -1,0 +1,119 @@
+/* smtp.h: the smtp delivery agent's shared state: settings, delivery requests, SMTP sessions. */
+#pragma once
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "buf.h"
+#include "dns.h"
+#include "ipc.h"
+#include "maps.h"
+#include "qfile.h"
+#include "queue.h"
+#include "service.h"
+#include "smtp_reply.h"
+
+#define SMTP_MAX_CONNECTIONS      50                /* delivery requests one process serves at once */
+#define SMTP_CACHE_MAX            32                /* idle connections kept per process */
+#define SMTP_REQUEST_RCPTS_MAX    10000             /* rcpt_index entries in one request */
+#define SMTP_DATA_CHUNK           (64u * 1024)      /* DATA bytes encoded per write */
+#define SMTP_REQUEST_TIMEOUT_USEC (60ULL * 1000000) /* for qmgr to send its request */
+#define SMTP_REASON_MAX           1024
+#define SMTP_RELAY_MAX            (DNS_HOST_MAX + 64)
+
+enum tls_level { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_SECURE };
+
+struct smtp_settings {
+        char *helo_name;
+        char *myhostname; /* a peer greeting with it is this instance: the mail would loop */
+        char bind4[64], bind6[64];
+        const char *bind4_param, *bind6_param;
+        unsigned families; /* DNS_FAMILY_* from inet_protocols */
+        uint64_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
+                data_xfer_timeout, data_done_timeout, quit_timeout; /* microseconds */
+        bool cache_on_demand;
+        uint64_t cache_time_limit;
+        struct strv fallback_relays;
+        unsigned mx_address_limit;
+        bool skip_5xx_greeting;
+        enum tls_level tls_level;
+        int tls_loglevel;
+        bool sasl_enable;
+        struct maps *sasl_maps;
+        unsigned sasl_opts, sasl_tls_opts;
+};
+
+struct session;
+
+struct agent {
+        struct service *svc;
+        sd_event *event;
+        struct smtp_settings set;
+        SSL_CTX *ssl_ctx;
+        struct queue *queue;
+        struct session *cache; /* idle connections, most recent first */
+        unsigned n_cache;
+};
+
+enum rcpt_status { RCPT_PENDING, RCPT_ACCEPTED, RCPT_SENT, RCPT_DEFERRED, RCPT_BOUNCED };
+
+struct rcpt {
+        size_t index; /* in the queue file */
+        struct qfile_rcpt *q;
+        enum rcpt_status status;
+        char dsn[SMTP_ENHANCED_MAX];
+        char *reason;
+};
+
+/* One delivery request from qmgr: its connection, the message and the recipients' outcome. */
+struct request {
+        struct agent *agent;
+        int fd;
+        struct ipc_conn conn;
+        sd_event_source *io, *timer;
+        bool replying;
+
+        char *queue_id;
+        char *nexthop;
+        uint64_t arrival_usec, active_usec, agent_usec, conn_usec;
+        int qfd;
+        char *qdata;
+        size_t qlen;
+        struct qfile_msg msg;
+        struct rcpt *rcpts;
+        size_t n_rcpts;
+
+        /* Next-hop iteration: the primary next hop, then each fallback relay. */
+        size_t hop;     /* 0 primary, i > 0 fallback_relays[i - 1] */
+        char *hop_name; /* the next hop being tried, as written */
+        struct dns_result *addrs;
+        size_t addr_next;
+        char last_dsn[SMTP_ENHANCED_MAX];
+        char *last_reason; /* why the last address failed */
+        bool last_permanent;
+        struct session *session;
+        bool no_reuse;
+};
+
+/* request.c */
+void request_start(struct agent *a, int fd);
+/* A session reports: the recipients' status changed (final ones are logged and marked). */
+void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
+                        const char *dsn, const char *reason);
+/* The session could not deliver to this address before the transaction began: try the next. */
+void request_session_failed(struct request *rq, const char *dsn, const char *reason, bool permanent);
+/* The session finished the transaction (every recipient it was given is final). */
+void request_session_done(struct request *rq);
+/* A cached connection turned out unusable before the transaction: connect afresh to the same hop. */
+void request_reuse_failed(struct request *rq);
+const char *request_cache_key(const struct request *rq);
+
+/* session.c */
+int session_tls_init(struct agent *a);
+/* Start a new connection for rq to addr (host and port from addr). */
+void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr);
+/* Take an idle cached connection for key and run rq's transaction on it: true when one was found. */
+bool session_reuse(struct agent *a, struct request *rq, const char *key);
+void session_cache_flush(struct agent *a);
