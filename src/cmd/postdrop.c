@@ -1,0 +1,180 @@
+/* postdrop.c: the set-gid gate into the maildrop queue: validate a submission and store it durably. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "catalog.h"
+#include "config.h"
+#include "fileio.h"
+#include "log.h"
+#include "maildrop.h"
+#include "queue_id.h"
+#include "submit.h"
+
+/* Attempts at a free temporary name / final name in maildrop/ before giving up. */
+#define NAME_ATTEMPTS 100
+/* How long the pickup wakeup may take; pickup also scans on its timer, so this is only a hint. */
+#define WAKEUP_TIMEOUT_MS 1000
+#define READ_CHUNK        (64u * 1024)
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Read all of fd, failing with -EFBIG beyond limit bytes. */
+static int read_all(int fd, size_t limit, struct buf *out)
+{
+        for (;;) {
+                buf_reserve(out, READ_CHUNK);
+                ssize_t n = read(fd, out->data + out->len, READ_CHUNK);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return 0;
+                out->len += (size_t)n;
+                out->data[out->len] = '\0';
+                if (out->len > limit)
+                        return -EFBIG;
+        }
+}
+
+/*
+ * Store data as maildrop/QUEUEID: a temporary name first (pickup skips names starting with "."), fsync,
+ * then a rename to the ID (from the inode, as queue files are named) and an fsync of the directory, so that
+ * pickup never sees a partial file and a file it sees survives a crash.
+ */
+static int maildrop_store(const char *queue_dir, const struct buf *data, char id[static QUEUE_ID_BUF_SIZE])
+{
+        _cleanup_free_ char *dir = xasprintf("%s/maildrop", queue_dir);
+        /* maildrop/ is 1730: the postdrop group may search and write it, not read it; O_PATH suffices for
+         * the *at() calls. */
+        _cleanup_close_ int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        char tmp[64];
+        _cleanup_close_ int fd = -1;
+        for (unsigned i = 0; i < NAME_ATTEMPTS && fd < 0; i++) {
+                snprintf(tmp, sizeof tmp, ".tmp.%ld.%u.%" PRIu64, (long)getpid(), i, now_usec());
+                fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (fd < 0 && errno != EEXIST)
+                        return -errno;
+        }
+        if (fd < 0)
+                return -EEXIST;
+        int r = write_full(fd, data->data, data->len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        struct stat st;
+        if (r == 0 && fstat(fd, &st) < 0)
+                r = -errno;
+        for (unsigned i = 0; r == 0; i++) {
+                queue_id_make((uint64_t)st.st_ino, id);
+                if (renameat2(dfd, tmp, dfd, id, RENAME_NOREPLACE) == 0)
+                        break;
+                r = -errno;
+                if (r == -EEXIST && i < NAME_ATTEMPTS)
+                        r = 0; /* a stale file of a reused inode: the next microsecond gives another ID */
+        }
+        if (r < 0) {
+                unlinkat(dfd, tmp, 0);
+                return r;
+        }
+        /* The new name must be durable before sendmail reports success. Without read permission on the
+         * directory (the normal set-gid case) it cannot be opened for fsync(), so sync the file system
+         * instead: costlier, but local submissions are rare next to SMTP. */
+        _cleanup_close_ int sync_fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sync_fd >= 0 ? fsync(sync_fd) < 0 : syncfs(fd) < 0)
+                return -errno; /* the file stays: it is complete, pickup may still take it */
+        return 0;
+}
+
+_noreturn_ static void usage(void)
+{
+        submit_fatal(SUBMIT_EX_USAGE, "usage: postdrop [-rv] [-c config_dir]");
+}
+
+int main(int argc, char **argv)
+{
+        log_setup_command("postdrop");
+        umask(022);
+        const char *dir_arg = NULL;
+        int c;
+        while ((c = getopt(argc, argv, "c:rv")) != -1) {
+                switch (c) {
+                case 'c': dir_arg = optarg; break;
+                case 'r':
+                case 'v': break;
+                default: usage();
+                }
+        }
+        if (optind < argc)
+                usage();
+        struct config *cfg = submit_load_config(dir_arg);
+        log_command_to_system(config_get(cfg, "syslog_name"), config_get(cfg, "maillog_file"));
+
+        uid_t uid = getuid();
+        _cleanup_free_ char *user = submit_user_name(uid);
+        _cleanup_free_ char *err = NULL;
+        int r = submit_access_check(config_get(cfg, "authorized_submit_users"), user, &err);
+        if (r < 0)
+                submit_fatal(SUBMIT_EX_TEMPFAIL, "authorized_submit_users: %s", err);
+        if (r == 0) {
+                msg_fields(LOG_LEVEL_FATAL, &(struct log_fields){.catalog_id = CATALOG_SUBMIT_REFUSED},
+                           "User %s(%ld) is not allowed to submit mail", user, (long)uid);
+                exit(SUBMIT_EX_TEMPFAIL);
+        }
+
+        long long limit = config_get_int(cfg, "message_size_limit");
+        uint64_t max_content = limit > 0 ? (uint64_t)limit : QFILE_MAX_CONTENT_LEN;
+        struct buf in = BUF_INIT;
+        r = read_all(STDIN_FILENO, max_content + MAILDROP_ENVELOPE_MAX, &in);
+        if (r == -EFBIG)
+                submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: message file too big", (long)uid);
+        if (r < 0)
+                submit_fatal(SUBMIT_EX_IOERR, "uid=%ld: read standard input: %s", (long)uid, strerror(-r));
+
+        struct qfile_msg m = {0};
+        struct maildrop_error merr = {0};
+        r = maildrop_parse(in.data ? in.data : "", in.len, max_content, &m, &merr);
+        if (r == -EFBIG)
+                submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: message file too big", (long)uid);
+        if (r < 0)
+                submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: malformed input: %s (offset %" PRIu64 ")",
+                             (long)uid, merr.reason, merr.offset);
+
+        struct buf out = BUF_INIT;
+        r = maildrop_build(&m, now_usec(), &out);
+        if (r < 0)
+                submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: malformed input: cannot encode the message",
+                             (long)uid);
+        qfile_msg_free(&m);
+        buf_free(&in);
+
+        const char *queue_dir = config_get(cfg, "queue_directory");
+        char id[QUEUE_ID_BUF_SIZE];
+        r = maildrop_store(queue_dir, &out, id);
+        if (r < 0)
+                submit_fatal(SUBMIT_EX_TEMPFAIL, "uid=%ld: create file in %s/maildrop: %s", (long)uid,
+                             queue_dir, strerror(-r));
+        buf_free(&out);
+
+        /* Wake pickup through the master's public/pickup listener; pickup's timer covers a failure. */
+        _cleanup_free_ char *trigger = xasprintf("%s/public/pickup", queue_dir);
+        (void)submit_trigger(trigger, WAKEUP_TIMEOUT_MS);
+        config_free(cfg);
+        return 0;
+}

@@ -1,0 +1,252 @@
+/* postfix_control.c: postfix start/start-fg/stop/abort/reload/status, via the master's pid file. */
+#include "postfix_control.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "instance.h"
+#include "instance_check.h"
+#include "postfix_systemd.h"
+#include "log.h"
+#include "queue.h"
+
+/* How long stop waits for the master to let go of its pid file (it gives its children 35 s). */
+#define POSTFIX_STOP_WAIT_SEC 60
+/* How long start waits for the master to report that it is ready. */
+#define POSTFIX_START_WAIT_SEC 120
+
+/*
+ * Messages of these commands read "postfix-NAME/postfix-script: text", as Postfix's script prints them.
+ * log_setup_command() keeps only the last path component of a program name, so they are printed here.
+ */
+static char *script_tag;
+
+_printf_(2, 3) static void say(const char *level, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        struct buf b = BUF_INIT;
+        buf_printf(&b, "%s: %s", script_tag ? script_tag : "postfix/postfix-script", level);
+        buf_vprintf(&b, fmt, ap);
+        buf_putc(&b, '\n');
+        va_end(ap);
+        fputs(buf_str(&b), stderr);
+        buf_free(&b);
+}
+
+#define script_info(...)  say("", __VA_ARGS__)
+#define script_error(...) say("error: ", __VA_ARGS__)
+#define script_fatal(...)                    \
+        do {                                 \
+                say("fatal: ", __VA_ARGS__); \
+                exit(1);                     \
+        } while (0)
+
+static void setup(struct config *c, struct instance_paths *p)
+{
+        instance_paths_from_config(c, p);
+        free(script_tag);
+        script_tag = xasprintf("%s/postfix-script", p->syslog_name);
+}
+
+static int running_pid(struct instance_paths *p, pid_t *ret)
+{
+        int r = instance_master_pid(p, ret);
+        if (r < 0 && r != -ESRCH)
+                script_fatal("cannot read %s: %s", p->pid_file, strerror(-r));
+        return r == 0;
+}
+
+static void create_queue(struct config *c, const struct instance_paths *p)
+{
+        const char *owner = config_get(c, "mail_owner"), *group = config_get(c, "setgid_group");
+        struct passwd *pw = getpwnam(owner);
+        if (!pw)
+                script_fatal("unknown mail_owner account: %s (create it, or set mail_owner in %s/main.cf)",
+                             owner, p->config_dir);
+        struct queue_owners o = {
+                .mail_owner = pw->pw_uid, .mail_group = pw->pw_gid, .root_uid = 0, .root_gid = 0};
+        struct group *gr = getgrnam(group);
+        if (!gr)
+                script_fatal("unknown setgid_group: %s (create it, or set setgid_group in %s/main.cf)",
+                             group, p->config_dir);
+        o.setgid_group = gr->gr_gid;
+        int r = queue_layout_create(p->queue_dir, &o);
+        if (r < 0)
+                script_fatal("create queue directory %s: %s", p->queue_dir, strerror(-r));
+}
+
+/* The master refuses these too (its log says so); saying it here puts the cause on the terminal. */
+static void refuse_bad_tables(struct config *c)
+{
+        struct strv errors = STRV_INIT;
+        if (instance_check_table_types(c, NULL, &errors) == 0)
+                return;
+        for (size_t i = 0; i < errors.n; i++)
+                script_error("%s", errors.v[i]);
+        script_fatal("not starting: fix the tables above (\"postfix check\" lists every problem)");
+}
+
+/* Under systemd the instance starts in its unit (its own cgroup, sockets and journal stream). */
+static int systemd_start(struct config *c, const char *unit)
+{
+        postfix_systemd_refresh(c, unit);
+        script_info("starting the Postfix mail system (%s)", unit);
+        if (postfix_systemctl("start", unit) != 0) {
+                script_error("the Postfix mail system did not start: see journalctl -u %s", unit);
+                return 1;
+        }
+        return 0;
+}
+
+static int start(struct config *c, bool foreground)
+{
+        struct instance_paths p;
+        pid_t pid = 0;
+        setup(c, &p);
+        if (running_pid(&p, &pid))
+                script_fatal("the Postfix mail system is already running");
+        refuse_bad_tables(c);
+        if (!foreground) {
+                _cleanup_free_ char *unit = postfix_systemd_unit(c);
+                if (unit)
+                        return systemd_start(c, unit);
+        }
+        create_queue(c, &p);
+        _cleanup_free_ char *master = xasprintf("%s/master", p.daemon_dir);
+        char *args[] = {master, (char *)"-c", p.config_dir, foreground ? (char *)"-d" : NULL, NULL};
+        if (foreground) {
+                execv(master, args);
+                script_fatal("execute %s: %s", master, strerror(errno));
+        }
+        script_info("starting the Postfix mail system");
+        pid_t child = fork();
+        if (child < 0)
+                script_fatal("fork: %s", strerror(errno));
+        if (child == 0) {
+                execv(master, args);
+                say("fatal: ", "execute %s: %s", master, strerror(errno));
+                _exit(127);
+        }
+        /* The master's foreground half exits once the daemon is ready (0) or has died (1). */
+        int status = 0;
+        for (int i = 0; i < POSTFIX_START_WAIT_SEC * 10; i++) {
+                pid_t w = waitpid(child, &status, WNOHANG);
+                if (w == child)
+                        break;
+                if (w < 0 && errno != EINTR)
+                        script_fatal("waitpid: %s", strerror(errno));
+                nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+                if (i == POSTFIX_START_WAIT_SEC * 10 - 1)
+                        script_fatal("the master did not report ready within %d s", POSTFIX_START_WAIT_SEC);
+        }
+        instance_paths_free(&p);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                script_error("the Postfix mail system did not start");
+                return 1;
+        }
+        return 0;
+}
+
+int postfix_start(struct config *c, int argc, char **argv)
+{
+        return start(c, false);
+}
+
+int postfix_start_fg(struct config *c, int argc, char **argv)
+{
+        return start(c, true);
+}
+
+static int signal_master(struct config *c, int sig, const char *what, bool wait)
+{
+        _cleanup_free_ char *unit = postfix_systemd_unit(c);
+        if (unit) {
+                struct instance_paths sp;
+                setup(c, &sp);
+                instance_paths_free(&sp);
+                const char *verb = sig == SIGTERM ? "stop" : sig == SIGHUP ? "reload" : "kill";
+                if (sig == SIGHUP)
+                        postfix_systemd_refresh(c, unit);
+                if (!postfix_systemd_main_pid(unit)) {
+                        script_error("the Postfix mail system is not running");
+                        return 1;
+                }
+                script_info("%s (%s)", what, unit);
+                return postfix_systemctl(verb, unit) == 0 ? 0 : 1;
+        }
+
+        struct instance_paths p;
+        pid_t pid = 0;
+        setup(c, &p);
+        if (!running_pid(&p, &pid))
+                script_fatal("the Postfix mail system is not running");
+        script_info("%s", what);
+        if (kill(pid, sig) < 0)
+                script_fatal("signal master pid %d: %s", (int)pid, strerror(errno));
+        int rc = 0;
+        if (wait) {
+                rc = 1;
+                for (int i = 0; i < POSTFIX_STOP_WAIT_SEC * 10; i++) {
+                        if (!running_pid(&p, &pid)) {
+                                rc = 0;
+                                break;
+                        }
+                        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+                }
+                if (rc)
+                        script_error("the master (pid %d) is still running after %d s", (int)pid,
+                                     POSTFIX_STOP_WAIT_SEC);
+        }
+        instance_paths_free(&p);
+        return rc;
+}
+
+int postfix_stop(struct config *c, int argc, char **argv)
+{
+        return signal_master(c, SIGTERM, "stopping the Postfix mail system", true);
+}
+
+int postfix_abort(struct config *c, int argc, char **argv)
+{
+        return signal_master(c, SIGQUIT, "aborting the Postfix mail system", false);
+}
+
+int postfix_reload(struct config *c, int argc, char **argv)
+{
+        return signal_master(c, SIGHUP, "refreshing the Postfix mail system", false);
+}
+
+int postfix_status(struct config *c, int argc, char **argv)
+{
+        struct instance_paths p;
+        pid_t pid = 0;
+        setup(c, &p);
+        _cleanup_free_ char *unit = postfix_systemd_unit(c);
+        bool running = unit ? (pid = postfix_systemd_main_pid(unit)) > 0 : running_pid(&p, &pid);
+        if (running)
+                script_info("the Postfix mail system is running: PID: %d", (int)pid);
+        else
+                script_info("the Postfix mail system is not running");
+        instance_paths_free(&p);
+        return running ? 0 : 1;
+}
+
+int postfix_flush(struct config *c, int argc, char **argv)
+{
+        /* As Postfix's script: postqueue -f does it (and enforces authorized_flush_users). */
+        struct instance_paths p;
+        setup(c, &p);
+        _cleanup_free_ char *postqueue = xasprintf("%s/postqueue", config_get(c, "command_directory"));
+        char *args[] = {postqueue, (char *)"-c", p.config_dir, (char *)"-f", NULL};
+        execv(postqueue, args);
+        script_fatal("execute %s: %s", postqueue, strerror(errno));
+}
