@@ -1,0 +1,218 @@
+/* test_ipc.c: the ipc codec (framing, limits, malformed input) and its blocking and buffered transports. */
+#include "unit.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "ipc.h"
+
+TEST(ipc_round_trip)
+{
+        struct ipc_msg m = IPC_MSG_INIT, d = IPC_MSG_INIT;
+        CHECK_INT(ipc_msg_add_str(&m, "request", "wakeup"), 0);
+        CHECK_INT(ipc_msg_add_int(&m, "count", -42), 0);
+        CHECK_INT(ipc_msg_add(&m, "blob", "a\0b", 3), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "rcpt", "one@example.com"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "rcpt", "two@example.com"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "empty", ""), 0);
+
+        struct buf b = BUF_INIT;
+        CHECK_INT(ipc_encode(&m, &b), 0);
+        /* header: big-endian body length */
+        size_t body = ((size_t)(unsigned char)b.data[0] << 24) | ((size_t)(unsigned char)b.data[1] << 16) |
+                      ((size_t)(unsigned char)b.data[2] << 8) | (unsigned char)b.data[3];
+        CHECK_INT(body + 4, b.len);
+        /* first attribute: u8 name length, name, u32 value length, value */
+        CHECK_INT(b.data[4], 7);
+        CHECK(memcmp(b.data + 5, "request", 7) == 0);
+        CHECK(memcmp(b.data + 12, "\0\0\0\6wakeup", 10) == 0);
+
+        size_t used = 0;
+        CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
+        CHECK_INT(used, b.len);
+        CHECK_INT(d.n_attrs, 6);
+        CHECK_STR(ipc_msg_get_str(&d, "request"), "wakeup");
+        long long v = 0;
+        CHECK_INT(ipc_msg_get_int(&d, "count", &v), 0);
+        CHECK_INT(v, -42);
+        CHECK_INT(ipc_msg_get_int(&d, "request", &v), -EINVAL);
+        CHECK_INT(ipc_msg_get_int(&d, "nothere", &v), -ENOENT);
+        CHECK(ipc_msg_get_str(&d, "blob") == NULL); /* contains a NUL: not a string */
+        CHECK_INT(ipc_msg_find(&d, "blob")->value_len, 3);
+        CHECK(memcmp(ipc_msg_find(&d, "blob")->value, "a\0b", 3) == 0);
+        CHECK_STR(ipc_msg_get_str(&d, "rcpt"), "one@example.com"); /* first of repeated names */
+        CHECK_STR(d.attrs[4].value, "two@example.com");
+        CHECK_STR(ipc_msg_get_str(&d, "empty"), "");
+        ipc_msg_free(&d);
+        ipc_msg_free(&m);
+        buf_free(&b);
+}
+
+TEST(ipc_partial_frames_need_more)
+{
+        struct ipc_msg m = IPC_MSG_INIT, d = IPC_MSG_INIT;
+        CHECK_INT(ipc_msg_add_str(&m, "a", "hello"), 0);
+        struct buf b = BUF_INIT;
+        CHECK_INT(ipc_encode(&m, &b), 0);
+        size_t used = 0;
+        for (size_t n = 0; n < b.len; n++)
+                CHECK_INT(ipc_decode_frame(b.data, n, &d, &used), 0);
+        CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
+        ipc_msg_free(&d);
+        /* an empty message is valid */
+        ipc_msg_free(&m);
+        buf_truncate(&b, 0);
+        CHECK_INT(ipc_encode(&m, &b), 0);
+        CHECK_INT(b.len, 4);
+        CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
+        CHECK_INT(d.n_attrs, 0);
+        ipc_msg_free(&d);
+        buf_free(&b);
+}
+
+TEST(ipc_rejects_malformed)
+{
+        struct ipc_msg d = IPC_MSG_INIT;
+        size_t used = 0;
+        /* body length beyond the limit: refused from the header alone */
+        CHECK_INT(ipc_decode_frame("\xff\xff\xff\xff", 4, &d, &used), -EMSGSIZE);
+        /* zero-length name */
+        CHECK_INT(ipc_decode_frame("\0\0\0\5\0\0\0\0\0", 9, &d, &used), -EBADMSG);
+        /* name with a bad character */
+        CHECK_INT(ipc_decode_frame("\0\0\0\6\1 \0\0\0\0", 10, &d, &used), -EBADMSG);
+        /* value length beyond the body */
+        CHECK_INT(ipc_decode_frame("\0\0\0\6\1a\0\0\0\1", 10, &d, &used), -EBADMSG);
+        /* name length beyond the body */
+        CHECK_INT(ipc_decode_frame("\0\0\0\2\5a", 6, &d, &used), -EBADMSG);
+        /* truncated value length field */
+        CHECK_INT(ipc_decode_frame("\0\0\0\4\1a\0\0", 8, &d, &used), -EBADMSG);
+        /* name longer than IPC_NAME_MAX */
+        char longname[IPC_NAME_MAX + 2];
+        memset(longname, 'x', sizeof longname - 1);
+        longname[sizeof longname - 1] = '\0';
+        struct ipc_msg m = IPC_MSG_INIT;
+        CHECK_INT(ipc_msg_add_str(&m, longname, "v"), -EINVAL);
+        CHECK_INT(ipc_msg_add_str(&m, "bad name", "v"), -EINVAL);
+        longname[IPC_NAME_MAX] = '\0';
+        CHECK_INT(ipc_msg_add_str(&m, longname, "v"), 0);
+        ipc_msg_free(&m);
+}
+
+TEST(ipc_limits_on_builder)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        for (unsigned i = 0; i < IPC_ATTRS_MAX; i++)
+                CHECK_INT(ipc_msg_add_str(&m, "r", "x"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "r", "x"), -E2BIG);
+        ipc_msg_free(&m);
+
+        char *big = xmalloc(IPC_BODY_MAX);
+        memset(big, 'a', IPC_BODY_MAX);
+        CHECK_INT(ipc_msg_add(&m, "big", big, IPC_BODY_MAX), -E2BIG);
+        CHECK_INT(ipc_msg_add(&m, "big", big, IPC_BODY_MAX - 8), 0); /* 1 + 3 + 4 + value fits exactly */
+        CHECK_INT(ipc_msg_add(&m, "x", "", 0), -E2BIG);
+        struct buf b = BUF_INIT;
+        CHECK_INT(ipc_encode(&m, &b), 0);
+        struct ipc_msg d = IPC_MSG_INIT;
+        size_t used = 0;
+        CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
+        CHECK_INT(ipc_msg_find(&d, "big")->value_len, IPC_BODY_MAX - 8);
+        ipc_msg_free(&d);
+        ipc_msg_free(&m);
+        buf_free(&b);
+        free(big);
+
+        /* a decoded message with more than IPC_ATTRS_MAX attributes is refused */
+        size_t n = IPC_ATTRS_MAX + 1, each = 1 + 1 + 4;
+        unsigned char *raw = xcalloc(4 + n * each, 1);
+        size_t len = n * each;
+        raw[0] = (unsigned char)(len >> 24), raw[1] = (unsigned char)(len >> 16),
+        raw[2] = (unsigned char)(len >> 8), raw[3] = (unsigned char)len;
+        for (size_t i = 0; i < n; i++) {
+                raw[4 + i * each] = 1;
+                raw[4 + i * each + 1] = 'a';
+        }
+        CHECK_INT(ipc_decode_frame(raw, 4 + len, &d, &used), -EBADMSG);
+        CHECK_INT(ipc_decode_frame(raw, 4 + len - each, &d, &used), 0); /* the header promises more */
+        free(raw);
+}
+
+TEST(ipc_blocking_send_recv_and_timeout)
+{
+        int sv[2];
+        CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        struct ipc_msg m = IPC_MSG_INIT, d = IPC_MSG_INIT;
+        CHECK_INT(ipc_msg_add_str(&m, "status", "ok"), 0);
+        CHECK_INT(ipc_send(sv[0], &m, 1000), 0);
+        CHECK_INT(ipc_recv(sv[1], &d, 1000), 0);
+        CHECK_STR(ipc_msg_get_str(&d, "status"), "ok");
+        ipc_msg_free(&d);
+        /* nothing to read: times out */
+        CHECK_INT(ipc_recv(sv[1], &d, 50), -ETIMEDOUT);
+        /* half a message then EOF */
+        CHECK_INT(write(sv[0], "\0\0\0\7\1a", 6), 6);
+        close(sv[0]);
+        CHECK_INT(ipc_recv(sv[1], &d, 1000), -ECONNRESET);
+        close(sv[1]);
+        ipc_msg_free(&m);
+}
+
+TEST(ipc_conn_buffered)
+{
+        int sv[2];
+        CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv), 0);
+        struct ipc_conn a, b;
+        ipc_conn_init(&a, sv[0]);
+        ipc_conn_init(&b, sv[1]);
+        struct ipc_msg m = IPC_MSG_INIT, d = IPC_MSG_INIT;
+        CHECK_INT(ipc_msg_add_str(&m, "n", "1"), 0);
+        CHECK_INT(ipc_conn_queue(&a, &m), 0);
+        CHECK_INT(ipc_conn_queue(&a, &m), 0);
+        CHECK(ipc_conn_want_write(&a));
+        CHECK_INT(ipc_conn_flush(&a), 0);
+        CHECK(!ipc_conn_want_write(&a));
+
+        CHECK_INT(ipc_conn_next(&b, &d), 0);
+        CHECK_INT(ipc_conn_read(&b), 0);
+        CHECK_INT(ipc_conn_next(&b, &d), 1);
+        ipc_msg_free(&d);
+        CHECK_INT(ipc_conn_next(&b, &d), 1);
+        ipc_msg_free(&d);
+        CHECK_INT(ipc_conn_next(&b, &d), 0);
+        CHECK(!b.eof);
+
+        /* a big message does not fit the socket buffer at once: flush reports -EAGAIN until read */
+        ipc_msg_free(&m);
+        char *big = xmalloc(1024 * 1024);
+        memset(big, 'z', 1024 * 1024);
+        CHECK_INT(ipc_msg_add(&m, "big", big, 1024 * 1024), 0);
+        CHECK_INT(ipc_conn_queue(&a, &m), 0);
+        int r = ipc_conn_flush(&a), got = 0;
+        CHECK_INT(r, -EAGAIN);
+        for (int i = 0; i < 10000 && !got; i++) {
+                CHECK_INT(ipc_conn_read(&b), 0);
+                r = ipc_conn_flush(&a);
+                CHECK(r == 0 || r == -EAGAIN);
+                got = ipc_conn_next(&b, &d);
+                CHECK(got >= 0);
+        }
+        CHECK_INT(got, 1);
+        CHECK_INT(ipc_msg_find(&d, "big")->value_len, 1024 * 1024);
+        ipc_msg_free(&d);
+
+        /* garbage is a protocol error, EOF is seen */
+        CHECK_INT(write(sv[0], "\xff\xff\xff\xff", 4), 4);
+        close(sv[0]);
+        CHECK_INT(ipc_conn_read(&b), 0);
+        CHECK(b.eof);
+        CHECK_INT(ipc_conn_next(&b, &d), -EMSGSIZE);
+        ipc_conn_done(&a);
+        ipc_conn_done(&b);
+        close(sv[1]);
+        ipc_msg_free(&m);
+        free(big);
+}

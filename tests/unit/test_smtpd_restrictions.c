@@ -1,0 +1,209 @@
+/* test_smtpd_restrictions.c: smtpd's relay control, local recipient and access table decisions. */
+#include <stdio.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "../../src/smtpd/smtpd.h"
+#include "unit.h"
+
+/* A config from main.cf text: local destinations localhost and mx.example.test, no passwd lookups. */
+static struct smtpd_access *access_from(const char *extra, struct config **ret_c)
+{
+        _cleanup_free_ char *text = xasprintf("myhostname = mx.example.test\n"
+                                              "mydestination = localhost, $myhostname\n"
+                                              "mynetworks = 127.0.0.1/32, [::1]/128, 10.1.0.0/16\n"
+                                              "inet_interfaces = 127.0.0.1\n"
+                                              "local_recipient_maps = inline:{postmaster=x, alice=x}\n"
+                                              "%s",
+                                              extra);
+        struct config *c = NULL;
+        if (config_load_text(unit_tmpdir(), text, strlen(text), &c) < 0)
+                unit_fail(__FILE__, __LINE__, "config_load_text failed"), exit(1);
+        struct smtpd_access *a = NULL;
+        char *err = NULL;
+        int r = smtpd_access_new(c, &a, &err);
+        if (r < 0)
+                unit_fail(__FILE__, __LINE__, "smtpd_access_new: %s", err), exit(1);
+        free(err);
+        *ret_c = c;
+        return a;
+}
+
+/* The reply for rcpt from addr, or "" when accepted. */
+static char *decide(struct smtpd_access *a, const char *addr, const char *rcpt)
+{
+        struct access_client cl = {"unknown", addr, false};
+        struct access_decision d;
+        smtpd_access_rcpt(a, &cl, rcpt, &d);
+        char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
+        if (d.result != ACCESS_REJECT && d.reply)
+                unit_fail(__FILE__, __LINE__, "a reply without a rejection: %s", d.reply);
+        access_decision_done(&d);
+        return out;
+}
+
+#define CHECK_DECISION(a, addr, rcpt, expected)                    \
+        do {                                                       \
+                _cleanup_free_ char *got_ = decide(a, addr, rcpt); \
+                CHECK_STR(got_, expected);                         \
+        } while (0)
+
+TEST(mynetworks_cidr_and_v6)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("", &c);
+        CHECK_INT(smtpd_access_mynetworks(a, "127.0.0.1"), 1);
+        CHECK_INT(smtpd_access_mynetworks(a, "127.0.0.9"), 0);
+        CHECK_INT(smtpd_access_mynetworks(a, "10.1.255.3"), 1);
+        CHECK_INT(smtpd_access_mynetworks(a, "10.2.0.1"), 0);
+        CHECK_INT(smtpd_access_mynetworks(a, "::1"), 1);
+        CHECK_INT(smtpd_access_mynetworks(a, "::2"), 0);
+        CHECK_INT(smtpd_access_mynetworks(a, "not an address"), 0);
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(mynetworks_table)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("mynetworks = inline:{192.0.2.7=ok}\n", &c);
+        CHECK_INT(smtpd_access_mynetworks(a, "192.0.2.7"), 1);
+        CHECK_INT(smtpd_access_mynetworks(a, "192.0.2.8"), 0);
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(local_domains_and_literals)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("", &c);
+        CHECK_INT(smtpd_access_domain_is_local(a, "localhost"), 1);
+        CHECK_INT(smtpd_access_domain_is_local(a, "mx.example.test"), 1);
+        CHECK_INT(smtpd_access_domain_is_local(a, "sub.mx.example.test"), 0); /* no parent matching here */
+        CHECK_INT(smtpd_access_domain_is_local(a, "example.test"), 0);
+        CHECK_INT(smtpd_access_domain_is_local(a, "[127.0.0.1]"), 1);
+        CHECK_INT(smtpd_access_domain_is_local(a, "[127.0.0.2]"), 0);
+        CHECK_INT(smtpd_access_domain_is_local(a, "[garbage]"), 0);
+        CHECK_INT(smtpd_access_domain_is_local(a, NULL), 1);
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(default_relay_restrictions)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("", &c);
+        /* Inside mynetworks anything goes (relaying is what mynetworks is for). */
+        CHECK_DECISION(a, "127.0.0.1", "bob@remote.example", "");
+        /* Outside: defer_unauth_destination, Postfix's default, is a 4xx. */
+        CHECK_DECISION(a, "192.0.2.1", "bob@remote.example",
+                       "454 4.7.1 <bob@remote.example>: Relay access denied");
+        /* Local destinations are no relaying; local users must exist. */
+        CHECK_DECISION(a, "192.0.2.1", "alice@localhost", "");
+        CHECK_DECISION(a, "192.0.2.1", "Alice@LOCALHOST", "");
+        CHECK_DECISION(a, "192.0.2.1", "postmaster@[127.0.0.1]", "");
+        CHECK_DECISION(a, "192.0.2.1", "nosuch@localhost",
+                       "550 5.1.1 <nosuch@localhost>: Recipient address rejected: User unknown in local "
+                       "recipient table");
+        /* smtpd_reject_unlisted_recipient applies even to clients in mynetworks. */
+        CHECK_DECISION(
+                a, "127.0.0.1", "nosuch@mx.example.test",
+                "550 5.1.1 <nosuch@mx.example.test>: Recipient address rejected: User unknown in local "
+                "recipient table");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(reject_unauth_destination_and_relay_domains)
+{
+        struct config *c;
+        struct smtpd_access *a =
+                access_from("smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n"
+                            "relay_domains = example.net, inline:{relay.example=x}\n",
+                            &c);
+        CHECK_DECISION(a, "192.0.2.1", "bob@remote.example",
+                       "554 5.7.1 <bob@remote.example>: Relay access denied");
+        CHECK_DECISION(a, "192.0.2.1", "bob@example.net", "");
+        CHECK_DECISION(a, "192.0.2.1", "bob@sub.example.net", ""); /* parent_domain_matches_subdomains */
+        CHECK_DECISION(a, "192.0.2.1", "bob@notexample.net",
+                       "554 5.7.1 <bob@notexample.net>: Relay access denied");
+        CHECK_DECISION(a, "192.0.2.1", "bob@relay.example", "");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(empty_local_recipient_maps_accepts_all)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("local_recipient_maps =\n", &c);
+        CHECK_DECISION(a, "192.0.2.1", "anyone@localhost", "");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(access_tables)
+{
+        struct config *c;
+        struct smtpd_access *a =
+                access_from("smtpd_recipient_restrictions = check_client_access inline:{192.0.2.66=REJECT, "
+                            "{198.51.100=550 5.7.9 "
+                            "go away}}, check_recipient_access inline:{alice@localhost=OK, "
+                            "{spam.example=REJECT no spam}, "
+                            "{x@remote.example=450 later}}, permit_mynetworks, reject_unauth_destination\n"
+                            "smtpd_relay_restrictions =\n",
+                            &c);
+        CHECK_DECISION(a, "192.0.2.66", "alice@localhost",
+                       "554 5.7.1 <unknown[192.0.2.66]>: Client host rejected: Access denied");
+        CHECK_DECISION(a, "198.51.100.4", "alice@localhost",
+                       "550 5.7.9 <unknown[198.51.100.4]>: Client host rejected: go away");
+        CHECK_DECISION(a, "192.0.2.1", "alice@localhost", "");
+        CHECK_DECISION(a, "127.0.0.1", "bob@spam.example",
+                       "554 5.7.1 <bob@spam.example>: Recipient address rejected: no spam");
+        CHECK_DECISION(a, "127.0.0.1", "bob@a.spam.example",
+                       "554 5.7.1 <bob@a.spam.example>: Recipient address rejected: no spam");
+        CHECK_DECISION(a, "127.0.0.1", "x@remote.example",
+                       "450 4.7.1 <x@remote.example>: Recipient address rejected: later");
+        CHECK_DECISION(a, "127.0.0.1", "y@remote.example", "");
+        CHECK_DECISION(a, "192.0.2.1", "y@remote.example",
+                       "554 5.7.1 <y@remote.example>: Relay access denied");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(unknown_restriction_is_a_config_error)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("smtpd_recipient_restrictions = reject_bogus_thing\n", &c);
+        CHECK_DECISION(a, "192.0.2.1", "alice@localhost", "451 4.3.5 Server configuration error");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(open_relay_refused)
+{
+        const char *text =
+                "smtpd_relay_restrictions = permit\nsmtpd_recipient_restrictions = permit_mynetworks\n"
+                "local_recipient_maps =\n";
+        struct config *c = NULL;
+        CHECK_INT(config_load_text(unit_tmpdir(), text, strlen(text), &c), 0);
+        struct smtpd_access *a = NULL;
+        char *err = NULL;
+        CHECK(smtpd_access_new(c, &a, &err) < 0);
+        CHECK(err && strstr(err, "reject_unauth_destination"));
+        free(err);
+        config_free(c);
+}
+
+TEST(missing_table_argument)
+{
+        const char *text = "smtpd_recipient_restrictions = reject_unauth_destination, check_client_access\n"
+                           "local_recipient_maps =\n";
+        struct config *c = NULL;
+        CHECK_INT(config_load_text(unit_tmpdir(), text, strlen(text), &c), 0);
+        struct smtpd_access *a = NULL;
+        char *err = NULL;
+        CHECK(smtpd_access_new(c, &a, &err) < 0);
+        CHECK(err && strstr(err, "requires a type:table argument"));
+        free(err);
+        config_free(c);
+}
