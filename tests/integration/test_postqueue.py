@@ -1,0 +1,123 @@
+"""test_postqueue.py: postqueue -p/-j listings and postsuper -d/-h/-H/-r on real queue files."""
+import json
+import re
+import time
+
+import pytest
+
+from conftest import run
+from mailinstance import TEST_USER
+
+MASTER_CF = "cleanup   unix  n       -       n       -       0       cleanup\n"
+HEADING = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
+
+
+@pytest.fixture
+def inst(mail_instance):
+    i = mail_instance(master_cf=MASTER_CF)
+    i.start()
+    i.stop()  # the layout stays; the queue is now only files
+    return i
+
+
+def inject(inst, sender, *rcpts, body="Subject: q\n\nhello\n"):
+    r = run("queue-inject", "-c", inst.etc, "-n", "-f", sender, *rcpts, input=body)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_empty_queue(inst):
+    r = inst.cmd("postqueue", "-p")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "Mail queue is empty\n"
+    assert inst.cmd("postqueue", "-j").stdout == ""
+    assert run("mailq", "-C", inst.etc).stdout == "Mail queue is empty\n"
+    assert run("sendmail", "-C", inst.etc, "-bp").stdout == "Mail queue is empty\n"
+
+
+def test_listing_layout(inst):
+    body = "Subject: q\n\n" + "x" * 1500 + "\n"
+    a = inject(inst, "alice@example.test", "r1@example.test", "r2@example.test", body=body)
+    b = inject(inst, "", f"{TEST_USER}@localhost")
+    assert run("postsuper", "-c", inst.etc, "-h", b).returncode == 0
+    r = inst.cmd("postqueue", "-p")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[0] == HEADING
+    size_a = (inst.spool / "incoming" / a).stat().st_size  # at least the content
+    m = re.fullmatch(rf"{a} +(\d+) (\w\w\w \w\w\w [ \d]\d \d\d:\d\d:\d\d)  alice@example\.test", lines[1])
+    assert m, lines[1]
+    # As in Postfix, sender and recipients start in column 41, one left of the heading's "-Sender"
+    # (its "--Size--" overflows the 7-wide size column).
+    assert lines[1].index("alice@") == 41 or len(a) > 11
+    size = int(m.group(1))
+    assert 1500 < size < size_a
+    assert time.strftime("%a %b %e", time.localtime()) in lines[1]
+    assert lines[2] == " " * 41 + "r1@example.test"
+    assert lines[3] == " " * 41 + "r2@example.test"
+    assert lines[4] == ""
+    assert re.fullmatch(rf"{b}! +\d+ .{{20}} MAILER-DAEMON", lines[5]), lines[5]
+    assert lines[6] == " " * 41 + f"{TEST_USER}@localhost"
+    assert lines[7] == ""
+    assert lines[8] == f"-- {(size + int(lines[5].split()[1])) // 1024} Kbytes in 2 Requests."
+    assert lines[9:] == [""]
+
+    r = inst.cmd("postqueue", "-j")
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["queue_name"] for o in objs] == ["incoming", "hold"]
+    assert objs[0]["queue_id"] == a and objs[0]["sender"] == "alice@example.test"
+    assert objs[0]["message_size"] == size and objs[0]["forced_expire"] is False
+    assert isinstance(objs[0]["arrival_time"], int) and abs(objs[0]["arrival_time"] - time.time()) < 120
+    assert objs[0]["recipients"] == [{"address": "r1@example.test"}, {"address": "r2@example.test"}]
+    assert objs[1]["sender"] == "" and objs[1]["recipients"] == [{"address": f"{TEST_USER}@localhost"}]
+
+
+def test_postsuper_hold_release_requeue_delete(inst):
+    ids = [inject(inst, "s@example.test", f"r{i}@example.test") for i in range(3)]
+    r = run("postsuper", "-c", inst.etc, "-h", "ALL")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "postsuper: Placed on hold: 3 messages"
+    assert sorted(inst.queue_files("hold")) == sorted(ids) and inst.queue_files("incoming") == []
+    r = run("postsuper", "-c", inst.etc, "-H", ids[0])
+    assert r.returncode == 0
+    assert f"postsuper: {ids[0]}: released from hold" in r.stderr
+    assert "postsuper: Released from hold: 1 message\n" in r.stderr
+    assert inst.queue_files("deferred") == [ids[0]]
+    r = run("postsuper", "-c", inst.etc, "-r", ids[0])
+    assert "postsuper: Requeued: 1 message" in r.stderr
+    assert inst.queue_files("maildrop") == [ids[0]]
+    # "-" reads the IDs from stdin; unknown IDs count nothing.
+    r = run("postsuper", "-c", inst.etc, "-d", "-", input=f"{ids[1]}\n{ids[2]}\nABCDEF1\n")
+    assert r.returncode == 0
+    assert f"postsuper: {ids[1]}: removed" in r.stderr
+    assert "postsuper: Deleted: 2 messages" in r.stderr
+    assert inst.queue_files("hold") == []
+    r = run("postsuper", "-c", inst.etc, "-d", "ALL", "maildrop")
+    assert "postsuper: Deleted: 1 message\n" in r.stderr
+    assert inst.cmd("postqueue", "-p").stdout == "Mail queue is empty\n"
+
+
+def test_postsuper_is_root_only(inst):
+    import subprocess
+    from conftest import tool
+    r = subprocess.run(["setpriv", f"--reuid={TEST_USER}", f"--regid={TEST_USER}", "--clear-groups", "--",
+                        tool("postsuper"), "-c", str(inst.etc), "-d", "ALL"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert r.stderr.strip() == "postsuper: fatal: use of this command is reserved for the superuser"
+
+
+def test_flush_needs_a_running_qmgr(inst):
+    r = inst.cmd("postqueue", "-f")
+    assert r.returncode == 69
+    assert "postqueue: fatal: Cannot flush mail queue - mail system is down" in r.stderr
+
+
+def test_postfix_flush_runs_postqueue_f(mail_instance):
+    inst = mail_instance()
+    r = inst.postfix("flush")
+    assert r.returncode != 0
+    assert "Cannot flush mail queue - mail system is down" in r.stderr
+    inst.start()
+    r = inst.postfix("flush")
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,538 @@
+"""test_smtpd.py: the SMTP server role in a real instance: replies, relay control, smuggling, TLS, hand-off."""
+import os
+import pathlib
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+import mailproto
+from conftest import BIN
+from mailinstance import MAIL_OWNER, TEST_USER, wait_for
+
+SMTPD_ONLY = "{port}    inet  n       -       n       -       -       smtpd\n"
+BASE = "mynetworks = 127.0.0.1/32\n"
+
+
+def smtpd_instance(mail_instance, main_extra="", master_cf=SMTPD_ONLY):
+    inst = mail_instance(master_cf=master_cf, main_extra=BASE + main_extra)
+    inst.start()
+    return inst
+
+
+def wait_port(port, timeout=10.0):
+    def ok():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(512)
+            return True
+        except OSError:
+            return False
+
+    wait_for(ok, timeout, f"port {port}")
+
+
+class Raw:
+    """A byte-level SMTP client, for what smtplib refuses to send."""
+
+    def __init__(self, port, source="127.0.0.1", tls_ctx=None, timeout=10.0):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+        if tls_ctx:
+            sock = tls_ctx.wrap_socket(sock, server_hostname="mx.example.test")
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """One complete (possibly multi-line) reply as text; "" when the server closed."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = self.buf.split(b"\r\n")
+            for i, line in enumerate(lines[:-1]):
+                if len(line) >= 4 and line[3:4] == b" ":
+                    text = b"\r\n".join(lines[: i + 1]).decode()
+                    self.buf = b"\r\n".join(lines[i + 1:])
+                    return text
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                return ""
+            self.buf += chunk
+        raise AssertionError(f"no reply within 10 s; have {self.buf!r}")
+
+    def cmd(self, line):
+        self.send(line.encode() + b"\r\n")
+        return self.reply()
+
+    def closed(self):
+        """True when the server closed the connection (after any pending replies)."""
+        try:
+            self.sock.settimeout(5)
+            return self.sock.recv(4096) == b""
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+class FakeCleanup:
+    """A stand-in for cleanup on private/cleanup: records every submission, answers as told."""
+
+    def __init__(self, inst, open_status=0, end_status=0, reason="queue file write error"):
+        self.path = inst.spool / "public" / "cleanup"  # mail_proto.h MAIL_PROTO_CLEANUP_SOCKET
+        self.open_status = open_status
+        self.end_status = end_status
+        self.reason = reason
+        self.subs = []
+        self.n = 0
+        if self.path.exists():
+            self.path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(self.path))
+        os.chmod(self.path, 0o666)
+        shutil.chown(self.path, MAIL_OWNER)
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        for _ in range(100000):
+            if self.stop:
+                return
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self.one, args=(c,), daemon=True).start()
+
+    def one(self, c):
+        c.settimeout(30)
+        sub = {"envelope": None, "content": b"", "ended": False, "closed": False}
+        self.subs.append(sub)
+        try:
+            conn = mailproto.Conn.__new__(mailproto.Conn)
+            conn.sock = c
+            m = conn.recv()
+            assert m.get("req") == "open"
+            self.n += 1
+            qid = f"FAKE{self.n:04d}"
+            sub["queue_id"] = qid
+            if self.open_status:
+                conn.send([("status", self.open_status), ("dsn", "4.3.0"), ("reason", self.reason)])
+                return
+            conn.send([("status", 0), ("queue_id", qid)])
+            for _ in range(100000):
+                m = conn.recv()
+                req = m.get("req")
+                if req == "envelope":
+                    sub["envelope"] = m
+                elif req == "content":
+                    sub["content"] += dict(m.attrs)["data"]
+                elif req == "end":
+                    sub["ended"] = True
+                    if self.end_status:
+                        conn.send([("status", self.end_status), ("dsn", f"{self.end_status}.3.0"),
+                                   ("reason", self.reason)])
+                    else:
+                        conn.send([("status", 0), ("queue_id", qid)])
+                    return
+        except (ConnectionResetError, OSError, ValueError):
+            sub["closed"] = True
+        finally:
+            c.close()
+
+    def ended(self):
+        return [s for s in self.subs if s["ended"]]
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def smtpd(mail_instance):
+    inst = smtpd_instance(mail_instance)
+    wait_port(inst.port)
+    return inst
+
+
+def test_banner_and_ehlo_keywords(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+        code, msg = c.ehlo("client.example.test")
+        assert code == 250
+        lines = msg.decode().splitlines()
+        assert lines[0] == "mx.example.test"
+        assert "PIPELINING" in lines
+        assert "SIZE 10240000" in lines
+        assert "ENHANCEDSTATUSCODES" in lines and "8BITMIME" in lines and "SMTPUTF8" in lines
+        assert "STARTTLS" not in lines  # no TLS configured
+        assert not any(k.startswith("ETRN") or k.startswith("CHUNKING") for k in lines)
+        assert c.docmd("FOO") == (502, b"5.5.2 Error: command not recognized")
+        assert c.docmd("RCPT TO:<a@b>")[0] == 503
+        assert c.docmd("MAIL FROM:<bad")[0] == 501
+    r = Raw(smtpd.port)
+    assert r.reply() == "220 mx.example.test ESMTP Postfix"
+    assert r.cmd("QUIT").startswith("221 2.0.0")
+    smtpd.wait_log(r"disconnect from unknown\[127\.0\.0\.1\] quit=1 commands=1")
+    smtpd.wait_log(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=0/1 rcpt=0/1 quit=1 unknown=0/1 "
+                   r"commands=2/5")
+
+
+def test_vrfy_disabled_by_default(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+        code, msg = c.ehlo("x")
+        assert "VRFY" not in msg.decode().splitlines()
+        assert c.docmd("VRFY root") == (502, b"5.5.1 VRFY command is disabled")
+        assert c.docmd(f"VRFY {TEST_USER}@localhost") == (502, b"5.5.1 VRFY command is disabled")
+
+
+def test_vrfy_enabled(mail_instance):
+    inst = smtpd_instance(mail_instance, "disable_vrfy_command = no\n")
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        code, msg = c.ehlo("x")
+        assert "VRFY" in msg.decode().splitlines()
+        assert c.docmd("VRFY nosuch@localhost")[0] == 550
+        assert c.docmd(f"VRFY {TEST_USER}@localhost")[0] == 252
+
+
+def test_relay_denied_from_outside_mynetworks(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10, source_address=("127.0.0.9", 0)) as c:
+        c.ehlo("outside.example")
+        assert c.docmd("MAIL FROM:<a@outside.example>")[0] == 250
+        code, msg = c.docmd("RCPT TO:<user@remote.example>")
+        # smtpd_relay_restrictions' default ends with defer_unauth_destination.
+        assert (code, msg) == (454, b"4.7.1 <user@remote.example>: Relay access denied")
+    smtpd.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.9\]: 454 4\.7\.1 <user@remote\.example>: "
+                   r"Relay access denied; from=<a@outside\.example> to=<user@remote\.example> proto=ESMTP "
+                   r"helo=<outside\.example>")
+
+
+def test_relay_denied_with_reject_unauth_destination(mail_instance):
+    inst = smtpd_instance(mail_instance,
+                          "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n")
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10, source_address=("127.0.0.9", 0)) as c:
+        c.ehlo("outside.example")
+        c.docmd("MAIL FROM:<a@outside.example>")
+        assert c.docmd("RCPT TO:<user@remote.example>") == (554, b"5.7.1 <user@remote.example>: "
+                                                                 b"Relay access denied")
+        # A local domain is no relaying: it gets past relay control (and then fails on cleanup).
+        assert c.docmd(f"RCPT TO:<{TEST_USER}@localhost>")[0] != 554
+
+
+def test_unknown_local_user(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+        c.ehlo("x")
+        c.docmd("MAIL FROM:<a@example.org>")
+        assert c.docmd("RCPT TO:<nosuch@localhost>") == (
+            550, b"5.1.1 <nosuch@localhost>: Recipient address rejected: User unknown in local recipient table")
+        # Known through the alias table or the password file.
+        assert c.docmd("RCPT TO:<postmaster@localhost>")[0] != 550
+        assert c.docmd(f"RCPT TO:<{TEST_USER}@mx.example.test>")[0] != 550
+
+
+def test_size_limit_at_mail(mail_instance):
+    inst = smtpd_instance(mail_instance, "message_size_limit = 1000\n")
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        code, msg = c.ehlo("x")
+        assert "SIZE 1000" in msg.decode().splitlines()
+        assert c.docmd("MAIL FROM:<a@example.org> SIZE=1001") == (552, b"5.3.4 Message size exceeds fixed limit")
+        assert c.docmd("MAIL FROM:<a@example.org> SIZE=1000")[0] == 250
+
+
+def test_cleanup_unreachable(smtpd):
+    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+        c.ehlo("x")
+        c.docmd("MAIL FROM:<a@example.org>")
+        assert c.docmd(f"RCPT TO:<{TEST_USER}@localhost>") == (451, b"4.3.0 Error: queue file write error")
+    smtpd.wait_log(r"warning: connect to .*/public/cleanup: No such file or directory")
+
+
+def test_pipelining_after_ehlo_is_fine(smtpd):
+    fake = FakeCleanup(smtpd)
+    try:
+        r = Raw(smtpd.port)
+        r.reply()
+        assert r.cmd("EHLO x").startswith("250-")
+        r.send(f"MAIL FROM:<a@example.org>\r\nRCPT TO:<{TEST_USER}@localhost>\r\nRCPT TO:<nosuch@localhost>\r\n"
+               "DATA\r\n".encode())
+        assert r.reply() == "250 2.1.0 Ok"
+        assert r.reply() == "250 2.1.5 Ok"
+        assert r.reply().startswith("550 5.1.1")
+        assert r.reply().startswith("354 ")
+        r.send(b"Subject: hi\r\n\r\nbody\r\n..dot\r\n.\r\n")
+        assert r.reply() == "250 2.0.0 Ok: queued as FAKE0001"
+        assert r.cmd("QUIT").startswith("221")
+        sub = fake.ended()[0]
+        assert sub["content"] == b"Subject: hi\n\nbody\n.dot\n"
+        env = sub["envelope"]
+        assert env.get("sender") == "a@example.org"
+        assert env.getall("rcpt") == [f"{TEST_USER}@localhost"]
+        assert env.get("client_address") == "127.0.0.1"
+        assert env.get("helo_name") == "x" and env.get("protocol") == "ESMTP"
+        smtpd.wait_log(r"FAKE0001: client=unknown\[127\.0\.0\.1\]")
+        smtpd.wait_log(r"disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 "
+                       r"commands=5/6")
+    finally:
+        fake.close()
+
+
+def test_pipelining_after_helo_is_dropped(smtpd):
+    r = Raw(smtpd.port)
+    r.reply()
+    assert r.cmd("HELO x").startswith("250 ")
+    r.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@localhost>\r\n")
+    assert r.reply() == "250 2.1.0 Ok"
+    assert r.reply() == "554 5.5.0 Error: SMTP protocol synchronization"
+    assert r.closed()
+    smtpd.wait_log(r"improper command pipelining after MAIL from unknown\[127\.0\.0\.1\]: RCPT TO:<b@localhost>")
+
+
+def test_pipelining_after_ehlo_command_itself_is_dropped(smtpd):
+    r = Raw(smtpd.port)
+    r.reply()
+    r.send(b"EHLO x\r\nMAIL FROM:<a@example.org>\r\n")
+    assert r.reply().startswith("250-")
+    assert r.reply() == "554 5.5.0 Error: SMTP protocol synchronization"
+    assert r.closed()
+
+
+@pytest.mark.parametrize("payload", [
+    b"Subject: a\r\n\r\nbare\nline\r\n.\r\n",             # bare LF in content
+    b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@x>\r\n.\r\n",  # <LF>.<LF> as an end of data
+    b"Subject: a\r\n\r\nx\r.\r\nRCPT TO:<e@x>\r\n.\r\n",    # <CR>.<CR><LF> hides nothing either
+    b"Subject: a\r\n\r\nx\r\n.\nDATA\r\n.\r\n",            # <CR><LF>.<LF>
+])
+def test_smuggling_refused(smtpd, payload):
+    fake = FakeCleanup(smtpd)
+    try:
+        r = Raw(smtpd.port)
+        r.reply()
+        r.cmd("EHLO x")
+        assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
+        assert r.cmd(f"RCPT TO:<{TEST_USER}@localhost>").startswith("250")
+        assert r.cmd("DATA").startswith("354")
+        r.send(payload)
+        rep = r.reply()
+        if b"\r.\r\n" in payload and b"\n" not in payload.replace(b"\r\n", b""):
+            # No bare LF at all: the bare CR stays content, the message is whole and legitimate.
+            assert rep.startswith("250 2.0.0 Ok: queued as")
+            assert b"RCPT TO:<e@x>" in fake.ended()[0]["content"]
+            return
+        assert rep == "521 5.5.2 mx.example.test Error: bare <LF> received"
+        assert r.closed()
+        time.sleep(0.3)
+        assert fake.ended() == []
+        wait_for(lambda: all(s["closed"] for s in fake.subs), 5, "cleanup connection closed")
+        assert smtpd.queue_files("incoming") == []
+    finally:
+        fake.close()
+
+
+def test_bare_lf_command_rejected(smtpd):
+    r = Raw(smtpd.port)
+    r.reply()
+    r.send(b"EHLO x\n")
+    assert r.reply() == "521 5.5.2 mx.example.test Error: bare <LF> received"
+    assert r.closed()
+
+
+def test_size_limit_during_data_queues_nothing(mail_instance):
+    inst = smtpd_instance(mail_instance, "message_size_limit = 2000\n")
+    wait_port(inst.port)
+    fake = FakeCleanup(inst)
+    try:
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+            c.ehlo("x")
+            c.docmd("MAIL FROM:<a@example.org>")
+            c.docmd(f"RCPT TO:<{TEST_USER}@localhost>")
+            assert c.docmd("DATA")[0] == 354
+            c.send(b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n" * 0 + (b"y" * 78 + b"\r\n") * 100 + b".\r\n")
+            assert c.getreply() == (552, b"5.3.4 Message size exceeds fixed limit")
+            assert c.docmd("NOOP")[0] == 250
+        assert fake.ended() == []
+    finally:
+        fake.close()
+
+
+def test_cleanup_failure_at_end(smtpd):
+    fake = FakeCleanup(smtpd, end_status=4, reason="queue file write error")
+    try:
+        with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+            c.ehlo("x")
+            c.docmd("MAIL FROM:<a@example.org>")
+            c.docmd(f"RCPT TO:<{TEST_USER}@localhost>")
+            assert c.docmd("DATA")[0] == 354
+            c.send(b"Subject: x\r\n\r\nhello\r\n.\r\n")
+            assert c.getreply() == (451, b"4.3.0 queue file write error")
+    finally:
+        fake.close()
+
+
+def test_rset_drops_cleanup_connection(smtpd):
+    fake = FakeCleanup(smtpd)
+    try:
+        with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+            c.ehlo("x")
+            c.docmd("MAIL FROM:<a@example.org>")
+            assert c.docmd(f"RCPT TO:<{TEST_USER}@localhost>")[0] == 250
+            assert c.docmd("RSET")[0] == 250
+            wait_for(lambda: fake.subs and fake.subs[0]["closed"], 5, "cleanup connection closed")
+        assert fake.ended() == []
+    finally:
+        fake.close()
+
+
+def test_swaks_delivery_to_fake_cleanup(smtpd):
+    if not shutil.which("swaks"):
+        pytest.skip("swaks is not installed")
+    fake = FakeCleanup(smtpd)
+    try:
+        p = subprocess.run(["swaks", "--server", f"127.0.0.1:{smtpd.port}", "--from", "a@example.org",
+                            "--to", f"{TEST_USER}@localhost", "--helo", "swaks.example", "--pipeline"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "250 2.0.0 Ok: queued as FAKE0001" in p.stdout
+        assert fake.ended()[0]["envelope"].get("helo_name") == "swaks.example"
+    finally:
+        fake.close()
+
+
+# ---- TLS ----
+
+def make_cert(d):
+    d.mkdir(exist_ok=True)
+    key, cert = d / "key.pem", d / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mx.example.test",
+                    "-days", "2", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    # Root's key, mode 0600, as on a real system: smtpd loads it before dropping privileges.
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def client_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_instance(mail_instance, tmp_path, extra="", master_cf=SMTPD_ONLY):
+    inst = mail_instance(master_cf=master_cf, main_extra=BASE + extra)
+    cert, key = make_cert(inst.root / "tls")
+    inst.postconf(f"smtpd_tls_cert_file = {cert}", f"smtpd_tls_key_file = {key}")
+    inst.start()
+    return inst
+
+
+def test_starttls(mail_instance, tmp_path):
+    inst = tls_instance(mail_instance, tmp_path, "smtpd_tls_security_level = may\n")
+    wait_port(inst.port)
+    fake = FakeCleanup(inst)
+    try:
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+            code, msg = c.ehlo("x")
+            assert "STARTTLS" in msg.decode().splitlines()
+            assert c.starttls(context=client_ctx())[0] == 220
+            code, msg = c.ehlo("x")
+            assert "STARTTLS" not in msg.decode().splitlines()
+            assert c.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
+            c.sendmail("a@example.org", [f"{TEST_USER}@localhost"], b"Subject: t\r\n\r\nsecret\r\n")
+        env = fake.ended()[0]["envelope"]
+        assert env.get("protocol") == "ESMTPS"
+        assert env.get("tls", "").startswith("TLSv1.3 with cipher")
+        inst.wait_log(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]: TLSv1\.3 with cipher \S+")
+    finally:
+        fake.close()
+
+
+def test_starttls_discards_pipelined_plaintext(mail_instance, tmp_path):
+    inst = tls_instance(mail_instance, tmp_path, "smtpd_tls_security_level = may\n"
+                        "smtpd_forbid_unauth_pipelining = no\n")
+    wait_port(inst.port)
+    r = Raw(inst.port)
+    r.reply()
+    r.cmd("EHLO x")
+    r.send(b"STARTTLS\r\nRSET\r\n")  # the injected RSET must never be answered inside TLS
+    assert r.reply().startswith("220 2.0.0")
+    r.sock = client_ctx().wrap_socket(r.sock, server_hostname="mx.example.test")
+    assert r.cmd("NOOP") == "250 2.0.0 Ok"
+    assert r.cmd("QUIT").startswith("221")
+
+
+def test_encrypt_requires_starttls(mail_instance, tmp_path):
+    inst = tls_instance(mail_instance, tmp_path, "smtpd_tls_security_level = encrypt\n")
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        c.ehlo("x")
+        assert c.docmd("MAIL FROM:<a@example.org>") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        c.starttls(context=client_ctx())
+        c.ehlo("x")
+        assert c.docmd("MAIL FROM:<a@example.org>")[0] == 250
+
+
+def test_enforce_tls_is_encrypt(mail_instance, tmp_path):
+    inst = tls_instance(mail_instance, tmp_path, "smtpd_enforce_tls = yes\n")
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        code, msg = c.ehlo("x")
+        assert "STARTTLS" in msg.decode().splitlines()
+        assert c.docmd("MAIL FROM:<a@example.org>")[0] == 530
+
+
+def test_wrappermode(mail_instance, tmp_path):
+    master_cf = SMTPD_ONLY.replace("smtpd\n", "smtpd -o smtpd_tls_wrappermode=yes\n")
+    inst = tls_instance(mail_instance, tmp_path, "", master_cf)
+    with smtplib.SMTP_SSL("127.0.0.1", inst.port, timeout=10, context=client_ctx()) as c:
+        code, msg = c.ehlo("x")
+        assert code == 250 and "STARTTLS" not in msg.decode().splitlines()
+        assert c.noop()[0] == 250
+    inst.wait_log(r"Anonymous TLS connection established")
+
+
+def test_bad_certificate_disables_starttls(mail_instance, tmp_path):
+    inst = smtpd_instance(mail_instance, f"smtpd_tls_security_level = may\n"
+                                         f"smtpd_tls_cert_file = {tmp_path}/missing.pem\n")
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        code, msg = c.ehlo("x")
+        assert code == 250 and "STARTTLS" not in msg.decode().splitlines()
+    inst.wait_log(r"warning: cannot load certificate from .*missing\.pem.*STARTTLS support is disabled")
+
+
+# ---- with the real cleanup ----
+
+def cleanup_built():
+    return (BIN / "cleanup").exists()
+
+
+@pytest.mark.skipif(not cleanup_built(), reason="cleanup is not built yet")
+def test_end_to_end_with_cleanup(mail_instance):
+    master_cf = SMTPD_ONLY + "cleanup   unix  n       -       n       -       0       cleanup\n"
+    inst = smtpd_instance(mail_instance, "", master_cf)
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as c:
+        c.ehlo("x")
+        c.docmd("MAIL FROM:<a@example.org>")
+        code = c.docmd(f"RCPT TO:<{TEST_USER}@localhost>")[0]
+        assert code == 250, inst.logtext()
+        assert c.docmd("DATA")[0] == 354
+        c.send(b"Subject: real\r\n\r\nhello\r\n.\r\n")
+        code, msg = c.getreply()
+        assert code == 250 and msg.startswith(b"2.0.0 Ok: queued as "), msg
+    qid = msg.decode().rsplit(" ", 1)[1]
+    files = inst.queue_files("incoming") + inst.queue_files("active")
+    assert any(qid in f for f in files), (qid, files)
+    inst.wait_log(rf"{qid}: client=unknown\[127\.0\.0\.1\]")
