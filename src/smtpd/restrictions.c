@@ -10,6 +10,7 @@
 #include "dict.h"
 #include "log.h"
 #include "maps.h"
+#include "smtp_addr.h"
 #include "smtp_reply.h"
 #include "smtpd.h"
 
@@ -50,10 +51,14 @@ struct smtpd_access {
         size_t n_local_addrs;
         struct maps *local_rcpt; /* NULL: local_recipient_maps is empty, every local user is accepted */
         bool reject_unlisted_recipient;
-        struct strv relay_restrictions, recipient_restrictions;
+        bool delay_reject; /* smtpd_delay_reject: client, HELO and sender lists wait for RCPT TO */
+        struct strv client_restrictions, helo_restrictions, sender_restrictions;
+        struct strv relay_restrictions, recipient_restrictions, data_restrictions;
+        char *null_access_key; /* smtpd_null_access_lookup_key */
         struct access_table tables[ACCESS_TABLES_MAX];
         size_t n_tables;
         int relay_reject_code, access_reject_code, reject_code, defer_code, unknown_local_code;
+        int non_fqdn_code, invalid_hostname_code;
 };
 
 static void netlist_done(struct netlist *l)
@@ -274,6 +279,34 @@ static bool is_restriction_with_table(const char *name)
                streq(name, "check_sender_access") || streq(name, "check_helo_access");
 }
 
+/* The restrictions eval_one knows; the others get 451 4.3.5, announced at start. */
+static const char *const KNOWN_RESTRICTIONS[] = {
+        "permit",
+        "reject",
+        "defer",
+        "defer_if_permit",
+        "warn_if_reject",
+        "permit_mynetworks",
+        "permit_sasl_authenticated",
+        "reject_unauth_destination",
+        "defer_unauth_destination",
+        "permit_auth_destination",
+        "reject_unlisted_recipient",
+        "reject_unlisted_sender",
+        "reject_non_fqdn_helo_hostname",
+        "reject_invalid_helo_hostname",
+        "reject_non_fqdn_sender",
+        "reject_non_fqdn_recipient",
+};
+
+static bool is_known_restriction(const char *name)
+{
+        for (size_t i = 0; i < sizeof KNOWN_RESTRICTIONS / sizeof *KNOWN_RESTRICTIONS; i++)
+                if (streq(KNOWN_RESTRICTIONS[i], name))
+                        return true;
+        return is_restriction_with_table(name);
+}
+
 static bool is_relay_guard(const char *name)
 {
         return streq(name, "reject_unauth_destination") || streq(name, "defer_unauth_destination") ||
@@ -289,6 +322,10 @@ static int restrictions_init(struct smtpd_access *a, struct config *c, const cha
                 return -E2BIG;
         }
         for (size_t i = 0; i < out->n; i++) {
+                if (!is_known_restriction(out->v[i]))
+                        msg_warn("%s: restriction \"%s\" is not supported by postd; mail that reaches it "
+                                 "is deferred with 451 4.3.5 until it is removed",
+                                 param, out->v[i]);
                 if (!is_restriction_with_table(out->v[i]))
                         continue;
                 if (i + 1 >= out->n) {
@@ -350,6 +387,14 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 strv_free(&specs);
         }
         if (r >= 0)
+                r = restrictions_init(a, c, "smtpd_client_restrictions", &a->client_restrictions, err);
+        if (r >= 0)
+                r = restrictions_init(a, c, "smtpd_helo_restrictions", &a->helo_restrictions, err);
+        if (r >= 0)
+                r = restrictions_init(a, c, "smtpd_sender_restrictions", &a->sender_restrictions, err);
+        if (r >= 0)
+                r = restrictions_init(a, c, "smtpd_data_restrictions", &a->data_restrictions, err);
+        if (r >= 0)
                 r = restrictions_init(a, c, "smtpd_relay_restrictions", &a->relay_restrictions, err);
         if (r >= 0)
                 r = restrictions_init(a, c, "smtpd_recipient_restrictions", &a->recipient_restrictions, err);
@@ -368,6 +413,10 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         }
         local_addrs_init(a, c);
         a->reject_unlisted_recipient = config_get_bool(c, "smtpd_reject_unlisted_recipient");
+        a->delay_reject = config_get_bool(c, "smtpd_delay_reject");
+        a->null_access_key = xstrdup(config_get(c, "smtpd_null_access_lookup_key"));
+        a->non_fqdn_code = (int)config_get_int(c, "non_fqdn_reject_code");
+        a->invalid_hostname_code = (int)config_get_int(c, "invalid_hostname_reject_code");
         a->relay_reject_code = (int)config_get_int(c, "relay_domains_reject_code");
         a->access_reject_code = (int)config_get_int(c, "access_map_reject_code");
         a->reject_code = (int)config_get_int(c, "reject_code");
@@ -385,8 +434,13 @@ void smtpd_access_free(struct smtpd_access *a)
         domlist_done(&a->mydestination);
         domlist_done(&a->relay_domains);
         maps_free(a->local_rcpt);
+        strv_free(&a->client_restrictions);
+        strv_free(&a->helo_restrictions);
+        strv_free(&a->sender_restrictions);
+        strv_free(&a->data_restrictions);
         strv_free(&a->relay_restrictions);
         strv_free(&a->recipient_restrictions);
+        free(a->null_access_key);
         for (size_t i = 0; i < a->n_tables; i++) {
                 free(a->tables[i].spec);
                 maps_free(a->tables[i].maps);
@@ -457,12 +511,6 @@ int smtpd_access_local_user_known(struct smtpd_access *a, const char *rcpt)
         _cleanup_free_ char *v = NULL;
         return maps_find_address(a->local_rcpt, rcpt, true, &v);
 }
-
-struct rcpt_ctx {
-        struct smtpd_access *a;
-        const struct access_client *client;
-        const char *rcpt;
-};
 
 /* detail: the enhanced status code after its class digit, "7.1" for policy, "1.1" for a bad mailbox. */
 static void reject(struct access_decision *d, int code, const char *detail, const char *what,
@@ -600,97 +648,283 @@ static int lookup_address(struct maps *m, const char *addr, char **ret)
         return maps_find(m, user, ret);
 }
 
-/* Evaluate one restriction list for a recipient; stops at the first PERMIT or REJECT. */
-static void eval_list(struct rcpt_ctx *x, const char *param, const struct strv *list,
-                      struct access_decision *d)
+/*
+ * What one restriction list is about: the "<name>" and "... rejected" words of its generic reject and
+ * defer replies, as Postfix words them.
+ */
+struct list_kind {
+        const char *param;
+        const char *label; /* "Client host", "Helo command", ... */
+};
+
+static const struct list_kind KIND_CLIENT = {"smtpd_client_restrictions", "Client host"};
+static const struct list_kind KIND_HELO = {"smtpd_helo_restrictions", "Helo command"};
+static const struct list_kind KIND_SENDER = {"smtpd_sender_restrictions", "Sender address"};
+static const struct list_kind KIND_RELAY = {"smtpd_relay_restrictions", "Recipient address"};
+static const struct list_kind KIND_RECIPIENT = {"smtpd_recipient_restrictions", "Recipient address"};
+static const struct list_kind KIND_DATA = {"smtpd_data_restrictions", "Data command"};
+
+struct eval_ctx {
+        struct smtpd_access *a;
+        const struct access_request *rq;
+        char client_what[512];
+        bool defer_if_permit; /* a defer_if_permit matched: a final permit becomes 450 */
+        bool warn_next;       /* warn_if_reject: the next rejection is only logged */
+};
+
+/* The "<what>" of a list's generic replies. */
+static const char *kind_what(const struct eval_ctx *x, const struct list_kind *k)
+{
+        if (k == &KIND_CLIENT)
+                return x->client_what;
+        if (k == &KIND_HELO)
+                return x->rq->helo ? x->rq->helo : "";
+        if (k == &KIND_SENDER)
+                return x->rq->sender ? x->rq->sender : "";
+        if (k == &KIND_DATA)
+                return "DATA";
+        return x->rq->rcpt ? x->rq->rcpt : "";
+}
+
+/* Postfix's FQDN rule: a domain with a dot, or an address literal. */
+static bool is_fqdn(const char *domain)
+{
+        return domain && (domain[0] == '[' || strchr(domain, '.'));
+}
+
+static bool address_is_fqdn(const char *addr)
+{
+        const char *at = strrchr(addr, '@');
+        return at && is_fqdn(at + 1);
+}
+
+/* A HELO name Postfix calls valid: a syntactically valid domain or address literal, not all digits. */
+static bool helo_is_valid(const char *helo)
+{
+        size_t len = strlen(helo);
+        if (!smtp_domain_valid(helo, len, false))
+                return false;
+        if (helo[0] == '[')
+                return true;
+        return strspn(helo, "0123456789.") != len;
+}
+
+/* One table check: check_client_access, check_helo_access, check_sender_access or check_recipient_access. */
+static void eval_table(struct eval_ctx *x, const char *name, const char *spec, struct access_decision *d)
 {
         struct smtpd_access *a = x->a;
-        char client_what[512];
-        snprintf(client_what, sizeof client_what, "%s[%s]", x->client->name, x->client->addr);
+        const struct access_request *rq = x->rq;
+        struct maps *m = find_table(a, spec);
+        _cleanup_free_ char *v = NULL;
+        const char *what, *label;
+        int r;
+        if (streq(name, "check_client_access")) {
+                what = x->client_what;
+                label = "Client host";
+                r = m ? lookup_client(m, rq->client, &v) : -ENOENT;
+        } else if (streq(name, "check_helo_access")) {
+                if (!rq->helo)
+                        return;
+                what = rq->helo;
+                label = "Helo command";
+                _cleanup_free_ char *h = xstrdup(rq->helo);
+                dict_fold_key(h);
+                r = m ? maps_find_domain(m, h, &v) : -ENOENT;
+        } else if (streq(name, "check_sender_access")) {
+                if (!rq->sender)
+                        return;
+                what = rq->sender;
+                label = "Sender address";
+                if (!m)
+                        r = -ENOENT;
+                else if (rq->sender[0] == '\0')
+                        r = maps_find(m, a->null_access_key, &v);
+                else
+                        r = lookup_address(m, rq->sender, &v);
+        } else {
+                if (!rq->rcpt)
+                        return;
+                what = rq->rcpt;
+                label = "Recipient address";
+                r = m ? lookup_address(m, rq->rcpt, &v) : -ENOENT;
+        }
+        if (r < 0)
+                tempfail(d, what);
+        else if (r > 0)
+                smtpd_access_table_result(a, spec, v, what, label, d);
+}
 
-        for (size_t i = 0; i < list->n && d->result == ACCESS_PASS; i++) {
-                const char *name = list->v[i];
-                int r;
-                if (streq(name, "permit")) {
+/*
+ * One restriction of a list. Restrictions about something the request does not have yet (a sender
+ * before MAIL FROM, a recipient outside RCPT TO) pass, as in Postfix.
+ */
+static void eval_one(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                     struct access_decision *d)
+{
+        struct smtpd_access *a = x->a;
+        const struct access_request *rq = x->rq;
+        const char *what = kind_what(x, k);
+        _cleanup_free_ char *rejected = xasprintf("%s rejected: ", k->label);
+        int r;
+        if (streq(name, "permit")) {
+                d->result = ACCESS_PERMIT;
+        } else if (streq(name, "reject")) {
+                reject(d, a->reject_code, "7.1", what, rejected, "Access denied");
+        } else if (streq(name, "defer")) {
+                reject(d, a->defer_code, "7.1", what, rejected, "Access denied");
+        } else if (streq(name, "defer_if_permit")) {
+                x->defer_if_permit = true;
+        } else if (streq(name, "warn_if_reject")) {
+                x->warn_next = true;
+                return;
+        } else if (streq(name, "permit_mynetworks")) {
+                r = netlist_match(&a->mynetworks, rq->client->addr);
+                if (r < 0)
+                        tempfail(d, x->client_what);
+                else if (r > 0)
                         d->result = ACCESS_PERMIT;
-                } else if (streq(name, "reject")) {
-                        reject(d, a->reject_code, "7.1", x->rcpt,
-                               "Recipient address rejected: ", "Access denied");
-                } else if (streq(name, "defer")) {
-                        reject(d, a->defer_code, "7.1", x->rcpt,
-                               "Recipient address rejected: ", "Access denied");
-                } else if (streq(name, "permit_mynetworks")) {
-                        r = netlist_match(&a->mynetworks, x->client->addr);
-                        if (r < 0)
-                                tempfail(d, client_what);
-                        else if (r > 0)
-                                d->result = ACCESS_PERMIT;
-                } else if (streq(name, "permit_sasl_authenticated")) {
-                        if (x->client->sasl_authenticated)
-                                d->result = ACCESS_PERMIT;
-                } else if (streq(name, "reject_unauth_destination") ||
-                           streq(name, "defer_unauth_destination")) {
-                        r = authorized_destination(a, x->rcpt);
-                        if (r < 0)
-                                tempfail(d, x->rcpt);
-                        else if (r == 0) {
-                                int code = name[0] == 'r' ? a->relay_reject_code : 454;
-                                reject(d, code, "7.1", x->rcpt, "Relay access denied", "");
-                        }
-                } else if (streq(name, "reject_unlisted_recipient")) {
-                        r = unlisted_local(a, x->rcpt);
-                        if (r < 0)
-                                tempfail(d, x->rcpt);
-                        else if (r == 2)
-                                reject(d, a->unknown_local_code, "1.1", x->rcpt,
-                                       "Recipient address rejected: ",
-                                       "User unknown in local recipient table");
-                } else if (is_restriction_with_table(name) && i + 1 < list->n) {
-                        const char *spec = list->v[++i];
-                        struct maps *m = find_table(a, spec);
-                        _cleanup_free_ char *v = NULL;
-                        const char *what = x->rcpt, *label = "Recipient address";
-                        if (streq(name, "check_client_access")) {
-                                r = m ? lookup_client(m, x->client, &v) : -ENOENT;
-                                what = client_what;
-                                label = "Client host";
-                        } else if (streq(name, "check_recipient_access"))
-                                r = m ? lookup_address(m, x->rcpt, &v) : -ENOENT;
-                        else
-                                r = 0; /* sender and helo checks need their context: not at RCPT yet */
-                        if (r < 0)
-                                tempfail(d, what);
-                        else if (r > 0)
-                                smtpd_access_table_result(a, spec, v, what, label, d);
-                } else {
-                        msg_warn("%s: unknown smtpd restriction: \"%s\"", param, name);
-                        d->result = ACCESS_REJECT;
-                        d->reply = xstrdup("451 4.3.5 Server configuration error");
+        } else if (streq(name, "permit_sasl_authenticated")) {
+                if (rq->client->sasl_authenticated)
+                        d->result = ACCESS_PERMIT;
+        } else if (streq(name, "reject_unauth_destination") || streq(name, "defer_unauth_destination") ||
+                   streq(name, "permit_auth_destination")) {
+                if (!rq->rcpt)
+                        return;
+                r = authorized_destination(a, rq->rcpt);
+                if (r < 0)
+                        tempfail(d, rq->rcpt);
+                else if (r > 0 && name[0] == 'p')
+                        d->result = ACCESS_PERMIT;
+                else if (r == 0 && name[0] != 'p')
+                        reject(d, name[0] == 'r' ? a->relay_reject_code : 454, "7.1", rq->rcpt,
+                               "Relay access denied", "");
+        } else if (streq(name, "reject_unlisted_recipient")) {
+                if (!rq->rcpt)
+                        return;
+                r = unlisted_local(a, rq->rcpt);
+                if (r < 0)
+                        tempfail(d, rq->rcpt);
+                else if (r == 2)
+                        reject(d, a->unknown_local_code, "1.1", rq->rcpt,
+                               "Recipient address rejected: ", "User unknown in local recipient table");
+        } else if (streq(name, "reject_unlisted_sender")) {
+                if (!rq->sender || !rq->sender[0])
+                        return;
+                r = unlisted_local(a, rq->sender);
+                if (r < 0)
+                        tempfail(d, rq->sender);
+                else if (r == 2)
+                        reject(d, a->unknown_local_code, "1.0", rq->sender,
+                               "Sender address rejected: ", "User unknown in local recipient table");
+        } else if (streq(name, "reject_non_fqdn_helo_hostname")) {
+                if (rq->helo && !is_fqdn(rq->helo))
+                        reject(d, a->non_fqdn_code, "5.2", rq->helo,
+                               "Helo command rejected: ", "need fully-qualified hostname");
+        } else if (streq(name, "reject_invalid_helo_hostname")) {
+                if (rq->helo && !helo_is_valid(rq->helo))
+                        reject(d, a->invalid_hostname_code, "5.2", rq->helo,
+                               "Helo command rejected: ", "Invalid name");
+        } else if (streq(name, "reject_non_fqdn_sender")) {
+                if (rq->sender && rq->sender[0] && !address_is_fqdn(rq->sender))
+                        reject(d, a->non_fqdn_code, "5.2", rq->sender,
+                               "Sender address rejected: ", "need fully-qualified address");
+        } else if (streq(name, "reject_non_fqdn_recipient")) {
+                if (rq->rcpt && !address_is_fqdn(rq->rcpt))
+                        reject(d, a->non_fqdn_code, "5.2", rq->rcpt,
+                               "Recipient address rejected: ", "need fully-qualified address");
+        } else {
+                msg_warn("%s: unknown smtpd restriction: \"%s\"", k->param, name);
+                d->result = ACCESS_REJECT;
+                d->reply = xstrdup("451 4.3.5 Server configuration error");
+                return;
+        }
+}
+
+/* Evaluate one restriction list; stops at the first PERMIT or REJECT. A PERMIT ends only this list. */
+static void eval_list(struct eval_ctx *x, const struct list_kind *k, const struct strv *list,
+                      struct access_decision *d)
+{
+        *d = (struct access_decision){ACCESS_PASS, NULL};
+        for (size_t i = 0; i < list->n && d->result != ACCESS_REJECT && d->result != ACCESS_PERMIT; i++) {
+                const char *name = list->v[i];
+                bool warn = x->warn_next;
+                x->warn_next = false;
+                if (is_restriction_with_table(name)) {
+                        if (i + 1 < list->n)
+                                eval_table(x, name, list->v[++i], d);
+                } else
+                        eval_one(x, k, name, d);
+                if (warn && d->result == ACCESS_REJECT) {
+                        /* warn_if_reject: the administrator tries a rule out before enforcing it. */
+                        msg_info("reject_warning: %s: %s", x->client_what, d->reply);
+                        access_decision_done(d);
+                        d->result = ACCESS_PASS;
                 }
         }
 }
 
-void smtpd_access_rcpt(struct smtpd_access *a, const struct access_client *client, const char *rcpt,
-                       struct access_decision *ret)
+/* The lists a stage evaluates, in Postfix's order; with smtpd_delay_reject all wait for RCPT TO. */
+static size_t stage_lists(const struct smtpd_access *a, enum access_stage stage,
+                          const struct list_kind **kinds, const struct strv **lists)
 {
-        struct rcpt_ctx x = {a, client, rcpt};
-        *ret = (struct access_decision){ACCESS_PASS, NULL};
+        size_t n = 0;
+#define ADD_LIST(kind, field) (kinds[n] = &(kind), lists[n++] = &a->field)
+        switch (stage) {
+        case ACCESS_STAGE_CONNECT:
+                if (!a->delay_reject)
+                        ADD_LIST(KIND_CLIENT, client_restrictions);
+                break;
+        case ACCESS_STAGE_HELO:
+                if (!a->delay_reject)
+                        ADD_LIST(KIND_HELO, helo_restrictions);
+                break;
+        case ACCESS_STAGE_MAIL:
+                if (!a->delay_reject)
+                        ADD_LIST(KIND_SENDER, sender_restrictions);
+                break;
+        case ACCESS_STAGE_RCPT:
+                if (a->delay_reject) {
+                        ADD_LIST(KIND_CLIENT, client_restrictions);
+                        ADD_LIST(KIND_HELO, helo_restrictions);
+                        ADD_LIST(KIND_SENDER, sender_restrictions);
+                }
+                ADD_LIST(KIND_RELAY, relay_restrictions);
+                ADD_LIST(KIND_RECIPIENT, recipient_restrictions);
+                break;
+        case ACCESS_STAGE_DATA: ADD_LIST(KIND_DATA, data_restrictions); break;
+        }
+#undef ADD_LIST
+        return n;
+}
 
-        eval_list(&x, "smtpd_relay_restrictions", &a->relay_restrictions, ret);
-        if (ret->result == ACCESS_REJECT)
-                return;
+void smtpd_access_check(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
+                        struct access_decision *ret)
+{
+        struct eval_ctx x = {.a = a, .rq = rq};
+        snprintf(x.client_what, sizeof x.client_what, "%s[%s]", rq->client->name, rq->client->addr);
+        const struct list_kind *kinds[5];
+        const struct strv *lists[5];
+        size_t n = stage_lists(a, stage, kinds, lists);
         *ret = (struct access_decision){ACCESS_PASS, NULL};
-        eval_list(&x, "smtpd_recipient_restrictions", &a->recipient_restrictions, ret);
-        if (ret->result == ACCESS_REJECT)
-                return;
-
+        for (size_t i = 0; i < n; i++) {
+                eval_list(&x, kinds[i], lists[i], ret);
+                if (ret->result == ACCESS_REJECT)
+                        return;
+        }
         /* smtpd_reject_unlisted_recipient applies even when the lists said permit. */
-        if (a->reject_unlisted_recipient) {
-                int r = unlisted_local(a, rcpt);
+        if (stage == ACCESS_STAGE_RCPT && a->reject_unlisted_recipient) {
+                int r = unlisted_local(a, rq->rcpt);
                 if (r < 0)
-                        tempfail(ret, rcpt);
+                        tempfail(ret, rq->rcpt);
                 else if (r == 2)
-                        reject(ret, a->unknown_local_code, "1.1", rcpt,
+                        reject(ret, a->unknown_local_code, "1.1", rq->rcpt,
                                "Recipient address rejected: ", "User unknown in local recipient table");
+                if (ret->result == ACCESS_REJECT)
+                        return;
+        }
+        if (x.defer_if_permit) {
+                ret->result = ACCESS_REJECT;
+                ret->reply = xasprintf("%d 4.7.1 <%s>: %s rejected: Access denied", a->defer_code,
+                                       kind_what(&x, kinds[n - 1]), kinds[n - 1]->label);
         }
 }

@@ -69,6 +69,7 @@ struct session {
 
         char *helo;
         bool esmtp;
+        bool access_denied;   /* smtpd_client_restrictions said no at connect (smtpd_delay_reject = no) */
         const char *last_cmd; /* for "lost connection after X" */
         long long errors;
         unsigned cnt_ok[CNT_N], cnt_total[CNT_N];
@@ -324,6 +325,23 @@ static void arm_wait_timer(struct session *s)
 
 /* ---- commands ---- */
 
+/* Run a stage's restriction lists; on rejection reply and log it, and return true. */
+static bool access_rejects(struct session *s, enum access_stage stage, const char *helo, const char *rcpt,
+                           const char *log_stage)
+{
+        struct access_client cl = {client_name(s), s->addr, false};
+        struct access_request rq = {&cl, helo, s->in_mail ? s->sender : NULL, rcpt};
+        struct access_decision d;
+        smtpd_access_check(s->srv->access, stage, &rq, &d);
+        bool rejected = d.result == ACCESS_REJECT;
+        if (rejected) {
+                reply(s, d.reply);
+                log_reject(s, log_stage, d.reply, rq.sender, rcpt);
+        }
+        access_decision_done(&d);
+        return rejected;
+}
+
 static bool tls_required(struct session *s)
 {
         if (s->srv->tls_level == SMTPD_TLS_ENCRYPT && !s->tls_active) {
@@ -333,9 +351,23 @@ static bool tls_required(struct session *s)
         return false;
 }
 
+/*
+ * The greeting, or (smtpd_delay_reject = no) the client restrictions' rejection in its place; the
+ * session then stays open to say 503 to everything but QUIT, as Postfix does.
+ */
+static void greet(struct session *s)
+{
+        if (access_rejects(s, ACCESS_STAGE_CONNECT, NULL, NULL, "CONNECT"))
+                s->access_denied = true;
+        else
+                replyf(s, "220 %s", s->srv->banner);
+}
+
 static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
 {
         reset_transaction(s);
+        if (access_rejects(s, ACCESS_STAGE_HELO, c->arg, NULL, esmtp ? "EHLO" : "HELO"))
+                return;
         free(s->helo);
         s->helo = xstrndup(c->arg, SMTPD_HELO_MAX);
         s->esmtp = esmtp;
@@ -380,6 +412,10 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
         }
         s->in_mail = true;
         s->sender = xstrdup(c->addr.addr);
+        if (access_rejects(s, ACCESS_STAGE_MAIL, s->helo, NULL, "MAIL")) {
+                reset_transaction(s);
+                return;
+        }
         s->mail_params = c->params;
         c->params = (struct smtp_cmd_params){0};
         reply(s, "250 2.1.0 Ok");
@@ -398,16 +434,8 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                 reply(s, "452 4.5.3 Error: too many recipients");
                 return;
         }
-        struct access_client cl = {client_name(s), s->addr, false};
-        struct access_decision d;
-        smtpd_access_rcpt(s->srv->access, &cl, c->addr.addr, &d);
-        if (d.result == ACCESS_REJECT) {
-                reply(s, d.reply);
-                log_reject(s, "RCPT", d.reply, s->sender, c->addr.addr);
-                access_decision_done(&d);
+        if (access_rejects(s, ACCESS_STAGE_RCPT, s->helo, c->addr.addr, "RCPT"))
                 return;
-        }
-        access_decision_done(&d);
         if (s->sub) {
                 add_rcpt(s, c);
                 reply(s, "250 2.1.5 Ok");
@@ -498,6 +526,8 @@ static void do_data(struct session *s)
                                           : "503 5.5.1 Error: need RCPT command");
                 return;
         }
+        if (access_rejects(s, ACCESS_STAGE_DATA, s->helo, NULL, "DATA"))
+                return;
         if (send_envelope(s) < 0) {
                 msg_warn("%s: cannot send the envelope to %s", s->queue_id, s->srv->cleanup_path);
                 cleanup_failed_reply(s);
@@ -688,6 +718,9 @@ static void handle_command(struct session *s, const char *line, size_t len)
 
         if (c.verb == SMTP_VERB_UNKNOWN)
                 reply(s, "502 5.5.2 Error: command not recognized");
+        else if (s->access_denied && c.verb != SMTP_VERB_QUIT && c.verb != SMTP_VERB_NOOP &&
+                 c.verb != SMTP_VERB_RSET)
+                replyf(s, "503 5.7.0 Error: access denied for %s", s->client);
         else if (r < 0)
                 reply(s, c.reply);
         else {
@@ -836,7 +869,7 @@ static void tls_established(struct session *s)
         s->helo = NULL;
         s->esmtp = false;
         if (s->srv->wrappermode && s->cnt_total[CNT_STARTTLS] == 0)
-                replyf(s, "220 %s", s->srv->banner);
+                greet(s);
 }
 
 static bool tls_step(struct session *s)
@@ -1205,7 +1238,7 @@ void session_start(struct smtpd *srv, int fd)
                         }
                 }
                 if (!s->closing)
-                        replyf(s, "220 %s", srv->banner);
+                        greet(s);
         }
         pump(s);
         finish(s);

@@ -89,10 +89,30 @@ void smtpd_access_free(struct smtpd_access *a);
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr);
 /* Is this domain ("[192.0.2.1]" literals too; NULL = no domain) delivered here? 1, 0 or <0. */
 int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain);
-/* Relay at RCPT: smtpd_relay_restrictions, smtpd_recipient_restrictions, then the unlisted-recipient
- * check. Fills *ret (free ret->reply). */
-void smtpd_access_rcpt(struct smtpd_access *a, const struct access_client *client, const char *rcpt,
-                       struct access_decision *ret);
+/* When restrictions are evaluated; which lists each stage runs depends on smtpd_delay_reject. */
+enum access_stage {
+        ACCESS_STAGE_CONNECT,
+        ACCESS_STAGE_HELO,
+        ACCESS_STAGE_MAIL,
+        ACCESS_STAGE_RCPT,
+        ACCESS_STAGE_DATA
+};
+
+/* What is known of the session at that stage; NULL fields are not known yet (sender "" is <>). */
+struct access_request {
+        const struct access_client *client;
+        const char *helo;
+        const char *sender;
+        const char *rcpt;
+};
+
+/*
+ * Run the restriction lists of a stage: client, HELO and sender lists (at their own command, or all
+ * at RCPT TO with smtpd_delay_reject), then relay and recipient lists and the unlisted-recipient
+ * check at RCPT TO, the data list at DATA. Fills *ret (free with access_decision_done).
+ */
+void smtpd_access_check(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
+                        struct access_decision *ret);
 /* Unknown local users (local_recipient_maps): 1 known or not checkable, 0 unknown, <0 table error. */
 int smtpd_access_local_user_known(struct smtpd_access *a, const char *rcpt);
 void access_decision_done(struct access_decision *d);

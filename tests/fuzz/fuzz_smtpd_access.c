@@ -24,7 +24,12 @@ static struct smtpd_access *access_once(void)
                 "relay_domains = example.net\n"
                 "local_recipient_maps = inline:{postmaster=x, alice=x}\n"
                 "smtpd_recipient_restrictions = check_recipient_access "
-                "inline:{{spam.example=REJECT no}, ok.example=OK}, reject_unauth_destination\n";
+                "inline:{{spam.example=REJECT no}, ok.example=OK}, reject_unauth_destination\n"
+                "smtpd_helo_restrictions = reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname, "
+                "check_helo_access inline:{{bad.example=REJECT bad helo}}\n"
+                "smtpd_sender_restrictions = reject_non_fqdn_sender, reject_unlisted_sender, "
+                "check_sender_access inline:{<>=OK, {spam.example=550 5.7.1 go away}}, warn_if_reject "
+                "reject\n";
         char *err = NULL;
         if (config_load_text("/nonexistent", text, sizeof text - 1, &c) < 0 ||
             smtpd_access_new(c, &a, &err) < 0)
@@ -47,8 +52,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         access_decision_done(&d);
 
+        /* The same hostile text as HELO name, sender and recipient: every list sees it. */
         struct access_client cl = {"unknown", size % 2 ? "127.0.0.1" : "192.0.2.1", false};
-        smtpd_access_rcpt(a, &cl, rcpt, &d);
+        struct access_request rq = {&cl, rcpt, size % 3 ? rcpt : "", rcpt};
+        smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
         if ((d.result == ACCESS_REJECT) != (d.reply != NULL))
                 abort();
         /* A reply is one line: the session sends it as is. */

@@ -33,8 +33,9 @@ static struct smtpd_access *access_from(const char *extra, struct config **ret_c
 static char *decide(struct smtpd_access *a, const char *addr, const char *rcpt)
 {
         struct access_client cl = {"unknown", addr, false};
+        struct access_request rq = {&cl, "client.example.org", "sender@example.org", rcpt};
         struct access_decision d;
-        smtpd_access_rcpt(a, &cl, rcpt, &d);
+        smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
         char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
         if (d.result != ACCESS_REJECT && d.reply)
                 unit_fail(__FILE__, __LINE__, "a reply without a rejection: %s", d.reply);
@@ -166,6 +167,105 @@ TEST(access_tables)
         CHECK_DECISION(a, "127.0.0.1", "y@remote.example", "");
         CHECK_DECISION(a, "192.0.2.1", "y@remote.example",
                        "554 5.7.1 <y@remote.example>: Relay access denied");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+/* The reply at a stage for a request with these HELO name, sender and recipient, or "" when accepted. */
+static char *decide_at(struct smtpd_access *a, enum access_stage stage, const char *addr, const char *helo,
+                       const char *sender, const char *rcpt)
+{
+        struct access_client cl = {"unknown", addr, false};
+        struct access_request rq = {&cl, helo, sender, rcpt};
+        struct access_decision d;
+        smtpd_access_check(a, stage, &rq, &d);
+        char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
+        access_decision_done(&d);
+        return out;
+}
+
+#define CHECK_AT(a, stage, addr, helo, sender, rcpt, expected)                             \
+        do {                                                                               \
+                _cleanup_free_ char *got_ = decide_at(a, stage, addr, helo, sender, rcpt); \
+                CHECK_STR(got_, expected);                                                 \
+        } while (0)
+
+TEST(helo_and_sender_restrictions_wait_for_rcpt)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from(
+                "smtpd_helo_restrictions = permit_mynetworks, reject_invalid_helo_hostname, "
+                "reject_non_fqdn_helo_hostname, check_helo_access inline:{{bad.example=REJECT go away}}\n"
+                "smtpd_sender_restrictions = reject_non_fqdn_sender, "
+                "check_sender_access inline:{<>=OK, {spammer@example.net=REJECT}, {junk.example=450 4.7.2 "
+                "slow down}}\n",
+                &c);
+        /* smtpd_delay_reject = yes (the default): nothing is decided before RCPT TO. */
+        CHECK_AT(a, ACCESS_STAGE_HELO, "192.0.2.1", "bad.example", NULL, NULL, "");
+        CHECK_AT(a, ACCESS_STAGE_MAIL, "192.0.2.1", "ok.example", "spammer@example.net", NULL, "");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "bad.example", "a@example.org", "alice@localhost",
+                 "554 5.7.1 <bad.example>: Helo command rejected: go away");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "localhost", "a@example.org", "alice@localhost",
+                 "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "bad..name", "a@example.org", "alice@localhost",
+                 "501 5.5.2 <bad..name>: Helo command rejected: Invalid name");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "12345", "a@example.org", "alice@localhost",
+                 "501 5.5.2 <12345>: Helo command rejected: Invalid name");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "[192.0.2.1]", "a@example.org", "alice@localhost", "");
+        /* A permit ends its own list only: the sender list still runs for a client in mynetworks. */
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "127.0.0.1", "localhost", "spammer@example.net", "alice@localhost",
+                 "554 5.7.1 <spammer@example.net>: Sender address rejected: Access denied");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "ok.example", "who@sub.junk.example", "alice@localhost",
+                 "450 4.7.2 <who@sub.junk.example>: Sender address rejected: slow down");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "ok.example", "nodomain", "alice@localhost",
+                 "504 5.5.2 <nodomain>: Sender address rejected: need fully-qualified address");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "ok.example", "", "alice@localhost", "");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(no_delay_reject_decides_at_each_command)
+{
+        struct config *c;
+        struct smtpd_access *a =
+                access_from("smtpd_delay_reject = no\n"
+                            "smtpd_client_restrictions = check_client_access inline:{192.0.2.66=REJECT}\n"
+                            "smtpd_helo_restrictions = reject_non_fqdn_helo_hostname\n"
+                            "smtpd_sender_restrictions = reject_unlisted_sender\n"
+                            "smtpd_data_restrictions = reject\n",
+                            &c);
+        CHECK_AT(a, ACCESS_STAGE_CONNECT, "192.0.2.66", NULL, NULL, NULL,
+                 "554 5.7.1 <unknown[192.0.2.66]>: Client host rejected: Access denied");
+        CHECK_AT(a, ACCESS_STAGE_CONNECT, "192.0.2.1", NULL, NULL, NULL, "");
+        CHECK_AT(a, ACCESS_STAGE_HELO, "192.0.2.1", "box", NULL, NULL,
+                 "504 5.5.2 <box>: Helo command rejected: need fully-qualified hostname");
+        CHECK_AT(a, ACCESS_STAGE_MAIL, "192.0.2.1", "box.example", "nosuch@localhost", NULL,
+                 "550 5.1.0 <nosuch@localhost>: Sender address rejected: User unknown in local recipient "
+                 "table");
+        CHECK_AT(a, ACCESS_STAGE_MAIL, "192.0.2.1", "box.example", "alice@localhost", NULL, "");
+        /* Already decided at their own commands: RCPT TO runs only the relay and recipient lists. */
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.66", "box", "nosuch@localhost", "alice@localhost", "");
+        CHECK_AT(a, ACCESS_STAGE_DATA, "192.0.2.1", "box.example", "alice@localhost", NULL,
+                 "554 5.7.1 <DATA>: Data command rejected: Access denied");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(warn_if_reject_and_defer_if_permit)
+{
+        struct config *c;
+        /* warn_if_reject turns the next rejection into a log line. */
+        struct smtpd_access *a =
+                access_from("smtpd_sender_restrictions = warn_if_reject reject_non_fqdn_sender\n", &c);
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "ok.example", "nodomain", "alice@localhost", "");
+        /* defer_if_permit becomes a deferral only when nothing rejects later. */
+        smtpd_access_free(a);
+        config_free(c);
+        a = access_from("smtpd_client_restrictions = defer_if_permit\n", &c);
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "ok.example", "a@example.org", "alice@localhost",
+                 "450 4.7.1 <alice@localhost>: Recipient address rejected: Access denied");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "192.0.2.1", "ok.example", "a@example.org", "bob@remote.example",
+                 "454 4.7.1 <bob@remote.example>: Relay access denied");
         smtpd_access_free(a);
         config_free(c);
 }
