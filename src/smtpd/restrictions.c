@@ -31,7 +31,7 @@ struct smtpd_access {
         struct netaddr local_addrs[ACCESS_LOCAL_ADDRS_MAX];
         size_t n_local_addrs;
         struct maps *local_rcpt; /* NULL: local_recipient_maps is empty, every local user is accepted */
-        bool reject_unlisted_recipient;
+        bool reject_unlisted_recipient, reject_unlisted_sender;
         bool delay_reject; /* smtpd_delay_reject: client, HELO and sender lists wait for RCPT TO */
         struct strv client_restrictions, helo_restrictions, sender_restrictions;
         struct strv relay_restrictions, recipient_restrictions, data_restrictions;
@@ -228,6 +228,7 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         }
         local_addrs_init(a, c);
         a->reject_unlisted_recipient = config_get_bool(c, "smtpd_reject_unlisted_recipient");
+        a->reject_unlisted_sender = config_get_bool(c, "smtpd_reject_unlisted_sender");
         a->delay_reject = config_get_bool(c, "smtpd_delay_reject");
         a->null_access_key = xstrdup(config_get(c, "smtpd_null_access_lookup_key"));
         a->non_fqdn_code = (int)config_get_int(c, "non_fqdn_reject_code");
@@ -524,6 +525,19 @@ static bool helo_is_valid(const char *helo)
         return strspn(helo, "0123456789.") != len;
 }
 
+/* A sender in one of our domains that could not receive mail (reject_unlisted_sender). */
+static void reject_unlisted_sender(struct smtpd_access *a, const char *sender, struct access_decision *d)
+{
+        if (!sender || !sender[0])
+                return;
+        int r = unlisted_local(a, sender);
+        if (r < 0)
+                tempfail(d, sender);
+        else if (r == 2)
+                reject(d, a->unknown_local_code, "1.0", sender,
+                       "Sender address rejected: ", "User unknown in local recipient table");
+}
+
 /* One table check: check_client_access, check_helo_access, check_sender_access or check_recipient_access. */
 static void eval_table(struct eval_ctx *x, const char *name, const char *spec, struct access_decision *d)
 {
@@ -623,14 +637,7 @@ static void eval_one(struct eval_ctx *x, const struct list_kind *k, const char *
                         reject(d, a->unknown_local_code, "1.1", rq->rcpt,
                                "Recipient address rejected: ", "User unknown in local recipient table");
         } else if (streq(name, "reject_unlisted_sender")) {
-                if (!rq->sender || !rq->sender[0])
-                        return;
-                r = unlisted_local(a, rq->sender);
-                if (r < 0)
-                        tempfail(d, rq->sender);
-                else if (r == 2)
-                        reject(d, a->unknown_local_code, "1.0", rq->sender,
-                               "Sender address rejected: ", "User unknown in local recipient table");
+                reject_unlisted_sender(a, rq->sender, d);
         } else if (streq(name, "reject_non_fqdn_helo_hostname")) {
                 if (rq->helo && !is_fqdn(rq->helo))
                         reject(d, a->non_fqdn_code, "5.2", rq->helo,
@@ -725,6 +732,14 @@ void smtpd_access_check(struct smtpd_access *a, enum access_stage stage, const s
                 eval_list(&x, kinds[i], lists[i], ret);
                 if (ret->result == ACCESS_REJECT)
                         return;
+                /* smtpd_reject_unlisted_sender: with the sender list, whatever that list said. */
+                if (kinds[i] == &KIND_SENDER && a->reject_unlisted_sender) {
+                        access_decision_done(ret);
+                        *ret = (struct access_decision){ACCESS_PASS, NULL};
+                        reject_unlisted_sender(a, rq->sender, ret);
+                        if (ret->result == ACCESS_REJECT)
+                                return;
+                }
         }
         /* smtpd_reject_unlisted_recipient applies even when the lists said permit. */
         if (stage == ACCESS_STAGE_RCPT && a->reject_unlisted_recipient) {

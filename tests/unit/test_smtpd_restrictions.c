@@ -251,6 +251,20 @@ TEST(no_delay_reject_decides_at_each_command)
         config_free(c);
 }
 
+TEST(smtpd_reject_unlisted_sender)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("smtpd_reject_unlisted_sender = yes\n", &c);
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "127.0.0.1", "ok.example", "nosuch@localhost", "alice@localhost",
+                 "550 5.1.0 <nosuch@localhost>: Sender address rejected: User unknown in local recipient "
+                 "table");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "127.0.0.1", "ok.example", "alice@localhost", "alice@localhost", "");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "127.0.0.1", "ok.example", "", "alice@localhost", "");
+        CHECK_AT(a, ACCESS_STAGE_RCPT, "127.0.0.1", "ok.example", "x@remote.example", "alice@localhost", "");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
 TEST(warn_if_reject_and_defer_if_permit)
 {
         struct config *c;
