@@ -32,6 +32,8 @@ struct smtpd_access {
         size_t n_local_addrs;
         struct maps *local_rcpt; /* NULL: local_recipient_maps is empty, every local user is accepted */
         bool reject_unlisted_recipient, reject_unlisted_sender;
+        bool soft_bounce;  /* soft_bounce: every 5xx rejection is sent as 4xx, so nothing is lost while
+                              testing */
         bool delay_reject; /* smtpd_delay_reject: client, HELO and sender lists wait for RCPT TO */
         struct strv client_restrictions, helo_restrictions, sender_restrictions;
         struct strv relay_restrictions, recipient_restrictions, data_restrictions;
@@ -229,6 +231,7 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         local_addrs_init(a, c);
         a->reject_unlisted_recipient = config_get_bool(c, "smtpd_reject_unlisted_recipient");
         a->reject_unlisted_sender = config_get_bool(c, "smtpd_reject_unlisted_sender");
+        a->soft_bounce = config_get_bool(c, "soft_bounce");
         a->delay_reject = config_get_bool(c, "smtpd_delay_reject");
         a->null_access_key = xstrdup(config_get(c, "smtpd_null_access_lookup_key"));
         a->non_fqdn_code = (int)config_get_int(c, "non_fqdn_reject_code");
@@ -719,7 +722,22 @@ static size_t stage_lists(const struct smtpd_access *a, enum access_stage stage,
         return n;
 }
 
+static void check_stage(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
+                        struct access_decision *ret);
+
 void smtpd_access_check(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
+                        struct access_decision *ret)
+{
+        check_stage(a, stage, rq, ret);
+        /* soft_bounce: "550 5.1.1 ..." becomes "450 4.1.1 ...". */
+        if (a->soft_bounce && ret->result == ACCESS_REJECT && ret->reply[0] == '5') {
+                ret->reply[0] = '4';
+                if (ret->reply[3] == ' ' && ret->reply[4] == '5' && ret->reply[5] == '.')
+                        ret->reply[4] = '4';
+        }
+}
+
+static void check_stage(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
                         struct access_decision *ret)
 {
         struct eval_ctx x = {.a = a, .rq = rq};

@@ -265,6 +265,22 @@ TEST(smtpd_reject_unlisted_sender)
         config_free(c);
 }
 
+TEST(soft_bounce_turns_rejections_into_deferrals)
+{
+        struct config *c;
+        struct smtpd_access *a =
+                access_from("soft_bounce = yes\n"
+                            "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+                            &c);
+        CHECK_DECISION(a, "192.0.2.1", "nosuch@localhost",
+                       "450 4.1.1 <nosuch@localhost>: Recipient address rejected: User unknown in local "
+                       "recipient table");
+        CHECK_DECISION(a, "192.0.2.1", "bob@remote.example",
+                       "454 4.7.1 <bob@remote.example>: Relay access denied");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
 TEST(warn_if_reject_and_defer_if_permit)
 {
         struct config *c;
