@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "delivery_request.h"
 #include "qfile.h"
 #include "queue.h"
 
@@ -13,7 +14,12 @@
 /* Digits of the subject and detail parts of an enhanced status code (RFC 3463: 1 to 3 each). */
 #define AGENT_DSN_PART_MAX 3
 
-enum agent_result { AGENT_SENT, AGENT_BOUNCED, AGENT_DEFERRED };
+/* The same values as enum delivery_status: a verdict is recorded and reported as it is. */
+enum agent_result {
+        AGENT_SENT = DELIVERY_SENT,
+        AGENT_BOUNCED = DELIVERY_BOUNCED,
+        AGENT_DEFERRED = DELIVERY_DEFERRED
+};
 
 /* One verdict for every recipient of a request. */
 struct agent_verdict {

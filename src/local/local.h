@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "config.h"
 #include "delivery.h"
+#include "delivery_request.h"
 #include "maps.h"
 #include "qfile.h"
 #include "queue.h"
@@ -42,7 +43,12 @@ struct local {
         bool alias_files_allowed, dotlock;
 };
 
-enum local_result { LOCAL_SENT, LOCAL_DEFERRED, LOCAL_BOUNCED };
+/* The same values as enum delivery_status: an outcome is recorded and reported as it is. */
+enum local_result {
+        LOCAL_SENT = DELIVERY_SENT,
+        LOCAL_DEFERRED = DELIVERY_DEFERRED,
+        LOCAL_BOUNCED = DELIVERY_BOUNCED
+};
 
 struct local_status {
         int result; /* enum local_result */

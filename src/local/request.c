@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "alloc.h"
-#include "dsnlog.h"
+#include "delivery_request.h"
 #include "ipc.h"
 #include "local.h"
 #include "log.h"
@@ -223,19 +223,26 @@ static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, stru
         alias_list_free(&targets);
 }
 
-static void reply_error(int fd, const struct ipc_msg *req, const char *reason)
+/* Each requested recipient: a bad index, already done, or delivered, recorded and marked. */
+static void deliver_all(struct request *rq, const struct delivery_request *dr, int qfd,
+                        struct ipc_msg *reply)
 {
-        struct ipc_msg reply = IPC_MSG_INIT;
-        for (size_t i = 0; i < req->n_attrs; i++) {
-                if (!streq(req->attrs[i].name, "rcpt_index"))
-                        continue;
-                ipc_msg_add_str(&reply, "rcpt_index", req->attrs[i].value);
-                ipc_msg_add_str(&reply, "status", "deferred");
-                ipc_msg_add_str(&reply, "dsn", "4.3.0");
-                ipc_msg_add_str(&reply, "reason", reason);
+        struct local *l = rq->l;
+        for (size_t i = 0; i < dr->n_rcpts; i++) {
+                struct qfile_rcpt *rcpt = delivery_request_rcpt(&dr->rcpts[i], rq->msg);
+                struct local_status st = {0};
+                struct delivery_outcome o;
+                if (!rcpt)
+                        o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0", "bad recipient index"};
+                else if (!delivery_rcpt_already_done(rcpt, &o)) {
+                        /* deliver_rcpt logs; a deferral forced by the record or mark is only replied. */
+                        deliver_rcpt(rq, rcpt, &st);
+                        o = (struct delivery_outcome){(enum delivery_status)st.result, st.dsn, st.reason};
+                        delivery_record_outcome(l->queue, qfd, rq->queue_id, dr->rcpts[i].index, rcpt,
+                                                "local", &o);
+                }
+                delivery_reply_add(reply, dr->rcpts[i].text, &o);
         }
-        ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
-        ipc_msg_free(&reply);
 }
 
 void local_serve(struct local *l, int fd)
@@ -247,103 +254,47 @@ void local_serve(struct local *l, int fd)
                 return;
         }
         uint64_t agent_usec = delivery_now_usec();
-        const char *id = ipc_msg_get_str(&req, "queue_id");
-        const char *queue = ipc_msg_get_str(&req, "queue");
-        const char *rq_type = ipc_msg_get_str(&req, "req");
-        if (!rq_type || !streq(rq_type, "deliver") || !id || !queue_id_valid(id) || !queue ||
-            queue_name_from_string(queue) != QUEUE_ACTIVE) {
+        struct delivery_request dr;
+        const char *why = NULL;
+        r = delivery_request_parse(&req, &dr, &why);
+        ipc_msg_free(&req);
+        struct ipc_msg reply = IPC_MSG_INIT;
+        if (r < 0 || !dr.queue_named || dr.queue != QUEUE_ACTIVE) {
                 msg_warn("bad delivery request (req, queue_id or queue missing or invalid)");
-                reply_error(fd, &req, "bad delivery request");
-                ipc_msg_free(&req);
+                delivery_reply_defer_all(&reply, &dr, "bad delivery request");
+                ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
+                ipc_msg_free(&reply);
+                delivery_request_free(&dr);
                 return;
         }
 
+        /* Only these recipients' slots are locked, until the reply is sent: other batches of the message
+         * go on in parallel. */
+        size_t n_idx = 0, len = 0;
+        _cleanup_free_ size_t *wanted = delivery_request_indexes(&dr, &n_idx);
         _cleanup_close_ int qfd = -1;
         _cleanup_free_ char *data = NULL;
-        size_t len = 0;
         struct qfile_msg msg = {0};
-        /* Only these recipients' slots are locked: other batches of the message go on in parallel. */
-        _cleanup_free_ size_t *wanted = xcalloc(req.n_attrs ? req.n_attrs : 1, sizeof *wanted);
-        size_t n_idx = 0;
-        for (size_t a = 0; a < req.n_attrs; a++)
-                if (streq(req.attrs[a].name, "rcpt_index")) {
-                        char *end = NULL;
-                        unsigned long long v = strtoull(req.attrs[a].value, &end, 10);
-                        if (end && !*end && end != req.attrs[a].value)
-                                wanted[n_idx++] = (size_t)v;
-                }
-        r = queue_open_for_delivery(l->queue, id, QUEUE_ACTIVE, wanted, n_idx, &qfd, &data, &len, &msg);
+        r = queue_open_for_delivery(l->queue, dr.queue_id, QUEUE_ACTIVE, wanted, n_idx, &qfd, &data, &len,
+                                    &msg);
         if (r < 0) {
-                msg_warn("%s: open queue file: %s", id, strerror(-r));
-                reply_error(fd, &req, "queue file unavailable");
-                ipc_msg_free(&req);
-                return;
+                msg_warn("%s: open queue file: %s", dr.queue_id, strerror(-r));
+                delivery_reply_defer_all(&reply, &dr, "queue file unavailable");
+                ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
+        } else {
+                struct request rq = {.l = l, .queue_id = dr.queue_id, .msg = &msg};
+                rq.times.arrival_usec = dr.arrival_usec ? dr.arrival_usec : msg.arrival_usec;
+                rq.times.active_usec = dr.active_usec ? dr.active_usec : agent_usec;
+                rq.times.agent_usec = agent_usec;
+                rq.times.conn_usec = agent_usec;
+                scan_headers(msg.content, msg.content_len, &rq.loops);
+                deliver_all(&rq, &dr, qfd, &reply);
+                strv_free(&rq.loops.delivered_to);
+                r = ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
+                if (r < 0)
+                        msg_warn("%s: send reply to qmgr: %s", dr.queue_id, strerror(-r));
         }
-
-        long long v = 0;
-        struct request rq = {.l = l, .queue_id = id, .msg = &msg};
-        rq.times.arrival_usec =
-                ipc_msg_get_int(&req, "arrival_usec", &v) == 0 && v > 0 ? (uint64_t)v : msg.arrival_usec;
-        rq.times.active_usec =
-                ipc_msg_get_int(&req, "active_usec", &v) == 0 && v > 0 ? (uint64_t)v : agent_usec;
-        rq.times.agent_usec = agent_usec;
-        rq.times.conn_usec = agent_usec;
-        scan_headers(msg.content, msg.content_len, &rq.loops);
-
-        struct ipc_msg reply = IPC_MSG_INIT;
-        for (size_t a = 0; a < req.n_attrs; a++) {
-                if (!streq(req.attrs[a].name, "rcpt_index"))
-                        continue;
-                const char *is = req.attrs[a].value;
-                char *end = NULL;
-                unsigned long long idx = strtoull(is, &end, 10);
-                struct local_status st = {0};
-                if (!end || *end || end == is || idx >= msg.n_rcpts) {
-                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0", "bad recipient index");
-                } else if (msg.rcpts[idx].state != QFILE_RCPT_PENDING) {
-                        /* Done by an earlier attempt that was interrupted before its reply. */
-                        local_status_set(
-                                &st, msg.rcpts[idx].state == QFILE_RCPT_BOUNCED ? LOCAL_BOUNCED : LOCAL_SENT,
-                                isempty(msg.rcpts[idx].dsn_status) ? "2.0.0" : msg.rcpts[idx].dsn_status,
-                                "already done");
-                } else {
-                        deliver_rcpt(&rq, &msg.rcpts[idx], &st);
-                        /* The notification's record before the mark: a crash between them never loses it. */
-                        if (st.result != LOCAL_SENT &&
-                            dsnlog_append_rcpt(l->queue,
-                                               st.result == LOCAL_BOUNCED ? QUEUE_BOUNCE : QUEUE_DEFER, id,
-                                               idx, &msg.rcpts[idx], st.dsn, "local", st.reason) < 0 &&
-                            st.result == LOCAL_BOUNCED)
-                                local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
-                                                 "cannot write the bounce log");
-                        if (st.result != LOCAL_DEFERRED) {
-                                enum qfile_rcpt_state s =
-                                        st.result == LOCAL_SENT ? QFILE_RCPT_DELIVERED : QFILE_RCPT_BOUNCED;
-                                int m = queue_mark_rcpt(qfd, &msg.rcpts[idx], s, delivery_now_usec(),
-                                                        st.dsn);
-                                if (m < 0) {
-                                        /* Unmarked, it would be delivered again: say so, and let qmgr retry.
-                                         */
-                                        msg_warn("%s: cannot mark recipient %s done: %s", id,
-                                                 msg.rcpts[idx].address, strerror(-m));
-                                        local_status_set(&st, LOCAL_DEFERRED, "4.3.0",
-                                                         "cannot update queue file");
-                                }
-                        }
-                }
-                const char *status = st.result == LOCAL_SENT      ? "sent"
-                                     : st.result == LOCAL_BOUNCED ? "bounced"
-                                                                  : "deferred";
-                ipc_msg_add_str(&reply, "rcpt_index", is);
-                ipc_msg_add_str(&reply, "status", status);
-                ipc_msg_add_str(&reply, "dsn", st.dsn);
-                ipc_msg_add_str(&reply, "reason", st.reason);
-        }
-        r = ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
-        if (r < 0)
-                msg_warn("%s: send reply to qmgr: %s", id, strerror(-r));
         ipc_msg_free(&reply);
-        ipc_msg_free(&req);
-        strv_free(&rq.loops.delivered_to);
+        delivery_request_free(&dr);
         qfile_msg_free(&msg);
 }

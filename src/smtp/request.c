@@ -9,7 +9,7 @@
 
 #include "alloc.h"
 #include "delivery.h"
-#include "dsnlog.h"
+#include "delivery_request.h"
 #include "log.h"
 #include "macro.h"
 #include "resolve.h"
@@ -27,6 +27,7 @@ static void request_free(struct request *rq)
         for (size_t i = 0; i < rq->n_rcpts; i++)
                 free(rq->rcpts[i].reason);
         free(rq->rcpts);
+        delivery_request_free(&rq->dr);
         qfile_msg_free(&rq->msg);
         free(rq->qdata);
         free(rq->queue_id);
@@ -44,24 +45,24 @@ static void update_events(struct request *rq)
         sd_event_source_set_io_events(rq->io, EPOLLIN | (ipc_conn_want_write(&rq->conn) ? EPOLLOUT : 0));
 }
 
-static const char *status_name(enum rcpt_status st)
+/* Anything not final yet is reported as deferred. */
+static enum delivery_status delivery_status_of(enum rcpt_status st)
 {
-        switch (st) {
-        case RCPT_SENT: return "sent";
-        case RCPT_BOUNCED: return "bounced";
-        default: return "deferred";
-        }
+        return st == RCPT_SENT ? DELIVERY_SENT : st == RCPT_BOUNCED ? DELIVERY_BOUNCED : DELIVERY_DEFERRED;
+}
+
+static enum rcpt_status rcpt_status_of(enum delivery_status st)
+{
+        return st == DELIVERY_SENT ? RCPT_SENT : st == DELIVERY_BOUNCED ? RCPT_BOUNCED : RCPT_DEFERRED;
 }
 
 static void send_reply(struct request *rq)
 {
         struct ipc_msg m = IPC_MSG_INIT;
         for (size_t i = 0; i < rq->n_rcpts; i++) {
-                struct rcpt *r = &rq->rcpts[i];
-                ipc_msg_add_int(&m, "rcpt_index", (long long)r->index);
-                ipc_msg_add_str(&m, "status", status_name(r->status));
-                ipc_msg_add_str(&m, "dsn", r->dsn);
-                ipc_msg_add_str(&m, "reason", r->reason ? r->reason : "");
+                const struct rcpt *r = &rq->rcpts[i];
+                const struct delivery_outcome o = {delivery_status_of(r->status), r->dsn, r->reason};
+                delivery_reply_add(&m, rq->dr.rcpts[i].text, &o);
         }
         int r = ipc_conn_queue(&rq->conn, &m);
         ipc_msg_free(&m);
@@ -103,28 +104,15 @@ void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, e
                         const char *dsn, const char *reason)
 {
         uint64_t now = delivery_now_usec();
-        /* The notification's record before the mark: a crash between them never loses it. */
-        if (st != RCPT_SENT &&
-            dsnlog_append_rcpt(rq->agent->queue, st == RCPT_BOUNCED ? QUEUE_BOUNCE : QUEUE_DEFER,
-                               rq->queue_id, r->index, r->q, dsn, relay, reason) < 0 &&
-            st == RCPT_BOUNCED) {
-                st = RCPT_DEFERRED;
-                dsn = "4.3.0";
-                reason = "cannot write the bounce log";
-        }
-        r->status = st;
-        snprintf(r->dsn, sizeof r->dsn, "%s", dsn);
+        const struct delivery_outcome happened = {delivery_status_of(st), dsn, reason};
+        struct delivery_outcome o = happened;
+        if (delivery_record_outcome(rq->agent->queue, rq->qfd, rq->queue_id, r->index, r->q, relay, &o) < 0)
+                /* Unlike local, not deferred: the peer has the message, and a retry would send it twice. */
+                o = happened;
+        r->status = rcpt_status_of(o.status);
+        snprintf(r->dsn, sizeof r->dsn, "%s", o.dsn);
         free(r->reason);
-        r->reason = xstrdup(reason);
-        if (st == RCPT_SENT || st == RCPT_BOUNCED) {
-                /* Durable before qmgr hears of it: a crash from here on never sends this recipient twice. */
-                int k = queue_mark_rcpt(rq->qfd, r->q,
-                                        st == RCPT_SENT ? QFILE_RCPT_DELIVERED : QFILE_RCPT_BOUNCED, now,
-                                        r->dsn);
-                if (k < 0)
-                        msg_warn("%s: cannot mark recipient %s done in the queue file: %s", rq->queue_id,
-                                 r->q->address, strerror(-k));
-        }
+        r->reason = xstrdup(o.reason);
         struct delivery_times t = {
                 .arrival_usec = rq->arrival_usec,
                 .active_usec = rq->active_usec,
@@ -132,8 +120,8 @@ void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, e
                 .conn_usec = rq->conn_usec ? rq->conn_usec : now,
                 .done_usec = now,
         };
-        delivery_log(rq->queue_id, r->q->address, r->q->orig_rcpt, relay, &t, r->dsn, status_name(st),
-                     reason);
+        delivery_log(rq->queue_id, r->q->address, r->q->orig_rcpt, relay, &t, r->dsn,
+                     delivery_status_name(o.status), o.reason);
 }
 
 static void set_last(struct request *rq, const char *dsn, const char *reason, bool permanent)
@@ -261,52 +249,36 @@ static void reject_all(struct request *rq, const char *reason)
 static void handle_request(struct request *rq, const struct ipc_msg *m)
 {
         struct agent *a = rq->agent;
-        long long v;
 
         sd_event_source_set_enabled(rq->timer, SD_EVENT_OFF);
         rq->agent_usec = delivery_now_usec();
-        const char *req = ipc_msg_get_str(m, "req"), *qid = ipc_msg_get_str(m, "queue_id");
-        const char *nexthop = ipc_msg_get_str(m, "nexthop"), *queue = ipc_msg_get_str(m, "queue");
-        rq->queue_id = xstrdup(qid ? qid : "");
-        rq->nexthop = xstrdup(nexthop ? nexthop : "");
-        rq->arrival_usec = ipc_msg_get_int(m, "arrival_usec", &v) == 0 && v > 0 ? (uint64_t)v : 0;
-        rq->active_usec = ipc_msg_get_int(m, "active_usec", &v) == 0 && v > 0 ? (uint64_t)v : rq->agent_usec;
-
-        size_t n = 0;
-        for (size_t i = 0; i < m->n_attrs; i++)
-                if (streq(m->attrs[i].name, "rcpt_index"))
-                        n++;
-        if (n > SMTP_REQUEST_RCPTS_MAX)
-                n = SMTP_REQUEST_RCPTS_MAX;
-        rq->rcpts = xcalloc(n ? n : 1, sizeof *rq->rcpts);
-        for (size_t i = 0; i < m->n_attrs && rq->n_rcpts < n; i++)
-                if (streq(m->attrs[i].name, "rcpt_index")) {
-                        char *end;
-                        unsigned long long idx = strtoull(m->attrs[i].value, &end, 10);
-                        rq->rcpts[rq->n_rcpts++].index = *end == '\0' ? (size_t)idx : SIZE_MAX;
-                }
-
-        if (!req || !streq(req, "deliver") || !qid || !queue_id_valid(qid)) {
-                reject_all(rq, "bad delivery request");
-                return;
-        }
-        int qn = queue ? queue_name_from_string(queue) : QUEUE_ACTIVE;
-        if (qn < 0) {
-                reject_all(rq, "bad queue name in delivery request");
-                return;
-        }
-        /* Read-write: the status slots of delivered recipients are rewritten in place. */
-        size_t *idx = xcalloc(rq->n_rcpts ? rq->n_rcpts : 1, sizeof *idx);
+        const char *why = NULL;
+        int bad = delivery_request_parse(m, &rq->dr, &why);
+        rq->queue_id = xstrdup(rq->dr.queue_id);
+        rq->nexthop = xstrdup(rq->dr.nexthop);
+        rq->arrival_usec = rq->dr.arrival_usec;
+        rq->active_usec = rq->dr.active_usec ? rq->dr.active_usec : rq->agent_usec;
+        /* One per requested recipient, so every one is answered; an invalid index matches no recipient. */
+        rq->n_rcpts = rq->dr.n_rcpts;
+        rq->rcpts = xcalloc(rq->n_rcpts ? rq->n_rcpts : 1, sizeof *rq->rcpts);
         for (size_t i = 0; i < rq->n_rcpts; i++)
-                idx[i] = rq->rcpts[i].index;
-        int r = queue_open_for_delivery(a->queue, qid, (enum queue_name)qn, idx, rq->n_rcpts, &rq->qfd,
+                rq->rcpts[i].index = rq->dr.rcpts[i].valid ? rq->dr.rcpts[i].index : SIZE_MAX;
+        if (bad < 0) {
+                reject_all(rq, why);
+                return;
+        }
+        /* Read-write: the status slots of delivered recipients are rewritten in place. Unlike local, any
+         * queue qmgr names is taken. */
+        size_t n_idx = 0;
+        size_t *idx = delivery_request_indexes(&rq->dr, &n_idx);
+        int r = queue_open_for_delivery(a->queue, rq->queue_id, rq->dr.queue, idx, n_idx, &rq->qfd,
                                         &rq->qdata, &rq->qlen, &rq->msg);
         free(idx);
         if (r < 0) {
-                char *why = xasprintf("cannot read queue file %s/%s: %s", queue ? queue : "active", qid,
-                                      strerror(-r));
-                reject_all(rq, why);
-                free(why);
+                char *why_open = xasprintf("cannot read queue file %s/%s: %s",
+                                           queue_name_to_string(rq->dr.queue), rq->queue_id, strerror(-r));
+                reject_all(rq, why_open);
+                free(why_open);
                 return;
         }
         if (rq->arrival_usec == 0)
@@ -315,18 +287,18 @@ static void handle_request(struct request *rq, const struct ipc_msg *m)
         bool pending = false;
         for (size_t i = 0; i < rq->n_rcpts; i++) {
                 struct rcpt *rc = &rq->rcpts[i];
-                if (rc->index >= rq->msg.n_rcpts) {
+                rc->q = delivery_request_rcpt(&rq->dr.rcpts[i], &rq->msg);
+                if (!rc->q) {
                         rc->status = RCPT_DEFERRED;
                         snprintf(rc->dsn, sizeof rc->dsn, "4.3.0");
                         rc->reason = xstrdup("bad recipient index in delivery request");
                         continue;
                 }
-                rc->q = &rq->msg.rcpts[rc->index];
-                /* Done before (a crash after marking, before qmgr heard): report it, never send again. */
-                if (rc->q->state == QFILE_RCPT_DELIVERED || rc->q->state == QFILE_RCPT_BOUNCED) {
-                        rc->status = rc->q->state == QFILE_RCPT_DELIVERED ? RCPT_SENT : RCPT_BOUNCED;
-                        snprintf(rc->dsn, sizeof rc->dsn, "%s", rc->q->dsn_status);
-                        rc->reason = xstrdup("recipient already done");
+                struct delivery_outcome done;
+                if (delivery_rcpt_already_done(rc->q, &done)) {
+                        rc->status = rcpt_status_of(done.status);
+                        snprintf(rc->dsn, sizeof rc->dsn, "%s", done.dsn);
+                        rc->reason = xstrdup(done.reason);
                         continue;
                 }
                 pending = true;

@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "buf.h"
+#include "delivery_request.h"
 #include "dns.h"
 #include "ipc.h"
 #include "maps.h"
@@ -17,7 +18,6 @@
 
 #define SMTP_MAX_CONNECTIONS      50                /* delivery requests one process serves at once */
 #define SMTP_CACHE_MAX            32                /* idle connections kept per process */
-#define SMTP_REQUEST_RCPTS_MAX    10000             /* rcpt_index entries in one request */
 #define SMTP_DATA_CHUNK           (64u * 1024)      /* DATA bytes encoded per write */
 #define SMTP_REQUEST_TIMEOUT_USEC (60ULL * 1000000) /* for qmgr to send its request */
 #define SMTP_REASON_MAX           1024
@@ -77,6 +77,7 @@ struct request {
 
         char *queue_id;
         char *nexthop;
+        struct delivery_request dr; /* as qmgr sent it: rcpts[i] answers dr.rcpts[i] */
         uint64_t arrival_usec, active_usec, agent_usec, conn_usec;
         int qfd;
         char *qdata;

@@ -1,0 +1,178 @@
+/* delivery_request.c: qmgr's delivery request parsed once for every agent, and the per-recipient record,
+ * mark and "already done" rules they share. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "delivery.h"
+#include "delivery_request.h"
+#include "dsnlog.h"
+#include "log.h"
+#include "macro.h"
+#include "queue_id.h"
+
+/* A recipient position: digits only, no sign, blank or trailing byte (strtoull would take all three). */
+static bool parse_index(const struct ipc_attr *a, size_t *ret)
+{
+        const char *s = a->value;
+        if (a->value_len == 0 || s[0] < '0' || s[0] > '9' || memchr(s, '\0', a->value_len))
+                return false;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno != 0 || end != s + a->value_len || v > SIZE_MAX)
+                return false;
+        *ret = (size_t)v;
+        return true;
+}
+
+/* A positive time attribute, else 0 (the caller's default applies). */
+static uint64_t get_usec(const struct ipc_msg *m, const char *name)
+{
+        long long v = 0;
+        return ipc_msg_get_int(m, name, &v) == 0 && v > 0 ? (uint64_t)v : 0;
+}
+
+static void read_rcpts(const struct ipc_msg *m, struct delivery_request *ret, bool *ret_too_many)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < m->n_attrs; i++)
+                if (streq(m->attrs[i].name, "rcpt_index"))
+                        n++;
+        *ret_too_many = n > DELIVERY_REQUEST_RCPTS_MAX;
+        if (*ret_too_many)
+                n = DELIVERY_REQUEST_RCPTS_MAX;
+        ret->rcpts = xcalloc(n ? n : 1, sizeof *ret->rcpts);
+        for (size_t i = 0; i < m->n_attrs && ret->n_rcpts < n; i++) {
+                if (!streq(m->attrs[i].name, "rcpt_index"))
+                        continue;
+                struct delivery_request_rcpt *r = &ret->rcpts[ret->n_rcpts++];
+                r->text = xstrdup(m->attrs[i].value);
+                r->valid = parse_index(&m->attrs[i], &r->index);
+        }
+}
+
+int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **why)
+{
+        *ret = (struct delivery_request){.queue = QUEUE_ACTIVE};
+        bool too_many = false;
+        read_rcpts(m, ret, &too_many);
+        const char *type = ipc_msg_get_str(m, "req"), *id = ipc_msg_get_str(m, "queue_id");
+        const char *queue = ipc_msg_get_str(m, "queue"), *nexthop = ipc_msg_get_str(m, "nexthop");
+        const char *transport = ipc_msg_get_str(m, "transport");
+        ret->queue_id = xstrdup(id ? id : "");
+        ret->nexthop = xstrdup(nexthop ? nexthop : "");
+        ret->transport = xstrdup(transport ? transport : "");
+        ret->arrival_usec = get_usec(m, "arrival_usec");
+        ret->active_usec = get_usec(m, "active_usec");
+
+        if (!type || !streq(type, "deliver") || !id || !queue_id_valid(id)) {
+                *why = "bad delivery request";
+                return -EINVAL;
+        }
+        ret->queue_named = queue != NULL;
+        if (queue) {
+                int qn = queue_name_from_string(queue);
+                if (qn < 0) {
+                        *why = "bad queue name in delivery request";
+                        return -EINVAL;
+                }
+                ret->queue = (enum queue_name)qn;
+        }
+        if (too_many) {
+                *why = "too many recipients in delivery request";
+                return -E2BIG;
+        }
+        return 0;
+}
+
+void delivery_request_free(struct delivery_request *r)
+{
+        for (size_t i = 0; i < r->n_rcpts; i++)
+                free(r->rcpts[i].text);
+        free(r->rcpts);
+        free(r->queue_id);
+        free(r->nexthop);
+        free(r->transport);
+        *r = (struct delivery_request){0};
+}
+
+size_t *delivery_request_indexes(const struct delivery_request *r, size_t *ret_n)
+{
+        size_t *v = xcalloc(r->n_rcpts ? r->n_rcpts : 1, sizeof *v);
+        size_t n = 0;
+        for (size_t i = 0; i < r->n_rcpts; i++)
+                if (r->rcpts[i].valid)
+                        v[n++] = r->rcpts[i].index;
+        *ret_n = n;
+        return v;
+}
+
+struct qfile_rcpt *delivery_request_rcpt(const struct delivery_request_rcpt *rcpt, struct qfile_msg *msg)
+{
+        return rcpt->valid && rcpt->index < msg->n_rcpts ? &msg->rcpts[rcpt->index] : NULL;
+}
+
+const char *delivery_status_name(enum delivery_status s)
+{
+        return s == DELIVERY_SENT ? "sent" : s == DELIVERY_BOUNCED ? "bounced" : "deferred";
+}
+
+bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_outcome *ret)
+{
+        if (rcpt->state == QFILE_RCPT_PENDING)
+                return false;
+        bool bounced = rcpt->state == QFILE_RCPT_BOUNCED;
+        *ret = (struct delivery_outcome){
+                .status = bounced ? DELIVERY_BOUNCED : DELIVERY_SENT,
+                .dsn = !isempty(rcpt->dsn_status) ? rcpt->dsn_status
+                       : bounced                  ? "5.0.0"
+                                                  : "2.0.0",
+                .reason = "already done",
+        };
+        return true;
+}
+
+int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
+                            struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o)
+{
+        /* The notification's record before the mark: a crash between them never loses it. */
+        if (o->status != DELIVERY_SENT) {
+                enum queue_name log = o->status == DELIVERY_BOUNCED ? QUEUE_BOUNCE : QUEUE_DEFER;
+                /* Logged inside on failure; a lost defer record only costs postqueue its reason. */
+                if (dsnlog_append_rcpt(q, log, queue_id, idx, rcpt, o->dsn, relay, o->reason) < 0 &&
+                    o->status == DELIVERY_BOUNCED) {
+                        *o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0",
+                                                       "cannot write the bounce log"};
+                        return 0;
+                }
+        }
+        if (o->status == DELIVERY_DEFERRED)
+                return 0;
+        /* Durable before qmgr hears of it: a crash from here on never delivers this recipient twice. */
+        int r = queue_mark_rcpt(qfd, rcpt,
+                                o->status == DELIVERY_SENT ? QFILE_RCPT_DELIVERED : QFILE_RCPT_BOUNCED,
+                                delivery_now_usec(), o->dsn);
+        if (r < 0) {
+                msg_warn("%s: cannot mark recipient %s done: %s", queue_id, rcpt->address, strerror(-r));
+                *o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0", "cannot update queue file"};
+                return r;
+        }
+        return 0;
+}
+
+void delivery_reply_add(struct ipc_msg *reply, const char *index_text, const struct delivery_outcome *o)
+{
+        ipc_msg_add_str(reply, "rcpt_index", index_text);
+        ipc_msg_add_str(reply, "status", delivery_status_name(o->status));
+        ipc_msg_add_str(reply, "dsn", o->dsn);
+        ipc_msg_add_str(reply, "reason", o->reason ? o->reason : "");
+}
+
+void delivery_reply_defer_all(struct ipc_msg *reply, const struct delivery_request *r, const char *reason)
+{
+        const struct delivery_outcome o = {DELIVERY_DEFERRED, "4.3.0", reason};
+        for (size_t i = 0; i < r->n_rcpts; i++)
+                delivery_reply_add(reply, r->rcpts[i].text, &o);
+}

@@ -1,0 +1,81 @@
+/* delivery_request.h: qmgr's delivery request (mail_proto.h part 3) as every delivery agent reads it, and
+ * the per-recipient bookkeeping they share before replying. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc.h"
+#include "qfile.h"
+#include "queue.h"
+
+/* rcpt_index entries read from one request (a decoded frame holds fewer: IPC_ATTRS_MAX). */
+#define DELIVERY_REQUEST_RCPTS_MAX 10000
+
+struct delivery_request_rcpt {
+        char *text;   /* as qmgr wrote it: the reply names the recipient the same way */
+        size_t index; /* position in the queue file; only meaningful when valid */
+        bool valid;   /* a plain decimal number: an invalid one is answered "deferred", never dropped */
+};
+
+struct delivery_request {
+        char *queue_id;        /* after a failure: the text as sent, "" when absent */
+        enum queue_name queue; /* QUEUE_ACTIVE when the request names none */
+        bool queue_named;      /* the request had a queue attribute (local and error/discard require it) */
+        char *nexthop;         /* "" when absent */
+        char *transport;       /* "" when absent */
+        uint64_t arrival_usec; /* 0 when absent or not positive: the queue file's time applies */
+        uint64_t active_usec;  /* 0 when absent or not positive: the agent's own time applies */
+        struct delivery_request_rcpt *rcpts;
+        size_t n_rcpts;
+};
+
+/*
+ * Pure parser of a {req=deliver, ...} request. 0; or -EINVAL (req not "deliver", queue_id missing or
+ * not a queue ID, an unknown queue name) or -E2BIG (more than DELIVERY_REQUEST_RCPTS_MAX recipients),
+ * with *why set to the reason to log and reply. The recipients are read first and kept on failure too
+ * (at most DELIVERY_REQUEST_RCPTS_MAX), so that each of them can be answered; *ret always needs
+ * delivery_request_free.
+ */
+int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **why);
+void delivery_request_free(struct delivery_request *r);
+
+/* The valid recipient positions (malloc'd, never NULL), in request order: what to lock in the file. */
+size_t *delivery_request_indexes(const struct delivery_request *r, size_t *ret_n);
+/* The queue file's recipient that rcpt names, or NULL when its index is invalid or past the end. */
+struct qfile_rcpt *delivery_request_rcpt(const struct delivery_request_rcpt *rcpt, struct qfile_msg *msg);
+
+enum delivery_status { DELIVERY_SENT, DELIVERY_BOUNCED, DELIVERY_DEFERRED };
+
+/* "sent", "bounced", "deferred": the words of the reply and of the log line. */
+const char *delivery_status_name(enum delivery_status s);
+
+/* What becomes of one recipient: reported to qmgr, logged, recorded. */
+struct delivery_outcome {
+        enum delivery_status status;
+        const char *dsn;
+        const char *reason;
+};
+
+/*
+ * A recipient that an earlier attempt finished but was interrupted before its reply: true, and *ret is
+ * "sent" or "bounced" with its stored status code and "already done" (never deliver it again). False
+ * while it is pending.
+ */
+bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_outcome *ret);
+
+/*
+ * Record the outcome of recipient idx (rcpt, of the file open read-write as qfd): for a bounce or a
+ * deferral its record in bounce/QID or defer/QID first (relay as the record's relay), then for sent or
+ * bounced the fsync'd status mark. *o becomes what to report: a bounce whose record cannot be written
+ * (the notification would be lost), or a recipient whose mark fails (logged here), is deferred with
+ * 4.3.0. 0, or the mark's negative errno.
+ */
+int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
+                            struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o);
+
+/* Append one {rcpt_index, status, dsn, reason} group to a reply. */
+void delivery_reply_add(struct ipc_msg *reply, const char *index_text, const struct delivery_outcome *o);
+/* Every recipient of r deferred with 4.3.0 and reason (a bad request, an unavailable queue file). */
+void delivery_reply_defer_all(struct ipc_msg *reply, const struct delivery_request *r, const char *reason);
