@@ -17,6 +17,7 @@
 #include "macro.h"
 #include "smtp.h"
 #include "smtp_util.h"
+#include "tls_policy.h"
 
 #define SESSION_READ_CHUNK 16384
 
@@ -337,6 +338,13 @@ static void after_ehlo(struct session *s)
 {
         struct agent *a = s->a;
         if (!s->tls && a->set.tls_level != TLS_NONE && a->ssl_ctx) {
+                /* Unusable TLS settings: defer rather than send in the clear what should be protected. */
+                if (a->tls_policy_error && (s->caps.starttls || a->set.tls_level >= TLS_ENCRYPT)) {
+                        _cleanup_free_ char *reason =
+                                xasprintf("TLS is unavailable: %s", a->tls_policy_error);
+                        setup_failed(s, "4.7.5", reason);
+                        return;
+                }
                 if (s->caps.starttls) {
                         send_line(s, S_STARTTLS, a->set.helo_timeout, "STARTTLS");
                         return;
@@ -474,12 +482,36 @@ static void tls_handshake(struct session *s)
         setup_failed(s, "4.7.5", reason);
 }
 
+/* Per connection rather than on the shared context, so that a per-destination level can pick its own. */
+static int apply_tls_policy(SSL *ssl, const struct tls_policy *p, char **ret_error)
+{
+        if (SSL_set_min_proto_version(ssl, p->min_version) != 1 ||
+            SSL_set_max_proto_version(ssl, p->max_version) != 1) {
+                *ret_error = xasprintf("OpenSSL refuses the TLS protocol range 0x%04x..0x%04x",
+                                       p->min_version, p->max_version);
+                return -EINVAL;
+        }
+        if (SSL_set_cipher_list(ssl, p->cipher_list) != 1) {
+                *ret_error = xasprintf("%s: the cipher list \"%s\" matches no cipher", p->cipher_origin,
+                                       p->cipher_list);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static void start_tls(struct session *s)
 {
         struct agent *a = s->a;
         s->ssl = SSL_new(a->ssl_ctx);
         if (!s->ssl || SSL_set_fd(s->ssl, s->fd) != 1) {
                 setup_failed(s, "4.7.5", "cannot set up TLS (out of memory?)");
+                return;
+        }
+        _cleanup_free_ char *policy_error = NULL;
+        if (apply_tls_policy(s->ssl, a->tls_policy, &policy_error) < 0) {
+                ERR_clear_error();
+                _cleanup_free_ char *reason = xasprintf("TLS is unavailable: %s", policy_error);
+                setup_failed(s, "4.7.5", reason);
                 return;
         }
         struct in6_addr tmp;
@@ -1010,6 +1042,48 @@ void session_cache_flush(struct agent *a)
         }
 }
 
+/* Protocols and ciphers for the agent's level: mandatory ones for encrypt, verify and secure. Unusable
+ * settings are logged once here; each delivery that would use TLS is then deferred with the reason. */
+static void load_tls_policy(struct agent *a, struct config *c)
+{
+        bool mandatory = a->set.tls_level >= TLS_ENCRYPT;
+        const char *protocols_param = mandatory ? "smtp_tls_mandatory_protocols" : "smtp_tls_protocols";
+        const char *ciphers_param = mandatory ? "smtp_tls_mandatory_ciphers" : "smtp_tls_ciphers";
+        const struct tls_policy_settings settings = {
+                .protocols_param = protocols_param,
+                .protocols = config_get(c, protocols_param),
+                .ciphers_param = ciphers_param,
+                .ciphers = config_get(c, ciphers_param),
+                .exclude_param = "smtp_tls_exclude_ciphers",
+                .exclude = config_get(c, "smtp_tls_exclude_ciphers"),
+                .high_cipherlist = config_get(c, "tls_high_cipherlist"),
+                .medium_cipherlist = config_get(c, "tls_medium_cipherlist"),
+        };
+        struct tls_policy *policy = xcalloc(1, sizeof(*policy));
+        _cleanup_free_ char *warning = NULL;
+        char *error = NULL;
+        if (tls_policy_build(&settings, policy, &warning, &error) == 0) {
+                if (warning)
+                        msg_warn("%s", warning);
+                /* Try it on a throw-away connection: a cipher list OpenSSL rejects is found at start. */
+                SSL *probe = SSL_new(a->ssl_ctx);
+                if (!probe)
+                        error = xstrdup("cannot create a TLS connection object (out of memory?)");
+                else
+                        (void)apply_tls_policy(probe, policy, &error);
+                SSL_free(probe);
+                ERR_clear_error();
+        }
+        if (error) {
+                msg_error("%s: deliveries that would use TLS are deferred", error);
+                tls_policy_done(policy);
+                free(policy);
+                a->tls_policy_error = error;
+                return;
+        }
+        a->tls_policy = policy;
+}
+
 int session_tls_init(struct agent *a)
 {
         if (a->set.tls_level == TLS_NONE)
@@ -1019,7 +1093,6 @@ int session_tls_init(struct agent *a)
                 msg_error("cannot create the TLS client context");
                 return -ENOMEM;
         }
-        SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         /* The result is judged after the handshake, so "may" and "encrypt" go on with any certificate. */
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -1035,5 +1108,6 @@ int session_tls_init(struct agent *a)
         } else
                 SSL_CTX_set_default_verify_paths(ctx);
         a->ssl_ctx = ctx;
+        load_tls_policy(a, c);
         return 0;
 }

@@ -52,6 +52,8 @@ struct agent {
         sd_event *event;
         struct smtp_settings set;
         SSL_CTX *ssl_ctx;
+        struct tls_policy *tls_policy; /* protocols and ciphers of set.tls_level (tls_policy.h) */
+        char *tls_policy_error;        /* the settings are unusable: why, naming the parameter */
         struct queue *queue;
         struct session *cache; /* idle connections, most recent first */
         unsigned n_cache;

@@ -50,7 +50,7 @@ static int smtpd_init_privileged(struct service *svc)
         srv->wrappermode = config_get_bool(c, "smtpd_tls_wrappermode");
         srv->tls_level = parse_tls_level(c);
         if (srv->tls_level != SMTPD_TLS_NONE || srv->wrappermode)
-                srv->tls = smtpd_tls_new(c);
+                srv->tls = smtpd_tls_new(c, srv->tls_level == SMTPD_TLS_ENCRYPT || srv->wrappermode);
         return 0;
 }
 

@@ -125,8 +125,12 @@ void smtpd_access_table_result(struct smtpd_access *a, const char *table, const 
 
 /* ---- tls.c: OpenSSL glue ---- */
 
-/* Build the server context from smtpd_tls_cert_file/key_file. NULL (warning logged) when unusable. */
-struct smtpd_tls *smtpd_tls_new(struct config *c);
+/*
+ * Build the server context from smtpd_tls_cert_file/key_file and the protocol and cipher settings
+ * (the *_mandatory_* ones when TLS is mandatory: encrypt or wrapper mode). NULL (warning logged)
+ * when unusable; a bad protocol or cipher setting with mandatory TLS is fatal.
+ */
+struct smtpd_tls *smtpd_tls_new(struct config *c, bool mandatory);
 void smtpd_tls_free(struct smtpd_tls *t);
 
 struct tls_conn;

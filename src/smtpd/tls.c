@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "smtpd.h"
+#include "tls_policy.h"
 
 struct smtpd_tls {
         SSL_CTX *ctx;
@@ -27,7 +28,42 @@ const char *tls_last_error(void)
         return text;
 }
 
-struct smtpd_tls *smtpd_tls_new(struct config *c)
+/* Protocol range and cipher list from main.cf onto ctx: 0, or -EINVAL and *ret_error naming the setting. */
+static int apply_policy(SSL_CTX *ctx, struct config *c, bool mandatory, char **ret_error)
+{
+        const struct tls_policy_settings settings = {
+                .protocols_param = mandatory ? "smtpd_tls_mandatory_protocols" : "smtpd_tls_protocols",
+                .protocols =
+                        config_get(c, mandatory ? "smtpd_tls_mandatory_protocols" : "smtpd_tls_protocols"),
+                .ciphers_param = mandatory ? "smtpd_tls_mandatory_ciphers" : "smtpd_tls_ciphers",
+                .ciphers = config_get(c, mandatory ? "smtpd_tls_mandatory_ciphers" : "smtpd_tls_ciphers"),
+                .exclude_param = "smtpd_tls_exclude_ciphers",
+                .exclude = config_get(c, "smtpd_tls_exclude_ciphers"),
+                .high_cipherlist = config_get(c, "tls_high_cipherlist"),
+                .medium_cipherlist = config_get(c, "tls_medium_cipherlist"),
+        };
+        struct tls_policy policy;
+        _cleanup_free_ char *warning = NULL;
+        int r = tls_policy_build(&settings, &policy, &warning, ret_error);
+        if (r < 0)
+                return r;
+        if (warning)
+                msg_warn("%s", warning);
+        if (SSL_CTX_set_min_proto_version(ctx, policy.min_version) != 1 ||
+            SSL_CTX_set_max_proto_version(ctx, policy.max_version) != 1) {
+                *ret_error = xasprintf("%s = %s: OpenSSL refuses that protocol range: %s",
+                                       settings.protocols_param, settings.protocols, tls_last_error());
+                r = -EINVAL;
+        } else if (SSL_CTX_set_cipher_list(ctx, policy.cipher_list) != 1) {
+                *ret_error = xasprintf("%s: the cipher list \"%s\" matches no cipher: %s",
+                                       policy.cipher_origin, policy.cipher_list, tls_last_error());
+                r = -EINVAL;
+        }
+        tls_policy_done(&policy);
+        return r;
+}
+
+struct smtpd_tls *smtpd_tls_new(struct config *c, bool mandatory)
 {
         const char *cert = config_get(c, "smtpd_tls_cert_file");
         const char *key = config_get(c, "smtpd_tls_key_file");
@@ -43,7 +79,17 @@ struct smtpd_tls *smtpd_tls_new(struct config *c)
                          tls_last_error());
                 return NULL;
         }
-        SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+        _cleanup_free_ char *policy_error = NULL;
+        if (apply_policy(ctx, c, mandatory, &policy_error) < 0) {
+                SSL_CTX_free(ctx);
+                /* Mandatory TLS without TLS refuses every message: stop here, where the cause is clear. */
+                if (mandatory)
+                        msg_fatal("%s: mandatory TLS (smtpd_tls_security_level = encrypt or wrapper "
+                                  "mode) cannot work without a valid setting",
+                                  policy_error);
+                msg_warn("%s: STARTTLS support is disabled", policy_error);
+                return NULL;
+        }
         /* SMTP clients never resume across servers; a fresh handshake per session is simpler and safe. */
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
