@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -804,6 +805,30 @@ void config_list_unused(struct config *c, struct strv *out)
                 if (!config_is_known(c, names.v[i]) && !is_referenced(c, names.v[i]))
                         strv_push(out, names.v[i]);
         strv_free(&names);
+}
+
+void config_list_inert(struct config *c, struct strv *out)
+{
+        struct strv names = STRV_INIT;
+        config_list_names(c, false, &names);
+        for (size_t i = 0; i < names.n; i++) {
+                const struct param_def *def = config_param_def(c, names.v[i]);
+                if (!def || !(def->flags & PARAM_F_INERT))
+                        continue;
+                /* The default, or a value that turns the feature off, is what postd does anyway. */
+                const char *v = config_get_raw(c, names.v[i]);
+                if (!v || streq(v, def->def) || streq(v, "") || streq(v, "0") || strcasecmp(v, "no") == 0)
+                        continue;
+                strv_push(out, names.v[i]);
+        }
+        strv_free(&names);
+}
+
+char *config_inert_warning(struct config *c, const char *name)
+{
+        return xasprintf("%s: parameter %s is not implemented by postd yet: the setting \"%s\" has no "
+                         "effect",
+                         config_maincf_path(c), name, config_get_raw(c, name));
 }
 
 /* ---- checks ---- */

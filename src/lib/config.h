@@ -73,6 +73,11 @@ bool config_is_known(struct config *c, const char *name);
 void config_list_names(struct config *c, bool with_defaults, struct strv *out);
 /* Names set in main.cf that are not known and not referenced as $name anywhere: "unused parameter". */
 void config_list_unused(struct config *c, struct strv *out);
+/* Names set in main.cf that postd does not act on yet (PARAM_F_INERT), unless set to the default or
+ * to a value that turns the feature off ("", "0", "no"). */
+void config_list_inert(struct config *c, struct strv *out);
+/* The warning for one of those, naming the file, the parameter and what happens (malloc'd). */
+char *config_inert_warning(struct config *c, const char *name);
 
 /*
  * Every problem of main.cf as "main.cf line N: ..." (syntax, bad boolean/number/size/time value,

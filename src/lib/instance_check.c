@@ -242,3 +242,8 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
         mastercf_free(&own);
         return n;
 }
+        struct strv inert = STRV_INIT;
+        config_list_inert(c, &inert);
+        for (size_t i = 0; i < inert.n; i++)
+                strv_push_take(warnings, config_inert_warning(c, inert.v[i]));
+        strv_free(&inert);

@@ -22,6 +22,9 @@ enum {
         /* With PARAM_F_TABLES: tables written at run time (caches) or by a command (alias_database
          * by newaliases), so postfix check tests their type but not that the file exists yet. */
         PARAM_F_CREATED = 1u << 3,
+        /* Known to Postfix users but not acted on by postd yet: setting it earns a warning, never
+         * silence (postfix check and the master at start name it). */
+        PARAM_F_INERT = 1u << 4,
 };
 
 struct param_def {

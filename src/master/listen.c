@@ -61,6 +61,17 @@ int master_load_config(struct master *m, const char *config_dir, struct mastercf
         return 0;
 }
 
+void master_warn_inert(struct master *m)
+{
+        struct strv inert = STRV_INIT;
+        config_list_inert(m->config, &inert);
+        for (size_t i = 0; i < inert.n; i++) {
+                _cleanup_free_ char *w = config_inert_warning(m->config, inert.v[i]);
+                msg_warn("%s", w);
+        }
+        strv_free(&inert);
+}
+
 static char *addr_string(const struct sockaddr *sa)
 {
         char host[INET6_ADDRSTRLEN] = "?";
