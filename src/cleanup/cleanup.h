@@ -7,8 +7,10 @@
 
 #include "instance.h"
 #include "queue.h"
+#include "resolve.h"
 #include "rewrite.h"
 #include "service.h"
+#include "virtual.h"
 
 /* Concurrent submissions one cleanup process serves on its event loop. */
 #define CLEANUP_MAX_CONNECTIONS 200u
@@ -29,6 +31,15 @@ struct cleanup {
         char *myorigin;
         char *mydomain;
         struct rewrite_opts rewrite;
+        /* Address maps after the myorigin/mydomain rewriting, each class as *_canonical_classes say. */
+        struct table_param sender_canonical_maps, recipient_canonical_maps, canonical_maps;
+        bool sender_canonical_envelope,
+                recipient_canonical_envelope; /* sender/recipient_canonical_classes */
+        bool canonical_envelope_sender, canonical_envelope_recipient; /* canonical_classes */
+        size_t virtual_recursion_limit, virtual_expansion_limit, virtual_address_length_limit;
+        /* Local domains and virtual_alias_maps (resolve.h); NULL until it could be opened. */
+        struct resolve *resolve;
+        bool address_maps;           /* any of the maps above is set: the resolver is needed */
         uint64_t message_size_limit; /* 0: unlimited (CLEANUP_CONTENT_HARD_MAX still applies) */
         size_t header_size_limit;
         size_t line_length_limit;
@@ -41,6 +52,9 @@ void session_start(struct cleanup *c, int fd);
 /* The group commit finished this session's file: result 0 = durable, else a negative errno. */
 void session_committed(struct session *s, int result);
 struct queue_file *session_file(struct session *s);
+
+/* main.c: the resolver, opened again when it failed before; NULL (the failure logged) when it cannot be. */
+struct resolve *cleanup_resolver(struct cleanup *c);
 
 /* commit.c: the group commit on a worker thread, so that files written meanwhile share the next one. */
 int commit_new(struct cleanup *c, struct commit **ret);

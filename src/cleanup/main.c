@@ -18,6 +18,28 @@ static bool append_dot_mydomain(struct config *cfg)
         return !level || strtol(level, NULL, 10) < 1;
 }
 
+static bool list_has(struct config *cfg, const char *param, const char *word)
+{
+        struct strv v = STRV_INIT;
+        config_get_list(cfg, param, &v);
+        bool found = false;
+        for (size_t i = 0; i < v.n && !found; i++)
+                found = streq(v.v[i], word);
+        strv_free(&v);
+        return found;
+}
+
+/* A limit below 1 would refuse every expansion: Postfix requires positive values too. */
+static size_t positive(struct config *cfg, const char *param)
+{
+        long long v = config_get_int(cfg, param);
+        if (v < 1) {
+                msg_warn("%s = %lld: must be at least 1; using 1", param, v);
+                v = 1;
+        }
+        return (size_t)v;
+}
+
 static void read_settings(struct cleanup *c)
 {
         struct config *cfg = c->config;
@@ -38,6 +60,30 @@ static void read_settings(struct cleanup *c)
         c->line_length_limit = v > 0 ? (size_t)v : 0;
         v = config_get_time(cfg, "ipc_timeout");
         c->ipc_timeout_usec = (uint64_t)(v > 0 ? v : 3600) * 1000000u;
+
+        table_param_init(&c->sender_canonical_maps, "sender_canonical_maps",
+                         config_get(cfg, "sender_canonical_maps"));
+        table_param_init(&c->recipient_canonical_maps, "recipient_canonical_maps",
+                         config_get(cfg, "recipient_canonical_maps"));
+        table_param_init(&c->canonical_maps, "canonical_maps", config_get(cfg, "canonical_maps"));
+        c->sender_canonical_envelope = list_has(cfg, "sender_canonical_classes", "envelope_sender");
+        c->recipient_canonical_envelope = list_has(cfg, "recipient_canonical_classes", "envelope_recipient");
+        c->canonical_envelope_sender = list_has(cfg, "canonical_classes", "envelope_sender");
+        c->canonical_envelope_recipient = list_has(cfg, "canonical_classes", "envelope_recipient");
+        c->virtual_recursion_limit = positive(cfg, "virtual_alias_recursion_limit");
+        c->virtual_expansion_limit = positive(cfg, "virtual_alias_expansion_limit");
+        c->virtual_address_length_limit = positive(cfg, "virtual_alias_address_length_limit");
+        c->address_maps = !table_param_empty(&c->sender_canonical_maps) ||
+                          !table_param_empty(&c->recipient_canonical_maps) ||
+                          !table_param_empty(&c->canonical_maps) ||
+                          !isempty(config_get(cfg, "virtual_alias_maps"));
+}
+
+struct resolve *cleanup_resolver(struct cleanup *c)
+{
+        if (!c->resolve && resolve_open_logged(c->config, &c->resolve) < 0)
+                c->resolve = NULL;
+        return c->resolve;
 }
 
 static int init(struct service *s)
@@ -57,6 +103,17 @@ static int init(struct service *s)
         instance_paths_free(&paths);
         if (r < 0)
                 return r;
+        /* Without the resolver, mail that needs the address maps is deferred, not the daemon stopped. */
+        if (c->address_maps) {
+                cleanup_resolver(c);
+                struct table_param *maps[] = {&c->sender_canonical_maps, &c->recipient_canonical_maps,
+                                              &c->canonical_maps};
+                for (size_t i = 0; i < ELEMENTSOF(maps); i++) {
+                        struct maps *m;
+                        if (!table_param_empty(maps[i]))
+                                (void)table_param_get(maps[i], &m, NULL); /* a failure is logged now */
+                }
+        }
         return commit_new(c, &c->commit);
 }
 

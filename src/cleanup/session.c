@@ -13,6 +13,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "maps.h"
 
 enum session_state {
         STATE_OPEN,     /* waiting for {req=open} */
@@ -39,6 +40,7 @@ struct session {
         char *sender;            /* canonical */
         struct qfile_rcpt *rcpts;
         size_t n_rcpts;
+        size_t n_envelope_rcpts; /* as submitted, before virtual alias expansion */
         uint64_t envelope_bytes;
         struct buf content;
 
@@ -47,6 +49,13 @@ struct session {
         const char *err_dsn;
         char *err_reason;
 };
+
+static void rcpt_done(struct qfile_rcpt *r)
+{
+        free(r->address);
+        free(r->orig_rcpt);
+        free(r->orcpt);
+}
 
 struct queue_file *session_file(struct session *s)
 {
@@ -69,11 +78,8 @@ static void session_free(struct session *s)
         queue_file_free(s->file); /* not committed: the half-made file goes */
         ipc_msg_free(&s->envelope);
         free(s->sender);
-        for (size_t i = 0; i < s->n_rcpts; i++) {
-                free(s->rcpts[i].address);
-                free(s->rcpts[i].orig_rcpt);
-                free(s->rcpts[i].orcpt);
-        }
+        for (size_t i = 0; i < s->n_rcpts; i++)
+                rcpt_done(&s->rcpts[i]);
         free(s->rcpts);
         buf_free(&s->content);
         free(s->err_reason);
@@ -197,6 +203,173 @@ static unsigned parse_notify(const char *v)
         return (n & QFILE_NOTIFY_NEVER) ? QFILE_NOTIFY_NEVER : n;
 }
 
+/* ---- address maps: canonical (one-to-one) and virtual alias (one-to-many) ---- */
+
+struct map_lookup {
+        struct resolve *resolve;
+        struct maps *maps; /* NULL: virtual_alias_maps through the resolver */
+        const struct rewrite_opts *rewrite;
+};
+
+static int map_lookup(void *userdata, const char *address, char **ret_value)
+{
+        struct map_lookup *ml = userdata;
+        if (!ml->maps)
+                return resolve_virtual_alias_find(ml->resolve, address, ret_value);
+        _cleanup_free_ char *domain = resolve_domain_of(address);
+        int ours = domain ? resolve_domain_is_ours(ml->resolve, domain) : 1;
+        if (ours < 0)
+                return ours;
+        return maps_find_address(ml->maps, address, ours > 0, ret_value);
+}
+
+/* Table values are canonicalised like submitted addresses: "user" becomes "user@$myorigin". */
+static char *map_canon(void *userdata, const char *address)
+{
+        struct map_lookup *ml = userdata;
+        return rewrite_address(ml->rewrite, address);
+}
+
+static struct virtual_ops map_ops(struct cleanup *c, struct map_lookup *ml)
+{
+        return (struct virtual_ops){
+                .lookup = map_lookup,
+                .canon = map_canon,
+                .userdata = ml,
+                .recursion_limit = c->virtual_recursion_limit,
+                .expansion_limit = c->virtual_expansion_limit,
+                .address_length_limit = c->virtual_address_length_limit,
+        };
+}
+
+static int temporary_lookup_failure(struct session *s, const char *param, const char *address)
+{
+        msg_warn("%s: %s map lookup problem for %s -- message not accepted, try again later", qid(s), param,
+                 address);
+        return fail_later(s, 4, "4.3.0", "Error: temporary lookup failure in %s", param);
+}
+
+/* Rewrite *address through one canonical table parameter (when set). 0, or -1 after fail_later(). */
+static int apply_canonical(struct session *s, struct table_param *t, char **address)
+{
+        if (table_param_empty(t) || !**address)
+                return 0;
+        struct maps *m = NULL;
+        if (table_param_get(t, &m, NULL) < 0) {
+                fail_later(s, 4, "4.3.0", "Error: temporary failure: %s cannot be opened", t->param);
+                return -1;
+        }
+        struct map_lookup ml = {s->c->resolve, m, &s->c->rewrite};
+        struct virtual_ops ops = map_ops(s->c, &ml);
+        char *mapped = NULL;
+        bool too_deep = false;
+        if (virtual_map_one(&ops, *address, &mapped, &too_deep) < 0) {
+                temporary_lookup_failure(s, t->param, *address);
+                return -1;
+        }
+        if (too_deep)
+                msg_warn("%s: unreasonable %s map nesting for %s (more than %u rewrites): using %s", qid(s),
+                         t->param, *address, VIRTUAL_CANONICAL_NESTING_MAX, mapped);
+        free(*address);
+        *address = mapped;
+        return 0;
+}
+
+/*
+ * Expand recipient r through virtual_alias_maps into out (each result keeps r's original recipient,
+ * ORCPT and NOTIFY). 0, or -1 after fail_later(): a table failure is temporary, an exceeded limit is
+ * permanent (an alias loop does not heal by retrying).
+ */
+static int expand_virtual(struct session *s, const struct qfile_rcpt *r, struct qfile_rcpt **out,
+                          size_t *n_out, size_t *cap)
+{
+        struct map_lookup ml = {s->c->resolve, NULL, &s->c->rewrite};
+        struct virtual_ops ops = map_ops(s->c, &ml);
+        struct virtual_result vr;
+        int e = virtual_expand(&ops, r->address, &vr);
+        if (e < 0) {
+                if (vr.status == VIRTUAL_LOOKUP_FAILED)
+                        temporary_lookup_failure(s, "virtual_alias_maps", vr.where);
+                else {
+                        const char *limit = virtual_status_limit_name(vr.status);
+                        /* Temporary, as in Postfix: the sender's copy stays put until the table is fixed
+                         * (a permanent error would leave sendmail's mail in saved/ with no notice). */
+                        msg_warn("%s: virtual_alias_maps expansion of %s stopped at %s: %s exceeded -- "
+                                 "message deferred",
+                                 qid(s), r->address, vr.where, limit);
+                        fail_later(s, 4, "4.6.0", "Error: virtual alias expansion of <%s>: %s exceeded",
+                                   r->address, limit);
+                }
+                virtual_result_done(&vr);
+                return -1;
+        }
+        for (size_t i = 0; i < vr.addresses.n; i++) {
+                if (*n_out >= QFILE_MAX_RECIPIENTS) {
+                        virtual_result_done(&vr);
+                        fail_later(s, 5, "5.5.3", "too many recipients");
+                        return -1;
+                }
+                if (strlen(vr.addresses.v[i]) > QFILE_MAX_ADDRESS_LEN) {
+                        virtual_result_done(&vr);
+                        fail_later(s, 5, "5.1.3", "recipient address too long");
+                        return -1;
+                }
+                if (*n_out == *cap) {
+                        *cap = *cap ? 2 * *cap : 8;
+                        *out = xrealloc(*out, *cap * sizeof **out);
+                }
+                (*out)[(*n_out)++] = (struct qfile_rcpt){
+                        .address = xstrdup(vr.addresses.v[i]),
+                        .orig_rcpt = r->orig_rcpt ? xstrdup(r->orig_rcpt) : NULL,
+                        .orcpt = r->orcpt ? xstrdup(r->orcpt) : NULL,
+                        .notify = r->notify,
+                };
+        }
+        virtual_result_done(&vr);
+        return 0;
+}
+
+/* canonical maps for the sender and each recipient, then virtual_alias_maps for each recipient. */
+static int apply_address_maps(struct session *s)
+{
+        struct cleanup *c = s->c;
+        if (!c->address_maps)
+                return 0;
+        if (!cleanup_resolver(c))
+                return fail_later(s, 4, "4.3.0",
+                                  "Error: temporary failure: the address resolver cannot be "
+                                  "opened (mydestination, transport_maps, virtual_alias_maps)");
+        if (c->sender_canonical_envelope && apply_canonical(s, &c->sender_canonical_maps, &s->sender) < 0)
+                return -1;
+        if (c->canonical_envelope_sender && apply_canonical(s, &c->canonical_maps, &s->sender) < 0)
+                return -1;
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                if (c->recipient_canonical_envelope &&
+                    apply_canonical(s, &c->recipient_canonical_maps, &s->rcpts[i].address) < 0)
+                        return -1;
+                if (c->canonical_envelope_recipient &&
+                    apply_canonical(s, &c->canonical_maps, &s->rcpts[i].address) < 0)
+                        return -1;
+        }
+        if (isempty(config_get(c->config, "virtual_alias_maps")))
+                return 0;
+        struct qfile_rcpt *out = NULL;
+        size_t n_out = 0, cap = 0;
+        for (size_t i = 0; i < s->n_rcpts; i++)
+                if (expand_virtual(s, &s->rcpts[i], &out, &n_out, &cap) < 0) {
+                        for (size_t k = 0; k < n_out; k++)
+                                rcpt_done(&out[k]);
+                        free(out);
+                        return -1;
+                }
+        for (size_t i = 0; i < s->n_rcpts; i++)
+                rcpt_done(&s->rcpts[i]);
+        free(s->rcpts);
+        s->rcpts = out;
+        s->n_rcpts = n_out;
+        return 0;
+}
+
 static int handle_envelope(struct session *s, struct ipc_msg *m)
 {
         struct cleanup *c = s->c;
@@ -250,8 +423,14 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
         if (s->n_rcpts == 0)
                 return fail_later(s, 5, "5.5.4", "invalid envelope: no recipient");
         s->sender = rewrite_address(&c->rewrite, sender);
+        s->n_envelope_rcpts = s->n_rcpts;
+        if (apply_address_maps(s) < 0 || s->err_status)
+                return 0;
         if (strlen(s->sender) > QFILE_MAX_ADDRESS_LEN)
                 return fail_later(s, 5, "5.1.7", "sender address too long");
+        for (size_t i = 0; i < s->n_rcpts; i++)
+                if (strlen(s->rcpts[i].address) > QFILE_MAX_ADDRESS_LEN)
+                        return fail_later(s, 5, "5.1.3", "recipient address too long");
         return 0;
 }
 
@@ -297,7 +476,7 @@ static int handle_end(struct session *s)
                 .client_address = env(s, "client_address"),
                 .protocol = env(s, "protocol"),
                 .tls = env(s, "tls"),
-                .single_rcpt = s->n_rcpts == 1 ? s->rcpts[0].orig_rcpt : NULL,
+                .single_rcpt = s->n_envelope_rcpts == 1 ? s->rcpts[0].orig_rcpt : NULL,
                 .sender = s->sender,
                 .sender_full_name = env(s, "full_name"),
                 .rewrite = &c->rewrite,

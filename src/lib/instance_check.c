@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "alloc.h"
@@ -195,6 +196,27 @@ static size_t check_accounts_and_directories(struct config *c, struct strv *erro
         return n;
 }
 
+/* A domain in both lists is local (mydestination wins), so its virtual aliases would never apply. */
+static void check_virtual_alias_domains(struct config *c, struct strv *warnings)
+{
+        struct strv local = STRV_INIT, virtual_alias = STRV_INIT;
+        config_get_list(c, "mydestination", &local);
+        config_get_list(c, "virtual_alias_domains", &virtual_alias);
+        for (size_t i = 0; i < virtual_alias.n; i++)
+                for (size_t k = 0; k < local.n; k++)
+                        if (!looks_like_table(virtual_alias.v[i]) &&
+                            strcasecmp(virtual_alias.v[i], local.v[k]) == 0) {
+                                strv_push_take(
+                                        warnings,
+                                        xasprintf("%s: do not list domain %s in BOTH mydestination and "
+                                                  "virtual_alias_domains",
+                                                  config_maincf_path(c), virtual_alias.v[i]));
+                                break;
+                        }
+        strv_free(&local);
+        strv_free(&virtual_alias);
+}
+
 size_t instance_check(struct config *c, const struct mastercf *master, struct strv *errors,
                       struct strv *warnings)
 {
@@ -235,15 +257,16 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
                 strv_push_take(warnings, xasprintf("%s: unused parameter: %s=%s", config_maincf_path(c),
                                                    unused.v[i], config_get_raw(c, unused.v[i])));
         strv_free(&unused);
-
-        n += instance_check_tables(c, master, errors);
-        n += check_accounts_and_directories(c, errors, warnings);
-        instance_check_traps(c, master, warnings);
-        mastercf_free(&own);
-        return n;
-}
         struct strv inert = STRV_INIT;
         config_list_inert(c, &inert);
         for (size_t i = 0; i < inert.n; i++)
                 strv_push_take(warnings, config_inert_warning(c, inert.v[i]));
         strv_free(&inert);
+
+        n += instance_check_tables(c, master, errors);
+        n += check_accounts_and_directories(c, errors, warnings);
+        instance_check_traps(c, master, warnings);
+        check_virtual_alias_domains(c, warnings);
+        mastercf_free(&own);
+        return n;
+}

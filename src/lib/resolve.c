@@ -14,6 +14,7 @@
 #include "log.h"
 #include "maps.h"
 #include "netaddr.h"
+#include "virtual.h"
 
 struct domain_pattern {
         char *pattern;     /* folded; NULL for a table */
@@ -32,6 +33,14 @@ struct resolve {
         struct maps *transport_maps;
         struct netaddr local_addrs[RESOLVE_LOCAL_ADDRS_MAX];
         size_t n_local_addrs;
+        /* Opened on first use: a missing table defers the mail that needs it, it stops no daemon. */
+        struct table_param virtual_alias_maps;
+        char *virtual_alias_domains_value;
+        bool virtual_alias_domains_default; /* "$virtual_alias_maps": the domains the table has keys for */
+        bool virtual_alias_domains_open;
+        char *virtual_alias_domains_error; /* the last failure logged, so that each is logged once */
+        struct domain_list virtual_alias_domains;
+        char *myorigin;
         char *myhostname, *local_transport, *relay_transport, *default_transport, *relayhost;
 };
 
@@ -52,11 +61,11 @@ static void domain_list_done(struct domain_list *l)
         l->n = 0;
 }
 
-static int domain_list_open(struct config *c, const char *param, bool parent_matches,
-                            struct domain_list *ret, char **err)
+static int domain_list_open_value(const char *param, const char *value, bool parent_matches,
+                                  struct domain_list *ret, char **err)
 {
         struct strv items = STRV_INIT;
-        config_get_list(c, param, &items);
+        config_split_list(value, &items);
         ret->parent_matches = parent_matches;
         if (items.n > RESOLVE_LIST_MAX) {
                 *err = xasprintf("%s: more than %d entries", param, RESOLVE_LIST_MAX);
@@ -88,6 +97,12 @@ static int domain_list_open(struct config *c, const char *param, bool parent_mat
         }
         strv_free(&items);
         return 0;
+}
+
+static int domain_list_open(struct config *c, const char *param, bool parent_matches,
+                            struct domain_list *ret, char **err)
+{
+        return domain_list_open_value(param, config_get(c, param), parent_matches, ret, err);
 }
 
 /* 1 when domain (folded) matches one entry, honouring "!" and order; <0 when a table failed. */
@@ -175,6 +190,22 @@ static void load_interfaces(struct resolve *r, struct config *c, const char *par
         strv_free(&items);
 }
 
+/* Is virtual_alias_domains Postfix's default, a reference to virtual_alias_maps and nothing else? */
+static bool is_virtual_alias_maps_reference(struct config *c)
+{
+        if (!config_is_set(c, "virtual_alias_domains"))
+                return true;
+        _cleanup_free_ char *raw = xstrdup(config_get_raw(c, "virtual_alias_domains"));
+        char *p = raw;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        size_t len = strlen(p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+                p[--len] = '\0';
+        return streq(p, "$virtual_alias_maps") || streq(p, "${virtual_alias_maps}") ||
+               streq(p, "$(virtual_alias_maps)");
+}
+
 int resolve_new(struct config *c, struct resolve **ret, char **err)
 {
         struct resolve *r = xcalloc(1, sizeof *r);
@@ -196,6 +227,11 @@ int resolve_new(struct config *c, struct resolve **ret, char **err)
         r->relay_transport = xstrdup(config_get(c, "relay_transport"));
         r->default_transport = xstrdup(config_get(c, "default_transport"));
         r->relayhost = xstrdup(config_get(c, "relayhost"));
+        r->myorigin = xstrdup(config_get(c, "myorigin"));
+        fold(r->myorigin);
+        table_param_init(&r->virtual_alias_maps, "virtual_alias_maps", config_get(c, "virtual_alias_maps"));
+        r->virtual_alias_domains_value = xstrdup(config_get(c, "virtual_alias_domains"));
+        r->virtual_alias_domains_default = is_virtual_alias_maps_reference(c);
         *ret = r;
         return 0;
 }
@@ -221,6 +257,11 @@ void resolve_free(struct resolve *r)
         domain_list_done(&r->mydestination);
         domain_list_done(&r->relay_domains);
         maps_free(r->transport_maps);
+        table_param_done(&r->virtual_alias_maps);
+        free(r->virtual_alias_domains_value);
+        free(r->virtual_alias_domains_error);
+        domain_list_done(&r->virtual_alias_domains);
+        free(r->myorigin);
         free(r->myhostname);
         free(r->local_transport);
         free(r->relay_transport);
@@ -308,6 +349,82 @@ int resolve_domain_is_local(struct resolve *r, const char *domain)
         return domain_list_match(&r->mydestination, d);
 }
 
+/* domain folded, without its trailing dot (malloc'd). */
+static char *folded_domain(const char *domain)
+{
+        char *d = xstrdup(domain);
+        fold(d);
+        size_t len = strlen(d);
+        if (len > 1 && d[len - 1] == '.')
+                d[len - 1] = '\0';
+        return d;
+}
+
+int resolve_domain_is_ours(struct resolve *r, const char *domain)
+{
+        _cleanup_free_ char *d = folded_domain(domain);
+        if (!isempty(r->myorigin) && streq(d, r->myorigin))
+                return 1;
+        return resolve_domain_is_local(r, d);
+}
+
+int resolve_virtual_alias_find(struct resolve *r, const char *address, char **ret_value)
+{
+        *ret_value = NULL;
+        if (table_param_empty(&r->virtual_alias_maps))
+                return 0;
+        struct maps *m = NULL;
+        int e = table_param_get(&r->virtual_alias_maps, &m, NULL);
+        if (e < 0)
+                return e;
+        _cleanup_free_ char *domain = resolve_domain_of(address);
+        int ours = domain ? resolve_domain_is_ours(r, domain) : 1;
+        if (ours < 0)
+                return ours;
+        return maps_find_address(m, address, ours > 0, ret_value);
+}
+
+int resolve_domain_is_virtual_alias(struct resolve *r, const char *domain)
+{
+        _cleanup_free_ char *d = folded_domain(domain);
+        if (d[0] == '[' || d[0] == '\0')
+                return 0;
+        if (r->virtual_alias_domains_default) {
+                if (table_param_empty(&r->virtual_alias_maps))
+                        return 0;
+                struct maps *m = NULL;
+                int e = table_param_get(&r->virtual_alias_maps, &m, NULL);
+                if (e < 0)
+                        return e;
+                _cleanup_free_ char *value = NULL;
+                e = maps_find(m, d, &value);
+                if (e != 0)
+                        return e;
+                _cleanup_free_ char *catch_all = xasprintf("@%s", d);
+                return maps_find(m, catch_all, &value);
+        }
+        if (!r->virtual_alias_domains_open) {
+                _cleanup_free_ char *err = NULL;
+                domain_list_done(&r->virtual_alias_domains);
+                int e = domain_list_open_value("virtual_alias_domains", r->virtual_alias_domains_value,
+                                               false, &r->virtual_alias_domains, &err);
+                if (e < 0) {
+                        domain_list_done(&r->virtual_alias_domains);
+                        const char *why = err ? err : "virtual_alias_domains: cannot open";
+                        if (!r->virtual_alias_domains_error || !streq(r->virtual_alias_domains_error, why))
+                                msg_warn(
+                                        "%s; mail to domains that are not local is deferred until it can be "
+                                        "opened",
+                                        why);
+                        free(r->virtual_alias_domains_error);
+                        r->virtual_alias_domains_error = xstrdup(why);
+                        return e;
+                }
+                r->virtual_alias_domains_open = true;
+        }
+        return domain_list_match(&r->virtual_alias_domains, d);
+}
+
 int resolve_address(struct resolve *r, const char *address, struct resolve_result *ret)
 {
         *ret = (struct resolve_result){0};
@@ -321,6 +438,16 @@ int resolve_address(struct resolve *r, const char *address, struct resolve_resul
         if (local) {
                 e = resolve_split_transport(r->local_transport, "local", r->myhostname, &cls);
         } else {
+                /* Cleanup rewrites every address of a virtual alias domain that has an alias: what
+                 * still reaches the resolver has none, and no transport_maps entry changes that. */
+                int virtual_alias = resolve_domain_is_virtual_alias(r, domain);
+                if (virtual_alias < 0)
+                        return virtual_alias;
+                if (virtual_alias) {
+                        ret->transport = xstrdup("error");
+                        ret->nexthop = xasprintf("5.1.1 <%s>: User unknown in virtual alias table", address);
+                        return 0;
+                }
                 int relay = domain_list_match(&r->relay_domains, domain);
                 if (relay < 0)
                         return relay;

@@ -34,6 +34,8 @@ void resolve_free(struct resolve *r);
 /*
  * Resolve a recipient address ("user@domain", "user" without a domain is local). Pure except for
  * table lookups: 0, or a negative errno when a table failed (the caller defers the recipient).
+ * An address of a virtual alias domain (not local) resolves to transport "error", nexthop
+ * "5.1.1 <address>: User unknown in virtual alias table": cleanup rewrote those with an alias.
  * Free *ret with resolve_result_done.
  */
 int resolve_address(struct resolve *r, const char *address, struct resolve_result *ret);
@@ -41,6 +43,27 @@ void resolve_result_done(struct resolve_result *res);
 
 /* Is domain (any case, trailing dot allowed, "[ip]" literals) delivered locally? 1, 0 or <0. */
 int resolve_domain_is_local(struct resolve *r, const char *domain);
+
+/*
+ * Is domain one where the bare "user" key of canonical and virtual tables applies: $myorigin,
+ * $mydestination, or [an address] of inet_interfaces/proxy_interfaces? 1, 0 or <0 (a table failed).
+ */
+int resolve_domain_is_ours(struct resolve *r, const char *domain);
+
+/*
+ * Is domain a virtual alias domain: listed in virtual_alias_domains, or, with its default
+ * "$virtual_alias_maps", a domain for which virtual_alias_maps has the key "domain" or "@domain"?
+ * Local domains are checked first by resolve_address(), so a domain also in mydestination is local.
+ * 1, 0 or <0 (a table failed or cannot be opened: the caller answers with a temporary error).
+ */
+int resolve_domain_is_virtual_alias(struct resolve *r, const char *domain);
+
+/*
+ * The virtual_alias_maps entry of address, in Postfix's order: "user@domain", "user" (only when
+ * resolve_domain_is_ours), "@domain". 1 found (*ret_value malloc'd: the value as written, one or more
+ * addresses), 0 none, <0 a table failed. Not the expansion: cleanup does that (virtual.h).
+ */
+int resolve_virtual_alias_find(struct resolve *r, const char *address, char **ret_value);
 
 /*
  * Split a transport_maps value or a *_transport parameter "transport:nexthop" (either part may be

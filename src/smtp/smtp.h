@@ -77,9 +77,9 @@ struct request {
         sd_event_source *io, *timer;
         bool replying;
 
+        struct delivery_request dr; /* as qmgr sent it: rcpts[i] answers dr.rcpts[i] */
         char *queue_id;
         char *nexthop;
-        struct delivery_request dr; /* as qmgr sent it: rcpts[i] answers dr.rcpts[i] */
         uint64_t arrival_usec, active_usec, agent_usec, conn_usec;
         int qfd;
         char *qdata;

@@ -11,6 +11,7 @@
 #include "dict.h"
 #include "log.h"
 #include "maps.h"
+#include "resolve.h"
 #include "smtp_addr.h"
 #include "smtp_reply.h"
 #include "smtpd.h"
@@ -31,6 +32,7 @@ struct smtpd_access {
         struct netaddr local_addrs[ACCESS_LOCAL_ADDRS_MAX];
         size_t n_local_addrs;
         struct maps *local_rcpt; /* NULL: local_recipient_maps is empty, every local user is accepted */
+        struct resolve *resolve; /* virtual alias domains and their users, as cleanup will expand them */
         bool reject_unlisted_recipient, reject_unlisted_sender;
         bool soft_bounce;  /* soft_bounce: every 5xx rejection is sent as 4xx, so nothing is lost while
                               testing */
@@ -204,6 +206,8 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 strv_free(&specs);
         }
         if (r >= 0)
+                r = resolve_new(c, &a->resolve, err);
+        if (r >= 0)
                 r = restrictions_init(a, c, "smtpd_client_restrictions", &a->client_restrictions, err);
         if (r >= 0)
                 r = restrictions_init(a, c, "smtpd_helo_restrictions", &a->helo_restrictions, err);
@@ -253,6 +257,7 @@ void smtpd_access_free(struct smtpd_access *a)
         domlist_done(&a->mydestination);
         domlist_done(&a->relay_domains);
         maps_free(a->local_rcpt);
+        resolve_free(a->resolve);
         strv_free(&a->client_restrictions);
         strv_free(&a->helo_restrictions);
         strv_free(&a->sender_restrictions);
@@ -320,6 +325,9 @@ static int authorized_destination(struct smtpd_access *a, const char *rcpt)
         int r = smtpd_access_domain_is_local(a, domain);
         if (r != 0)
                 return r;
+        r = domain ? resolve_domain_is_virtual_alias(a->resolve, domain) : 0;
+        if (r != 0)
+                return r;
         return domlist_match(&a->relay_domains, domain);
 }
 
@@ -339,23 +347,50 @@ static void reject(struct access_decision *d, int code, const char *detail, cons
         d->reply = xasprintf("%d %d.%s <%s>: %s%s", code, code / 100, detail, what, label, text);
 }
 
-/* 2: a local recipient that local_recipient_maps does not know; 0 otherwise; <0 a table failed. */
-static int unlisted_local(struct smtpd_access *a, const char *rcpt)
-{
-        _cleanup_free_ char *domain = domain_of(rcpt);
-        int r = smtpd_access_domain_is_local(a, domain);
-        if (r <= 0)
-                return r;
-        r = smtpd_access_local_user_known(a, rcpt);
-        if (r < 0)
-                return r;
-        return r == 0 ? 2 : 0;
-}
-
 static void tempfail(struct access_decision *d, const char *what)
 {
         d->result = ACCESS_REJECT;
         d->reply = xasprintf("451 4.3.0 <%s>: Temporary lookup failure", what);
+}
+
+enum unlisted { UNLISTED_NO, UNLISTED_LOCAL, UNLISTED_VIRTUAL };
+
+/*
+ * An address in one of our domains that delivery would reject: not local (local_recipient_maps) and
+ * not a virtual alias user. An address with a virtual alias is known whatever its domain, because
+ * cleanup rewrites it before anything else. <0 when a table failed.
+ */
+static int unlisted(struct smtpd_access *a, const char *addr)
+{
+        _cleanup_free_ char *domain = domain_of(addr);
+        _cleanup_free_ char *alias = NULL;
+        int r = resolve_virtual_alias_find(a->resolve, addr, &alias);
+        if (r != 0)
+                return r < 0 ? r : UNLISTED_NO;
+        r = smtpd_access_domain_is_local(a, domain);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                r = smtpd_access_local_user_known(a, addr);
+                return r < 0 ? r : r == 0 ? UNLISTED_LOCAL : UNLISTED_NO;
+        }
+        r = domain ? resolve_domain_is_virtual_alias(a->resolve, domain) : 0;
+        return r < 0 ? r : r > 0 ? UNLISTED_VIRTUAL : UNLISTED_NO;
+}
+
+/* reject_unlisted_recipient / reject_unlisted_sender with Postfix's wording per address class. */
+static void reject_unlisted(struct smtpd_access *a, const char *addr, bool sender, struct access_decision *d)
+{
+        if (!addr || !addr[0])
+                return;
+        int r = unlisted(a, addr);
+        if (r < 0)
+                tempfail(d, addr);
+        else if (r != UNLISTED_NO)
+                reject(d, a->unknown_local_code, sender ? "1.0" : "1.1", addr,
+                       sender ? "Sender address rejected: " : "Recipient address rejected: ",
+                       r == UNLISTED_LOCAL ? "User unknown in local recipient table"
+                                           : "User unknown in virtual alias table");
 }
 
 /*
@@ -528,19 +563,6 @@ static bool helo_is_valid(const char *helo)
         return strspn(helo, "0123456789.") != len;
 }
 
-/* A sender in one of our domains that could not receive mail (reject_unlisted_sender). */
-static void reject_unlisted_sender(struct smtpd_access *a, const char *sender, struct access_decision *d)
-{
-        if (!sender || !sender[0])
-                return;
-        int r = unlisted_local(a, sender);
-        if (r < 0)
-                tempfail(d, sender);
-        else if (r == 2)
-                reject(d, a->unknown_local_code, "1.0", sender,
-                       "Sender address rejected: ", "User unknown in local recipient table");
-}
-
 /* One table check: check_client_access, check_helo_access, check_sender_access or check_recipient_access. */
 static void eval_table(struct eval_ctx *x, const char *name, const char *spec, struct access_decision *d)
 {
@@ -631,16 +653,9 @@ static void eval_one(struct eval_ctx *x, const struct list_kind *k, const char *
                         reject(d, name[0] == 'r' ? a->relay_reject_code : 454, "7.1", rq->rcpt,
                                "Relay access denied", "");
         } else if (streq(name, "reject_unlisted_recipient")) {
-                if (!rq->rcpt)
-                        return;
-                r = unlisted_local(a, rq->rcpt);
-                if (r < 0)
-                        tempfail(d, rq->rcpt);
-                else if (r == 2)
-                        reject(d, a->unknown_local_code, "1.1", rq->rcpt,
-                               "Recipient address rejected: ", "User unknown in local recipient table");
+                reject_unlisted(a, rq->rcpt, false, d);
         } else if (streq(name, "reject_unlisted_sender")) {
-                reject_unlisted_sender(a, rq->sender, d);
+                reject_unlisted(a, rq->sender, true, d);
         } else if (streq(name, "reject_non_fqdn_helo_hostname")) {
                 if (rq->helo && !is_fqdn(rq->helo))
                         reject(d, a->non_fqdn_code, "5.2", rq->helo,
@@ -754,19 +769,14 @@ static void check_stage(struct smtpd_access *a, enum access_stage stage, const s
                 if (kinds[i] == &KIND_SENDER && a->reject_unlisted_sender) {
                         access_decision_done(ret);
                         *ret = (struct access_decision){ACCESS_PASS, NULL};
-                        reject_unlisted_sender(a, rq->sender, ret);
+                        reject_unlisted(a, rq->sender, true, ret);
                         if (ret->result == ACCESS_REJECT)
                                 return;
                 }
         }
         /* smtpd_reject_unlisted_recipient applies even when the lists said permit. */
         if (stage == ACCESS_STAGE_RCPT && a->reject_unlisted_recipient) {
-                int r = unlisted_local(a, rq->rcpt);
-                if (r < 0)
-                        tempfail(ret, rq->rcpt);
-                else if (r == 2)
-                        reject(ret, a->unknown_local_code, "1.1", rq->rcpt,
-                               "Recipient address rejected: ", "User unknown in local recipient table");
+                reject_unlisted(a, rq->rcpt, false, ret);
                 if (ret->result == ACCESS_REJECT)
                         return;
         }

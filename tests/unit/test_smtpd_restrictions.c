@@ -281,6 +281,28 @@ TEST(soft_bounce_turns_rejections_into_deferrals)
         config_free(c);
 }
 
+TEST(virtual_alias_domains_and_users)
+{
+        struct config *c;
+        struct smtpd_access *a =
+                access_from("virtual_alias_maps = inline:{{info@virt.example=alice@localhost}, "
+                            "{alias@localhost=alice@localhost}}\n"
+                            "virtual_alias_domains = virt.example\n",
+                            &c);
+        /* A virtual alias domain is a destination of ours: no relaying, from anywhere. */
+        CHECK_DECISION(a, "192.0.2.1", "info@virt.example", "");
+        CHECK_DECISION(
+                a, "192.0.2.1", "nobody@virt.example",
+                "550 5.1.1 <nobody@virt.example>: Recipient address rejected: User unknown in virtual "
+                "alias table");
+        /* A virtual alias makes a local address known, whatever local_recipient_maps says. */
+        CHECK_DECISION(a, "192.0.2.1", "alias@localhost", "");
+        CHECK_DECISION(a, "192.0.2.1", "bob@remote.example",
+                       "454 4.7.1 <bob@remote.example>: Relay access denied");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
 TEST(warn_if_reject_and_defer_if_permit)
 {
         struct config *c;
