@@ -169,6 +169,18 @@ class MailInstance:
         return p.read_bytes() if p.exists() else b""
 
 
+def wake_pickup(inst):
+    """Wake the instance's pickup the way postdrop does: a connection to public/pickup and one byte."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(inst.spool / "public" / "pickup"))
+        try:
+            s.sendall(b"W")
+        except (BrokenPipeError, ConnectionResetError):
+            # The side that accepted (the master, or a pickup on its way out) may close before the
+            # byte arrives: the connection itself was the wakeup.
+            pass
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)

@@ -1,11 +1,10 @@
 """test_idle.py: an idle instance gives back what it does not need: pickup runs only while maildrop has work."""
-import socket
 import time
 
 import pytest
 
 from conftest import BIN, run
-from mailinstance import TEST_USER, pid_alive, wait_for
+from mailinstance import TEST_USER, pid_alive, wait_for, wake_pickup
 
 MASTER_CF = """\
 cleanup   unix  n       -       n       -       0       cleanup
@@ -13,17 +12,6 @@ pickup    unix  n       -       n       60      1       pickup
 """
 MESSAGE = "Subject: idle\n\nbody\n"
 LINGER = 5  # PICKUP_LINGER_SEC in src/pickup/main.c
-
-
-def wake_pickup(inst):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(inst.spool / "public" / "pickup"))
-        try:
-            s.sendall(b"W")
-        except (BrokenPipeError, ConnectionResetError):
-            # A pickup on its way out may accept and close before the byte: the connection was the
-            # wakeup, and the master starts a new pickup for the next one.
-            pass
 
 
 def test_pickup_exits_when_idle_and_comes_back_for_mail(mail_instance):

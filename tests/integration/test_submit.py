@@ -2,13 +2,12 @@
 import os
 import pathlib
 import pwd
-import socket
 import subprocess
 
 import pytest
 
 from conftest import BIN, run
-from mailinstance import TEST_USER, wait_for
+from mailinstance import TEST_USER, wait_for, wake_pickup
 
 NO_PICKUP_MASTER_CF = """\
 cleanup   unix  n       -       n       -       0       cleanup
@@ -30,12 +29,6 @@ def as_test_user(args, env, input):
     cmd = ["setpriv", f"--reuid={TEST_USER}", f"--regid={TEST_USER}", "--groups=postdrop", "--",
            "env", *[f"{k}={v}" for k, v in env.items()], *args]
     return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=30)
-
-
-def wake_pickup(inst):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(str(inst.spool / "public" / "pickup"))
-        s.sendall(b"W")
 
 
 def wait_log(inst, pattern, timeout=20.0):
