@@ -351,11 +351,11 @@ static const struct param_def params[] = {
         {"smtpd_error_sleep_time", PARAM_TIME, "1s", 's', 0, "pause before an error reply"},
         {"smtpd_etrn_restrictions", PARAM_LIST, "", 0, PARAM_F_TABLES | PARAM_F_INERT,
          "access restrictions for ETRN"},
-        {"smtpd_forbid_bare_newline", PARAM_STRING, "reject", 0, 0,
-         "bare LF in SMTP input: reject (reply 521 and disconnect; no exclusions), normalize or yes (a bare "
-         "LF ends a line, never DATA), no"},
+        {"smtpd_forbid_bare_newline", PARAM_STRING, "normalize", 0, 0,
+         "bare LF in SMTP input: normalize, yes or no (a bare LF ends a command or content line as CRLF "
+         "would; only CRLF.CRLF ends DATA), or reject (reply 521 and disconnect)"},
         {"smtpd_forbid_bare_newline_exclusions", PARAM_LIST, "$mynetworks", 0, PARAM_F_TABLES,
-         "clients exempt from smtpd_forbid_bare_newline = normalize (never from reject)"},
+         "clients exempt from smtpd_forbid_bare_newline = reject: their bare LF is normalized instead"},
         {"smtpd_forbid_unauth_pipelining", PARAM_BOOL, "yes", 0, 0,
          "disconnect clients that pipeline before EHLO"},
         {"smtpd_hard_error_limit", PARAM_INT, "20", 0, 0, "errors before the server disconnects"},

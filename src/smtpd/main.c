@@ -19,8 +19,11 @@ static enum smtpd_bare_newline parse_bare_newline(const char *v)
                 return SMTPD_BARE_NEWLINE_NORMALIZE;
         if (strcasecmp(v, "no") == 0)
                 return SMTPD_BARE_NEWLINE_NO;
-        msg_warn("invalid smtpd_forbid_bare_newline value \"%s\": using \"reject\"", v);
-        return SMTPD_BARE_NEWLINE_REJECT;
+        /* normalize keeps the smuggling defence (only <CR><LF>.<CR><LF> ends DATA) and loses no mail. */
+        msg_warn("invalid smtpd_forbid_bare_newline value \"%s\": using \"normalize\" (valid: normalize, "
+                 "yes, no, reject)",
+                 v);
+        return SMTPD_BARE_NEWLINE_NORMALIZE;
 }
 
 /* smtpd_tls_security_level wins; the old smtpd_enforce_tls / smtpd_use_tls apply when it is empty. */

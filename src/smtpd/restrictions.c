@@ -28,6 +28,7 @@ struct access_table {
 
 struct smtpd_access {
         struct netlist mynetworks;
+        struct netlist bare_newline_exclusions; /* smtpd_forbid_bare_newline_exclusions */
         struct domlist mydestination, relay_domains;
         struct netaddr local_addrs[ACCESS_LOCAL_ADDRS_MAX];
         size_t n_local_addrs;
@@ -191,6 +192,9 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
 
         r = netlist_init(&a->mynetworks, "mynetworks", config_get(c, "mynetworks"), err);
         if (r >= 0)
+                r = netlist_init(&a->bare_newline_exclusions, "smtpd_forbid_bare_newline_exclusions",
+                                 config_get(c, "smtpd_forbid_bare_newline_exclusions"), err);
+        if (r >= 0)
                 r = domlist_init(&a->mydestination, "mydestination", config_get(c, "mydestination"), false,
                                  err);
         /* Postfix's parent_domain_matches_subdomains default includes relay_domains. */
@@ -254,6 +258,7 @@ void smtpd_access_free(struct smtpd_access *a)
         if (!a)
                 return;
         netlist_done(&a->mynetworks);
+        netlist_done(&a->bare_newline_exclusions);
         domlist_done(&a->mydestination);
         domlist_done(&a->relay_domains);
         maps_free(a->local_rcpt);
@@ -281,6 +286,11 @@ void access_decision_done(struct access_decision *d)
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr)
 {
         return netlist_match(&a->mynetworks, addr);
+}
+
+int smtpd_access_bare_newline_excluded(struct smtpd_access *a, const char *addr)
+{
+        return netlist_match(&a->bare_newline_exclusions, addr);
 }
 
 /* The domain of an address in lower case without a trailing dot; NULL when there is none. */

@@ -61,6 +61,7 @@ struct session {
         struct buf out;
         size_t out_off;
         bool eof, closing, dead, paused, discard_line;
+        enum smtpd_bare_newline bare_newline; /* the server's, or normalize for an excluded client */
 
         struct tls_conn *tls;
         bool tls_handshaking, tls_active, tls_start_after_flush;
@@ -536,9 +537,8 @@ static void do_data(struct session *s)
         }
         struct smtp_data_options o = {
                 .max_size = s->srv->message_size_limit,
-                .bare_newline = s->srv->bare_newline == SMTPD_BARE_NEWLINE_REJECT
-                                        ? SMTP_BARE_NEWLINE_REJECT
-                                        : SMTP_BARE_NEWLINE_NORMALIZE,
+                .bare_newline = s->bare_newline == SMTPD_BARE_NEWLINE_REJECT ? SMTP_BARE_NEWLINE_REJECT
+                                                                             : SMTP_BARE_NEWLINE_NORMALIZE,
                 .allow_bare_cr = true,
         };
         smtp_data_init(&s->data, &o, data_line, s);
@@ -780,7 +780,7 @@ static bool process(struct session *s)
                         s->in_off += used;
                         progress = progress || used > 0;
                         if (s->data.error == SMTP_DATA_ERR_BARE_LF &&
-                            s->srv->bare_newline == SMTPD_BARE_NEWLINE_REJECT) {
+                            s->bare_newline == SMTPD_BARE_NEWLINE_REJECT) {
                                 bare_newline_reject(s);
                                 break;
                         }
@@ -815,7 +815,7 @@ static bool process(struct session *s)
                         continue;
                 }
                 if (r == -EBADMSG) {
-                        if (s->srv->bare_newline == SMTPD_BARE_NEWLINE_REJECT) {
+                        if (s->bare_newline == SMTPD_BARE_NEWLINE_REJECT) {
                                 s->in_off += consumed;
                                 bare_newline_reject(s);
                                 break;
@@ -1157,6 +1157,18 @@ static int on_pause_end(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
+/*
+ * smtpd_forbid_bare_newline_exclusions exempt a client from "reject" only: it then gets "normalize",
+ * so a bare <LF>.<LF> never ends DATA for anybody. A failed table lookup keeps the strict mode.
+ */
+static enum smtpd_bare_newline bare_newline_mode(struct smtpd *srv, const char *addr)
+{
+        if (srv->bare_newline != SMTPD_BARE_NEWLINE_REJECT)
+                return srv->bare_newline;
+        return smtpd_access_bare_newline_excluded(srv->access, addr) > 0 ? SMTPD_BARE_NEWLINE_NORMALIZE
+                                                                         : SMTPD_BARE_NEWLINE_REJECT;
+}
+
 void session_start(struct smtpd *srv, int fd)
 {
         struct session *s = xcalloc(1, sizeof(*s));
@@ -1191,6 +1203,7 @@ void session_start(struct smtpd *srv, int fd)
         else
                 snprintf(s->addr, sizeof s->addr, "unknown");
         s->client = xasprintf("%s[%s]", client_name(s), s->addr);
+        s->bare_newline = bare_newline_mode(srv, s->addr);
 
         s->next = srv->sessions;
         if (s->next)

@@ -87,6 +87,8 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err);
 void smtpd_access_free(struct smtpd_access *a);
 /* Client in mynetworks: 1, 0, or <0 when a table failed. */
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr);
+/* Client in smtpd_forbid_bare_newline_exclusions: 1, 0, or <0 when a table failed. */
+int smtpd_access_bare_newline_excluded(struct smtpd_access *a, const char *addr);
 /* Is this domain ("[192.0.2.1]" literals too; NULL = no domain) delivered here? 1, 0 or <0. */
 int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain);
 /* When restrictions are evaluated; which lists each stage runs depends on smtpd_delay_reject. */
