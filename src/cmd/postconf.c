@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "config.h"
+#include "dict.h"
 #include "fileio.h"
 #include "log.h"
 #include "macro.h"
@@ -17,12 +18,16 @@
 
 enum mode {
         MODE_SHOW,
-        MODE_EDIT,     /* -e */
-        MODE_REMOVE,   /* -X */
-        MODE_COMMENT,  /* -# */
-        MODE_SERVICES, /* -M */
-        MODE_FIELDS,   /* -F */
-        MODE_PARAMS,   /* -P */
+        MODE_EDIT,        /* -e */
+        MODE_REMOVE,      /* -X */
+        MODE_COMMENT,     /* -# */
+        MODE_SERVICES,    /* -M */
+        MODE_FIELDS,      /* -F */
+        MODE_PARAMS,      /* -P */
+        MODE_TABLES,      /* -m */
+        MODE_LOCKS,       /* -l */
+        MODE_SASL_SERVER, /* -a */
+        MODE_SASL_CLIENT, /* -A */
 };
 
 struct options {
@@ -38,14 +43,15 @@ _noreturn_ static void usage(void)
                         "       postconf [-c config_dir] -e name=value ...\n"
                         "       postconf [-c config_dir] -X name ...\n"
                         "       postconf [-c config_dir] -# name ...\n"
-                        "       postconf [-c config_dir] -M|-F|-P [service[/type[/field]] ...]\n");
+                        "       postconf [-c config_dir] -M|-F|-P [service[/type[/field]] ...]\n"
+                        "       postconf -m|-l|-a|-A\n");
         exit(2);
 }
 
 static void set_mode(struct options *o, enum mode m)
 {
         if (o->mode != MODE_SHOW && o->mode != m)
-                msg_fatal("specify only one of -e, -X, -#, -M, -F or -P");
+                msg_fatal("specify only one of -e, -X, -#, -M, -F, -P, -m, -l, -a or -A");
         o->mode = m;
 }
 
@@ -289,13 +295,37 @@ static void show_params(const struct options *o, char **args, int n_args)
         config_free(c);
 }
 
+/* ---- what this build supports (-m, -l, -a, -A) ---- */
+
+static void show_supported(enum mode m)
+{
+        switch (m) {
+        case MODE_TABLES:
+                for (size_t i = 0; i < dict_type_count(); i++)
+                        puts(dict_type_nth(i));
+                break;
+        case MODE_LOCKS:
+                /* local always takes an fcntl lock; mailbox_delivery_lock adds dotlock. */
+                puts("fcntl");
+                puts("dotlock");
+                break;
+        case MODE_SASL_SERVER:
+                msg_info("smtpd offers no SASL authentication yet: there is no server plug-in type");
+                break;
+        case MODE_SASL_CLIENT:
+                msg_info("the smtp client authenticates with its built-in PLAIN and LOGIN: no plug-in type");
+                break;
+        default: break;
+        }
+}
+
 int main(int argc, char **argv)
 {
         struct options o = {.mode = MODE_SHOW, .overrides = STRV_INIT};
         int opt;
 
         log_setup_command(argv[0]);
-        while ((opt = getopt(argc, argv, "c:dehno:xFMPX#")) != -1) {
+        while ((opt = getopt(argc, argv, "c:dehno:xaAlmFMPX#")) != -1) {
                 switch (opt) {
                 case 'c': o.dir = optarg; break;
                 case 'd': o.defaults = true; break;
@@ -304,6 +334,10 @@ int main(int argc, char **argv)
                 case 'n': o.only_set = true; break;
                 case 'o': strv_push(&o.overrides, optarg); break;
                 case 'x': o.expand = true; break;
+                case 'a': set_mode(&o, MODE_SASL_SERVER); break;
+                case 'A': set_mode(&o, MODE_SASL_CLIENT); break;
+                case 'l': set_mode(&o, MODE_LOCKS); break;
+                case 'm': set_mode(&o, MODE_TABLES); break;
                 case 'F': set_mode(&o, MODE_FIELDS); break;
                 case 'M': set_mode(&o, MODE_SERVICES); break;
                 case 'P': set_mode(&o, MODE_PARAMS); break;
@@ -329,6 +363,10 @@ int main(int argc, char **argv)
         case MODE_FIELDS:
         case MODE_PARAMS: show_services(&o, args, n_args); break;
         case MODE_SHOW: show_params(&o, args, n_args); break;
+        case MODE_TABLES:
+        case MODE_LOCKS:
+        case MODE_SASL_SERVER:
+        case MODE_SASL_CLIENT: show_supported(o.mode); break;
         }
         strv_free(&o.overrides);
         if (fflush(stdout) != 0)

@@ -30,9 +30,26 @@ bool dict_type_supported(const char *type)
         return find_type(type) != NULL;
 }
 
+size_t dict_type_count(void)
+{
+        return ELEMENTSOF(dict_types);
+}
+
+const char *dict_type_nth(size_t i)
+{
+        return i < ELEMENTSOF(dict_types) ? dict_types[i]->name : NULL;
+}
+
 const char *dict_supported_types(void)
 {
-        return "btree, cidr, hash, inline, regexp, static, texthash, unix";
+        static char list[256];
+        if (!list[0]) {
+                size_t off = 0;
+                for (size_t i = 0; i < ELEMENTSOF(dict_types); i++)
+                        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "",
+                                                dict_types[i]->name);
+        }
+        return list;
 }
 
 bool dict_type_is_db(const char *type)
@@ -87,7 +104,15 @@ int dict_split_spec(const char *spec, char **ret_type, char **ret_name, char **e
         return 0;
 }
 
-int dict_open(const char *spec, struct dict **ret, char **err)
+/* Set by every role at start (service.c); commands and the checks keep failing hard. */
+static bool unavailable_fallback;
+
+void dict_set_unavailable_fallback(bool on)
+{
+        unavailable_fallback = on;
+}
+
+int dict_open_strict(const char *spec, struct dict **ret, char **err)
 {
         _cleanup_free_ char *type = NULL, *name = NULL;
         int r = dict_split_spec(spec, &type, &name, err);
@@ -111,6 +136,22 @@ int dict_open(const char *spec, struct dict **ret, char **err)
         d->type = t;
         d->spec = xstrdup(strip_proxy(spec));
         d->name = TAKE_PTR(name);
+        *ret = d;
+        return 0;
+}
+
+int dict_open(const char *spec, struct dict **ret, char **err)
+{
+        int r = dict_open_strict(spec, ret, err);
+        if (r >= 0 || !unavailable_fallback)
+                return r;
+        struct dict *d = NULL;
+        dict_unavailable_new(spec, *err, &d);
+        free(*err);
+        *err = NULL;
+        d->type = &dict_type_unavailable;
+        d->spec = xstrdup(strip_proxy(spec));
+        d->name = xstrdup(d->spec);
         *ret = d;
         return 0;
 }

@@ -25,11 +25,24 @@ struct dict;
  * of a cidr:/regexp: file are logged as warnings and those lines skipped, as Postfix does.
  */
 int dict_open(const char *spec, struct dict **ret, char **err);
+/*
+ * Roles call this with true at start: from then on a table that cannot be opened (missing FILE.db,
+ * unreadable or broken file, unknown type) is logged once as a warning naming the fix, and dict_open()
+ * returns a stand-in whose lookups fail with -EAGAIN (callers answer 4xx or defer) while opening is
+ * retried every DICT_UNAVAILABLE_RETRY_SEC; the real table serves as soon as it opens.
+ */
+void dict_set_unavailable_fallback(bool on);
+#define DICT_UNAVAILABLE_RETRY_SEC 5
+/* dict_open() without the stand-in, whatever dict_set_unavailable_fallback() said. */
+int dict_open_strict(const char *spec, struct dict **ret, char **err);
 /* 1 found (*ret_value malloc'd, caller frees), 0 not found, <0 error. */
 int dict_get(struct dict *d, const char *key, char **ret_value);
 void dict_close(struct dict *d);
 bool dict_type_supported(const char *type);
 const char *dict_supported_types(void); /* "btree, cidr, hash, inline, regexp, static, texthash, unix" */
+/* The supported types one by one, sorted by name (postconf -m); NULL past the end. */
+size_t dict_type_count(void);
+const char *dict_type_nth(size_t i);
 /* For postfix check: type supported and, for file-based types, the source/db file exists. */
 int dict_check_spec(const char *spec, char **err);
 /* Only the "type:name" form and a supported type (for tables that are created later). */
@@ -91,6 +104,9 @@ struct dict {
 
 extern const struct dict_type dict_type_btree, dict_type_cidr, dict_type_hash, dict_type_inline,
         dict_type_regexp, dict_type_static, dict_type_texthash, dict_type_unix;
+/* dict_unavailable.c: the stand-in for a table that could not be opened (see dict_open). */
+extern const struct dict_type dict_type_unavailable;
+int dict_unavailable_new(const char *spec, const char *why, struct dict **ret);
 
 /*
  * Read and parse the source file of a file-backed type (cidr:, regexp:, texthash:) with parse

@@ -225,9 +225,12 @@ int dns_resolve(const struct dns_nexthop *nh, unsigned families, struct dns_resu
                 families = DNS_FAMILY_IPV4 | DNS_FAMILY_IPV6;
 
         int r;
-        if (nh->mx) {
+        if (nh->mx && nh->mode != DNS_LOOKUP_NATIVE) {
                 struct mx mx[DNS_MX_MAX];
                 int n = lookup_mx(nh->host, mx, ELEMENTSOF(mx));
+                /* "dns, native": what DNS cannot tell, the native name service may (/etc/hosts). */
+                if ((n == -EAGAIN || n == -ENOENT) && nh->mode == DNS_LOOKUP_DNS_NATIVE)
+                        n = -ENODATA;
                 if (n == -ENOENT) {
                         ret->error = -ENOENT;
                         ret->permanent = true;
@@ -272,6 +275,48 @@ int dns_resolve(const struct dns_nexthop *nh, unsigned families, struct dns_resu
                  "Host or domain name not found. Name service error for name=%s type=A: Host not found%s",
                  nh->host, r == -EAGAIN ? ", try again" : "");
         return ret->error;
+}
+
+static bool list_has(const char *list, const char *word)
+{
+        size_t n = strlen(word);
+        for (const char *p = list; *p;) {
+                p += strspn(p, ", \t");
+                size_t len = strcspn(p, ", \t");
+                if (len == n && strncasecmp(p, word, n) == 0)
+                        return true;
+                p += len;
+        }
+        return false;
+}
+
+enum dns_lookup_mode dns_lookup_mode_parse(const char *support_level, bool disable_dns,
+                                           const char *host_lookup, char **ret_warning)
+{
+        *ret_warning = NULL;
+        if (support_level && *support_level) {
+                if (strcasecmp(support_level, "disabled") == 0)
+                        return DNS_LOOKUP_NATIVE;
+                if (strcasecmp(support_level, "dnssec") == 0)
+                        *ret_warning = xstrdup("smtp_dns_support_level = dnssec: DNSSEC validation is not "
+                                               "implemented; DNS is used as with \"enabled\"");
+                else if (strcasecmp(support_level, "enabled") != 0)
+                        *ret_warning = xasprintf("invalid smtp_dns_support_level value \"%s\": using "
+                                                 "\"enabled\" (valid: disabled, enabled, dnssec)",
+                                                 support_level);
+        } else if (disable_dns)
+                return DNS_LOOKUP_NATIVE;
+
+        const char *hl = host_lookup ? host_lookup : "";
+        bool dns = list_has(hl, "dns"), native = list_has(hl, "native");
+        if (!dns && !native) {
+                if (!*ret_warning)
+                        *ret_warning = xasprintf("invalid smtp_host_lookup value \"%s\": using \"dns\" "
+                                                 "(valid: dns, native)",
+                                                 hl);
+                return DNS_LOOKUP_DNS;
+        }
+        return dns && native ? DNS_LOOKUP_DNS_NATIVE : native ? DNS_LOOKUP_NATIVE : DNS_LOOKUP_DNS;
 }
 
 /* ---- asynchronous lookups ---- */

@@ -15,12 +15,28 @@
 #define DNS_THREADS_MAX 8   /* lookups running at once per process; more wait in a FIFO */
 #define DNS_REASON_MAX  512
 
+/* How names are looked up: smtp_dns_support_level, disable_dns_lookups and smtp_host_lookup. */
+enum dns_lookup_mode {
+        DNS_LOOKUP_DNS,        /* MX records from DNS, then the hosts' addresses */
+        DNS_LOOKUP_NATIVE,     /* no DNS query: the next hop's own name through getaddrinfo (nsswitch) */
+        DNS_LOOKUP_DNS_NATIVE, /* "dns, native": DNS, and the native lookup when DNS fails temporarily */
+};
+
 /* A parsed next hop: "[host]:port", "[ip]", "host:port", "host" (Postfix's relayhost syntax). */
 struct dns_nexthop {
         char host[DNS_HOST_MAX + 1]; /* without brackets */
         uint16_t port;
-        bool mx; /* look up MX records (no brackets) */
+        bool mx;                   /* look up MX records (no brackets) */
+        enum dns_lookup_mode mode; /* DNS_LOOKUP_DNS from dns_nexthop_parse; the caller sets it */
 };
+
+/*
+ * Pure: the lookup mode Postfix's settings ask for. support_level ("", "disabled", "enabled",
+ * "dnssec") wins over disable_dns; host_lookup is the smtp_host_lookup list ("dns", "native").
+ * *ret_warning (malloc'd, or NULL) names a value that was not understood and what is used instead.
+ */
+enum dns_lookup_mode dns_lookup_mode_parse(const char *support_level, bool disable_dns,
+                                           const char *host_lookup, char **ret_warning);
 
 /*
  * Pure. default_port applies when no ":port" is given; the port may be a number or one of the

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "dict.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -293,6 +294,8 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         const char *slash = strrchr(argv[0], '/');
         s.daemon = xstrdup(slash ? slash + 1 : argv[0]);
         log_setup_command(s.daemon);
+        /* A missing or broken table must not stop a role: its lookups fail temporarily instead. */
+        dict_set_unavailable_fallback(true);
         while ((opt = getopt(argc, argv, "+c:n:t:o:uvDS")) != -1) {
                 switch (opt) {
                 case 'c': config_dir = optarg; break;

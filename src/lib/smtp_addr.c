@@ -273,6 +273,30 @@ static int parse_source_route(const unsigned char *s, size_t len, size_t *i, uns
         }
 }
 
+/* "<user>" or a bare "user" (SMTP_ADDR_ALLOW_NO_DOMAIN): the same end checks as a whole path. */
+static int finish_no_domain(const unsigned char *s, size_t len, size_t i, bool bracket, bool utf8,
+                            struct buf *local, struct smtp_addr *ret, size_t *ret_end)
+{
+        int r = 0;
+        if (local->len == 0)
+                r = -EINVAL;
+        else if (bracket && (i >= len || s[i] != '>'))
+                r = -EINVAL;
+        else if (bracket && ++i > SMTP_PATH_MAX)
+                r = -ENAMETOOLONG;
+        else if (!bracket && i < len && s[i] != ' ' && s[i] != '\t')
+                r = -EINVAL;
+        if (r < 0) {
+                buf_free(local);
+                return r;
+        }
+        ret->local = buf_steal(local);
+        ret->addr = xstrdup(ret->local);
+        ret->utf8 = utf8;
+        *ret_end = i;
+        return 0;
+}
+
 int smtp_addr_parse(const char *str, size_t len, unsigned flags, struct smtp_addr *ret, size_t *ret_end)
 {
         const unsigned char *s = (const unsigned char *)str;
@@ -315,6 +339,8 @@ int smtp_addr_parse(const char *str, size_t len, unsigned flags, struct smtp_add
         r = parse_local(s, len, &i, flags, &local, &utf8);
         if (r < 0)
                 goto fail;
+        if ((flags & SMTP_ADDR_ALLOW_NO_DOMAIN) && (i >= len || s[i] != '@'))
+                return finish_no_domain(s, len, i, bracket, utf8, &local, ret, ret_end);
         if (i >= len || s[i] != '@') {
                 r = -EINVAL;
                 goto fail;

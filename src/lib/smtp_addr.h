@@ -17,6 +17,7 @@ enum {
         SMTP_ADDR_ALLOW_POSTMASTER = 1 << 1, /* "<postmaster>" without a domain (RCPT TO) */
         SMTP_ADDR_UTF8 = 1 << 2,             /* SMTPUTF8 was given: UTF-8 in local part and domain */
         SMTP_ADDR_ALLOW_BARE = 1 << 3, /* a mailbox without angle brackets (Postfix's default tolerance) */
+        SMTP_ADDR_ALLOW_NO_DOMAIN = 1 << 4, /* "<user>": a local part alone; domain stays NULL (MAIL FROM) */
 };
 
 struct smtp_addr {
@@ -29,7 +30,8 @@ struct smtp_addr {
 
 /*
  * Parse a Path at the start of s (len bytes; s need not be NUL-terminated): "<" [A-d-l ":"] Mailbox ">",
- * "<>", "<postmaster>" or, with SMTP_ADDR_ALLOW_BARE, a Mailbox without brackets. A source route is
+ * "<>", "<postmaster>" or, with SMTP_ADDR_ALLOW_BARE, a Mailbox without brackets; with
+ * SMTP_ADDR_ALLOW_NO_DOMAIN, a local part without "@domain" (addr is then the local part). A source route is
  * checked and dropped. *ret_end is the offset just past the path. Returns 0, -EINVAL on bad syntax,
  * -EILSEQ when non-ASCII appears without SMTP_ADDR_UTF8, -ENAMETOOLONG when a length limit is exceeded.
  */

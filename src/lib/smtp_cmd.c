@@ -267,7 +267,8 @@ static int parse_mail_rcpt(struct smtp_cmd *c, const struct smtp_cmd_options *op
         if (!opts->strict_rfc821) {
                 while (i < alen && is_blank(a[i]))
                         i++;
-                flags |= SMTP_ADDR_ALLOW_BARE;
+                /* Postfix takes MAIL FROM:<user> and qualifies it with $myorigin (smtpd does that). */
+                flags |= SMTP_ADDR_ALLOW_BARE | (mail ? SMTP_ADDR_ALLOW_NO_DOMAIN : 0);
         }
         if (i >= alen)
                 return fail(c, syntax);

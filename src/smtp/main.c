@@ -63,6 +63,13 @@ static int load_settings(struct config *c, struct smtp_settings *set)
         smtp_source_address(AF_INET6, config_get(c, "smtp_bind_address6"), "smtp_bind_address6", ifaces,
                             set->bind6, sizeof set->bind6, &set->bind6_param);
         set->families = parse_families(c);
+        _cleanup_free_ char *warning = NULL;
+        set->lookup_mode = dns_lookup_mode_parse(config_get(c, "smtp_dns_support_level"),
+                                                 config_get_bool(c, "disable_dns_lookups"),
+                                                 config_get(c, "smtp_host_lookup"), &warning);
+        if (warning)
+                msg_warn("%s", warning);
+        own_addrs_init(&set->own, c);
         set->connect_timeout = time_usec(c, "smtp_connect_timeout");
         set->helo_timeout = time_usec(c, "smtp_helo_timeout");
         set->mail_timeout = time_usec(c, "smtp_mail_timeout");

@@ -10,10 +10,12 @@
 #include "alloc.h"
 #include "delivery.h"
 #include "delivery_request.h"
+#include "catalog.h"
 #include "log.h"
 #include "macro.h"
 #include "resolve.h"
 #include "smtp.h"
+#include "smtp_util.h"
 
 static void request_free(struct request *rq)
 {
@@ -147,6 +149,44 @@ static void try_next_address(struct request *rq)
         try_next_hop(rq);
 }
 
+const char *request_rcpt_domain(const struct request *rq)
+{
+        for (size_t i = 0; i < rq->n_rcpts; i++) {
+                const char *at = strrchr(rq->rcpts[i].q->address, '@');
+                if (at && at[1])
+                        return at + 1;
+        }
+        return rq->nexthop;
+}
+
+/*
+ * Postfix's rule for a next hop looked up as a domain (no brackets): its best address being one this
+ * instance receives mail on is a loop, deferred with 4.3.5 before any connection (the seed 001 trap:
+ * relayhost = localhost); less preferred addresses from the first of ours on are dropped.
+ */
+static bool resolves_to_myself(struct request *rq, struct dns_result *res)
+{
+        struct dns_nexthop nh;
+        if (dns_nexthop_parse(rq->hop_name, 25, &nh) < 0 || !nh.mx)
+                return false;
+        size_t i = 0;
+        while (i < res->n &&
+               !own_addrs_contains_sockaddr(&rq->agent->set.own, (const struct sockaddr *)&res->addrs[i].sa))
+                i++;
+        if (i > 0 || res->n == 0) {
+                res->n = i;
+                return false;
+        }
+        _cleanup_free_ char *reason = smtp_loop_reason(nh.host, request_rcpt_domain(rq));
+        msg_fields(LOG_LEVEL_WARNING,
+                   &(struct log_fields){.queue_id = rq->queue_id, .catalog_id = CATALOG_LOOPS_BACK},
+                   "%s: next hop %s resolves to %s, an address of this instance (inet_interfaces): "
+                   "relayhost or transport_maps configuration problem: %s",
+                   rq->queue_id, nh.host, res->addrs[0].host, reason);
+        set_last(rq, "4.3.5", reason, false);
+        return true;
+}
+
 static void on_resolved(const struct dns_result *res, void *userdata)
 {
         struct request *rq = userdata;
@@ -156,6 +196,10 @@ static void on_resolved(const struct dns_result *res, void *userdata)
         rq->addr_next = 0;
         if (res->n == 0) {
                 set_last(rq, res->permanent ? "5.4.4" : "4.4.3", res->reason, res->permanent);
+                try_next_hop(rq);
+                return;
+        }
+        if (resolves_to_myself(rq, rq->addrs)) {
                 try_next_hop(rq);
                 return;
         }
@@ -197,6 +241,7 @@ static void try_next_hop(struct request *rq)
                 }
                 if (a->set.cache_on_demand && !rq->no_reuse && session_reuse(a, rq, rq->hop_name))
                         return;
+                nh.mode = a->set.lookup_mode;
                 struct dns_result lit;
                 if (dns_resolve_literal(&nh, &lit)) {
                         on_resolved(&lit, rq);

@@ -544,15 +544,8 @@ static bool loops_back(struct session *s, const struct smtp_reply *r)
         struct request *rq = s->rq;
         if (!smtp_reply_names_myself(r->text, s->a->set.myhostname))
                 return false;
-        const char *domain = rq->nexthop;
-        for (size_t i = 0; i < rq->n_rcpts; i++) {
-                const char *at = strrchr(rq->rcpts[i].q->address, '@');
-                if (at && at[1]) {
-                        domain = at + 1;
-                        break;
-                }
-        }
-        _cleanup_free_ char *reason = smtp_loop_reason(domain);
+        const char *domain = request_rcpt_domain(rq);
+        _cleanup_free_ char *reason = smtp_loop_reason(domain, domain);
         msg_fields(LOG_LEVEL_WARNING,
                    &(struct log_fields){.queue_id = rq->queue_id, .catalog_id = CATALOG_LOOPS_BACK},
                    "%s: host %s[%s] %s with my own hostname %s: %s", rq->queue_id, s->host, s->addr,

@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "delivery_request.h"
 #include "dns.h"
+#include "own_addrs.h"
 #include "ipc.h"
 #include "maps.h"
 #include "qfile.h"
@@ -31,6 +32,8 @@ struct smtp_settings {
         char bind4[64], bind6[64];
         const char *bind4_param, *bind6_param;
         unsigned families; /* DNS_FAMILY_* from inet_protocols */
+        enum dns_lookup_mode lookup_mode;
+        struct own_addrs own; /* an MX-style next hop resolving to one of these loops back */
         uint64_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
                 data_xfer_timeout, data_done_timeout, quit_timeout; /* microseconds */
         bool cache_on_demand;
@@ -112,6 +115,8 @@ void request_session_done(struct request *rq);
 /* A cached connection turned out unusable before the transaction: connect afresh to the same hop. */
 void request_reuse_failed(struct request *rq);
 const char *request_cache_key(const struct request *rq);
+/* The first recipient's domain (the next hop when none has one): what "mail for X" names. */
+const char *request_rcpt_domain(const struct request *rq);
 
 /* session.c */
 int session_tls_init(struct agent *a);

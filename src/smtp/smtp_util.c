@@ -236,11 +236,11 @@ bool smtp_reply_names_myself(const char *text, const char *myhostname)
         return n == m && n > 0 && strncasecmp(text, myhostname, n) == 0;
 }
 
-char *smtp_loop_reason(const char *domain)
+char *smtp_loop_reason(const char *nexthop, const char *domain)
 {
         return xasprintf(
                 "mail for %s loops back to myself (if this host is the final destination for %s, "
                 "add it to mydestination; otherwise fix relayhost, transport_maps or the MX records "
                 "of %s)",
-                domain, domain, domain);
+                nexthop, domain, nexthop);
 }

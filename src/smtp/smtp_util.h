@@ -66,7 +66,8 @@ int smtp_base64_decode(const char *text, void *out, size_t size);
 bool smtp_reply_names_myself(const char *text, const char *myhostname);
 
 /*
- * The deferral reason for such a loop, malloc'd: "mail for DOMAIN loops back to myself" and which
- * parameter to fix. DOMAIN is the recipient's domain (or the next hop when there is no domain).
+ * The deferral reason for such a loop, malloc'd: "mail for NEXTHOP loops back to myself" and which
+ * parameter to fix: mydestination when this host is the final destination for DOMAIN (the
+ * recipient's domain), else the routing to NEXTHOP.
  */
-char *smtp_loop_reason(const char *domain);
+char *smtp_loop_reason(const char *nexthop, const char *domain);

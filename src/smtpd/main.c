@@ -64,6 +64,8 @@ static int smtpd_init(struct service *svc)
         srv->service = svc;
         srv->config = c;
         srv->myhostname = xstrdup(config_get(c, "myhostname"));
+        srv->myorigin = xstrdup(config_get(c, "myorigin"));
+        srv->append_at_myorigin = config_get_bool(c, "append_at_myorigin");
         srv->banner = xstrdup(config_get(c, "smtpd_banner"));
         long long size = config_get_int(c, "message_size_limit");
         srv->message_size_limit = size > 0 ? (uint64_t)size : 0;
@@ -129,6 +131,7 @@ int main(int argc, char **argv)
         smtpd_access_free(srv.access);
         smtpd_tls_free(srv.tls);
         free(srv.myhostname);
+        free(srv.myorigin);
         free(srv.banner);
         free(srv.cleanup_path);
         free(srv.cleanup_private_path);

@@ -2,7 +2,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <ifaddrs.h>
 #include <stdio.h>
 #include <strings.h>
 
@@ -11,6 +10,7 @@
 #include "dict.h"
 #include "log.h"
 #include "maps.h"
+#include "own_addrs.h"
 #include "resolve.h"
 #include "smtp_addr.h"
 #include "smtp_reply.h"
@@ -18,8 +18,6 @@
 
 /* check_*_access tables over all restriction lists. */
 #define ACCESS_TABLES_MAX 64
-/* Addresses that make "[addr]" a local domain (inet_interfaces, proxy_interfaces, interfaces for all). */
-#define ACCESS_LOCAL_ADDRS_MAX 256
 
 struct access_table {
         char *spec;
@@ -30,9 +28,8 @@ struct smtpd_access {
         struct netlist mynetworks;
         struct netlist bare_newline_exclusions; /* smtpd_forbid_bare_newline_exclusions */
         struct domlist mydestination, relay_domains;
-        struct netaddr local_addrs[ACCESS_LOCAL_ADDRS_MAX];
-        size_t n_local_addrs;
-        struct maps *local_rcpt; /* NULL: local_recipient_maps is empty, every local user is accepted */
+        struct own_addrs local_addrs; /* "[addr]" of these is a local domain */
+        struct maps *local_rcpt;      /* NULL: local_recipient_maps is empty, every local user is accepted */
         struct resolve *resolve; /* virtual alias domains and their users, as cleanup will expand them */
         bool reject_unlisted_recipient, reject_unlisted_sender;
         bool soft_bounce;  /* soft_bounce: every 5xx rejection is sent as 4xx, so nothing is lost while
@@ -46,52 +43,6 @@ struct smtpd_access {
         int relay_reject_code, access_reject_code, reject_code, defer_code, unknown_local_code;
         int non_fqdn_code, invalid_hostname_code;
 };
-
-static void add_local_addr(struct smtpd_access *a, const char *text)
-{
-        struct netaddr n;
-        if (a->n_local_addrs < ACCESS_LOCAL_ADDRS_MAX && netaddr_parse(text, &n) == 0)
-                a->local_addrs[a->n_local_addrs++] = n;
-}
-
-static void add_interface_addrs(struct smtpd_access *a)
-{
-        struct ifaddrs *ifs = NULL;
-        if (getifaddrs(&ifs) < 0) {
-                msg_warn("cannot list the network interfaces: %s", strerror(errno));
-                return;
-        }
-        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-                if (!i->ifa_addr || a->n_local_addrs >= ACCESS_LOCAL_ADDRS_MAX)
-                        continue;
-                struct netaddr n = {.family = i->ifa_addr->sa_family};
-                if (n.family == AF_INET)
-                        memcpy(n.bytes, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, 4);
-                else if (n.family == AF_INET6)
-                        memcpy(n.bytes, &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, 16);
-                else
-                        continue;
-                a->local_addrs[a->n_local_addrs++] = n;
-        }
-        freeifaddrs(ifs);
-}
-
-static void local_addrs_init(struct smtpd_access *a, struct config *c)
-{
-        struct strv v = STRV_INIT;
-        config_get_list(c, "inet_interfaces", &v);
-        config_get_list(c, "proxy_interfaces", &v);
-        for (size_t i = 0; i < v.n; i++) {
-                if (streq(v.v[i], "all"))
-                        add_interface_addrs(a);
-                else if (streq(v.v[i], "loopback-only")) {
-                        add_local_addr(a, "127.0.0.1");
-                        add_local_addr(a, "::1");
-                } else
-                        add_local_addr(a, v.v[i]);
-        }
-        strv_free(&v);
-}
 
 static bool is_restriction_with_table(const char *name)
 {
@@ -236,7 +187,7 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 smtpd_access_free(a);
                 return r;
         }
-        local_addrs_init(a, c);
+        own_addrs_init(&a->local_addrs, c);
         a->reject_unlisted_recipient = config_get_bool(c, "smtpd_reject_unlisted_recipient");
         a->reject_unlisted_sender = config_get_bool(c, "smtpd_reject_unlisted_sender");
         a->soft_bounce = config_get_bool(c, "soft_bounce");
@@ -320,10 +271,7 @@ int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain)
                 struct netaddr n;
                 if (netaddr_parse(text, &n) < 0)
                         return 0;
-                for (size_t i = 0; i < a->n_local_addrs; i++)
-                        if (netaddr_equal(&a->local_addrs[i], &n))
-                                return 1;
-                return 0;
+                return own_addrs_contains(&a->local_addrs, &n);
         }
         return domlist_match(&a->mydestination, domain);
 }

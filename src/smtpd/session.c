@@ -393,6 +393,14 @@ static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
         buf_free(&b);
 }
 
+/* MAIL FROM:<user> becomes user@$myorigin here, so restrictions, logs and cleanup see one address. */
+static char *qualified_sender(const struct smtpd *srv, const struct smtp_addr *a)
+{
+        if (a->null_path || a->domain || !srv->append_at_myorigin || isempty(srv->myorigin))
+                return xstrdup(a->addr);
+        return xasprintf("%s@%s", a->addr, srv->myorigin);
+}
+
 static void do_mail(struct session *s, struct smtp_cmd *c)
 {
         if (tls_required(s))
@@ -412,7 +420,7 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
                 return;
         }
         s->in_mail = true;
-        s->sender = xstrdup(c->addr.addr);
+        s->sender = qualified_sender(s->srv, &c->addr);
         if (access_rejects(s, ACCESS_STAGE_MAIL, s->helo, NULL, "MAIL")) {
                 reset_transaction(s);
                 return;

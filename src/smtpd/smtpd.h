@@ -36,6 +36,8 @@ struct smtpd {
         struct service *service;
         struct config *config;
         char *myhostname;
+        char *myorigin; /* qualifies MAIL FROM:<user> when append_at_myorigin is set */
+        bool append_at_myorigin;
         char *banner;
         uint64_t message_size_limit; /* 0: none */
         long long recipient_limit;

@@ -132,7 +132,7 @@ def test_missing_table_defers_with_451_naming_it(mail_instance):
         # smtpd asks the table whether the recipient is a virtual alias: a 4xx, never a guess.
         code, text = s.rcpt(LOCAL)
     assert code == 451 and text.startswith(b"4.3.0 "), (code, text)
-    inst.wait_log(rf"warning: virtual_alias_maps: hash:{re.escape(str(missing))}: open database "
+    inst.wait_log(rf"warning: hash:{re.escape(str(missing))} is unavailable: open database "
                   rf"{re.escape(str(missing))}\.db: No such file or directory")
 
     # Once the table exists, the same mail goes through without a restart.

@@ -59,6 +59,57 @@ TEST(literal_needs_no_lookup)
         free(res);
 }
 
+/* The mode, with *warned telling whether a warning came with it. */
+static enum dns_lookup_mode mode(const char *level, bool disable, const char *host_lookup, bool *warned)
+{
+        char *warning = NULL;
+        enum dns_lookup_mode m = dns_lookup_mode_parse(level, disable, host_lookup, &warning);
+        *warned = warning != NULL;
+        free(warning);
+        return m;
+}
+
+TEST(lookup_mode_settings)
+{
+        bool w;
+        CHECK_INT(mode("", false, "dns", &w), DNS_LOOKUP_DNS);
+        CHECK(!w);
+        CHECK_INT(mode("", true, "dns", &w), DNS_LOOKUP_NATIVE);
+        CHECK(!w);
+        CHECK_INT(mode("disabled", false, "dns", &w), DNS_LOOKUP_NATIVE);
+        CHECK(!w);
+        /* smtp_dns_support_level, once set, wins over the old disable_dns_lookups */
+        CHECK_INT(mode("enabled", true, "dns", &w), DNS_LOOKUP_DNS);
+        CHECK(!w);
+        CHECK_INT(mode("", false, "native", &w), DNS_LOOKUP_NATIVE);
+        CHECK(!w);
+        CHECK_INT(mode("", false, "dns, native", &w), DNS_LOOKUP_DNS_NATIVE);
+        CHECK(!w);
+        CHECK_INT(mode("", false, "NATIVE,dns", &w), DNS_LOOKUP_DNS_NATIVE);
+        CHECK(!w);
+        CHECK_INT(mode("dnssec", false, "dns", &w), DNS_LOOKUP_DNS);
+        CHECK(w);
+        CHECK_INT(mode("sometimes", false, "dns", &w), DNS_LOOKUP_DNS);
+        CHECK(w);
+        CHECK_INT(mode("", false, "nis", &w), DNS_LOOKUP_DNS);
+        CHECK(w);
+}
+
+TEST(native_mode_skips_mx)
+{
+        /* "localhost" has no MX in any DNS; natively it is in /etc/hosts: found without DNS. */
+        struct dns_nexthop nh;
+        struct dns_result *res = xmalloc(sizeof *res);
+        CHECK_INT(dns_nexthop_parse("localhost:2525", 25, &nh), 0);
+        CHECK(nh.mx);
+        nh.mode = DNS_LOOKUP_NATIVE;
+        CHECK_INT(dns_resolve(&nh, DNS_FAMILY_IPV4, res), 0);
+        CHECK(res->n >= 1);
+        CHECK_INT(res->addrs[0].sa.ss_family, AF_INET);
+        CHECK_STR(res->addrs[0].host, "localhost");
+        free(res);
+}
+
 static char *encode_all(const char *content, size_t max_out)
 {
         struct buf out = BUF_INIT;
@@ -191,8 +242,13 @@ TEST(greeting_names_myself)
         CHECK(!smtp_reply_names_myself("mx.example.test", ""));
         CHECK(!smtp_reply_names_myself(NULL, "mx.example.test"));
 
-        char *r = smtp_loop_reason("example.net");
+        char *r = smtp_loop_reason("example.net", "example.net");
         CHECK(strncmp(r, "mail for example.net loops back to myself (", 43) == 0);
         CHECK(strstr(r, "mydestination") && strstr(r, "transport_maps") && strstr(r, "relayhost"));
+        free(r);
+        r = smtp_loop_reason("localhost", "example.net");
+        CHECK_STR(r, "mail for localhost loops back to myself (if this host is the final destination for "
+                     "example.net, add it to mydestination; otherwise fix relayhost, transport_maps or the "
+                     "MX records of localhost)");
         free(r);
 }

@@ -36,7 +36,15 @@ static const struct cmd_case cases[] = {
         {"MAIL FROM:<a@b.example", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
         {"MAIL FROM:<a@b.example>x", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
         {"MAIL FROM:<a..b@b.example>", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
-        {"MAIL FROM:<postmaster>", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
+        /* A sender without a domain is taken as Postfix does; smtpd qualifies it with $myorigin. */
+        {"MAIL FROM:<postmaster>", SMTP_VERB_MAIL, NULL, "postmaster"},
+        {"MAIL FROM:<user>", SMTP_VERB_MAIL, NULL, "user"},
+        {"MAIL FROM:user SIZE=10", SMTP_VERB_MAIL, NULL, "user"},
+        {"MAIL FROM:<\"a b\">", SMTP_VERB_MAIL, NULL, "a b"},
+        {"MAIL FROM:<user", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
+        {"MAIL FROM:<user>x", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
+        {"MAIL FROM:<user@>", SMTP_VERB_MAIL, "501 5.1.7 Bad sender address syntax", NULL},
+        {"RCPT TO:<user>", SMTP_VERB_RCPT, "501 5.1.3 Bad recipient address syntax", NULL},
         {"RCPT TO:<c@d.example>", SMTP_VERB_RCPT, NULL, "c@d.example"},
         {"RCPT TO: <c@d.example>", SMTP_VERB_RCPT, NULL, "c@d.example"},
         {"RCPT TO:<postmaster>", SMTP_VERB_RCPT, NULL, "postmaster"},
@@ -253,6 +261,10 @@ TEST(options)
         smtp_cmd_done(&cmd);
         l = "MAIL FROM:<a@b.example>";
         CHECK_INT(smtp_cmd_parse(l, strlen(l), &strict, &cmd), 0);
+        smtp_cmd_done(&cmd);
+        l = "MAIL FROM:<user>"; /* strict_rfc821_envelopes wants a whole path */
+        CHECK_INT(smtp_cmd_parse(l, strlen(l), &strict, &cmd), -EINVAL);
+        CHECK_STR(cmd.reply, "501 5.1.7 Bad sender address syntax");
         smtp_cmd_done(&cmd);
 
         struct smtp_cmd_options utf8_txn = {.smtputf8_txn = true};
