@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "delivery_request.h"
 #include "log.h"
 #include "macro.h"
 #include "service.h"
@@ -36,6 +37,7 @@ static int error_init(struct service *s)
                 return r;
         }
         e->retry = streq(service_name(s), "retry");
+        delivery_set_soft_bounce(config_get_bool(service_config(s), "soft_bounce"));
         return 0;
 }
 

@@ -750,7 +750,7 @@ static bool references_name(const char *text, const char *name)
         return false;
 }
 
-static bool is_referenced(struct config *c, const char *name)
+bool config_is_referenced(struct config *c, const char *name)
 {
         for (size_t i = 0; i < c->mcf.n_entries; i++)
                 if (references_name(c->mcf.entries[i].value, name))
@@ -802,25 +802,28 @@ void config_list_unused(struct config *c, struct strv *out)
         struct strv names = STRV_INIT;
         config_list_names(c, false, &names);
         for (size_t i = 0; i < names.n; i++)
-                if (!config_is_known(c, names.v[i]) && !is_referenced(c, names.v[i]))
+                if (!config_is_known(c, names.v[i]) && !config_is_referenced(c, names.v[i]))
                         strv_push(out, names.v[i]);
         strv_free(&names);
+}
+
+bool config_setting_is_inert(struct config *c, const char *name, const char *value)
+{
+        const struct param_def *def = config_param_def(c, name);
+        if (!def || !(def->flags & PARAM_F_INERT))
+                return false;
+        /* The default, or a value that turns the feature off, is what postd does anyway. */
+        return value && !streq(value, def->def) && !streq(value, "") && !streq(value, "0") &&
+               strcasecmp(value, "no") != 0;
 }
 
 void config_list_inert(struct config *c, struct strv *out)
 {
         struct strv names = STRV_INIT;
         config_list_names(c, false, &names);
-        for (size_t i = 0; i < names.n; i++) {
-                const struct param_def *def = config_param_def(c, names.v[i]);
-                if (!def || !(def->flags & PARAM_F_INERT))
-                        continue;
-                /* The default, or a value that turns the feature off, is what postd does anyway. */
-                const char *v = config_get_raw(c, names.v[i]);
-                if (!v || streq(v, def->def) || streq(v, "") || streq(v, "0") || strcasecmp(v, "no") == 0)
-                        continue;
-                strv_push(out, names.v[i]);
-        }
+        for (size_t i = 0; i < names.n; i++)
+                if (config_setting_is_inert(c, names.v[i], config_get_raw(c, names.v[i])))
+                        strv_push(out, names.v[i]);
         strv_free(&names);
 }
 

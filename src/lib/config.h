@@ -68,6 +68,10 @@ void config_add_service(struct config *c, const char *service);
 void config_add_references(struct config *c, const char *text);
 /* True for a table parameter or a per-service parameter of a registered service. */
 bool config_is_known(struct config *c, const char *name);
+/* Does a main.cf value or a text given to config_add_references mention $name? */
+bool config_is_referenced(struct config *c, const char *name);
+/* name = value sets a parameter postd does not act on yet (PARAM_F_INERT) to something that matters. */
+bool config_setting_is_inert(struct config *c, const char *name, const char *value);
 
 /* Sorted, unique names: the table (when with_defaults) plus every name set in main.cf. */
 void config_list_names(struct config *c, bool with_defaults, struct strv *out);

@@ -1,6 +1,7 @@
 /* delivery_request.c: qmgr's delivery request parsed once for every agent, and the per-recipient record,
  * mark and "already done" rules they share. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,9 +135,36 @@ bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_o
         return true;
 }
 
+static bool soft_bounce;
+
+void delivery_set_soft_bounce(bool on)
+{
+        soft_bounce = on;
+}
+
+bool delivery_soft_bounce_dsn(char *dsn, size_t size)
+{
+        if (!soft_bounce || size < sizeof "4.0.0")
+                return false;
+        if (dsn[0] != '5' && dsn[0] != '4')
+                snprintf(dsn, size, "5.0.0");
+        dsn[0] = '4';
+        return true;
+}
+
 int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
                             struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o)
 {
+        /* Postfix's safety net while testing: the mail stays queued, the code says "try again". Valid
+         * until the next call: every agent reports o before recording the next recipient. */
+        static char soft_dsn[16];
+        if (o->status == DELIVERY_BOUNCED) {
+                snprintf(soft_dsn, sizeof soft_dsn, "%s", o->dsn ? o->dsn : "");
+                if (delivery_soft_bounce_dsn(soft_dsn, sizeof soft_dsn)) {
+                        o->status = DELIVERY_DEFERRED;
+                        o->dsn = soft_dsn;
+                }
+        }
         /* The notification's record before the mark: a crash between them never loses it. */
         if (o->status != DELIVERY_SENT) {
                 enum queue_name log = o->status == DELIVERY_BOUNCED ? QUEUE_BOUNCE : QUEUE_DEFER;

@@ -58,6 +58,12 @@ struct delivery_outcome {
         const char *reason;
 };
 
+/* soft_bounce: from now on delivery_record_outcome() turns every bounce into a deferral (5.x.y: 4.x.y).
+ * Each delivery agent sets it from its configuration at start. */
+void delivery_set_soft_bounce(bool on);
+/* With soft_bounce set: rewrite dsn (size bytes) as the deferral's code and return true. */
+bool delivery_soft_bounce_dsn(char *dsn, size_t size);
+
 /*
  * A recipient that an earlier attempt finished but was interrupted before its reply: true, and *ret is
  * "sent" or "bounced" with its stored status code and "already done" (never deliver it again). False
@@ -66,7 +72,8 @@ struct delivery_outcome {
 bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_outcome *ret);
 
 /*
- * Record the outcome of recipient idx (rcpt, of the file open read-write as qfd): for a bounce or a
+ * Record the outcome of recipient idx (rcpt, of the file open read-write as qfd): with soft_bounce a
+ * bounce becomes a deferral first (see delivery_set_soft_bounce); for a bounce or a
  * deferral its record in bounce/QID or defer/QID first (relay as the record's relay), then for sent or
  * bounced the fsync'd status mark. *o becomes what to report: a bounce whose record cannot be written
  * (the notification would be lost), or a recipient whose mark fails (logged here), is deferred with

@@ -133,6 +133,39 @@ static size_t check_master_cf(struct config *c, const struct mastercf *m, struct
         return n;
 }
 
+void instance_register_mastercf(struct config *c, const struct mastercf *m)
+{
+        for (size_t s = 0; s < m->n_services; s++) {
+                config_add_service(c, m->services[s].name);
+                for (size_t o = 0; o < m->services[s].n_overrides; o++)
+                        config_add_references(c, m->services[s].overrides[o].value);
+        }
+}
+
+size_t instance_check_overrides(struct config *c, const struct mastercf *m, struct strv *warnings)
+{
+        size_t n = 0;
+        for (size_t s = 0; s < m->n_services; s++) {
+                const struct mastercf_service *svc = &m->services[s];
+                for (size_t o = 0; o < svc->n_overrides; o++) {
+                        const char *name = svc->overrides[o].name, *value = svc->overrides[o].value;
+                        const char *why = NULL;
+                        if (!config_is_known(c, name) && !config_is_referenced(c, name))
+                                why = "unused parameter: neither Postfix nor postd knows it (a typo?)";
+                        else if (config_setting_is_inert(c, name, value))
+                                why = "parameter not implemented by postd yet: the setting has no effect";
+                        if (!why)
+                                continue;
+                        strv_push_take(warnings,
+                                       xasprintf("%s/master.cf line %u (service %s/%s): -o %s=%s: %s",
+                                                 config_directory(c), svc->line, svc->name, svc->type_name,
+                                                 name, value, why));
+                        n++;
+                }
+        }
+        return n;
+}
+
 /* A directory that must exist; owner_uid < 0 means any owner. */
 static size_t check_directory(const char *param, const char *path, long owner_uid, const char *owner_name,
                               struct strv *errors, struct strv *warnings)
@@ -237,12 +270,9 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
                 }
         }
         if (master) {
-                for (size_t s = 0; s < master->n_services; s++) {
-                        config_add_service(c, master->services[s].name);
-                        for (size_t o = 0; o < master->services[s].n_overrides; o++)
-                                config_add_references(c, master->services[s].overrides[o].value);
-                }
+                instance_register_mastercf(c, master);
                 n += check_master_cf(c, master, errors);
+                instance_check_overrides(c, master, warnings);
         }
 
         struct strv problems = STRV_INIT;

@@ -17,6 +17,15 @@ struct mastercf;
 size_t instance_check(struct config *c, const struct mastercf *master, struct strv *errors,
                       struct strv *warnings);
 
+/* Tell c about master.cf's services and -o values, so service-prefixed and $referenced names count as known.
+ */
+void instance_register_mastercf(struct config *c, const struct mastercf *m);
+/*
+ * Warnings for master.cf -o overrides that main.cf would be warned about too: a name no parameter has
+ * (nor a $reference), and a parameter postd does not act on yet. Returns the number added.
+ */
+size_t instance_check_overrides(struct config *c, const struct mastercf *m, struct strv *warnings);
+
 /* The table checks alone (what must fail at start, never at mail time); same conventions. */
 size_t instance_check_tables(struct config *c, const struct mastercf *master, struct strv *errors);
 

@@ -10,6 +10,7 @@
 #include "catalog.h"
 #include "dict.h"
 #include "local.h"
+#include "delivery_request.h"
 #include "log.h"
 #include "service.h"
 
@@ -45,6 +46,7 @@ static int local_init(struct service *s)
 {
         struct local *l = service_userdata(s);
         l->cfg = service_config(s);
+        delivery_set_soft_bounce(config_get_bool(l->cfg, "soft_bounce"));
         const char *queue_dir = config_get(l->cfg, "queue_directory");
         int r = queue_open(queue_dir, &l->queue);
         if (r < 0) {

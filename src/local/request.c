@@ -18,6 +18,9 @@ void local_status_set(struct local_status *st, enum local_result result, const c
 {
         st->result = result;
         snprintf(st->dsn, sizeof st->dsn, "%s", dsn);
+        /* soft_bounce before anything logs it: the line says deferred, as the queue will. */
+        if (result == LOCAL_BOUNCED && delivery_soft_bounce_dsn(st->dsn, sizeof st->dsn))
+                st->result = LOCAL_DEFERRED;
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(st->reason, sizeof st->reason, fmt, ap);

@@ -61,15 +61,20 @@ int master_load_config(struct master *m, const char *config_dir, struct mastercf
         return 0;
 }
 
-void master_warn_inert(struct master *m)
+void master_warn_inert(struct master *m, const struct mastercf *cf)
 {
-        struct strv inert = STRV_INIT;
-        config_list_inert(m->config, &inert);
-        for (size_t i = 0; i < inert.n; i++) {
-                _cleanup_free_ char *w = config_inert_warning(m->config, inert.v[i]);
+        struct strv warnings = STRV_INIT;
+        config_list_inert(m->config, &warnings);
+        for (size_t i = 0; i < warnings.n; i++) {
+                _cleanup_free_ char *w = config_inert_warning(m->config, warnings.v[i]);
                 msg_warn("%s", w);
         }
-        strv_free(&inert);
+        strv_free(&warnings);
+        instance_register_mastercf(m->config, cf);
+        instance_check_overrides(m->config, cf, &warnings);
+        for (size_t i = 0; i < warnings.n; i++)
+                msg_warn("%s", warnings.v[i]);
+        strv_free(&warnings);
 }
 
 static char *addr_string(const struct sockaddr *sa)

@@ -117,7 +117,7 @@ static int on_reload(sd_event_source *src, const struct signalfd_siginfo *si, vo
                 return 0;
         }
         msg_info("reload -- version %s, configuration %s", POSTD_VERSION, m->paths.config_dir);
-        master_warn_inert(m);
+        master_warn_inert(m, &cf);
 
         /* Old processes finish what they do and exit; new ones start with the new configuration. */
         master_signal_children(m, SIGTERM, true);
@@ -197,7 +197,7 @@ int main(int argc, char **argv)
         if (master_load_config(&m, config_dir, &cf) < 0)
                 return 1;
         log_setup_daemon(m.paths.syslog_name, "master", config_get(m.config, "maillog_file"));
-        master_warn_inert(&m);
+        master_warn_inert(&m, &cf);
         /* Taken before anything forks, so LISTEN_PID still names us. */
         master_take_systemd_fds(&m);
         if (!foreground)

@@ -88,7 +88,7 @@ struct master {
 /* Load main.cf and master.cf into m->config and *ret; on failure (logged) m is unchanged. */
 int master_load_config(struct master *m, const char *config_dir, struct mastercf *ret);
 /* Name the main.cf settings postd does not act on yet (once logging goes where the operator looks). */
-void master_warn_inert(struct master *m);
+void master_warn_inert(struct master *m, const struct mastercf *cf);
 /* Build m->services from master.cf, reusing listeners of old (a previous generation) where they match. */
 void master_setup_services(struct master *m, const struct mastercf *cf, struct master_service *old,
                            size_t n_old);

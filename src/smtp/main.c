@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "catalog.h"
 #include "config.h"
+#include "delivery_request.h"
 #include "log.h"
 #include "smtp.h"
 #include "smtp_util.h"
@@ -116,6 +117,7 @@ static int init(struct service *s)
         struct config *c = service_config(s);
         agent.svc = s;
         agent.event = service_event(s);
+        delivery_set_soft_bounce(config_get_bool(c, "soft_bounce"));
         int r = load_settings(c, &agent.set);
         if (r < 0)
                 return r;

@@ -1,6 +1,7 @@
 """test_compat.py: behaviours a Postfix operator's setup relies on: unqualified senders, postconf's
 listing options, and roles that keep serving when a lookup table cannot be opened."""
 import os
+import re
 import smtplib
 import socket
 import subprocess
@@ -193,3 +194,57 @@ def test_dns_setting_typo_is_warned(mail_instance):
     with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
         c.sendmail("a@example.org", ["user@elsewhere.example"], b"Subject: x\r\n\r\nx\r\n")
     inst.wait_log(r'smtp\[\d+\]: warning: invalid smtp_dns_support_level value "sometimes": using "enabled"')
+
+
+# ---- soft_bounce in the delivery agents ----
+
+def test_soft_bounce_keeps_agent_bounces_queued(mail_instance):
+    """local's unknown user and the error transport defer with 4.x.y instead of bouncing."""
+    inst = instance(mail_instance, "soft_bounce = yes\nlocal_recipient_maps =\n"
+                    "transport_maps = inline:{ {gone.example=error:5.1.2 no such domain} }\n")
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        assert c.sendmail("a@example.org", ["nosuch@localhost", "x@gone.example"],
+                          b"Subject: soft\r\n\r\nx\r\n") == {}
+    m = inst.wait_log(r"([0-9A-F]+): to=<nosuch@localhost>, relay=local, .*dsn=4\.1\.1, "
+                      r"status=deferred \(unknown user: \"nosuch\"\)")
+    qid = m.group(1)
+    inst.wait_log(qid + r": to=<x@gone\.example>, relay=none, .*dsn=4\.1\.2, status=deferred \(no such domain\)")
+    wait_for(lambda: qid in inst.queue_files("deferred"), 20, "the message in deferred/")
+    assert "status=bounced" not in inst.logtext()
+    assert inst.queue_files("bounce") == []
+
+
+def test_without_soft_bounce_the_same_mail_bounces(mail_instance):
+    inst = instance(mail_instance, "local_recipient_maps =\n")
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        assert c.sendmail("a@example.org", ["nosuch@localhost"], b"Subject: hard\r\n\r\nx\r\n") == {}
+    inst.wait_log(r"to=<nosuch@localhost>, relay=local, .*dsn=5\.1\.1, status=bounced \(unknown user: \"nosuch\"\)")
+
+
+# ---- master.cf -o overrides are checked like main.cf settings ----
+
+OVERRIDE_CF = DEFAULT_MASTER_CF.replace(
+    "{port}    inet  n       -       n       -       -       smtpd\n",
+    "{port}    inet  n       -       n       -       -       smtpd\n"
+    "  -o smtpd_tls_wrapermode=yes\n"
+    "  -o smtpd_milters=inet:localhost:8891\n"
+    "  -o smtpd_client_restrictions=$mua_client_restrictions\n")
+
+
+def test_master_cf_overrides_checked_like_main_cf(mail_instance):
+    inst = mail_instance(master_cf=OVERRIDE_CF, main_extra="mua_client_restrictions = permit_mynetworks, reject\n")
+    where = rf"{inst.etc}/master\.cf line 1 \(service {inst.port}/inet\)"
+    typo = where + r": -o smtpd_tls_wrapermode=yes: unused parameter: neither Postfix nor postd knows it \(a typo\?\)"
+    inert = (where + r": -o smtpd_milters=inet:localhost:8891: parameter not implemented by postd yet: "
+             r"the setting has no effect")
+    inst.start()
+    inst.wait_log(r"master\[\d+\]: warning: " + typo)
+    inst.wait_log(r"master\[\d+\]: warning: " + inert)
+    r = inst.postfix("check")
+    assert r.returncode == 0, r.stderr
+    assert re.search("warning: " + typo, r.stderr), r.stderr
+    assert re.search("warning: " + inert, r.stderr), r.stderr
+    # A user-defined parameter named by a $reference in an override is not "unused".
+    assert "mua_client_restrictions" not in r.stderr + inst.logtext()
