@@ -86,9 +86,10 @@ def test_two_instances_deliver_side_by_side(mail_instance):
         wait_for(lambda: tokens[inst.name].encode() in inst.mbox(TEST_USER), 20, f"delivery in {inst.name}")
         other = b if inst is a else a
         assert tokens[inst.name].encode() not in other.mbox(TEST_USER)
-        log = inst.logtext()
-        assert f"{inst.name}/smtpd[" in log and f"{inst.name}/local[" in log
-        assert f"{other.name}/" not in log
+        # local logs right after it wrote the mailbox: wait for the line rather than race it.
+        inst.wait_log(rf"{inst.name}/smtpd\[")
+        inst.wait_log(rf"{inst.name}/local\[\d+\]: .*status=sent")
+        assert f"{other.name}/" not in inst.logtext()
     mbox = a.mbox(TEST_USER)
     assert mbox.startswith(b"From alice@example.org ")
 
