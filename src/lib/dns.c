@@ -18,6 +18,7 @@
 
 #include "alloc.h"
 #include "macro.h"
+#include "worker.h"
 
 #define DNS_ANSWER_MAX 65535
 
@@ -327,105 +328,28 @@ struct dns_query {
         struct dns_result res;
         dns_callback cb;
         void *userdata;
-        sd_event *event;
-        sd_event_source *src;
-        int pipe[2];
-        struct dns_query *next; /* waiting FIFO */
 };
 
-/* Touched only from the event loop's thread. */
-static unsigned running;
-static struct dns_query *wait_head, *wait_tail;
-
-static void query_start(struct dns_query *q);
-
-static void *worker(void *arg)
-{
-        struct dns_query *q = arg;
-        dns_resolve(&q->nh, q->families, &q->res);
-        char c = 1;
-        ssize_t n;
-        do
-                n = write(q->pipe[1], &c, 1);
-        while (n < 0 && errno == EINTR);
-        return NULL;
-}
-
-static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static void query_work(void *userdata)
 {
         struct dns_query *q = userdata;
-        sd_event_source_unref(q->src);
-        close(q->pipe[0]);
-        close(q->pipe[1]);
-        running--;
-        while (wait_head && running < DNS_THREADS_MAX) {
-                struct dns_query *next = wait_head;
-                wait_head = next->next;
-                if (!wait_head)
-                        wait_tail = NULL;
-                query_start(next);
-        }
+        dns_resolve(&q->nh, q->families, &q->res);
+}
+
+static void query_done(void *userdata)
+{
+        struct dns_query *q = userdata;
         q->cb(&q->res, q->userdata);
-        sd_event_unref(q->event);
         free(q);
-        return 0;
-}
-
-static void fail_now(struct dns_query *q, int err)
-{
-        /* Report through the loop anyway, so the caller's callback never runs inside its own call. */
-        q->res.error = err;
-        snprintf(q->res.reason, sizeof q->res.reason, "name service lookup for %s failed: %s", q->nh.host,
-                 strerror(-err));
-        char c = 1;
-        if (write(q->pipe[1], &c, 1) < 0) {
-                /* a fresh pipe always has room for one byte */
-        }
-}
-
-static void query_start(struct dns_query *q)
-{
-        running++;
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        int r = pthread_create(&t, &attr, worker, q);
-        pthread_attr_destroy(&attr);
-        if (r != 0)
-                fail_now(q, -r);
 }
 
 int dns_resolve_async(sd_event *e, const struct dns_nexthop *nh, unsigned families, dns_callback cb,
                       void *userdata)
 {
         struct dns_query *q = xcalloc(1, sizeof *q);
-        q->nh = *nh;
-        q->families = families;
-        q->cb = cb;
-        q->userdata = userdata;
-        if (pipe2(q->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-                int r = -errno;
+        *q = (struct dns_query){.nh = *nh, .families = families, .cb = cb, .userdata = userdata};
+        int r = worker_run(e, query_work, query_done, q);
+        if (r < 0)
                 free(q);
-                return r;
-        }
-        int r = sd_event_add_io(e, &q->src, q->pipe[0], EPOLLIN, on_done, q);
-        if (r < 0) {
-                close(q->pipe[0]);
-                close(q->pipe[1]);
-                free(q);
-                return r;
-        }
-        q->event = sd_event_ref(e);
-        if (running < DNS_THREADS_MAX)
-                query_start(q);
-        else {
-                if (wait_tail)
-                        wait_tail->next = q;
-                else
-                        wait_head = q;
-                wait_tail = q;
-        }
-        return 0;
+        return r;
 }

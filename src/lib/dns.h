@@ -12,7 +12,6 @@
 #define DNS_NEXTHOP_MAX 300 /* "[" host "]:" port */
 #define DNS_MX_MAX      32  /* MX records used from one answer */
 #define DNS_ADDRS_MAX   32  /* addresses kept per lookup, over all MX hosts */
-#define DNS_THREADS_MAX 8   /* lookups running at once per process; more wait in a FIFO */
 #define DNS_REASON_MAX  512
 
 /* How names are looked up: smtp_dns_support_level, disable_dns_lookups and smtp_host_lookup. */
@@ -71,7 +70,7 @@ int dns_resolve_literal(const struct dns_nexthop *nh, struct dns_result *ret);
 
 /*
  * Run dns_resolve in a worker thread and call cb from the event loop of e with the result (owned by
- * the callee until it returns). Never blocks the loop; at most DNS_THREADS_MAX threads run at once.
+ * the callee until it returns). Never blocks the loop (worker.h: a bounded number of threads).
  * 0 or a negative errno (nothing was started, cb is never called).
  */
 typedef void (*dns_callback)(const struct dns_result *res, void *userdata);
