@@ -81,6 +81,7 @@ static int smtpd_init(struct service *svc)
         srv->forbid_unauth_pipelining = config_get_bool(c, "smtpd_forbid_unauth_pipelining");
         srv->strict_rfc821 = config_get_bool(c, "strict_rfc821_envelopes");
         srv->smtputf8_enable = config_get_bool(c, "smtputf8_enable");
+        srv->peername_lookup = config_get_bool(c, "smtpd_peername_lookup");
         srv->bare_newline = parse_bare_newline(config_get(c, "smtpd_forbid_bare_newline"));
 
         struct instance_paths paths;

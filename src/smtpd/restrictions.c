@@ -41,48 +41,22 @@ struct smtpd_access {
         struct access_table tables[ACCESS_TABLES_MAX];
         size_t n_tables;
         int relay_reject_code, access_reject_code, reject_code, defer_code, unknown_local_code;
-        int non_fqdn_code, invalid_hostname_code;
+        int non_fqdn_code, invalid_hostname_code, unknown_client_code, rbl_code;
 };
 
-static bool is_restriction_with_table(const char *name)
-{
-        return streq(name, "check_client_access") || streq(name, "check_recipient_access") ||
-               streq(name, "check_sender_access") || streq(name, "check_helo_access");
-}
-
-/* The restrictions eval_one knows; the others get 451 4.3.5, announced at start. */
-static const char *const KNOWN_RESTRICTIONS[] = {
-        "permit",
-        "reject",
-        "defer",
-        "defer_if_permit",
-        "warn_if_reject",
-        "permit_mynetworks",
-        "permit_sasl_authenticated",
-        "reject_unauth_destination",
-        "defer_unauth_destination",
-        "permit_auth_destination",
-        "reject_unlisted_recipient",
-        "reject_unlisted_sender",
-        "reject_non_fqdn_helo_hostname",
-        "reject_invalid_helo_hostname",
-        "reject_non_fqdn_sender",
-        "reject_non_fqdn_recipient",
+/* One restriction Postfix has: its evaluation and how restrictions_init treats it (table below). */
+struct eval_ctx;
+struct list_kind;
+typedef void (*restriction_fn)(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                               const char *arg, struct access_decision *d);
+struct restriction {
+        const char *name;
+        restriction_fn eval;
+        bool takes_arg;   /* the next list element is its argument: a type:table, a DNS zone */
+        bool relay_guard; /* can say no to relaying: Postfix refuses lists without one */
+        bool takes_table; /* the argument is a table opened at start */
 };
-
-static bool is_known_restriction(const char *name)
-{
-        for (size_t i = 0; i < sizeof KNOWN_RESTRICTIONS / sizeof *KNOWN_RESTRICTIONS; i++)
-                if (streq(KNOWN_RESTRICTIONS[i], name))
-                        return true;
-        return is_restriction_with_table(name);
-}
-
-static bool is_relay_guard(const char *name)
-{
-        return streq(name, "reject_unauth_destination") || streq(name, "defer_unauth_destination") ||
-               streq(name, "reject") || streq(name, "defer") || streq(name, "defer_if_permit");
-}
+static const struct restriction *find_restriction(const char *name);
 
 static int restrictions_init(struct smtpd_access *a, struct config *c, const char *param, struct strv *out,
                              char **err)
@@ -93,16 +67,21 @@ static int restrictions_init(struct smtpd_access *a, struct config *c, const cha
                 return -E2BIG;
         }
         for (size_t i = 0; i < out->n; i++) {
-                if (!is_known_restriction(out->v[i]))
+                const struct restriction *rs = find_restriction(out->v[i]);
+                if (!rs)
                         msg_warn("%s: restriction \"%s\" is not supported by postd; mail that reaches it "
                                  "is deferred with 451 4.3.5 until it is removed",
                                  param, out->v[i]);
-                if (!is_restriction_with_table(out->v[i]))
+                if (!rs || !rs->takes_arg)
                         continue;
                 if (i + 1 >= out->n) {
-                        *err = xasprintf("%s: restriction \"%s\" requires a type:table argument", param,
-                                         out->v[i]);
+                        *err = xasprintf("%s: restriction \"%s\" requires %s argument", param, out->v[i],
+                                         rs->takes_table ? "a type:table" : "a DNS zone");
                         return -EINVAL;
+                }
+                if (!rs->takes_table) {
+                        i++;
+                        continue;
                 }
                 const char *spec = out->v[++i];
                 bool have = false;
@@ -126,12 +105,11 @@ static int restrictions_init(struct smtpd_access *a, struct config *c, const cha
 static bool list_has_guard(const struct strv *l)
 {
         for (size_t i = 0; i < l->n; i++) {
-                if (is_restriction_with_table(l->v[i])) {
-                        i++; /* a table argument is never a guard */
-                        continue;
-                }
-                if (is_relay_guard(l->v[i]))
+                const struct restriction *rs = find_restriction(l->v[i]);
+                if (rs && rs->relay_guard)
                         return true;
+                if (rs && rs->takes_arg)
+                        i++; /* an argument is never a guard */
         }
         return false;
 }
@@ -195,6 +173,8 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         a->null_access_key = xstrdup(config_get(c, "smtpd_null_access_lookup_key"));
         a->non_fqdn_code = (int)config_get_int(c, "non_fqdn_reject_code");
         a->invalid_hostname_code = (int)config_get_int(c, "invalid_hostname_reject_code");
+        a->unknown_client_code = (int)config_get_int(c, "unknown_client_reject_code");
+        a->rbl_code = (int)config_get_int(c, "maps_rbl_reject_code");
         a->relay_reject_code = (int)config_get_int(c, "relay_domains_reject_code");
         a->access_reject_code = (int)config_get_int(c, "access_map_reject_code");
         a->reject_code = (int)config_get_int(c, "reject_code");
@@ -522,7 +502,8 @@ static bool helo_is_valid(const char *helo)
 }
 
 /* One table check: check_client_access, check_helo_access, check_sender_access or check_recipient_access. */
-static void eval_table(struct eval_ctx *x, const char *name, const char *spec, struct access_decision *d)
+static void eval_table(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *spec,
+                       struct access_decision *d)
 {
         struct smtpd_access *a = x->a;
         const struct access_request *rq = x->rq;
@@ -567,75 +548,197 @@ static void eval_table(struct eval_ctx *x, const char *name, const char *spec, s
 }
 
 /*
- * One restriction of a list. Restrictions about something the request does not have yet (a sender
- * before MAIL FROM, a recipient outside RCPT TO) pass, as in Postfix.
+ * ---- the restrictions: one function each, and the table that names them ----
+ * Restrictions about something the request does not have yet (a sender before MAIL FROM, a recipient
+ * outside RCPT TO) pass, as in Postfix.
  */
-static void eval_one(struct eval_ctx *x, const struct list_kind *k, const char *name,
+
+static void r_permit(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
                      struct access_decision *d)
 {
-        struct smtpd_access *a = x->a;
-        const struct access_request *rq = x->rq;
-        const char *what = kind_what(x, k);
+        d->result = ACCESS_PERMIT;
+}
+
+/* reject and defer */
+static void r_reject(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
+                     struct access_decision *d)
+{
         _cleanup_free_ char *rejected = xasprintf("%s rejected: ", k->label);
-        int r;
-        if (streq(name, "permit")) {
+        reject(d, name[0] == 'r' ? x->a->reject_code : x->a->defer_code, "7.1", kind_what(x, k), rejected,
+               "Access denied");
+}
+
+static void r_defer_if_permit(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                              const char *arg, struct access_decision *d)
+{
+        x->defer_if_permit = true;
+}
+
+static void r_warn_if_reject(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                             const char *arg, struct access_decision *d)
+{
+        x->warn_next = true;
+}
+
+static void r_permit_mynetworks(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                                const char *arg, struct access_decision *d)
+{
+        int r = netlist_match(&x->a->mynetworks, x->rq->client->addr);
+        if (r < 0)
+                tempfail(d, x->client_what);
+        else if (r > 0)
                 d->result = ACCESS_PERMIT;
-        } else if (streq(name, "reject")) {
-                reject(d, a->reject_code, "7.1", what, rejected, "Access denied");
-        } else if (streq(name, "defer")) {
-                reject(d, a->defer_code, "7.1", what, rejected, "Access denied");
-        } else if (streq(name, "defer_if_permit")) {
-                x->defer_if_permit = true;
-        } else if (streq(name, "warn_if_reject")) {
-                x->warn_next = true;
+}
+
+static void r_permit_sasl_authenticated(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                                        const char *arg, struct access_decision *d)
+{
+        if (x->rq->client->sasl_authenticated)
+                d->result = ACCESS_PERMIT;
+}
+
+/* reject_unauth_destination, defer_unauth_destination, permit_auth_destination */
+static void r_auth_destination(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                               const char *arg, struct access_decision *d)
+{
+        const char *rcpt = x->rq->rcpt;
+        if (!rcpt)
                 return;
-        } else if (streq(name, "permit_mynetworks")) {
-                r = netlist_match(&a->mynetworks, rq->client->addr);
-                if (r < 0)
-                        tempfail(d, x->client_what);
-                else if (r > 0)
-                        d->result = ACCESS_PERMIT;
-        } else if (streq(name, "permit_sasl_authenticated")) {
-                if (rq->client->sasl_authenticated)
-                        d->result = ACCESS_PERMIT;
-        } else if (streq(name, "reject_unauth_destination") || streq(name, "defer_unauth_destination") ||
-                   streq(name, "permit_auth_destination")) {
-                if (!rq->rcpt)
+        int r = authorized_destination(x->a, rcpt);
+        if (r < 0)
+                tempfail(d, rcpt);
+        else if (r > 0 && name[0] == 'p')
+                d->result = ACCESS_PERMIT;
+        else if (r == 0 && name[0] != 'p')
+                reject(d, name[0] == 'r' ? x->a->relay_reject_code : 454, "7.1", rcpt, "Relay access denied",
+                       "");
+}
+
+/* reject_unlisted_sender, reject_unlisted_recipient */
+static void r_unlisted(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
+                       struct access_decision *d)
+{
+        bool sender = streq(name, "reject_unlisted_sender");
+        reject_unlisted(x->a, sender ? x->rq->sender : x->rq->rcpt, sender, d);
+}
+
+/* reject_non_fqdn_helo_hostname, reject_invalid_helo_hostname */
+static void r_helo_name(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
+                        struct access_decision *d)
+{
+        const char *helo = x->rq->helo;
+        if (!helo)
+                return;
+        if (streq(name, "reject_non_fqdn_helo_hostname") && !is_fqdn(helo))
+                reject(d, x->a->non_fqdn_code, "5.2", helo,
+                       "Helo command rejected: ", "need fully-qualified hostname");
+        else if (streq(name, "reject_invalid_helo_hostname") && !helo_is_valid(helo))
+                reject(d, x->a->invalid_hostname_code, "5.2", helo,
+                       "Helo command rejected: ", "Invalid name");
+}
+
+/* reject_non_fqdn_sender, reject_non_fqdn_recipient */
+static void r_non_fqdn_address(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                               const char *arg, struct access_decision *d)
+{
+        bool sender = streq(name, "reject_non_fqdn_sender");
+        const char *addr = sender ? x->rq->sender : x->rq->rcpt;
+        if (addr && addr[0] && !address_is_fqdn(addr))
+                reject(d, x->a->non_fqdn_code, "5.2", addr,
+                       sender ? "Sender address rejected: " : "Recipient address rejected: ",
+                       "need fully-qualified address");
+}
+
+/* reject_unknown_client_hostname, reject_unknown_reverse_client_hostname, worded as Postfix does. */
+static void r_unknown_client(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                             const char *arg, struct access_decision *d)
+{
+        const struct smtpd_client_dns *dns = x->rq->client->dns;
+        bool reverse = streq(name, "reject_unknown_reverse_client_hostname");
+        int status = !dns ? -ENOENT : reverse ? dns->reverse_status : dns->name_status;
+        if (status == 0)
+                return;
+        int code = status == -EAGAIN ? 450 : x->a->unknown_client_code;
+        d->result = ACCESS_REJECT;
+        d->reply = xasprintf("%d %d.7.25 Client host rejected: cannot find your %shostname, [%s]", code,
+                             code / 100, reverse ? "reverse " : "", x->rq->client->addr);
+}
+
+/* reject_rbl_client zone[=a.b.c.d]: listed when the zone has an A record for the client (that one). */
+static void r_rbl_client(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
+                         struct access_decision *d)
+{
+        const struct smtpd_client_dns *dns = x->rq->client->dns;
+        size_t zlen = strcspn(arg, "=");
+        const char *want = arg[zlen] == '=' ? arg + zlen + 1 : NULL;
+        for (size_t i = 0; dns && i < dns->n_rbl; i++) {
+                const struct smtpd_rbl_answer *ans = &dns->rbl[i];
+                if (strlen(ans->zone) != zlen || strncmp(ans->zone, arg, zlen) != 0)
+                        continue;
+                if (ans->status < 0)
+                        msg_warn("%s: DNS blocklist lookup in %s failed: the client is not rejected by it",
+                                 x->client_what, ans->zone);
+                if (ans->status != 1 || (want && !streq(want, ans->addr)))
                         return;
-                r = authorized_destination(a, rq->rcpt);
-                if (r < 0)
-                        tempfail(d, rq->rcpt);
-                else if (r > 0 && name[0] == 'p')
-                        d->result = ACCESS_PERMIT;
-                else if (r == 0 && name[0] != 'p')
-                        reject(d, name[0] == 'r' ? a->relay_reject_code : 454, "7.1", rq->rcpt,
-                               "Relay access denied", "");
-        } else if (streq(name, "reject_unlisted_recipient")) {
-                reject_unlisted(a, rq->rcpt, false, d);
-        } else if (streq(name, "reject_unlisted_sender")) {
-                reject_unlisted(a, rq->sender, true, d);
-        } else if (streq(name, "reject_non_fqdn_helo_hostname")) {
-                if (rq->helo && !is_fqdn(rq->helo))
-                        reject(d, a->non_fqdn_code, "5.2", rq->helo,
-                               "Helo command rejected: ", "need fully-qualified hostname");
-        } else if (streq(name, "reject_invalid_helo_hostname")) {
-                if (rq->helo && !helo_is_valid(rq->helo))
-                        reject(d, a->invalid_hostname_code, "5.2", rq->helo,
-                               "Helo command rejected: ", "Invalid name");
-        } else if (streq(name, "reject_non_fqdn_sender")) {
-                if (rq->sender && rq->sender[0] && !address_is_fqdn(rq->sender))
-                        reject(d, a->non_fqdn_code, "5.2", rq->sender,
-                               "Sender address rejected: ", "need fully-qualified address");
-        } else if (streq(name, "reject_non_fqdn_recipient")) {
-                if (rq->rcpt && !address_is_fqdn(rq->rcpt))
-                        reject(d, a->non_fqdn_code, "5.2", rq->rcpt,
-                               "Recipient address rejected: ", "need fully-qualified address");
-        } else {
-                msg_warn("%s: unknown smtpd restriction: \"%s\"", k->param, name);
                 d->result = ACCESS_REJECT;
-                d->reply = xstrdup("451 4.3.5 Server configuration error");
+                d->reply = xasprintf("%d %d.7.1 Service unavailable; Client host [%s] blocked using %s%s%s",
+                                     x->a->rbl_code, x->a->rbl_code / 100, x->rq->client->addr, ans->zone,
+                                     ans->txt[0] ? "; " : "", ans->txt);
                 return;
         }
+}
+
+static const struct restriction RESTRICTIONS[] = {
+        {"permit", r_permit, false, false, false},
+        {"reject", r_reject, false, true, false},
+        {"defer", r_reject, false, true, false},
+        {"defer_if_permit", r_defer_if_permit, false, true, false},
+        {"warn_if_reject", r_warn_if_reject, false, false, false},
+        {"permit_mynetworks", r_permit_mynetworks, false, false, false},
+        {"permit_sasl_authenticated", r_permit_sasl_authenticated, false, false, false},
+        {"reject_unauth_destination", r_auth_destination, false, true, false},
+        {"defer_unauth_destination", r_auth_destination, false, true, false},
+        {"permit_auth_destination", r_auth_destination, false, false, false},
+        {"reject_unlisted_recipient", r_unlisted, false, false, false},
+        {"reject_unlisted_sender", r_unlisted, false, false, false},
+        {"reject_non_fqdn_helo_hostname", r_helo_name, false, false, false},
+        {"reject_invalid_helo_hostname", r_helo_name, false, false, false},
+        {"reject_non_fqdn_sender", r_non_fqdn_address, false, false, false},
+        {"reject_non_fqdn_recipient", r_non_fqdn_address, false, false, false},
+        {"reject_unknown_client_hostname", r_unknown_client, false, false, false},
+        {"reject_unknown_reverse_client_hostname", r_unknown_client, false, false, false},
+        {"reject_rbl_client", r_rbl_client, true, false, false},
+        {"check_client_access", eval_table, true, false, true},
+        {"check_helo_access", eval_table, true, false, true},
+        {"check_sender_access", eval_table, true, false, true},
+        {"check_recipient_access", eval_table, true, false, true},
+};
+
+static const struct restriction *find_restriction(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(RESTRICTIONS); i++)
+                if (streq(RESTRICTIONS[i].name, name))
+                        return &RESTRICTIONS[i];
+        return NULL;
+}
+
+void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out)
+{
+        const struct strv *lists[] = {&a->client_restrictions,    &a->helo_restrictions,
+                                      &a->sender_restrictions,    &a->relay_restrictions,
+                                      &a->recipient_restrictions, &a->data_restrictions};
+        for (size_t l = 0; l < ELEMENTSOF(lists); l++)
+                for (size_t i = 0; i + 1 < lists[l]->n; i++) {
+                        if (!streq(lists[l]->v[i], "reject_rbl_client"))
+                                continue;
+                        const char *arg = lists[l]->v[++i];
+                        _cleanup_free_ char *zone = xstrndup(arg, strcspn(arg, "="));
+                        bool have = false;
+                        for (size_t k = 0; k < out->n && !have; k++)
+                                have = streq(out->v[k], zone);
+                        if (!have)
+                                strv_push(out, zone);
+                }
 }
 
 /* Evaluate one restriction list; stops at the first PERMIT or REJECT. A PERMIT ends only this list. */
@@ -647,11 +750,15 @@ static void eval_list(struct eval_ctx *x, const struct list_kind *k, const struc
                 const char *name = list->v[i];
                 bool warn = x->warn_next;
                 x->warn_next = false;
-                if (is_restriction_with_table(name)) {
-                        if (i + 1 < list->n)
-                                eval_table(x, name, list->v[++i], d);
-                } else
-                        eval_one(x, k, name, d);
+                const struct restriction *rs = find_restriction(name);
+                if (!rs) {
+                        msg_warn("%s: unknown smtpd restriction: \"%s\"", k->param, name);
+                        d->result = ACCESS_REJECT;
+                        d->reply = xstrdup("451 4.3.5 Server configuration error");
+                } else if (!rs->takes_arg)
+                        rs->eval(x, k, name, NULL, d);
+                else if (i + 1 < list->n)
+                        rs->eval(x, k, name, list->v[++i], d);
                 if (warn && d->result == ACCESS_REJECT) {
                         /* warn_if_reject: the administrator tries a rule out before enforcing it. */
                         msg_info("reject_warning: %s: %s", x->client_what, d->reply);

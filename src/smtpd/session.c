@@ -12,6 +12,7 @@
 #include "smtp_data.h"
 #include "smtp_reply.h"
 #include "smtpd.h"
+#include "worker.h"
 
 /* Read size of one recv/SSL_read. */
 #define SESSION_READ_CHUNK 16384u
@@ -47,6 +48,15 @@ struct rcpt {
         unsigned notify;
 };
 
+/* The client's DNS facts, looked up in a worker thread before the greeting. */
+struct client_lookup {
+        struct session *session; /* NULL once the session is gone */
+        char addr[NETADDR_FORMAT_MAX];
+        bool names;
+        struct strv zones;
+        struct smtpd_client_dns dns;
+};
+
 struct session {
         struct session *next, *prev;
         struct smtpd *srv;
@@ -62,6 +72,9 @@ struct session {
         size_t out_off;
         bool eof, closing, dead, paused, discard_line;
         enum smtpd_bare_newline bare_newline; /* the server's, or normalize for an excluded client */
+        struct client_lookup *lookup;         /* the DNS lookup before the greeting, while it runs */
+        struct smtpd_client_dns dns;
+        bool dns_done; /* dns holds the answers (else the client is "unknown" to every check) */
 
         struct tls_conn *tls;
         bool tls_handshaking, tls_active, tls_start_after_flush;
@@ -97,9 +110,7 @@ static void finish(struct session *s);
 
 static const char *client_name(const struct session *s)
 {
-        (void)s;
-        /* No reverse DNS yet: a blocking resolver has no place in the event loop. */
-        return "unknown";
+        return s->dns_done ? s->dns.name : "unknown";
 }
 
 static const char *proto_name(const struct session *s)
@@ -330,7 +341,7 @@ static void arm_wait_timer(struct session *s)
 static bool access_rejects(struct session *s, enum access_stage stage, const char *helo, const char *rcpt,
                            const char *log_stage)
 {
-        struct access_client cl = {client_name(s), s->addr, false};
+        struct access_client cl = {client_name(s), s->addr, false, s->dns_done ? &s->dns : NULL};
         struct access_request rq = {&cl, helo, s->in_mail ? s->sender : NULL, rcpt};
         struct access_decision d;
         smtpd_access_check(s->srv->access, stage, &rq, &d);
@@ -766,8 +777,8 @@ static bool output_full(const struct session *s)
 
 static bool waiting(const struct session *s)
 {
-        return s->opening || s->ending || s->tls_handshaking || s->tls_start_after_flush || s->paused ||
-               submit_backlogged(s->sub) || output_full(s);
+        return s->lookup || s->opening || s->ending || s->tls_handshaking || s->tls_start_after_flush ||
+               s->paused || submit_backlogged(s->sub) || output_full(s);
 }
 
 /* Handle what the input buffer holds. Returns true when something was consumed. */
@@ -1094,6 +1105,8 @@ static void session_free(struct session *s)
         buf_free(&b);
 
         reset_transaction(s);
+        if (s->lookup)
+                s->lookup->session = NULL; /* the worker still runs: its answer goes nowhere */
         if (s->next)
                 s->next->prev = s->prev;
         if (s->prev)
@@ -1162,6 +1175,64 @@ static int on_pause_end(sd_event_source *src, uint64_t usec, void *userdata)
         s->paused = false;
         pump(s);
         finish(s);
+        return 0;
+}
+
+/* ---- the client's DNS facts, looked up in a worker thread before the greeting ---- */
+
+static void session_begin(struct session *s);
+
+static void client_lookup_work(void *userdata)
+{
+        struct client_lookup *l = userdata;
+        smtpd_client_dns_lookup(l->addr, l->names, &l->zones, &l->dns);
+}
+
+static void client_lookup_done(void *userdata)
+{
+        struct client_lookup *l = userdata;
+        struct session *s = l->session;
+        if (s) {
+                s->lookup = NULL;
+                s->dns = l->dns;
+                s->dns_done = true;
+                free(s->client);
+                s->client = xasprintf("%s[%s]", client_name(s), s->addr);
+                if (!s->dead) {
+                        session_begin(s);
+                        pump(s);
+                }
+                finish(s);
+        }
+        strv_free(&l->zones);
+        free(l);
+}
+
+/*
+ * smtpd_peername_lookup and the reject_rbl_client zones: the answers arrive before the greeting, as
+ * with Postfix, without blocking the other sessions. 0: started (session_begin follows), <0: nothing
+ * to look up, or it could not start (the client stays "unknown").
+ */
+static int start_client_lookup(struct session *s)
+{
+        struct client_lookup *l = xcalloc(1, sizeof *l);
+        l->names = s->srv->peername_lookup;
+        l->zones = (struct strv)STRV_INIT;
+        smtpd_access_rbl_zones(s->srv->access, &l->zones);
+        int r = -ENODATA;
+        if ((l->names || l->zones.n > 0) && strcmp(s->addr, "unknown") != 0) {
+                snprintf(l->addr, sizeof l->addr, "%s", s->addr);
+                l->session = s;
+                r = worker_run(service_event(s->srv->service), client_lookup_work, client_lookup_done, l);
+                if (r < 0)
+                        msg_warn("cannot look up the name of %s: %s", s->client, strerror(-r));
+        }
+        if (r < 0) {
+                strv_free(&l->zones);
+                free(l);
+                return r;
+        }
+        s->lookup = l;
         return 0;
 }
 
@@ -1235,6 +1306,20 @@ void session_start(struct smtpd *srv, int fd)
                 finish(s);
                 return;
         }
+        if (start_client_lookup(s) == 0) {
+                finish(s);
+                return;
+        }
+        session_begin(s);
+        pump(s);
+        finish(s);
+}
+
+/* After the client's name is known (or not looked up): log the connection, then TLS or the greeting. */
+static void session_begin(struct session *s)
+{
+        struct smtpd *srv = s->srv;
+        int fd = s->fd;
         msg_info("connect from %s", s->client);
 
         if (srv->wrappermode) {
@@ -1261,8 +1346,6 @@ void session_start(struct smtpd *srv, int fd)
                 if (!s->closing)
                         greet(s);
         }
-        pump(s);
-        finish(s);
 }
 
 void session_stop_all(struct smtpd *srv)

@@ -50,6 +50,7 @@ struct smtpd {
         bool strict_rfc821;
         bool smtputf8_enable;
         bool wrappermode;
+        bool peername_lookup; /* smtpd_peername_lookup */
         enum smtpd_bare_newline bare_newline;
         enum smtpd_tls_level tls_level;
         struct smtpd_access *access;
@@ -69,10 +70,39 @@ void session_stop_all(struct smtpd *srv);
 /* An access decision: PASS (DUNNO: the next restriction decides), or a final PERMIT / reply. */
 enum access_result { ACCESS_PASS, ACCESS_PERMIT, ACCESS_REJECT };
 
+/* ---- client_dns.c: the client's DNS facts, looked up before the greeting ---- */
+
+/* reject_rbl_client zones looked up per client. */
+#define SMTPD_RBL_ZONES_MAX 16
+
+struct smtpd_rbl_answer {
+        char zone[256];
+        int status;    /* 1 listed, 0 not listed, -EAGAIN the lookup failed */
+        char addr[16]; /* the A record of a listing: "127.0.0.2" */
+        char txt[256]; /* its TXT record, the list's reason ("" when none) */
+};
+
+struct smtpd_client_dns {
+        char name[256];         /* forward-confirmed name, or "unknown" */
+        char reverse_name[256]; /* the PTR name, confirmed or not, or "unknown" */
+        int name_status;        /* 0, -ENOENT (no such name, or it does not point back), -EAGAIN */
+        int reverse_status;     /* 0, -ENOENT (no PTR), -EAGAIN */
+        struct smtpd_rbl_answer rbl[SMTPD_RBL_ZONES_MAX];
+        size_t n_rbl;
+};
+
+/*
+ * Blocking (run it in a worker thread): with names, the PTR name of addr and whether its address
+ * records point back; for each zone, addr's listing. Fills *ret.
+ */
+void smtpd_client_dns_lookup(const char *addr, bool names, const struct strv *zones,
+                             struct smtpd_client_dns *ret);
+
 struct access_client {
-        const char *name; /* "unknown" while there is no reverse DNS */
+        const char *name; /* forward-confirmed name, "unknown" without one */
         const char *addr; /* printable address, no brackets */
         bool sasl_authenticated;
+        const struct smtpd_client_dns *dns; /* NULL: not looked up (smtpd_peername_lookup = no) */
 };
 
 struct access_decision {
@@ -87,6 +117,8 @@ struct access_decision {
  */
 int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err);
 void smtpd_access_free(struct smtpd_access *a);
+/* The zones of every reject_rbl_client in the restriction lists ("zone" of "zone=127.0.0.2"). */
+void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out);
 /* Client in mynetworks: 1, 0, or <0 when a table failed. */
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr);
 /* Client in smtpd_forbid_bare_newline_exclusions: 1, 0, or <0 when a table failed. */

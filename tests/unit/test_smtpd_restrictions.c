@@ -6,6 +6,8 @@
 #include "../../src/smtpd/smtpd.h"
 #include "unit.h"
 
+#include <errno.h>
+
 /* A config from main.cf text: local destinations localhost and mx.example.test, no passwd lookups. */
 static struct smtpd_access *access_from(const char *extra, struct config **ret_c)
 {
@@ -32,7 +34,7 @@ static struct smtpd_access *access_from(const char *extra, struct config **ret_c
 /* The reply for rcpt from addr, or "" when accepted. */
 static char *decide(struct smtpd_access *a, const char *addr, const char *rcpt)
 {
-        struct access_client cl = {"unknown", addr, false};
+        struct access_client cl = {"unknown", addr, false, NULL};
         struct access_request rq = {&cl, "client.example.org", "sender@example.org", rcpt};
         struct access_decision d;
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
@@ -175,7 +177,7 @@ TEST(access_tables)
 static char *decide_at(struct smtpd_access *a, enum access_stage stage, const char *addr, const char *helo,
                        const char *sender, const char *rcpt)
 {
-        struct access_client cl = {"unknown", addr, false};
+        struct access_client cl = {"unknown", addr, false, NULL};
         struct access_request rq = {&cl, helo, sender, rcpt};
         struct access_decision d;
         smtpd_access_check(a, stage, &rq, &d);
@@ -356,6 +358,108 @@ TEST(missing_table_argument)
         char *err = NULL;
         CHECK(smtpd_access_new(c, &a, &err) < 0);
         CHECK(err && strstr(err, "requires a type:table argument"));
+        free(err);
+        config_free(c);
+}
+
+/* The reply at RCPT TO for a client whose DNS facts are dns (NULL: never looked up), or "". */
+static char *decide_dns(struct smtpd_access *a, const struct smtpd_client_dns *dns)
+{
+        struct access_client cl = {dns && dns->name_status == 0 ? dns->name : "unknown", "192.0.2.5", false,
+                                   dns};
+        struct access_request rq = {&cl, "client.example.org", "sender@example.org", "alice@localhost"};
+        struct access_decision d;
+        smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
+        char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
+        access_decision_done(&d);
+        return out;
+}
+
+#define CHECK_DNS_DECISION(a, dns, expected)                    \
+        do {                                                    \
+                _cleanup_free_ char *got_ = decide_dns(a, dns); \
+                CHECK_STR(got_, expected);                      \
+        } while (0)
+
+TEST(unknown_client_hostname)
+{
+        struct config *c;
+        struct smtpd_access *a =
+                access_from("smtpd_client_restrictions = reject_unknown_client_hostname\n", &c);
+        struct smtpd_client_dns dns = {.name = "mail.example.org", .reverse_name = "mail.example.org"};
+        CHECK_DNS_DECISION(a, &dns, "");
+        dns.name_status = -ENOENT; /* the PTR name does not point back */
+        CHECK_DNS_DECISION(a, &dns,
+                           "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.5]");
+        dns.name_status = -EAGAIN;
+        CHECK_DNS_DECISION(a, &dns,
+                           "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.5]");
+        CHECK_DNS_DECISION(a, NULL,
+                           "450 4.7.25 Client host rejected: cannot find your hostname, [192.0.2.5]");
+        smtpd_access_free(a);
+        config_free(c);
+
+        a = access_from("smtpd_client_restrictions = reject_unknown_reverse_client_hostname\n"
+                        "unknown_client_reject_code = 550\n",
+                        &c);
+        dns = (struct smtpd_client_dns){.name_status = -ENOENT, .reverse_status = 0};
+        CHECK_DNS_DECISION(a, &dns, ""); /* a PTR name is enough here */
+        dns.reverse_status = -ENOENT;
+        CHECK_DNS_DECISION(
+                a, &dns, "550 5.7.25 Client host rejected: cannot find your reverse hostname, [192.0.2.5]");
+        dns.reverse_status = -EAGAIN; /* a temporary failure never rejects for good */
+        CHECK_DNS_DECISION(
+                a, &dns, "450 4.7.25 Client host rejected: cannot find your reverse hostname, [192.0.2.5]");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(rbl_client)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("smtpd_client_restrictions = reject_rbl_client bl.example, "
+                                             "reject_rbl_client strict.example=127.0.0.4\n",
+                                             &c);
+        struct strv zones = STRV_INIT;
+        smtpd_access_rbl_zones(a, &zones);
+        CHECK_INT(zones.n, 2);
+        CHECK_STR(zones.v[0], "bl.example");
+        CHECK_STR(zones.v[1], "strict.example");
+        strv_free(&zones);
+
+        struct smtpd_client_dns dns = {.n_rbl = 2};
+        snprintf(dns.rbl[0].zone, sizeof dns.rbl[0].zone, "bl.example");
+        snprintf(dns.rbl[1].zone, sizeof dns.rbl[1].zone, "strict.example");
+        CHECK_DNS_DECISION(a, &dns, "");
+        dns.rbl[1].status = 1; /* listed, but with another code than the one asked for */
+        snprintf(dns.rbl[1].addr, sizeof dns.rbl[1].addr, "127.0.0.2");
+        CHECK_DNS_DECISION(a, &dns, "");
+        snprintf(dns.rbl[1].addr, sizeof dns.rbl[1].addr, "127.0.0.4");
+        CHECK_DNS_DECISION(a, &dns,
+                           "554 5.7.1 Service unavailable; Client host [192.0.2.5] blocked using "
+                           "strict.example");
+        dns.rbl[0].status = 1;
+        snprintf(dns.rbl[0].addr, sizeof dns.rbl[0].addr, "127.0.0.2");
+        snprintf(dns.rbl[0].txt, sizeof dns.rbl[0].txt, "see https://bl.example/192.0.2.5");
+        CHECK_DNS_DECISION(a, &dns,
+                           "554 5.7.1 Service unavailable; Client host [192.0.2.5] blocked using "
+                           "bl.example; see https://bl.example/192.0.2.5");
+        dns.rbl[0].status = -EAGAIN; /* a failed lookup is no listing */
+        dns.rbl[1].status = 0;
+        CHECK_DNS_DECISION(a, &dns, "");
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(rbl_client_needs_a_zone)
+{
+        const char *text = "smtpd_client_restrictions = reject_rbl_client\nlocal_recipient_maps =\n";
+        struct config *c = NULL;
+        CHECK_INT(config_load_text(unit_tmpdir(), text, strlen(text), &c), 0);
+        struct smtpd_access *a = NULL;
+        char *err = NULL;
+        CHECK(smtpd_access_new(c, &a, &err) < 0);
+        CHECK(err && strstr(err, "requires a DNS zone argument"));
         free(err);
         config_free(c);
 }

@@ -1,0 +1,137 @@
+"""test_client_dns.py: smtpd's client names and DNS-based client restrictions, against a real DNS
+server (dnsmasq) that the test starts on a loopback address of its own.
+
+The instance runs in a mount namespace whose resolv.conf names that server, so nothing leaves the
+machine. Clients connect from loopback source addresses that /etc/hosts does not name:
+127.0.9.2 has a PTR that points back (good.client.test), 127.0.9.3 a PTR to a name whose address is
+another one (forged.client.test), 127.0.9.4 no PTR at all; 127.0.9.5 is listed in bl.test.
+"""
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN
+from mailinstance import wait_for
+
+DNS_ADDR = "127.0.9.53"
+RECORDS = [
+    "--ptr-record=2.9.0.127.in-addr.arpa,good.client.test", "--host-record=good.client.test,127.0.9.2",
+    "--ptr-record=3.9.0.127.in-addr.arpa,forged.client.test", "--host-record=forged.client.test,127.0.9.99",
+    "--host-record=5.9.0.127.bl.test,127.0.0.2", "--txt-record=5.9.0.127.bl.test,listed for testing",
+]
+
+
+@pytest.fixture
+def dns_server(tmp_path):
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not os.path.exists(dnsmasq):
+        pytest.fail("dnsmasq is not installed (Debian package dnsmasq-base; dev.sh installs it)")
+    proc = subprocess.Popen([dnsmasq, "-k", "--port=53", f"--listen-address={DNS_ADDR}", "--bind-interfaces",
+                             "--no-resolv", "--no-hosts", "--user=root", "--group=root",
+                             "--local=/127.in-addr.arpa/", "--local=/test/", "--log-facility=-", *RECORDS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def answering():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            # a minimal query for "test" type A: any answer means the server is up
+            s.sendto(bytes.fromhex("abcd01000001000000000000") + b"\x04test\x00\x00\x01\x00\x01", (DNS_ADDR, 53))
+            try:
+                return s.recv(512)[:2] == b"\xab\xcd"
+            except OSError:
+                return False
+
+    try:
+        wait_for(answering, 10, f"dnsmasq on {DNS_ADDR}", interval=0.1)
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text(f"nameserver {DNS_ADDR}\noptions timeout:2 attempts:1\n")
+        yield resolv
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def start_with_dns(inst, resolv):
+    script = (f"mount --make-rprivate / && mount --bind {resolv} /etc/resolv.conf && "
+              f"exec {BIN}/postfix -c {inst.etc} start")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                       env=dict(os.environ, **inst.env), timeout=60)
+    assert r.returncode == 0, r.stderr + inst.logtext()
+
+
+def instance(mail_instance, resolv, extra=""):
+    inst = mail_instance(main_extra="mynetworks = 127.0.0.1/32\n" + extra)
+    start_with_dns(inst, resolv)
+    return inst
+
+
+def rcpt_reply(inst, source):
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20, source_address=(source, 0)) as c:
+        c.ehlo("client.example")
+        c.docmd("MAIL FROM:<a@example.org>")
+        return c.docmd("RCPT TO:<postd-test@localhost>")
+
+
+def test_client_name_is_forward_confirmed(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server)
+    for source in ("127.0.9.2", "127.0.9.3", "127.0.9.4"):
+        assert rcpt_reply(inst, source)[0] == 250
+    inst.wait_log(r"smtpd\[\d+\]: connect from good\.client\.test\[127\.0\.9\.2\]")
+    # A PTR name whose address is another one is no name at all, as with Postfix.
+    inst.wait_log(r"smtpd\[\d+\]: connect from unknown\[127\.0\.9\.3\]")
+    inst.wait_log(r"smtpd\[\d+\]: connect from unknown\[127\.0\.9\.4\]")
+    inst.wait_log(r"[0-9A-F]+: client=good\.client\.test\[127\.0\.9\.2\]")
+
+
+def test_peername_lookup_off(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server, "smtpd_peername_lookup = no\n")
+    assert rcpt_reply(inst, "127.0.9.2")[0] == 250
+    inst.wait_log(r"smtpd\[\d+\]: connect from unknown\[127\.0\.9\.2\]")
+
+
+def test_reject_unknown_client_hostname(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server,
+                    "smtpd_client_restrictions = reject_unknown_client_hostname\n")
+    assert rcpt_reply(inst, "127.0.9.2")[0] == 250
+    assert rcpt_reply(inst, "127.0.9.3") == (
+        450, b"4.7.25 Client host rejected: cannot find your hostname, [127.0.9.3]")
+    assert rcpt_reply(inst, "127.0.9.4") == (
+        450, b"4.7.25 Client host rejected: cannot find your hostname, [127.0.9.4]")
+    inst.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.9\.3\]: 450 4\.7\.25 Client host rejected: "
+                  r"cannot find your hostname, \[127\.0\.9\.3\];")
+
+
+def test_reject_unknown_reverse_client_hostname(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server,
+                    "smtpd_client_restrictions = reject_unknown_reverse_client_hostname\n"
+                    "unknown_client_reject_code = 550\n")
+    assert rcpt_reply(inst, "127.0.9.3")[0] == 250  # a PTR record, even an unconfirmed one
+    assert rcpt_reply(inst, "127.0.9.4") == (
+        550, b"5.7.25 Client host rejected: cannot find your reverse hostname, [127.0.9.4]")
+
+
+def test_reject_rbl_client(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server, "smtpd_client_restrictions = reject_rbl_client bl.test\n")
+    assert rcpt_reply(inst, "127.0.9.2")[0] == 250
+    assert rcpt_reply(inst, "127.0.9.5") == (
+        554, b"5.7.1 Service unavailable; Client host [127.0.9.5] blocked using bl.test; listed for testing")
+
+
+def test_greeting_waits_for_the_lookup_without_blocking_others(mail_instance, dns_server):
+    """Sessions keep being served while lookups run in worker threads: ten at once all get greeted."""
+    inst = instance(mail_instance, dns_server)
+    socks = [socket.create_connection(("127.0.0.1", inst.port), timeout=20, source_address=("127.0.9.4", 0))
+             for _ in range(10)]
+    try:
+        deadline = time.monotonic() + 20
+        for s in socks:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            assert s.recv(512).startswith(b"220 ")
+    finally:
+        for s in socks:
+            s.close()
