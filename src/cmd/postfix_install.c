@@ -102,7 +102,8 @@ static int create_alias_files(struct config *c, bool *ret_any)
 
 static int run_newaliases(struct config *c)
 {
-        _cleanup_free_ char *prog = xasprintf("%s/newaliases", config_get(c, "command_directory"));
+        /* postalias called "newaliases": packages rename newaliases itself for alternatives(8). */
+        _cleanup_free_ char *prog = xasprintf("%s/postalias", config_get(c, "command_directory"));
         pid_t pid = fork();
         if (pid < 0) {
                 msg_error("fork: %s", strerror(errno));
@@ -120,7 +121,7 @@ static int run_newaliases(struct config *c)
                         return 1;
                 }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                msg_error("%s -C %s failed", prog, config_directory(c));
+                msg_error("newaliases (%s) -C %s failed", prog, config_directory(c));
                 return 1;
         }
         return 0;

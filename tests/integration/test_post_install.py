@@ -30,7 +30,7 @@ def inst(tmp_path):
     for d in (etc, bin_, tmp_path / "spool", tmp_path / "lib"):
         d.mkdir()
     # Copies: set-permissions changes owner and mode of postdrop/postqueue, never those of the build.
-    for name in ("postdrop", "postqueue", "newaliases"):
+    for name in ("postdrop", "postqueue", "postalias"):
         shutil.copy2(tool(name), bin_ / name)
     (etc / "main.cf").write_text(
         f"queue_directory = {tmp_path}/spool/postfix\n"
@@ -164,3 +164,26 @@ def test_missing_setgid_program_is_an_error(inst):
     # Everything else is still done.
     assert mode_owner(inst.bin / "postdrop") == (0o2755, "root", SETGID_GROUP)
     assert (inst.queue / "maildrop").is_dir()
+
+
+def test_alternatives_names_work(inst):
+    """A package installs sendmail, mailq and newaliases as NAME.postd behind alternatives(8) links."""
+    run("postfix", "-c", inst.etc, "set-permissions", check=True)
+    for name in ("sendmail", "newaliases"):
+        shutil.copy2(tool(name), inst.bin / f"{name}.postd")
+    shutil.copy2(tool("sendmail"), inst.bin / "mailq.postd")
+    (inst.etc / "aliases").write_text("postmaster: bob\n")
+    # sendmail -bi rebuilds through postalias: there is no command_directory/newaliases in a package.
+    assert not (inst.bin / "newaliases").exists()
+    r = subprocess.run([str(inst.bin / "sendmail.postd"), "-C", str(inst.etc), "-bi"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert alias_lookup(inst, "postmaster") == "bob"
+    (inst.etc / "aliases").write_text("postmaster: carol\n")
+    r = subprocess.run([str(inst.bin / "newaliases.postd"), "-C", str(inst.etc)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert alias_lookup(inst, "postmaster") == "carol"
+    r = subprocess.run([str(inst.bin / "mailq.postd"), "-C", str(inst.etc)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and r.stdout == "Mail queue is empty\n", (r.stdout, r.stderr)
