@@ -73,8 +73,9 @@ def test_post_install_sets_up_the_system(box):
     box("systemd-sysusers && systemd-tmpfiles --create postfix.conf")
     proc = box("postfix post-install")
     assert "created /etc/aliases" in proc.stderr, proc.stderr
-    assert box.out("stat -c '%a %U %G' /var/spool/postfix/maildrop /var/spool/postfix/public "
-                   "/usr/sbin/postdrop /usr/sbin/postqueue").split("\n")[:4] == \
+    bindir = box.out("postconf -h command_directory").strip()
+    assert box.out(f"stat -c '%a %U %G' /var/spool/postfix/maildrop /var/spool/postfix/public "
+                   f"{bindir}/postdrop {bindir}/postqueue").split("\n")[:4] == \
         ["1730 postfix postdrop", "710 postfix postdrop", "2755 root postdrop", "2755 root postdrop"]
     assert box.out("postalias -q postmaster hash:/etc/aliases").strip() == "root"
     # Again: nothing changes, nothing fails.
