@@ -47,7 +47,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 WORK=$(mktemp -d /tmp/postd-rpm.XXXXXX)
-cleanup() { [ -n "${POSTD_RPM_KEEP:-}" ] && echo "kept $WORK" || rm -rf "$WORK"; }
+cleanup() {
+        if [ -n "${POSTD_RPM_KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
 trap cleanup EXIT
 TOP=$WORK/rpmbuild
 SCRATCH=$WORK/root
@@ -92,8 +94,9 @@ else
         fail "rpmbuild -bb (log above)"
         finish
 fi
-MAIN=$(ls "$TOP"/RPMS/*/postd-"$VERSION"-*.rpm 2>/dev/null | grep -v -- -selinux- | head -n1)
-SEL=$(ls "$TOP"/RPMS/noarch/postd-selinux-"$VERSION"-*.noarch.rpm 2>/dev/null | head -n1)
+MAIN='' SEL=''
+for f in "$TOP"/RPMS/*/postd-"$VERSION"-*.rpm; do [ -e "$f" ] && MAIN=$f; done
+for f in "$TOP"/RPMS/noarch/postd-selinux-"$VERSION"-*.noarch.rpm; do [ -e "$f" ] && SEL=$f; done
 check "main package built ($(basename "${MAIN:-none}"))" test -n "$MAIN"
 if [ "${with[0]}" = --with ]; then
         check "postd-selinux built ($(basename "${SEL:-none}"))" test -n "$SEL"
