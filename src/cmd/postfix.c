@@ -1,6 +1,7 @@
 /* postfix.c: the postfix command: loads one instance's config and runs a subcommand on it. */
 #include "postfix.h"
 #include "postfix_control.h"
+#include "postfix_install.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,9 +14,16 @@ static const struct {
         const char *name;
         postfix_command_fn fn;
 } commands[] = {
-        {"check", postfix_check},   {"start", postfix_start}, {"start-fg", postfix_start_fg},
-        {"stop", postfix_stop},     {"abort", postfix_abort}, {"reload", postfix_reload},
-        {"status", postfix_status}, {"flush", postfix_flush},
+        {"check", postfix_check},
+        {"start", postfix_start},
+        {"start-fg", postfix_start_fg},
+        {"stop", postfix_stop},
+        {"abort", postfix_abort},
+        {"reload", postfix_reload},
+        {"status", postfix_status},
+        {"flush", postfix_flush},
+        {"set-permissions", postfix_set_permissions},
+        {"post-install", postfix_set_permissions},
 };
 
 _noreturn_ static void usage(void)
@@ -61,6 +69,6 @@ int main(int argc, char **argv)
         }
         msg_fatal(
                 "unknown command: '%s'. Usage: postfix start (or stop, reload, abort, flush, check, status, "
-                "set-permissions, start-fg)",
+                "set-permissions, post-install, start-fg)",
                 name);
 }

@@ -2,8 +2,6 @@
 #include "postfix_control.h"
 
 #include <errno.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,10 +11,10 @@
 #include "alloc.h"
 #include "buf.h"
 #include "instance.h"
+#include "instance_dirs.h"
 #include "instance_check.h"
 #include "postfix_systemd.h"
 #include "log.h"
-#include "queue.h"
 
 /* How long stop waits for the master to let go of its pid file (it gives its children 35 s). */
 #define POSTFIX_STOP_WAIT_SEC 60
@@ -65,23 +63,11 @@ static int running_pid(struct instance_paths *p, pid_t *ret)
         return r == 0;
 }
 
-static void create_queue(struct config *c, const struct instance_paths *p)
+static void create_queue(struct config *c)
 {
-        const char *owner = config_get(c, "mail_owner"), *group = config_get(c, "setgid_group");
-        struct passwd *pw = getpwnam(owner);
-        if (!pw)
-                script_fatal("unknown mail_owner account: %s (create it, or set mail_owner in %s/main.cf)",
-                             owner, p->config_dir);
-        struct queue_owners o = {
-                .mail_owner = pw->pw_uid, .mail_group = pw->pw_gid, .root_uid = 0, .root_gid = 0};
-        struct group *gr = getgrnam(group);
-        if (!gr)
-                script_fatal("unknown setgid_group: %s (create it, or set setgid_group in %s/main.cf)",
-                             group, p->config_dir);
-        o.setgid_group = gr->gr_gid;
-        int r = queue_layout_create(p->queue_dir, &o);
-        if (r < 0)
-                script_fatal("create queue directory %s: %s", p->queue_dir, strerror(-r));
+        _cleanup_free_ char *err = NULL;
+        if (instance_create_dirs(c, INSTANCE_DIRS_QUEUE, &err) < 0)
+                script_fatal("%s", err);
 }
 
 /* The master refuses these too (its log says so); saying it here puts the cause on the terminal. */
@@ -120,7 +106,7 @@ static int start(struct config *c, bool foreground)
                 if (unit)
                         return systemd_start(c, unit);
         }
-        create_queue(c, &p);
+        create_queue(c);
         _cleanup_free_ char *master = xasprintf("%s/master", p.daemon_dir);
         char *args[] = {master, (char *)"-c", p.config_dir, foreground ? (char *)"-d" : NULL, NULL};
         if (foreground) {

@@ -410,7 +410,8 @@ int postmap_tool_main(int argc, char **argv, bool aliases)
         const char *config_dir = NULL;
         int c;
 
-        if (streq(base, "newaliases")) {
+        /* Also "newaliases.postd", the name a package gives it for alternatives(8). */
+        if (strncmp(base, "newaliases", 10) == 0 && (base[10] == '\0' || base[10] == '.')) {
                 /* sendmail-style: -C DIR (also -c), -oA and -v are accepted */
                 while ((c = getopt(argc, argv, "C:c:o:v")) != -1) {
                         if (c == 'C' || c == 'c')

@@ -4,9 +4,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
-#include <grp.h>
 #include <libgen.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +17,10 @@
 #include "config.h"
 #include "fileio.h"
 #include "instance.h"
+#include "instance_dirs.h"
 #include "log.h"
 #include "maincf.h"
 #include "postd-build.h"
-#include "queue.h"
 
 #define POSTMULTI_INSTANCES_MAX 1000 /* entries of multi_instance_directories */
 #define POSTMULTI_ARGS_MAX      256  /* param=value arguments of create/import */
@@ -170,34 +168,11 @@ static char *sibling(const char *path, const char *name)
         return xasprintf("%s/%s", dirname(copy), name);
 }
 
-static void mkdir_owned(const char *path, mode_t mode, uid_t uid, gid_t gid)
+static void make_dirs(struct config *c)
 {
-        if (mkdir(path, mode) < 0 && errno != EEXIST)
-                msg_fatal("create %s: %s", path, strerror(errno));
-        if (chown(path, uid, gid) < 0 || chmod(path, mode) < 0)
-                msg_fatal("set owner/mode of %s: %s", path, strerror(errno));
-}
-
-static void make_queue(struct config *c, const char *queue_dir, const char *data_dir)
-{
-        const char *owner = config_get(c, "mail_owner"), *group = config_get(c, "setgid_group");
-        struct passwd *pw = getpwnam(owner);
-        struct group *gr = getgrnam(group);
-        if (!pw)
-                msg_fatal("unknown mail_owner account: %s", owner);
-        if (!gr)
-                msg_fatal("unknown setgid_group: %s", group);
-        struct queue_owners o = {.mail_owner = pw->pw_uid,
-                                 .mail_group = pw->pw_gid,
-                                 .setgid_group = gr->gr_gid,
-                                 .root_uid = 0,
-                                 .root_gid = 0};
-        if (mkdir(queue_dir, 0755) < 0 && errno != EEXIST)
-                msg_fatal("create %s: %s", queue_dir, strerror(errno));
-        int r = queue_layout_create(queue_dir, &o);
-        if (r < 0)
-                msg_fatal("create queue directory %s: %s", queue_dir, strerror(-r));
-        mkdir_owned(data_dir, 0700, pw->pw_uid, pw->pw_gid);
+        _cleanup_free_ char *err = NULL;
+        if (instance_create_dirs(c, INSTANCE_DIRS_QUEUE | INSTANCE_DIRS_DATA, &err) < 0)
+                msg_fatal("%s", err);
 }
 
 /* Under systemd the generator turns the instance list into units: let it run again. */
@@ -313,7 +288,7 @@ static void action_create(const struct opts *o, int argc, char **argv)
         struct config *c = NULL;
         if (config_load(dir, &c) < 0)
                 msg_fatal("open %s", maincf);
-        make_queue(c, config_get(c, "queue_directory"), config_get(c, "data_directory"));
+        make_dirs(c);
         config_free(c);
         config_free(def);
         update_directories(dir, true);

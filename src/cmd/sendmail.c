@@ -95,12 +95,13 @@ static char *command_path(const char *name)
         return xasprintf("%s/%s", config_get(cfg, "command_directory"), name);
 }
 
-_noreturn_ static void exec_command(const char *name, char *const extra[])
+/* argv0 is the name the program sees: postalias acts as newaliases when called so. */
+_noreturn_ static void exec_command_as(const char *name, const char *argv0, char *const extra[])
 {
         _cleanup_free_ char *path = command_path(name);
         char *argv[16];
         size_t n = 0;
-        argv[n++] = (char *)name;
+        argv[n++] = (char *)argv0;
         argv[n++] = (char *)"-c";
         argv[n++] = config_dir;
         for (size_t i = 0; extra && extra[i] && n < ELEMENTSOF(argv) - 1; i++)
@@ -108,6 +109,18 @@ _noreturn_ static void exec_command(const char *name, char *const extra[])
         argv[n] = NULL;
         execv(path, argv);
         submit_fatal(SUBMIT_EX_TEMPFAIL, "execute %s: %s", path, strerror(errno));
+}
+
+_noreturn_ static void exec_command(const char *name, char *const extra[])
+{
+        exec_command_as(name, name, extra);
+}
+
+/* "mailq", also as installed for alternatives(8): "mailq.postd". */
+static bool called_as(const char *base, const char *name)
+{
+        size_t n = strlen(name);
+        return strncmp(base, name, n) == 0 && (base[n] == '\0' || base[n] == '.');
 }
 
 /*
@@ -440,8 +453,10 @@ int main(int argc, char **argv)
 {
         const char *base = strrchr(argv[0], '/');
         base = base ? base + 1 : argv[0];
-        if (streq(base, "mailq") || streq(base, "newaliases"))
-                prog = base;
+        if (called_as(base, "mailq"))
+                prog = "mailq";
+        else if (called_as(base, "newaliases"))
+                prog = "newaliases";
         log_setup_command(prog);
         if (argc > ARGS_MAX)
                 submit_fatal(SUBMIT_EX_USAGE, "too many arguments");
@@ -518,7 +533,8 @@ int main(int argc, char **argv)
         case MODE_MAILQ: exec_command("postqueue", (char *[]){(char *)"-p", NULL});
         case MODE_FLUSH: exec_command("postqueue", (char *[]){(char *)"-f", NULL});
         case MODE_SITE_FLUSH: exec_command("postqueue", (char *[]){(char *)"-s", (char *)o.site, NULL});
-        case MODE_NEWALIASES: exec_command("newaliases", NULL);
+        /* postalias, not newaliases: packages rename newaliases for alternatives(8), never postalias. */
+        case MODE_NEWALIASES: exec_command_as("postalias", "newaliases", NULL);
         case MODE_DAEMON: exec_command("postfix", (char *[]){(char *)"start", NULL});
         case MODE_VERIFY:
         case MODE_ENQUEUE:
