@@ -110,7 +110,8 @@ static void socket_text(struct buf *b, const char *inst, const char *svc_unit, c
         if (full) {
                 buf_printf(b, "[Unit]\nDescription=Postfix listener %s of instance %s (postd)\n",
                            s->svc->name, inst);
-                buf_printf(b, "PartOf=%s\n\n", svc_unit);
+                /* As postfix@.socket: not PartOf the service, whose stop and restart leave it listening. */
+                buf_puts(b, "PartOf=postfix.target\n\n");
         }
         buf_puts(b, "[Socket]\n");
         if (full)
@@ -184,6 +185,8 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
                         s->unit = xasprintf("%s-%s.socket", label, e);
                 }
                 r = inet_listen_service(c, svc, v4, v6, &s->ls, &err);
+                if (r >= 0 && in->check_local)
+                        r = inet_listen_check_local(svc, &s->ls, config_maincf_path(c), &err);
                 if (r >= 0 && s->ls.n == 0) {
                         err = xasprintf("master.cf line %u: service \"%s/inet\" has no address to listen on "
                                         "(inet_interfaces, inet_protocols)",
@@ -200,9 +203,12 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
                            "# Change those files, then run \"systemctl daemon-reload\".\n",
                            dir);
                 if (n_socks > 0) {
+                        /* Wants, not Requires: systemd refuses to start a socket while its service runs,
+                         * so "systemctl start" of a running instance must not depend on that job; and a
+                         * socket that cannot bind still lets the master start and say why (status). */
                         buf_puts(&b, "[Unit]\n");
                         for (size_t i = 0; i < n_socks; i++)
-                                buf_printf(&b, "Requires=%s\nAfter=%s\n", socks[i].unit, socks[i].unit);
+                                buf_printf(&b, "Wants=%s\nAfter=%s\n", socks[i].unit, socks[i].unit);
                         buf_puts(&b, "\n");
                 }
                 buf_puts(&b, "[Service]\n");
