@@ -207,8 +207,11 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
                          * so "systemctl start" of a running instance must not depend on that job; and a
                          * socket that cannot bind still lets the master start and say why (status). */
                         buf_puts(&b, "[Unit]\n");
+                        /* PartOf: stopping a socket stops the master too (it holds copies of the
+                         * listeners, the port would stay open); its restart restarts the master. */
                         for (size_t i = 0; i < n_socks; i++)
-                                buf_printf(&b, "Wants=%s\nAfter=%s\n", socks[i].unit, socks[i].unit);
+                                buf_printf(&b, "Wants=%s\nAfter=%s\nPartOf=%s\n", socks[i].unit,
+                                           socks[i].unit, socks[i].unit);
                         buf_puts(&b, "\n");
                 }
                 buf_puts(&b, "[Service]\n");

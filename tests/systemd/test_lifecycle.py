@@ -228,7 +228,24 @@ def test_target_path(box):
     assert_running_with_socket(box)
     assert_start_is_idempotent(box)
     assert_stop_service_then_connect(box)
+    box("systemctl restart postfix.target")
+    assert_running_with_socket(box)
     box("systemctl stop postfix.target")
+    assert_stopped_and_closed(box)
+
+
+def test_socket_stop_stops_the_instance(box):
+    """The master holds copies of the listeners: stopping the socket alone must stop it too."""
+    box("systemctl start postfix@dept1")
+    assert_running_with_socket(box)
+    box("systemctl stop postfix@dept1.socket")
+    assert_stopped_and_closed(box)
+    box("systemctl start postfix@dept1")
+    assert_running_with_socket(box)
+    box("systemctl restart postfix@dept1.socket")  # restarts the master with it
+    assert_running_with_socket(box)
+    assert_start_is_idempotent(box)
+    box("postfix -c /etc/postfix-dept1 stop")
     assert_stopped_and_closed(box)
 
 

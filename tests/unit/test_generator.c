@@ -72,7 +72,9 @@ TEST(instance_on_port_2525)
         CHECK(strstr(sock, "FileDescriptorName=2525\n"));
         CHECK(!strstr(sock, "ListenStream=[")); /* an IPv4 address gives no IPv6 listener */
         const char *svc = text_of(&f, "postfix@dept1.service.d/50-postd-instance.conf");
-        CHECK(strstr(svc, "Wants=postfix@dept1.socket\nAfter=postfix@dept1.socket\n"));
+        CHECK(strstr(
+                svc,
+                "Wants=postfix@dept1.socket\nAfter=postfix@dept1.socket\nPartOf=postfix@dept1.socket\n"));
         CHECK(!strstr(svc, "Requires=")); /* a running instance's "systemctl start" must not need it */
         CHECK(strstr(svc, "Environment=MAIL_CONFIG=/etc/postfix-dept1\n"));
         CHECK(strstr(svc, "SyslogIdentifier=postfix-dept1/master\n"));
