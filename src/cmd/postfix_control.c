@@ -115,24 +115,29 @@ static void refuse_bad_tables(struct config *c, bool foreground)
  * systemd are already bound, as the operator configured them (a FreeBind= drop-in included): then
  * there is nothing to probe.
  */
-static void refuse_foreign_addresses(struct config *c, bool foreground)
+static size_t foreign_addresses(struct config *c)
 {
-        if (foreground && getenv("LISTEN_FDS"))
-                return;
         _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
         struct mastercf m = {0};
         if (read_file(path, MASTERCF_TEXT_MAX, &text, &len) < 0 || mastercf_parse(text, len, &m) < 0)
-                return; /* the master says what is wrong with it */
+                return 0; /* the master says what is wrong with it */
         struct strv errors = STRV_INIT;
         size_t n = instance_check_listen_addresses(c, &m, &errors);
         mastercf_free(&m);
-        if (n == 0)
-                return;
         for (size_t i = 0; i < errors.n; i++)
                 script_error("%s", errors.v[i]);
-        refuse_start(foreground, "the instance cannot listen on the address above");
+        strv_free(&errors);
+        return n;
+}
+
+static void refuse_foreign_addresses(struct config *c, bool foreground)
+{
+        if (foreground && getenv("LISTEN_FDS"))
+                return;
+        if (foreign_addresses(c) > 0)
+                refuse_start(foreground, "the instance cannot listen on the address above");
 }
 
 /* Under systemd the instance starts in its unit (its own cgroup, sockets and journal stream). */
@@ -259,6 +264,12 @@ static int systemd_reload(struct config *c, const char *unit, const char *what)
 
 static int signal_master(struct config *c, int sig, const char *what, bool wait)
 {
+        /* A reload onto an address the host lacks would take the running instance down with it. */
+        if (sig == SIGHUP && foreign_addresses(c) > 0) {
+                script_error("not reloading: the running instance keeps its configuration until the "
+                             "address above is fixed");
+                return 1;
+        }
         _cleanup_free_ char *unit = postfix_systemd_unit(c);
         if (unit) {
                 struct instance_paths sp;

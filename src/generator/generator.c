@@ -103,16 +103,39 @@ struct socket_unit {
         struct inet_listen_set ls;
 };
 
+/* Whether a listener address exists only once the network is up: not the wildcard, not loopback. */
+static bool needs_network(const struct inet_listen_set *ls)
+{
+        for (size_t i = 0; i < ls->n; i++) {
+                const char *a = ls->v[i];
+                if (strncmp(a, "0.0.0.0:", 8) != 0 && strncmp(a, "[::]:", 5) != 0 &&
+                    strncmp(a, "127.", 4) != 0 && strncmp(a, "[::1]:", 6) != 0)
+                        return true;
+        }
+        return false;
+}
+
 static void socket_text(struct buf *b, const char *inst, const char *svc_unit, const struct socket_unit *s,
                         bool full)
 {
         buf_printf(b, "# Listeners of master.cf service \"%s\" (line %u).\n", s->svc->name, s->svc->line);
+        bool net = needs_network(&s->ls);
+        if (full || net)
+                buf_puts(b, "[Unit]\n");
         if (full) {
-                buf_printf(b, "[Unit]\nDescription=Postfix listener %s of instance %s (postd)\n",
-                           s->svc->name, inst);
+                buf_printf(b, "Description=Postfix listener %s of instance %s (postd)\n", s->svc->name,
+                           inst);
                 /* As postfix@.socket: not PartOf the service, whose stop and restart leave it listening. */
-                buf_puts(b, "PartOf=postfix.target\n\n");
+                buf_puts(b, "PartOf=postfix.target\n");
         }
+        if (net)
+                /* No FreeBind=: the address must exist, so wait for the network (which comes after
+                 * sockets.target: hence no default dependencies, the needed ones are spelt out). */
+                buf_puts(b, "DefaultDependencies=no\nRequires=sysinit.target\nWants=network-online.target\n"
+                            "After=sysinit.target network-online.target\nBefore=shutdown.target\n"
+                            "Conflicts=shutdown.target\n");
+        if (full || net)
+                buf_puts(b, "\n");
         buf_puts(b, "[Socket]\n");
         if (full)
                 buf_printf(b, "Service=%s\n", svc_unit);

@@ -183,6 +183,8 @@ int main(int argc, char **argv)
                 return 1;
         }
         under_systemd = getenv("SYSTEMD_SCOPE") != NULL;
+        /* First of all: the boot's run leaves the stamp even when nothing is configured yet. */
+        bool check_local = network_settled();
         if (under_systemd)
                 kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC | O_NOCTTY);
         const char *dir = argv[1];
@@ -195,7 +197,7 @@ int main(int argc, char **argv)
                 say(3, "%s/main.cf: %s: no Postfix instance is started", def, strerror(-r));
                 return 0;
         }
-        bool ipv6 = have_ipv6(), check_local = network_settled();
+        bool ipv6 = have_ipv6();
         struct gen_output out = {0};
         struct strv seen = STRV_INIT, dirs = STRV_INIT;
         config_get_list(c, "multi_instance_directories", &dirs);

@@ -73,3 +73,19 @@ def test_start_refuses_and_master_dies_on_the_bind(mail_instance):
                       r"address; fix inet_interfaces")
     assert m
     assert refused(inst.port)
+
+
+def test_reload_onto_a_foreign_address_keeps_the_instance(mail_instance):
+    inst = mail_instance()
+    inst.start()
+    pid = inst.master_pid()
+    inst.postconf(f"inet_interfaces = {FOREIGN}")
+    r = inst.postfix("reload")
+    assert r.returncode == 1, r.stderr
+    assert f"inet_interfaces names {FOREIGN}" in r.stderr and "not reloading" in r.stderr, r.stderr
+    # The master got no SIGHUP: it runs and answers on its old address.
+    assert inst.master_pid() == pid and pid_alive(pid)
+    assert "reload --" not in inst.logtext()
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=10) as c:
+        c.settimeout(10)
+        assert c.recv(200).startswith(b"220 ")

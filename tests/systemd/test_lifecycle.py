@@ -41,8 +41,9 @@ CLIENT = r'''
 import socket, sys, time
 port = int(sys.argv[2])
 if sys.argv[1] == "banner":
+    host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as c:
+        with socket.create_connection((host, port), timeout=20) as c:
             c.settimeout(20)
             print(c.recv(200).decode(errors="replace").strip())
     except OSError as e:
@@ -104,8 +105,8 @@ class Box:
     def main_pid(self, unit):
         return int(self.out(f"systemctl show -p MainPID --value {unit}").strip() or 0)
 
-    def banner(self, port=PORT):
-        return self.out(f"python3 /root/client.py banner {port}").strip()
+    def banner(self, port=PORT, host="127.0.0.1"):
+        return self.out(f"python3 /root/client.py banner {port} {host}").strip()
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +282,31 @@ def test_listeners_added_while_running(box):
     assert box.banner().startswith("220 dept1.example.test ESMTP")
     box("postfix -c /etc/postfix-dept1 stop")
     assert_stopped_and_closed(box)
+
+
+def test_address_of_an_interface(box):
+    """A specific non-loopback address (added to lo of the container's own namespace): its socket waits
+    for the network (no FreeBind=), binds it and hands it over; once the address is gone the generator
+    skips the instance, naming it."""
+    addr = "10.199.0.1"  # only ever on the container's loopback device: nothing leaves the namespace
+    box(f"ip addr add {addr}/32 dev lo")
+    box(f"postconf -c /etc/postfix-dept1 -e 'inet_interfaces = {addr}' && systemctl daemon-reload")
+    sock = box.out("systemctl cat postfix@dept1.socket")
+    assert f"ListenStream={addr}:{PORT}" in sock and "After=sysinit.target network-online.target" in sock, sock
+    assert "FreeBind" not in sock
+    proc = box("systemd-analyze --generators=yes verify postfix@dept1.socket postfix@dept1.service 2>&1",
+               check=False)
+    findings = [l for l in proc.stdout.splitlines() if not l.startswith("postfix-generator: ")]
+    assert proc.returncode == 0 and findings == [], proc.stdout
+    box("systemctl start postfix@dept1")
+    wait_for(lambda: box.active("postfix@dept1.service") == "active", "postfix@dept1 on " + addr)
+    assert box.active("postfix@dept1.socket") == "active"
+    assert box.banner(PORT, addr).startswith("220 dept1.example.test ESMTP")
+    box("postfix -c /etc/postfix-dept1 stop")
+    assert box.banner(PORT, addr).startswith("error:")
+    box(f"ip addr del {addr}/32 dev lo && systemctl daemon-reload")
+    wait_for(lambda: f"inet_interfaces names {addr}, an address no network interface" in
+             box.out("journalctl -b --no-pager -o cat -t postfix-generator"), "the generator's message")
 
 
 def test_address_on_no_interface(box):

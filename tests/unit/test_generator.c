@@ -71,6 +71,10 @@ TEST(instance_on_port_2525)
         CHECK(strstr(sock, "ListenStream=192.0.2.48:2525\n"));
         CHECK(strstr(sock, "FileDescriptorName=2525\n"));
         CHECK(!strstr(sock, "ListenStream=[")); /* an IPv4 address gives no IPv6 listener */
+        /* No FreeBind=: a specific address is bound once the network is online. */
+        CHECK(strstr(sock, "[Unit]\nDefaultDependencies=no\n"));
+        CHECK(strstr(sock, "Wants=network-online.target\nAfter=sysinit.target network-online.target\n"));
+        CHECK(!strstr(sock, "FreeBind"));
         const char *svc = text_of(&f, "postfix@dept1.service.d/50-postd-instance.conf");
         CHECK(strstr(
                 svc,
@@ -95,6 +99,7 @@ TEST(port_names_protocols_and_loopback)
         CHECK_INT(f.r, 0);
         const char *s = text_of(&f, "postfix@-.socket.d/50-postd-listen.conf");
         CHECK(strstr(s, "ListenStream=127.0.0.1:25\nListenStream=[::1]:25\n"));
+        CHECK(!strstr(s, "network-online")); /* loopback is up before any socket */
         CHECK(strstr(s, "FileDescriptorName=smtp\n"));
         /* A second inet service gets a socket unit of its own, so its descriptors carry its name. */
         const char *sub = text_of(&f, "postfix-submission.socket");
@@ -115,6 +120,7 @@ TEST(port_names_protocols_and_loopback)
         CHECK_INT(f.r, 0);
         s = text_of(&f, "postfix@-.socket.d/50-postd-listen.conf");
         CHECK(strstr(s, "ListenStream=0.0.0.0:25\n"));
+        CHECK(!strstr(s, "network-online")); /* the wildcard binds before any address exists */
         CHECK(!strstr(s, "[::]"));
         done(&f);
 
