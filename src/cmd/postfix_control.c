@@ -109,12 +109,7 @@ static void refuse_bad_tables(struct config *c, bool foreground)
         refuse_start(foreground, "fix the tables above (\"postfix check\" lists every problem)");
 }
 
-/*
- * A listener address no interface has: Postfix's master dies on its bind; here the cause reaches the
- * terminal (postfix start) or the unit's status (start-fg) before anything runs. Sockets passed by
- * systemd are already bound, as the operator configured them (a FreeBind= drop-in included): then
- * there is nothing to probe.
- */
+/* The listener addresses no interface of this host has, each said as an error; their number. */
 static size_t foreign_addresses(struct config *c)
 {
         _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
@@ -132,6 +127,12 @@ static size_t foreign_addresses(struct config *c)
         return n;
 }
 
+/*
+ * A listener address no interface has: Postfix's master dies on its bind; here the cause reaches the
+ * terminal (postfix start) or the unit's status (start-fg) before anything runs. Sockets passed by
+ * systemd are already bound, as the operator configured them (a FreeBind= drop-in included): then
+ * there is nothing to probe.
+ */
 static void refuse_foreign_addresses(struct config *c, bool foreground)
 {
         if (foreground && getenv("LISTEN_FDS"))
