@@ -5,16 +5,21 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/wait.h>
+#include <sysexits.h>
 #include <time.h>
 
 #include "alloc.h"
 #include "buf.h"
+#include "fileio.h"
 #include "instance.h"
 #include "instance_dirs.h"
 #include "instance_check.h"
 #include "postfix_systemd.h"
 #include "log.h"
+#include "mastercf.h"
+#include "queue.h"
 
 /* How long stop waits for the master to let go of its pid file (it gives its children 35 s). */
 #define POSTFIX_STOP_WAIT_SEC 60
@@ -70,15 +75,57 @@ static void create_queue(struct config *c)
                 script_fatal("%s", err);
 }
 
+/*
+ * A configuration start must not retry: start-fg (under the unit) exits EX_CONFIG, which the unit's
+ * RestartPreventExitStatus= keeps from a restart loop; postfix start exits 1, as Postfix's script.
+ */
+_noreturn_ static void refuse_start(bool foreground, const char *why)
+{
+        say("fatal: ", "not starting: %s", why);
+        exit(foreground ? EX_CONFIG : 1);
+}
+
 /* The master refuses these too (its log says so); saying it here puts the cause on the terminal. */
-static void refuse_bad_tables(struct config *c)
+static void refuse_bad_tables(struct config *c, bool foreground)
 {
         struct strv errors = STRV_INIT;
         if (instance_check_table_types(c, NULL, &errors) == 0)
                 return;
         for (size_t i = 0; i < errors.n; i++)
                 script_error("%s", errors.v[i]);
-        script_fatal("not starting: fix the tables above (\"postfix check\" lists every problem)");
+        refuse_start(foreground, "fix the tables above (\"postfix check\" lists every problem)");
+}
+
+/* The listener addresses no interface of this host has, each said as an error; their number. */
+static size_t foreign_addresses(struct config *c)
+{
+        _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        struct mastercf m = {0};
+        if (read_file(path, MASTERCF_TEXT_MAX, &text, &len) < 0 || mastercf_parse(text, len, &m) < 0)
+                return 0; /* the master says what is wrong with it */
+        struct strv errors = STRV_INIT;
+        size_t n = instance_check_listen_addresses(c, &m, &errors);
+        mastercf_free(&m);
+        for (size_t i = 0; i < errors.n; i++)
+                script_error("%s", errors.v[i]);
+        strv_free(&errors);
+        return n;
+}
+
+/*
+ * A listener address no interface has: Postfix's master dies on its bind; here the cause reaches the
+ * terminal (postfix start) or the unit's status (start-fg) before anything runs. Sockets passed by
+ * systemd are already bound, as the operator configured them (a FreeBind= drop-in included): then
+ * there is nothing to probe.
+ */
+static void refuse_foreign_addresses(struct config *c, bool foreground)
+{
+        if (foreground && getenv("LISTEN_FDS"))
+                return;
+        if (foreign_addresses(c) > 0)
+                refuse_start(foreground, "the instance cannot listen on the address above");
 }
 
 /* Under systemd the instance starts in its unit (its own cgroup, sockets and journal stream). */
@@ -100,7 +147,8 @@ static int start(struct config *c, bool foreground)
         setup(c, &p);
         if (running_pid(&p, &pid))
                 script_fatal("the Postfix mail system is already running");
-        refuse_bad_tables(c);
+        refuse_bad_tables(c, foreground);
+        refuse_foreign_addresses(c, foreground);
         if (!foreground) {
                 _cleanup_free_ char *unit = postfix_systemd_unit(c);
                 if (unit)
@@ -152,22 +200,79 @@ int postfix_start_fg(struct config *c, int argc, char **argv)
         return start(c, true);
 }
 
+/*
+ * The service and its sockets: a stopped mail system accepts no connection. (systemctl stop of the
+ * service alone leaves the sockets listening, to start it again at the next connection.)
+ */
+static int systemd_stop(const char *unit, const char *what)
+{
+        struct strv units = STRV_INIT;
+        bool running = postfix_systemd_instance_units(unit, &units);
+        int rc = 1;
+        if (!running)
+                script_error("the Postfix mail system is not running");
+        else {
+                script_info("%s (%s and its sockets)", what, unit);
+                rc = postfix_systemctl_units("stop", &units) == 0 ? 0 : 1;
+        }
+        strv_free(&units);
+        return rc;
+}
+
+/*
+ * A reload cannot give a running master new sockets: systemd starts a socket unit only while its
+ * service is stopped. When the listeners changed (a new inet service, another address or port), the
+ * instance is restarted instead: its sockets first, then the master, which takes them over.
+ */
+static int systemd_reload(struct config *c, const char *unit, const char *what)
+{
+        bool active_before = false, active_after = false;
+        _cleanup_free_ char *before = postfix_systemd_listen_state(unit, &active_before);
+        postfix_systemd_refresh(c, unit);
+        if (!postfix_systemd_main_pid(unit)) {
+                script_error("the Postfix mail system is not running");
+                return 1;
+        }
+        _cleanup_free_ char *after = postfix_systemd_listen_state(unit, &active_after);
+        if (streq(before, after) && active_after) {
+                script_info("%s (%s)", what, unit);
+                return postfix_systemctl("reload", unit) == 0 ? 0 : 1;
+        }
+        script_info("the listeners of %s changed: restarting it with its sockets", unit);
+        struct strv units = STRV_INIT;
+        postfix_systemd_instance_units(unit, &units);
+        int r = postfix_systemctl_units("stop", &units);
+        if (r == 0)
+                r = postfix_systemctl("start", unit);
+        strv_free(&units);
+        if (r != 0)
+                script_error("the Postfix mail system did not start again: see systemctl status %s", unit);
+        return r == 0 ? 0 : 1;
+}
+
 static int signal_master(struct config *c, int sig, const char *what, bool wait)
 {
+        /* A reload onto an address the host lacks would take the running instance down with it. */
+        if (sig == SIGHUP && foreign_addresses(c) > 0) {
+                script_error("not reloading: the running instance keeps its configuration until the "
+                             "address above is fixed");
+                return 1;
+        }
         _cleanup_free_ char *unit = postfix_systemd_unit(c);
         if (unit) {
                 struct instance_paths sp;
                 setup(c, &sp);
                 instance_paths_free(&sp);
-                const char *verb = sig == SIGTERM ? "stop" : sig == SIGHUP ? "reload" : "kill";
+                if (sig == SIGTERM)
+                        return systemd_stop(unit, what);
                 if (sig == SIGHUP)
-                        postfix_systemd_refresh(c, unit);
+                        return systemd_reload(c, unit, what);
                 if (!postfix_systemd_main_pid(unit)) {
                         script_error("the Postfix mail system is not running");
                         return 1;
                 }
                 script_info("%s (%s)", what, unit);
-                return postfix_systemctl(verb, unit) == 0 ? 0 : 1;
+                return postfix_systemctl("kill", unit) == 0 ? 0 : 1;
         }
 
         struct instance_paths p;

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -100,6 +101,73 @@ pid_t postfix_systemd_main_pid(const char *unit)
         if (run_systemctl(args, out, sizeof out) != 0)
                 return 0;
         return (pid_t)strtol(out, NULL, 10);
+}
+
+/* The socket units that hand unit its listeners (TriggeredBy=), in *ret. */
+static void trigger_sockets(const char *unit, struct strv *ret)
+{
+        char out[4096];
+        char *args[] = {(char *)SYSTEMCTL, (char *)"show", (char *)"-p", (char *)"TriggeredBy",
+                        (char *)"--value", (char *)unit,   NULL};
+        if (run_systemctl(args, out, sizeof out) != 0)
+                return;
+        for (char *save = NULL, *w = strtok_r(out, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
+                if (strlen(w) > 7 && streq(w + strlen(w) - 7, ".socket"))
+                        strv_push(ret, w);
+}
+
+bool postfix_systemd_instance_units(const char *unit, struct strv *ret)
+{
+        strv_push(ret, unit);
+        trigger_sockets(unit, ret);
+        /* Running: the master is, or a socket of the instance listens and would start it. */
+        struct strv argv = STRV_INIT;
+        strv_push(&argv, SYSTEMCTL);
+        strv_push(&argv, "is-active");
+        strv_push(&argv, "--quiet");
+        for (size_t i = 0; i < ret->n; i++)
+                strv_push(&argv, ret->v[i]);
+        bool running = postfix_systemd_main_pid(unit) > 0 || run_systemctl(argv.v, NULL, 0) == 0;
+        strv_free(&argv);
+        return running;
+}
+
+char *postfix_systemd_listen_state(const char *unit, bool *all_active)
+{
+        struct strv socks = STRV_INIT;
+        struct buf b = BUF_INIT;
+        trigger_sockets(unit, &socks);
+        *all_active = true;
+        for (size_t i = 0; i < socks.n; i++) {
+                char out[4096];
+                char *args[] = {(char *)SYSTEMCTL, (char *)"show",
+                                (char *)"-p",      (char *)"Listen,ActiveState",
+                                socks.v[i],        NULL};
+                if (run_systemctl(args, out, sizeof out) != 0)
+                        out[0] = '\0';
+                /* (systemctl prints the properties in its own order: one line each) */
+                for (char *save = NULL, *l = strtok_r(out, "\n", &save); l;
+                     l = strtok_r(NULL, "\n", &save)) {
+                        if (strncmp(l, "ActiveState=", 12) == 0)
+                                *all_active = *all_active && streq(l + 12, "active");
+                        else
+                                buf_printf(&b, "%s %s\n", socks.v[i], l);
+                }
+        }
+        strv_free(&socks);
+        return buf_steal(&b);
+}
+
+int postfix_systemctl_units(const char *verb, const struct strv *units)
+{
+        struct strv argv = STRV_INIT;
+        strv_push(&argv, SYSTEMCTL);
+        strv_push(&argv, verb);
+        for (size_t i = 0; i < units->n; i++)
+                strv_push(&argv, units->v[i]);
+        int r = run_systemctl(argv.v, NULL, 0);
+        strv_free(&argv);
+        return r;
 }
 
 static long long mtime_of(const char *path)

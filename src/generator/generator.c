@@ -103,15 +103,39 @@ struct socket_unit {
         struct inet_listen_set ls;
 };
 
+/* Whether a listener address exists only once the network is up: not the wildcard, not loopback. */
+static bool needs_network(const struct inet_listen_set *ls)
+{
+        for (size_t i = 0; i < ls->n; i++) {
+                const char *a = ls->v[i];
+                if (strncmp(a, "0.0.0.0:", 8) != 0 && strncmp(a, "[::]:", 5) != 0 &&
+                    strncmp(a, "127.", 4) != 0 && strncmp(a, "[::1]:", 6) != 0)
+                        return true;
+        }
+        return false;
+}
+
 static void socket_text(struct buf *b, const char *inst, const char *svc_unit, const struct socket_unit *s,
                         bool full)
 {
         buf_printf(b, "# Listeners of master.cf service \"%s\" (line %u).\n", s->svc->name, s->svc->line);
+        bool net = needs_network(&s->ls);
+        if (full || net)
+                buf_puts(b, "[Unit]\n");
         if (full) {
-                buf_printf(b, "[Unit]\nDescription=Postfix listener %s of instance %s (postd)\n",
-                           s->svc->name, inst);
-                buf_printf(b, "PartOf=%s\n\n", svc_unit);
+                buf_printf(b, "Description=Postfix listener %s of instance %s (postd)\n", s->svc->name,
+                           inst);
+                /* As postfix@.socket: not PartOf the service, whose stop and restart leave it listening. */
+                buf_puts(b, "PartOf=postfix.target\n");
         }
+        if (net)
+                /* No FreeBind=: the address must exist, so wait for the network (which comes after
+                 * sockets.target: hence no default dependencies, the needed ones are spelt out). */
+                buf_puts(b, "DefaultDependencies=no\nRequires=sysinit.target\nWants=network-online.target\n"
+                            "After=sysinit.target network-online.target\nBefore=shutdown.target\n"
+                            "Conflicts=shutdown.target\n");
+        if (full || net)
+                buf_puts(b, "\n");
         buf_puts(b, "[Socket]\n");
         if (full)
                 buf_printf(b, "Service=%s\n", svc_unit);
@@ -184,6 +208,8 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
                         s->unit = xasprintf("%s-%s.socket", label, e);
                 }
                 r = inet_listen_service(c, svc, v4, v6, &s->ls, &err);
+                if (r >= 0 && in->check_local)
+                        r = inet_listen_check_local(svc, &s->ls, config_maincf_path(c), &err);
                 if (r >= 0 && s->ls.n == 0) {
                         err = xasprintf("master.cf line %u: service \"%s/inet\" has no address to listen on "
                                         "(inet_interfaces, inet_protocols)",
@@ -200,9 +226,15 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
                            "# Change those files, then run \"systemctl daemon-reload\".\n",
                            dir);
                 if (n_socks > 0) {
+                        /* Wants, not Requires: systemd refuses to start a socket while its service runs,
+                         * so "systemctl start" of a running instance must not depend on that job; and a
+                         * socket that cannot bind still lets the master start and say why (status). */
                         buf_puts(&b, "[Unit]\n");
+                        /* PartOf: stopping a socket stops the master too (it holds copies of the
+                         * listeners, the port would stay open); its restart restarts the master. */
                         for (size_t i = 0; i < n_socks; i++)
-                                buf_printf(&b, "Requires=%s\nAfter=%s\n", socks[i].unit, socks[i].unit);
+                                buf_printf(&b, "Wants=%s\nAfter=%s\nPartOf=%s\n", socks[i].unit,
+                                           socks[i].unit, socks[i].unit);
                         buf_puts(&b, "\n");
                 }
                 buf_puts(&b, "[Service]\n");

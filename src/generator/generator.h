@@ -34,6 +34,9 @@ struct gen_instance {
         bool is_default;               /* the instance of the default config directory: unit postfix@- */
         bool have_ipv6;                /* the host can create IPv6 sockets (inet_protocols = all) */
         const char *template_path;     /* where postfix@.service is installed (target of the wants) */
+        /* Skip the instance when a listener address is on no interface (inet_listen_check_local).
+         * Off at boot: generators run before the network is configured. */
+        bool check_local;
 };
 
 /*
@@ -41,7 +44,8 @@ struct gen_instance {
  * writable paths, the socket dependencies), one socket unit or drop-in per inet service with its
  * ListenStream= lines and FileDescriptorName=, and the postfix.target wants when the instance is
  * enabled. On a problem nothing of the instance is added, a message is, and the return is -EINVAL.
- * Pure: no I/O, except getservbyname() for port names not built in (a local file lookup).
+ * Pure: no I/O, except getservbyname() for port names not built in (a local file lookup) and, with
+ * check_local, a bind to port 0 of each listener address (nothing is sent).
  */
 int gen_instance(const struct gen_instance *in, struct gen_output *out);
 

@@ -20,6 +20,14 @@
 #define POSTD_UNIT_DIR "/usr/lib/systemd/system"
 #endif
 
+/*
+ * At boot the generator runs before the network is configured, so an address that no interface has
+ * yet may well come with it: only a later run (a daemon-reload on the running host) skips an
+ * instance for such an address; at boot a missing one makes the socket unit fail with the bind error.
+ * This stamp in /run (a tmpfs, empty at every boot) tells the runs apart.
+ */
+#define GEN_BOOT_STAMP "/run/postd-generator.stamp"
+
 static int kmsg_fd = -1;
 static bool under_systemd;
 
@@ -86,6 +94,22 @@ static int write_files(const char *dir, const struct gen_output *out)
         return 0;
 }
 
+/* Whether listener addresses are checked against the interfaces now (see GEN_BOOT_STAMP). */
+static bool network_settled(void)
+{
+        if (!under_systemd)
+                return true; /* run by hand on a running host */
+        const char *initrd = getenv("SYSTEMD_IN_INITRD");
+        if (initrd && streq(initrd, "1"))
+                return false;
+        if (access(GEN_BOOT_STAMP, F_OK) == 0)
+                return true;
+        int fd = open(GEN_BOOT_STAMP, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd >= 0)
+                close(fd);
+        return false;
+}
+
 static bool have_ipv6(void)
 {
         int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -96,7 +120,7 @@ static bool have_ipv6(void)
 }
 
 /* One instance: loads its two files and adds its units to out; a broken one is skipped, never fatal. */
-static void one_instance(const char *dir, bool is_default, bool ipv6, struct strv *seen,
+static void one_instance(const char *dir, bool is_default, bool ipv6, bool check_local, struct strv *seen,
                          struct gen_output *out)
 {
         struct config *c = NULL;
@@ -143,6 +167,7 @@ static void one_instance(const char *dir, bool is_default, bool ipv6, struct str
                                           .master = &m,
                                           .is_default = is_default,
                                           .have_ipv6 = ipv6,
+                                          .check_local = check_local,
                                           .template_path = POSTD_UNIT_DIR "/postfix@.service"};
                 if (gen_instance(&in, out) >= 0)
                         strv_push(seen, inst);
@@ -158,6 +183,8 @@ int main(int argc, char **argv)
                 return 1;
         }
         under_systemd = getenv("SYSTEMD_SCOPE") != NULL;
+        /* First of all: the boot's run leaves the stamp even when nothing is configured yet. */
+        bool check_local = network_settled();
         if (under_systemd)
                 kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC | O_NOCTTY);
         const char *dir = argv[1];
@@ -174,14 +201,14 @@ int main(int argc, char **argv)
         struct gen_output out = {0};
         struct strv seen = STRV_INIT, dirs = STRV_INIT;
         config_get_list(c, "multi_instance_directories", &dirs);
-        one_instance(def, true, ipv6, &seen, &out);
+        one_instance(def, true, ipv6, check_local, &seen, &out);
         for (size_t i = 0; i < dirs.n; i++) {
                 if (i >= GEN_INSTANCES_MAX) {
                         say(4, "more than %d multi_instance_directories: the rest are ignored",
                             GEN_INSTANCES_MAX);
                         break;
                 }
-                one_instance(dirs.v[i], false, ipv6, &seen, &out);
+                one_instance(dirs.v[i], false, ipv6, check_local, &seen, &out);
         }
         for (size_t i = 0; i < out.messages.n; i++)
                 say(strstr(out.messages.v[i], "skipped") ? 3 : 5, "%s", out.messages.v[i]);

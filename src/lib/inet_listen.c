@@ -3,7 +3,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "macro.h"
@@ -119,4 +122,68 @@ const char *inet_listen_disabled_by(struct strv *disable, const struct mastercf_
                 if (streq(disable->v[i], label) || streq(disable->v[i], svc->type_name))
                         return disable->v[i];
         return NULL;
+}
+
+/* "127.0.0.1:2525" / "[::1]:25" -> a socket address with port 0; false when it is not one. */
+static bool listener_address(const char *listener, struct sockaddr_storage *ss, socklen_t *len, char **host)
+{
+        const char *colon = strrchr(listener, ':');
+        if (!colon)
+                return false;
+        *host = xstrndup(listener, (size_t)(colon - listener));
+        memset(ss, 0, sizeof *ss);
+        size_t hl = strlen(*host);
+        if (hl >= 2 && (*host)[0] == '[' && (*host)[hl - 1] == ']') {
+                memmove(*host, *host + 1, hl - 2);
+                (*host)[hl - 2] = '\0';
+                struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+                s6->sin6_family = AF_INET6;
+                *len = sizeof *s6;
+                return inet_pton(AF_INET6, *host, &s6->sin6_addr) == 1;
+        }
+        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+        s4->sin_family = AF_INET;
+        *len = sizeof *s4;
+        return inet_pton(AF_INET, *host, &s4->sin_addr) == 1;
+}
+
+/*
+ * The kernel decides, as it will for the real listener: a bind to port 0 of the address fails with
+ * EADDRNOTAVAIL when no interface has it (unless the operator allowed it with ip_nonlocal_bind).
+ * Nothing is sent: the socket never listens nor connects.
+ */
+static int address_local(const struct sockaddr_storage *ss, socklen_t len)
+{
+        int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return 0; /* no such protocol here: inet_protocols handles that, not this check */
+        int r = bind(fd, (const struct sockaddr *)ss, len) < 0 && errno == EADDRNOTAVAIL ? -EADDRNOTAVAIL
+                                                                                         : 0;
+        close(fd);
+        return r;
+}
+
+int inet_listen_check_local(const struct mastercf_service *svc, const struct inet_listen_set *ls,
+                            const char *maincf, char **err)
+{
+        for (size_t i = 0; i < ls->n; i++) {
+                struct sockaddr_storage ss;
+                socklen_t len = 0;
+                _cleanup_free_ char *host = NULL;
+                if (!listener_address(ls->v[i], &ss, &len, &host) || address_local(&ss, len) >= 0)
+                        continue;
+                if (svc->host)
+                        *err = xasprintf(
+                                "master.cf line %u: service \"%s/inet\" listens on %s, an address no "
+                                "network interface of this host has (bind: %s): add the address to "
+                                "an interface, or fix the service name in master.cf",
+                                svc->line, svc->name, host, strerror(EADDRNOTAVAIL));
+                else
+                        *err = xasprintf("inet_interfaces names %s, an address no network interface of this "
+                                         "host has (bind: %s): add the address to an interface, or fix "
+                                         "inet_interfaces in %s",
+                                         host, strerror(EADDRNOTAVAIL), maincf);
+                return -EADDRNOTAVAIL;
+        }
+        return 0;
 }

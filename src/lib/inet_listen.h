@@ -31,3 +31,13 @@ int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, 
 
 /* The master_service_disable entry that disables svc ("inet", "smtp/inet"), or NULL. */
 const char *inet_listen_disabled_by(struct strv *disable, const struct mastercf_service *svc);
+
+/*
+ * Refuse, as Postfix's fatal bind error does, a listener address that no network interface of this
+ * host has (inet_interfaces = 192.0.2.48 copied from another host): probes each address of ls with
+ * a bind to port 0, no packet sent. The kernel's ip_nonlocal_bind setting is the operator's explicit
+ * "bind it anyway" and is honoured. -EADDRNOTAVAIL with *err naming the address and where it is set
+ * (inet_interfaces in maincf, or svc's master.cf line); 0 when every address is local.
+ */
+int inet_listen_check_local(const struct mastercf_service *svc, const struct inet_listen_set *ls,
+                            const char *maincf, char **err);

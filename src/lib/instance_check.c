@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "dict.h"
 #include "fileio.h"
+#include "inet_listen.h"
 #include "mastercf.h"
 #include "params.h"
 
@@ -166,6 +167,35 @@ size_t instance_check_overrides(struct config *c, const struct mastercf *m, stru
         return n;
 }
 
+size_t instance_check_listen_addresses(struct config *c, const struct mastercf *m, struct strv *errors)
+{
+        bool v4 = false, v6 = false;
+        _cleanup_free_ char *perr = NULL;
+        if (inet_listen_protocols(c, true, &v4, &v6, &perr) < 0)
+                return 0; /* config_check reports a bad inet_protocols */
+        struct strv disable = STRV_INIT;
+        config_get_list(c, "master_service_disable", &disable);
+        size_t n = 0;
+        for (size_t s = 0; s < m->n_services; s++) {
+                const struct mastercf_service *svc = &m->services[s];
+                if (svc->type != MASTERCF_INET || inet_listen_disabled_by(&disable, svc))
+                        continue;
+                struct inet_listen_set ls = {0};
+                char *err = NULL;
+                if (inet_listen_service(c, svc, v4, v6, &ls, &err) >= 0 &&
+                    inet_listen_check_local(svc, &ls, config_maincf_path(c), &err) < 0 &&
+                    !strv_contains(errors, err)) {
+                        /* (services sharing inet_interfaces share the line: say it once) */
+                        strv_push(errors, err);
+                        n++;
+                }
+                free(err);
+                inet_listen_set_free(&ls);
+        }
+        strv_free(&disable);
+        return n;
+}
+
 /* A directory that must exist; owner_uid < 0 means any owner. */
 static size_t check_directory(const char *param, const char *path, long owner_uid, const char *owner_name,
                               struct strv *errors, struct strv *warnings)
@@ -273,6 +303,7 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
                 instance_register_mastercf(c, master);
                 n += check_master_cf(c, master, errors);
                 instance_check_overrides(c, master, warnings);
+                n += instance_check_listen_addresses(c, master, errors);
         }
 
         struct strv problems = STRV_INIT;

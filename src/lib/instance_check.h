@@ -37,6 +37,13 @@ size_t instance_check_tables(struct config *c, const struct mastercf *master, st
 size_t instance_check_table_types(struct config *c, const struct mastercf *master, struct strv *errors);
 
 /*
+ * Every listener address of the enabled inet services that no network interface of this host has
+ * (see inet_listen_check_local): one error line per address, naming inet_interfaces or the master.cf
+ * line. Returns the number of errors added.
+ */
+size_t instance_check_listen_addresses(struct config *c, const struct mastercf *m, struct strv *errors);
+
+/*
  * Warnings about the classic traps: inet services disabled by master_service_disable, a single
  * non-loopback inet_interfaces address without smtp_bind_address, and an address:port that
  * another instance (the default one and the enabled ones of multi_instance_directories) listens

@@ -241,8 +241,11 @@ static int bind_inet(const struct endpoint *ep, const struct mastercf_service *s
                 msg_fields(
                         LOG_LEVEL_FATAL,
                         &(struct log_fields){.catalog_id = e == EADDRINUSE ? CATALOG_ADDRESS_IN_USE : NULL},
-                        "bind %s port %u: %s (service \"%s\", master.cf line %u)", host,
-                        addr_port((const struct sockaddr *)&ep->sa), strerror(e), label, svc->line);
+                        "bind %s port %u: %s (service \"%s\", master.cf line %u)%s", host,
+                        addr_port((const struct sockaddr *)&ep->sa), strerror(e), label, svc->line,
+                        e == EADDRNOTAVAIL ? ": no network interface of this host has this address; fix "
+                                             "inet_interfaces (or the service's address) or add the address"
+                                           : "");
                 exit(1);
         }
         if (listen(fd, MASTER_LISTEN_BACKLOG) < 0)
@@ -397,14 +400,25 @@ void master_setup_services(struct master *m, const struct mastercf *cf, struct m
                 if (svc->type == MASTERCF_INET) {
                         struct endpoint eps[MASTER_ENDPOINTS_MAX];
                         size_t n = inet_endpoints(m, svc, s->label, eps);
-                        if (m->n_sd_fds > 0) {
+                        if (m->n_sd_fds > 0 || m->unit) {
                                 systemd_listeners(m, s, eps, n);
-                                if (s->n_listeners == 0)
+                                if (s->n_listeners == 0 && !old)
                                         msg_fatal(
                                                 "service \"%s\" (master.cf line %u) has no listening socket "
-                                                "from "
-                                                "systemd: add it to the socket unit or disable the service",
-                                                s->label, s->line);
+                                                "from systemd: its socket unit did not start (systemctl "
+                                                "status %s says why) or does not list it (run systemctl "
+                                                "daemon-reload)",
+                                                s->label, s->line, m->unit ? m->unit : "the unit");
+                                if (s->n_listeners == 0) {
+                                        /* Binding it here would keep the socket unit from ever starting. */
+                                        msg_warn("service \"%s\" (master.cf line %u) is new or listens "
+                                                 "elsewhere since the start: not started until its socket "
+                                                 "unit listens; run \"postfix reload\" (it restarts the "
+                                                 "unit for new listeners) or systemctl restart %s",
+                                                 s->label, s->line, m->unit ? m->unit : "the unit");
+                                        master_service_free(s);
+                                        m->n_services--;
+                                }
                                 continue;
                         }
                         for (size_t j = 0; j < n; j++) {

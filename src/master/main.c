@@ -200,6 +200,9 @@ int main(int argc, char **argv)
         master_warn_inert(&m, &cf);
         /* Taken before anything forks, so LISTEN_PID still names us. */
         master_take_systemd_fds(&m);
+        const char *unit = getenv("POSTD_SYSTEMD_UNIT");
+        m.unit = isempty(unit) ? NULL : xstrdup(unit);
+        unsetenv("POSTD_SYSTEMD_UNIT"); /* not the children's business */
         if (!foreground)
                 m.ready_fd = detach();
 
@@ -264,6 +267,7 @@ int main(int argc, char **argv)
                 for (size_t i = 0; m.sd_names[i]; i++)
                         free(m.sd_names[i]);
         free(m.sd_names);
+        free(m.unit);
         close(lock_fd);
         return r < 0 ? 1 : 0;
 }

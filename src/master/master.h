@@ -69,6 +69,9 @@ struct master {
         int *sd_fds; /* from systemd (LISTEN_FDS), owned here, matched to services */
         char **sd_names;
         size_t n_sd_fds;
+        /* The unit it runs in (POSTD_SYSTEMD_UNIT, set by postfix@.service), else NULL: then its inet
+         * listeners are the socket units', and it never binds one itself (see master_setup_services). */
+        char *unit;
         bool stopping;
         sd_event_source *stop_timer;
         int ready_fd; /* write end towards the foreground parent, -1 when none */

@@ -17,6 +17,9 @@ struct fixture {
         int r;
 };
 
+/* gen_instance's check_local for the next run() (a daemon-reload on a running host when true). */
+static bool check_local;
+
 static void run(struct fixture *f, const char *dir, const char *maincf, const char *mastercf,
                 bool is_default, bool ipv6)
 {
@@ -29,7 +32,8 @@ static void run(struct fixture *f, const char *dir, const char *maincf, const ch
                                   .master = &f->m,
                                   .is_default = is_default,
                                   .have_ipv6 = ipv6,
-                                  .template_path = "/usr/lib/systemd/system/postfix@.service"};
+                                  .template_path = "/usr/lib/systemd/system/postfix@.service",
+                                  .check_local = check_local};
         f->r = gen_instance(&in, &f->out);
 }
 
@@ -67,8 +71,15 @@ TEST(instance_on_port_2525)
         CHECK(strstr(sock, "ListenStream=192.0.2.48:2525\n"));
         CHECK(strstr(sock, "FileDescriptorName=2525\n"));
         CHECK(!strstr(sock, "ListenStream=[")); /* an IPv4 address gives no IPv6 listener */
+        /* No FreeBind=: a specific address is bound once the network is online. */
+        CHECK(strstr(sock, "[Unit]\nDefaultDependencies=no\n"));
+        CHECK(strstr(sock, "Wants=network-online.target\nAfter=sysinit.target network-online.target\n"));
+        CHECK(!strstr(sock, "FreeBind"));
         const char *svc = text_of(&f, "postfix@dept1.service.d/50-postd-instance.conf");
-        CHECK(strstr(svc, "Requires=postfix@dept1.socket\n"));
+        CHECK(strstr(
+                svc,
+                "Wants=postfix@dept1.socket\nAfter=postfix@dept1.socket\nPartOf=postfix@dept1.socket\n"));
+        CHECK(!strstr(svc, "Requires=")); /* a running instance's "systemctl start" must not need it */
         CHECK(strstr(svc, "Environment=MAIL_CONFIG=/etc/postfix-dept1\n"));
         CHECK(strstr(svc, "SyslogIdentifier=postfix-dept1/master\n"));
         CHECK(strstr(svc, "ReadWritePaths=-/var/spool/postfix-dept1 -/var/lib/postfix-dept1\n"));
@@ -88,13 +99,16 @@ TEST(port_names_protocols_and_loopback)
         CHECK_INT(f.r, 0);
         const char *s = text_of(&f, "postfix@-.socket.d/50-postd-listen.conf");
         CHECK(strstr(s, "ListenStream=127.0.0.1:25\nListenStream=[::1]:25\n"));
+        CHECK(!strstr(s, "network-online")); /* loopback is up before any socket */
         CHECK(strstr(s, "FileDescriptorName=smtp\n"));
         /* A second inet service gets a socket unit of its own, so its descriptors carry its name. */
         const char *sub = text_of(&f, "postfix-submission.socket");
         CHECK(strstr(sub, "Service=postfix@-.service\n"));
         CHECK(strstr(sub, "ListenStream=127.0.0.1:587\n"));
         CHECK(strstr(sub, "FileDescriptorName=submission\n"));
-        CHECK(strstr(sub, "PartOf=postfix@-.service\n"));
+        /* Its stop and restart leave the listeners open (issue 11); postfix.target's stop closes them. */
+        CHECK(strstr(sub, "PartOf=postfix.target\n"));
+        CHECK(!strstr(sub, "PartOf=postfix@"));
         const char *svc = text_of(&f, "postfix@-.service.d/50-postd-instance.conf");
         CHECK(strstr(svc, "Sockets=postfix@-.socket\nSockets=postfix-submission.socket\n"));
         /* Single instance, multi-instance management never initialised: it starts with the target. */
@@ -106,6 +120,7 @@ TEST(port_names_protocols_and_loopback)
         CHECK_INT(f.r, 0);
         s = text_of(&f, "postfix@-.socket.d/50-postd-listen.conf");
         CHECK(strstr(s, "ListenStream=0.0.0.0:25\n"));
+        CHECK(!strstr(s, "network-online")); /* the wildcard binds before any address exists */
         CHECK(!strstr(s, "[::]"));
         done(&f);
 
@@ -164,6 +179,7 @@ TEST(master_service_disable_inet_and_enable)
         CHECK(gen_output_find(&f.out, "postfix@dept2.socket.d/50-postd-listen.conf") == NULL);
         const char *svc = text_of(&f, "postfix@dept2.service.d/50-postd-instance.conf");
         CHECK(!strstr(svc, "Requires="));
+        CHECK(!strstr(svc, "Wants="));
         CHECK(!strstr(svc, "Sockets="));
         CHECK(has_message(&f, "disabled by master_service_disable = inet"));
         /* multi_instance_enable defaults to no: not started by postfix.target. */
@@ -207,6 +223,48 @@ TEST(broken_instances_are_skipped_whole)
                 CHECK(has_message(&f, "skipped"));
                 done(&f);
         }
+}
+
+/* 192.0.2.0/24 is TEST-NET-1: on no interface of a test host; only a local bind to port 0 is tried. */
+TEST(address_on_no_interface_is_skipped_after_boot)
+{
+        struct fixture f;
+        const char *maincf = "multi_instance_name = postfix-far\ninet_interfaces = 127.0.0.1, 192.0.2.48\n"
+                             "inet_protocols = ipv4\nmulti_instance_enable = yes\n";
+        check_local = true;
+        run(&f, "/etc/postfix-far", maincf, "2525 inet n - n - - smtpd\n", false, true);
+        CHECK_INT(f.r, -EINVAL);
+        CHECK_INT(f.out.n_files, 0); /* skipped whole: no socket, no drop-in, not wanted by the target */
+        CHECK(has_message(&f,
+                          "postfix@far.service: skipped: inet_interfaces names 192.0.2.48, an address no "
+                          "network interface of this host has"));
+        done(&f);
+
+        /* An address of the service itself names its master.cf line. */
+        run(&f, "/etc/postfix-far", "multi_instance_name = postfix-far\ninet_protocols = ipv4\n",
+            "smtp inet n - n - - smtpd\n192.0.2.48:10025 inet n - n - - smtpd\n", false, true);
+        CHECK_INT(f.r, -EINVAL);
+        CHECK(has_message(&f, "skipped: master.cf line 2: service \"192.0.2.48:10025/inet\" listens on "
+                              "192.0.2.48, an address no network interface"));
+        done(&f);
+
+        /* Local addresses (all of 127.0.0.0/8, the wildcard) pass the same check. */
+        run(&f, "/etc/postfix-far",
+            "multi_instance_name = postfix-far\ninet_interfaces = 127.0.0.1, 127.0.0.2, all\n"
+            "inet_protocols = ipv4\n",
+            "2525 inet n - n - - smtpd\n", false, true);
+        CHECK_INT(f.r, 0);
+        CHECK(strstr(text_of(&f, "postfix@far.socket.d/50-postd-listen.conf"),
+                     "ListenStream=127.0.0.2:2525\n"));
+        done(&f);
+
+        /* At boot the network is not up yet: the instance is generated, its socket reports the bind. */
+        check_local = false;
+        run(&f, "/etc/postfix-far", maincf, "2525 inet n - n - - smtpd\n", false, true);
+        CHECK_INT(f.r, 0);
+        CHECK(strstr(text_of(&f, "postfix@far.socket.d/50-postd-listen.conf"),
+                     "ListenStream=192.0.2.48:2525\n"));
+        done(&f);
 }
 
 TEST(unit_instance_names)
