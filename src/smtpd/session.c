@@ -972,8 +972,10 @@ static bool do_write(struct session *s)
 
 static bool can_read(const struct session *s)
 {
-        return !s->eof && !s->closing && !s->dead && !s->tls_handshaking && !s->tls_start_after_flush &&
-               s->in.len < SMTPD_INPUT_MAX && !submit_backlogged(s->sub) && !output_full(s);
+        /* Nothing is read before the greeting's lookup ends: a wrapper-mode client's first bytes are TLS. */
+        return !s->lookup && !s->eof && !s->closing && !s->dead && !s->tls_handshaking &&
+               !s->tls_start_after_flush && s->in.len < SMTPD_INPUT_MAX && !submit_backlogged(s->sub) &&
+               !output_full(s);
 }
 
 /* Read what is there. Returns true when bytes arrived. */

@@ -88,6 +88,9 @@ class MailInstance:
             "inet_protocols = ipv4\n"
             f"alias_maps = hash:{self.aliases}\n"
             f"alias_database = hash:{self.aliases}\n"
+            # No client name lookups: a PTR query for a test's 127.x source would leave the machine
+            # (test_client_dns.py turns them on against its own DNS server).
+            "smtpd_peername_lookup = no\n"
             "service_throttle_time = 2s\n"
             "queue_run_delay = 2s\n"
             "minimal_backoff_time = 2s\n"

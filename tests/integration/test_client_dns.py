@@ -16,6 +16,7 @@ import time
 import pytest
 
 from conftest import BIN
+import mailinstance
 from mailinstance import wait_for
 
 DNS_ADDR = "127.0.9.53"
@@ -65,7 +66,7 @@ def start_with_dns(inst, resolv):
 
 
 def instance(mail_instance, resolv, extra=""):
-    inst = mail_instance(main_extra="mynetworks = 127.0.0.1/32\n" + extra)
+    inst = mail_instance(main_extra="mynetworks = 127.0.0.1/32\nsmtpd_peername_lookup = yes\n" + extra)
     start_with_dns(inst, resolv)
     return inst
 
@@ -135,3 +136,20 @@ def test_greeting_waits_for_the_lookup_without_blocking_others(mail_instance, dn
     finally:
         for s in socks:
             s.close()
+
+
+def test_wrappermode_client_waits_for_the_lookup(mail_instance, dns_server, tmp_path):
+    """A TLS-wrapped client speaks first: its ClientHello must wait, unread, until the lookup ends."""
+    from test_smtpd import client_ctx, make_cert
+    cert, key = make_cert(tmp_path / "tls")
+    inst = mail_instance(
+        master_cf=mailinstance.DEFAULT_MASTER_CF.replace(
+            "{port}    inet  n       -       n       -       -       smtpd\n",
+            "{port}    inet  n       -       n       -       -       smtpd -o smtpd_tls_wrappermode=yes\n"),
+        main_extra=f"smtpd_peername_lookup = yes\nsmtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\n")
+    start_with_dns(inst, dns_server)
+    with smtplib.SMTP_SSL("127.0.0.1", inst.port, timeout=20, context=client_ctx(),
+                          source_address=("127.0.9.2", 0)) as c:
+        assert c.ehlo("x")[0] == 250
+    inst.wait_log(r"connect from good\.client\.test\[127\.0\.9\.2\]")
+    inst.wait_log(r"Anonymous TLS connection established from good\.client\.test\[127\.0\.9\.2\]")
