@@ -189,9 +189,8 @@ void commit_notify_qmgr(struct cleanup *c, const char *queue_id)
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
                 struct ipc_msg m = IPC_MSG_INIT;
                 struct buf out = BUF_INIT;
-                ipc_msg_add_str(&m, "req", "new");
-                ipc_msg_add_str(&m, "queue_id", queue_id);
-                if (ipc_encode(&m, &out) == 0 &&
+                const struct ipc_kv kv[] = {{"req", "new", 3}, {"queue_id", queue_id, strlen(queue_id)}};
+                if (ipc_msg_add_group(&m, kv, ELEMENTSOF(kv)) == 0 && ipc_encode(&m, &out) == 0 &&
                     send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
                         /* nothing to do: see above */
                 }

@@ -39,7 +39,7 @@ struct session {
         struct ipc_msg envelope; /* owns the attribute strings the queue file's fields point to */
         char *sender;            /* canonical */
         struct qfile_rcpt *rcpts;
-        size_t n_rcpts;
+        size_t n_rcpts, cap_rcpts;
         size_t n_envelope_rcpts; /* as submitted, before virtual alias expansion */
         uint64_t envelope_bytes;
         struct buf content;
@@ -112,16 +112,19 @@ static int session_flush(struct session *s)
 static int reply(struct session *s, int status, const char *dsn, const char *reason, const char *queue_id)
 {
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_int(&m, "status", status);
-        if (queue_id)
-                ipc_msg_add_str(&m, "queue_id", queue_id);
-        if (dsn)
-                ipc_msg_add_str(&m, "dsn", dsn);
-        if (reason)
-                ipc_msg_add_str(&m, "reason", reason);
-        int r = ipc_conn_queue(&s->conn, &m);
+        int r = ipc_msg_add_int(&m, "status", status);
+        if (r >= 0 && queue_id)
+                r = ipc_msg_add_str(&m, "queue_id", queue_id);
+        if (r >= 0 && dsn)
+                r = ipc_msg_add_str(&m, "dsn", dsn);
+        if (r >= 0 && reason)
+                r = ipc_msg_add_str(&m, "reason", reason);
+        /* No answer at all rather than a partial one: the client then treats the message as not queued. */
+        if (r >= 0)
+                r = ipc_conn_queue(&s->conn, &m);
         ipc_msg_free(&m);
         if (r < 0) {
+                msg_warn("%s: cannot encode the answer to the submitting client: %s", qid(s), strerror(-r));
                 session_free(s);
                 return -1;
         }
@@ -367,6 +370,91 @@ static int apply_address_maps(struct session *s)
         free(s->rcpts);
         s->rcpts = out;
         s->n_rcpts = n_out;
+        s->cap_rcpts = cap;
+        return 0;
+}
+
+/* Whether an envelope attribute holds an address (limit QFILE_MAX_ADDRESS_LEN, DSN 5.1.3). */
+static bool is_address_attr(const char *name)
+{
+        return streq(name, "sender") || streq(name, "rcpt") || streq(name, "orcpt");
+}
+
+/* The common checks of every envelope attribute, and its share of the size limit. 0, or fail_later(). */
+static int check_envelope_attr(struct session *s, const struct ipc_attr *a)
+{
+        bool address = is_address_attr(a->name);
+        if (strlen(a->value) != a->value_len) {
+                fail_later(s, 5, "5.5.4", "invalid envelope: NUL byte in %s", a->name);
+                return -1;
+        }
+        if (a->value_len > (address ? QFILE_MAX_ADDRESS_LEN : QFILE_MAX_ATTR_VALUE_LEN)) {
+                fail_later(s, 5, address ? "5.1.3" : "5.5.4", "invalid envelope: %s too long", a->name);
+                return -1;
+        }
+        s->envelope_bytes += a->value_len;
+        return 0;
+}
+
+/*
+ * A recipient attribute (rcpt, or orcpt/notify of the rcpt just before it in the same message); first
+ * says whether rcpt came earlier in this message. 0, or -1 after fail_later().
+ */
+static int add_rcpt_attr(struct session *s, const struct ipc_attr *a, bool *seen_rcpt)
+{
+        if (streq(a->name, "rcpt")) {
+                if (s->n_rcpts >= QFILE_MAX_RECIPIENTS) {
+                        fail_later(s, 5, "5.5.3", "too many recipients");
+                        return -1;
+                }
+                if (!*a->value) {
+                        fail_later(s, 5, "5.1.3", "invalid envelope: empty recipient");
+                        return -1;
+                }
+                if (s->n_rcpts == s->cap_rcpts) {
+                        s->cap_rcpts = s->cap_rcpts ? 2 * s->cap_rcpts : 8;
+                        s->rcpts = xrealloc(s->rcpts, s->cap_rcpts * sizeof *s->rcpts);
+                }
+                struct qfile_rcpt *r = &s->rcpts[s->n_rcpts++];
+                *r = (struct qfile_rcpt){.orig_rcpt = xstrdup(a->value)};
+                r->address = rewrite_address(&s->c->rewrite, a->value);
+                if (strlen(r->address) > QFILE_MAX_ADDRESS_LEN) {
+                        fail_later(s, 5, "5.1.3", "recipient address too long");
+                        return -1;
+                }
+                *seen_rcpt = true;
+                return 0;
+        }
+        /* orcpt/notify: a group never straddles two messages (ipc_batch), so its rcpt is in this one. */
+        if (!*seen_rcpt) {
+                fail_later(s, 5, "5.5.4", "invalid envelope: %s before rcpt", a->name);
+                return -1;
+        }
+        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts - 1];
+        if (streq(a->name, "orcpt")) {
+                free(r->orcpt);
+                r->orcpt = xstrdup(a->value);
+        } else
+                r->notify = parse_notify(a->value);
+        return 0;
+}
+
+static bool is_rcpt_attr(const char *name)
+{
+        return streq(name, "rcpt") || streq(name, "orcpt") || streq(name, "notify");
+}
+
+/* {req=rcpt, rcpt=.. [orcpt] [notify] ...}: recipients sent ahead of the envelope, any number of times. */
+static int handle_rcpts(struct session *s, const struct ipc_msg *m)
+{
+        bool seen_rcpt = false;
+        for (size_t i = 0; i < m->n_attrs && !s->err_status; i++) {
+                const struct ipc_attr *a = &m->attrs[i];
+                if (!is_rcpt_attr(a->name))
+                        continue; /* req, and what a newer source may add */
+                if (check_envelope_attr(s, a) < 0 || add_rcpt_attr(s, a, &seen_rcpt) < 0)
+                        return 0;
+        }
         return 0;
 }
 
@@ -374,49 +462,23 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
 {
         struct cleanup *c = s->c;
         const char *sender = NULL;
-        size_t cap = 0;
+        bool seen_rcpt = false;
 
         s->envelope = *m; /* keep the strings: the queue file's fields point into it */
         *m = (struct ipc_msg)IPC_MSG_INIT;
+        if (s->err_status)
+                return 0; /* a {req=rcpt} before failed: that is the answer */
 
         for (size_t i = 0; i < s->envelope.n_attrs; i++) {
                 const struct ipc_attr *a = &s->envelope.attrs[i];
-                bool address = streq(a->name, "sender") || streq(a->name, "rcpt") || streq(a->name, "orcpt");
-                if (strlen(a->value) != a->value_len)
-                        return fail_later(s, 5, "5.5.4", "invalid envelope: NUL byte in %s", a->name);
-                if (a->value_len > (address ? QFILE_MAX_ADDRESS_LEN : QFILE_MAX_ATTR_VALUE_LEN))
-                        return fail_later(s, 5, address ? "5.1.3" : "5.5.4", "invalid envelope: %s too long",
-                                          a->name);
-                s->envelope_bytes += a->value_len;
+                if (check_envelope_attr(s, a) < 0)
+                        return 0;
                 if (streq(a->name, "sender")) {
                         if (sender)
                                 return fail_later(s, 5, "5.5.4", "invalid envelope: more than one sender");
                         sender = a->value;
-                } else if (streq(a->name, "rcpt")) {
-                        if (s->n_rcpts >= QFILE_MAX_RECIPIENTS)
-                                return fail_later(s, 5, "5.5.3", "too many recipients");
-                        if (!*a->value)
-                                return fail_later(s, 5, "5.1.3", "invalid envelope: empty recipient");
-                        if (s->n_rcpts == cap) {
-                                cap = cap ? 2 * cap : 8;
-                                s->rcpts = xrealloc(s->rcpts, cap * sizeof *s->rcpts);
-                        }
-                        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts++];
-                        *r = (struct qfile_rcpt){.orig_rcpt = xstrdup(a->value)};
-                        r->address = rewrite_address(&c->rewrite, a->value);
-                        if (strlen(r->address) > QFILE_MAX_ADDRESS_LEN)
-                                return fail_later(s, 5, "5.1.3", "recipient address too long");
-                } else if (streq(a->name, "orcpt") || streq(a->name, "notify")) {
-                        if (s->n_rcpts == 0)
-                                return fail_later(s, 5, "5.5.4", "invalid envelope: %s before rcpt",
-                                                  a->name);
-                        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts - 1];
-                        if (streq(a->name, "orcpt")) {
-                                free(r->orcpt);
-                                r->orcpt = xstrdup(a->value);
-                        } else
-                                r->notify = parse_notify(a->value);
-                }
+                } else if (is_rcpt_attr(a->name) && add_rcpt_attr(s, a, &seen_rcpt) < 0)
+                        return 0;
         }
         if (!sender)
                 return fail_later(s, 5, "5.5.4", "invalid envelope: no sender");
@@ -582,6 +644,8 @@ static int handle(struct session *s, struct ipc_msg *m)
                         return handle_open(s, m);
                 break;
         case STATE_ENVELOPE:
+                if (streq(req, "rcpt"))
+                        return handle_rcpts(s, m);
                 if (streq(req, "envelope")) {
                         handle_envelope(s, m);
                         s->state = STATE_CONTENT;

@@ -466,38 +466,79 @@ static const char *notify_text(unsigned n, char *buf, size_t size)
         return buf;
 }
 
+static int send_to_cleanup(const struct ipc_msg *m, void *userdata)
+{
+        return submit_send(userdata, m);
+}
+
+/* The recipients ahead of the envelope, in as many {req=rcpt} messages as they take: no count limit. */
+static int send_rcpts(struct session *s)
+{
+        static const struct ipc_kv head[] = {{"req", "rcpt", 4}};
+        struct ipc_batch b;
+        int r = ipc_batch_init(&b, head, ELEMENTSOF(head), send_to_cleanup, s->sub);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                const struct rcpt *rc = &s->rcpts[i];
+                char tmp[64];
+                struct ipc_kv group[3] = {{"rcpt", rc->addr, strlen(rc->addr)}};
+                size_t n = 1;
+                if (rc->orcpt)
+                        group[n++] = (struct ipc_kv){"orcpt", rc->orcpt, strlen(rc->orcpt)};
+                if (rc->notify) {
+                        const char *t = notify_text(rc->notify, tmp, sizeof tmp);
+                        group[n++] = (struct ipc_kv){"notify", t, strlen(t)};
+                }
+                r = ipc_batch_add(&b, group, n);
+                if (r < 0) {
+                        msg_warn("%s: recipient %zu of %zu: %s", s->queue_id, i + 1, s->n_rcpts,
+                                 strerror(-r));
+                        ipc_batch_done(&b);
+                        return r;
+                }
+        }
+        return ipc_batch_finish(&b);
+}
+
+#define KV_STR(name, v) ((struct ipc_kv){(name), (v), strlen(v)})
+
+/* Every recipient and the envelope reach cleanup whole, or the transaction fails (451 at DATA). */
 static int send_envelope(struct session *s)
 {
-        struct ipc_msg m = IPC_MSG_INIT;
-        char tmp[64];
-        ipc_msg_add_str(&m, "req", "envelope");
-        ipc_msg_add_str(&m, "sender", s->sender);
-        for (size_t i = 0; i < s->n_rcpts; i++) {
-                ipc_msg_add_str(&m, "rcpt", s->rcpts[i].addr);
-                if (s->rcpts[i].orcpt)
-                        ipc_msg_add_str(&m, "orcpt", s->rcpts[i].orcpt);
-                if (s->rcpts[i].notify)
-                        ipc_msg_add_str(&m, "notify", notify_text(s->rcpts[i].notify, tmp, sizeof tmp));
-        }
-        ipc_msg_add_str(&m, "client_name", client_name(s));
-        ipc_msg_add_str(&m, "client_address", s->addr);
-        ipc_msg_add_int(&m, "client_port", s->port);
+        int r = send_rcpts(s);
+        if (r < 0)
+                return r;
+        char port[24], size[24];
+        snprintf(port, sizeof port, "%d", s->port);
+        struct ipc_kv kv[16];
+        size_t n = 0;
+        kv[n++] = KV_STR("req", "envelope");
+        kv[n++] = KV_STR("sender", s->sender);
+        kv[n++] = KV_STR("client_name", client_name(s));
+        kv[n++] = KV_STR("client_address", s->addr);
+        kv[n++] = KV_STR("client_port", port);
         if (s->helo)
-                ipc_msg_add_str(&m, "helo_name", s->helo);
-        ipc_msg_add_str(&m, "protocol", proto_name(s));
+                kv[n++] = KV_STR("helo_name", s->helo);
+        kv[n++] = KV_STR("protocol", proto_name(s));
         if (s->mail_params.envid)
-                ipc_msg_add_str(&m, "envid", s->mail_params.envid);
-        if (s->mail_params.size_given)
-                ipc_msg_add_int(&m, "size", (long long)s->mail_params.size);
+                kv[n++] = KV_STR("envid", s->mail_params.envid);
+        if (s->mail_params.size_given) {
+                snprintf(size, sizeof size, "%llu", (unsigned long long)s->mail_params.size);
+                kv[n++] = KV_STR("size", size);
+        }
         if (s->mail_params.ret != SMTP_RET_NONE)
-                ipc_msg_add_str(&m, "ret", s->mail_params.ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+                kv[n++] = KV_STR("ret", s->mail_params.ret == SMTP_RET_FULL ? "FULL" : "HDRS");
         if (s->mail_params.body == SMTP_BODY_8BITMIME)
-                ipc_msg_add_str(&m, "body", "8BITMIME");
+                kv[n++] = KV_STR("body", "8BITMIME");
         if (s->mail_params.smtputf8)
-                ipc_msg_add_str(&m, "smtputf8", "1");
+                kv[n++] = KV_STR("smtputf8", "1");
         if (s->tls_info)
-                ipc_msg_add_str(&m, "tls", s->tls_info);
-        int r = submit_send(s->sub, &m);
+                kv[n++] = KV_STR("tls", s->tls_info);
+        struct ipc_msg m = IPC_MSG_INIT;
+        r = ipc_msg_add_group(&m, kv, n);
+        if (r >= 0)
+                r = submit_send(s->sub, &m);
         ipc_msg_free(&m);
         return r;
 }

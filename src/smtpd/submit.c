@@ -168,9 +168,10 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
                 return r;
         }
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "open");
-        ipc_msg_add_str(&m, "origin", "smtpd");
-        r = submit_send(sub, &m);
+        const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", "smtpd", 5}};
+        r = ipc_msg_add_group(&m, kv, ELEMENTSOF(kv));
+        if (r >= 0)
+                r = submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r < 0) {
                 msg_warn("send to %s: %s", path, strerror(-r));
@@ -250,8 +251,9 @@ int submit_end(struct submit *sub)
         if (r < 0)
                 return r;
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "end");
-        r = submit_send(sub, &m);
+        r = ipc_msg_add_str(&m, "req", "end");
+        if (r >= 0)
+                r = submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r < 0)
                 return r;
