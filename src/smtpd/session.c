@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "queue_space.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_reply.h"
@@ -392,6 +393,33 @@ static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
         buf_free(&b);
 }
 
+/*
+ * queue_minfree, as Postfix: no new transaction while the queue file system has less free space than
+ * queue_minfree (at least 1.5 x message_size_limit), or too little above it for 1.5 x the SIZE announced.
+ * Checked at every MAIL FROM, so the service comes back by itself as soon as space returns.
+ */
+static bool storage_rejects(struct session *s, const struct smtp_cmd *c)
+{
+        static const char text[] = "452 4.3.1 Insufficient system storage";
+        uint64_t avail = 0, size = c->params.size_given ? c->params.size : 0;
+        int r = queue_space_avail(s->srv->queue_dir, &avail);
+        if (r < 0) {
+                /* Unknown is not full: cleanup's own write errors still protect the transaction. */
+                msg_warn("free space of %s: %s", s->srv->queue_dir, strerror(-r));
+                return false;
+        }
+        if (queue_space_enough(avail, s->srv->queue_minfree, size))
+                return false;
+        msg_warn(
+                "not enough free space in the mail queue %s: %llu bytes free, %llu required (queue_minfree, "
+                "at least 1.5 x message_size_limit)%s",
+                s->srv->queue_dir, (unsigned long long)avail, (unsigned long long)s->srv->queue_minfree,
+                size ? " plus 1.5 x the announced SIZE" : "");
+        reply(s, text);
+        log_reject(s, "MAIL", text, c->addr.addr, NULL);
+        return true;
+}
+
 static void do_mail(struct session *s, struct smtp_cmd *c)
 {
         if (tls_required(s))
@@ -410,6 +438,8 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
                 log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", c->addr.addr, NULL);
                 return;
         }
+        if (storage_rejects(s, c))
+                return;
         s->in_mail = true;
         s->sender = xstrdup(c->addr.addr);
         if (access_rejects(s, ACCESS_STAGE_MAIL, s->helo, NULL, "MAIL")) {

@@ -38,6 +38,8 @@ struct smtpd {
         char *myhostname;
         char *banner;
         uint64_t message_size_limit; /* 0: none */
+        uint64_t queue_minfree;      /* queue_space_minfree(): free space MAIL FROM requires */
+        char *queue_dir;
         long long recipient_limit;
         long long timeout_sec;
         long long hard_error_limit, soft_error_limit;
