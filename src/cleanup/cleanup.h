@@ -42,6 +42,7 @@ struct cleanup {
         bool address_maps;           /* any of the maps above is set: the resolver is needed */
         uint64_t message_size_limit; /* 0: unlimited (CLEANUP_CONTENT_HARD_MAX still applies) */
         size_t header_size_limit;
+        long long hopcount_limit; /* Received: headers that make a message a mail loop; <= 0: no limit */
         size_t line_length_limit;
         uint64_t ipc_timeout_usec;
         struct commit *commit;

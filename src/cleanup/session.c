@@ -519,6 +519,24 @@ static const char *env(const struct session *s, const char *name)
         return isempty(v) ? NULL : v;
 }
 
+/*
+ * hopcount_limit, as Postfix: a message that already carries that many Received: headers has been
+ * passed around in a loop (two MTAs relaying to each other); refuse it for good, so that the sending
+ * side returns it to its sender instead of passing it on forever.
+ */
+static int reject_loop(struct session *s, unsigned hops)
+{
+        struct log_fields lf = {.queue_id = queue_file_id(s->file)};
+        msg_fields(LOG_LEVEL_INFO, &lf,
+                   "%s: reject: %u Received: headers, hopcount_limit is %lld: 5.4.6 too many hops (mail "
+                   "loop); from=<%s> nrcpt=%zu",
+                   queue_file_id(s->file), hops, s->c->hopcount_limit, s->sender, s->n_rcpts);
+        buf_free(&s->content);
+        queue_file_free(s->file); /* never acknowledged: it goes */
+        s->file = NULL;
+        return final_reply(s, 5, "5.4.6", "Error: too many hops");
+}
+
 static int handle_end(struct session *s)
 {
         struct cleanup *c = s->c;
@@ -553,7 +571,10 @@ static int handle_end(struct session *s)
         s->content = content; /* the final message replaces the received one */
         struct log_fields lf = {.queue_id = queue_file_id(s->file)};
         msg_fields(LOG_LEVEL_INFO, &lf, "%s: message-id=%s", queue_file_id(s->file), hr.message_id);
+        unsigned hops = hr.n_received;
         headers_result_done(&hr);
+        if (c->hopcount_limit > 0 && hops >= c->hopcount_limit)
+                return reject_loop(s, hops);
 
         struct qfile_attr extra[4];
         size_t n_extra = 0;

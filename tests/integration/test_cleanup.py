@@ -209,3 +209,19 @@ def test_recipients_ahead_of_the_envelope(inst):
     assert (reply.get("status"), reply.get("dsn"), reply.get("reason")) == (
         "5", "5.5.4", "invalid envelope: orcpt before rcpt"), reply
     wait_for(lambda: len(incoming_entries(inst)) == 1, 10, "no second file in incoming/")
+
+
+def test_hopcount_limit(inst):
+    """hopcount_limit (default 50) counts the Received: headers a message arrives with: 49 pass, 50 are a
+    mail loop, refused for good with 5.4.6 and no file left."""
+    def with_hops(n):
+        return b"".join(b"Received: from hop%d.example by hop%d.example; Mon, 1 Jan 2024 00:00:00 +0000\n"
+                        % (i, i + 1) for i in range(n)) + b"Subject: hops\n\nbody\n"
+
+    status, qid = submit(sock(inst), "sender@example.org", ["user@example.test"], with_hops(49), **REMOTE)
+    assert status == 0, qid
+    reply = submit_full(sock(inst), "sender@example.org", ["user@example.test"], with_hops(50), **REMOTE)
+    assert (reply.get("status"), reply.get("dsn"), reply.get("reason")) == ("5", "5.4.6", "Error: too many hops")
+    assert incoming_entries(inst) == [qid]
+    inst.wait_log(r": reject: 50 Received: headers, hopcount_limit is 50: 5\.4\.6 too many hops \(mail loop\); "
+                  r"from=<sender@example\.org> nrcpt=1")
