@@ -83,10 +83,17 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
                 ipc_msg_free(&req);
         }
         if (r == 0) {
+                /* A definite answer: a notification queued after we gave up would be sent twice. */
+                struct ipc_msg abort = IPC_MSG_INIT;
                 r = ipc_msg_add_str(&req, "req", "end");
                 if (r == 0)
-                        r = ipc_call(fd, &req, &rep, MAIL_PROTO_CLEANUP_TIMEOUT_MS);
+                        r = ipc_msg_add_str(&abort, "req", "abort");
+                if (r == 0)
+                        r = ipc_call_definite(
+                                fd, &req, &abort, &rep,
+                                mail_proto_cleanup_timeout_ms(config_get_time(b->cfg, "ipc_timeout")));
                 ipc_msg_free(&req);
+                ipc_msg_free(&abort);
         }
         if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0) {
                 *ret_why =

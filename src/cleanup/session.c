@@ -33,8 +33,10 @@ struct session {
         struct queue_file *file;
         uint64_t arrival_usec;
         bool local;
-        bool in_commit; /* the commit owns the file: the session may not go away before it is told */
-        bool gone;      /* the client left or misbehaved: no answer, free after the commit */
+        bool in_commit;    /* the commit owns the file: the session may not go away before it is told */
+        bool gone;         /* the client left or misbehaved: no answer, free after the commit */
+        bool cancel_asked; /* the client gave up waiting for the commit ({req=abort} or EOF) */
+        bool cancelled;    /* ... early enough: never queued, already answered */
 
         struct ipc_msg envelope; /* owns the attribute strings the queue file's fields point to */
         char *sender;            /* canonical */
@@ -618,6 +620,8 @@ static int handle_end(struct session *s)
         buf_free(&s->content);
         s->state = STATE_COMMIT;
         s->in_commit = true;
+        /* The client waits for us now, not we for it: no ipc_timeout until the answer. */
+        sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         commit_add(c->commit, s);
         return 0;
 }
@@ -627,7 +631,10 @@ void session_committed(struct session *s, int result)
         s->in_commit = false;
         if (result == 0)
                 commit_notify_qmgr(s->c, queue_file_id(s->file));
-        else {
+        else if (s->cancelled) {
+                queue_file_free(s->file); /* a temporary name: never renamed, never queued */
+                s->file = NULL;
+        } else {
                 struct log_fields lf = {.queue_id = queue_file_id(s->file)};
                 msg_fields(LOG_LEVEL_WARNING, &lf,
                            "%s: commit queue file to %s/incoming: %s; the client was told to retry later",
@@ -639,10 +646,63 @@ void session_committed(struct session *s, int result)
                 session_free(s);
                 return;
         }
+        if (s->cancelled)
+                return; /* answered when it was cancelled; the session ends once that is sent */
         if (result == 0)
                 final_reply(s, 0, NULL, NULL);
         else
                 final_reply(s, 4, "4.3.0", "queue file write error");
+}
+
+/*
+ * The client gives up waiting for the commit: {req=abort} (answer: true), or it closed the connection or
+ * broke the protocol (no answer). Before the file is renamed to its queue ID the message is dropped for
+ * good (answer {status=4}); after, it is queued whatever the client does, and the answer is the commit's.
+ * Either way the client that waits for the answer knows the outcome (docs/QUEUE_FORMAT.md).
+ */
+static void cancel_commit(struct session *s, bool answer)
+{
+        if (s->cancel_asked)
+                return;
+        s->cancel_asked = true;
+        struct log_fields lf = {.queue_id = qid(s)};
+        enum commit_cancel c = commit_cancel(s->c->commit, s);
+        if (c == COMMIT_TOO_LATE) {
+                msg_fields(LOG_LEVEL_INFO, &lf,
+                           "%s: the submitting client gave up waiting, but the message was being queued "
+                           "already%s",
+                           qid(s), answer ? ": it gets the commit's answer" : "");
+                return;
+        }
+        msg_fields(LOG_LEVEL_INFO, &lf,
+                   "%s: cancelled by the submitting client before it was queued; removed", qid(s));
+        s->cancelled = true;
+        if (c == COMMIT_CANCELLED) {
+                s->in_commit = false;
+                queue_file_free(s->file);
+                s->file = NULL;
+        }
+        if (answer)
+                final_reply(s, 4, "4.3.0", "Error: timeout while queueing the message; it was not queued");
+}
+
+/* Input after {req=end}: only {req=abort} may come; EOF or anything else cancels without an answer. */
+static void commit_input(struct session *s)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_conn_next(&s->conn, &m);
+        const char *req = r > 0 ? ipc_msg_get_str(&m, "req") : NULL;
+        bool abort = req && streq(req, "abort");
+        ipc_msg_free(&m);
+        if (r == 0 && !s->conn.eof)
+                return; /* part of a frame */
+        if (abort && !s->conn.eof) {
+                buf_truncate(&s->conn.in, 0);
+                cancel_commit(s, true); /* may free s */
+                return;
+        }
+        cancel_commit(s, false);
+        session_free(s);
 }
 
 static void protocol_error(struct session *s, const char *what)
@@ -715,9 +775,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 return 0;
         }
         if (s->state == STATE_COMMIT) {
-                /* Nothing may follow {req=end}; a client that leaves now is simply not answered. */
-                if (s->conn.eof || s->conn.in.len > 0)
-                        session_free(s);
+                commit_input(s);
                 return 0;
         }
         if (s->state == STATE_REPLIED) {
@@ -739,6 +797,11 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 ipc_msg_free(&m);
                 if (r < 0)
                         return 0;
+        }
+        /* What came with {req=end} in the same read: an {req=abort} or the end of the connection. */
+        if (s->state == STATE_COMMIT && (s->conn.in.len > 0 || s->conn.eof)) {
+                commit_input(s);
+                return 0;
         }
         if (s->conn.eof && s->state < STATE_COMMIT) {
                 if (s->state > STATE_OPEN)

@@ -404,6 +404,23 @@ int ipc_call(int fd, const struct ipc_msg *req, struct ipc_msg *reply, int timeo
         return ipc_recv(fd, reply, (int)left);
 }
 
+int ipc_call_definite(int fd, const struct ipc_msg *req, const struct ipc_msg *abort, struct ipc_msg *reply,
+                      int timeout_ms)
+{
+        int r = ipc_send(fd, req, timeout_ms);
+        if (r < 0)
+                return r;
+        /* Wait for the first byte without reading, so that a timeout never leaves half a reply read. */
+        r = wait_fd(fd, POLLIN, now_ms() + timeout_ms);
+        if (r == -ETIMEDOUT) {
+                r = ipc_send(fd, abort, timeout_ms);
+                if (r < 0)
+                        return r;
+        } else if (r < 0)
+                return r;
+        return ipc_recv(fd, reply, timeout_ms);
+}
+
 void ipc_conn_init(struct ipc_conn *c, int fd)
 {
         *c = (struct ipc_conn){.fd = fd, .in = BUF_INIT, .out = BUF_INIT};

@@ -125,6 +125,13 @@ int ipc_send(int fd, const struct ipc_msg *m, int timeout_ms);
 int ipc_recv(int fd, struct ipc_msg *ret, int timeout_ms);
 /* Send a request and wait for the reply in one call. */
 int ipc_call(int fd, const struct ipc_msg *req, struct ipc_msg *reply, int timeout_ms);
+/*
+ * ipc_call for a request whose outcome must be known (cleanup's {req=end}): when no reply came within
+ * timeout_ms, send abort and wait up to timeout_ms more for the reply, which then says whether the peer
+ * cancelled the request or completed it. -ETIMEDOUT only when neither came: the outcome is unknown.
+ */
+int ipc_call_definite(int fd, const struct ipc_msg *req, const struct ipc_msg *abort, struct ipc_msg *reply,
+                      int timeout_ms);
 
 /*
  * Non-blocking buffered connection for event loops: the owner watches fd (EPOLLIN always, EPOLLOUT

@@ -34,6 +34,11 @@
  *    A source that disconnects before {req=end} leaves nothing behind: cleanup removes the file. A source
  *    that cannot hand over every recipient and attribute (an encoding error) never sends {req=end}: the
  *    message is not queued and its client is told 4xx.
+ *    A source that has waited too long for the final answer sends {req=abort} and waits again: the answer
+ *    is then {status=4, dsn=4.3.0} when cleanup cancelled the message before renaming its file to the queue
+ *    ID (it is never queued), else the commit's own answer (the message is queued whatever the source does
+ *    now). Closing the connection after {req=end} cancels the same way, without an answer. So a source
+ *    that waits for the answer always knows the outcome (docs/QUEUE_FORMAT.md, "Timeouts").
  *
  * 2. Notification: cleanup -> qmgr, socket public/qmgr: {req=new, queue_id=QID} (no reply;
  *    best effort: qmgr also scans incoming/ on its wakeup timer and at start).
@@ -77,5 +82,15 @@
 #define MAIL_PROTO_QMGR_SOCKET    "public/qmgr"
 #define MAIL_PROTO_BOUNCE_SOCKET  "private/bounce"
 #define MAIL_PROTO_CHUNK_MAX      (64u * 1024)
-/* How long a source waits for cleanup's final answer: covers the group commit's fsyncs. */
+/*
+ * How long a source waits for cleanup's final answer before it sends {req=abort}, and then again for the
+ * answer to that: covers the group commit's fsyncs. A shorter ipc_timeout (seconds) shortens it.
+ */
 #define MAIL_PROTO_CLEANUP_TIMEOUT_MS (120 * 1000)
+
+static inline int mail_proto_cleanup_timeout_ms(long long ipc_timeout_sec)
+{
+        return ipc_timeout_sec > 0 && ipc_timeout_sec * 1000 < MAIL_PROTO_CLEANUP_TIMEOUT_MS
+                       ? (int)(ipc_timeout_sec * 1000)
+                       : MAIL_PROTO_CLEANUP_TIMEOUT_MS;
+}

@@ -36,6 +36,7 @@ struct pickup {
         char *cleanup_path;        /* private/cleanup (mail_proto.h) */
         char *cleanup_public_path; /* public/cleanup, where Postfix's master.cf line puts it */
         uint64_t max_content;
+        int cleanup_timeout_ms; /* mail_proto_cleanup_timeout_ms() */
         uid_t mail_owner;
         bool have_mail_owner;
         time_t last_file; /* when a scan last found a file; 0: never */
@@ -174,9 +175,14 @@ static enum outcome submit(struct pickup *p, const char *name, const struct qfil
                 msg_warn("%s: send to cleanup: %s", id, strerror(-r));
                 goto done;
         }
+        /* Wait for a definite answer: a message cleanup queued after we gave up would be picked up twice. */
+        struct ipc_msg abort = IPC_MSG_INIT;
         r = ipc_msg_add_str(&req, "req", "end");
         if (r == 0)
-                r = call(fd, &req, &rep, MAIL_PROTO_CLEANUP_TIMEOUT_MS);
+                r = ipc_msg_add_str(&abort, "req", "abort");
+        if (r == 0)
+                r = ipc_call_definite(fd, &req, &abort, &rep, p->cleanup_timeout_ms);
+        ipc_msg_free(&abort);
         if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0) {
                 msg_warn("%s: no answer from cleanup: %s", id, r < 0 ? strerror(-r) : "malformed reply");
                 goto done;
@@ -317,6 +323,7 @@ static int pickup_init(struct service *s)
         p->cleanup_public_path = xasprintf("%s/public/cleanup", qdir);
         long long lim = config_get_int(cfg, "message_size_limit");
         p->max_content = lim > 0 ? (uint64_t)lim : QFILE_MAX_CONTENT_LEN;
+        p->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(cfg, "ipc_timeout"));
         struct passwd *pw = getpwnam(config_get(cfg, "mail_owner"));
         if (pw) {
                 p->mail_owner = pw->pw_uid;

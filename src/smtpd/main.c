@@ -69,6 +69,7 @@ static int smtpd_init(struct service *svc)
         srv->queue_minfree =
                 queue_space_minfree(minfree > 0 ? (uint64_t)minfree : 0, srv->message_size_limit);
         srv->queue_dir = xstrdup(config_get(c, "queue_directory"));
+        srv->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(c, "ipc_timeout"));
         srv->recipient_limit = config_get_int(c, "smtpd_recipient_limit");
         srv->timeout_sec = config_get_time(c, "smtpd_timeout");
         if (srv->timeout_sec <= 0)

@@ -301,7 +301,20 @@ static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
                 s->sub = NULL;
                 smtp_cmd_done(&s->pending_rcpt);
                 cleanup_failed_reply(s);
+        } else if (s->ending && submit_abort(s->sub) == 0) {
+                /* No 451 yet: the commit may still succeed, and a 451 then makes the client send it again.
+                 * cleanup's answer to the abort says for sure whether it is queued. */
+                msg_warn("%s: no answer from cleanup in %d s after the end of the message; asked it to "
+                         "cancel, "
+                         "waiting for the outcome",
+                         s->queue_id, s->srv->cleanup_timeout_ms / 1000);
+                arm_wait_timer(s);
+                return 0;
         } else if (s->ending) {
+                msg_warn("%s: no answer from cleanup to the cancel either: outcome unknown; the client is "
+                         "told "
+                         "451 and may send the message again",
+                         s->queue_id);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
         }
@@ -314,7 +327,7 @@ static void arm_wait_timer(struct session *s)
 {
         uint64_t now = 0;
         sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)MAIL_PROTO_CLEANUP_TIMEOUT_MS * 1000ULL;
+        uint64_t when = now + (uint64_t)s->srv->cleanup_timeout_ms * 1000ULL;
         if (!s->wait_timer)
                 sd_event_add_time(service_event(s->srv->service), &s->wait_timer, CLOCK_MONOTONIC, when, 0,
                                   on_wait_timeout, s);

@@ -22,6 +22,7 @@ struct submit {
         struct buf chunk; /* content not yet framed */
         bool backlogged;  /* told the owner to stop reading; "drained" follows */
         bool failed;      /* the connection broke while content was streaming */
+        bool aborted;     /* {req=abort} sent */
 };
 
 static size_t backlog(const struct submit *sub)
@@ -259,4 +260,18 @@ int submit_end(struct submit *sub)
                 return r;
         sub->state = SUBMIT_ENDING;
         return 0;
+}
+
+int submit_abort(struct submit *sub)
+{
+        if (sub->state != SUBMIT_ENDING || sub->aborted)
+                return -EALREADY;
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_msg_add_str(&m, "req", "abort");
+        if (r >= 0)
+                r = submit_send(sub, &m);
+        ipc_msg_free(&m);
+        if (r >= 0)
+                sub->aborted = true;
+        return r;
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "alloc.h"
 #include "buf.h"
@@ -332,4 +333,49 @@ TEST(ipc_batch_failures)
         /* A bad head is refused at init. */
         CHECK_INT(ipc_batch_init(&b, (const struct ipc_kv[]){{"bad name", "", 0}}, 1, collect, &s2),
                   -EINVAL);
+}
+
+/* The peer of ipc_call_definite: answers at once, or only the abort; exits 0 when it saw what it should. */
+static int definite_peer(int fd, bool answer_at_once)
+{
+        struct ipc_msg m = IPC_MSG_INIT, reply = IPC_MSG_INIT;
+        if (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "end"))
+                return 1;
+        ipc_msg_free(&m);
+        if (!answer_at_once && (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "abort")))
+                return 2;
+        if (ipc_msg_add_str(&reply, "status", answer_at_once ? "0" : "4") < 0 || ipc_send(fd, &reply, 5000) < 0)
+                return 3;
+        /* No abort may follow an answer in time. */
+        if (answer_at_once && ipc_recv(fd, &m, 300) != -ECONNRESET)
+                return 4;
+        return 0;
+}
+
+TEST(ipc_call_definite_asks_to_abort_and_gets_the_answer)
+{
+        for (int at_once = 0; at_once <= 1; at_once++) {
+                int sv[2];
+                CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                pid_t pid = fork();
+                CHECK(pid >= 0);
+                if (pid == 0) {
+                        close(sv[0]);
+                        _exit(definite_peer(sv[1], at_once));
+                }
+                close(sv[1]);
+                struct ipc_msg req = IPC_MSG_INIT, abort = IPC_MSG_INIT, reply = IPC_MSG_INIT;
+                CHECK_INT(ipc_msg_add_str(&req, "req", "end"), 0);
+                CHECK_INT(ipc_msg_add_str(&abort, "req", "abort"), 0);
+                CHECK_INT(ipc_call_definite(sv[0], &req, &abort, &reply, 200), 0);
+                CHECK_STR(ipc_msg_get_str(&reply, "status"), at_once ? "0" : "4");
+                close(sv[0]);
+                int status = -1;
+                CHECK_INT(waitpid(pid, &status, 0), pid);
+                CHECK(WIFEXITED(status));
+                CHECK_INT(WEXITSTATUS(status), 0);
+                ipc_msg_free(&req);
+                ipc_msg_free(&abort);
+                ipc_msg_free(&reply);
+        }
 }
