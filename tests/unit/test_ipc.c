@@ -344,7 +344,8 @@ static int definite_peer(int fd, bool answer_at_once)
         ipc_msg_free(&m);
         if (!answer_at_once && (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "abort")))
                 return 2;
-        if (ipc_msg_add_str(&reply, "status", answer_at_once ? "0" : "4") < 0 || ipc_send(fd, &reply, 5000) < 0)
+        if (ipc_msg_add_str(&reply, "status", answer_at_once ? "0" : "4") < 0 ||
+            ipc_send(fd, &reply, 5000) < 0)
                 return 3;
         /* No abort may follow an answer in time. */
         if (answer_at_once && ipc_recv(fd, &m, 300) != -ECONNRESET)
