@@ -771,6 +771,8 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 if (s->state < STATE_COMMIT && s->state > STATE_OPEN)
                         msg_warn("%s: read from submitting client: %s; message not queued", qid(s),
                                  strerror(-r));
+                if (s->state == STATE_COMMIT)
+                        cancel_commit(s, false); /* the client is gone: as if it had closed */
                 session_free(s);
                 return 0;
         }

@@ -133,6 +133,7 @@ int main(int argc, char **argv)
         smtpd_tls_free(srv.tls);
         free(srv.myhostname);
         free(srv.banner);
+        free(srv.queue_dir);
         free(srv.cleanup_path);
         free(srv.cleanup_private_path);
         return r;
