@@ -304,16 +304,14 @@ static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         } else if (s->ending && submit_abort(s->sub) == 0) {
                 /* No 451 yet: the commit may still succeed, and a 451 then makes the client send it again.
                  * cleanup's answer to the abort says for sure whether it is queued. */
-                msg_warn("%s: no answer from cleanup in %d s after the end of the message; asked it to "
-                         "cancel, "
-                         "waiting for the outcome",
+                msg_warn("%s: no answer from cleanup in %d s after the end of the message; "
+                         "asked it to cancel, waiting for the outcome",
                          s->queue_id, s->srv->cleanup_timeout_ms / 1000);
                 arm_wait_timer(s);
                 return 0;
         } else if (s->ending) {
-                msg_warn("%s: no answer from cleanup to the cancel either: outcome unknown; the client is "
-                         "told "
-                         "451 and may send the message again",
+                msg_warn("%s: no answer from cleanup to the cancel either: outcome unknown; "
+                         "the client is told 451 and may send the message again",
                          s->queue_id);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
