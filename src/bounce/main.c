@@ -47,9 +47,10 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
         struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
         long long status = -1;
         /* cleanup treats it as locally generated mail: "Received: by HOST (Postfix) id ...". */
-        ipc_msg_add_str(&req, "req", "open");
-        ipc_msg_add_str(&req, "origin", "pickup");
-        r = ipc_call(fd, &req, &rep, BOUNCE_STEP_TIMEOUT_MS);
+        const struct ipc_kv open_kv[] = {{"req", "open", 4}, {"origin", "pickup", 6}};
+        r = ipc_msg_add_group(&req, open_kv, ELEMENTSOF(open_kv));
+        if (r == 0)
+                r = ipc_call(fd, &req, &rep, BOUNCE_STEP_TIMEOUT_MS);
         ipc_msg_free(&req);
         const char *id = ipc_msg_get_str(&rep, "queue_id");
         if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0 || !id) {
@@ -62,24 +63,37 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
         new_id = xstrdup(id);
         ipc_msg_free(&rep);
 
-        ipc_msg_add_str(&req, "req", "envelope");
-        ipc_msg_add_str(&req, "sender", sender);
-        ipc_msg_add_str(&req, "rcpt", rcpt);
         /* A notification never asks for notifications about itself. */
-        ipc_msg_add_int(&req, "notify", QFILE_NOTIFY_NEVER);
-        r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
+        char never[8];
+        snprintf(never, sizeof never, "%u", (unsigned)QFILE_NOTIFY_NEVER);
+        const struct ipc_kv env_kv[] = {{"req", "envelope", 8},
+                                        {"sender", sender, strlen(sender)},
+                                        {"rcpt", rcpt, strlen(rcpt)},
+                                        {"notify", never, strlen(never)}};
+        r = ipc_msg_add_group(&req, env_kv, ELEMENTSOF(env_kv));
+        if (r == 0)
+                r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
         ipc_msg_free(&req);
         for (size_t off = 0; r == 0 && off < msg->len; off += MAIL_PROTO_CHUNK_MAX) {
                 size_t n = msg->len - off < MAIL_PROTO_CHUNK_MAX ? msg->len - off : MAIL_PROTO_CHUNK_MAX;
-                ipc_msg_add_str(&req, "req", "content");
-                ipc_msg_add(&req, "data", msg->data + off, n);
-                r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
+                const struct ipc_kv kv[] = {{"req", "content", 7}, {"data", msg->data + off, n}};
+                r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
+                if (r == 0)
+                        r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
                 ipc_msg_free(&req);
         }
         if (r == 0) {
-                ipc_msg_add_str(&req, "req", "end");
-                r = ipc_call(fd, &req, &rep, MAIL_PROTO_CLEANUP_TIMEOUT_MS);
+                /* A definite answer: a notification queued after we gave up would be sent twice. */
+                struct ipc_msg abort = IPC_MSG_INIT;
+                r = ipc_msg_add_str(&req, "req", "end");
+                if (r == 0)
+                        r = ipc_msg_add_str(&abort, "req", "abort");
+                if (r == 0)
+                        r = ipc_call_definite(
+                                fd, &req, &abort, &rep,
+                                mail_proto_cleanup_timeout_ms(config_get_time(b->cfg, "ipc_timeout")));
                 ipc_msg_free(&req);
+                ipc_msg_free(&abort);
         }
         if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0) {
                 *ret_why =
@@ -130,6 +144,21 @@ static size_t select_records(const struct dsnlog *l, const struct qfile_msg *m, 
         return k;
 }
 
+/*
+ * Fill the answer to qmgr: status and one more attribute (name NULL: none). One that cannot be built is
+ * left empty: without a status qmgr keeps the message and asks again, as after status 4.
+ */
+static void answer(struct ipc_msg *reply, int status, const char *name, const char *value)
+{
+        int r = ipc_msg_add_int(reply, "status", status);
+        if (r == 0 && name)
+                r = ipc_msg_add_str(reply, name, value);
+        if (r < 0) {
+                msg_warn("cannot encode the answer to qmgr: %s", strerror(-r));
+                ipc_msg_truncate(reply, 0);
+        }
+}
+
 /* One request; the reply goes into *reply. */
 static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *reply)
 {
@@ -140,8 +169,7 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
         if (!what || (!streq(what, "bounce") && !streq(what, "warn")) || !qid || !queue_id_valid(qid) ||
             qn < 0) {
                 msg_warn("bad notification request (req, queue_id or queue missing or invalid)");
-                ipc_msg_add_int(reply, "status", 4);
-                ipc_msg_add_str(reply, "reason", "bad request");
+                answer(reply, 4, "reason", "bad request");
                 return;
         }
         enum bounce_kind kind = streq(what, "bounce") ? BOUNCE_FAILED : BOUNCE_DELAYED;
@@ -163,23 +191,21 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
                 msg_fields(LOG_LEVEL_WARNING, &lf, "%s: cannot read queue file %s/%s: %s", qid,
                            queue_name_to_string((enum queue_name)qn), qid,
                            r == -EBADMSG && err.reason ? err.reason : strerror(-r));
-                ipc_msg_add_int(reply, "status", 4);
-                ipc_msg_add_str(reply, "reason", "queue file unavailable");
+                answer(reply, 4, "reason", "queue file unavailable");
                 return;
         }
 
         struct dsnlog l;
         r = dsnlog_read(b->queue, kind == BOUNCE_FAILED ? QUEUE_BOUNCE : QUEUE_DEFER, qid, &l);
         if (r == -ENOENT) {
-                ipc_msg_add_int(reply, "status", 0);
+                answer(reply, 0, NULL, NULL);
                 qfile_msg_free(&m);
                 return;
         }
         if (r < 0) {
                 msg_fields(LOG_LEVEL_WARNING, &lf, "%s: cannot read %s/%s: %s", qid,
                            kind == BOUNCE_FAILED ? "bounce" : "defer", qid, strerror(-r));
-                ipc_msg_add_int(reply, "status", 4);
-                ipc_msg_add_str(reply, "reason", "log file unavailable");
+                answer(reply, 4, "reason", "log file unavailable");
                 qfile_msg_free(&m);
                 return;
         }
@@ -210,7 +236,7 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
                 send = false;
         }
         if (!send) {
-                ipc_msg_add_int(reply, "status", 0);
+                answer(reply, 0, NULL, NULL);
                 goto out;
         }
 
@@ -242,13 +268,11 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
         if (r < 0) {
                 msg_fields(LOG_LEVEL_WARNING, &lf, "%s: %s %s notification not queued: %s", qid, whom,
                            notice, why ? why : strerror(-r));
-                ipc_msg_add_int(reply, "status", 4);
-                ipc_msg_add_str(reply, "reason", why ? why : "cleanup failed");
+                answer(reply, 4, "reason", why ? why : "cleanup failed");
                 goto out;
         }
         msg_fields(LOG_LEVEL_INFO, &lf, "%s: %s %s notification: %s", qid, whom, notice, new_id);
-        ipc_msg_add_int(reply, "status", 0);
-        ipc_msg_add_str(reply, "queue_id", new_id);
+        answer(reply, 0, "queue_id", new_id);
 out:
         free(recs);
         dsnlog_free(&l);

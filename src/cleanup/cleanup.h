@@ -42,6 +42,7 @@ struct cleanup {
         bool address_maps;           /* any of the maps above is set: the resolver is needed */
         uint64_t message_size_limit; /* 0: unlimited (CLEANUP_CONTENT_HARD_MAX still applies) */
         size_t header_size_limit;
+        long long hopcount_limit; /* Received: headers that make a message a mail loop; <= 0: no limit */
         size_t line_length_limit;
         uint64_t ipc_timeout_usec;
         struct commit *commit;
@@ -60,5 +61,14 @@ struct resolve *cleanup_resolver(struct cleanup *c);
 int commit_new(struct cleanup *c, struct commit **ret);
 /* Queue a session whose file is written (QUEUE_NOSYNC); session_committed() follows, on the loop. */
 void commit_add(struct commit *k, struct session *s);
+/* What commit_cancel() could do about a session whose source gave up waiting. */
+enum commit_cancel {
+        COMMIT_CANCELLED,    /* it was still waiting: back to the session, never renamed, not queued */
+        COMMIT_CANCEL_LATER, /* in the running batch, not renamed and now never will be: not queued;
+                              * session_committed(-ECANCELED) follows when the batch is over */
+        COMMIT_TOO_LATE,     /* renamed to its queue ID already: queued unless the directory fsync fails;
+                              * session_committed() follows with that result */
+};
+enum commit_cancel commit_cancel(struct commit *k, struct session *s);
 /* Tell qmgr about a durable message: best effort, never blocks. */
 void commit_notify_qmgr(struct cleanup *c, const char *queue_id);

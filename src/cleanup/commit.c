@@ -22,6 +22,8 @@ struct batch_entry {
         struct session *session;
         struct queue_file *file;
         int result;
+        /* Under the lock: the source gave up before the rename, or the rename is decided. */
+        bool cancelled, committing;
 };
 
 struct commit {
@@ -58,12 +60,23 @@ static void *worker(void *userdata)
                 for (size_t i = 0; i < k->n_batch; i++) {
                         struct batch_entry *e = &k->batch[i];
                         e->result = queue_file_sync(e->file);
-                        if (e->result == 0)
-                                files[n++] = e->file;
                 }
+                /* The point of no return: a file whose source has not given up by now is renamed to its
+                 * queue ID; one that has is never renamed (commit_cancel). */
+                pthread_mutex_lock(&k->lock);
+                for (size_t i = 0; i < k->n_batch; i++) {
+                        struct batch_entry *e = &k->batch[i];
+                        if (e->cancelled)
+                                e->result = -ECANCELED;
+                        else if (e->result == 0) {
+                                e->committing = true;
+                                files[n++] = e->file;
+                        }
+                }
+                pthread_mutex_unlock(&k->lock);
                 k->batch_result = n > 0 ? queue_commit_batch(incoming, files, n) : 0;
                 for (size_t i = 0; i < k->n_batch; i++)
-                        if (k->batch[i].result == 0)
+                        if (k->batch[i].committing)
                                 k->batch[i].result = queue_file_result(k->batch[i].file);
 
                 pthread_mutex_lock(&k->lock);
@@ -82,7 +95,8 @@ static void start_batch(struct commit *k)
         if (n == 0 || k->running)
                 return;
         for (size_t i = 0; i < n; i++)
-                k->batch[i] = (struct batch_entry){k->pending[i], session_file(k->pending[i]), -EINPROGRESS};
+                k->batch[i] = (struct batch_entry){k->pending[i], session_file(k->pending[i]), -EINPROGRESS,
+                                                   false, false};
         memmove(k->pending, k->pending + n, (k->n_pending - n) * sizeof *k->pending);
         k->n_pending -= n;
         k->n_batch = n;
@@ -160,6 +174,27 @@ int commit_new(struct cleanup *c, struct commit **ret)
         return 0;
 }
 
+enum commit_cancel commit_cancel(struct commit *k, struct session *s)
+{
+        for (size_t i = 0; i < k->n_pending; i++)
+                if (k->pending[i] == s) {
+                        memmove(k->pending + i, k->pending + i + 1,
+                                (k->n_pending - i - 1) * sizeof *k->pending);
+                        k->n_pending--;
+                        return COMMIT_CANCELLED;
+                }
+        enum commit_cancel r = COMMIT_TOO_LATE;
+        pthread_mutex_lock(&k->lock);
+        /* batch[] and n_batch change only on the loop (start_batch, on_batch_done): safe to walk here. */
+        for (size_t i = 0; k->running && i < k->n_batch; i++)
+                if (k->batch[i].session == s && !k->batch[i].committing) {
+                        k->batch[i].cancelled = true;
+                        r = COMMIT_CANCEL_LATER;
+                }
+        pthread_mutex_unlock(&k->lock);
+        return r;
+}
+
 void commit_add(struct commit *k, struct session *s)
 {
         if (k->n_pending == k->cap_pending) {
@@ -189,9 +224,8 @@ void commit_notify_qmgr(struct cleanup *c, const char *queue_id)
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
                 struct ipc_msg m = IPC_MSG_INIT;
                 struct buf out = BUF_INIT;
-                ipc_msg_add_str(&m, "req", "new");
-                ipc_msg_add_str(&m, "queue_id", queue_id);
-                if (ipc_encode(&m, &out) == 0 &&
+                const struct ipc_kv kv[] = {{"req", "new", 3}, {"queue_id", queue_id, strlen(queue_id)}};
+                if (ipc_msg_add_group(&m, kv, ELEMENTSOF(kv)) == 0 && ipc_encode(&m, &out) == 0 &&
                     send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
                         /* nothing to do: see above */
                 }

@@ -56,6 +56,7 @@ static void read_settings(struct cleanup *c)
         c->message_size_limit = v > 0 ? (uint64_t)v : 0;
         v = config_get_int(cfg, "header_size_limit");
         c->header_size_limit = v > 0 ? (size_t)v : 0;
+        c->hopcount_limit = config_get_int(cfg, "hopcount_limit");
         v = config_get_int(cfg, "line_length_limit");
         c->line_length_limit = v > 0 ? (size_t)v : 0;
         v = config_get_time(cfg, "ipc_timeout");

@@ -33,13 +33,15 @@ struct session {
         struct queue_file *file;
         uint64_t arrival_usec;
         bool local;
-        bool in_commit; /* the commit owns the file: the session may not go away before it is told */
-        bool gone;      /* the client left or misbehaved: no answer, free after the commit */
+        bool in_commit;    /* the commit owns the file: the session may not go away before it is told */
+        bool gone;         /* the client left or misbehaved: no answer, free after the commit */
+        bool cancel_asked; /* the client gave up waiting for the commit ({req=abort} or EOF) */
+        bool cancelled;    /* ... early enough: never queued, already answered */
 
         struct ipc_msg envelope; /* owns the attribute strings the queue file's fields point to */
         char *sender;            /* canonical */
         struct qfile_rcpt *rcpts;
-        size_t n_rcpts;
+        size_t n_rcpts, cap_rcpts;
         size_t n_envelope_rcpts; /* as submitted, before virtual alias expansion */
         uint64_t envelope_bytes;
         struct buf content;
@@ -112,16 +114,19 @@ static int session_flush(struct session *s)
 static int reply(struct session *s, int status, const char *dsn, const char *reason, const char *queue_id)
 {
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_int(&m, "status", status);
-        if (queue_id)
-                ipc_msg_add_str(&m, "queue_id", queue_id);
-        if (dsn)
-                ipc_msg_add_str(&m, "dsn", dsn);
-        if (reason)
-                ipc_msg_add_str(&m, "reason", reason);
-        int r = ipc_conn_queue(&s->conn, &m);
+        int r = ipc_msg_add_int(&m, "status", status);
+        if (r >= 0 && queue_id)
+                r = ipc_msg_add_str(&m, "queue_id", queue_id);
+        if (r >= 0 && dsn)
+                r = ipc_msg_add_str(&m, "dsn", dsn);
+        if (r >= 0 && reason)
+                r = ipc_msg_add_str(&m, "reason", reason);
+        /* No answer at all rather than a partial one: the client then treats the message as not queued. */
+        if (r >= 0)
+                r = ipc_conn_queue(&s->conn, &m);
         ipc_msg_free(&m);
         if (r < 0) {
+                msg_warn("%s: cannot encode the answer to the submitting client: %s", qid(s), strerror(-r));
                 session_free(s);
                 return -1;
         }
@@ -367,6 +372,91 @@ static int apply_address_maps(struct session *s)
         free(s->rcpts);
         s->rcpts = out;
         s->n_rcpts = n_out;
+        s->cap_rcpts = cap;
+        return 0;
+}
+
+/* Whether an envelope attribute holds an address (limit QFILE_MAX_ADDRESS_LEN, DSN 5.1.3). */
+static bool is_address_attr(const char *name)
+{
+        return streq(name, "sender") || streq(name, "rcpt") || streq(name, "orcpt");
+}
+
+/* The common checks of every envelope attribute, and its share of the size limit. 0, or fail_later(). */
+static int check_envelope_attr(struct session *s, const struct ipc_attr *a)
+{
+        bool address = is_address_attr(a->name);
+        if (strlen(a->value) != a->value_len) {
+                fail_later(s, 5, "5.5.4", "invalid envelope: NUL byte in %s", a->name);
+                return -1;
+        }
+        if (a->value_len > (address ? QFILE_MAX_ADDRESS_LEN : QFILE_MAX_ATTR_VALUE_LEN)) {
+                fail_later(s, 5, address ? "5.1.3" : "5.5.4", "invalid envelope: %s too long", a->name);
+                return -1;
+        }
+        s->envelope_bytes += a->value_len;
+        return 0;
+}
+
+/*
+ * A recipient attribute (rcpt, or orcpt/notify of the rcpt just before it in the same message); first
+ * says whether rcpt came earlier in this message. 0, or -1 after fail_later().
+ */
+static int add_rcpt_attr(struct session *s, const struct ipc_attr *a, bool *seen_rcpt)
+{
+        if (streq(a->name, "rcpt")) {
+                if (s->n_rcpts >= QFILE_MAX_RECIPIENTS) {
+                        fail_later(s, 5, "5.5.3", "too many recipients");
+                        return -1;
+                }
+                if (!*a->value) {
+                        fail_later(s, 5, "5.1.3", "invalid envelope: empty recipient");
+                        return -1;
+                }
+                if (s->n_rcpts == s->cap_rcpts) {
+                        s->cap_rcpts = s->cap_rcpts ? 2 * s->cap_rcpts : 8;
+                        s->rcpts = xrealloc(s->rcpts, s->cap_rcpts * sizeof *s->rcpts);
+                }
+                struct qfile_rcpt *r = &s->rcpts[s->n_rcpts++];
+                *r = (struct qfile_rcpt){.orig_rcpt = xstrdup(a->value)};
+                r->address = rewrite_address(&s->c->rewrite, a->value);
+                if (strlen(r->address) > QFILE_MAX_ADDRESS_LEN) {
+                        fail_later(s, 5, "5.1.3", "recipient address too long");
+                        return -1;
+                }
+                *seen_rcpt = true;
+                return 0;
+        }
+        /* orcpt/notify: a group never straddles two messages (ipc_batch), so its rcpt is in this one. */
+        if (!*seen_rcpt) {
+                fail_later(s, 5, "5.5.4", "invalid envelope: %s before rcpt", a->name);
+                return -1;
+        }
+        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts - 1];
+        if (streq(a->name, "orcpt")) {
+                free(r->orcpt);
+                r->orcpt = xstrdup(a->value);
+        } else
+                r->notify = parse_notify(a->value);
+        return 0;
+}
+
+static bool is_rcpt_attr(const char *name)
+{
+        return streq(name, "rcpt") || streq(name, "orcpt") || streq(name, "notify");
+}
+
+/* {req=rcpt, rcpt=.. [orcpt] [notify] ...}: recipients sent ahead of the envelope, any number of times. */
+static int handle_rcpts(struct session *s, const struct ipc_msg *m)
+{
+        bool seen_rcpt = false;
+        for (size_t i = 0; i < m->n_attrs && !s->err_status; i++) {
+                const struct ipc_attr *a = &m->attrs[i];
+                if (!is_rcpt_attr(a->name))
+                        continue; /* req, and what a newer source may add */
+                if (check_envelope_attr(s, a) < 0 || add_rcpt_attr(s, a, &seen_rcpt) < 0)
+                        return 0;
+        }
         return 0;
 }
 
@@ -374,49 +464,23 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
 {
         struct cleanup *c = s->c;
         const char *sender = NULL;
-        size_t cap = 0;
+        bool seen_rcpt = false;
 
         s->envelope = *m; /* keep the strings: the queue file's fields point into it */
         *m = (struct ipc_msg)IPC_MSG_INIT;
+        if (s->err_status)
+                return 0; /* a {req=rcpt} before failed: that is the answer */
 
         for (size_t i = 0; i < s->envelope.n_attrs; i++) {
                 const struct ipc_attr *a = &s->envelope.attrs[i];
-                bool address = streq(a->name, "sender") || streq(a->name, "rcpt") || streq(a->name, "orcpt");
-                if (strlen(a->value) != a->value_len)
-                        return fail_later(s, 5, "5.5.4", "invalid envelope: NUL byte in %s", a->name);
-                if (a->value_len > (address ? QFILE_MAX_ADDRESS_LEN : QFILE_MAX_ATTR_VALUE_LEN))
-                        return fail_later(s, 5, address ? "5.1.3" : "5.5.4", "invalid envelope: %s too long",
-                                          a->name);
-                s->envelope_bytes += a->value_len;
+                if (check_envelope_attr(s, a) < 0)
+                        return 0;
                 if (streq(a->name, "sender")) {
                         if (sender)
                                 return fail_later(s, 5, "5.5.4", "invalid envelope: more than one sender");
                         sender = a->value;
-                } else if (streq(a->name, "rcpt")) {
-                        if (s->n_rcpts >= QFILE_MAX_RECIPIENTS)
-                                return fail_later(s, 5, "5.5.3", "too many recipients");
-                        if (!*a->value)
-                                return fail_later(s, 5, "5.1.3", "invalid envelope: empty recipient");
-                        if (s->n_rcpts == cap) {
-                                cap = cap ? 2 * cap : 8;
-                                s->rcpts = xrealloc(s->rcpts, cap * sizeof *s->rcpts);
-                        }
-                        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts++];
-                        *r = (struct qfile_rcpt){.orig_rcpt = xstrdup(a->value)};
-                        r->address = rewrite_address(&c->rewrite, a->value);
-                        if (strlen(r->address) > QFILE_MAX_ADDRESS_LEN)
-                                return fail_later(s, 5, "5.1.3", "recipient address too long");
-                } else if (streq(a->name, "orcpt") || streq(a->name, "notify")) {
-                        if (s->n_rcpts == 0)
-                                return fail_later(s, 5, "5.5.4", "invalid envelope: %s before rcpt",
-                                                  a->name);
-                        struct qfile_rcpt *r = &s->rcpts[s->n_rcpts - 1];
-                        if (streq(a->name, "orcpt")) {
-                                free(r->orcpt);
-                                r->orcpt = xstrdup(a->value);
-                        } else
-                                r->notify = parse_notify(a->value);
-                }
+                } else if (is_rcpt_attr(a->name) && add_rcpt_attr(s, a, &seen_rcpt) < 0)
+                        return 0;
         }
         if (!sender)
                 return fail_later(s, 5, "5.5.4", "invalid envelope: no sender");
@@ -457,6 +521,24 @@ static const char *env(const struct session *s, const char *name)
         return isempty(v) ? NULL : v;
 }
 
+/*
+ * hopcount_limit, as Postfix: a message that already carries that many Received: headers has been
+ * passed around in a loop (two MTAs relaying to each other); refuse it for good, so that the sending
+ * side returns it to its sender instead of passing it on forever.
+ */
+static int reject_loop(struct session *s, unsigned hops)
+{
+        struct log_fields lf = {.queue_id = queue_file_id(s->file)};
+        msg_fields(LOG_LEVEL_INFO, &lf,
+                   "%s: reject: %u Received: headers, hopcount_limit is %lld: 5.4.6 too many hops (mail "
+                   "loop); from=<%s> nrcpt=%zu",
+                   queue_file_id(s->file), hops, s->c->hopcount_limit, s->sender, s->n_rcpts);
+        buf_free(&s->content);
+        queue_file_free(s->file); /* never acknowledged: it goes */
+        s->file = NULL;
+        return final_reply(s, 5, "5.4.6", "Error: too many hops");
+}
+
 static int handle_end(struct session *s)
 {
         struct cleanup *c = s->c;
@@ -491,7 +573,10 @@ static int handle_end(struct session *s)
         s->content = content; /* the final message replaces the received one */
         struct log_fields lf = {.queue_id = queue_file_id(s->file)};
         msg_fields(LOG_LEVEL_INFO, &lf, "%s: message-id=%s", queue_file_id(s->file), hr.message_id);
+        unsigned hops = hr.n_received;
         headers_result_done(&hr);
+        if (c->hopcount_limit > 0 && hops >= c->hopcount_limit)
+                return reject_loop(s, hops);
 
         struct qfile_attr extra[4];
         size_t n_extra = 0;
@@ -535,6 +620,8 @@ static int handle_end(struct session *s)
         buf_free(&s->content);
         s->state = STATE_COMMIT;
         s->in_commit = true;
+        /* The client waits for us now, not we for it: no ipc_timeout until the answer. */
+        sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         commit_add(c->commit, s);
         return 0;
 }
@@ -544,7 +631,10 @@ void session_committed(struct session *s, int result)
         s->in_commit = false;
         if (result == 0)
                 commit_notify_qmgr(s->c, queue_file_id(s->file));
-        else {
+        else if (s->cancelled) {
+                queue_file_free(s->file); /* a temporary name: never renamed, never queued */
+                s->file = NULL;
+        } else {
                 struct log_fields lf = {.queue_id = queue_file_id(s->file)};
                 msg_fields(LOG_LEVEL_WARNING, &lf,
                            "%s: commit queue file to %s/incoming: %s; the client was told to retry later",
@@ -556,10 +646,63 @@ void session_committed(struct session *s, int result)
                 session_free(s);
                 return;
         }
+        if (s->cancelled)
+                return; /* answered when it was cancelled; the session ends once that is sent */
         if (result == 0)
                 final_reply(s, 0, NULL, NULL);
         else
                 final_reply(s, 4, "4.3.0", "queue file write error");
+}
+
+/*
+ * The client gives up waiting for the commit: {req=abort} (answer: true), or it closed the connection or
+ * broke the protocol (no answer). Before the file is renamed to its queue ID the message is dropped for
+ * good (answer {status=4}); after, it is queued whatever the client does, and the answer is the commit's.
+ * Either way the client that waits for the answer knows the outcome (docs/QUEUE_FORMAT.md).
+ */
+static void cancel_commit(struct session *s, bool answer)
+{
+        if (s->cancel_asked)
+                return;
+        s->cancel_asked = true;
+        struct log_fields lf = {.queue_id = qid(s)};
+        enum commit_cancel c = commit_cancel(s->c->commit, s);
+        if (c == COMMIT_TOO_LATE) {
+                msg_fields(LOG_LEVEL_INFO, &lf,
+                           "%s: the submitting client gave up waiting, but the message was being queued "
+                           "already%s",
+                           qid(s), answer ? ": it gets the commit's answer" : "");
+                return;
+        }
+        msg_fields(LOG_LEVEL_INFO, &lf,
+                   "%s: cancelled by the submitting client before it was queued; removed", qid(s));
+        s->cancelled = true;
+        if (c == COMMIT_CANCELLED) {
+                s->in_commit = false;
+                queue_file_free(s->file);
+                s->file = NULL;
+        }
+        if (answer)
+                final_reply(s, 4, "4.3.0", "Error: timeout while queueing the message; it was not queued");
+}
+
+/* Input after {req=end}: only {req=abort} may come; EOF or anything else cancels without an answer. */
+static void commit_input(struct session *s)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_conn_next(&s->conn, &m);
+        const char *req = r > 0 ? ipc_msg_get_str(&m, "req") : NULL;
+        bool abort = req && streq(req, "abort");
+        ipc_msg_free(&m);
+        if (r == 0 && !s->conn.eof)
+                return; /* part of a frame */
+        if (abort && !s->conn.eof) {
+                buf_truncate(&s->conn.in, 0);
+                cancel_commit(s, true); /* may free s */
+                return;
+        }
+        cancel_commit(s, false);
+        session_free(s);
 }
 
 static void protocol_error(struct session *s, const char *what)
@@ -582,6 +725,8 @@ static int handle(struct session *s, struct ipc_msg *m)
                         return handle_open(s, m);
                 break;
         case STATE_ENVELOPE:
+                if (streq(req, "rcpt"))
+                        return handle_rcpts(s, m);
                 if (streq(req, "envelope")) {
                         handle_envelope(s, m);
                         s->state = STATE_CONTENT;
@@ -626,13 +771,13 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 if (s->state < STATE_COMMIT && s->state > STATE_OPEN)
                         msg_warn("%s: read from submitting client: %s; message not queued", qid(s),
                                  strerror(-r));
+                if (s->state == STATE_COMMIT)
+                        cancel_commit(s, false); /* the client is gone: as if it had closed */
                 session_free(s);
                 return 0;
         }
         if (s->state == STATE_COMMIT) {
-                /* Nothing may follow {req=end}; a client that leaves now is simply not answered. */
-                if (s->conn.eof || s->conn.in.len > 0)
-                        session_free(s);
+                commit_input(s);
                 return 0;
         }
         if (s->state == STATE_REPLIED) {
@@ -654,6 +799,11 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 ipc_msg_free(&m);
                 if (r < 0)
                         return 0;
+        }
+        /* What came with {req=end} in the same read: an {req=abort} or the end of the connection. */
+        if (s->state == STATE_COMMIT && (s->conn.in.len > 0 || s->conn.eof)) {
+                commit_input(s);
+                return 0;
         }
         if (s->conn.eof && s->state < STATE_COMMIT) {
                 if (s->state > STATE_OPEN)

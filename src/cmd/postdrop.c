@@ -17,6 +17,7 @@
 #include "log.h"
 #include "maildrop.h"
 #include "queue_id.h"
+#include "queue_space.h"
 #include "submit.h"
 
 /* Attempts at a free temporary name / final name in maildrop/ before giving up. */
@@ -102,6 +103,25 @@ static int maildrop_store(const char *queue_dir, const struct buf *data, char id
         return 0;
 }
 
+/* queue_minfree: refuse now, with the reason, rather than fill the queue file system. */
+static void check_space(struct config *cfg, const char *queue_dir, uint64_t size, uid_t uid)
+{
+        long long minfree = config_get_int(cfg, "queue_minfree");
+        long long limit = config_get_int(cfg, "message_size_limit");
+        uint64_t need =
+                queue_space_minfree(minfree > 0 ? (uint64_t)minfree : 0, limit > 0 ? (uint64_t)limit : 0);
+        uint64_t avail = 0;
+        if (queue_space_avail(queue_dir, &avail) < 0)
+                return; /* unknown is not full: a write error below still refuses the message */
+        if (!queue_space_enough(avail, need, size))
+                submit_fatal(SUBMIT_EX_TEMPFAIL,
+                             "uid=%ld: not enough free space in the mail queue %s: %llu bytes free, %llu "
+                             "required (queue_minfree, at least 1.5 x message_size_limit) plus 1.5 x the "
+                             "message (%llu bytes); try again later",
+                             (long)uid, queue_dir, (unsigned long long)avail, (unsigned long long)need,
+                             (unsigned long long)size);
+}
+
 _noreturn_ static void usage(void)
 {
         submit_fatal(SUBMIT_EX_USAGE, "usage: postdrop [-rv] [-c config_dir]");
@@ -165,6 +185,7 @@ int main(int argc, char **argv)
         buf_free(&in);
 
         const char *queue_dir = config_get(cfg, "queue_directory");
+        check_space(cfg, queue_dir, out.len, uid);
         char id[QUEUE_ID_BUF_SIZE];
         r = maildrop_store(queue_dir, &out, id);
         if (r < 0)

@@ -169,12 +169,13 @@ static int flush(struct config *cfg, const char *id, const char *site)
         struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
         long long status = -1, count = -1;
         if (r == 0) {
-                ipc_msg_add_str(&req, "req", "flush");
-                if (id)
-                        ipc_msg_add_str(&req, "queue_id", id);
-                if (site)
-                        ipc_msg_add_str(&req, "site", site);
-                r = ipc_call(fd, &req, &rep, FLUSH_TIMEOUT_MS);
+                r = ipc_msg_add_str(&req, "req", "flush");
+                if (r == 0 && id)
+                        r = ipc_msg_add_str(&req, "queue_id", id);
+                if (r == 0 && site)
+                        r = ipc_msg_add_str(&req, "site", site);
+                if (r == 0)
+                        r = ipc_call(fd, &req, &rep, FLUSH_TIMEOUT_MS);
                 close(fd);
                 if (r == 0 && (ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0))
                         r = -EIO;

@@ -190,17 +190,41 @@ int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size
         return 0;
 }
 
-void delivery_reply_add(struct ipc_msg *reply, const char *index_text, const struct delivery_outcome *o)
+/* The largest reply: every recipient with the longest reason, index and status code, fits in one message. */
+_Static_assert(4 * DELIVERY_REQUEST_RCPTS_MAX <= IPC_ATTRS_MAX, "reply attributes");
+_Static_assert(DELIVERY_REQUEST_RCPTS_MAX + DELIVERY_REQUEST_FIXED_ATTRS_MAX <= IPC_ATTRS_MAX,
+               "request attributes");
+_Static_assert((uint64_t)DELIVERY_REQUEST_RCPTS_MAX *(4 * (1 + 4 + 10) + 20 + 8 + QFILE_MAX_DSN_STATUS_LEN +
+                                                      DELIVERY_REPLY_REASON_MAX) < IPC_BODY_MAX,
+               "reply size");
+
+int delivery_reply_add(struct ipc_msg *reply, const char *index_text, const struct delivery_outcome *o)
 {
-        ipc_msg_add_str(reply, "rcpt_index", index_text);
-        ipc_msg_add_str(reply, "status", delivery_status_name(o->status));
-        ipc_msg_add_str(reply, "dsn", o->dsn);
-        ipc_msg_add_str(reply, "reason", o->reason ? o->reason : "");
+        const char *reason = o->reason ? o->reason : "";
+        size_t mark = reply->n_attrs;
+        int r = ipc_msg_add_str(reply, "rcpt_index", index_text);
+        if (r >= 0)
+                r = ipc_msg_add_str(reply, "status", delivery_status_name(o->status));
+        if (r >= 0)
+                r = ipc_msg_add_str(reply, "dsn", o->dsn);
+        if (r >= 0)
+                r = ipc_msg_add(reply, "reason", reason, strnlen(reason, DELIVERY_REPLY_REASON_MAX));
+        if (r < 0) {
+                ipc_msg_truncate(reply, mark);
+                msg_warn("reply to qmgr: recipient %.20s left out (%s); qmgr defers it", index_text,
+                         strerror(-r));
+        }
+        return r;
 }
 
-void delivery_reply_defer_all(struct ipc_msg *reply, const struct delivery_request *r, const char *reason)
+int delivery_reply_defer_all(struct ipc_msg *reply, const struct delivery_request *r, const char *reason)
 {
         const struct delivery_outcome o = {DELIVERY_DEFERRED, "4.3.0", reason};
-        for (size_t i = 0; i < r->n_rcpts; i++)
-                delivery_reply_add(reply, r->rcpts[i].text, &o);
+        int ret = 0;
+        for (size_t i = 0; i < r->n_rcpts; i++) {
+                int k = delivery_reply_add(reply, r->rcpts[i].text, &o);
+                if (k < 0 && ret == 0)
+                        ret = k;
+        }
+        return ret;
 }

@@ -10,8 +10,17 @@
 #include "qfile.h"
 #include "queue.h"
 
-/* rcpt_index entries read from one request (a decoded frame holds fewer: IPC_ATTRS_MAX). */
-#define DELIVERY_REQUEST_RCPTS_MAX 10000
+/*
+ * Recipients in one delivery request: qmgr never puts more in one (it makes more requests), and an agent
+ * reads at most this many. Chosen so that both the request (one attribute per recipient) and the reply
+ * (four attributes per recipient, its reason at most DELIVERY_REPLY_REASON_MAX bytes) fit in one IPC
+ * message with room to spare: nothing of either is ever cut off.
+ */
+#define DELIVERY_REQUEST_RCPTS_MAX 1000
+/* Bytes of a recipient's reason in the reply; qmgr only logs it (the agent wrote the full one). */
+#define DELIVERY_REPLY_REASON_MAX 1024
+/* Attributes of a request besides its rcpt_index entries (req, queue_id, queue, nexthop, ...). */
+#define DELIVERY_REQUEST_FIXED_ATTRS_MAX 16
 
 struct delivery_request_rcpt {
         char *text;   /* as qmgr wrote it: the reply names the recipient the same way */
@@ -82,7 +91,12 @@ bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_o
 int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
                             struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o);
 
-/* Append one {rcpt_index, status, dsn, reason} group to a reply. */
-void delivery_reply_add(struct ipc_msg *reply, const char *index_text, const struct delivery_outcome *o);
+/*
+ * Append one {rcpt_index, status, dsn, reason} group to a reply (the reason cut to
+ * DELIVERY_REPLY_REASON_MAX bytes). 0, or -E2BIG/-EINVAL with the reply unchanged (logged here): qmgr
+ * then defers the recipients it got no answer for, and those the agent marked done are "already done"
+ * next time, so nothing is lost; within DELIVERY_REQUEST_RCPTS_MAX recipients it never happens.
+ */
+int delivery_reply_add(struct ipc_msg *reply, const char *index_text, const struct delivery_outcome *o);
 /* Every recipient of r deferred with 4.3.0 and reason (a bad request, an unavailable queue file). */
-void delivery_reply_defer_all(struct ipc_msg *reply, const struct delivery_request *r, const char *reason);
+int delivery_reply_defer_all(struct ipc_msg *reply, const struct delivery_request *r, const char *reason);

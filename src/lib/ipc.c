@@ -52,12 +52,9 @@ void ipc_msg_free(struct ipc_msg *m)
         *m = (struct ipc_msg)IPC_MSG_INIT;
 }
 
-static size_t body_size(const struct ipc_msg *m)
+static size_t attr_size(const struct ipc_attr *a)
 {
-        size_t n = 0;
-        for (size_t i = 0; i < m->n_attrs; i++)
-                n += ATTR_OVERHEAD + strlen(m->attrs[i].name) + m->attrs[i].value_len;
-        return n;
+        return ATTR_OVERHEAD + strlen(a->name) + a->value_len;
 }
 
 static void push_attr(struct ipc_msg *m, char *name, char *value, size_t len)
@@ -66,7 +63,19 @@ static void push_attr(struct ipc_msg *m, char *name, char *value, size_t len)
                 m->cap_attrs = m->cap_attrs ? m->cap_attrs * 2 : 8;
                 m->attrs = xrealloc(m->attrs, m->cap_attrs * sizeof *m->attrs);
         }
-        m->attrs[m->n_attrs++] = (struct ipc_attr){name, value, len};
+        m->attrs[m->n_attrs] = (struct ipc_attr){name, value, len};
+        m->body_len += attr_size(&m->attrs[m->n_attrs]);
+        m->n_attrs++;
+}
+
+void ipc_msg_truncate(struct ipc_msg *m, size_t n_attrs)
+{
+        while (m->n_attrs > n_attrs) {
+                struct ipc_attr *a = &m->attrs[--m->n_attrs];
+                m->body_len -= attr_size(a);
+                free(a->name);
+                free(a->value);
+        }
 }
 
 static char *copy_value(const void *value, size_t len)
@@ -84,7 +93,7 @@ int ipc_msg_add(struct ipc_msg *m, const char *name, const void *value, size_t l
         if (!ipc_valid_name(name, name_len))
                 return -EINVAL;
         if (m->n_attrs >= IPC_ATTRS_MAX || len > IPC_BODY_MAX ||
-            body_size(m) + ATTR_OVERHEAD + name_len + len > IPC_BODY_MAX)
+            m->body_len + ATTR_OVERHEAD + name_len + len > IPC_BODY_MAX)
                 return -E2BIG;
         push_attr(m, xstrdup(name), copy_value(value, len), len);
         return 0;
@@ -100,6 +109,61 @@ int ipc_msg_add_int(struct ipc_msg *m, const char *name, long long value)
         char text[32];
         int n = snprintf(text, sizeof text, "%lld", value);
         return ipc_msg_add(m, name, text, (size_t)n);
+}
+
+int ipc_msg_add_group(struct ipc_msg *m, const struct ipc_kv *kv, size_t n)
+{
+        size_t mark = m->n_attrs;
+        for (size_t i = 0; i < n; i++) {
+                int r = ipc_msg_add(m, kv[i].name, kv[i].value, kv[i].len);
+                if (r < 0) {
+                        ipc_msg_truncate(m, mark);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int ipc_batch_init(struct ipc_batch *b, const struct ipc_kv *head, size_t n_head, ipc_batch_send_fn send,
+                   void *userdata)
+{
+        *b = (struct ipc_batch){IPC_MSG_INIT, head, n_head, send, userdata, 0};
+        int r = ipc_msg_add_group(&b->msg, head, n_head);
+        if (r < 0)
+                ipc_msg_free(&b->msg);
+        return r;
+}
+
+static int batch_send(struct ipc_batch *b)
+{
+        int r = b->send(&b->msg, b->userdata);
+        ipc_msg_truncate(&b->msg, b->n_head);
+        if (r >= 0)
+                b->n_sent++;
+        return r;
+}
+
+int ipc_batch_add(struct ipc_batch *b, const struct ipc_kv *group, size_t n)
+{
+        int r = ipc_msg_add_group(&b->msg, group, n);
+        if (r != -E2BIG || b->msg.n_attrs == b->n_head)
+                return r;
+        r = batch_send(b);
+        if (r < 0)
+                return r;
+        return ipc_msg_add_group(&b->msg, group, n);
+}
+
+int ipc_batch_finish(struct ipc_batch *b)
+{
+        int r = b->msg.n_attrs > b->n_head ? batch_send(b) : 0;
+        ipc_batch_done(b);
+        return r;
+}
+
+void ipc_batch_done(struct ipc_batch *b)
+{
+        ipc_msg_free(&b->msg);
 }
 
 const struct ipc_attr *ipc_msg_find(const struct ipc_msg *m, const char *name)
@@ -136,7 +200,7 @@ int ipc_msg_get_int(const struct ipc_msg *m, const char *name, long long *ret)
 
 int ipc_encode(const struct ipc_msg *m, struct buf *out)
 {
-        size_t total = body_size(m);
+        size_t total = m->body_len;
         if (total > IPC_BODY_MAX)
                 return -E2BIG;
         unsigned char hdr[IPC_HEADER_SIZE];
@@ -338,6 +402,23 @@ int ipc_call(int fd, const struct ipc_msg *req, struct ipc_msg *reply, int timeo
         if (left <= 0)
                 return -ETIMEDOUT;
         return ipc_recv(fd, reply, (int)left);
+}
+
+int ipc_call_definite(int fd, const struct ipc_msg *req, const struct ipc_msg *abort, struct ipc_msg *reply,
+                      int timeout_ms)
+{
+        int r = ipc_send(fd, req, timeout_ms);
+        if (r < 0)
+                return r;
+        /* Wait for the first byte without reading, so that a timeout never leaves half a reply read. */
+        r = wait_fd(fd, POLLIN, now_ms() + timeout_ms);
+        if (r == -ETIMEDOUT) {
+                r = ipc_send(fd, abort, timeout_ms);
+                if (r < 0)
+                        return r;
+        } else if (r < 0)
+                return r;
+        return ipc_recv(fd, reply, timeout_ms);
 }
 
 void ipc_conn_init(struct ipc_conn *c, int fd)

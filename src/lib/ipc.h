@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "macro.h"
 
 /*
  * Wire format of one message (all integers big-endian):
@@ -37,18 +38,61 @@ struct ipc_msg {
         struct ipc_attr *attrs;
         size_t n_attrs;
         size_t cap_attrs;
+        size_t body_len; /* encoded size of the attributes: each add checks the limit in O(1) */
 };
 
-#define IPC_MSG_INIT       \
-        {                  \
-                NULL, 0, 0 \
+#define IPC_MSG_INIT          \
+        {                     \
+                NULL, 0, 0, 0 \
         }
 
 void ipc_msg_free(struct ipc_msg *m);
-/* Builders: -EINVAL for a bad name, -E2BIG when the message would exceed a limit. */
-int ipc_msg_add(struct ipc_msg *m, const char *name, const void *value, size_t len);
-int ipc_msg_add_str(struct ipc_msg *m, const char *name, const char *value);
-int ipc_msg_add_int(struct ipc_msg *m, const char *name, long long value);
+/*
+ * Builders: -EINVAL for a bad name, -E2BIG when the message would exceed a limit (the message is then
+ * unchanged). Every result must be checked: a message silently missing attributes (recipients!) is
+ * worse than one that is not sent.
+ */
+_warn_unused_ int ipc_msg_add(struct ipc_msg *m, const char *name, const void *value, size_t len);
+_warn_unused_ int ipc_msg_add_str(struct ipc_msg *m, const char *name, const char *value);
+_warn_unused_ int ipc_msg_add_int(struct ipc_msg *m, const char *name, long long value);
+/* Drop the attributes from position n_attrs on: undoes a group of adds of which one failed. */
+void ipc_msg_truncate(struct ipc_msg *m, size_t n_attrs);
+
+/* One attribute to add: a name and len bytes of value. */
+struct ipc_kv {
+        const char *name;
+        const void *value;
+        size_t len;
+};
+
+/* Add all n attributes or none: 0, or the first failure's -E2BIG/-EINVAL with the message unchanged. */
+_warn_unused_ int ipc_msg_add_group(struct ipc_msg *m, const struct ipc_kv *kv, size_t n);
+
+/*
+ * A list too long for one message (a message's recipients), sent as several: every message starts with
+ * the same head attributes (e.g. req=rcpt) and holds whole groups (e.g. rcpt, orcpt, notify of one
+ * recipient); a group never straddles two messages. send is called with each full message and once more
+ * by ipc_batch_finish; its negative result stops the batch and is returned.
+ */
+typedef int (*ipc_batch_send_fn)(const struct ipc_msg *m, void *userdata);
+struct ipc_batch {
+        struct ipc_msg msg; /* being filled */
+        const struct ipc_kv *head;
+        size_t n_head;
+        ipc_batch_send_fn send;
+        void *userdata;
+        size_t n_sent; /* messages sent so far */
+};
+/* head (not copied: it must outlive the batch) is checked here: 0 or -EINVAL/-E2BIG. */
+_warn_unused_ int ipc_batch_init(struct ipc_batch *b, const struct ipc_kv *head, size_t n_head,
+                                 ipc_batch_send_fn send, void *userdata);
+/* Add a group, sending the message first when the group does not fit any more. -E2BIG when it does not
+ * fit even in an empty message, or send's error. */
+_warn_unused_ int ipc_batch_add(struct ipc_batch *b, const struct ipc_kv *group, size_t n);
+/* Send what is left (nothing when no group was added since the last send), then free. */
+_warn_unused_ int ipc_batch_finish(struct ipc_batch *b);
+/* Free without sending (after a failure). */
+void ipc_batch_done(struct ipc_batch *b);
 
 /* First attribute named name, or NULL. */
 const struct ipc_attr *ipc_msg_find(const struct ipc_msg *m, const char *name);
@@ -60,7 +104,7 @@ int ipc_msg_get_int(const struct ipc_msg *m, const char *name, long long *ret);
 bool ipc_valid_name(const char *name, size_t len);
 
 /* Append the framed message (header included) to out. -E2BIG when it exceeds IPC_BODY_MAX. */
-int ipc_encode(const struct ipc_msg *m, struct buf *out);
+_warn_unused_ int ipc_encode(const struct ipc_msg *m, struct buf *out);
 
 /*
  * Pure decoder of one frame at the start of data. Returns 1 and fills *ret and *ret_consumed when a
@@ -81,6 +125,13 @@ int ipc_send(int fd, const struct ipc_msg *m, int timeout_ms);
 int ipc_recv(int fd, struct ipc_msg *ret, int timeout_ms);
 /* Send a request and wait for the reply in one call. */
 int ipc_call(int fd, const struct ipc_msg *req, struct ipc_msg *reply, int timeout_ms);
+/*
+ * ipc_call for a request whose outcome must be known (cleanup's {req=end}): when no reply came within
+ * timeout_ms, send abort and wait up to timeout_ms more for the reply, which then says whether the peer
+ * cancelled the request or completed it. -ETIMEDOUT only when neither came: the outcome is unknown.
+ */
+int ipc_call_definite(int fd, const struct ipc_msg *req, const struct ipc_msg *abort, struct ipc_msg *reply,
+                      int timeout_ms);
 
 /*
  * Non-blocking buffered connection for event loops: the owner watches fd (EPOLLIN always, EPOLLOUT
@@ -101,7 +152,7 @@ int ipc_conn_read(struct ipc_conn *c);
 /* Take the next complete message out of the input: 1 got one, 0 none yet, <0 protocol error. */
 int ipc_conn_next(struct ipc_conn *c, struct ipc_msg *ret);
 /* Queue a message for sending; call ipc_conn_flush to push it out. */
-int ipc_conn_queue(struct ipc_conn *c, const struct ipc_msg *m);
+_warn_unused_ int ipc_conn_queue(struct ipc_conn *c, const struct ipc_msg *m);
 /* Write what the socket accepts: 0 all sent, -EAGAIN more is pending, other negative errno. */
 int ipc_conn_flush(struct ipc_conn *c);
 bool ipc_conn_want_write(const struct ipc_conn *c);

@@ -13,19 +13,32 @@
  *      source:  {req=open, origin=smtpd|pickup}
  *      cleanup: {status=0, queue_id=QID}              the queue file exists (not yet queued)
  *               {status=4, dsn=4.3.0, reason=TEXT}    e.g. queue directory not writable
- *      source:  {req=envelope, sender=ADDR ("" for <>), rcpt=ADDR [orcpt=..] [notify=N] rcpt=... ,
+ *      source:  {req=rcpt, rcpt=ADDR [orcpt=..] [notify=N] rcpt=...}   zero or more times: recipients
+ *               ahead of the envelope, as many messages as they take (ipc_batch: a recipient's group never
+ *               straddles two messages), so that the count of recipients is not bounded by one message
+ *      source:  {req=envelope, sender=ADDR ("" for <>), [rcpt=ADDR [orcpt=..] [notify=N] rcpt=... ,]
  *                client_name, client_address, client_port, helo_name, protocol (SMTP|ESMTP|ESMTPS|...),
  *                [sasl_username] [envid] [size] [uid (pickup: the submitting user's uid)]
  *                [full_name (pickup: sendmail -F, for a From: header cleanup adds)]
  *                [smtputf8=1] [tls=TEXT e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"]}
- *               orcpt/notify apply to the rcpt just before them: orcpt "TYPE;ADDR" (e.g. "rfc822;a@b",
- * decoded), notify "NEVER" or a comma list of SUCCESS, FAILURE, DELAY. smtpd also sends [ret=FULL|HDRS] and
- * [body=8BITMIME] from MAIL FROM when given (cleanup may ignore them). source:  {req=content, data=BYTES}
- * repeated; each data <= MAIL_PROTO_CHUNK_MAX. The bytes are the message as received: headers and body, LF
- * line ends, dot-unstuffed, no final dot. source:  {req=end} cleanup: {status=0, queue_id=QID} durably
- * queued (file + directory entry fsync'd): only now may smtpd answer 250 {status=4|5, dsn=X.Y.Z,
- * reason=TEXT}  not queued; nothing was acknowledged A source that disconnects before {req=end} leaves
- * nothing behind: cleanup removes the file.
+ *               orcpt/notify apply to the rcpt just before them, in the same message: orcpt "TYPE;ADDR"
+ *               (e.g. "rfc822;a@b", decoded), notify "NEVER" or a comma list of SUCCESS, FAILURE, DELAY.
+ *               smtpd also sends [ret=FULL|HDRS] and [body=8BITMIME] from MAIL FROM when given (cleanup
+ *               may ignore them).
+ *      source:  {req=content, data=BYTES} repeated; each data <= MAIL_PROTO_CHUNK_MAX. The bytes are the
+ *               message as received: headers and body, LF line ends, dot-unstuffed, no final dot.
+ *      source:  {req=end}
+ *      cleanup: {status=0, queue_id=QID}              durably queued (file + directory entry fsync'd):
+ *                                                     only now may smtpd answer 250
+ *               {status=4|5, dsn=X.Y.Z, reason=TEXT}  not queued; nothing was acknowledged
+ *    A source that disconnects before {req=end} leaves nothing behind: cleanup removes the file. A source
+ *    that cannot hand over every recipient and attribute (an encoding error) never sends {req=end}: the
+ *    message is not queued and its client is told 4xx.
+ *    A source that has waited too long for the final answer sends {req=abort} and waits again: the answer
+ *    is then {status=4, dsn=4.3.0} when cleanup cancelled the message before renaming its file to the queue
+ *    ID (it is never queued), else the commit's own answer (the message is queued whatever the source does
+ *    now). Closing the connection after {req=end} cancels the same way, without an answer. So a source
+ *    that waits for the answer always knows the outcome (docs/QUEUE_FORMAT.md, "Timeouts").
  *
  * 2. Notification: cleanup -> qmgr, socket public/qmgr: {req=new, queue_id=QID} (no reply;
  *    best effort: qmgr also scans incoming/ on its wakeup timer and at start).
@@ -40,7 +53,8 @@
  *    service name). One request per connection:
  *      qmgr:  {req=deliver, queue_id=QID, queue=active, nexthop=TEXT, transport=NAME,
  *              arrival_usec=N, active_usec=N (when qmgr took it), rcpt_index=I ...}
- *              rcpt_index: positions of the recipients (in the queue file's order) to deliver.
+ *              rcpt_index: positions of the recipients (in the queue file's order) to deliver; at most
+ *              DELIVERY_REQUEST_RCPTS_MAX (delivery_request.h) per request, more make more requests.
  *      agent: {rcpt_index=I, status=sent|deferred|bounced, dsn=X.Y.Z, reason=TEXT} repeated, one
  *              group of four per requested recipient, in request order.
  *    The agent opens the queue file itself (read-only), logs each recipient's
@@ -68,5 +82,15 @@
 #define MAIL_PROTO_QMGR_SOCKET    "public/qmgr"
 #define MAIL_PROTO_BOUNCE_SOCKET  "private/bounce"
 #define MAIL_PROTO_CHUNK_MAX      (64u * 1024)
-/* How long a source waits for cleanup's final answer: covers the group commit's fsyncs. */
+/*
+ * How long a source waits for cleanup's final answer before it sends {req=abort}, and then again for the
+ * answer to that: covers the group commit's fsyncs. A shorter ipc_timeout (seconds) shortens it.
+ */
 #define MAIL_PROTO_CLEANUP_TIMEOUT_MS (120 * 1000)
+
+static inline int mail_proto_cleanup_timeout_ms(long long ipc_timeout_sec)
+{
+        return ipc_timeout_sec > 0 && ipc_timeout_sec * 1000 < MAIL_PROTO_CLEANUP_TIMEOUT_MS
+                       ? (int)(ipc_timeout_sec * 1000)
+                       : MAIL_PROTO_CLEANUP_TIMEOUT_MS;
+}

@@ -449,6 +449,9 @@ int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t 
                                 files[i]->result = r;
                                 files[i]->tmp_name[0] = '\0';
                         }
+                /* The unlinks must be durable too, or a crash could bring back files the clients were told
+                 * to send again. Best effort: a directory that cannot be synced cannot be helped here. */
+                (void)fsync(incoming_fd);
                 return r;
         }
         for (size_t i = 0; i < n; i++)

@@ -219,7 +219,8 @@ static void acc_flush(struct addr_acc *a, struct strv *out, size_t *added)
         }
         while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
                 n--;
-        if (n > 0 && n <= SUBMIT_ADDR_MAX && out->n < SUBMIT_ADDRS_MAX) {
+        /* Per call: out may already hold the addresses of other arguments and headers. */
+        if (n > 0 && n <= SUBMIT_ADDR_MAX && *added < SUBMIT_ADDRS_MAX) {
                 strv_push_take(out, xstrndup(s, n));
                 (*added)++;
         }

@@ -75,8 +75,11 @@ int submit_trigger(const char *path, int timeout_ms);
 /* Log "prog: fatal: ..." (log.h) and exit with status (msg_fatal always exits 1). */
 _noreturn_ void submit_fatal(int status, const char *fmt, ...) _printf_(2, 3);
 
-/* Addresses one header value or argument may hold. */
-#define SUBMIT_ADDRS_MAX 1000
+/*
+ * Addresses kept from one header value or argument: one more than a message may have
+ * (MAILDROP_MAX_RECIPIENTS), so that a longer list is refused by the caller's count, never cut short.
+ */
+#define SUBMIT_ADDRS_MAX 10001
 #define SUBMIT_ADDR_MAX  2048
 
 /*

@@ -36,6 +36,7 @@ struct pickup {
         char *cleanup_path;        /* private/cleanup (mail_proto.h) */
         char *cleanup_public_path; /* public/cleanup, where Postfix's master.cf line puts it */
         uint64_t max_content;
+        int cleanup_timeout_ms; /* mail_proto_cleanup_timeout_ms() */
         uid_t mail_owner;
         bool have_mail_owner;
         time_t last_file; /* when a scan last found a file; 0: never */
@@ -50,9 +51,86 @@ static int call(int fd, struct ipc_msg *req, struct ipc_msg *reply, int timeout_
         return r;
 }
 
-static int add_opt(struct ipc_msg *m, const char *name, const char *value)
+static void add_opt(struct ipc_kv *kv, size_t *n, const char *name, const char *value)
 {
-        return isempty(value) ? 0 : ipc_msg_add_str(m, name, value);
+        if (!isempty(value))
+                kv[(*n)++] = (struct ipc_kv){name, value, strlen(value)};
+}
+
+static int send_msg(const struct ipc_msg *m, void *userdata)
+{
+        return ipc_send(*(int *)userdata, m, PICKUP_STEP_TIMEOUT_MS);
+}
+
+/* The pending recipients in as many {req=rcpt} messages as they take (mail_proto.h): no count limit. */
+static int send_rcpts(int fd, const struct qfile_msg *m)
+{
+        static const struct ipc_kv head[] = {{"req", "rcpt", 4}};
+        struct ipc_batch b;
+        int r = ipc_batch_init(&b, head, ELEMENTSOF(head), send_msg, &fd);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_rcpts; i++) {
+                const struct qfile_rcpt *rc = &m->rcpts[i];
+                if (rc->state != QFILE_RCPT_PENDING)
+                        continue;
+                char notify[8];
+                snprintf(notify, sizeof notify, "%u", rc->notify & 15u);
+                struct ipc_kv group[3] = {{"rcpt", rc->address, strlen(rc->address)}};
+                size_t n = 1;
+                add_opt(group, &n, "orcpt", rc->orcpt);
+                if (rc->notify)
+                        group[n++] = (struct ipc_kv){"notify", notify, strlen(notify)};
+                r = ipc_batch_add(&b, group, n);
+                if (r < 0) {
+                        ipc_batch_done(&b);
+                        return r;
+                }
+        }
+        return ipc_batch_finish(&b);
+}
+
+/* The envelope but its recipients; all or nothing. */
+static int send_envelope(int fd, const struct qfile_msg *m, uid_t uid, bool trusted)
+{
+        char uid_text[24];
+        snprintf(uid_text, sizeof uid_text, "%ld", (long)uid);
+        struct ipc_kv kv[12] = {{"req", "envelope", 8},
+                                {"sender", m->sender, strlen(m->sender)},
+                                {"uid", uid_text, strlen(uid_text)}};
+        size_t n = 3;
+        add_opt(kv, &n, "envid", m->envelope_id);
+        add_opt(kv, &n, "full_name", maildrop_full_name(m));
+        if (trusted) {
+                /* Requeued by postsuper -r (the file is mail_owner's): keep what the first cleanup knew. */
+                add_opt(kv, &n, "client_name", m->client_name);
+                add_opt(kv, &n, "client_address", m->client_address);
+                add_opt(kv, &n, "helo_name", m->helo_name);
+                add_opt(kv, &n, "protocol", m->protocol);
+                add_opt(kv, &n, "sasl_username", m->sasl_username);
+        }
+        struct ipc_msg req = IPC_MSG_INIT;
+        int r = ipc_msg_add_group(&req, kv, n);
+        if (r == 0)
+                r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
+        ipc_msg_free(&req);
+        return r;
+}
+
+static int send_content(int fd, const struct qfile_msg *m)
+{
+        int r = 0;
+        for (size_t off = 0; r == 0 && off < m->content_len; off += MAIL_PROTO_CHUNK_MAX) {
+                size_t n = m->content_len - off < MAIL_PROTO_CHUNK_MAX ? m->content_len - off
+                                                                       : MAIL_PROTO_CHUNK_MAX;
+                const struct ipc_kv kv[] = {{"req", "content", 7}, {"data", m->content + off, n}};
+                struct ipc_msg req = IPC_MSG_INIT;
+                r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
+                if (r == 0)
+                        r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
+                ipc_msg_free(&req);
+        }
+        return r;
 }
 
 /* Submit one parsed message; the cleanup conversation of mail_proto.h, section 1. */
@@ -70,9 +148,10 @@ static enum outcome submit(struct pickup *p, const char *name, const struct qfil
         enum outcome out = RETRY_LATER;
         _cleanup_free_ char *id = NULL;
         struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
-        ipc_msg_add_str(&req, "req", "open");
-        ipc_msg_add_str(&req, "origin", "pickup");
-        r = call(fd, &req, &rep, PICKUP_STEP_TIMEOUT_MS);
+        const struct ipc_kv open_kv[] = {{"req", "open", 4}, {"origin", "pickup", 6}};
+        r = ipc_msg_add_group(&req, open_kv, ELEMENTSOF(open_kv));
+        if (r == 0)
+                r = call(fd, &req, &rep, PICKUP_STEP_TIMEOUT_MS);
         long long status = -1;
         const char *qid = ipc_msg_get_str(&rep, "queue_id");
         if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0 || !qid) {
@@ -85,44 +164,25 @@ static enum outcome submit(struct pickup *p, const char *name, const struct qfil
         struct log_fields lf = {.queue_id = id};
         msg_fields(LOG_LEVEL_INFO, &lf, "%s: uid=%ld from=<%s>", id, (long)uid, m->sender);
 
-        ipc_msg_add_str(&req, "req", "envelope");
-        ipc_msg_add_str(&req, "sender", m->sender);
-        for (size_t i = 0; i < m->n_rcpts; i++) {
-                const struct qfile_rcpt *rc = &m->rcpts[i];
-                if (rc->state != QFILE_RCPT_PENDING)
-                        continue;
-                ipc_msg_add_str(&req, "rcpt", rc->address);
-                add_opt(&req, "orcpt", rc->orcpt);
-                if (rc->notify)
-                        ipc_msg_add_int(&req, "notify", rc->notify);
-        }
-        ipc_msg_add_int(&req, "uid", (long long)uid);
-        add_opt(&req, "envid", m->envelope_id);
-        add_opt(&req, "full_name", maildrop_full_name(m));
-        if (trusted) {
-                /* Requeued by postsuper -r (the file is mail_owner's): keep what the first cleanup knew. */
-                add_opt(&req, "client_name", m->client_name);
-                add_opt(&req, "client_address", m->client_address);
-                add_opt(&req, "helo_name", m->helo_name);
-                add_opt(&req, "protocol", m->protocol);
-                add_opt(&req, "sasl_username", m->sasl_username);
-        }
-        r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
-        ipc_msg_free(&req);
-        for (size_t off = 0; r == 0 && off < m->content_len; off += MAIL_PROTO_CHUNK_MAX) {
-                size_t n = m->content_len - off < MAIL_PROTO_CHUNK_MAX ? m->content_len - off
-                                                                       : MAIL_PROTO_CHUNK_MAX;
-                ipc_msg_add_str(&req, "req", "content");
-                ipc_msg_add(&req, "data", m->content + off, n);
-                r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
-                ipc_msg_free(&req);
-        }
+        /* Anything short of every recipient, the envelope and the content: no {req=end}, so cleanup
+         * removes its file and the maildrop file stays for the next try. */
+        r = send_rcpts(fd, m);
+        if (r == 0)
+                r = send_envelope(fd, m, uid, trusted);
+        if (r == 0)
+                r = send_content(fd, m);
         if (r < 0) {
                 msg_warn("%s: send to cleanup: %s", id, strerror(-r));
                 goto done;
         }
-        ipc_msg_add_str(&req, "req", "end");
-        r = call(fd, &req, &rep, MAIL_PROTO_CLEANUP_TIMEOUT_MS);
+        /* Wait for a definite answer: a message cleanup queued after we gave up would be picked up twice. */
+        struct ipc_msg abort = IPC_MSG_INIT;
+        r = ipc_msg_add_str(&req, "req", "end");
+        if (r == 0)
+                r = ipc_msg_add_str(&abort, "req", "abort");
+        if (r == 0)
+                r = ipc_call_definite(fd, &req, &abort, &rep, p->cleanup_timeout_ms);
+        ipc_msg_free(&abort);
         if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0) {
                 msg_warn("%s: no answer from cleanup: %s", id, r < 0 ? strerror(-r) : "malformed reply");
                 goto done;
@@ -263,6 +323,7 @@ static int pickup_init(struct service *s)
         p->cleanup_public_path = xasprintf("%s/public/cleanup", qdir);
         long long lim = config_get_int(cfg, "message_size_limit");
         p->max_content = lim > 0 ? (uint64_t)lim : QFILE_MAX_CONTENT_LEN;
+        p->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(cfg, "ipc_timeout"));
         struct passwd *pw = getpwnam(config_get(cfg, "mail_owner"));
         if (pw) {
                 p->mail_owner = pw->pw_uid;

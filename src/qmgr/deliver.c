@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "delivery.h"
+#include "delivery_request.h"
 #include "dsnlog.h"
 #include "log.h"
 #include "mail_proto.h"
@@ -17,6 +18,14 @@ static unsigned transport_param(struct qmgr *q, const char *name, const char *su
         _cleanup_free_ char *p = xasprintf("%s_%s", name, suffix);
         long long v = config_get(q->cfg, p) ? config_get_int(q->cfg, p) : config_get_int(q->cfg, fallback);
         return v <= 0 ? 1 : v > 100000 ? 100000 : (unsigned)v;
+}
+
+/* Recipients per request: more than an agent takes in one are simply more requests. */
+static unsigned request_rcpt_limit(struct transport *t)
+{
+        unsigned v = transport_param(t->q, t->name, "destination_recipient_limit",
+                                     "default_destination_recipient_limit");
+        return v > DELIVERY_REQUEST_RCPTS_MAX ? DELIVERY_REQUEST_RCPTS_MAX : v;
 }
 
 struct transport *qmgr_transport(struct qmgr *q, const char *name)
@@ -31,8 +40,7 @@ struct transport *qmgr_transport(struct qmgr *q, const char *name)
         t->name = xstrdup(name);
         t->limit = transport_param(q, name, "destination_concurrency_limit",
                                    "default_destination_concurrency_limit");
-        t->recipient_limit = transport_param(q, name, "destination_recipient_limit",
-                                             "default_destination_recipient_limit");
+        t->recipient_limit = request_rcpt_limit(t);
         t->cohort_limit = transport_param(q, name, "destination_concurrency_failed_cohort_limit",
                                           "default_destination_concurrency_failed_cohort_limit");
         t->n_buckets = 64;
@@ -458,16 +466,22 @@ static int job_start(struct job *j)
         j->conn_init = true;
 
         struct ipc_msg req = IPC_MSG_INIT;
-        ipc_msg_add_str(&req, "req", "deliver");
-        ipc_msg_add_str(&req, "queue_id", m->id);
-        ipc_msg_add_str(&req, "queue", "active");
-        ipc_msg_add_str(&req, "nexthop", j->nexthop);
-        ipc_msg_add_str(&req, "transport", j->t->name);
-        ipc_msg_add_int(&req, "arrival_usec", (long long)m->env.arrival_usec);
-        ipc_msg_add_int(&req, "active_usec", (long long)m->active_usec);
-        for (size_t k = 0; k < j->n; k++)
-                ipc_msg_add_int(&req, "rcpt_index", (long long)j->idx[k]);
-        int r = ipc_conn_queue(&j->conn, &req);
+        const struct ipc_kv kv[] = {{"req", "deliver", 7},
+                                    {"queue_id", m->id, strlen(m->id)},
+                                    {"queue", "active", 6},
+                                    {"nexthop", j->nexthop, strlen(j->nexthop)},
+                                    {"transport", j->t->name, strlen(j->t->name)}};
+        _Static_assert(ELEMENTSOF(kv) + 2 <= DELIVERY_REQUEST_FIXED_ATTRS_MAX, "fixed request attributes");
+        /* Whole or not at all: a request missing recipients would leave them busy until the agent ends. */
+        int r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
+        if (r >= 0)
+                r = ipc_msg_add_int(&req, "arrival_usec", (long long)m->env.arrival_usec);
+        if (r >= 0)
+                r = ipc_msg_add_int(&req, "active_usec", (long long)m->active_usec);
+        for (size_t k = 0; r >= 0 && k < j->n; k++)
+                r = ipc_msg_add_int(&req, "rcpt_index", (long long)j->idx[k]);
+        if (r >= 0)
+                r = ipc_conn_queue(&j->conn, &req);
         ipc_msg_free(&req);
         if (r < 0) {
                 msg_warn("%s: delivery request too large for %s: %s", m->id, j->t->name, strerror(-r));

@@ -54,21 +54,27 @@ static void handle_request(struct client *c, const struct ipc_msg *m)
         } else if (req && streq(req, "flush")) {
                 const char *id = ipc_msg_get_str(m, "queue_id"), *site = ipc_msg_get_str(m, "site");
                 struct ipc_msg reply = IPC_MSG_INIT;
+                int r;
                 if (id && !queue_id_valid(id)) {
-                        ipc_msg_add_int(&reply, "status", 5);
-                        ipc_msg_add_str(&reply, "reason", "invalid queue id");
+                        r = ipc_msg_add_int(&reply, "status", 5);
+                        if (r >= 0)
+                                r = ipc_msg_add_str(&reply, "reason", "invalid queue id");
                 } else if (id || !isempty(site)) {
-                        ipc_msg_add_int(&reply, "status", 0);
-                        ipc_msg_add_int(&reply, "count",
-                                        (long long)qmgr_flush_some(q, id, id ? NULL : site));
+                        r = ipc_msg_add_int(&reply, "status", 0);
+                        if (r >= 0)
+                                r = ipc_msg_add_int(&reply, "count",
+                                                    (long long)qmgr_flush_some(q, id, id ? NULL : site));
                 } else {
                         /* Every deferred message is due now: the rescan sets their times to 0. */
                         qmgr_scan_deferred(q, true);
                         qmgr_run_soon(q);
-                        ipc_msg_add_int(&reply, "status", 0);
+                        r = ipc_msg_add_int(&reply, "status", 0);
                 }
-                ipc_conn_queue(&c->conn, &reply);
+                if (r >= 0)
+                        r = ipc_conn_queue(&c->conn, &reply);
                 ipc_msg_free(&reply);
+                if (r < 0) /* the client sees the connection close without an answer: a failure */
+                        msg_warn("flush request: cannot encode the answer: %s", strerror(-r));
                 ipc_conn_flush(&c->conn);
                 if (ipc_conn_want_write(&c->conn))
                         sd_event_source_set_io_events(c->io, EPOLLIN | EPOLLOUT);

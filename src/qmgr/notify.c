@@ -113,12 +113,13 @@ void qmgr_notify(struct qmsg *m, const char *what, uint64_t retry_until_usec, qm
         n->done = done;
         ipc_conn_init(&n->conn, fd);
         struct ipc_msg req = IPC_MSG_INIT;
-        ipc_msg_add_str(&req, "req", what);
-        ipc_msg_add_str(&req, "queue_id", m->id);
-        ipc_msg_add_str(&req, "queue", "active");
-        if (retry_until_usec)
-                ipc_msg_add_int(&req, "retry_until_usec", (long long)retry_until_usec);
-        int r = ipc_conn_queue(&n->conn, &req);
+        const struct ipc_kv kv[] = {
+                {"req", what, strlen(what)}, {"queue_id", m->id, strlen(m->id)}, {"queue", "active", 6}};
+        int r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
+        if (r >= 0 && retry_until_usec)
+                r = ipc_msg_add_int(&req, "retry_until_usec", (long long)retry_until_usec);
+        if (r >= 0)
+                r = ipc_conn_queue(&n->conn, &req);
         ipc_msg_free(&req);
         if (r >= 0)
                 r = sd_event_add_io(q->event, &n->io, fd, EPOLLIN | EPOLLOUT, on_io, n);

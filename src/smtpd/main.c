@@ -8,6 +8,7 @@
 #include "instance.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "queue_space.h"
 #include "service.h"
 #include "smtpd.h"
 
@@ -69,6 +70,11 @@ static int smtpd_init(struct service *svc)
         srv->banner = xstrdup(config_get(c, "smtpd_banner"));
         long long size = config_get_int(c, "message_size_limit");
         srv->message_size_limit = size > 0 ? (uint64_t)size : 0;
+        long long minfree = config_get_int(c, "queue_minfree");
+        srv->queue_minfree =
+                queue_space_minfree(minfree > 0 ? (uint64_t)minfree : 0, srv->message_size_limit);
+        srv->queue_dir = xstrdup(config_get(c, "queue_directory"));
+        srv->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(c, "ipc_timeout"));
         srv->recipient_limit = config_get_int(c, "smtpd_recipient_limit");
         srv->timeout_sec = config_get_time(c, "smtpd_timeout");
         if (srv->timeout_sec <= 0)
@@ -134,6 +140,7 @@ int main(int argc, char **argv)
         free(srv.myhostname);
         free(srv.myorigin);
         free(srv.banner);
+        free(srv.queue_dir);
         free(srv.cleanup_path);
         free(srv.cleanup_private_path);
         return r;

@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "queue_space.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_reply.h"
@@ -312,7 +313,18 @@ static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
                 s->sub = NULL;
                 smtp_cmd_done(&s->pending_rcpt);
                 cleanup_failed_reply(s);
+        } else if (s->ending && submit_abort(s->sub) == 0) {
+                /* No 451 yet: the commit may still succeed, and a 451 then makes the client send it again.
+                 * cleanup's answer to the abort says for sure whether it is queued. */
+                msg_warn("%s: no answer from cleanup in %d s after the end of the message; "
+                         "asked it to cancel, waiting for the outcome",
+                         s->queue_id, s->srv->cleanup_timeout_ms / 1000);
+                arm_wait_timer(s);
+                return 0;
         } else if (s->ending) {
+                msg_warn("%s: no answer from cleanup to the cancel either: outcome unknown; "
+                         "the client is told 451 and may send the message again",
+                         s->queue_id);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
         }
@@ -325,7 +337,7 @@ static void arm_wait_timer(struct session *s)
 {
         uint64_t now = 0;
         sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
-        uint64_t when = now + (uint64_t)MAIL_PROTO_CLEANUP_TIMEOUT_MS * 1000ULL;
+        uint64_t when = now + (uint64_t)s->srv->cleanup_timeout_ms * 1000ULL;
         if (!s->wait_timer)
                 sd_event_add_time(service_event(s->srv->service), &s->wait_timer, CLOCK_MONOTONIC, when, 0,
                                   on_wait_timeout, s);
@@ -412,6 +424,33 @@ static char *qualified_sender(const struct smtpd *srv, const struct smtp_addr *a
         return xasprintf("%s@%s", a->addr, srv->myorigin);
 }
 
+/*
+ * queue_minfree, as Postfix: no new transaction while the queue file system has less free space than
+ * queue_minfree (at least 1.5 x message_size_limit), or too little above it for 1.5 x the SIZE announced.
+ * Checked at every MAIL FROM, so the service comes back by itself as soon as space returns.
+ */
+static bool storage_rejects(struct session *s, const struct smtp_cmd *c)
+{
+        static const char text[] = "452 4.3.1 Insufficient system storage";
+        uint64_t avail = 0, size = c->params.size_given ? c->params.size : 0;
+        int r = queue_space_avail(s->srv->queue_dir, &avail);
+        if (r < 0) {
+                /* Unknown is not full: cleanup's own write errors still protect the transaction. */
+                msg_warn("free space of %s: %s", s->srv->queue_dir, strerror(-r));
+                return false;
+        }
+        if (queue_space_enough(avail, s->srv->queue_minfree, size))
+                return false;
+        msg_warn(
+                "not enough free space in the mail queue %s: %llu bytes free, %llu required (queue_minfree, "
+                "at least 1.5 x message_size_limit)%s",
+                s->srv->queue_dir, (unsigned long long)avail, (unsigned long long)s->srv->queue_minfree,
+                size ? " plus 1.5 x the announced SIZE" : "");
+        reply(s, text);
+        log_reject(s, "MAIL", text, c->addr.addr, NULL);
+        return true;
+}
+
 static void do_mail(struct session *s, struct smtp_cmd *c)
 {
         if (tls_required(s))
@@ -430,6 +469,8 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
                 log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", c->addr.addr, NULL);
                 return;
         }
+        if (storage_rejects(s, c))
+                return;
         s->in_mail = true;
         s->sender = qualified_sender(s->srv, &c->addr);
         if (access_rejects(s, ACCESS_STAGE_MAIL, s->helo, NULL, "MAIL")) {
@@ -486,38 +527,79 @@ static const char *notify_text(unsigned n, char *buf, size_t size)
         return buf;
 }
 
+static int send_to_cleanup(const struct ipc_msg *m, void *userdata)
+{
+        return submit_send(userdata, m);
+}
+
+/* The recipients ahead of the envelope, in as many {req=rcpt} messages as they take: no count limit. */
+static int send_rcpts(struct session *s)
+{
+        static const struct ipc_kv head[] = {{"req", "rcpt", 4}};
+        struct ipc_batch b;
+        int r = ipc_batch_init(&b, head, ELEMENTSOF(head), send_to_cleanup, s->sub);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < s->n_rcpts; i++) {
+                const struct rcpt *rc = &s->rcpts[i];
+                char tmp[64];
+                struct ipc_kv group[3] = {{"rcpt", rc->addr, strlen(rc->addr)}};
+                size_t n = 1;
+                if (rc->orcpt)
+                        group[n++] = (struct ipc_kv){"orcpt", rc->orcpt, strlen(rc->orcpt)};
+                if (rc->notify) {
+                        const char *t = notify_text(rc->notify, tmp, sizeof tmp);
+                        group[n++] = (struct ipc_kv){"notify", t, strlen(t)};
+                }
+                r = ipc_batch_add(&b, group, n);
+                if (r < 0) {
+                        msg_warn("%s: recipient %zu of %zu: %s", s->queue_id, i + 1, s->n_rcpts,
+                                 strerror(-r));
+                        ipc_batch_done(&b);
+                        return r;
+                }
+        }
+        return ipc_batch_finish(&b);
+}
+
+#define KV_STR(name, v) ((struct ipc_kv){(name), (v), strlen(v)})
+
+/* Every recipient and the envelope reach cleanup whole, or the transaction fails (451 at DATA). */
 static int send_envelope(struct session *s)
 {
-        struct ipc_msg m = IPC_MSG_INIT;
-        char tmp[64];
-        ipc_msg_add_str(&m, "req", "envelope");
-        ipc_msg_add_str(&m, "sender", s->sender);
-        for (size_t i = 0; i < s->n_rcpts; i++) {
-                ipc_msg_add_str(&m, "rcpt", s->rcpts[i].addr);
-                if (s->rcpts[i].orcpt)
-                        ipc_msg_add_str(&m, "orcpt", s->rcpts[i].orcpt);
-                if (s->rcpts[i].notify)
-                        ipc_msg_add_str(&m, "notify", notify_text(s->rcpts[i].notify, tmp, sizeof tmp));
-        }
-        ipc_msg_add_str(&m, "client_name", client_name(s));
-        ipc_msg_add_str(&m, "client_address", s->addr);
-        ipc_msg_add_int(&m, "client_port", s->port);
+        int r = send_rcpts(s);
+        if (r < 0)
+                return r;
+        char port[24], size[24];
+        snprintf(port, sizeof port, "%d", s->port);
+        struct ipc_kv kv[16];
+        size_t n = 0;
+        kv[n++] = KV_STR("req", "envelope");
+        kv[n++] = KV_STR("sender", s->sender);
+        kv[n++] = KV_STR("client_name", client_name(s));
+        kv[n++] = KV_STR("client_address", s->addr);
+        kv[n++] = KV_STR("client_port", port);
         if (s->helo)
-                ipc_msg_add_str(&m, "helo_name", s->helo);
-        ipc_msg_add_str(&m, "protocol", proto_name(s));
+                kv[n++] = KV_STR("helo_name", s->helo);
+        kv[n++] = KV_STR("protocol", proto_name(s));
         if (s->mail_params.envid)
-                ipc_msg_add_str(&m, "envid", s->mail_params.envid);
-        if (s->mail_params.size_given)
-                ipc_msg_add_int(&m, "size", (long long)s->mail_params.size);
+                kv[n++] = KV_STR("envid", s->mail_params.envid);
+        if (s->mail_params.size_given) {
+                snprintf(size, sizeof size, "%llu", (unsigned long long)s->mail_params.size);
+                kv[n++] = KV_STR("size", size);
+        }
         if (s->mail_params.ret != SMTP_RET_NONE)
-                ipc_msg_add_str(&m, "ret", s->mail_params.ret == SMTP_RET_FULL ? "FULL" : "HDRS");
+                kv[n++] = KV_STR("ret", s->mail_params.ret == SMTP_RET_FULL ? "FULL" : "HDRS");
         if (s->mail_params.body == SMTP_BODY_8BITMIME)
-                ipc_msg_add_str(&m, "body", "8BITMIME");
+                kv[n++] = KV_STR("body", "8BITMIME");
         if (s->mail_params.smtputf8)
-                ipc_msg_add_str(&m, "smtputf8", "1");
+                kv[n++] = KV_STR("smtputf8", "1");
         if (s->tls_info)
-                ipc_msg_add_str(&m, "tls", s->tls_info);
-        int r = submit_send(s->sub, &m);
+                kv[n++] = KV_STR("tls", s->tls_info);
+        struct ipc_msg m = IPC_MSG_INIT;
+        r = ipc_msg_add_group(&m, kv, n);
+        if (r >= 0)
+                r = submit_send(s->sub, &m);
         ipc_msg_free(&m);
         return r;
 }

@@ -40,6 +40,9 @@ struct smtpd {
         bool append_at_myorigin;
         char *banner;
         uint64_t message_size_limit; /* 0: none */
+        uint64_t queue_minfree;      /* queue_space_minfree(): free space MAIL FROM requires */
+        int cleanup_timeout_ms;      /* mail_proto_cleanup_timeout_ms() */
+        char *queue_dir;
         long long recipient_limit;
         long long timeout_sec;
         long long hard_error_limit, soft_error_limit;
@@ -213,4 +216,7 @@ int submit_send(struct submit *sub, const struct ipc_msg *m);
 int submit_content(struct submit *sub, const char *p, size_t n);
 /* Flush the content and send {req=end}; the answer comes through ops->finished. */
 int submit_end(struct submit *sub);
+/* After submit_end, no answer in time: ask cleanup to cancel ({req=abort}); its answer to that is final.
+ * -EALREADY when asked before. */
+int submit_abort(struct submit *sub);
 bool submit_backlogged(const struct submit *sub);

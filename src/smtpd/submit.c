@@ -22,6 +22,7 @@ struct submit {
         struct buf chunk; /* content not yet framed */
         bool backlogged;  /* told the owner to stop reading; "drained" follows */
         bool failed;      /* the connection broke while content was streaming */
+        bool aborted;     /* {req=abort} sent */
 };
 
 static size_t backlog(const struct submit *sub)
@@ -168,9 +169,10 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
                 return r;
         }
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "open");
-        ipc_msg_add_str(&m, "origin", "smtpd");
-        r = submit_send(sub, &m);
+        const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", "smtpd", 5}};
+        r = ipc_msg_add_group(&m, kv, ELEMENTSOF(kv));
+        if (r >= 0)
+                r = submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r < 0) {
                 msg_warn("send to %s: %s", path, strerror(-r));
@@ -250,11 +252,26 @@ int submit_end(struct submit *sub)
         if (r < 0)
                 return r;
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "end");
-        r = submit_send(sub, &m);
+        r = ipc_msg_add_str(&m, "req", "end");
+        if (r >= 0)
+                r = submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r < 0)
                 return r;
         sub->state = SUBMIT_ENDING;
         return 0;
+}
+
+int submit_abort(struct submit *sub)
+{
+        if (sub->state != SUBMIT_ENDING || sub->aborted)
+                return -EALREADY;
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_msg_add_str(&m, "req", "abort");
+        if (r >= 0)
+                r = submit_send(sub, &m);
+        ipc_msg_free(&m);
+        if (r >= 0)
+                sub->aborted = true;
+        return r;
 }

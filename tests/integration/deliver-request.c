@@ -101,15 +101,20 @@ int main(int argc, char **argv)
         if (r < 0)
                 msg_fatal("connect %s: %s", sock, strerror(-r));
         struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
-        ipc_msg_add_str(&req, "req", "deliver");
-        ipc_msg_add_str(&req, "queue_id", id);
-        ipc_msg_add_str(&req, "queue", "active");
-        ipc_msg_add_str(&req, "nexthop", nexthop);
-        ipc_msg_add_str(&req, "transport", service);
-        ipc_msg_add_int(&req, "arrival_usec", (long long)arrival_usec);
-        ipc_msg_add_int(&req, "active_usec", (long long)inject_now_usec());
-        for (size_t i = 0; i < n_rcpts; i++)
-                ipc_msg_add_int(&req, "rcpt_index", (long long)i);
+        const struct ipc_kv kv[] = {{"req", "deliver", 7},
+                                    {"queue_id", id, strlen(id)},
+                                    {"queue", "active", 6},
+                                    {"nexthop", nexthop, strlen(nexthop)},
+                                    {"transport", service, strlen(service)}};
+        r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
+        if (r == 0)
+                r = ipc_msg_add_int(&req, "arrival_usec", (long long)arrival_usec);
+        if (r == 0)
+                r = ipc_msg_add_int(&req, "active_usec", (long long)inject_now_usec());
+        for (size_t i = 0; r == 0 && i < n_rcpts; i++)
+                r = ipc_msg_add_int(&req, "rcpt_index", (long long)i);
+        if (r < 0)
+                msg_fatal("delivery request: %s", strerror(-r));
         r = ipc_call(fd, &req, &reply, DR_TIMEOUT_MS);
         if (r < 0)
                 msg_fatal("delivery request to %s: %s", sock, strerror(-r));

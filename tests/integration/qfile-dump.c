@@ -10,8 +10,9 @@
 
 /*
  * Usage: qfile-dump FILE. Output: "sender=ADDR", one "rcpt=ADDR orig=ADDR notify=N state=S" per
- * recipient, "attr NAME=VALUE" for the attributes, "arrival=USEC", then "content:" and the content
- * bytes as they are. Exit 1 with a message on stderr when the file does not decode.
+ * recipient (followed by "orcpt=TYPE;ADDR" when it has one), "attr NAME=VALUE" for the attributes,
+ * "arrival=USEC", then "content:" and the content bytes as they are. Exit 1 with a message on stderr
+ * when the file does not decode.
  */
 int main(int argc, char **argv)
 {
@@ -43,10 +44,13 @@ int main(int argc, char **argv)
         }
         printf("arrival=%" PRIu64 "\n", m.arrival_usec);
         printf("sender=%s\n", m.sender);
-        for (size_t i = 0; i < m.n_rcpts; i++)
+        for (size_t i = 0; i < m.n_rcpts; i++) {
                 printf("rcpt=%s orig=%s notify=%u state=%s\n", m.rcpts[i].address,
                        m.rcpts[i].orig_rcpt ? m.rcpts[i].orig_rcpt : "", m.rcpts[i].notify,
                        qfile_rcpt_state_to_string(m.rcpts[i].state));
+                if (m.rcpts[i].orcpt && *m.rcpts[i].orcpt)
+                        printf("orcpt=%s\n", m.rcpts[i].orcpt);
+        }
         const struct {
                 const char *name, *value;
         } known[] = {

@@ -73,9 +73,8 @@ int main(int argc, char **argv)
                 int fd = -1;
                 if (ipc_connect_unix(path, 2000, &fd) == 0) {
                         struct ipc_msg req = IPC_MSG_INIT;
-                        ipc_msg_add_str(&req, "req", "new");
-                        ipc_msg_add_str(&req, "queue_id", id);
-                        if (ipc_send(fd, &req, 2000) < 0)
+                        if (ipc_msg_add_str(&req, "req", "new") < 0 ||
+                            ipc_msg_add_str(&req, "queue_id", id) < 0 || ipc_send(fd, &req, 2000) < 0)
                                 msg_warn("notify qmgr: send failed");
                         ipc_msg_free(&req);
                         close(fd);

@@ -173,3 +173,55 @@ def test_message_size_limit(mail_instance):
     # a message under the limit still goes through
     status, qid = submit(sock(inst), "sender@example.org", ["user@example.test"], b"\nsmall\n", **REMOTE)
     assert status == 0, qid
+
+
+def test_recipients_ahead_of_the_envelope(inst):
+    """{req=rcpt} messages before {req=envelope} (mail_proto.h): all their recipients are queued, in order,
+    with the envelope's own after them; an orcpt whose rcpt is not in the same message is refused."""
+    s = Submission(sock(inst))
+    try:
+        assert s.status == 0
+        s.conn.send([("req", "rcpt"), ("rcpt", "a@example.test"), ("orcpt", "rfc822;x@example.org"),
+                     ("notify", "SUCCESS"), ("rcpt", "b@example.test")])
+        s.conn.send([("req", "rcpt"), ("rcpt", "c@example.test"), ("notify", "NEVER")])
+        s.envelope("sender@example.org", ["d@example.test"], **REMOTE)
+        s.content(b"Subject: split\n\nbody\n")
+        reply = s.end()
+    finally:
+        s.close()
+    assert reply.get("status") == "0", reply
+    env, _ = dump(inst, reply.get("queue_id"))
+    rcpts = [line for line in env if line.startswith(("rcpt=", "orcpt="))]
+    assert rcpts == ["rcpt=a@example.test orig=a@example.test notify=2 state=pending",
+                     "orcpt=rfc822;x@example.org",
+                     "rcpt=b@example.test orig=b@example.test notify=0 state=pending",
+                     "rcpt=c@example.test orig=c@example.test notify=1 state=pending",
+                     "rcpt=d@example.test orig=d@example.test notify=0 state=pending"], env
+
+    s = Submission(sock(inst))
+    try:
+        s.conn.send([("req", "rcpt"), ("rcpt", "a@example.test")])
+        s.conn.send([("req", "rcpt"), ("orcpt", "rfc822;x@example.org"), ("rcpt", "b@example.test")])
+        s.envelope("sender@example.org", [], **REMOTE)
+        reply = s.end()
+    finally:
+        s.close()
+    assert (reply.get("status"), reply.get("dsn"), reply.get("reason")) == (
+        "5", "5.5.4", "invalid envelope: orcpt before rcpt"), reply
+    wait_for(lambda: len(incoming_entries(inst)) == 1, 10, "no second file in incoming/")
+
+
+def test_hopcount_limit(inst):
+    """hopcount_limit (default 50) counts the Received: headers a message arrives with: 49 pass, 50 are a
+    mail loop, refused for good with 5.4.6 and no file left."""
+    def with_hops(n):
+        return b"".join(b"Received: from hop%d.example by hop%d.example; Mon, 1 Jan 2024 00:00:00 +0000\n"
+                        % (i, i + 1) for i in range(n)) + b"Subject: hops\n\nbody\n"
+
+    status, qid = submit(sock(inst), "sender@example.org", ["user@example.test"], with_hops(49), **REMOTE)
+    assert status == 0, qid
+    reply = submit_full(sock(inst), "sender@example.org", ["user@example.test"], with_hops(50), **REMOTE)
+    assert (reply.get("status"), reply.get("dsn"), reply.get("reason")) == ("5", "5.4.6", "Error: too many hops")
+    assert incoming_entries(inst) == [qid]
+    inst.wait_log(r": reject: 50 Received: headers, hopcount_limit is 50: 5\.4\.6 too many hops \(mail loop\); "
+                  r"from=<sender@example\.org> nrcpt=1")

@@ -130,11 +130,14 @@ class FakeCleanup:
                 conn.send([("status", self.open_status), ("dsn", "4.3.0"), ("reason", self.reason)])
                 return
             conn.send([("status", 0), ("queue_id", qid)])
+            rcpts = []  # {req=rcpt} messages come ahead of the envelope: kept as part of it
             for _ in range(100000):
                 m = conn.recv()
                 req = m.get("req")
-                if req == "envelope":
-                    sub["envelope"] = m
+                if req == "rcpt":
+                    rcpts += m.attrs[1:]
+                elif req == "envelope":
+                    sub["envelope"] = mailproto.Msg(m.attrs[:1] + rcpts + m.attrs[1:])
                 elif req == "content":
                     sub["content"] += dict(m.attrs)["data"]
                 elif req == "end":

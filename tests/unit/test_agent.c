@@ -142,12 +142,12 @@ static int serve(struct queue *q, const struct ipc_msg *req, struct decided *d, 
 
 static void deliver_req(struct ipc_msg *req, const char *id, const char *nexthop, const char *transport)
 {
-        ipc_msg_add_str(req, "req", "deliver");
-        ipc_msg_add_str(req, "queue_id", id);
-        ipc_msg_add_str(req, "queue", "active");
-        ipc_msg_add_str(req, "nexthop", nexthop);
-        ipc_msg_add_str(req, "transport", transport);
-        ipc_msg_add_int(req, "arrival_usec", 1);
+        CHECK_INT(ipc_msg_add_str(req, "req", "deliver"), 0);
+        CHECK_INT(ipc_msg_add_str(req, "queue_id", id), 0);
+        CHECK_INT(ipc_msg_add_str(req, "queue", "active"), 0);
+        CHECK_INT(ipc_msg_add_str(req, "nexthop", nexthop), 0);
+        CHECK_INT(ipc_msg_add_str(req, "transport", transport), 0);
+        CHECK_INT(ipc_msg_add_int(req, "arrival_usec", 1), 0);
 }
 
 static int read_states(struct queue *q, const char *id, enum qfile_rcpt_state *st, size_t n)
@@ -189,9 +189,9 @@ TEST(serve_error_bounces_with_records)
 
         struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
         deliver_req(&req, id, "5.1.1 nobody here", "error");
-        ipc_msg_add_int(&req, "rcpt_index", 2);
-        ipc_msg_add_int(&req, "rcpt_index", 0);
-        ipc_msg_add_int(&req, "rcpt_index", 7); /* past the end */
+        CHECK_INT(ipc_msg_add_int(&req, "rcpt_index", 2), 0);
+        CHECK_INT(ipc_msg_add_int(&req, "rcpt_index", 0), 0);
+        CHECK_INT(ipc_msg_add_int(&req, "rcpt_index", 7), 0); /* past the end */
         struct decided d = {.result = AGENT_BOUNCED, .cls = '5'};
         CHECK_INT(serve(q, &req, &d, &reply), 0);
         CHECK_STR(d.nexthop, "5.1.1 nobody here");
@@ -230,7 +230,7 @@ TEST(serve_error_bounces_with_records)
         ipc_msg_free(&reply);
         struct ipc_msg req2 = IPC_MSG_INIT;
         deliver_req(&req2, id, "other text", "error");
-        ipc_msg_add_int(&req2, "rcpt_index", 0);
+        CHECK_INT(ipc_msg_add_int(&req2, "rcpt_index", 0), 0);
         CHECK_INT(serve(q, &req2, &d, &reply), 0);
         CHECK_STR(nth(&reply, "status", 0), "bounced");
         CHECK_STR(nth(&reply, "reason", 0), "already done");
@@ -256,7 +256,7 @@ TEST(serve_discard_and_retry)
         /* retry: deferred, a defer/ record for postqueue, the slot left pending. */
         struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
         deliver_req(&req, id, "4.4.1 peer is being repaired", "retry");
-        ipc_msg_add_int(&req, "rcpt_index", 1);
+        CHECK_INT(ipc_msg_add_int(&req, "rcpt_index", 1), 0);
         struct decided d = {.result = AGENT_DEFERRED, .cls = '4'};
         CHECK_INT(serve(q, &req, &d, &reply), 0);
         CHECK_STR(nth(&reply, "status", 0), "deferred");
@@ -273,8 +273,8 @@ TEST(serve_discard_and_retry)
         /* discard: both delivered, no per-message log. */
         struct ipc_msg req2 = IPC_MSG_INIT;
         deliver_req(&req2, id, "", "discard");
-        ipc_msg_add_int(&req2, "rcpt_index", 0);
-        ipc_msg_add_int(&req2, "rcpt_index", 1);
+        CHECK_INT(ipc_msg_add_int(&req2, "rcpt_index", 0), 0);
+        CHECK_INT(ipc_msg_add_int(&req2, "rcpt_index", 1), 0);
         d = (struct decided){.result = AGENT_SENT, .cls = '2'};
         CHECK_INT(serve(q, &req2, &d, &reply), 0);
         CHECK_STR(nth(&reply, "status", 0), "sent");
@@ -301,7 +301,7 @@ TEST(serve_bad_requests)
         /* Not in active/: every recipient deferred, nothing decided. */
         struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
         deliver_req(&req, "3F1A2B4C5D", "text", "error");
-        ipc_msg_add_int(&req, "rcpt_index", 0);
+        CHECK_INT(ipc_msg_add_int(&req, "rcpt_index", 0), 0);
         CHECK_INT(serve(q, &req, &d, &reply), 0);
         CHECK_STR(nth(&reply, "status", 0), "deferred");
         CHECK_STR(nth(&reply, "reason", 0), "queue file unavailable");
@@ -312,7 +312,7 @@ TEST(serve_bad_requests)
         /* A queue ID that could name a path outside the queue. */
         struct ipc_msg req2 = IPC_MSG_INIT;
         deliver_req(&req2, "../etc", "text", "error");
-        ipc_msg_add_int(&req2, "rcpt_index", 0);
+        CHECK_INT(ipc_msg_add_int(&req2, "rcpt_index", 0), 0);
         CHECK_INT(serve(q, &req2, &d, &reply), 0);
         CHECK_STR(nth(&reply, "status", 0), "deferred");
         CHECK_STR(nth(&reply, "reason", 0), "bad delivery request");

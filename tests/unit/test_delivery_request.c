@@ -14,22 +14,22 @@
 
 static void base_request(struct ipc_msg *m, const char *id)
 {
-        ipc_msg_add_str(m, "req", "deliver");
+        CHECK_INT(ipc_msg_add_str(m, "req", "deliver"), 0);
         if (id)
-                ipc_msg_add_str(m, "queue_id", id);
-        ipc_msg_add_str(m, "queue", "active");
-        ipc_msg_add_str(m, "nexthop", "[mx.example.net]:2525");
-        ipc_msg_add_str(m, "transport", "relay");
-        ipc_msg_add_int(m, "arrival_usec", 1000);
-        ipc_msg_add_int(m, "active_usec", 2000);
+                CHECK_INT(ipc_msg_add_str(m, "queue_id", id), 0);
+        CHECK_INT(ipc_msg_add_str(m, "queue", "active"), 0);
+        CHECK_INT(ipc_msg_add_str(m, "nexthop", "[mx.example.net]:2525"), 0);
+        CHECK_INT(ipc_msg_add_str(m, "transport", "relay"), 0);
+        CHECK_INT(ipc_msg_add_int(m, "arrival_usec", 1000), 0);
+        CHECK_INT(ipc_msg_add_int(m, "active_usec", 2000), 0);
 }
 
 TEST(good_request)
 {
         struct ipc_msg m = IPC_MSG_INIT;
         base_request(&m, QID);
-        ipc_msg_add_int(&m, "rcpt_index", 0);
-        ipc_msg_add_int(&m, "rcpt_index", 7);
+        CHECK_INT(ipc_msg_add_int(&m, "rcpt_index", 0), 0);
+        CHECK_INT(ipc_msg_add_int(&m, "rcpt_index", 7), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
@@ -57,9 +57,9 @@ TEST(other_queue_is_parsed)
 {
         /* The smtp agent takes any queue qmgr names; local and error/discard check for active themselves. */
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "deliver");
-        ipc_msg_add_str(&m, "queue_id", QID);
-        ipc_msg_add_str(&m, "queue", "deferred");
+        CHECK_INT(ipc_msg_add_str(&m, "req", "deliver"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "queue_id", QID), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "queue", "deferred"), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
@@ -68,9 +68,9 @@ TEST(other_queue_is_parsed)
         ipc_msg_free(&m);
 
         struct ipc_msg bad = IPC_MSG_INIT;
-        ipc_msg_add_str(&bad, "req", "deliver");
-        ipc_msg_add_str(&bad, "queue_id", QID);
-        ipc_msg_add_str(&bad, "queue", "nowhere");
+        CHECK_INT(ipc_msg_add_str(&bad, "req", "deliver"), 0);
+        CHECK_INT(ipc_msg_add_str(&bad, "queue_id", QID), 0);
+        CHECK_INT(ipc_msg_add_str(&bad, "queue", "nowhere"), 0);
         CHECK_INT(delivery_request_parse(&bad, &r, &why), -EINVAL);
         CHECK_STR(why, "bad queue name in delivery request");
         delivery_request_free(&r);
@@ -81,7 +81,7 @@ TEST(missing_queue_id)
 {
         struct ipc_msg m = IPC_MSG_INIT;
         base_request(&m, NULL);
-        ipc_msg_add_int(&m, "rcpt_index", 3);
+        CHECK_INT(ipc_msg_add_int(&m, "rcpt_index", 3), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), -EINVAL);
@@ -109,8 +109,8 @@ TEST(bad_queue_id_and_req)
                 ipc_msg_free(&m);
         }
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "flush");
-        ipc_msg_add_str(&m, "queue_id", QID);
+        CHECK_INT(ipc_msg_add_str(&m, "req", "flush"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "queue_id", QID), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), -EINVAL);
@@ -124,9 +124,9 @@ TEST(bad_index_text)
         struct ipc_msg m = IPC_MSG_INIT;
         base_request(&m, QID);
         for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
-                ipc_msg_add_str(&m, "rcpt_index", texts[i]);
-        ipc_msg_add(&m, "rcpt_index", "1\0", 2); /* a NUL byte inside */
-        ipc_msg_add_str(&m, "rcpt_index", "12");
+                CHECK_INT(ipc_msg_add_str(&m, "rcpt_index", texts[i]), 0);
+        CHECK_INT(ipc_msg_add(&m, "rcpt_index", "1\0", 2), 0); /* a NUL byte inside */
+        CHECK_INT(ipc_msg_add_str(&m, "rcpt_index", "12"), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
@@ -196,8 +196,8 @@ TEST(too_many_indexes)
 TEST(optional_fields_default)
 {
         struct ipc_msg m = IPC_MSG_INIT;
-        ipc_msg_add_str(&m, "req", "deliver");
-        ipc_msg_add_str(&m, "queue_id", QID);
+        CHECK_INT(ipc_msg_add_str(&m, "req", "deliver"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "queue_id", QID), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
@@ -213,10 +213,10 @@ TEST(optional_fields_default)
 
         /* Times that are not positive numbers count as absent. */
         struct ipc_msg t = IPC_MSG_INIT;
-        ipc_msg_add_str(&t, "req", "deliver");
-        ipc_msg_add_str(&t, "queue_id", QID);
-        ipc_msg_add_int(&t, "arrival_usec", -5);
-        ipc_msg_add_str(&t, "active_usec", "soon");
+        CHECK_INT(ipc_msg_add_str(&t, "req", "deliver"), 0);
+        CHECK_INT(ipc_msg_add_str(&t, "queue_id", QID), 0);
+        CHECK_INT(ipc_msg_add_int(&t, "arrival_usec", -5), 0);
+        CHECK_INT(ipc_msg_add_str(&t, "active_usec", "soon"), 0);
         CHECK_INT(delivery_request_parse(&t, &r, &why), 0);
         CHECK_INT(r.arrival_usec, 0);
         CHECK_INT(r.active_usec, 0);
@@ -247,8 +247,8 @@ TEST(reply_groups)
 {
         struct ipc_msg m = IPC_MSG_INIT;
         base_request(&m, QID);
-        ipc_msg_add_str(&m, "rcpt_index", "4");
-        ipc_msg_add_str(&m, "rcpt_index", "x");
+        CHECK_INT(ipc_msg_add_str(&m, "rcpt_index", "4"), 0);
+        CHECK_INT(ipc_msg_add_str(&m, "rcpt_index", "x"), 0);
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
@@ -261,6 +261,39 @@ TEST(reply_groups)
         CHECK_STR(reply.attrs[3].value, "queue file unavailable");
         CHECK_STR(reply.attrs[4].value, "x");
         ipc_msg_free(&reply);
+        delivery_request_free(&r);
+        ipc_msg_free(&m);
+}
+
+/* The largest request qmgr makes gets a whole reply in one message, even with the longest reasons. */
+TEST(largest_reply_fits)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        many_indexes(&m, DELIVERY_REQUEST_RCPTS_MAX);
+        struct delivery_request r;
+        const char *why = NULL;
+        CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
+        char *reason = xmalloc(3 * DELIVERY_REPLY_REASON_MAX);
+        memset(reason, 'r', 3 * DELIVERY_REPLY_REASON_MAX - 1);
+        reason[3 * DELIVERY_REPLY_REASON_MAX - 1] = '\0';
+        struct ipc_msg reply = IPC_MSG_INIT;
+        CHECK_INT(delivery_reply_defer_all(&reply, &r, reason), 0);
+        CHECK_INT(reply.n_attrs, 4 * DELIVERY_REQUEST_RCPTS_MAX);
+        CHECK_INT(ipc_msg_find(&reply, "reason")->value_len, DELIVERY_REPLY_REASON_MAX);
+        struct buf b = BUF_INIT;
+        CHECK_INT(ipc_encode(&reply, &b), 0);
+        buf_free(&b);
+
+        /* Past the limits, a group is left out whole (qmgr defers it), never cut. */
+        struct ipc_msg full = IPC_MSG_INIT;
+        for (unsigned i = 0; i < IPC_ATTRS_MAX - 2; i++)
+                CHECK_INT(ipc_msg_add_str(&full, "x", "y"), 0);
+        const struct delivery_outcome o = {DELIVERY_SENT, "2.0.0", "ok"};
+        CHECK_INT(delivery_reply_add(&full, "5", &o), -E2BIG);
+        CHECK_INT(full.n_attrs, IPC_ATTRS_MAX - 2);
+        ipc_msg_free(&full);
+        ipc_msg_free(&reply);
+        free(reason);
         delivery_request_free(&r);
         ipc_msg_free(&m);
 }

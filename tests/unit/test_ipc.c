@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "alloc.h"
 #include "buf.h"
@@ -215,4 +216,167 @@ TEST(ipc_conn_buffered)
         close(sv[1]);
         ipc_msg_free(&m);
         free(big);
+}
+
+TEST(ipc_group_all_or_nothing)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        for (unsigned i = 0; i < IPC_ATTRS_MAX - 2; i++)
+                CHECK_INT(ipc_msg_add_str(&m, "r", "x"), 0);
+        size_t body = m.body_len;
+        const struct ipc_kv three[] = {{"rcpt", "a@b", 3}, {"orcpt", "rfc822;a@b", 10}, {"notify", "2", 1}};
+        /* Two would fit, three do not: nothing of the group stays. */
+        CHECK_INT(ipc_msg_add_group(&m, three, 3), -E2BIG);
+        CHECK_INT(m.n_attrs, IPC_ATTRS_MAX - 2);
+        CHECK_INT(m.body_len, body);
+        CHECK_INT(ipc_msg_add_group(&m, three, 2), 0);
+        CHECK_INT(m.n_attrs, IPC_ATTRS_MAX);
+        ipc_msg_truncate(&m, 1);
+        CHECK_INT(m.n_attrs, 1);
+        CHECK_INT(m.body_len, 1 + 4 + 1 + 1);
+        const struct ipc_kv bad[] = {{"ok", "v", 1}, {"bad name", "v", 1}};
+        CHECK_INT(ipc_msg_add_group(&m, bad, 2), -EINVAL);
+        CHECK_INT(m.n_attrs, 1);
+        struct buf b = BUF_INIT;
+        CHECK_INT(ipc_encode(&m, &b), 0);
+        CHECK_INT(b.len, IPC_HEADER_SIZE + 7);
+        buf_free(&b);
+        ipc_msg_free(&m);
+}
+
+struct sent {
+        struct strv names, values; /* every attribute of every message sent, in order */
+        size_t n_msgs;
+        size_t fail_at; /* 1-based message number whose send fails; 0: none */
+};
+
+static int collect(const struct ipc_msg *m, void *userdata)
+{
+        struct sent *s = userdata;
+        if (++s->n_msgs == s->fail_at)
+                return -EPIPE;
+        /* Each message must decode on its own: re-encode and decode it. */
+        struct buf b = BUF_INIT;
+        struct ipc_msg d = IPC_MSG_INIT;
+        size_t used = 0;
+        if (ipc_encode(m, &b) < 0 || ipc_decode_frame(b.data, b.len, &d, &used) != 1)
+                return -EBADMSG;
+        buf_free(&b);
+        if (!streq(d.attrs[0].name, "req") || !streq(d.attrs[0].value, "rcpt") ||
+            !streq(d.attrs[1].name, "rcpt")) {
+                ipc_msg_free(&d);
+                return -EBADMSG; /* a head, then a whole group: never a group cut in two */
+        }
+        for (size_t i = 1; i < d.n_attrs; i++) {
+                strv_push(&s->names, d.attrs[i].name);
+                strv_push(&s->values, d.attrs[i].value);
+        }
+        ipc_msg_free(&d);
+        return 0;
+}
+
+/* Many more recipients than one message holds: every one arrives, in order, in whole groups. */
+TEST(ipc_batch_splits_in_whole_groups)
+{
+        static const struct ipc_kv head[] = {{"req", "rcpt", 4}};
+        struct sent s = {STRV_INIT, STRV_INIT, 0, 0};
+        struct ipc_batch b;
+        CHECK_INT(ipc_batch_init(&b, head, 1, collect, &s), 0);
+        const size_t n = 1500; /* x3 attributes: beyond IPC_ATTRS_MAX */
+        for (size_t i = 0; i < n; i++) {
+                char addr[32], orcpt[40];
+                snprintf(addr, sizeof addr, "u%zu@example.test", i);
+                snprintf(orcpt, sizeof orcpt, "rfc822;%s", addr);
+                const struct ipc_kv g[] = {
+                        {"rcpt", addr, strlen(addr)}, {"orcpt", orcpt, strlen(orcpt)}, {"notify", "2", 1}};
+                CHECK_INT(ipc_batch_add(&b, g, 3), 0);
+        }
+        CHECK_INT(ipc_batch_finish(&b), 0);
+        CHECK(s.n_msgs >= 2);
+        CHECK_INT(s.names.n, 3 * n);
+        for (size_t i = 0; i < n; i++) {
+                char addr[32];
+                snprintf(addr, sizeof addr, "u%zu@example.test", i);
+                CHECK_STR(s.names.v[3 * i], "rcpt");
+                CHECK_STR(s.values.v[3 * i], addr);
+                CHECK_STR(s.names.v[3 * i + 1], "orcpt");
+                CHECK_STR(s.names.v[3 * i + 2], "notify");
+        }
+        strv_free(&s.names);
+        strv_free(&s.values);
+}
+
+TEST(ipc_batch_failures)
+{
+        static const struct ipc_kv head[] = {{"req", "rcpt", 4}};
+        /* The send failure is the batch's result; the caller then sends nothing more. */
+        struct sent s = {STRV_INIT, STRV_INIT, 0, 1};
+        struct ipc_batch b;
+        CHECK_INT(ipc_batch_init(&b, head, 1, collect, &s), 0);
+        int r = 0;
+        for (size_t i = 0; i < 5000 && r == 0; i++)
+                r = ipc_batch_add(&b, (const struct ipc_kv[]){{"rcpt", "a@b", 3}}, 1);
+        CHECK_INT(r, -EPIPE);
+        ipc_batch_done(&b);
+
+        /* A group that does not fit even an empty message is refused, not cut. */
+        struct sent s2 = {STRV_INIT, STRV_INIT, 0, 0};
+        CHECK_INT(ipc_batch_init(&b, head, 1, collect, &s2), 0);
+        char *big = xmalloc(IPC_BODY_MAX);
+        memset(big, 'a', IPC_BODY_MAX);
+        CHECK_INT(ipc_batch_add(&b, (const struct ipc_kv[]){{"rcpt", big, IPC_BODY_MAX}}, 1), -E2BIG);
+        free(big);
+        CHECK_INT(s2.n_msgs, 0);
+        /* Nothing added: finish sends nothing. */
+        CHECK_INT(ipc_batch_finish(&b), 0);
+        CHECK_INT(s2.n_msgs, 0);
+        /* A bad head is refused at init. */
+        CHECK_INT(ipc_batch_init(&b, (const struct ipc_kv[]){{"bad name", "", 0}}, 1, collect, &s2),
+                  -EINVAL);
+}
+
+/* The peer of ipc_call_definite: answers at once, or only the abort; exits 0 when it saw what it should. */
+static int definite_peer(int fd, bool answer_at_once)
+{
+        struct ipc_msg m = IPC_MSG_INIT, reply = IPC_MSG_INIT;
+        if (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "end"))
+                return 1;
+        ipc_msg_free(&m);
+        if (!answer_at_once && (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "abort")))
+                return 2;
+        if (ipc_msg_add_str(&reply, "status", answer_at_once ? "0" : "4") < 0 ||
+            ipc_send(fd, &reply, 5000) < 0)
+                return 3;
+        /* No abort may follow an answer in time. */
+        if (answer_at_once && ipc_recv(fd, &m, 300) != -ECONNRESET)
+                return 4;
+        return 0;
+}
+
+TEST(ipc_call_definite_asks_to_abort_and_gets_the_answer)
+{
+        for (int at_once = 0; at_once <= 1; at_once++) {
+                int sv[2];
+                CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                pid_t pid = fork();
+                CHECK(pid >= 0);
+                if (pid == 0) {
+                        close(sv[0]);
+                        _exit(definite_peer(sv[1], at_once));
+                }
+                close(sv[1]);
+                struct ipc_msg req = IPC_MSG_INIT, abort = IPC_MSG_INIT, reply = IPC_MSG_INIT;
+                CHECK_INT(ipc_msg_add_str(&req, "req", "end"), 0);
+                CHECK_INT(ipc_msg_add_str(&abort, "req", "abort"), 0);
+                CHECK_INT(ipc_call_definite(sv[0], &req, &abort, &reply, 200), 0);
+                CHECK_STR(ipc_msg_get_str(&reply, "status"), at_once ? "0" : "4");
+                close(sv[0]);
+                int status = -1;
+                CHECK_INT(waitpid(pid, &status, 0), pid);
+                CHECK(WIFEXITED(status));
+                CHECK_INT(WEXITSTATUS(status), 0);
+                ipc_msg_free(&req);
+                ipc_msg_free(&abort);
+                ipc_msg_free(&reply);
+        }
 }

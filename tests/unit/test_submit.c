@@ -1,6 +1,7 @@
 /* test_submit.c: unit tests of the maildrop file rules, authorized_submit_users lists, address extraction
  * and the mailq layout. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -331,4 +332,28 @@ TEST(showq_json)
                   "\"recipients\": [{\"address\": \"a\\\"q@x\", \"delay_reason\": \"why\\u000a\"}, "
                   "{\"address\": \"b@x\"}]}\n");
         buf_free(&out);
+}
+
+/* The address limit is per argument or header: recipients from earlier ones never push later ones out
+ * (sendmail with 3000 arguments kept only the first 1000, silently), and a list longer than a message may
+ * hold stays longer, so that sendmail's own count refuses it. */
+TEST(extract_addresses_limit_is_per_call)
+{
+        struct strv out = STRV_INIT;
+        for (int i = 0; i < 3000; i++) {
+                char a[32];
+                snprintf(a, sizeof a, "u%d@example.test", i);
+                CHECK_INT(submit_extract_addresses(a, strlen(a), &out), 1);
+        }
+        CHECK_INT(out.n, 3000);
+        CHECK_STR(out.v[2999], "u2999@example.test");
+        strv_free(&out);
+
+        struct buf list = BUF_INIT;
+        for (int i = 0; i < MAILDROP_MAX_RECIPIENTS + 5; i++)
+                buf_printf(&list, "%sv%d@example.test", i ? ", " : "", i);
+        CHECK_INT(submit_extract_addresses(list.data, list.len, &out), SUBMIT_ADDRS_MAX);
+        CHECK(out.n > MAILDROP_MAX_RECIPIENTS);
+        strv_free(&out);
+        buf_free(&list);
 }
