@@ -14,6 +14,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "macro.h"
+#include "selabel.h"
 
 static const char *const queue_names[_QUEUE_MAX] = {
         [QUEUE_INCOMING] = "incoming", [QUEUE_ACTIVE] = "active",   [QUEUE_DEFERRED] = "deferred",
@@ -93,6 +94,24 @@ static int fix_dir(int fd, uid_t uid, gid_t gid, mode_t mode)
         return 0;
 }
 
+/*
+ * Under SELinux the policy module names a type for each queue directory; directories made before
+ * it was loaded, or by a process without its transitions, keep their parent's. Not fatal: the
+ * mail system may still work (permissive, or a custom policy), and the warning says the fix.
+ */
+static void restore_labels(const char *queue_dir)
+{
+        int r = selabel_restore(queue_dir, false);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(layout); i++) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", queue_dir, queue_names[layout[i].name]);
+                r = selabel_restore(path, false);
+        }
+        if (r < 0)
+                msg_warn("%s: cannot restore the SELinux labels of the queue directories: %s (run "
+                         "restorecon -R %s)",
+                         queue_dir, strerror(-r), queue_dir);
+}
+
 int queue_layout_create(const char *queue_dir, const struct queue_owners *o)
 {
         if (mkdir(queue_dir, 0755) < 0 && errno != EEXIST)
@@ -118,6 +137,7 @@ int queue_layout_create(const char *queue_dir, const struct queue_owners *o)
         }
         if (fsync(qfd) < 0)
                 return -errno;
+        restore_labels(queue_dir);
         return 0;
 }
 
