@@ -87,9 +87,18 @@ static int open_dir_at(int dirfd, const char *name)
         return fd < 0 ? -errno : fd;
 }
 
+/* Changes only what differs: SELinux checks setattr on every chown/chmod, even one that changes nothing,
+ * and the stock policies do not let the master set attributes of every queue directory type. */
 static int fix_dir(int fd, uid_t uid, gid_t gid, mode_t mode)
 {
-        if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        bool chown_needed = st.st_uid != uid || st.st_gid != gid;
+        if (chown_needed && fchown(fd, uid, gid) < 0)
+                return -errno;
+        /* A chown may clear set-id bits: set the mode again after one. */
+        if ((chown_needed || (st.st_mode & 07777) != mode) && fchmod(fd, mode) < 0)
                 return -errno;
         return 0;
 }

@@ -13,6 +13,8 @@ Case lines (see cases.txt):
   need   DOMAIN TARGET CLASS PERMS
          DOMAIN holds every perm on TARGET (a type, or a path: templates are checked for the
          default instance and the instance) because postd's code does it
+  newattr DOMAIN PATH CLASS PERMS
+         as need, on what DOMAIN has just created at PATH (the type the kernel gives it)
 Prints PASS/FAIL per check and "N passed, N failed"; exits 1 on any failure.
 """
 import os
@@ -149,6 +151,13 @@ def main():
                 shown = "%s [%s]" % (t, label(t, cls)) if t.startswith("/") else t
                 report(not missing, "need  %-18s %-46s %-18s lacks {%s}" % (
                     domain, shown, cls, ",".join(sorted(missing))))
+        elif kind == "newattr":
+            domain, path, cls, wanted = f[1], f[2], f[3], set(f[4].split(","))
+            for p in dict.fromkeys([expand(path, ""), expand(path, inst_sfx)]):
+                ty = pol.created_type(domain, label(os.path.dirname(p), "dir"), cls, os.path.basename(p))
+                missing = wanted - pol.perms(domain, ty, cls)
+                report(not missing, "newattr %-16s %-46s %-18s lacks {%s}" % (
+                    domain, "%s [%s]" % (p, ty), cls, ",".join(sorted(missing))))
         else:
             sys.exit("%s: unknown case kind %r" % (cases_path, kind))
     print("%d passed, %d failed" % (npass, nfail))
