@@ -67,17 +67,19 @@ POLICY=etc/selinux/default/policy/policy.33
 FCREL=etc/selinux/default/contexts/files/file_contexts
 if [ ! -f "$REF/$POLICY" ]; then
         t=$(date +%s)
-        rm -rf "$REF" "$REF.tmp"
-        mkdir -p "$REF.tmp"
-        dpkg-deb -x "$deb" "$REF.tmp"
-        mods=$REF.tmp/usr/share/selinux/default
+        TMPSTORE=$REF.tmp.$$ # private to this run: two runs may build at once
+        rm -rf "$TMPSTORE"
+        mkdir -p "$TMPSTORE"
+        dpkg-deb -x "$deb" "$TMPSTORE"
+        mods=$TMPSTORE/usr/share/selinux/default
         args=()
         for m in $(cat "$mods/.modules"); do args+=(-i "$mods/$m.pp.bz2"); done
-        timeout 600 semodule -p "$REF.tmp" -s default -n -X 100 "${args[@]}" 2>&1 | grep -v 'not in password file'
-        if [ -f "$REF.tmp/$POLICY" ]; then
+        timeout 600 semodule -p "$TMPSTORE" -s default -n -X 100 "${args[@]}" 2>&1 | grep -v 'not in password file'
+        if [ -f "$TMPSTORE/$POLICY" ]; then
                 ok "built the store from $(basename "$deb") ($((${#args[@]} / 2)) modules, $(($(date +%s) - t)) s)"
-                mv "$REF.tmp" "$REF"
+                mv -T "$TMPSTORE" "$REF" 2>/dev/null || rm -rf "$TMPSTORE" # another run was faster
         else
+                rm -rf "$TMPSTORE"
                 bad "building the reference store from $(basename "$deb")"
                 echo "$npass passed, $nfail failed"
                 exit 1
@@ -237,7 +239,7 @@ while read -r path cls; do
         a=$(matchpathcon -m "$cls" -f "$REF/$FCREL" "$path" | awk '{print $2}')
         b=$(matchpathcon -m "$cls" -f "$WITH/$FCREL" "$path" | awk '{print $2}')
         [ "$a" = "$b" ] || { changed=$((changed + 1)); echo "        $path: $a -> $b"; }
-done < <(awk '$1 == "label" {print $2, $3}' "$HERE/cases.txt" |
+done < <(awk '$1 == "label" && $2 ~ /^@/ {print $2, $3}' "$HERE/cases.txt" |
         sed 's|@SPOOL@|/var/spool/postfix|; s|@ETC@|/etc/postfix|; s|@LIB@|/var/lib/postfix|'
         printf '%s file\n' /usr/sbin/postfix /usr/sbin/postmap /usr/sbin/postdrop /usr/sbin/postqueue \
                 /usr/sbin/sendmail /usr/libexec/postfix/master /usr/libexec/postfix/smtpd /usr/libexec/postfix/error \
