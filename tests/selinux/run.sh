@@ -8,7 +8,7 @@
 # and the seed 001 AVCs replayed with audit2why. The store WITHOUT the module must fail the same
 # checks (negative control). Ends with "N passed, N failed"; exit status 0 only if all passed.
 #
-# Packages (Debian 12): checkpolicy semodule-utils selinux-utils policycoreutils
+# Packages (Debian 12): checkpolicy semodule-utils selinux-utils policycoreutils policycoreutils-python-utils
 #   selinux-policy-dev setools python3-setools python3-selinux
 # Downloads and the reference store are cached in $POSTD_SELINUX_CACHE
 # (default /var/cache/postd-test/selinux); the first run builds the store (about 90 s).
@@ -41,7 +41,7 @@ $PY -c 'import setools, selinux' 2>/dev/null || missing="$missing python3-setool
 if [ -n "$missing" ]; then
         echo "missing:$missing"
         echo "install: apt-get install -y --no-install-recommends checkpolicy semodule-utils selinux-utils" \
-                "policycoreutils selinux-policy-dev setools python3-setools python3-selinux"
+                "policycoreutils policycoreutils-python-utils selinux-policy-dev setools python3-setools python3-selinux"
         echo "0 passed, 1 failed"
         exit 1
 fi
