@@ -21,6 +21,7 @@
 #include "log.h"
 #include "maincf.h"
 #include "postd-build.h"
+#include "selabel.h"
 
 #define POSTMULTI_INSTANCES_MAX 1000 /* entries of multi_instance_directories */
 #define POSTMULTI_ARGS_MAX      256  /* param=value arguments of create/import */
@@ -175,6 +176,19 @@ static void make_dirs(struct config *c)
                 msg_fatal("%s", err);
 }
 
+/* Gives the new instance's trees the SELinux types the policy module names (no-op without SELinux). */
+static void label_instance(const char *config_dir, const char *queue_dir, const char *data_dir)
+{
+        const char *dirs[] = {config_dir, queue_dir, data_dir};
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                int r = selabel_restore(dirs[i], true);
+                if (r < 0)
+                        msg_warn("%s: cannot restore its SELinux labels: %s (run restorecon -R %s before "
+                                 "starting the instance)",
+                                 dirs[i], strerror(-r), dirs[i]);
+        }
+}
+
 /* Under systemd the generator turns the instance list into units: let it run again. */
 static void systemd_reload(void)
 {
@@ -289,6 +303,7 @@ static void action_create(const struct opts *o, int argc, char **argv)
         if (config_load(dir, &c) < 0)
                 msg_fatal("open %s", maincf);
         make_dirs(c);
+        label_instance(dir, config_get(c, "queue_directory"), config_get(c, "data_directory"));
         config_free(c);
         config_free(def);
         update_directories(dir, true);

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "log.h"
 #include "macro.h"
+#include "selabel.h"
 
 int instance_owners(struct config *c, struct queue_owners *ret, char **ret_error)
 {
@@ -73,6 +75,11 @@ int instance_create_dirs(struct config *c, unsigned what, char **ret_error)
                         *ret_error = xasprintf("create data directory %s: %s", data_dir, strerror(-r));
                         return r;
                 }
+                /* The queue layout labels its own directories; the data directory gets its type here. */
+                r = selabel_restore(data_dir, false);
+                if (r < 0)
+                        msg_warn("%s: cannot restore its SELinux label: %s (run restorecon -R %s)", data_dir,
+                                 strerror(-r), data_dir);
         }
         return 0;
 }

@@ -14,6 +14,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "macro.h"
+#include "selabel.h"
 
 static const char *const queue_names[_QUEUE_MAX] = {
         [QUEUE_INCOMING] = "incoming", [QUEUE_ACTIVE] = "active",   [QUEUE_DEFERRED] = "deferred",
@@ -86,11 +87,38 @@ static int open_dir_at(int dirfd, const char *name)
         return fd < 0 ? -errno : fd;
 }
 
+/* Changes only what differs: SELinux checks setattr on every chown/chmod, even one that changes nothing,
+ * and the stock policies do not let the master set attributes of every queue directory type. */
 static int fix_dir(int fd, uid_t uid, gid_t gid, mode_t mode)
 {
-        if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0)
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        bool chown_needed = st.st_uid != uid || st.st_gid != gid;
+        if (chown_needed && fchown(fd, uid, gid) < 0)
+                return -errno;
+        /* A chown may clear set-id bits: set the mode again after one. */
+        if ((chown_needed || (st.st_mode & 07777) != mode) && fchmod(fd, mode) < 0)
                 return -errno;
         return 0;
+}
+
+/*
+ * Under SELinux the policy module names a type for each queue directory; directories made before
+ * it was loaded, or by a process without its transitions, keep their parent's. Not fatal: the
+ * mail system may still work (permissive, or a custom policy), and the warning says the fix.
+ */
+static void restore_labels(const char *queue_dir)
+{
+        int r = selabel_restore(queue_dir, false);
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(layout); i++) {
+                _cleanup_free_ char *path = xasprintf("%s/%s", queue_dir, queue_names[layout[i].name]);
+                r = selabel_restore(path, false);
+        }
+        if (r < 0)
+                msg_warn("%s: cannot restore the SELinux labels of the queue directories: %s (run "
+                         "restorecon -R %s)",
+                         queue_dir, strerror(-r), queue_dir);
 }
 
 int queue_layout_create(const char *queue_dir, const struct queue_owners *o)
@@ -118,6 +146,7 @@ int queue_layout_create(const char *queue_dir, const struct queue_owners *o)
         }
         if (fsync(qfd) < 0)
                 return -errno;
+        restore_labels(queue_dir);
         return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "master.h"
 #include "postd-build.h"
 #include "queue.h"
+#include "selabel.h"
 #include "service.h"
 
 _noreturn_ static void usage(void)
@@ -85,6 +86,11 @@ static void ensure_dir(const char *path, mode_t mode)
 {
         if (mkdir(path, mode) < 0 && errno != EEXIST)
                 msg_fatal("create %s: %s", path, strerror(errno));
+        /* The sockets made in it inherit its SELinux type: it must be the policy's, not the queue's. */
+        int r = selabel_restore(path, false);
+        if (r < 0)
+                msg_warn("%s: cannot restore its SELinux label: %s (run restorecon -R %s)", path,
+                         strerror(-r), path);
 }
 
 static void start_services(struct master *m)
