@@ -157,3 +157,36 @@ void smtpd_client_dns_lookup(const char *addr, bool names, const struct strv *zo
                 rbl_lookup(qname, a);
         }
 }
+
+/* ---- the DNS facts of restrictions evaluated at a command (reject_unknown_*, reject_rhsbl_*) ---- */
+
+/* Has domain any MX, A or AAAA record? 0 yes, -ENOENT no (or no such domain), -EAGAIN no answer. */
+static int domain_exists(const char *domain)
+{
+        _cleanup_free_ unsigned char *answer = xmalloc(CLIENT_DNS_ANSWER_MAX);
+        static const int types[] = {ns_t_mx, ns_t_a, ns_t_aaaa};
+        int status = -ENOENT;
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                int len = query(domain, types[i], answer);
+                if (len > 0)
+                        return 0;
+                if (len == -EAGAIN)
+                        status = -EAGAIN;
+        }
+        return status;
+}
+
+void smtpd_dns_fact_lookup(const char *key, struct smtpd_dns_fact *ret)
+{
+        *ret = (struct smtpd_dns_fact){.status = -EAGAIN};
+        snprintf(ret->key, sizeof ret->key, "%s", key);
+        if (strncmp(key, "exists:", 7) == 0) {
+                ret->status = domain_exists(key + 7);
+        } else if (strncmp(key, "listed:", 7) == 0) {
+                struct smtpd_rbl_answer a = {0};
+                rbl_lookup(key + 7, &a);
+                ret->status = a.status;
+                memcpy(ret->addr, a.addr, sizeof ret->addr);
+                memcpy(ret->txt, a.txt, sizeof ret->txt);
+        }
+}

@@ -41,7 +41,8 @@ struct smtpd_access {
         struct access_table tables[ACCESS_TABLES_MAX];
         size_t n_tables;
         int relay_reject_code, access_reject_code, reject_code, defer_code, unknown_local_code;
-        int non_fqdn_code, invalid_hostname_code, unknown_client_code, rbl_code;
+        int non_fqdn_code, invalid_hostname_code, unknown_client_code, rbl_code, unknown_hostname_code;
+        int unknown_address_code;
 };
 
 /* One restriction Postfix has: its evaluation and how restrictions_init treats it (table below). */
@@ -175,6 +176,8 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         a->invalid_hostname_code = (int)config_get_int(c, "invalid_hostname_reject_code");
         a->unknown_client_code = (int)config_get_int(c, "unknown_client_reject_code");
         a->rbl_code = (int)config_get_int(c, "maps_rbl_reject_code");
+        a->unknown_hostname_code = (int)config_get_int(c, "unknown_hostname_reject_code");
+        a->unknown_address_code = (int)config_get_int(c, "unknown_address_reject_code");
         a->relay_reject_code = (int)config_get_int(c, "relay_domains_reject_code");
         a->access_reject_code = (int)config_get_int(c, "access_map_reject_code");
         a->reject_code = (int)config_get_int(c, "reject_code");
@@ -212,6 +215,7 @@ void access_decision_done(struct access_decision *d)
 {
         free(d->reply);
         d->reply = NULL;
+        strv_free(&d->lookups);
 }
 
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr)
@@ -462,6 +466,8 @@ struct eval_ctx {
         char client_what[512];
         bool defer_if_permit; /* a defer_if_permit matched: a final permit becomes 450 */
         bool warn_next;       /* warn_if_reject: the next rejection is only logged */
+        struct strv lookups;  /* DNS keys a restriction needs and rq->facts lacks: evaluation stops */
+        struct strv logs;     /* lines to log once the decision is final (not for an ACCESS_LOOKUP) */
 };
 
 /* The "<what>" of a list's generic replies. */
@@ -676,8 +682,11 @@ static void r_rbl_client(struct eval_ctx *x, const struct list_kind *k, const ch
                 if (strlen(ans->zone) != zlen || strncmp(ans->zone, arg, zlen) != 0)
                         continue;
                 if (ans->status < 0)
-                        msg_warn("%s: DNS blocklist lookup in %s failed: the client is not rejected by it",
-                                 x->client_what, ans->zone);
+                        strv_push_take(
+                                &x->logs,
+                                xasprintf("warning: %s: DNS blocklist lookup in %s failed: the client is "
+                                          "not rejected by it",
+                                          x->client_what, ans->zone));
                 if (ans->status != 1 || (want && !streq(want, ans->addr)))
                         return;
                 d->result = ACCESS_REJECT;
@@ -686,6 +695,108 @@ static void r_rbl_client(struct eval_ctx *x, const struct list_kind *k, const ch
                                      ans->txt[0] ? "; " : "", ans->txt);
                 return;
         }
+}
+
+/* The session's cache of DNS answers (smtpd.h): a small ring, searched in order. */
+const struct smtpd_dns_fact *smtpd_dns_facts_find(const struct smtpd_dns_facts *facts, const char *key)
+{
+        size_t n = facts->n < SMTPD_DNS_FACTS_MAX ? facts->n : SMTPD_DNS_FACTS_MAX;
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(facts->f[i].key, key) == 0)
+                        return &facts->f[i];
+        return NULL;
+}
+
+void smtpd_dns_facts_add(struct smtpd_dns_facts *facts, const struct smtpd_dns_fact *fact)
+{
+        struct smtpd_dns_fact *same = (struct smtpd_dns_fact *)smtpd_dns_facts_find(facts, fact->key);
+        if (same) {
+                *same = *fact; /* a newer answer replaces the old one */
+                return;
+        }
+        facts->f[facts->n % SMTPD_DNS_FACTS_MAX] = *fact;
+        facts->n++;
+}
+
+/* The DNS answer for key; NULL after asking for it (the evaluation then stops: ACCESS_LOOKUP). */
+static const struct smtpd_dns_fact *dns_fact(struct eval_ctx *x, const char *key)
+{
+        const struct smtpd_dns_fact *f = x->rq->facts ? smtpd_dns_facts_find(x->rq->facts, key) : NULL;
+        if (!f)
+                strv_push(&x->lookups, key);
+        return f;
+}
+
+/* reject_unknown_helo_hostname, reject_unknown_sender_domain, reject_unknown_recipient_domain: no MX, A
+ * or AAAA record. Address literals pass; so does a recipient in a domain this instance receives mail for. */
+static void r_unknown_domain(struct eval_ctx *x, const struct list_kind *k, const char *name,
+                             const char *arg, struct access_decision *d)
+{
+        bool helo = streq(name, "reject_unknown_helo_hostname"),
+             sender = streq(name, "reject_unknown_sender_domain");
+        const char *what = helo ? x->rq->helo : sender ? x->rq->sender : x->rq->rcpt;
+        if (isempty(what))
+                return;
+        _cleanup_free_ char *domain = helo ? xstrdup(what) : domain_of(what);
+        if (!domain || domain[0] == '[')
+                return;
+        if (!helo && !sender && smtpd_access_domain_is_local(x->a, domain) > 0)
+                return;
+        _cleanup_free_ char *key = xasprintf("exists:%s", domain);
+        const struct smtpd_dns_fact *f = dns_fact(x, key);
+        if (!f || f->status == 0)
+                return;
+        int code = f->status == -EAGAIN ? 450
+                   : helo               ? x->a->unknown_hostname_code
+                                        : x->a->unknown_address_code;
+        if (helo)
+                reject(d, code, "7.1", what, "Helo command rejected: ", "Host not found");
+        else
+                reject(d, code, sender ? "1.8" : "1.2", what,
+                       sender ? "Sender address rejected: " : "Recipient address rejected: ",
+                       "Domain not found");
+}
+
+/* The domain a reject_rhsbl_* restriction looks up, and the words of its reply; NULL: nothing to check. */
+static char *rhsbl_domain(const struct eval_ctx *x, const char *name, const char **ret_class)
+{
+        const struct access_client *cl = x->rq->client;
+        if (streq(name, "reject_rhsbl_client")) {
+                *ret_class = "Client host";
+                return streq(cl->name, "unknown") ? NULL : xstrdup(cl->name);
+        }
+        if (streq(name, "reject_rhsbl_reverse_client")) {
+                *ret_class = "Unverified Client host";
+                return cl->dns && cl->dns->reverse_status == 0 ? xstrdup(cl->dns->reverse_name) : NULL;
+        }
+        if (streq(name, "reject_rhsbl_helo")) {
+                *ret_class = "Helo command";
+                return !isempty(x->rq->helo) && x->rq->helo[0] != '[' ? xstrdup(x->rq->helo) : NULL;
+        }
+        bool sender = streq(name, "reject_rhsbl_sender");
+        const char *addr = sender ? x->rq->sender : x->rq->rcpt;
+        *ret_class = sender ? "Sender address" : "Recipient address";
+        return isempty(addr) ? NULL : domain_of(addr);
+}
+
+/* reject_rhsbl_client, _reverse_client, _helo, _sender, _recipient zone[=a.b.c.d] */
+static void r_rhsbl(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
+                    struct access_decision *d)
+{
+        const char *cls = NULL;
+        _cleanup_free_ char *domain = rhsbl_domain(x, name, &cls);
+        if (!domain || domain[0] == '[')
+                return;
+        size_t zlen = strcspn(arg, "=");
+        const char *want = arg[zlen] == '=' ? arg + zlen + 1 : NULL;
+        _cleanup_free_ char *key = xasprintf("listed:%s.%.*s", domain, (int)zlen, arg);
+        const struct smtpd_dns_fact *f = dns_fact(x, key);
+        if (!f || f->status != 1 || (want && !streq(want, f->addr)))
+                return;
+        d->result = ACCESS_REJECT;
+        d->reply =
+                xasprintf("%d %d.7.1 Service unavailable; %s [%s] blocked using %.*s%s%s", x->a->rbl_code,
+                          x->a->rbl_code / 100, cls, domain, (int)zlen, arg, f->txt[0] ? "; " : "", f->txt);
 }
 
 static const struct restriction RESTRICTIONS[] = {
@@ -708,6 +819,14 @@ static const struct restriction RESTRICTIONS[] = {
         {"reject_unknown_client_hostname", r_unknown_client, false, false, false},
         {"reject_unknown_reverse_client_hostname", r_unknown_client, false, false, false},
         {"reject_rbl_client", r_rbl_client, true, false, false},
+        {"reject_unknown_helo_hostname", r_unknown_domain, false, false, false},
+        {"reject_unknown_sender_domain", r_unknown_domain, false, false, false},
+        {"reject_unknown_recipient_domain", r_unknown_domain, false, false, false},
+        {"reject_rhsbl_client", r_rhsbl, true, false, false},
+        {"reject_rhsbl_reverse_client", r_rhsbl, true, false, false},
+        {"reject_rhsbl_helo", r_rhsbl, true, false, false},
+        {"reject_rhsbl_sender", r_rhsbl, true, false, false},
+        {"reject_rhsbl_recipient", r_rhsbl, true, false, false},
         {"check_client_access", eval_table, true, false, true},
         {"check_helo_access", eval_table, true, false, true},
         {"check_sender_access", eval_table, true, false, true},
@@ -745,8 +864,10 @@ void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out)
 static void eval_list(struct eval_ctx *x, const struct list_kind *k, const struct strv *list,
                       struct access_decision *d)
 {
-        *d = (struct access_decision){ACCESS_PASS, NULL};
-        for (size_t i = 0; i < list->n && d->result != ACCESS_REJECT && d->result != ACCESS_PERMIT; i++) {
+        *d = (struct access_decision){.result = ACCESS_PASS};
+        for (size_t i = 0;
+             i < list->n && d->result != ACCESS_REJECT && d->result != ACCESS_PERMIT && x->lookups.n == 0;
+             i++) {
                 const char *name = list->v[i];
                 bool warn = x->warn_next;
                 x->warn_next = false;
@@ -761,7 +882,8 @@ static void eval_list(struct eval_ctx *x, const struct list_kind *k, const struc
                         rs->eval(x, k, name, list->v[++i], d);
                 if (warn && d->result == ACCESS_REJECT) {
                         /* warn_if_reject: the administrator tries a rule out before enforcing it. */
-                        msg_info("reject_warning: %s: %s", x->client_what, d->reply);
+                        strv_push_take(&x->logs,
+                                       xasprintf("reject_warning: %s: %s", x->client_what, d->reply));
                         access_decision_done(d);
                         d->result = ACCESS_PASS;
                 }
@@ -817,23 +939,50 @@ void smtpd_access_check(struct smtpd_access *a, enum access_stage stage, const s
         }
 }
 
+static void check_lists(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
+                        struct eval_ctx *x, struct access_decision *ret);
+
+/*
+ * Evaluate; when a restriction lacked a DNS answer the result is ACCESS_LOOKUP with the keys to answer,
+ * and nothing is logged: the session asks again with the answers, and that evaluation logs.
+ */
 static void check_stage(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
                         struct access_decision *ret)
 {
-        struct eval_ctx x = {.a = a, .rq = rq};
+        struct eval_ctx x = {.a = a, .rq = rq, .lookups = STRV_INIT, .logs = STRV_INIT};
         snprintf(x.client_what, sizeof x.client_what, "%s[%s]", rq->client->name, rq->client->addr);
+        check_lists(a, stage, rq, &x, ret);
+        if (x.lookups.n > 0) {
+                access_decision_done(ret);
+                *ret = (struct access_decision){.result = ACCESS_LOOKUP, .lookups = x.lookups};
+                x.lookups = (struct strv)STRV_INIT;
+        } else {
+                for (size_t i = 0; i < x.logs.n; i++) {
+                        if (strncmp(x.logs.v[i], "warning: ", 9) == 0)
+                                msg_warn("%s", x.logs.v[i] + 9);
+                        else
+                                msg_info("%s", x.logs.v[i]);
+                }
+        }
+        strv_free(&x.lookups);
+        strv_free(&x.logs);
+}
+
+static void check_lists(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,
+                        struct eval_ctx *x, struct access_decision *ret)
+{
         const struct list_kind *kinds[5];
         const struct strv *lists[5];
         size_t n = stage_lists(a, stage, kinds, lists);
-        *ret = (struct access_decision){ACCESS_PASS, NULL};
+        *ret = (struct access_decision){.result = ACCESS_PASS};
         for (size_t i = 0; i < n; i++) {
-                eval_list(&x, kinds[i], lists[i], ret);
-                if (ret->result == ACCESS_REJECT)
+                eval_list(x, kinds[i], lists[i], ret);
+                if (ret->result == ACCESS_REJECT || x->lookups.n > 0)
                         return;
                 /* smtpd_reject_unlisted_sender: with the sender list, whatever that list said. */
                 if (kinds[i] == &KIND_SENDER && a->reject_unlisted_sender) {
                         access_decision_done(ret);
-                        *ret = (struct access_decision){ACCESS_PASS, NULL};
+                        *ret = (struct access_decision){.result = ACCESS_PASS};
                         reject_unlisted(a, rq->sender, true, ret);
                         if (ret->result == ACCESS_REJECT)
                                 return;
@@ -845,9 +994,9 @@ static void check_stage(struct smtpd_access *a, enum access_stage stage, const s
                 if (ret->result == ACCESS_REJECT)
                         return;
         }
-        if (x.defer_if_permit) {
+        if (x->defer_if_permit) {
                 ret->result = ACCESS_REJECT;
                 ret->reply = xasprintf("%d 4.7.1 <%s>: %s rejected: Access denied", a->defer_code,
-                                       kind_what(&x, kinds[n - 1]), kinds[n - 1]->label);
+                                       kind_what(x, kinds[n - 1]), kinds[n - 1]->label);
         }
 }

@@ -19,6 +19,8 @@
 #define SESSION_READ_CHUNK 16384u
 /* Rounds of read/process/write per event, so one busy client cannot starve the others. */
 #define SESSION_PUMP_ROUNDS 8
+/* DNS lookups one command's restrictions may start before it is answered 451 4.3.0. */
+#define SESSION_DNS_ROUNDS_MAX 4
 
 /* The disconnect line's counters, in Postfix's order. */
 enum counter {
@@ -52,10 +54,16 @@ struct rcpt {
 /* The client's DNS facts, looked up in a worker thread before the greeting. */
 struct client_lookup {
         struct session *session; /* NULL once the session is gone */
+        /* Before the greeting: the client's names and blocklist listings. */
         char addr[NETADDR_FORMAT_MAX];
         bool names;
         struct strv zones;
         struct smtpd_client_dns dns;
+        /* At a command: the DNS facts its restrictions asked for, then the command again. */
+        struct strv keys;
+        struct smtpd_dns_fact *facts; /* keys.n answers */
+        char *retry_line;             /* NULL: the greeting's restrictions asked */
+        size_t retry_len;
 };
 
 struct session {
@@ -76,6 +84,11 @@ struct session {
         struct client_lookup *lookup;         /* the DNS lookup before the greeting, while it runs */
         struct smtpd_client_dns dns;
         bool dns_done; /* dns holds the answers (else the client is "unknown" to every check) */
+        struct smtpd_dns_facts facts; /* DNS answers restrictions asked for (reject_unknown_*, rhsbl) */
+        const char *cur_line;         /* the command being handled, for its run with the answers */
+        size_t cur_len;
+        bool retrying;       /* handling a command again, its DNS answers in facts */
+        unsigned dns_rounds; /* lookups for the current command: bounded by SESSION_DNS_ROUNDS_MAX */
 
         struct tls_conn *tls;
         bool tls_handshaking, tls_active, tls_start_after_flush;
@@ -108,6 +121,8 @@ struct session {
 
 static void pump(struct session *s);
 static void finish(struct session *s);
+static int start_fact_lookup(struct session *s, const struct strv *keys, bool greeting);
+static void client_lookup_done(void *userdata);
 
 static const char *client_name(const struct session *s)
 {
@@ -354,9 +369,18 @@ static bool access_rejects(struct session *s, enum access_stage stage, const cha
                            const char *log_stage)
 {
         struct access_client cl = {client_name(s), s->addr, false, s->dns_done ? &s->dns : NULL};
-        struct access_request rq = {&cl, helo, s->in_mail ? s->sender : NULL, rcpt};
+        struct access_request rq = {&cl, helo, s->in_mail ? s->sender : NULL, rcpt, &s->facts};
         struct access_decision d;
         smtpd_access_check(s->srv->access, stage, &rq, &d);
+        if (d.result == ACCESS_LOOKUP) {
+                bool started = s->dns_rounds++ < SESSION_DNS_ROUNDS_MAX &&
+                               start_fact_lookup(s, &d.lookups, stage == ACCESS_STAGE_CONNECT) == 0;
+                access_decision_done(&d);
+                if (started)
+                        return true; /* the caller stops; the command runs again with the answers */
+                d = (struct access_decision){.result = ACCESS_REJECT};
+                d.reply = xasprintf("451 4.3.0 <%s>: Temporary lookup failure", s->client);
+        }
         bool rejected = d.result == ACCESS_REJECT;
         if (rejected) {
                 reply(s, d.reply);
@@ -381,9 +405,10 @@ static bool tls_required(struct session *s)
  */
 static void greet(struct session *s)
 {
-        if (access_rejects(s, ACCESS_STAGE_CONNECT, NULL, NULL, "CONNECT"))
-                s->access_denied = true;
-        else
+        if (access_rejects(s, ACCESS_STAGE_CONNECT, NULL, NULL, "CONNECT")) {
+                if (!s->lookup)
+                        s->access_denied = true;
+        } else
                 replyf(s, "220 %s", s->srv->banner);
 }
 
@@ -495,8 +520,11 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                 reply(s, "452 4.5.3 Error: too many recipients");
                 return;
         }
-        if (access_rejects(s, ACCESS_STAGE_RCPT, s->helo, c->addr.addr, "RCPT"))
+        if (access_rejects(s, ACCESS_STAGE_RCPT, s->helo, c->addr.addr, "RCPT")) {
+                if (s->lookup)
+                        s->rcpt_attempts--; /* counted when it runs again */
                 return;
+        }
         if (s->sub) {
                 add_rcpt(s, c);
                 reply(s, "250 2.1.5 Ok");
@@ -813,7 +841,12 @@ static void handle_command(struct session *s, const char *line, size_t len)
         };
         int r = smtp_cmd_parse(line, len, &o, &c);
         enum counter idx = counter_of(c.verb);
-        s->cnt_total[idx]++;
+        if (!s->retrying) {
+                s->cnt_total[idx]++;
+                s->dns_rounds = 0;
+        }
+        s->cur_line = line;
+        s->cur_len = len;
         s->cur_cnt = (int)idx;
         s->last_cmd = c.verb == SMTP_VERB_UNKNOWN ? "UNKNOWN" : smtp_verb_to_string(c.verb);
 
@@ -850,6 +883,7 @@ static void handle_command(struct session *s, const char *line, size_t len)
             s->tls_start_after_flush)
                 s->in_off = s->in.len; /* RFC 3207: nothing sent before the handshake may count after it */
         smtp_cmd_done(&c);
+        s->cur_line = NULL;
 }
 
 static bool output_full(const struct session *s)
@@ -1269,14 +1303,75 @@ static void session_begin(struct session *s);
 static void client_lookup_work(void *userdata)
 {
         struct client_lookup *l = userdata;
+        if (l->keys.n > 0) {
+                for (size_t i = 0; i < l->keys.n; i++)
+                        smtpd_dns_fact_lookup(l->keys.v[i], &l->facts[i]);
+                return;
+        }
         smtpd_client_dns_lookup(l->addr, l->names, &l->zones, &l->dns);
+}
+
+static void client_lookup_free(struct client_lookup *l)
+{
+        strv_free(&l->zones);
+        strv_free(&l->keys);
+        free(l->facts);
+        free(l->retry_line);
+        free(l);
+}
+
+/* The answers of a command's restrictions are in: run it (or the greeting) again. */
+static void facts_done(struct session *s, struct client_lookup *l)
+{
+        for (size_t i = 0; i < l->keys.n; i++)
+                smtpd_dns_facts_add(&s->facts, &l->facts[i]);
+        if (s->dead)
+                return;
+        if (!l->retry_line) {
+                greet(s);
+        } else {
+                s->retrying = true;
+                handle_command(s, l->retry_line, l->retry_len);
+                s->retrying = false;
+        }
+        pump(s);
+}
+
+/* Look up the DNS keys a command's restrictions need in a worker thread, then run it again. */
+static int start_fact_lookup(struct session *s, const struct strv *keys, bool greeting)
+{
+        if (!greeting && !s->cur_line)
+                return -EINVAL;
+        struct client_lookup *l = xcalloc(1, sizeof *l);
+        l->session = s;
+        l->zones = (struct strv)STRV_INIT;
+        l->keys = (struct strv)STRV_INIT;
+        for (size_t i = 0; i < keys->n; i++)
+                strv_push(&l->keys, keys->v[i]);
+        l->facts = xcalloc(keys->n, sizeof *l->facts);
+        if (!greeting) {
+                l->retry_line = xstrndup(s->cur_line, s->cur_len);
+                l->retry_len = s->cur_len;
+        }
+        int r = worker_run(service_event(s->srv->service), client_lookup_work, client_lookup_done, l);
+        if (r < 0) {
+                msg_warn("cannot start a DNS lookup for %s: %s", s->client, strerror(-r));
+                client_lookup_free(l);
+                return r;
+        }
+        s->lookup = l;
+        return 0;
 }
 
 static void client_lookup_done(void *userdata)
 {
         struct client_lookup *l = userdata;
         struct session *s = l->session;
-        if (s) {
+        if (s && l->keys.n > 0) {
+                s->lookup = NULL;
+                facts_done(s, l);
+                finish(s);
+        } else if (s) {
                 s->lookup = NULL;
                 s->dns = l->dns;
                 s->dns_done = true;
@@ -1288,8 +1383,7 @@ static void client_lookup_done(void *userdata)
                 }
                 finish(s);
         }
-        strv_free(&l->zones);
-        free(l);
+        client_lookup_free(l);
 }
 
 /*
@@ -1312,8 +1406,7 @@ static int start_client_lookup(struct session *s)
                         msg_warn("cannot look up the name of %s: %s", s->client, strerror(-r));
         }
         if (r < 0) {
-                strv_free(&l->zones);
-                free(l);
+                client_lookup_free(l);
                 return r;
         }
         s->lookup = l;

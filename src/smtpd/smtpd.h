@@ -71,7 +71,8 @@ void session_stop_all(struct smtpd *srv);
 /* ---- restrictions.c: access decisions ---- */
 
 /* An access decision: PASS (DUNNO: the next restriction decides), or a final PERMIT / reply. */
-enum access_result { ACCESS_PASS, ACCESS_PERMIT, ACCESS_REJECT };
+/* ACCESS_LOOKUP: a restriction needs DNS answers the session does not have yet (see lookups). */
+enum access_result { ACCESS_PASS, ACCESS_PERMIT, ACCESS_REJECT, ACCESS_LOOKUP };
 
 /* ---- client_dns.c: the client's DNS facts, looked up before the greeting ---- */
 
@@ -101,6 +102,31 @@ struct smtpd_client_dns {
 void smtpd_client_dns_lookup(const char *addr, bool names, const struct strv *zones,
                              struct smtpd_client_dns *ret);
 
+/*
+ * DNS answers a session's restrictions asked for (reject_unknown_*_domain, reject_unknown_helo_hostname,
+ * reject_rhsbl_*), each under its key: "exists:DOMAIN" (has MX, A or AAAA records) or "listed:NAME" (a
+ * blocklist A record for NAME). Filled by the session between two evaluations of a command.
+ */
+#define SMTPD_DNS_FACTS_MAX 32
+#define SMTPD_DNS_KEY_MAX   600
+
+struct smtpd_dns_fact {
+        char key[SMTPD_DNS_KEY_MAX];
+        int status;    /* exists: 0 yes, -ENOENT no; listed: 1 listed, 0 not; -EAGAIN: no answer */
+        char addr[16]; /* listed: the A record ("127.0.0.2") */
+        char txt[256]; /* listed: the TXT record, "" when none */
+};
+
+struct smtpd_dns_facts {
+        struct smtpd_dns_fact f[SMTPD_DNS_FACTS_MAX];
+        size_t n; /* the oldest are replaced beyond SMTPD_DNS_FACTS_MAX */
+};
+
+/* Blocking (a worker thread): answer one key. */
+void smtpd_dns_fact_lookup(const char *key, struct smtpd_dns_fact *ret);
+const struct smtpd_dns_fact *smtpd_dns_facts_find(const struct smtpd_dns_facts *facts, const char *key);
+void smtpd_dns_facts_add(struct smtpd_dns_facts *facts, const struct smtpd_dns_fact *fact);
+
 struct access_client {
         const char *name; /* forward-confirmed name, "unknown" without one */
         const char *addr; /* printable address, no brackets */
@@ -110,7 +136,8 @@ struct access_client {
 
 struct access_decision {
         enum access_result result;
-        char *reply; /* ACCESS_REJECT: the whole reply, "554 5.7.1 <x@y>: Relay access denied" */
+        char *reply;         /* ACCESS_REJECT: the whole reply, "554 5.7.1 <x@y>: Relay access denied" */
+        struct strv lookups; /* ACCESS_LOOKUP: the DNS keys to answer before asking again */
 };
 
 /*
@@ -143,6 +170,7 @@ struct access_request {
         const char *helo;
         const char *sender;
         const char *rcpt;
+        const struct smtpd_dns_facts *facts; /* NULL: none yet (every DNS restriction asks) */
 };
 
 /*

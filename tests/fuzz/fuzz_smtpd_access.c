@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *rcpt = nul ? xstrndup((const char *)nul + 1, size - vlen - 1) : xstrdup("");
 
         struct access_decision d;
-        d = (struct access_decision){ACCESS_PASS, NULL};
+        d = (struct access_decision){.result = ACCESS_PASS};
         smtpd_access_table_result(a, "fuzz", value, rcpt, "Recipient address", &d);
         if (d.result == ACCESS_REJECT && (!d.reply || strlen(d.reply) < 4))
                 abort();
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         /* The same hostile text as HELO name, sender and recipient: every list sees it. */
         struct access_client cl = {"unknown", size % 2 ? "127.0.0.1" : "192.0.2.1", false, NULL};
-        struct access_request rq = {&cl, rcpt, size % 3 ? rcpt : "", rcpt};
+        struct access_request rq = {&cl, rcpt, size % 3 ? rcpt : "", rcpt, NULL};
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
         if ((d.result == ACCESS_REJECT) != (d.reply != NULL))
                 abort();

@@ -24,6 +24,9 @@ RECORDS = [
     "--ptr-record=2.9.0.127.in-addr.arpa,good.client.test", "--host-record=good.client.test,127.0.9.2",
     "--ptr-record=3.9.0.127.in-addr.arpa,forged.client.test", "--host-record=forged.client.test,127.0.9.99",
     "--host-record=5.9.0.127.bl.test,127.0.0.2", "--txt-record=5.9.0.127.bl.test,listed for testing",
+    # domains for the sender, recipient and HELO checks: ok.test has an address, mx.test only an MX
+    "--host-record=ok.test,127.0.9.10", "--mx-host=mx.test,ok.test,10",
+    "--host-record=spam.test.dbl.test,127.0.1.2", "--txt-record=spam.test.dbl.test,spammy domain",
 ]
 
 
@@ -153,3 +156,44 @@ def test_wrappermode_client_waits_for_the_lookup(mail_instance, dns_server, tmp_
         assert c.ehlo("x")[0] == 250
     inst.wait_log(r"connect from good\.client\.test\[127\.0\.9\.2\]")
     inst.wait_log(r"Anonymous TLS connection established from good\.client\.test\[127\.0\.9\.2\]")
+
+
+def transaction(inst, helo, sender, rcpt, source="127.0.0.1"):
+    """The replies to HELO, MAIL and RCPT (a rejected step ends the list)."""
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=20, source_address=(source, 0)) as c:
+        replies = [c.docmd("EHLO", helo), c.docmd(f"MAIL FROM:<{sender}>"), c.docmd(f"RCPT TO:<{rcpt}>")]
+    return [(code, text.decode().split("\n")[0]) for code, text in replies]
+
+
+def test_reject_unknown_sender_and_recipient_domain(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server,
+                    "smtpd_sender_restrictions = reject_unknown_sender_domain\n"
+                    "smtpd_relay_restrictions = reject_unknown_recipient_domain, permit_mynetworks, "
+                    "reject_unauth_destination\n")
+    assert transaction(inst, "c.example", "a@ok.test", "b@mx.test")[2][0] == 250
+    assert transaction(inst, "c.example", "a@gone.test", "postd-test@localhost")[2] == (
+        450, "4.1.8 <a@gone.test>: Sender address rejected: Domain not found")
+    assert transaction(inst, "c.example", "a@ok.test", "b@gone.test")[2] == (
+        450, "4.1.2 <b@gone.test>: Recipient address rejected: Domain not found")
+    # Our own domain is never looked up: mx.example.test exists in no DNS here.
+    assert transaction(inst, "c.example", "a@ok.test", "postd-test@mx.example.test")[2][0] == 250
+    inst.wait_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 450 4\.1\.8 <a@gone\.test>: "
+                  r"Sender address rejected: Domain not found; from=<a@gone\.test>")
+
+
+def test_reject_unknown_helo_hostname_without_delay_reject(mail_instance, dns_server):
+    """smtpd_delay_reject = no: the lookup happens at EHLO, which is then answered with the verdict."""
+    inst = instance(mail_instance, dns_server,
+                    "smtpd_delay_reject = no\nsmtpd_helo_required = yes\n"
+                    "smtpd_helo_restrictions = reject_unknown_helo_hostname\n")
+    assert transaction(inst, "ok.test", "a@example.org", "postd-test@localhost")[0][0] == 250
+    replies = transaction(inst, "nohost.test", "a@example.org", "postd-test@localhost")
+    assert replies[0] == (450, "4.7.1 <nohost.test>: Helo command rejected: Host not found")
+    inst.wait_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=0/1 mail=0/1 rcpt=0/1")
+
+
+def test_reject_rhsbl_sender(mail_instance, dns_server):
+    inst = instance(mail_instance, dns_server, "smtpd_sender_restrictions = reject_rhsbl_sender dbl.test\n")
+    assert transaction(inst, "c.example", "a@ok.test", "postd-test@localhost")[2][0] == 250
+    assert transaction(inst, "c.example", "a@spam.test", "postd-test@localhost")[2] == (
+        554, "5.7.1 Service unavailable; Sender address [spam.test] blocked using dbl.test; spammy domain")

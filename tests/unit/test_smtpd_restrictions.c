@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "alloc.h"
+#include "buf.h"
 #include "config.h"
 #include "../../src/smtpd/smtpd.h"
 #include "unit.h"
@@ -35,7 +36,7 @@ static struct smtpd_access *access_from(const char *extra, struct config **ret_c
 static char *decide(struct smtpd_access *a, const char *addr, const char *rcpt)
 {
         struct access_client cl = {"unknown", addr, false, NULL};
-        struct access_request rq = {&cl, "client.example.org", "sender@example.org", rcpt};
+        struct access_request rq = {&cl, "client.example.org", "sender@example.org", rcpt, NULL};
         struct access_decision d;
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
         char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
@@ -178,7 +179,7 @@ static char *decide_at(struct smtpd_access *a, enum access_stage stage, const ch
                        const char *sender, const char *rcpt)
 {
         struct access_client cl = {"unknown", addr, false, NULL};
-        struct access_request rq = {&cl, helo, sender, rcpt};
+        struct access_request rq = {&cl, helo, sender, rcpt, NULL};
         struct access_decision d;
         smtpd_access_check(a, stage, &rq, &d);
         char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
@@ -367,7 +368,8 @@ static char *decide_dns(struct smtpd_access *a, const struct smtpd_client_dns *d
 {
         struct access_client cl = {dns && dns->name_status == 0 ? dns->name : "unknown", "192.0.2.5", false,
                                    dns};
-        struct access_request rq = {&cl, "client.example.org", "sender@example.org", "alice@localhost"};
+        struct access_request rq = {&cl, "client.example.org", "sender@example.org", "alice@localhost",
+                                    NULL};
         struct access_decision d;
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
         char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
@@ -461,5 +463,90 @@ TEST(rbl_client_needs_a_zone)
         CHECK(smtpd_access_new(c, &a, &err) < 0);
         CHECK(err && strstr(err, "requires a DNS zone argument"));
         free(err);
+        config_free(c);
+}
+
+/* The reply at RCPT TO with these DNS facts, "LOOKUP k1 k2" when the restrictions asked for more, or "". */
+static char *decide_facts(struct smtpd_access *a, const struct smtpd_dns_facts *facts, const char *helo,
+                          const char *sender, const char *rcpt)
+{
+        struct access_client cl = {"mail.example.org", "192.0.2.5", false, NULL};
+        struct access_request rq = {&cl, helo, sender, rcpt, facts};
+        struct access_decision d;
+        smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
+        struct buf b = BUF_INIT;
+        if (d.result == ACCESS_LOOKUP) {
+                buf_puts(&b, "LOOKUP");
+                for (size_t i = 0; i < d.lookups.n; i++)
+                        buf_printf(&b, " %s", d.lookups.v[i]);
+        } else if (d.result == ACCESS_REJECT)
+                buf_puts(&b, d.reply);
+        access_decision_done(&d);
+        return buf_steal(&b) ?: xstrdup("");
+}
+
+static void add_fact(struct smtpd_dns_facts *f, const char *key, int status, const char *addr)
+{
+        struct smtpd_dns_fact x = {.status = status};
+        snprintf(x.key, sizeof x.key, "%s", key);
+        snprintf(x.addr, sizeof x.addr, "%s", addr ? addr : "");
+        smtpd_dns_facts_add(f, &x);
+}
+
+TEST(unknown_domains_ask_then_decide)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("smtpd_sender_restrictions = reject_unknown_sender_domain\n"
+                                             "smtpd_relay_restrictions = reject_unknown_recipient_domain, "
+                                             "permit_mynetworks, reject_unauth_destination\n"
+                                             "smtpd_recipient_restrictions = reject_unknown_helo_hostname\n",
+                                             &c);
+        struct smtpd_dns_facts *f = xcalloc(1, sizeof *f);
+        char *r = decide_facts(a, f, "helo.example", "s@gone.example", "alice@localhost");
+        CHECK_STR(r, "LOOKUP exists:gone.example"); /* evaluation stops at the first unanswered key */
+        free(r);
+        add_fact(f, "exists:gone.example", -ENOENT, NULL);
+        r = decide_facts(a, f, "helo.example", "s@gone.example", "alice@localhost");
+        CHECK_STR(r, "450 4.1.8 <s@gone.example>: Sender address rejected: Domain not found");
+        free(r);
+        /* A local recipient needs no lookup; the HELO name does. */
+        r = decide_facts(a, f, "helo.example", "", "alice@localhost");
+        CHECK_STR(r, "LOOKUP exists:helo.example");
+        free(r);
+        add_fact(f, "exists:helo.example", 0, NULL);
+        r = decide_facts(a, f, "helo.example", "", "alice@localhost");
+        CHECK_STR(r, "");
+        free(r);
+        add_fact(f, "exists:nowhere.example", -EAGAIN, NULL);
+        r = decide_facts(a, f, "[192.0.2.9]", "", "bob@nowhere.example");
+        CHECK_STR(r, "450 4.1.2 <bob@nowhere.example>: Recipient address rejected: Domain not found");
+        free(r);
+        free(f);
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+TEST(rhsbl_sender_and_client)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from("smtpd_client_restrictions = reject_rhsbl_client dbl.example, "
+                                             "reject_rhsbl_sender dbl.example=127.0.1.2\n",
+                                             &c);
+        struct smtpd_dns_facts *f = xcalloc(1, sizeof *f);
+        char *r = decide_facts(a, f, "h.example", "s@spam.example", "alice@localhost");
+        CHECK_STR(r, "LOOKUP listed:mail.example.org.dbl.example");
+        free(r);
+        add_fact(f, "listed:mail.example.org.dbl.example", 0, NULL);
+        add_fact(f, "listed:spam.example.dbl.example", 1, "127.0.1.3"); /* another code than asked for */
+        r = decide_facts(a, f, "h.example", "s@spam.example", "alice@localhost");
+        CHECK_STR(r, "");
+        free(r);
+        add_fact(f, "listed:spam.example.dbl.example", 1, "127.0.1.2");
+        r = decide_facts(a, f, "h.example", "s@spam.example", "alice@localhost");
+        CHECK_STR(r,
+                  "554 5.7.1 Service unavailable; Sender address [spam.example] blocked using dbl.example");
+        free(r);
+        free(f);
+        smtpd_access_free(a);
         config_free(c);
 }
