@@ -100,11 +100,11 @@ def test_client_rejected_at_connect_without_delay_reject(mail_instance):
 
 
 def test_unsupported_restriction_defers_and_is_announced(mail_instance):
-    inst = started(mail_instance, "smtpd_sender_restrictions = reject_unknown_sender_domain\n")
+    inst = started(mail_instance, "smtpd_sender_restrictions = reject_unverified_sender\n")
     with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
         c.ehlo("client.example")
         c.docmd("MAIL FROM:<a@example.org>")
         # Never a silent pass: a restriction postd cannot evaluate keeps mail out with a 4xx.
         assert c.docmd(f"RCPT TO:<{TEST_USER}@localhost>") == (451, b"4.3.5 Server configuration error")
-    inst.wait_log(r'smtpd_sender_restrictions: restriction "reject_unknown_sender_domain" is not supported by '
+    inst.wait_log(r'smtpd_sender_restrictions: restriction "reject_unverified_sender" is not supported by '
                   r"postd; mail that reaches it is deferred with 451 4\.3\.5")
