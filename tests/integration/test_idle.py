@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from conftest import BIN, run
+from conftest import BIN, require, run
 from mailinstance import TEST_USER, pid_alive, wait_for, wake_pickup
 
 MASTER_CF = """\
@@ -15,8 +15,7 @@ LINGER = 5  # PICKUP_LINGER_SEC in src/pickup/main.c
 
 
 def test_pickup_exits_when_idle_and_comes_back_for_mail(mail_instance):
-    if not (BIN / "pickup").exists() or not (BIN / "cleanup").exists():
-        pytest.skip("pickup or cleanup is not built")
+    require((BIN / "pickup").exists() and (BIN / "cleanup").exists(), f"pickup or cleanup is not built in {BIN}")
     inst = mail_instance(master_cf=MASTER_CF)
     inst.start()
     # The master's first wakeup (at start) runs pickup, which finds maildrop empty and leaves.

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import mailproto
-from conftest import BIN
+from conftest import BIN, require
 from mailinstance import MAIL_OWNER, TEST_USER, wait_for
 
 SMTPD_ONLY = "{port}    inet  n       -       n       -       -       smtpd\n"
@@ -396,8 +396,7 @@ def test_rset_drops_cleanup_connection(smtpd):
 
 
 def test_swaks_delivery_to_fake_cleanup(smtpd):
-    if not shutil.which("swaks"):
-        pytest.skip("swaks is not installed")
+    require(shutil.which("swaks"), "swaks is not installed (apt-get install swaks)")
     fake = FakeCleanup(smtpd)
     try:
         p = subprocess.run(["swaks", "--server", f"127.0.0.1:{smtpd.port}", "--from", "a@example.org",
@@ -518,8 +517,8 @@ def cleanup_built():
     return (BIN / "cleanup").exists()
 
 
-@pytest.mark.skipif(not cleanup_built(), reason="cleanup is not built yet")
 def test_end_to_end_with_cleanup(mail_instance):
+    require(cleanup_built(), f"{BIN}/cleanup is not built")
     master_cf = SMTPD_ONLY + "cleanup   unix  n       -       n       -       0       cleanup\n"
     inst = smtpd_instance(mail_instance, "", master_cf)
     wait_port(inst.port)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, run
+from conftest import BIN, require, run
 from mailinstance import TEST_USER, wait_for, wake_pickup
 
 NO_PICKUP_MASTER_CF = """\
@@ -225,8 +225,7 @@ def test_bs_session(inst):
 
 
 def test_pickup_moves_maildrop_to_incoming(inst):
-    if not (BIN / "cleanup").exists():
-        pytest.skip("cleanup is not built")
+    require((BIN / "cleanup").exists(), f"{BIN}/cleanup is not built")
     r = sendmail(inst, "-f", "alice@example.test", TEST_USER)
     assert r.returncode == 0, r.stderr
     assert len(inst.queue_files("maildrop")) == 1
