@@ -28,7 +28,12 @@ def require(cond, reason):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    if not (rep.skipped and strict()) or hasattr(rep, "wasxfail"):
+    if not rep.skipped or hasattr(rep, "wasxfail"):
+        return
+    if not strict():
+        # A skip by require() is reported at the test, not at the line above that raised it.
+        if isinstance(rep.longrepr, tuple) and rep.longrepr[0].endswith("postd_strict.py"):
+            rep.longrepr = (item.location[0], item.location[1] + 1, rep.longrepr[2])
         return
     reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
     rep.outcome = "failed"
