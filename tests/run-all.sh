@@ -37,9 +37,9 @@ declare -A broken=() # build directories whose build failed
 
 tally() { # tally NAME RAN PASSED FAILED SKIPPED SECONDS
         local name=$1 ran=$2 p=$3 f=$4 s=$5 t=$6
-        if [ "$ran" -eq 0 ]; then
+        if [ "$ran" -eq 0 ] && [ "$f" -eq 0 ]; then
                 echo "=== $name: FAILED: no test ran"
-                f=$((f + 1))
+                f=1
         fi
         passed=$((passed + p))
         failed=$((failed + f))
