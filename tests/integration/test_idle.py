@@ -2,8 +2,6 @@
 import socket
 import time
 
-import pytest
-
 from conftest import BIN, require, run
 from mailinstance import TEST_USER, pid_alive, wait_for
 

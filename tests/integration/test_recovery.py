@@ -1,7 +1,6 @@
 """test_recovery.py: mail survives its daemons: qmgr and local killed under load, a file left in active/,
 retries spaced by the backoff settings, and submission refused to a user authorized_submit_users names."""
 import os
-import pathlib
 import re
 import signal
 import smtplib

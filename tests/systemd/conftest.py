@@ -11,4 +11,5 @@ from postd_strict import pytest_runtest_makereport, require  # noqa: E402,F401
 _spec = importlib.util.spec_from_file_location("postd_integration_conftest", TESTS / "integration" / "conftest.py")
 _integration = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_integration)
-BIN, BUILD, run, tool = _integration.BIN, _integration.BUILD, _integration.run, _integration.tool
+BIN, BUILD, ROOT = _integration.BIN, _integration.BUILD, _integration.ROOT
+run, tool = _integration.run, _integration.tool
