@@ -5,9 +5,14 @@ import shutil
 import subprocess
 import tempfile
 
+import sys
+
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+# require() for prerequisites; the hook makes any skip a failure in strict mode (CI=true).
+from postd_strict import pytest_runtest_makereport, require  # noqa: E402,F401
 BUILD = pathlib.Path(os.environ.get("POSTD_BUILD_DIR", ROOT / "build"))
 BIN = BUILD / "src"
 

@@ -97,7 +97,8 @@ class MailInstance:
             "maximal_backoff_time = 4s\n"
             + main_extra)
         (self.etc / "master.cf").write_text((master_cf or DEFAULT_MASTER_CF).format(port=self.port))
-        self.env = {"POSTD_LOG": f"file:{self.log}"}
+        # POSTD_NO_SYSTEMCTL: postfix start runs the master itself even on a host with systemd as PID 1.
+        self.env = {"POSTD_LOG": f"file:{self.log}", "POSTD_NO_SYSTEMCTL": "1"}
         self.newaliases()
 
     # ---- commands ----

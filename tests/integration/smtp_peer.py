@@ -31,6 +31,7 @@ class Session:
         self.messages = []        # dicts: mail_from, rcpts, data (bytes)
         self.tls = False
         self.auth_user = None
+        self.done = False         # the server side finished with this connection
 
 
 class SmtpPeer:
@@ -98,6 +99,7 @@ class SmtpPeer:
                 conn.close()
             except OSError:
                 pass
+            sess.done = True
 
     @staticmethod
     def _send(conn, line):
@@ -176,11 +178,18 @@ class SmtpPeer:
                 if not self.data_reply.startswith("3"):
                     continue
                 data = b""
+                ended = False
                 for _ in range(1000000):  # bounded: lines per message
                     l = f.readline(LINE_MAX)
-                    if not l or l == b".\r\n":
+                    if l == b".\r\n":
+                        ended = True
+                        break
+                    if not l:
                         break
                     data += l
+                if not ended:
+                    # Cut off by the end of the stream (or too long): a real server queues nothing.
+                    return
                 if msg is not None:
                     msg["data"] = data
                     with self.lock:

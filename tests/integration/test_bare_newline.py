@@ -114,20 +114,6 @@ def test_normalize_accepts_bare_lf_commands(mail_instance):
     assert b"\nhello\n" in delivered(inst, 1)
 
 
-def test_reject_refuses_bare_lf_in_content(mail_instance):
-    inst = instance(mail_instance, "smtpd_forbid_bare_newline = reject\n"
-                    "smtpd_forbid_bare_newline_exclusions =\n")
-    r = Raw(inst.port)
-    r.start_data()
-    r.send(b"Subject: a\r\n\r\nbare\nline\r\n.\r\n")
-    assert r.reply() == "521 5.5.2 mx.example.test Error: bare <LF> received"
-    assert r.closed()
-    inst.wait_log(r"disconnect: bare <LF> received after DATA from unknown\[127\.0\.0\.1\]")
-    inst.wait_log(r"disconnect from unknown\[127\.0\.0\.1\]")
-    assert inst.queue_files("incoming") == [] and inst.queue_files("active") == []
-    assert inst.mbox(TEST_USER) == b""
-
-
 def test_reject_refuses_bare_lf_command(mail_instance):
     inst = instance(mail_instance, "smtpd_forbid_bare_newline = reject\n"
                     "smtpd_forbid_bare_newline_exclusions =\n")

@@ -180,10 +180,16 @@ def test_cleanup_unavailable_then_back(mail_instance):
     inst.wait_log(rf"{qid}: sender non-delivery notification not queued: connect to cleanup")
     inst.wait_log(rf"{qid}: sender notification not sent: bounce service failed")
     wait_for(lambda: qid in inst.queue_files("deferred"), 10, "the message kept in deferred/")
-    # A bounce process killed outright changes nothing either.
-    for pid in inst.daemon_pids("bounce"):
+    # A bounce process killed outright changes nothing either. The one that failed above stays
+    # idle (max_idle) until then: there must be one to kill, or this part would prove nothing.
+    pids = inst.daemon_pids("bounce")
+    assert pids, "no bounce process to kill"
+    for pid in pids:
         os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        inst.wait_log(rf"warning: process \S+/bounce pid {pid} killed by signal 9")
     assert inst.queue_files("bounce") == [qid]
+    assert qid in inst.queue_files("deferred")
 
     inst.stop()
     (inst.etc / "master.cf").write_text(MASTER_CF)

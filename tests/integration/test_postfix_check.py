@@ -150,6 +150,12 @@ def test_traps_are_warned_about(tmp_path, confdir):
     assert "single non-loopback address" not in r.stderr
 
 
+# Outside systemd (no /run/systemd/system) the port must be free; under systemd it belongs to the
+# instance's socket unit, so it is not probed. POSTD_SYSTEMD_BOOTED makes both hosts run both cases.
+OUTSIDE_SYSTEMD = {"POSTD_SYSTEMD_BOOTED": "0"}
+UNDER_SYSTEMD = {"POSTD_SYSTEMD_BOOTED": "1"}
+
+
 def test_port_taken_by_another_process_is_warned_about(tmp_path, confdir):
     import socket
     with socket.socket() as other:
@@ -158,10 +164,13 @@ def test_port_taken_by_another_process_is_warned_about(tmp_path, confdir):
         port = other.getsockname()[1]
         instance(tmp_path, confdir, "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n")
         (confdir / "master.cf").write_text(f"{port}     inet  n       -       n       -       -       smtpd\n")
-        r = run("postfix", "-c", confdir, "check")
+        r = run("postfix", "-c", confdir, "check", env=OUTSIDE_SYSTEMD)
         assert f"master.cf service {port}/inet: 127.0.0.1:{port} is in use by another process" in r.stderr, r.stderr
+        # Under systemd the listener is the socket unit's: no probe, no warning.
+        r = run("postfix", "-c", confdir, "check", env=UNDER_SYSTEMD)
+        assert "in use by another process" not in r.stderr, r.stderr
     # once the other process is gone, the warning is too
-    r = run("postfix", "-c", confdir, "check")
+    r = run("postfix", "-c", confdir, "check", env=OUTSIDE_SYSTEMD)
     assert "in use by another process" not in r.stderr, r.stderr
 
 

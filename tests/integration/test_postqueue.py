@@ -47,10 +47,13 @@ def test_listing_layout(inst):
     size_a = (inst.spool / "incoming" / a).stat().st_size  # at least the content
     m = re.fullmatch(rf"{a} +(\d+) (\w\w\w \w\w\w [ \d]\d \d\d:\d\d:\d\d)  alice@example\.test", lines[1])
     assert m, lines[1]
-    # As in Postfix, sender and recipients start in column 41, one left of the heading's "-Sender"
-    # (its "--Size--" overflows the 7-wide size column).
-    assert lines[1].index("alice@") == 41 or len(a) > 11
     size = int(m.group(1))
+    # As in Postfix: the queue ID left-aligned in 11 columns, the size right-aligned in 7, the arrival
+    # time in 20, so the sender starts in column 41 (one left of the heading's "-Sender", as its
+    # "--Size--" overflows the size column); a longer queue ID pushes the line right, never cuts it.
+    assert lines[1] == f"{a:<11} {size:>7} {m.group(2):<20} alice@example.test", lines[1]
+    if len(a) <= 11:
+        assert lines[1].index("alice@") == 41, lines[1]
     assert 1500 < size < size_a
     assert time.strftime("%a %b %e", time.localtime()) in lines[1]
     assert lines[2] == " " * 41 + "r1@example.test"

@@ -8,13 +8,14 @@ import os
 import pathlib
 import re
 import shutil
+import smtplib
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import run
+from conftest import require, run
 from mailinstance import free_port, wait_for
 from smtp_peer import SmtpPeer, make_cert
 
@@ -246,8 +247,7 @@ def test_connection_reuse_across_requests(smtp_instance, peer):
 def test_many_messages_to_smtp_sink(smtp_instance):
     r = subprocess.run([str(ROOT / "tests/integration/get-smtp-sink.sh")], capture_output=True, text=True,
                        timeout=300)
-    if r.returncode != 0:
-        pytest.skip(f"smtp-sink unavailable: {r.stderr.strip()[-200:]}")
+    require(r.returncode == 0, f"smtp-sink unavailable: {r.stderr.strip()[-200:]}")
     port = free_port()
     sink = subprocess.Popen([str(SINK_DIR / "usr/sbin/smtp-sink"), "-u", "postfix", "-c",
                              f"127.0.0.1:{port}", "100"],
@@ -266,3 +266,28 @@ def test_many_messages_to_smtp_sink(smtp_instance):
     finally:
         sink.terminate()
         sink.wait(10)
+
+
+def test_peer_does_not_count_data_cut_off_by_end_of_stream():
+    """The test peer is a witness for the tests above: a DATA that never got its final dot is no message."""
+    peer = SmtpPeer()
+    try:
+        for ending in (b"", b"partial line without end"):
+            with socket.create_connection(("127.0.0.1", peer.port), timeout=10) as c:
+                f = c.makefile("rb")
+                assert f.readline().startswith(b"220")
+                for cmd, code in ((b"HELO x", b"250"), (b"MAIL FROM:<a@x>", b"250"), (b"RCPT TO:<b@y>", b"250"),
+                                  (b"DATA", b"354")):
+                    c.sendall(cmd + b"\r\n")
+                    assert f.readline().startswith(code)
+                c.sendall(b"Subject: cut\r\n\r\nbody\r\n" + ending)
+                c.shutdown(socket.SHUT_WR)
+                assert f.readline() == b""  # no reply: the peer saw the end of the stream, not a message
+        wait_for(lambda: len(peer.sessions) == 2 and all(s.done for s in peer.sessions), 10, "both sessions ended")
+        assert peer.messages() == [] and peer.queued == 0
+        # The same dialog with the final dot is a message: the check above can fail.
+        with smtplib.SMTP("127.0.0.1", peer.port, timeout=10) as c:
+            c.sendmail("a@x", ["b@y"], b"Subject: whole\r\n\r\nbody\r\n")
+        assert [m["rcpts"] for m in peer.messages()] == [["b@y"]]
+    finally:
+        peer.close()

@@ -12,10 +12,12 @@ import time
 import pytest
 
 import mailproto
-from conftest import BIN
+from conftest import BIN, require
 from mailinstance import MAIL_OWNER, TEST_USER, wait_for
 
 SMTPD_ONLY = "{port}    inet  n       -       n       -       -       smtpd\n"
+# smtpd and the real cleanup, no qmgr: what smtpd accepted stays in incoming/ for the test to read.
+WITH_CLEANUP = SMTPD_ONLY + "cleanup   unix  n       -       n       -       0       cleanup\n"
 BASE = "mynetworks = 127.0.0.1/32\n"
 
 
@@ -82,8 +84,21 @@ class Raw:
         self.sock.close()
 
 
+def queued(inst, qid):
+    """The queue file incoming/QID as qfile-dump prints it: (envelope and attribute lines, content)."""
+    r = subprocess.run([str(BIN / "qfile-dump"), str(inst.spool / "incoming" / qid)], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    head, content = r.stdout.split(b"content:\n", 1)
+    return head.decode().splitlines(), content
+
+
 class FakeCleanup:
-    """A stand-in for cleanup on private/cleanup: records every submission, answers as told."""
+    """A stand-in for cleanup on private/cleanup: records every submission, answers as told.
+
+    Only for tests about smtpd alone: the exact bytes and attributes smtpd hands over (the real
+    cleanup rewrites both), a cleanup that fails on purpose, and whether smtpd ended or dropped its
+    cleanup connection. What reaches the queue is tested with the real cleanup (WITH_CLEANUP)."""
 
     def __init__(self, inst, open_status=0, end_status=0, reason="queue file write error"):
         self.path = inst.spool / "public" / "cleanup"  # mail_proto.h MAIL_PROTO_CLEANUP_SOCKET
@@ -223,26 +238,29 @@ def test_relay_denied_from_outside_mynetworks(smtpd):
 
 def test_relay_denied_with_reject_unauth_destination(mail_instance):
     inst = smtpd_instance(mail_instance,
-                          "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n")
+                          "smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n",
+                          WITH_CLEANUP)
     wait_port(inst.port)
     with smtplib.SMTP("127.0.0.1", inst.port, timeout=10, source_address=("127.0.0.9", 0)) as c:
         c.ehlo("outside.example")
         c.docmd("MAIL FROM:<a@outside.example>")
         assert c.docmd("RCPT TO:<user@remote.example>") == (554, b"5.7.1 <user@remote.example>: "
                                                                  b"Relay access denied")
-        # A local domain is no relaying: it gets past relay control (and then fails on cleanup).
-        assert c.docmd(f"RCPT TO:<{TEST_USER}@localhost>")[0] != 554
+        # A local domain is no relaying: it gets past relay control and is accepted.
+        assert c.docmd(f"RCPT TO:<{TEST_USER}@localhost>") == (250, b"2.1.5 Ok")
 
 
-def test_unknown_local_user(smtpd):
-    with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
+def test_unknown_local_user(mail_instance):
+    inst = smtpd_instance(mail_instance, "", WITH_CLEANUP)
+    wait_port(inst.port)
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
         c.ehlo("x")
         c.docmd("MAIL FROM:<a@example.org>")
         assert c.docmd("RCPT TO:<nosuch@localhost>") == (
             550, b"5.1.1 <nosuch@localhost>: Recipient address rejected: User unknown in local recipient table")
         # Known through the alias table or the password file.
-        assert c.docmd("RCPT TO:<postmaster@localhost>")[0] != 550
-        assert c.docmd(f"RCPT TO:<{TEST_USER}@mx.example.test>")[0] != 550
+        assert c.docmd("RCPT TO:<postmaster@localhost>") == (250, b"2.1.5 Ok")
+        assert c.docmd(f"RCPT TO:<{TEST_USER}@mx.example.test>") == (250, b"2.1.5 Ok")
 
 
 def test_size_limit_at_mail(mail_instance):
@@ -264,6 +282,7 @@ def test_cleanup_unreachable(smtpd):
 
 
 def test_pipelining_after_ehlo_is_fine(smtpd):
+    # smtpd alone: the exact (unstuffed) bytes and envelope attributes it hands to cleanup.
     fake = FakeCleanup(smtpd)
     try:
         r = Raw(smtpd.port)
@@ -312,12 +331,48 @@ def test_pipelining_after_ehlo_command_itself_is_dropped(smtpd):
     assert r.closed()
 
 
-# Bare <LF> and the smuggling variants: test_bare_newline.py, against the real cleanup.
+@pytest.mark.parametrize("payload", [
+    b"Subject: a\r\n\r\nbare\nline\r\n.\r\n",             # bare LF in content
+    b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<evil@x>\r\n.\r\n",  # <LF>.<LF> as an end of data
+    b"Subject: a\r\n\r\nx\r.\r\nRCPT TO:<e@x>\r\n.\r\n",    # <CR>.<CR><LF> hides nothing either
+    b"Subject: a\r\n\r\nx\r\n.\nDATA\r\n.\r\n",            # <CR><LF>.<LF>
+])
+def test_smuggling_refused(mail_instance, payload):
+    """smtpd_forbid_bare_newline = reject (the default, normalize, is in test_bare_newline.py)."""
+    inst = smtpd_instance(mail_instance, "smtpd_forbid_bare_newline = reject\n"
+                          "smtpd_forbid_bare_newline_exclusions =\n", WITH_CLEANUP)
+    wait_port(inst.port)
+    r = Raw(inst.port)
+    r.reply()
+    r.cmd("EHLO x")
+    assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
+    assert r.cmd(f"RCPT TO:<{TEST_USER}@localhost>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    # cleanup has the queue file open (under its temporary name): the refusal must remove it, not queue it.
+    incoming = inst.spool / "incoming"
+    assert len(os.listdir(incoming)) == 1, os.listdir(incoming)
+    r.send(payload)
+    rep = r.reply()
+    if b"\r.\r\n" in payload and b"\n" not in payload.replace(b"\r\n", b""):
+        # No bare LF at all: the bare CR stays content, the message is whole and legitimate.
+        assert rep.startswith("250 2.0.0 Ok: queued as "), rep
+        qid = rep.rsplit(" ", 1)[1]
+        _, content = queued(inst, qid)
+        assert content.endswith(b"\nx\r.\nRCPT TO:<e@x>\n"), content
+        assert inst.queue_files("incoming") == [qid]
+        return
+    assert rep == "521 5.5.2 mx.example.test Error: bare <LF> received"
+    assert r.closed()
+    # smtpd's disconnect line comes after it told cleanup to drop the file; then nothing is queued.
+    inst.wait_log(r"disconnect from unknown\[127\.0\.0\.1\]")
+    wait_for(lambda: os.listdir(incoming) == [], 10, "cleanup to remove the unfinished queue file")
+    assert "message-id=" not in inst.logtext(), inst.logtext()
 
 
 def test_size_limit_during_data_queues_nothing(mail_instance):
     inst = smtpd_instance(mail_instance, "message_size_limit = 2000\n")
     wait_port(inst.port)
+    # smtpd alone: its own limit, and whether it ends the submission (the stand-in records it).
     fake = FakeCleanup(inst)
     try:
         with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
@@ -334,6 +389,7 @@ def test_size_limit_during_data_queues_nothing(mail_instance):
 
 
 def test_cleanup_failure_at_end(smtpd):
+    # smtpd alone: only a stand-in can fail at end-of-data on purpose.
     fake = FakeCleanup(smtpd, end_status=4, reason="queue file write error")
     try:
         with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
@@ -348,6 +404,7 @@ def test_cleanup_failure_at_end(smtpd):
 
 
 def test_rset_drops_cleanup_connection(smtpd):
+    # smtpd alone: whether it drops its cleanup connection, seen from cleanup's side.
     fake = FakeCleanup(smtpd)
     try:
         with smtplib.SMTP("127.0.0.1", smtpd.port, timeout=10) as c:
@@ -362,8 +419,8 @@ def test_rset_drops_cleanup_connection(smtpd):
 
 
 def test_swaks_delivery_to_fake_cleanup(smtpd):
-    if not shutil.which("swaks"):
-        pytest.skip("swaks is not installed")
+    # smtpd alone: swaks's pipelined dialog and the HELO name smtpd hands to cleanup.
+    require(shutil.which("swaks"), "swaks is not installed (apt-get install swaks)")
     fake = FakeCleanup(smtpd)
     try:
         p = subprocess.run(["swaks", "--server", f"127.0.0.1:{smtpd.port}", "--from", "a@example.org",
@@ -404,24 +461,30 @@ def tls_instance(mail_instance, tmp_path, extra="", master_cf=SMTPD_ONLY):
 
 
 def test_starttls(mail_instance, tmp_path):
-    inst = tls_instance(mail_instance, tmp_path, "smtpd_tls_security_level = may\n")
+    inst = tls_instance(mail_instance, tmp_path, "smtpd_tls_security_level = may\n", WITH_CLEANUP)
     wait_port(inst.port)
-    fake = FakeCleanup(inst)
-    try:
-        with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
-            code, msg = c.ehlo("x")
-            assert "STARTTLS" in msg.decode().splitlines()
-            assert c.starttls(context=client_ctx())[0] == 220
-            code, msg = c.ehlo("x")
-            assert "STARTTLS" not in msg.decode().splitlines()
-            assert c.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
-            c.sendmail("a@example.org", [f"{TEST_USER}@localhost"], b"Subject: t\r\n\r\nsecret\r\n")
-        env = fake.ended()[0]["envelope"]
-        assert env.get("protocol") == "ESMTPS"
-        assert env.get("tls", "").startswith("TLSv1.3 with cipher")
-        inst.wait_log(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]: TLSv1\.3 with cipher \S+")
-    finally:
-        fake.close()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
+        code, msg = c.ehlo("x")
+        assert "STARTTLS" in msg.decode().splitlines()
+        assert c.starttls(context=client_ctx())[0] == 220
+        code, msg = c.ehlo("x")
+        assert "STARTTLS" not in msg.decode().splitlines()
+        assert c.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
+        assert c.mail("a@example.org")[0] == 250
+        assert c.rcpt(f"{TEST_USER}@localhost")[0] == 250
+        code, msg = c.data(b"Subject: t\r\n\r\nsecret\r\n")
+        assert code == 250 and msg.startswith(b"2.0.0 Ok: queued as "), (code, msg)
+    qid = msg.decode().rsplit(" ", 1)[1]
+    head, content = queued(inst, qid)
+    # What the real cleanup made of smtpd's TLS attributes: the queue file and the Received: header.
+    assert "attr protocol=ESMTPS" in head, head
+    tls = next((line[len("attr tls="):] for line in head if line.startswith("attr tls=")), "")
+    assert tls.startswith("TLSv1.3 with cipher "), head
+    received = content.split(b"\n\t(using ", 1)[1].split(b")\n", 1)[0].decode()
+    assert received == tls, (received, content)
+    assert f"(Postfix) with ESMTPS id {qid}".encode() in content, content
+    assert b"\nSubject: t\n" in content and content.endswith(b"\n\nsecret\n"), content
+    inst.wait_log(r"Anonymous TLS connection established from unknown\[127\.0\.0\.1\]: TLSv1\.3 with cipher \S+")
 
 
 def test_starttls_discards_pipelined_plaintext(mail_instance, tmp_path):
@@ -484,8 +547,8 @@ def cleanup_built():
     return (BIN / "cleanup").exists()
 
 
-@pytest.mark.skipif(not cleanup_built(), reason="cleanup is not built yet")
 def test_end_to_end_with_cleanup(mail_instance):
+    require(cleanup_built(), f"{BIN}/cleanup is not built")
     master_cf = SMTPD_ONLY + "cleanup   unix  n       -       n       -       0       cleanup\n"
     inst = smtpd_instance(mail_instance, "", master_cf)
     wait_port(inst.port)

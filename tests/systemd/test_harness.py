@@ -5,6 +5,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import require
 
 HARNESS = pathlib.Path(__file__).resolve().parent / "harness.sh"
 # Generous bounds: setup from scratch downloads a Debian rootfs (about a minute on a good mirror).
@@ -37,8 +38,7 @@ def env():
 
 def test_setup_boot_selftest_stop(env):
     proc, _ = harness("check", env=env, check=False)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
+    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
     assert proc.returncode == 0, proc.stderr
 
     _, t_setup = harness("setup", env=env, timeout=SETUP_TIMEOUT)
@@ -64,8 +64,7 @@ def test_setup_boot_selftest_stop(env):
 def test_boot_with_destdir(env, tmp_path):
     """A DESTDIR tree appears at its paths, bound (seen live from the host) or copied."""
     proc, _ = harness("check", env=env, check=False)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
+    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
     harness("setup", env=env, timeout=SETUP_TIMEOUT)
     dest = tmp_path / "destdir"
     (dest / "usr/libexec/postfix").mkdir(parents=True)

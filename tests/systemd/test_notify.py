@@ -97,11 +97,18 @@ def test_ready_status_watchdog_reload_stop(instance):
     with socket.create_connection(("127.0.0.1", inst.port), timeout=5) as c:
         assert c.recv(100).startswith(b"220")
 
-    # WATCHDOG=1 every WatchdogSec/2 from the event loop.
-    t0 = time.monotonic()
-    note.poll(1.0)
-    dogs = [t for t, f in note.msgs if f.get("WATCHDOG") == "1" and t >= t0]
-    assert 3 <= len(dogs) <= 8, dogs
+    # WATCHDOG=1 every WatchdogSec/2 (0.2 s) from the event loop: five in a row, then their pace (after a
+    # first one, which may have waited in the socket while the test was not reading).
+    note.wait(lambda f: f.get("WATCHDOG") == "1", "a first WATCHDOG=1")
+    first = note.last + 1
+    for n in range(5):
+        note.wait(lambda f: f.get("WATCHDOG") == "1", f"WATCHDOG=1 number {n + 1}", limit=5, start=note.last + 1)
+    dogs = [t for t, f in note.msgs[first:note.last + 1] if f.get("WATCHDOG") == "1"]
+    assert len(dogs) == 5, dogs
+    span = dogs[-1] - dogs[0]
+    # Four intervals of about 0.2 s: not a burst (>= 0.1 s each on average), never late enough that
+    # systemd would have killed the master (< WatchdogSec each on average).
+    assert 0.4 <= span <= 4 * WATCHDOG_USEC / 1e6, dogs
 
     # Live figures: files appear in deferred/ (one hashed subdirectory too) and STATUS= follows.
     (inst.spool / "deferred" / "A1B2C3D4E5").write_text("x")

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import require
 
 HERE = pathlib.Path(__file__).resolve().parent
 HARNESS = HERE / "harness.sh"
@@ -122,8 +123,7 @@ def box(tmp_path_factory):
     env["POSTD_NSPAWN_NAME"] = f"postd-scenario-{os.getpid()}"
     env["POSTD_NSPAWN_NET"] = "private"
     proc = harness("check", env=env, check=False)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
+    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
     harness("setup", env=env, timeout=1500)
     if not (BUILD / "build.ninja").exists():
         pytest.fail(f"no build in {BUILD} (set POSTD_BUILD_DIR)")

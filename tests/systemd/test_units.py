@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import require
 
 HERE = pathlib.Path(__file__).resolve().parent
 HARNESS = HERE / "harness.sh"
@@ -69,8 +70,7 @@ def box(tmp_path_factory):
     env["POSTD_NSPAWN_NAME"] = f"postd-units-{os.getpid()}"
     env["POSTD_NSPAWN_NET"] = "private"
     proc = harness("check", env=env, check=False)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
+    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
     harness("setup", env=env, timeout=1500)
     dest = tmp_path_factory.mktemp("destdir")
     paths = stage(dest)

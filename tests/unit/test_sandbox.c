@@ -48,14 +48,27 @@ static int try_ordinary_work(void)
         return fd >= 0 && close(fd) == 0 ? 0 : 1;
 }
 
+/* Decided here, from the compiler, not from the list under test: only an AddressSanitizer build
+ * (whose LeakSanitizer stops threads with ptrace at exit) may leave ptrace out of the filter. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EXPECT_PTRACE_DENIED 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EXPECT_PTRACE_DENIED 0
+#endif
+#endif
+#ifndef EXPECT_PTRACE_DENIED
+#define EXPECT_PTRACE_DENIED 1
+#endif
+
 TEST(baseline_denies_ptrace)
 {
         bool listed = false;
         for (size_t i = 0; sandbox_baseline_denied[i]; i++)
                 listed = listed || streq(sandbox_baseline_denied[i], "ptrace");
-        if (!listed)
-                return; /* a sanitizer build: LeakSanitizer needs ptrace (see sandbox.c) */
-        CHECK_INT(in_sandbox(try_ptrace), 0);
+        CHECK_INT(listed, EXPECT_PTRACE_DENIED);
+        if (EXPECT_PTRACE_DENIED)
+                CHECK_INT(in_sandbox(try_ptrace), 0);
 }
 
 TEST(baseline_denies_namespaces)
