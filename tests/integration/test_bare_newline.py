@@ -5,55 +5,23 @@ would, and only <CR><LF>.<CR><LF> ends DATA, so no smuggling variant can start a
 "reject" answers 521 and disconnects, except for smtpd_forbid_bare_newline_exclusions.
 """
 import smtplib
-import socket
-import time
 
 import pytest
 
 from mailinstance import TEST_USER, wait_for
+from smtpraw import Raw
 
 RCPT = f"{TEST_USER}@localhost"
 
 
-class Raw:
-    """A byte-level SMTP client, for line ends smtplib would not send."""
-
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-
-    def reply(self):
-        """One complete reply as text; "" once the server closed."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            lines = self.buf.split(b"\r\n")
-            for i, line in enumerate(lines[:-1]):
-                if len(line) >= 4 and line[3:4] == b" ":
-                    self.buf = b"\r\n".join(lines[i + 1:])
-                    return b"\r\n".join(lines[: i + 1]).decode()
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                return ""
-            self.buf += chunk
-        raise AssertionError(f"no reply within 10 s; have {self.buf!r}")
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def closed(self):
-        self.sock.settimeout(5)
-        try:
-            return self.sock.recv(4096) == b""
-        except ConnectionResetError:
-            return True
-
-    def start_data(self, line_end=b"\r\n"):
-        assert self.reply().startswith("220 ")
-        for cmd, code in ((b"EHLO client.example", "250"), (b"MAIL FROM:<a@example.org>", "250"),
-                          (b"RCPT TO:<" + RCPT.encode() + b">", "250"), (b"DATA", "354")):
-            self.send(cmd + line_end)
-            rep = self.reply()
-            assert rep.startswith(code), (cmd, rep)
+def start_data(r, line_end=b"\r\n"):
+    """Greeting, EHLO, MAIL, RCPT and DATA, each line ended by line_end."""
+    assert r.reply().startswith("220 ")
+    for cmd, code in ((b"EHLO client.example", "250"), (b"MAIL FROM:<a@example.org>", "250"),
+                      (b"RCPT TO:<" + RCPT.encode() + b">", "250"), (b"DATA", "354")):
+        r.send(cmd + line_end)
+        rep = r.reply()
+        assert rep.startswith(code), (cmd, rep)
 
 
 def instance(mail_instance, extra=""):
@@ -95,7 +63,7 @@ def test_normalize_never_ends_data_early(mail_instance, payload):
     """Every smuggling variant stays one message: the would-be command is content."""
     inst = instance(mail_instance)
     r = Raw(inst.port)
-    r.start_data()
+    start_data(r)
     r.send(payload + b"QUIT\r\n")
     assert r.reply().startswith("250 2.0.0 Ok: queued as ")
     assert r.reply().startswith("221 ")
@@ -108,7 +76,7 @@ def test_normalize_never_ends_data_early(mail_instance, payload):
 def test_normalize_accepts_bare_lf_commands(mail_instance):
     inst = instance(mail_instance)
     r = Raw(inst.port)
-    r.start_data(line_end=b"\n")
+    start_data(r, line_end=b"\n")
     r.send(b"Subject: lf commands\n\nhello\r\n.\r\n")
     assert r.reply().startswith("250 2.0.0 Ok: queued as ")
     assert b"\nhello\n" in delivered(inst, 1)
@@ -128,7 +96,7 @@ def test_reject_exempts_excluded_clients(mail_instance):
     """The default exclusions are $mynetworks: a trusted client is normalized, not refused."""
     inst = instance(mail_instance, "smtpd_forbid_bare_newline = reject\n")
     r = Raw(inst.port)
-    r.start_data()
+    start_data(r)
     r.send(b"Subject: trusted\r\n\r\nbare\nline\r\n.\r\n")
     assert r.reply().startswith("250 2.0.0 Ok: queued as ")
     assert b"\nbare\nline\n" in delivered(inst, 1)

@@ -27,9 +27,8 @@ def banner(port):
 
 # ---- MAIL FROM:<user> ----
 
-def test_unqualified_sender_gets_myorigin(mail_instance):
-    inst = instance(mail_instance, "myorigin = origin.example\n")
-    inst.start()
+def send_from_alice(inst):
+    """A message with the unqualified sender MAIL FROM:<alice>, accepted."""
     with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
         c.ehlo("client.example")
         assert c.docmd("MAIL FROM:<alice>") == (250, b"2.1.0 Ok")
@@ -37,6 +36,12 @@ def test_unqualified_sender_gets_myorigin(mail_instance):
         assert c.docmd("DATA")[0] == 354
         c.send(b"Subject: unqualified\r\n\r\nbody\r\n.\r\n")
         assert c.getreply()[0] == 250
+
+
+def test_unqualified_sender_gets_myorigin(mail_instance):
+    inst = instance(mail_instance, "myorigin = origin.example\n")
+    inst.start()
+    send_from_alice(inst)
     m = inst.wait_log(r"qmgr\[\d+\]: ([0-9A-F]+): from=<alice@origin\.example>, size=")
     wait_for(lambda: b"Return-Path: <alice@origin.example>" in inst.mbox(TEST_USER), 20, "delivery")
     inst.wait_log(m.group(1) + r": to=<" + RCPT + r">, relay=local, .*status=sent")
@@ -45,13 +50,7 @@ def test_unqualified_sender_gets_myorigin(mail_instance):
 def test_unqualified_sender_kept_without_append_at_myorigin(mail_instance):
     inst = instance(mail_instance, "append_at_myorigin = no\n")
     inst.start()
-    with smtplib.SMTP("127.0.0.1", inst.port, timeout=10) as c:
-        c.ehlo("client.example")
-        assert c.docmd("MAIL FROM:<alice>") == (250, b"2.1.0 Ok")
-        assert c.docmd(f"RCPT TO:<{RCPT}>")[0] == 250
-        assert c.docmd("DATA")[0] == 354
-        c.send(b"Subject: unqualified\r\n\r\nbody\r\n.\r\n")
-        assert c.getreply()[0] == 250
+    send_from_alice(inst)
     inst.wait_log(r"qmgr\[\d+\]: [0-9A-F]+: from=<alice>, size=")
 
 
