@@ -8,13 +8,12 @@ each other, as an administrator's session would. Own network namespace: port 252
 import os
 import pathlib
 import re
-import shutil
-import subprocess
 import time
 
 import pytest
 
-from test_scenario import BUILD, CATALOG_INET_DISABLED, HARNESS, STEP_TIMEOUT, Box, harness, wait_for
+from nspawn import installed_box, wait_for
+from test_scenario import CATALOG_INET_DISABLED
 
 CACHE = pathlib.Path(os.environ.get("POSTD_NSPAWN_CACHE", "/var/cache/postd-test"))
 
@@ -30,34 +29,13 @@ print("sent")
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    env = dict(os.environ)
-    env["POSTD_NSPAWN_NAME"] = f"postd-install-{os.getpid()}"
-    env["POSTD_NSPAWN_NET"] = "private"
-    proc = harness("check", env=env, check=False)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
-    harness("setup", env=env, timeout=1500)
-    if not (BUILD / "build.ninja").exists():
-        pytest.fail(f"no build in {BUILD} (set POSTD_BUILD_DIR)")
-    # The clean system has no Postfix configuration at all: the install must bring it.
-    assert not (CACHE / "rootfs/etc/postfix").exists()
-    # The container has no compiler: meson install runs here into a DESTDIR, which is copied in as is.
-    dest = tmp_path_factory.mktemp("destdir")
-    inst = subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--quiet", "--destdir", str(dest)],
-                          capture_output=True, text=True, timeout=STEP_TIMEOUT)
-    if inst.returncode != 0:
-        pytest.fail(f"meson install failed:\n{inst.stdout}\n{inst.stderr}")
-    harness("boot", "--copy", str(dest), env=env)
-    b = Box(env)
-    try:
-        harness("exec", "sh", "-c", "cat >/root/client.py", env=env, input=CLIENT)
+    def clean_rootfs():
+        # The clean system has no Postfix configuration at all: the install must bring it.
+        assert not (CACHE / "rootfs/etc/postfix").exists()
+
+    with installed_box(tmp_path_factory, "install", before_install=clean_rootfs) as b:
+        b.write("/root/client.py", CLIENT)
         yield b
-    finally:
-        if os.environ.get("POSTD_SCENARIO_KEEP"):
-            print(f"container {env['POSTD_NSPAWN_NAME']} left running")
-        else:
-            harness("stop", env=env)
-        shutil.rmtree(dest, ignore_errors=True)
 
 
 def test_install_brings_the_default_configuration(box):

@@ -5,20 +5,11 @@ underscore) and its value arrives whole; a capture of the raw datagrams (mailins
 would accept anything. So the fields a log reader filters on (POSTFIX_STATUS, POSTFIX_DSN,
 POSTFIX_SERVICE, POSTFIX_QUEUE_ID, PRIORITY, MESSAGE_ID) are checked here as journalctl returns them.
 """
-import json
-import os
-import pathlib
-import shutil
-import subprocess
+import time
 
 import pytest
-from conftest import require
 
-HERE = pathlib.Path(__file__).resolve().parent
-HARNESS = HERE / "harness.sh"
-ROOT = HERE.parents[1]
-BUILD = pathlib.Path(os.environ.get("POSTD_BUILD_DIR", ROOT / "build"))
-STEP_TIMEOUT = 120
+from nspawn import Box, installed_box
 
 MASTER_CF = """\
 smtp      inet  n       -       n       -       -       smtpd
@@ -57,31 +48,9 @@ with smtplib.SMTP("127.0.0.1", 25, timeout=20) as s:
 '''
 
 
-def harness(*args, env, check=True, timeout=STEP_TIMEOUT, input=None):
-    proc = subprocess.run([str(HARNESS), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          input=input)
-    if check and proc.returncode != 0:
-        pytest.fail(f"harness.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-class Box:
-    def __init__(self, env):
-        self.env = env
-
-    def __call__(self, script, check=True):
-        proc = harness("exec", "sh", "-c", script, env=self.env, check=False)
-        if check and proc.returncode != 0:
-            pytest.fail(f"in container: {script}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def journal(self, *args):
-        out = self("journalctl -b --no-pager -o json " + " ".join(args)).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
+class JournalBox(Box):
     def wait_entry(self, pred, what, *args, limit=30):
         """The first journal entry (journalctl args) for which pred holds; journald may lag a little."""
-        import time
         deadline = time.monotonic() + limit
         while True:
             found = [e for e in self.journal(*args) if pred(e)]
@@ -95,33 +64,15 @@ class Box:
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    env = dict(os.environ)
-    env["POSTD_NSPAWN_NAME"] = f"postd-journal-{os.getpid()}"
-    env["POSTD_NSPAWN_NET"] = "private"
-    proc = harness("check", env=env, check=False)
-    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
-    harness("setup", env=env, timeout=1500)
-    if not (BUILD / "build.ninja").exists():
-        pytest.fail(f"no build in {BUILD} (set POSTD_BUILD_DIR)")
-    dest = tmp_path_factory.mktemp("destdir")
-    inst = subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--quiet", "--destdir", str(dest)],
-                          capture_output=True, text=True, timeout=STEP_TIMEOUT)
-    if inst.returncode != 0:
-        pytest.fail(f"meson install failed:\n{inst.stdout}\n{inst.stderr}")
-    harness("boot", "--copy", str(dest), env=env)
-    b = Box(env)
-    try:
-        harness("exec", "sh", "-c", "cat >/root/client.py", env=env, input=CLIENT)
+    with installed_box(tmp_path_factory, "journal", JournalBox) as b:
+        b.write("/root/client.py", CLIENT)
         b("systemd-sysusers && systemd-tmpfiles --create postfix.conf && useradd -m mailuser"
           " && journalctl --update-catalog && mkdir -p /etc/postfix")
-        harness("exec", "sh", "-c", "cat >/etc/postfix/main.cf", env=env, input=MAIN_CF)
-        harness("exec", "sh", "-c", "cat >/etc/postfix/master.cf", env=env, input=MASTER_CF)
+        b.write("/etc/postfix/main.cf", MAIN_CF)
+        b.write("/etc/postfix/master.cf", MASTER_CF)
         # The generator reads main.cf at daemon-reload (mail_spool_directory becomes writable to the unit).
         b("systemctl daemon-reload && systemctl start postfix@-.service")
         yield b
-    finally:
-        harness("stop", env=env)
-        shutil.rmtree(dest, ignore_errors=True)
 
 
 UNIT = "-u postfix@-.service"

@@ -8,22 +8,14 @@ starts the instance and gets its banner; `postfix stop` / `postmulti -p stop` cl
 Then inet_interfaces naming an address no interface has (192.0.2.48, TEST-NET-1: configured,
 never reached; the container has only loopback) is refused by the generator and at start.
 """
-import os
-import pathlib
 import re
-import shutil
-import subprocess
-import time
 
 import pytest
 
-HERE = pathlib.Path(__file__).resolve().parent
-HARNESS = HERE / "harness.sh"
-ROOT = HERE.parents[1]
-BUILD = pathlib.Path(os.environ.get("POSTD_BUILD_DIR", ROOT / "build"))
+from nspawn import Box, installed_box, wait_for
+
 PORT = 2525
 FOREIGN = "192.0.2.48"
-STEP_TIMEOUT = 120
 
 MASTER_CF = """\
 {port}    inet  n       -       n       -       -       smtpd
@@ -67,68 +59,15 @@ elif sys.argv[1] == "hammer":
 '''
 
 
-def harness(*args, env, check=True, timeout=STEP_TIMEOUT, input=None):
-    proc = subprocess.run([str(HARNESS), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          input=input)
-    if check and proc.returncode != 0:
-        pytest.fail(f"harness.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def wait_for(fn, what, limit=20):
-    deadline = time.monotonic() + limit
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit}s waiting for {what}")
-        time.sleep(0.1)
-
-
-class Box:
-    def __init__(self, env):
-        self.env = env
-
-    def __call__(self, script, check=True, timeout=STEP_TIMEOUT):
-        proc = harness("exec", "sh", "-c", script, env=self.env, check=False, timeout=timeout)
-        if check and proc.returncode != 0:
-            pytest.fail(f"in container: {script}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def out(self, script):
-        return self(script).stdout
-
-    def active(self, unit):
-        return self(f"systemctl is-active {unit}", check=False).stdout.strip()
-
-    def main_pid(self, unit):
-        return int(self.out(f"systemctl show -p MainPID --value {unit}").strip() or 0)
-
+class LifecycleBox(Box):
     def banner(self, port=PORT, host="127.0.0.1"):
         return self.out(f"python3 /root/client.py banner {port} {host}").strip()
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    env = dict(os.environ)
-    env["POSTD_NSPAWN_NAME"] = f"postd-lifecycle-{os.getpid()}"
-    env["POSTD_NSPAWN_NET"] = "private"
-    proc = harness("check", env=env, check=False)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
-    harness("setup", env=env, timeout=1500)
-    if not (BUILD / "build.ninja").exists():
-        pytest.fail(f"no build in {BUILD} (set POSTD_BUILD_DIR)")
-    dest = tmp_path_factory.mktemp("destdir")
-    inst = subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--quiet", "--destdir", str(dest)],
-                          capture_output=True, text=True, timeout=STEP_TIMEOUT)
-    if inst.returncode != 0:
-        pytest.fail(f"meson install failed:\n{inst.stdout}\n{inst.stderr}")
-    harness("boot", "--copy", str(dest), env=env)
-    b = Box(env)
-    try:
-        harness("exec", "sh", "-c", "cat >/root/client.py", env=env, input=CLIENT)
+    with installed_box(tmp_path_factory, "lifecycle", LifecycleBox) as b:
+        b.write("/root/client.py", CLIENT)
         b("systemd-sysusers && systemd-tmpfiles --create postfix.conf")
         # The guides' steps: init, create (disabled, master_service_disable = inet), master.cf, enable.
         settings = " ".join(f"'{s}'" for s in SETTINGS)
@@ -140,12 +79,6 @@ def box(tmp_path_factory):
         b("postconf -c /etc/postfix-dept1 -X master_service_disable")
         b("postmulti -i postfix-dept1 -e enable")
         yield b
-    finally:
-        if os.environ.get("POSTD_LIFECYCLE_KEEP"):
-            print(f"container {env['POSTD_NSPAWN_NAME']} left running")
-        else:
-            harness("stop", env=env)
-        shutil.rmtree(dest, ignore_errors=True)
 
 
 def assert_running_with_socket(box, unit="postfix@dept1"):

@@ -4,26 +4,17 @@ One container for the module; the tests run in file order and build on each othe
 mail system after each step), as an administrator's session would. The container has its own
 network namespace (only loopback), so ports 25, 2525 and 10025 never touch the host's.
 """
-import json
-import os
-import pathlib
 import re
-import shutil
-import subprocess
 import time
 
 import pytest
-from conftest import require
 
-HERE = pathlib.Path(__file__).resolve().parent
-HARNESS = HERE / "harness.sh"
-ROOT = HERE.parents[1]
-BUILD = pathlib.Path(os.environ.get("POSTD_BUILD_DIR", ROOT / "build"))
+from nspawn import installed_box, wait_for
+
 # Must equal src/lib/catalog.h and the "-- ID" lines of units/postfix.catalog.
 CATALOG_INET_DISABLED = "9dfda8f456ee4f09b81dcfd031582f6b"
 PORTS = {"dept1": 2525, "dept2": 10025, "-": 25}
 USER = "mailuser"
-STEP_TIMEOUT = 120
 
 MASTER_CF = """\
 {port}    inet  n       -       n       -       -       smtpd
@@ -68,89 +59,16 @@ elif sys.argv[1] == "hammer":
 '''
 
 
-def harness(*args, env, check=True, timeout=STEP_TIMEOUT, input=None):
-    proc = subprocess.run([str(HARNESS), *args], env=env, capture_output=True, text=True, timeout=timeout,
-                          input=input)
-    if check and proc.returncode != 0:
-        pytest.fail(f"harness.sh {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def wait_for(fn, what, limit=15):
-    deadline = time.monotonic() + limit
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {limit}s waiting for {what}")
-        time.sleep(0.1)
-
-
-class Box:
-    """The running container; box(script) runs sh -c script inside it."""
-
-    def __init__(self, env):
-        self.env = env
-        self.times = {}
-
-    def __call__(self, script, check=True, timeout=STEP_TIMEOUT):
-        proc = harness("exec", "sh", "-c", script, env=self.env, check=False, timeout=timeout)
-        if check and proc.returncode != 0:
-            pytest.fail(f"in container: {script}\nexit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def out(self, script):
-        return self(script).stdout
-
-    def show(self, unit, *props):
-        out = self.out(f"systemctl show -p {','.join(props)} {unit}")
-        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-    def active(self, unit):
-        return self(f"systemctl is-active {unit}", check=False).stdout.strip()
-
-    def journal(self, *args):
-        """Journal entries (dicts) of this boot matching journalctl args."""
-        out = self.out("journalctl -b --no-pager -o json " + " ".join(args))
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
     t0 = time.monotonic()
-    env = dict(os.environ)
-    env["POSTD_NSPAWN_NAME"] = f"postd-scenario-{os.getpid()}"
-    env["POSTD_NSPAWN_NET"] = "private"
-    proc = harness("check", env=env, check=False)
-    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
-    harness("setup", env=env, timeout=1500)
-    if not (BUILD / "build.ninja").exists():
-        pytest.fail(f"no build in {BUILD} (set POSTD_BUILD_DIR)")
-    dest = tmp_path_factory.mktemp("destdir")
-    # The real install, as a package would lay it out (what the build has, not rebuilt here).
-    inst = subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--quiet", "--destdir", str(dest)],
-                          capture_output=True, text=True, timeout=STEP_TIMEOUT)
-    if inst.returncode != 0:
-        pytest.fail(f"meson install failed:\n{inst.stdout}\n{inst.stderr}")
-    t_install = time.monotonic() - t0
-    harness("boot", "--copy", str(dest), env=env)
-    b = Box(env)
-    b.times["install"] = t_install
-    b.times["boot"] = time.monotonic() - t0 - t_install
-    try:
-        harness("exec", "sh", "-c", "cat >/root/client.py", env=env, input=CLIENT)
+    with installed_box(tmp_path_factory, "scenario") as b:
+        b.write("/root/client.py", CLIENT)
         b("systemd-sysusers && systemd-tmpfiles --create postfix.conf && useradd -m " + USER +
           " && journalctl --update-catalog")
         yield b
-    finally:
-        if os.environ.get("POSTD_SCENARIO_KEEP"):  # debugging: leave the container running
-            print(f"container {env['POSTD_NSPAWN_NAME']} left running")
-        else:
-            harness("stop", env=env)
-        shutil.rmtree(dest, ignore_errors=True)
-        print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in b.times.items()) +
-              f", module {time.monotonic() - t0:.2f}s")
+    print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in b.times.items()) +
+          f", module {time.monotonic() - t0:.2f}s")
 
 
 def postmulti(box, *args, check=True):
