@@ -1,4 +1,5 @@
-/* dovecot_auth.c: Dovecot's authentication client protocol (auth-client 1.x): pure parsing and formatting. */
+/* dovecot_auth.c: Dovecot's authentication client protocol (auth-client 1.x): pure parsing and formatting.
+ */
 #include "dovecot_auth.h"
 
 #include <errno.h>
@@ -190,7 +191,7 @@ char *dovecot_auth_format_auth(const struct dovecot_auth_request *rq)
 {
         if (!field_ok(rq->mech) || isempty(rq->mech) || !field_ok(rq->service) ||
             (rq->local_ip && !field_ok(rq->local_ip)) || (rq->remote_ip && !field_ok(rq->remote_ip)) ||
-            (rq->initial && !dovecot_auth_base64_valid(rq->initial)))
+            (rq->initial && strcmp(rq->initial, "=") != 0 && !dovecot_auth_base64_valid(rq->initial)))
                 return NULL;
         struct buf b = BUF_INIT;
         /* nologin: authenticate only; the SMTP server is not a login service that gets a session. */
@@ -219,9 +220,9 @@ static const struct {
         const char *word;
         unsigned bit;
 } SEC_WORDS[] = {
-        {"noplaintext", SASL_SEC_NOPLAINTEXT},       {"noactive", SASL_SEC_NOACTIVE},
-        {"nodictionary", SASL_SEC_NODICTIONARY},     {"noanonymous", SASL_SEC_NOANONYMOUS},
-        {"mutual_auth", SASL_SEC_MUTUAL_AUTH},       {"forward_secrecy", SASL_SEC_FORWARD_SECRECY},
+        {"noplaintext", SASL_SEC_NOPLAINTEXT},   {"noactive", SASL_SEC_NOACTIVE},
+        {"nodictionary", SASL_SEC_NODICTIONARY}, {"noanonymous", SASL_SEC_NOANONYMOUS},
+        {"mutual_auth", SASL_SEC_MUTUAL_AUTH},   {"forward_secrecy", SASL_SEC_FORWARD_SECRECY},
 };
 
 int dovecot_auth_security_options(const char *const *words, size_t n, unsigned *ret, const char **bad)

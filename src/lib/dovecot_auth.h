@@ -1,4 +1,5 @@
-/* dovecot_auth.h: Dovecot's authentication client protocol (auth-client 1.x): pure parsing and formatting. */
+/* dovecot_auth.h: Dovecot's authentication client protocol (auth-client 1.x): pure parsing and formatting.
+ */
 #pragma once
 
 #include <stdbool.h>
@@ -76,11 +77,11 @@ char *dovecot_auth_client_hello(unsigned long pid);
 struct dovecot_auth_request {
         unsigned long id;
         const char *mech;
-        const char *service;     /* "smtp" */
-        const char *local_ip;    /* NULL: unknown */
-        const char *remote_ip;   /* NULL: unknown */
-        bool secured;            /* TLS is active */
-        const char *initial;     /* base64 initial response ("" = an empty one, "="), or NULL for none */
+        const char *service;   /* "smtp" */
+        const char *local_ip;  /* NULL: unknown */
+        const char *remote_ip; /* NULL: unknown */
+        bool secured;          /* TLS is active */
+        const char *initial;   /* base64 initial response ("" = an empty one, "="), or NULL for none */
 };
 
 /*

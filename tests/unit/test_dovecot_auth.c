@@ -1,4 +1,5 @@
-/* test_dovecot_auth.c: Dovecot auth-client protocol: handshake, replies, request formatting, mechanism filter. */
+/* test_dovecot_auth.c: Dovecot auth-client protocol: handshake, replies, request formatting, mechanism
+ * filter. */
 #include "unit.h"
 
 #include <errno.h>
@@ -102,8 +103,13 @@ TEST(format)
         CHECK_STR(hello, "VERSION\t1\t2\nCPID\t42\n");
 
         struct dovecot_auth_request rq = {
-                .id = 3, .mech = "PLAIN", .service = "smtp", .local_ip = "127.0.0.1",
-                .remote_ip = "127.0.0.2", .secured = true, .initial = "AGEAYg==",
+                .id = 3,
+                .mech = "PLAIN",
+                .service = "smtp",
+                .local_ip = "127.0.0.1",
+                .remote_ip = "127.0.0.2",
+                .secured = true,
+                .initial = "AGEAYg==",
         };
         _cleanup_free_ char *a = dovecot_auth_format_auth(&rq);
         CHECK_STR(a, "AUTH\t3\tPLAIN\tservice=smtp\tnologin\tlip=127.0.0.1\trip=127.0.0.2\tsecured\t"
