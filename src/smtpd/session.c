@@ -718,6 +718,11 @@ static void do_auth(struct session *s, struct smtp_cmd *c)
                 reply(s, "503 5.5.1 Error: MAIL transaction in progress");
                 return;
         }
+        if (!sasl_conv_have_mechs(s->sasl)) {
+                /* Dovecot did not answer the EHLO's handshake: nothing can be checked or sent. */
+                reply(s, "454 4.7.0 Temporary authentication failure");
+                return;
+        }
         const char *arg = c->arg;
         size_t mlen = strcspn(arg, " ");
         _cleanup_free_ char *mech = xstrndup(arg, mlen);
