@@ -123,13 +123,15 @@ static const char *client_name(const struct session *s)
         return s->dns_done ? s->dns.name : "unknown";
 }
 
+/* RFC 3848's names, as Postfix writes them: "A" once the client authenticated. */
 static const char *proto_name(const struct session *s)
 {
+        bool a = s->sasl_username != NULL;
         if (s->mail_params.smtputf8)
-                return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+                return s->tls_active ? (a ? "UTF8SMTPSA" : "UTF8SMTPS") : (a ? "UTF8SMTPA" : "UTF8SMTP");
         if (!s->esmtp)
                 return "SMTP";
-        return s->tls_active ? "ESMTPS" : "ESMTP";
+        return s->tls_active ? (a ? "ESMTPSA" : "ESMTPS") : (a ? "ESMTPA" : "ESMTP");
 }
 
 /* ---- output ---- */

@@ -221,7 +221,8 @@ def queue_attrs(inst, qid):
 
 def test_auth_plain_and_login_permit_relaying(mail_instance, dovecot):
     inst = sasl_instance(mail_instance, f"inet:127.0.0.1:{dovecot.inet_port}",
-                         "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n")
+                         "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n"
+                         "smtpd_sasl_authenticated_header = yes\n")
     wait_port(inst.port)
     c = Raw(inst.port)
     assert c.reply().startswith("220")
@@ -243,7 +244,11 @@ def test_auth_plain_and_login_permit_relaying(mail_instance, dovecot):
     c.cmd("QUIT")
     c.close()
     inst.wait_log(rf"{qid}: client=\S+\[127\.0\.0\.1\], sasl_method=PLAIN, sasl_username=alice")
-    assert "attr sasl_username=alice" in queue_attrs(inst, qid)
+    dump = queue_attrs(inst, qid)
+    assert "attr sasl_username=alice" in dump
+    # smtpd_sasl_authenticated_header, and RFC 3848's protocol name.
+    assert re.search(r"Received: from client\.example \(\S+ \[127\.0\.0\.1\]\)\n"
+                     r"\t\(Authenticated sender: alice\)\n\tby mx\.example\.test \(Postfix\) with ESMTPA id ", dump), dump
 
     # LOGIN: two 334 challenges as Dovecot sends them, then success; relaying is permitted.
     c = Raw(inst.port)
@@ -511,6 +516,8 @@ def test_smtps_wrappermode(mail_instance, dovecot):
     assert r.startswith("250 2.0.0 Ok: queued as ")
     c.close()
     qid = r.split()[-1]
+    dump = queue_attrs(inst, qid)
+    assert "with ESMTPSA id" in dump and "Authenticated sender" not in dump
     inst.wait_log(rf"postfix/smtps/smtpd\[\d+\]: {qid}: client=\S+\[127\.0\.0\.1\], sasl_method=PLAIN, "
                   r"sasl_username=bob")
 
