@@ -155,6 +155,15 @@ bool smtpd_sasl_tls_auth_only(const struct smtpd_sasl *s)
 
 /* ---- the blocking steps, run in a worker thread ---- */
 
+static int set_timeouts(int fd)
+{
+        struct timeval tv = {.tv_sec = SASL_TIMEOUT_SEC};
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+                return -errno;
+        return 0;
+}
+
 static int connect_unix(const char *path)
 {
         struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -164,21 +173,13 @@ static int connect_unix(const char *path)
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+        /* SO_SNDTIMEO also bounds a connect to a listener whose backlog is full. */
+        if (set_timeouts(fd) < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
                 int e = -errno;
                 close(fd);
                 return e;
         }
         return fd;
-}
-
-static int set_timeouts(int fd)
-{
-        struct timeval tv = {.tv_sec = SASL_TIMEOUT_SEC};
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
-                return -errno;
-        return 0;
 }
 
 static int connect_inet(const char *hostport)
@@ -330,6 +331,9 @@ static void job_done(void *userdata)
                 ev.user = j->reply.user;
                 ev.data = j->reply.data;
                 ev.reason = j->reply.reason;
+                if (j->reply.type == DOVECOT_AUTH_FAIL && j->reply.temp)
+                        msg_warn("SASL: %s: temporary failure: %s", v->sasl->display,
+                                 j->reply.reason ? j->reply.reason : "no reason given");
                 ev.outcome = j->reply.type == DOVECOT_AUTH_OK     ? SASL_OK
                              : j->reply.type == DOVECOT_AUTH_CONT ? SASL_CONT
                              : j->reply.temp                      ? SASL_TEMPFAIL
