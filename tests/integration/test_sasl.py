@@ -4,7 +4,6 @@ import os
 import pathlib
 import re
 import shutil
-import smtplib
 import socket
 import ssl
 import subprocess
@@ -77,7 +76,11 @@ class Dovecot:
             except OSError:
                 return False
 
-        wait_for(ready, 10, "dovecot's auth listener")
+        try:
+            wait_for(ready, 10, "dovecot's auth listener")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
