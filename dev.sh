@@ -10,7 +10,8 @@ APT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-14-
               python3 python3-pytest swaks openssl iproute2 systemd-container debootstrap dnsmasq-base
               groff-base man-db rpm rpmlint
               libselinux1-dev checkpolicy semodule-utils selinux-utils policycoreutils
-              policycoreutils-python-utils selinux-policy-dev setools python3-setools python3-selinux)
+              policycoreutils-python-utils selinux-policy-dev setools python3-setools python3-selinux
+              dovecot-core libnet-ssleay-perl libio-socket-ssl-perl)
 
 need_root() {
         if [ "$(id -u)" != 0 ]; then

@@ -153,6 +153,11 @@ static void put_received(const struct headers_opts *o, struct buf *out, const ch
                 put_field(out, o->tls);
                 buf_puts(out, ")\n");
         }
+        if (!isempty(o->auth_sender)) {
+                buf_puts(out, "\t(Authenticated sender: ");
+                put_field(out, o->auth_sender);
+                buf_puts(out, ")\n");
+        }
         buf_puts(out, "\tby ");
         put_field(out, o->myhostname);
         buf_puts(out, " (Postfix) with ");

@@ -28,6 +28,7 @@ struct headers_opts {
         long long uid;                                                   /* local; < 0 when unknown */
         const char *helo_name, *client_name, *client_address, *protocol; /* remote; NULL when unknown */
         const char *tls;              /* e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"; NULL: none */
+        const char *auth_sender;      /* smtpd_sasl_authenticated_header: the SASL login; NULL: none */
         const char *single_rcpt;      /* the "for <...>" clause: the recipient when there is exactly one */
         const char *sender;           /* canonical envelope sender, for a missing From: (local) */
         const char *sender_full_name; /* local: the submitting user's full name, or NULL */

@@ -558,6 +558,7 @@ static int handle_end(struct session *s)
                 .client_address = env(s, "client_address"),
                 .protocol = env(s, "protocol"),
                 .tls = env(s, "tls"),
+                .auth_sender = env(s, "sasl_header") ? env(s, "sasl_username") : NULL,
                 .single_rcpt = s->n_envelope_rcpts == 1 ? s->rcpts[0].orig_rcpt : NULL,
                 .sender = s->sender,
                 .sender_full_name = env(s, "full_name"),

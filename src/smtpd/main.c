@@ -95,10 +95,16 @@ static int smtpd_init(struct service *svc)
         /* MAIL_PROTO_CLEANUP_SOCKET (public/cleanup), or private/ when master.cf marks cleanup private. */
         srv->cleanup_path = xasprintf("%s/%s", paths.queue_dir, MAIL_PROTO_CLEANUP_SOCKET);
         srv->cleanup_private_path = instance_socket_path(&paths, "cleanup", true);
-        instance_paths_free(&paths);
-
         _cleanup_free_ char *err = NULL;
-        int r = smtpd_access_new(c, &srv->access, &err);
+        int r = smtpd_sasl_new(c, paths.queue_dir, &srv->sasl, &err);
+        instance_paths_free(&paths);
+        if (r < 0) {
+                msg_error("%s", err);
+                return r;
+        }
+        srv->sasl_auth_header = config_get_bool(c, "smtpd_sasl_authenticated_header");
+
+        r = smtpd_access_new(c, &srv->access, &err);
         if (r < 0) {
                 msg_fields(LOG_LEVEL_ERROR,
                            &(struct log_fields){
@@ -137,6 +143,7 @@ int main(int argc, char **argv)
         int r = service_main(argc, argv, &ops);
         smtpd_access_free(srv.access);
         smtpd_tls_free(srv.tls);
+        smtpd_sasl_free(srv.sasl);
         free(srv.myhostname);
         free(srv.myorigin);
         free(srv.banner);

@@ -30,6 +30,7 @@ struct smtpd_access {
         struct domlist mydestination, relay_domains;
         struct own_addrs local_addrs; /* "[addr]" of these is a local domain */
         struct maps *local_rcpt;      /* NULL: local_recipient_maps is empty, every local user is accepted */
+        struct maps *sender_logins;   /* smtpd_sender_login_maps, NULL when empty */
         struct resolve *resolve; /* virtual alias domains and their users, as cleanup will expand them */
         bool reject_unlisted_recipient, reject_unlisted_sender;
         bool soft_bounce;  /* soft_bounce: every 5xx rejection is sent as 4xx, so nothing is lost while
@@ -139,6 +140,14 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                         r = maps_open("local_recipient_maps", lrm, &a->local_rcpt, err);
                 strv_free(&specs);
         }
+        if (r >= 0) {
+                const char *slm = config_get(c, "smtpd_sender_login_maps");
+                struct strv specs = STRV_INIT;
+                maps_split_list(slm, &specs);
+                if (specs.n > 0)
+                        r = maps_open("smtpd_sender_login_maps", slm, &a->sender_logins, err);
+                strv_free(&specs);
+        }
         if (r >= 0)
                 r = resolve_new(c, &a->resolve, err);
         if (r >= 0)
@@ -196,6 +205,7 @@ void smtpd_access_free(struct smtpd_access *a)
         domlist_done(&a->mydestination);
         domlist_done(&a->relay_domains);
         maps_free(a->local_rcpt);
+        maps_free(a->sender_logins);
         resolve_free(a->resolve);
         strv_free(&a->client_restrictions);
         strv_free(&a->helo_restrictions);
@@ -603,6 +613,52 @@ static void r_permit_sasl_authenticated(struct eval_ctx *x, const struct list_ki
                 d->result = ACCESS_PERMIT;
 }
 
+/* Is login one of the owners ("alice, bob" or "alice bob") smtpd_sender_login_maps gives? */
+static bool login_owns(const char *owners, const char *login)
+{
+        size_t len = strlen(login);
+        for (const char *p = owners; *p;) {
+                p += strspn(p, ", \t");
+                size_t n = strcspn(p, ", \t");
+                if (n == len && n > 0 && strncasecmp(p, login, n) == 0)
+                        return true;
+                p += n;
+        }
+        return false;
+}
+
+/*
+ * reject_sender_login_mismatch and its authenticated/unauthenticated halves, worded as Postfix does:
+ * an authenticated client may only use a sender address the map gives to its login; a client that did
+ * not authenticate may not use an address the map gives to anybody.
+ */
+static void r_sender_login(struct eval_ctx *x, const struct list_kind *k, const char *name, const char *arg,
+                           struct access_decision *d)
+{
+        const char *sender = x->rq->sender;
+        const char *login = x->rq->client->sasl_username;
+        if (!sender || !sender[0] || !x->a->sender_logins)
+                return;
+        bool check_auth = !strstr(name, "_unauthenticated_");
+        bool check_unauth = !strstr(name, "_authenticated_");
+        if (login ? !check_auth : !check_unauth)
+                return;
+        /* Postfix's order: user@domain, then user (for our own domains), then @domain. */
+        const char *at = strrchr(sender, '@');
+        int local = at ? smtpd_access_domain_is_local(x->a, at + 1) : 1;
+        _cleanup_free_ char *owners = NULL;
+        int r = local < 0 ? local : maps_find_address(x->a->sender_logins, sender, local > 0, &owners);
+        if (r < 0) {
+                tempfail(d, sender);
+                return;
+        }
+        if (login && (r == 0 || !login_owns(owners, login))) {
+                _cleanup_free_ char *text = xasprintf("not owned by user %s", login);
+                reject(d, 553, "7.1", sender, "Sender address rejected: ", text);
+        } else if (!login && r > 0)
+                reject(d, 553, "7.1", sender, "Sender address rejected: ", "not logged in");
+}
+
 /* reject_unauth_destination, defer_unauth_destination, permit_auth_destination */
 static void r_auth_destination(struct eval_ctx *x, const struct list_kind *k, const char *name,
                                const char *arg, struct access_decision *d)
@@ -807,6 +863,9 @@ static const struct restriction RESTRICTIONS[] = {
         {"warn_if_reject", r_warn_if_reject, false, false, false},
         {"permit_mynetworks", r_permit_mynetworks, false, false, false},
         {"permit_sasl_authenticated", r_permit_sasl_authenticated, false, false, false},
+        {"reject_sender_login_mismatch", r_sender_login, false, false, false},
+        {"reject_authenticated_sender_login_mismatch", r_sender_login, false, false, false},
+        {"reject_unauthenticated_sender_login_mismatch", r_sender_login, false, false, false},
         {"reject_unauth_destination", r_auth_destination, false, true, false},
         {"defer_unauth_destination", r_auth_destination, false, true, false},
         {"permit_auth_destination", r_auth_destination, false, false, false},

@@ -1,5 +1,6 @@
 /* session.c: one SMTP session on the event loop: I/O, TLS, the command state machine and DATA streaming. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -117,25 +118,36 @@ struct session {
         bool opening, ending;
         bool in_data, data_failed;
         struct smtp_data data;
+
+        /* AUTH (sasl.c): the conversation with Dovecot, and its result. */
+        struct sasl_conv *sasl;
+        bool sasl_busy;    /* a step runs in a worker: no input is handled meanwhile */
+        bool ehlo_pending; /* the EHLO reply waits for Dovecot's mechanism list */
+        bool auth_cont;    /* a 334 was sent: the next line is the client's response */
+        char *auth_mech;   /* mechanism of the AUTH in progress */
+        char *sasl_method, *sasl_username;
 };
 
 static void pump(struct session *s);
 static void finish(struct session *s);
 static int start_fact_lookup(struct session *s, const struct strv *keys, bool greeting);
 static void client_lookup_done(void *userdata);
+static void sasl_event(struct session *s, const struct sasl_event *ev);
 
 static const char *client_name(const struct session *s)
 {
         return s->dns_done ? s->dns.name : "unknown";
 }
 
+/* RFC 3848's names, as Postfix writes them: "A" once the client authenticated. */
 static const char *proto_name(const struct session *s)
 {
+        bool a = s->sasl_username != NULL;
         if (s->mail_params.smtputf8)
-                return s->tls_active ? "UTF8SMTPS" : "UTF8SMTP";
+                return s->tls_active ? (a ? "UTF8SMTPSA" : "UTF8SMTPS") : (a ? "UTF8SMTPA" : "UTF8SMTP");
         if (!s->esmtp)
                 return "SMTP";
-        return s->tls_active ? "ESMTPS" : "ESMTP";
+        return s->tls_active ? (a ? "ESMTPSA" : "ESMTPS") : (a ? "ESMTPA" : "ESMTP");
 }
 
 /* ---- output ---- */
@@ -271,8 +283,13 @@ static void on_opened(struct session *s, int status, const char *queue_id, const
         s->opening = false;
         if (status == 0) {
                 s->queue_id = xstrdup(queue_id);
-                msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id}, "%s: client=%s",
-                           queue_id, s->client);
+                if (s->sasl_username)
+                        msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id},
+                                   "%s: client=%s, sasl_method=%s, sasl_username=%s", queue_id, s->client,
+                                   s->sasl_method, s->sasl_username);
+                else
+                        msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id},
+                                   "%s: client=%s", queue_id, s->client);
                 add_rcpt(s, &s->pending_rcpt);
                 reply(s, "250 2.1.5 Ok");
         } else {
@@ -368,7 +385,8 @@ static void arm_wait_timer(struct session *s)
 static bool access_rejects(struct session *s, enum access_stage stage, const char *helo, const char *rcpt,
                            const char *log_stage)
 {
-        struct access_client cl = {client_name(s), s->addr, false, s->dns_done ? &s->dns : NULL};
+        struct access_client cl = {client_name(s), s->addr, s->sasl_username != NULL,
+                                   s->dns_done ? &s->dns : NULL, s->sasl_username};
         struct access_request rq = {&cl, helo, s->in_mail ? s->sender : NULL, rcpt, &s->facts};
         struct access_decision d;
         smtpd_access_check(s->srv->access, stage, &rq, &d);
@@ -412,6 +430,20 @@ static void greet(struct session *s)
                 replyf(s, "220 %s", s->srv->banner);
 }
 
+/*
+ * AUTH may be offered: enabled, and inside TLS when smtpd_tls_auth_only or a mandatory TLS level
+ * (encrypt) asks for it, as Postfix does.
+ */
+static bool auth_allowed(const struct session *s)
+{
+        if (!s->srv->sasl || !s->sasl)
+                return false;
+        bool tls_only = smtpd_sasl_tls_auth_only(s->srv->sasl) || s->srv->tls_level == SMTPD_TLS_ENCRYPT;
+        return s->tls_active || !tls_only;
+}
+
+static void ehlo_reply(struct session *s);
+
 static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
 {
         reset_transaction(s);
@@ -424,6 +456,18 @@ static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
                 replyf(s, "250 %s", s->srv->myhostname);
                 return;
         }
+        if (auth_allowed(s) && !sasl_conv_have_mechs(s->sasl)) {
+                /* The AUTH keyword lists Dovecot's mechanisms: ask it first (the reply follows). */
+                if (sasl_conv_fetch_mechs(s->sasl, service_event(s->srv->service)) == 0) {
+                        s->sasl_busy = s->ehlo_pending = true;
+                        return;
+                }
+        }
+        ehlo_reply(s);
+}
+
+static void ehlo_reply(struct session *s)
+{
         struct buf b = BUF_INIT;
         buf_printf(&b, "250 %s\nPIPELINING\n", s->srv->myhostname);
         if (s->srv->message_size_limit)
@@ -434,6 +478,9 @@ static void do_ehlo(struct session *s, struct smtp_cmd *c, bool esmtp)
                 buf_puts(&b, "VRFY\n");
         if (s->srv->tls && !s->tls_active)
                 buf_puts(&b, "STARTTLS\n");
+        _cleanup_free_ char *mechs = auth_allowed(s) ? sasl_conv_mech_list(s->sasl, s->tls_active) : NULL;
+        if (mechs)
+                buf_printf(&b, "AUTH %s\n", mechs);
         buf_puts(&b, "ENHANCEDSTATUSCODES\n8BITMIME\nDSN");
         if (s->srv->smtputf8_enable)
                 buf_puts(&b, "\nSMTPUTF8");
@@ -600,7 +647,7 @@ static int send_envelope(struct session *s)
                 return r;
         char port[24], size[24];
         snprintf(port, sizeof port, "%d", s->port);
-        struct ipc_kv kv[16];
+        struct ipc_kv kv[20]; /* every attribute below at most once */
         size_t n = 0;
         kv[n++] = KV_STR("req", "envelope");
         kv[n++] = KV_STR("sender", s->sender);
@@ -624,6 +671,12 @@ static int send_envelope(struct session *s)
                 kv[n++] = KV_STR("smtputf8", "1");
         if (s->tls_info)
                 kv[n++] = KV_STR("tls", s->tls_info);
+        if (s->sasl_username) {
+                kv[n++] = KV_STR("sasl_method", s->sasl_method);
+                kv[n++] = KV_STR("sasl_username", s->sasl_username);
+                if (s->srv->sasl_auth_header)
+                        kv[n++] = KV_STR("sasl_header", "1");
+        }
         struct ipc_msg m = IPC_MSG_INIT;
         r = ipc_msg_add_group(&m, kv, n);
         if (r >= 0)
@@ -758,6 +811,131 @@ static void do_starttls(struct session *s)
         s->tls_start_after_flush = true;
 }
 
+/* AUTH mechanism [initial-response] (RFC 4954). */
+static void do_auth(struct session *s, struct smtp_cmd *c)
+{
+        if (!auth_allowed(s)) {
+                reply(s, "503 5.5.1 Error: authentication not enabled");
+                return;
+        }
+        if (!s->helo) {
+                reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+                return;
+        }
+        if (s->sasl_username) {
+                reply(s, "503 5.5.1 Error: already authenticated");
+                return;
+        }
+        if (s->in_mail) {
+                reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+                return;
+        }
+        if (!sasl_conv_have_mechs(s->sasl)) {
+                /* Dovecot did not answer the EHLO's handshake: nothing can be checked or sent. */
+                reply(s, "454 4.7.0 Temporary authentication failure");
+                return;
+        }
+        const char *arg = c->arg;
+        size_t mlen = strcspn(arg, " ");
+        _cleanup_free_ char *mech = xstrndup(arg, mlen);
+        const char *initial = arg[mlen] ? arg + mlen + strspn(arg + mlen, " ") : NULL;
+        if (!sasl_conv_mech_offered(s->sasl, mech, s->tls_active)) {
+                reply(s, "504 5.5.4 Unsupported authentication mechanism");
+                return;
+        }
+        for (char *p = mech; *p; p++)
+                *p = (char)toupper((unsigned char)*p);
+        struct sasl_start st = {
+                .mech = mech,
+                .initial = initial && *initial ? initial : NULL,
+                .remote_ip = strcmp(s->addr, "unknown") != 0 ? s->addr : NULL,
+                .tls = s->tls_active,
+        };
+        int r = sasl_conv_start(s->sasl, service_event(s->srv->service), &st);
+        if (r == -EINVAL) {
+                reply(s, "501 5.5.2 Error: invalid base64 in the initial response");
+                return;
+        }
+        if (r < 0) {
+                reply(s, "454 4.7.0 Temporary authentication failure");
+                return;
+        }
+        free(s->auth_mech);
+        s->auth_mech = xstrdup(mech);
+        s->sasl_busy = true;
+}
+
+/* The line after a 334: the client's base64 response, or "*" to give up. */
+static void auth_response(struct session *s, const char *line, size_t len)
+{
+        s->auth_cont = false;
+        _cleanup_free_ char *resp = xstrndup(line, len);
+        if (strcmp(resp, "*") == 0) {
+                sasl_conv_abort(s->sasl);
+                reply(s, "501 5.7.0 Authentication aborted");
+                return;
+        }
+        int r = sasl_conv_continue(s->sasl, service_event(s->srv->service), resp);
+        if (r == -EINVAL) {
+                sasl_conv_abort(s->sasl);
+                reply(s, "501 5.5.2 Error: invalid base64 in the response");
+        } else if (r < 0)
+                reply(s, "454 4.7.0 Temporary authentication failure");
+        else
+                s->sasl_busy = true;
+}
+
+/* Too many errors end the session; after a failed AUTH the reply is held (smtpd_error_sleep_time). */
+static void auth_failed_reply(struct session *s, const char *line)
+{
+        reply(s, line);
+        if (s->errors >= s->srv->hard_error_limit) {
+                msg_info("too many errors after AUTH from %s", s->client);
+                replyf(s, "421 4.7.0 %s Error: too many errors", s->srv->myhostname);
+                close_after_reply(s);
+        }
+        if (s->srv->error_sleep_sec <= 0 || !s->pause_timer)
+                return;
+        uint64_t now = 0;
+        sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
+        sd_event_source_set_time(s->pause_timer, now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL);
+        sd_event_source_set_enabled(s->pause_timer, SD_EVENT_ONESHOT);
+        s->paused = true;
+}
+
+static void sasl_event(struct session *s, const struct sasl_event *ev)
+{
+        s->sasl_busy = false;
+        if (s->ehlo_pending) {
+                s->ehlo_pending = false;
+                ehlo_reply(s);
+        } else if (ev->outcome == SASL_CONT) {
+                /* Not the AUTH command's final reply: its counter waits for that one. */
+                s->cur_cnt = -1;
+                replyf(s, "334 %s", ev->data);
+                s->cur_cnt = CNT_AUTH;
+                s->auth_cont = true;
+        } else if (ev->outcome == SASL_OK) {
+                s->sasl_method = s->auth_mech;
+                s->auth_mech = NULL;
+                s->sasl_username = xstrdup(!isempty(ev->user) ? ev->user : "unknown");
+                sasl_conv_abort(s->sasl); /* done with Dovecot for this session */
+                reply(s, "235 2.7.0 Authentication successful");
+        } else if (ev->outcome == SASL_FAIL) {
+                const char *why = !isempty(ev->reason) ? ev->reason : "authentication failure";
+                if (!isempty(ev->user))
+                        msg_warn("%s: SASL %s authentication failed: %s, sasl_username=%s", s->client,
+                                 s->auth_mech, why, ev->user);
+                else
+                        msg_warn("%s: SASL %s authentication failed: %s", s->client, s->auth_mech, why);
+                _cleanup_free_ char *line = xasprintf("535 5.7.8 Error: authentication failed: %s", why);
+                auth_failed_reply(s, line);
+        } else
+                reply(s, "454 4.7.0 Temporary authentication failure");
+        pump(s);
+        finish(s);
+}
+
 static enum counter counter_of(enum smtp_verb v)
 {
         switch (v) {
@@ -817,7 +995,8 @@ static void log_improper_pipelining(struct session *s, const char *after)
 /* Input beyond the current command that the client had no right to send yet. true: session ends. */
 static bool check_pipelining(struct session *s, enum smtp_verb v, const char *verb_name)
 {
-        if (s->in_off >= s->in.len || s->closing || v == SMTP_VERB_QUIT)
+        /* After AUTH the pipelined input is the client's response: never quoted, it holds a password. */
+        if (s->in_off >= s->in.len || s->closing || v == SMTP_VERB_QUIT || v == SMTP_VERB_AUTH)
                 return false;
         if (s->esmtp && !ends_pipeline_group(v))
                 return false;
@@ -875,7 +1054,7 @@ static void handle_command(struct session *s, const char *line, size_t len)
                         break;
                 case SMTP_VERB_VRFY: do_vrfy(s, &c); break;
                 case SMTP_VERB_STARTTLS: do_starttls(s); break;
-                case SMTP_VERB_AUTH: reply(s, "503 5.5.1 Error: authentication not enabled"); break;
+                case SMTP_VERB_AUTH: do_auth(s, &c); break;
                 default: reply(s, "502 5.5.1 Error: command not implemented"); break;
                 }
         }
@@ -893,8 +1072,8 @@ static bool output_full(const struct session *s)
 
 static bool waiting(const struct session *s)
 {
-        return s->lookup || s->opening || s->ending || s->tls_handshaking || s->tls_start_after_flush ||
-               s->paused || submit_backlogged(s->sub) || output_full(s);
+        return s->lookup || s->opening || s->ending || s->sasl_busy || s->tls_handshaking ||
+               s->tls_start_after_flush || s->paused || submit_backlogged(s->sub) || output_full(s);
 }
 
 /* Handle what the input buffer holds. Returns true when something was consumed. */
@@ -959,6 +1138,10 @@ static bool process(struct session *s)
                 }
                 s->in_off += consumed;
                 progress = true;
+                if (s->auth_cont) {
+                        auth_response(s, p, line_len);
+                        continue;
+                }
                 handle_command(s, p, line_len);
                 if (s->errors >= s->srv->hard_error_limit && !s->closing) {
                         msg_info("too many errors after %s from %s", s->last_cmd, s->client);
@@ -1003,6 +1186,9 @@ static void tls_established(struct session *s)
         free(s->helo);
         s->helo = NULL;
         s->esmtp = false;
+        free(s->sasl_method);
+        free(s->sasl_username);
+        s->sasl_method = s->sasl_username = NULL;
         if (s->srv->wrappermode && s->cnt_total[CNT_STARTTLS] == 0)
                 greet(s);
 }
@@ -1232,6 +1418,10 @@ static void session_free(struct session *s)
         else
                 s->srv->sessions = s->next;
         tls_conn_free(s->tls);
+        sasl_conv_free(s->sasl);
+        free(s->auth_mech);
+        free(s->sasl_method);
+        free(s->sasl_username);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         sd_event_source_disable_unref(s->pause_timer);
@@ -1460,6 +1650,8 @@ void session_start(struct smtpd *srv, int fd)
                 snprintf(s->addr, sizeof s->addr, "unknown");
         s->client = xasprintf("%s[%s]", client_name(s), s->addr);
         s->bare_newline = bare_newline_mode(srv, s->addr);
+        if (srv->sasl)
+                s->sasl = sasl_conv_new(srv->sasl, s, sasl_event);
 
         s->next = srv->sessions;
         if (s->next)

@@ -61,6 +61,8 @@ struct smtpd {
         char *cleanup_path;         /* MAIL_PROTO_CLEANUP_SOCKET */
         char *cleanup_private_path; /* private/cleanup: a master.cf with cleanup's "private" column "-" */
         struct session *sessions;   /* every open session, for on_stop */
+        struct smtpd_sasl *sasl;    /* NULL: smtpd_sasl_auth_enable = no */
+        bool sasl_auth_header;      /* smtpd_sasl_authenticated_header */
 };
 
 /* session.c */
@@ -132,6 +134,7 @@ struct access_client {
         const char *addr; /* printable address, no brackets */
         bool sasl_authenticated;
         const struct smtpd_client_dns *dns; /* NULL: not looked up (smtpd_peername_lookup = no) */
+        const char *sasl_username;          /* the AUTH login, NULL when not authenticated */
 };
 
 struct access_decision {
@@ -248,3 +251,51 @@ int submit_end(struct submit *sub);
  * -EALREADY when asked before. */
 int submit_abort(struct submit *sub);
 bool submit_backlogged(const struct submit *sub);
+
+/* ---- sasl.c: AUTH through Dovecot's auth service (smtpd_sasl_type = dovecot) ---- */
+
+struct smtpd_sasl;
+/*
+ * smtpd_sasl_* settings; *ret stays NULL when smtpd_sasl_auth_enable = no. Relative smtpd_sasl_path
+ * names are under queue_dir. *err (malloc'd) names the parameter and the fix.
+ */
+int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **ret, char **err);
+void smtpd_sasl_free(struct smtpd_sasl *s);
+bool smtpd_sasl_tls_auth_only(const struct smtpd_sasl *s);
+
+/* What one step of a conversation with Dovecot ended with. */
+enum sasl_outcome {
+        SASL_MECHS,    /* the handshake is done: the mechanism list is known */
+        SASL_CONT,     /* data: the base64 challenge for a 334 reply */
+        SASL_OK,       /* user: the authenticated name */
+        SASL_FAIL,     /* the client's credentials were refused (reason, user may be set) */
+        SASL_TEMPFAIL, /* Dovecot is unreachable or failed (logged) */
+};
+struct sasl_event {
+        enum sasl_outcome outcome;
+        const char *data, *user, *reason;
+};
+typedef void (*sasl_event_fn)(struct session *s, const struct sasl_event *ev);
+
+/* One session's connection to Dovecot; each step runs in a worker thread and ends in cb on the loop. */
+struct sasl_conv;
+struct sasl_conv *sasl_conv_new(struct smtpd_sasl *sasl, struct session *owner, sasl_event_fn cb);
+/* A step still running is detached: its answer is dropped. NULL is fine. */
+void sasl_conv_free(struct sasl_conv *v);
+bool sasl_conv_have_mechs(const struct sasl_conv *v);
+int sasl_conv_fetch_mechs(struct sasl_conv *v, sd_event *e);
+/* The mechanisms to advertise with or without TLS ("PLAIN LOGIN", malloc'd), NULL when none. */
+char *sasl_conv_mech_list(const struct sasl_conv *v, bool tls);
+bool sasl_conv_mech_offered(const struct sasl_conv *v, const char *mech, bool tls);
+
+struct sasl_start {
+        const char *mech;
+        const char *initial; /* base64, "=" for an empty one, NULL for none */
+        const char *local_ip, *remote_ip;
+        bool tls;
+};
+/* -EINVAL: the client's mechanism name or response cannot be sent (not base64). */
+int sasl_conv_start(struct sasl_conv *v, sd_event *e, const struct sasl_start *st);
+int sasl_conv_continue(struct sasl_conv *v, sd_event *e, const char *response);
+/* The client said "*": the request is dropped with the connection. */
+void sasl_conv_abort(struct sasl_conv *v);

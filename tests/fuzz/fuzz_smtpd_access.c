@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         access_decision_done(&d);
 
         /* The same hostile text as HELO name, sender and recipient: every list sees it. */
-        struct access_client cl = {"unknown", size % 2 ? "127.0.0.1" : "192.0.2.1", false, NULL};
+        struct access_client cl = {"unknown", size % 2 ? "127.0.0.1" : "192.0.2.1", false, NULL, NULL};
         struct access_request rq = {&cl, rcpt, size % 3 ? rcpt : "", rcpt, NULL};
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
         if ((d.result == ACCESS_REJECT) != (d.reply != NULL))

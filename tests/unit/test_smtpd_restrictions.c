@@ -35,7 +35,7 @@ static struct smtpd_access *access_from(const char *extra, struct config **ret_c
 /* The reply for rcpt from addr, or "" when accepted. */
 static char *decide(struct smtpd_access *a, const char *addr, const char *rcpt)
 {
-        struct access_client cl = {"unknown", addr, false, NULL};
+        struct access_client cl = {"unknown", addr, false, NULL, NULL};
         struct access_request rq = {&cl, "client.example.org", "sender@example.org", rcpt, NULL};
         struct access_decision d;
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
@@ -178,7 +178,7 @@ TEST(access_tables)
 static char *decide_at(struct smtpd_access *a, enum access_stage stage, const char *addr, const char *helo,
                        const char *sender, const char *rcpt)
 {
-        struct access_client cl = {"unknown", addr, false, NULL};
+        struct access_client cl = {"unknown", addr, false, NULL, NULL};
         struct access_request rq = {&cl, helo, sender, rcpt, NULL};
         struct access_decision d;
         smtpd_access_check(a, stage, &rq, &d);
@@ -367,7 +367,7 @@ TEST(missing_table_argument)
 static char *decide_dns(struct smtpd_access *a, const struct smtpd_client_dns *dns)
 {
         struct access_client cl = {dns && dns->name_status == 0 ? dns->name : "unknown", "192.0.2.5", false,
-                                   dns};
+                                   dns, NULL};
         struct access_request rq = {&cl, "client.example.org", "sender@example.org", "alice@localhost",
                                     NULL};
         struct access_decision d;
@@ -470,7 +470,7 @@ TEST(rbl_client_needs_a_zone)
 static char *decide_facts(struct smtpd_access *a, const struct smtpd_dns_facts *facts, const char *helo,
                           const char *sender, const char *rcpt)
 {
-        struct access_client cl = {"mail.example.org", "192.0.2.5", false, NULL};
+        struct access_client cl = {"mail.example.org", "192.0.2.5", false, NULL, NULL};
         struct access_request rq = {&cl, helo, sender, rcpt, facts};
         struct access_decision d;
         smtpd_access_check(a, ACCESS_STAGE_RCPT, &rq, &d);
@@ -547,6 +547,71 @@ TEST(rhsbl_sender_and_client)
                   "554 5.7.1 Service unavailable; Sender address [spam.example] blocked using dbl.example");
         free(r);
         free(f);
+        smtpd_access_free(a);
+        config_free(c);
+}
+
+/* The MAIL FROM decision for a client that logged in as login (NULL: did not authenticate). */
+static char *decide_login(struct smtpd_access *a, const char *login, const char *sender)
+{
+        struct access_client cl = {"unknown", "192.0.2.9", login != NULL, NULL, login};
+        struct access_request rq = {&cl, "client.example.org", sender, NULL, NULL};
+        struct access_decision d;
+        smtpd_access_check(a, ACCESS_STAGE_MAIL, &rq, &d);
+        char *out = xstrdup(d.result == ACCESS_REJECT ? d.reply : "");
+        access_decision_done(&d);
+        return out;
+}
+
+#define CHECK_LOGIN(a, login, sender, expected)                             \
+        do {                                                                \
+                _cleanup_free_ char *got_ = decide_login(a, login, sender); \
+                CHECK_STR(got_, expected);                                  \
+        } while (0)
+
+TEST(sender_login_mismatch)
+{
+        struct config *c;
+        struct smtpd_access *a = access_from(
+                "smtpd_delay_reject = no\n"
+                "smtpd_sender_login_maps = inline:{alice@example.org=alice, {shared@example.org=alice, bob},"
+                " @team.example=carol}\n"
+                "smtpd_sender_restrictions = reject_sender_login_mismatch\n",
+                &c);
+        CHECK_LOGIN(a, "alice", "alice@example.org", "");
+        CHECK_LOGIN(a, "bob", "shared@example.org", "");
+        CHECK_LOGIN(a, "alice", "shared@example.org", "");
+        CHECK_LOGIN(a, "carol", "anyone@team.example", "");
+        CHECK_LOGIN(a, "bob", "alice@example.org",
+                    "553 5.7.1 <alice@example.org>: Sender address rejected: not owned by user bob");
+        /* an address nobody owns is refused to a logged-in user too */
+        CHECK_LOGIN(
+                a, "alice", "nobody@elsewhere.example",
+                "553 5.7.1 <nobody@elsewhere.example>: Sender address rejected: not owned by user alice");
+        CHECK_LOGIN(a, NULL, "alice@example.org",
+                    "553 5.7.1 <alice@example.org>: Sender address rejected: not logged in");
+        CHECK_LOGIN(a, NULL, "nobody@elsewhere.example", "");
+        CHECK_LOGIN(a, NULL, "", "");
+        smtpd_access_free(a);
+        config_free(c);
+
+        a = access_from("smtpd_delay_reject = no\n"
+                        "smtpd_sender_login_maps = inline:{alice@example.org=alice}\n"
+                        "smtpd_sender_restrictions = reject_authenticated_sender_login_mismatch\n",
+                        &c);
+        CHECK_LOGIN(a, NULL, "alice@example.org", "");
+        CHECK_LOGIN(a, "bob", "alice@example.org",
+                    "553 5.7.1 <alice@example.org>: Sender address rejected: not owned by user bob");
+        smtpd_access_free(a);
+        config_free(c);
+
+        a = access_from("smtpd_delay_reject = no\n"
+                        "smtpd_sender_login_maps = inline:{alice@example.org=alice}\n"
+                        "smtpd_sender_restrictions = reject_unauthenticated_sender_login_mismatch\n",
+                        &c);
+        CHECK_LOGIN(a, "bob", "alice@example.org", "");
+        CHECK_LOGIN(a, NULL, "alice@example.org",
+                    "553 5.7.1 <alice@example.org>: Sender address rejected: not logged in");
         smtpd_access_free(a);
         config_free(c);
 }
