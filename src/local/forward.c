@@ -204,8 +204,9 @@ int forward_submit(struct local *l, const struct local_message *m, const struct 
                 goto done;
         r = send_rcpts(&c, orig, rcpts);
         if (r == 0) {
-                const struct ipc_kv kv[] = {
-                        {"req", "envelope", 8}, {"sender", m->sender, strlen(m->sender)}, {"uid", "0", 1}};
+                /* No uid: the copy is the mail system's, not a user's submission ("from userid"). */
+                const struct ipc_kv kv[] = {{"req", "envelope", 8},
+                                            {"sender", m->sender, strlen(m->sender)}};
                 struct ipc_msg req = IPC_MSG_INIT;
                 r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
                 if (r == 0)

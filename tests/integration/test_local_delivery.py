@@ -26,12 +26,13 @@ NOBODY_UID = pwd.getpwnam("nobody").pw_uid
 SCRIPT = """#!/bin/sh
 out="{dir}/$1.out"
 {{
-  for v in USER LOGNAME HOME SENDER RECIPIENT EXTENSION DOMAIN LOCAL ORIGINAL_RECIPIENT; do
+  for v in USER LOGNAME HOME SHELL SENDER RECIPIENT EXTENSION DOMAIN LOCAL ORIGINAL_RECIPIENT; do
     eval "echo $v=\\$$v"
   done
   echo UID=$(id -u)
   cat
 }} > "$out.tmp" && mv "$out.tmp" "$out"
+[ "${{2:-0}}" = 0 ] || echo "failing with $2" >&2
 exit ${{2:-0}}
 """
 
@@ -132,7 +133,7 @@ def test_command_alias_env_and_exit_codes(mail_instance, workdir):
                  r"status=deferred \(temporary failure")
     qn = inject(inst, f"cmdnouser@{DOMAIN}", tag="nouser")
     expect(inst, rf"{qn}: to=<cmdnouser@{DOMAIN}>, relay=local, {DELAYS}, dsn=5\.1\.1, "
-                 r"status=bounced \(user unknown")
+                 r"status=bounced \(user unknown\. Command output: failing with 67 ?\)")
     expect(inst, rf"{qn}: removed")
     assert qt in inst.queue_files("deferred") + inst.queue_files("active") + inst.queue_files("incoming")
 
@@ -161,6 +162,7 @@ def test_dot_forward(mail_instance, workdir, home_restored):
     expect(inst, rf"{qid}: removed")
     env = env_of(d / "plain.out")
     assert env["UID"] == str(USER_UID) and env["HOME"] == str(HOME) and env["USER"] == TEST_USER
+    assert env["SHELL"] == pwd.getpwnam(TEST_USER).pw_shell
     assert "Subject: test forward" in copy.read_text()
     assert inst.mbox(TEST_USER) == b""  # the .forward replaces the mailbox
 
@@ -264,3 +266,32 @@ def test_recipient_delimiter(mail_instance):
     assert "Subject: test delimiter" in box and f"Delivered-To: {TEST_USER}+lists@{DOMAIN}\n" in box
     st = (inst.mail_spool / TEST_USER).stat()
     assert st.st_uid == USER_UID and stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_forward_waits_for_cleanup_and_goes_once(mail_instance):
+    """Without a cleanup service the forward is deferred (never lost, never marked done); once cleanup is
+    back the retry forwards it, once."""
+    peer = SmtpPeer()
+    try:
+        no_cleanup = "".join(line + "\n" for line in MASTER_CF.splitlines() if not line.startswith("cleanup"))
+        inst = mail_instance(master_cf=no_cleanup, main_extra=f"relayhost = [127.0.0.1]:{peer.port}\n")
+        with open(inst.aliases, "a") as f:
+            f.write("away: someone@remote.example\n")
+        inst.newaliases()
+        inst.start()
+        wait_for(lambda: inst.daemon_pids("qmgr"), 20, "the qmgr process")
+        qid = inject(inst, f"away@{DOMAIN}", tag="later")
+        expect(inst, rf"{qid}: to=<someone@remote\.example>, orig_to=<away@{DOMAIN}>, relay=local, {DELAYS}, "
+                     r"dsn=4\.3\.0, status=deferred \(connect to cleanup")
+        assert "forwarded as" not in inst.logtext()
+
+        (inst.etc / "master.cf").write_text(MASTER_CF.format(port=inst.port))
+        r = inst.postfix("reload")
+        assert r.returncode == 0, r.stderr
+        m = expect(inst, rf"{qid}: to=<someone@remote\.example>, .*status=sent \(forwarded as ([0-9A-F]+)\)",
+                   timeout=40)
+        expect(inst, rf"{qid}: removed")
+        expect(inst, rf"{m.group(1)}: removed")
+        assert len(peer.messages()) == 1 and inst.logtext().count("forwarded as") == 1
+    finally:
+        peer.close()
