@@ -107,7 +107,7 @@ struct rcpt_ctx {
         struct request *rq;
         const struct qfile_rcpt *rcpt;
         const char *addr, *orig;
-        char *base; /* addr's local part without its extension, folded */
+        char *base; /* addr's local part, folded: the name that is the recipient itself */
         struct local_message lm;
         struct strv seen;   /* destinations handled ("m:user", "c:cmd", ...): each at most once */
         struct strv remote; /* addresses to forward through cleanup */
