@@ -144,6 +144,9 @@ def test_command_alias_env_and_exit_codes(mail_instance, workdir):
 
 
 def test_dot_forward(mail_instance, workdir, home_restored):
+    """The test user's home is shared by every instance on the machine: the plain .forward, which would
+    divert other tests' mail to that user, exists only for one delivery; the rest uses .forward+fwdtest
+    (forward_path's first default element), which only mail to postd-test+fwdtest reads."""
     inst = mail_instance(master_cf=MASTER_CF, main_extra="recipient_delimiter = +\n")
     d = workdir(inst)
     copy = d / "copy.mbox"
@@ -152,32 +155,40 @@ def test_dot_forward(mail_instance, workdir, home_restored):
     inst.newaliases()
     inst.start()
     wait_for(lambda: inst.daemon_pids("qmgr"), 20, "the qmgr process")
+    cmd = re.escape(str(d)) + "/cmd\\.sh"
 
-    # .forward to another local address (an alias writing a file) and to a command run as the user.
-    user_file(home_restored / ".forward", f"# my forward\nfwdcopy@{DOMAIN}\n\"|{d}/cmd.sh plain 0\"\n")
-    user_file(home_restored / ".forward+ext", f"|{d}/cmd.sh ext 0\n")
-    qid = inject(inst, f"{TEST_USER}@{DOMAIN}", tag="forward")
-    expect(inst, rf"{qid}: to=<{TEST_USER}@{DOMAIN}>, relay=local, {DELAYS}, dsn=2\.0\.0, "
-                 rf"status=sent \(delivered to command: {re.escape(str(d))}/cmd\.sh plain 0\)")
-    expect(inst, rf"{qid}: removed")
-    env = env_of(d / "plain.out")
+    # .forward+ext to another local address (an alias writing a file) and to a command run as the user.
+    ext_forward = home_restored / ".forward+fwdtest"
+    user_file(ext_forward, f"# my forward\nfwdcopy@{DOMAIN}\n\"|{d}/cmd.sh ext 0\"\n")
+    qe = inject(inst, f"{TEST_USER}+fwdtest@{DOMAIN}", tag="extension")
+    expect(inst, rf"{qe}: to=<{TEST_USER}\+fwdtest@{DOMAIN}>, relay=local, {DELAYS}, dsn=2\.0\.0, "
+                 rf"status=sent \(delivered to command: {cmd} ext 0\)")
+    expect(inst, rf"{qe}: removed")
+    env = env_of(d / "ext.out")
     assert env["UID"] == str(USER_UID) and env["HOME"] == str(HOME) and env["USER"] == TEST_USER
-    assert env["SHELL"] == pwd.getpwnam(TEST_USER).pw_shell
-    assert "Subject: test forward" in copy.read_text()
+    assert env["SHELL"] == pwd.getpwnam(TEST_USER).pw_shell and env["EXTENSION"] == "fwdtest"
+    assert "Subject: test extension" in (d / "ext.out").read_text()
+    assert "Subject: test extension" in copy.read_text()
     assert inst.mbox(TEST_USER) == b""  # the .forward replaces the mailbox
 
-    # user+ext: .forward+ext first.
-    qe = inject(inst, f"{TEST_USER}+ext@{DOMAIN}", tag="extension")
-    expect(inst, rf"{qe}: to=<{TEST_USER}\+ext@{DOMAIN}>, relay=local, .*status=sent "
-                 rf"\(delivered to command: {re.escape(str(d))}/cmd\.sh ext 0\)")
-    assert env_of(d / "ext.out")["EXTENSION"] == "ext"
-    assert "Subject: test extension" in (d / "ext.out").read_text()
+    # The plain .forward, for plain mail to the user (removed as soon as it has been read).
+    plain_forward = home_restored / ".forward"
+    user_file(plain_forward, f"|{d}/cmd.sh plain 0\n")
+    try:
+        qid = inject(inst, f"{TEST_USER}@{DOMAIN}", tag="forward")
+        expect(inst, rf"{qid}: to=<{TEST_USER}@{DOMAIN}>, relay=local, {DELAYS}, dsn=2\.0\.0, "
+                     rf"status=sent \(delivered to command: {cmd} plain 0\)")
+    finally:
+        plain_forward.unlink()
+    assert "Subject: test forward" in (d / "plain.out").read_text()
+    assert inst.mbox(TEST_USER) == b""
 
     # A group-writable .forward is not the user's alone: ignored, the mail goes to the mailbox.
-    os.chmod(home_restored / ".forward", 0o664)
-    qg = inject(inst, f"{TEST_USER}@{DOMAIN}", tag="writable")
-    expect(inst, rf"{qg}: to=<{TEST_USER}@{DOMAIN}>, relay=local, .*status=sent \(delivered to mailbox\)")
-    expect(inst, r"warning: .*\.forward is group or world writable: ignored")
+    os.chmod(ext_forward, 0o664)
+    qg = inject(inst, f"{TEST_USER}+fwdtest@{DOMAIN}", tag="writable")
+    expect(inst, rf"{qg}: to=<{TEST_USER}\+fwdtest@{DOMAIN}>, relay=local, .*status=sent "
+                 r"\(delivered to mailbox\)")
+    expect(inst, r"warning: .*\.forward\+fwdtest is group or world writable: ignored")
     assert b"Subject: test writable" in inst.mbox(TEST_USER)
 
 
