@@ -108,63 +108,80 @@ static void keep_output(struct buf *out, const char *data, size_t n)
 
 struct pump {
         int in, out; /* the command's stdin (we write), its output (we read); -1 once done */
+        pid_t pid;
+        bool exited;
+        int wst;
         const struct buf *msg;
         size_t sent;
         struct buf output;
 };
 
-/* Feed stdin and read output until the output closes or the deadline: true when the deadline passed. */
+static void close_fd(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+}
+
+static void pump_read(struct pump *p)
+{
+        char chunk[4096];
+        ssize_t k = read(p->out, chunk, sizeof chunk);
+        if (k > 0)
+                keep_output(&p->output, chunk, (size_t)k);
+        else if (k == 0 || errno != EINTR)
+                close_fd(&p->out);
+}
+
+static void pump_write(struct pump *p)
+{
+        ssize_t k = write(p->in, p->msg->data + p->sent, p->msg->len - p->sent);
+        if (k > 0)
+                p->sent += (size_t)k;
+        /* A command that does not read all of its input (EPIPE) is not an error in itself: its exit
+         * status decides. */
+        if ((k < 0 && errno != EINTR && errno != EAGAIN) || p->sent == p->msg->len)
+                close_fd(&p->in);
+}
+
+/*
+ * Feed stdin and read the output until the command has exited and its output is closed, or until the
+ * deadline (true). A command that closed its output early still gets all of its input; one that exited
+ * without reading it all is not waited for.
+ */
 static bool pump_io(struct pump *p, uint64_t deadline)
 {
-        while (p->out >= 0) {
+        while (!p->exited || p->out >= 0) {
                 uint64_t now = now_ms();
                 if (now >= deadline)
                         return true;
-                struct pollfd fds[2] = {{.fd = p->out, .events = POLLIN}, {.fd = p->in, .events = POLLOUT}};
-                int nfds = p->in >= 0 ? 2 : 1;
-                int n = poll(fds, (nfds_t)nfds, (int)(deadline - now < 1000 ? deadline - now : 1000));
-                if (n < 0 && errno != EINTR)
-                        return false;
-                if (n <= 0)
-                        continue;
-                if (fds[0].revents) {
-                        char chunk[4096];
-                        ssize_t k = read(p->out, chunk, sizeof chunk);
-                        if (k > 0)
-                                keep_output(&p->output, chunk, (size_t)k);
-                        else if (k == 0 || errno != EINTR) {
-                                close(p->out);
-                                p->out = -1;
+                if (!p->exited) {
+                        pid_t r = waitpid(p->pid, &p->wst, WNOHANG);
+                        if (r == p->pid || (r < 0 && errno == ECHILD)) {
+                                p->exited = true;
+                                close_fd(&p->in);
+                                continue;
                         }
                 }
-                if (nfds == 2 && fds[1].revents) {
-                        ssize_t k = write(p->in, p->msg->data + p->sent, p->msg->len - p->sent);
-                        if (k > 0)
-                                p->sent += (size_t)k;
-                        /* A command that does not read all of its input (EPIPE) is not an error in itself:
-                         * its exit status decides. */
-                        if ((k < 0 && errno != EINTR && errno != EAGAIN) || p->sent == p->msg->len) {
-                                close(p->in);
-                                p->in = -1;
-                        }
+                struct pollfd fds[2];
+                nfds_t n = 0;
+                if (p->out >= 0)
+                        fds[n++] = (struct pollfd){.fd = p->out, .events = POLLIN};
+                if (p->in >= 0)
+                        fds[n++] = (struct pollfd){.fd = p->in, .events = POLLOUT};
+                /* Once the output is closed only the exit ends the wait: look for it again shortly. */
+                int wait = p->out < 0 ? COMMAND_REAP_POLL_MS
+                                      : (int)(deadline - now < 1000 ? deadline - now : 1000);
+                if (poll(n ? fds : NULL, n, wait) <= 0)
+                        continue;
+                for (nfds_t i = 0; i < n; i++) {
+                        if (fds[i].revents && fds[i].fd == p->out)
+                                pump_read(p);
+                        else if (fds[i].revents && fds[i].fd == p->in)
+                                pump_write(p);
                 }
         }
         return false;
-}
-
-/* Wait for pid until the deadline: true and *ret_wst when it ended. */
-static bool reap(pid_t pid, uint64_t deadline, int *ret_wst)
-{
-        for (;;) {
-                pid_t r = waitpid(pid, ret_wst, WNOHANG);
-                if (r == pid)
-                        return true;
-                if (r < 0 && errno != EINTR)
-                        return false;
-                if (now_ms() >= deadline)
-                        return false;
-                poll(NULL, 0, COMMAND_REAP_POLL_MS);
-        }
 }
 
 static void set_result(struct local_status *st, const char *command, int wst, bool timed_out,
@@ -231,23 +248,23 @@ void command_deliver(struct local *l, const struct local_message *m, const char 
         fcntl(in[1], F_SETFL, O_NONBLOCK);
         struct buf msg = BUF_INIT;
         command_input(m, &msg);
-        struct pump pu = {.in = in[1], .out = out[0], .msg = &msg, .output = BUF_INIT};
+        struct pump pu = {.in = in[1], .out = out[0], .pid = pid, .msg = &msg, .output = BUF_INIT};
         uint64_t deadline =
                 now_ms() + (uint64_t)(l->command_time_limit > 0 ? l->command_time_limit : 1) * 1000;
         bool timed_out = pump_io(&pu, deadline);
-        int wst = 0;
-        if (!timed_out)
-                timed_out = !reap(pid, deadline, &wst);
+        int wst = pu.wst;
         if (timed_out) {
+                /* The whole process group: a pipeline, or whatever the command left behind. */
                 kill(-pid, SIGKILL);
-                kill(pid, SIGKILL);
-                while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-                        ;
+                if (!pu.exited) {
+                        kill(pid, SIGKILL);
+                        while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
+                                ;
+                } else
+                        timed_out = false; /* it ended in time; what it left holding its output did not */
         }
-        if (pu.in >= 0)
-                close(pu.in);
-        if (pu.out >= 0)
-                close(pu.out);
+        close_fd(&pu.in);
+        close_fd(&pu.out);
         set_result(st, command, wst, timed_out, &pu.output);
         buf_free(&msg);
         buf_free(&pu.output);

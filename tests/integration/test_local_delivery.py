@@ -306,3 +306,25 @@ def test_forward_waits_for_cleanup_and_goes_once(mail_instance):
         assert len(peer.messages()) == 1 and inst.logtext().count("forwarded as") == 1
     finally:
         peer.close()
+
+
+def test_command_big_input_and_output(mail_instance, workdir):
+    """A message larger than a pipe's buffer to a command that first writes more than a pipe holds, then
+    closes its output and reads its input: all of it arrives, no deadlock, only a bounded part of the
+    output goes into the log."""
+    inst = mail_instance(master_cf=MASTER_CF, main_extra="command_time_limit = 20s\n")
+    d = workdir(inst)
+    script = d / "big.sh"
+    script.write_text(f"#!/bin/sh\nseq 1 40000\nexec >/dev/null 2>&1\ncat > {d}/big.out\nexit 0\n")
+    os.chmod(script, 0o755)
+    with open(inst.aliases, "a") as f:
+        f.write(f"big: |{script}\n")
+    inst.newaliases()
+    inst.start()
+    wait_for(lambda: inst.daemon_pids("qmgr"), 20, "the qmgr process")
+    body = "".join(f"line {i:06d} of a long body\n" for i in range(10000))  # about 270 kB
+    r = run("queue-inject", "-c", inst.etc, "-f", SENDER, f"big@{DOMAIN}",
+            input=f"Subject: big\n\n{body}")
+    qid = r.stdout.strip()
+    expect(inst, rf"{qid}: to=<big@{DOMAIN}>, relay=local, {DELAYS}, dsn=2\.0\.0, status=sent", timeout=30)
+    assert (d / "big.out").read_text().endswith(body)
