@@ -135,6 +135,24 @@ int forward_read_file(const char *path, const struct local_privs *p, char **ret_
         return 0;
 }
 
+/* One ${...} or $(...) body: "name", "name?text" (text when name has a value), "name:text" (when not). */
+static int expand_braced(struct buf *out, const char *body, size_t n, macro_lookup_fn lookup, void *userdata)
+{
+        size_t k = strcspn(body, "?:");
+        _cleanup_free_ char *key = xstrndup(body, k < n ? k : n);
+        const char *v = *key ? lookup(userdata, key) : NULL;
+        if (k >= n) {
+                if (isempty(v))
+                        return -ENOENT;
+                buf_puts(out, v);
+                return 0;
+        }
+        /* The text is literal: no nested macros. */
+        if ((body[k] == '?') == !isempty(v))
+                buf_append(out, body + k + 1, n - k - 1);
+        return 0;
+}
+
 char *local_expand(const char *tmpl, macro_lookup_fn lookup, void *userdata)
 {
         struct buf out = BUF_INIT;
@@ -144,23 +162,18 @@ char *local_expand(const char *tmpl, macro_lookup_fn lookup, void *userdata)
                         continue;
                 }
                 p++;
-                const char *name = p;
-                size_t n;
                 if (*p == '{' || *p == '(') {
-                        char close = *p == '{' ? '}' : ')';
-                        const char *e = strchr(p + 1, close);
-                        if (!e)
+                        const char *e = strchr(p + 1, *p == '{' ? '}' : ')');
+                        if (!e || expand_braced(&out, p + 1, (size_t)(e - p - 1), lookup, userdata) < 0)
                                 goto undefined;
-                        name = p + 1;
-                        n = (size_t)(e - name);
                         p = e + 1;
-                } else {
-                        while (isalnum((unsigned char)*p) || *p == '_')
-                                p++;
-                        n = (size_t)(p - name);
+                        continue;
                 }
-                _cleanup_free_ char *key = xstrndup(name, n);
-                const char *v = n ? lookup(userdata, key) : NULL;
+                const char *name = p;
+                while (isalnum((unsigned char)*p) || *p == '_')
+                        p++;
+                _cleanup_free_ char *key = xstrndup(name, (size_t)(p - name));
+                const char *v = *key ? lookup(userdata, key) : NULL;
                 if (isempty(v))
                         goto undefined;
                 buf_puts(&out, v);

@@ -172,7 +172,8 @@ int forward_read_file(const char *path, const struct local_privs *p, char **ret_
 typedef const char *(*macro_lookup_fn)(void *userdata, const char *name);
 
 /*
- * Expand $name, ${name} and $(name) in tmpl. NULL when a macro has no value or an empty one (a
+ * Expand $name, ${name} and $(name) in tmpl, and Postfix's ${name?text} (text when name has a value) and
+ * ${name:text} (text when it has none). NULL when a plain macro has no value or an empty one (a
  * forward_path element such as .forward${recipient_delimiter}${extension} then does not apply). Pure.
  */
 char *local_expand(const char *tmpl, macro_lookup_fn lookup, void *userdata);

@@ -42,6 +42,13 @@ TEST(forward_path_default_elements)
         CHECK(expand("$unknown/x", &v) == NULL);
         CHECK(expand("${home", &v) == NULL);
         CHECK_STR(expand("plain", &v), "plain");
+        /* Conditional text: present or absent with the macro, never "undefined". */
+        v = (struct vars){"/home/u", "u", "", "+"};
+        CHECK_STR(expand("$home/.forward${extension?+lists}", &v), "/home/u/.forward");
+        CHECK_STR(expand("${extension:none}", &v), "none");
+        v.extension = "x";
+        CHECK_STR(expand("${extension?+}${extension}", &v), "+x");
+        CHECK_STR(expand("a${extension:none}b", &v), "ab");
 }
 
 TEST(sysexits_soft_and_hard)
