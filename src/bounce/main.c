@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "bounce.h"
+#include "cleanup_client.h"
 #include "ipc.h"
 #include "log.h"
 #include "mail_proto.h"
@@ -22,7 +23,7 @@
 struct bounce {
         struct config *cfg;
         struct queue *queue;
-        char *cleanup_public, *cleanup_private;
+        char *queue_dir;
         char *myhostname, *mail_name, *myorigin;
         char *double_bounce, *postmaster_2bounce;
         bool notify_2bounce;
@@ -35,34 +36,11 @@ static struct bounce bounce_state;
 static int submit(struct bounce *b, const char *sender, const char *rcpt, const struct buf *msg,
                   char **ret_id, char **ret_why)
 {
-        int fd = -1;
-        _cleanup_free_ char *new_id = NULL;
-        int r = ipc_connect_unix(b->cleanup_public, BOUNCE_STEP_TIMEOUT_MS, &fd);
-        if (r == -ENOENT || r == -ECONNREFUSED)
-                r = ipc_connect_unix(b->cleanup_private, BOUNCE_STEP_TIMEOUT_MS, &fd);
-        if (r < 0) {
-                *ret_why = xasprintf("connect to cleanup (%s): %s", b->cleanup_public, strerror(-r));
-                return r;
-        }
-        struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
-        long long status = -1;
+        struct cleanup_client c = CLEANUP_CLIENT_INIT;
         /* cleanup treats it as locally generated mail: "Received: by HOST (Postfix) id ...". */
-        const struct ipc_kv open_kv[] = {{"req", "open", 4}, {"origin", "pickup", 6}};
-        r = ipc_msg_add_group(&req, open_kv, ELEMENTSOF(open_kv));
-        if (r == 0)
-                r = ipc_call(fd, &req, &rep, BOUNCE_STEP_TIMEOUT_MS);
-        ipc_msg_free(&req);
-        const char *id = ipc_msg_get_str(&rep, "queue_id");
-        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0 || !id) {
-                *ret_why =
-                        xasprintf("cleanup did not open a queue file: %s",
-                                  r < 0 ? strerror(-r) : (ipc_msg_get_str(&rep, "reason") ?: "bad reply"));
-                r = r < 0 ? r : -EIO;
+        int r = cleanup_client_open(&c, b->queue_dir, "pickup", BOUNCE_STEP_TIMEOUT_MS, ret_why);
+        if (r < 0)
                 goto done;
-        }
-        new_id = xstrdup(id);
-        ipc_msg_free(&rep);
-
         /* A notification never asks for notifications about itself. */
         char never[8];
         snprintf(never, sizeof never, "%u", (unsigned)QFILE_NOTIFY_NEVER);
@@ -70,44 +48,29 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
                                         {"sender", sender, strlen(sender)},
                                         {"rcpt", rcpt, strlen(rcpt)},
                                         {"notify", never, strlen(never)}};
+        struct ipc_msg req = IPC_MSG_INIT;
         r = ipc_msg_add_group(&req, env_kv, ELEMENTSOF(env_kv));
         if (r == 0)
-                r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
+                r = cleanup_client_send(&c, &req);
         ipc_msg_free(&req);
-        for (size_t off = 0; r == 0 && off < msg->len; off += MAIL_PROTO_CHUNK_MAX) {
-                size_t n = msg->len - off < MAIL_PROTO_CHUNK_MAX ? msg->len - off : MAIL_PROTO_CHUNK_MAX;
-                const struct ipc_kv kv[] = {{"req", "content", 7}, {"data", msg->data + off, n}};
-                r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
-                if (r == 0)
-                        r = ipc_send(fd, &req, BOUNCE_STEP_TIMEOUT_MS);
-                ipc_msg_free(&req);
-        }
-        if (r == 0) {
-                /* A definite answer: a notification queued after we gave up would be sent twice. */
-                struct ipc_msg abort = IPC_MSG_INIT;
-                r = ipc_msg_add_str(&req, "req", "end");
-                if (r == 0)
-                        r = ipc_msg_add_str(&abort, "req", "abort");
-                if (r == 0)
-                        r = ipc_call_definite(
-                                fd, &req, &abort, &rep,
-                                mail_proto_cleanup_timeout_ms(config_get_time(b->cfg, "ipc_timeout")));
-                ipc_msg_free(&req);
-                ipc_msg_free(&abort);
-        }
-        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0) {
-                *ret_why =
-                        xasprintf("cleanup did not queue the notification: %s",
-                                  r < 0 ? strerror(-r) : (ipc_msg_get_str(&rep, "reason") ?: "bad reply"));
+        if (r == 0)
+                r = cleanup_client_send_content(&c, msg->data, msg->len);
+        /* A definite answer: a notification queued after we gave up would be sent twice. */
+        long long status = -1;
+        _cleanup_free_ char *reason = NULL;
+        if (r == 0)
+                r = cleanup_client_finish(
+                        &c, mail_proto_cleanup_timeout_ms(config_get_time(b->cfg, "ipc_timeout")), &status,
+                        &reason);
+        if (r < 0 || status != 0) {
+                *ret_why = xasprintf("cleanup did not queue the notification: %s",
+                                     r < 0 ? strerror(-r) : (reason ?: "bad reply"));
                 r = r < 0 ? r : -EIO;
                 goto done;
         }
-        *ret_id = TAKE_PTR(new_id);
-        r = 0;
+        *ret_id = TAKE_PTR(c.queue_id);
 done:
-        ipc_msg_free(&req);
-        ipc_msg_free(&rep);
-        close(fd);
+        cleanup_client_close(&c);
         return r;
 }
 
@@ -312,8 +275,7 @@ static int bounce_init(struct service *s)
                 msg_error("open queue directory %s: %s", queue_dir, strerror(-r));
                 return r;
         }
-        b->cleanup_public = xasprintf("%s/%s", queue_dir, MAIL_PROTO_CLEANUP_SOCKET);
-        b->cleanup_private = xasprintf("%s/private/cleanup", queue_dir);
+        b->queue_dir = xstrdup(queue_dir);
         b->myhostname = xstrdup(config_get(b->cfg, "myhostname"));
         b->myorigin = xstrdup(config_get(b->cfg, "myorigin"));
         b->mail_name = xstrdup(config_get(b->cfg, "mail_name"));

@@ -1,4 +1,5 @@
-/* local.h: the local delivery agent: aliases, mbox/Maildir/file delivery as the recipient. */
+/* local.h: the local delivery agent: aliases, .forward, :include:, mbox/Maildir/file/command delivery as the
+ * recipient, forwarding to other hosts through cleanup. */
 #pragma once
 
 #include <pwd.h>
@@ -30,6 +31,19 @@
 #define LOCAL_FCNTL_LOCK_ATTEMPTS 20
 /* Longest reason text passed from a delivery child to its parent. */
 #define LOCAL_REASON_MAX 480
+/* Output of a command kept for the reason (the rest is read and dropped). */
+#define LOCAL_COMMAND_OUTPUT_MAX 200
+/* Largest .forward or :include: file read. */
+#define LOCAL_LIST_FILE_MAX (256u * 1024)
+/* Steps of cleanup's conversation when forwarding (the final one waits mail_proto_cleanup_timeout_ms). */
+#define LOCAL_CLEANUP_STEP_MS (30 * 1000)
+
+/* Where a destination was found: allow_mail_to_commands / allow_mail_to_files name these classes. */
+enum local_class {
+        LOCAL_CLASS_ALIAS = 1 << 0,
+        LOCAL_CLASS_FORWARD = 1 << 1,
+        LOCAL_CLASS_INCLUDE = 1 << 2,
+};
 
 struct local {
         struct config *cfg;
@@ -39,8 +53,14 @@ struct local {
         gid_t alias_gid;
         struct resolve *resolve;
         char *myorigin, *home_mailbox, *spool_dir, *recipient_delimiter, *hostname;
+        char *queue_dir, *mailbox_command, *luser_relay, *command_shell;
+        struct strv forward_path;
+        struct strv export_env; /* NAME=VALUE pairs from export_environment */
         long long hopcount_limit;
-        bool alias_files_allowed, dotlock;
+        long long command_time_limit; /* seconds */
+        int cleanup_timeout_ms;
+        unsigned files_allowed, commands_allowed; /* enum local_class bits */
+        bool dotlock;
 };
 
 /* The same values as enum delivery_status: an outcome is recorded and reported as it is. */
@@ -111,6 +131,61 @@ void mailbox_deliver_user(struct local *l, const struct local_message *m, const 
 /* Append to a file (alias "/path") as uid/gid. */
 void mailbox_deliver_file(struct local *l, const struct local_message *m, const char *path, uid_t uid,
                           gid_t gid, struct local_status *st);
+
+/* The "From sender date" line of an mbox (and of a command's input), newline included. */
+void mailbox_from_line(struct buf *b, const char *sender);
+
+/* ---- command.c ---- */
+
+/* Who a command or file delivery runs as, and the account it describes. */
+struct local_privs {
+        uid_t uid;
+        gid_t gid;
+        const char *user; /* initgroups() with it; NULL: gid only */
+        const char *home; /* the command's directory and HOME */
+        const char *shell;
+};
+
+/*
+ * Pipe the message to command (run by local_command_shell or /bin/sh -c) as p, with env (NAME=VALUE)
+ * and its own process group, killed at command_time_limit. Exit status as sysexits: 0 sent, EX_TEMPFAIL
+ * and EX_OSERR deferred, other sysexits and other statuses bounced, a signal or the time limit deferred;
+ * the reason carries the command's output (bounded).
+ */
+void command_deliver(struct local *l, const struct local_message *m, const char *command,
+                     const struct local_privs *p, char *const *env, struct local_status *st);
+
+/* The sysexits.h status's DSN code, text and whether it is a temporary failure. Pure. */
+bool command_exit_status(int status, const char **ret_dsn, const char **ret_text);
+
+/* ---- forward.c ---- */
+
+/*
+ * Read a .forward or :include: file as uid/gid (in a child, so that only what that user may read is
+ * read). 0 with *ret_content (malloc'd) and the file's owner and mode; -ENOENT when there is none;
+ * another negative errno when it cannot be read (*ret_why says why, malloc'd).
+ */
+int forward_read_file(const char *path, const struct local_privs *p, char **ret_content, uid_t *ret_owner,
+                      mode_t *ret_mode, char **ret_why);
+
+/* Look a macro name up: its value, or NULL when it has none. */
+typedef const char *(*macro_lookup_fn)(void *userdata, const char *name);
+
+/*
+ * Expand $name, ${name} and $(name) in tmpl, and Postfix's ${name?text} (text when name has a value) and
+ * ${name:text} (text when it has none). NULL when a plain macro has no value or an empty one (a
+ * forward_path element such as .forward${recipient_delimiter}${extension} then does not apply). Pure.
+ */
+char *local_expand(const char *tmpl, macro_lookup_fn lookup, void *userdata);
+
+/*
+ * Queue a copy of the message to the addresses rcpts through cleanup: the original envelope sender,
+ * "Delivered-To: delivered_to" before the original content, notify/orcpt of the original recipient.
+ * 0 with *ret_id (malloc'd) once cleanup answered that it is durably queued; else a negative errno and
+ * *ret_why (malloc'd).
+ */
+int forward_submit(struct local *l, const struct local_message *m, const struct qfile_rcpt *orig,
+                   const struct strv *rcpts, const char *delivered_to, char **ret_id, char **ret_why);
 
 /* ---- request.c ---- */
 

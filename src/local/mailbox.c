@@ -24,19 +24,23 @@ static int flush_buf(int fd, struct buf *b)
         return r;
 }
 
+void mailbox_from_line(struct buf *b, const char *sender)
+{
+        time_t now = time(NULL);
+        struct tm tm;
+        char date[64];
+        localtime_r(&now, &tm);
+        strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
+        buf_printf(b, "From %s %s\n", isempty(sender) ? "MAILER-DAEMON" : sender, date);
+}
+
 /* The delivered copy: [From_ line] Return-Path:, Delivered-To:, the message; mbox quotes "From " lines. */
 static int write_message(int fd, const struct local_message *m, bool mbox)
 {
         struct buf b = BUF_INIT;
         int r = 0;
-        if (mbox) {
-                time_t now = time(NULL);
-                struct tm tm;
-                char date[64];
-                localtime_r(&now, &tm);
-                strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
-                buf_printf(&b, "From %s %s\n", isempty(m->sender) ? "MAILER-DAEMON" : m->sender, date);
-        }
+        if (mbox)
+                mailbox_from_line(&b, m->sender);
         buf_printf(&b, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender, m->rcpt);
         const char *p = m->content, *end = m->content + m->content_len;
         while (p < end && r >= 0) {

@@ -1,8 +1,11 @@
-/* main.c: local, the delivery agent for local recipients: aliases, mbox, Maildir, files (runs as root). */
+/* main.c: local, the delivery agent for local recipients: aliases, .forward, mailboxes, files, commands
+ * (runs as root). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +15,7 @@
 #include "local.h"
 #include "delivery_request.h"
 #include "log.h"
+#include "mail_proto.h"
 #include "service.h"
 
 static struct local local_state;
@@ -40,6 +44,42 @@ static void alias_owner(struct local *l)
         free(name);
         free(err);
         strv_free(&tables);
+}
+
+/* allow_mail_to_files / allow_mail_to_commands: which of alias, forward, include. */
+static unsigned classes(struct config *cfg, const char *param)
+{
+        struct strv v = STRV_INIT;
+        config_get_list(cfg, param, &v);
+        unsigned bits = 0;
+        for (size_t i = 0; i < v.n; i++) {
+                if (strcasecmp(v.v[i], "alias") == 0)
+                        bits |= LOCAL_CLASS_ALIAS;
+                else if (strcasecmp(v.v[i], "forward") == 0)
+                        bits |= LOCAL_CLASS_FORWARD;
+                else if (strcasecmp(v.v[i], "include") == 0)
+                        bits |= LOCAL_CLASS_INCLUDE;
+                else
+                        msg_warn("%s: unknown class \"%s\" ignored (use alias, forward, include)", param,
+                                 v.v[i]);
+        }
+        strv_free(&v);
+        return bits;
+}
+
+/* export_environment: NAME takes our own value (when set), NAME=VALUE is passed as written. */
+static void export_environment(struct local *l)
+{
+        struct strv v = STRV_INIT;
+        config_get_list(l->cfg, "export_environment", &v);
+        for (size_t i = 0; i < v.n; i++) {
+                const char *val = strchr(v.v[i], '=') ? NULL : getenv(v.v[i]);
+                if (strchr(v.v[i], '='))
+                        strv_push(&l->export_env, v.v[i]);
+                else if (val)
+                        strv_push_take(&l->export_env, xasprintf("%s=%s", v.v[i], val));
+        }
+        strv_free(&v);
 }
 
 static int local_init(struct service *s)
@@ -74,11 +114,19 @@ static int local_init(struct service *s)
         l->recipient_delimiter = xstrdup(config_get(l->cfg, "recipient_delimiter"));
         l->hostname = xstrdup(config_get(l->cfg, "myhostname"));
         l->hopcount_limit = config_get_int(l->cfg, "hopcount_limit");
+        l->files_allowed = classes(l->cfg, "allow_mail_to_files");
+        l->commands_allowed = classes(l->cfg, "allow_mail_to_commands");
+        l->queue_dir = xstrdup(queue_dir);
+        l->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(l->cfg, "ipc_timeout"));
+        /* Not main.cf-expanded: $home, $user, $extension... are local's own macros, expanded per recipient;
+         * mailbox_command is shell syntax, as in Postfix. */
+        l->mailbox_command = xstrdup(config_get_raw(l->cfg, "mailbox_command") ?: "");
+        l->luser_relay = xstrdup(config_get_raw(l->cfg, "luser_relay") ?: "");
+        strv_split(&l->forward_path, config_get_raw(l->cfg, "forward_path") ?: "", ", \t\r\n");
+        l->command_shell = xstrdup(config_get(l->cfg, "local_command_shell"));
+        l->command_time_limit = config_get_time(l->cfg, "command_time_limit");
+        export_environment(l);
         struct strv v = STRV_INIT;
-        config_get_list(l->cfg, "allow_mail_to_files", &v);
-        for (size_t i = 0; i < v.n; i++)
-                l->alias_files_allowed |= streq(v.v[i], "alias");
-        strv_free(&v);
         config_get_list(l->cfg, "mailbox_delivery_lock", &v);
         for (size_t i = 0; i < v.n; i++)
                 l->dotlock |= streq(v.v[i], "dotlock");

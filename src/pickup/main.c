@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "cleanup_client.h"
 #include "ipc.h"
 #include "log.h"
 #include "mail_proto.h"
@@ -33,8 +34,7 @@
 
 struct pickup {
         struct queue *queue;
-        char *cleanup_path;        /* private/cleanup (mail_proto.h) */
-        char *cleanup_public_path; /* public/cleanup, where Postfix's master.cf line puts it */
+        char *queue_dir;
         uint64_t max_content;
         int cleanup_timeout_ms; /* mail_proto_cleanup_timeout_ms() */
         uid_t mail_owner;
@@ -44,13 +44,6 @@ struct pickup {
 
 enum outcome { DONE, RETRY_LATER, BAD_FILE };
 
-static int call(int fd, struct ipc_msg *req, struct ipc_msg *reply, int timeout_ms)
-{
-        int r = ipc_call(fd, req, reply, timeout_ms);
-        ipc_msg_free(req);
-        return r;
-}
-
 static void add_opt(struct ipc_kv *kv, size_t *n, const char *name, const char *value)
 {
         if (!isempty(value))
@@ -59,15 +52,15 @@ static void add_opt(struct ipc_kv *kv, size_t *n, const char *name, const char *
 
 static int send_msg(const struct ipc_msg *m, void *userdata)
 {
-        return ipc_send(*(int *)userdata, m, PICKUP_STEP_TIMEOUT_MS);
+        return cleanup_client_send(userdata, m);
 }
 
 /* The pending recipients in as many {req=rcpt} messages as they take (mail_proto.h): no count limit. */
-static int send_rcpts(int fd, const struct qfile_msg *m)
+static int send_rcpts(struct cleanup_client *c, const struct qfile_msg *m)
 {
         static const struct ipc_kv head[] = {{"req", "rcpt", 4}};
         struct ipc_batch b;
-        int r = ipc_batch_init(&b, head, ELEMENTSOF(head), send_msg, &fd);
+        int r = ipc_batch_init(&b, head, ELEMENTSOF(head), send_msg, c);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < m->n_rcpts; i++) {
@@ -91,7 +84,7 @@ static int send_rcpts(int fd, const struct qfile_msg *m)
 }
 
 /* The envelope but its recipients; all or nothing. */
-static int send_envelope(int fd, const struct qfile_msg *m, uid_t uid, bool trusted)
+static int send_envelope(struct cleanup_client *c, const struct qfile_msg *m, uid_t uid, bool trusted)
 {
         char uid_text[24];
         snprintf(uid_text, sizeof uid_text, "%ld", (long)uid);
@@ -112,24 +105,8 @@ static int send_envelope(int fd, const struct qfile_msg *m, uid_t uid, bool trus
         struct ipc_msg req = IPC_MSG_INIT;
         int r = ipc_msg_add_group(&req, kv, n);
         if (r == 0)
-                r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
+                r = cleanup_client_send(c, &req);
         ipc_msg_free(&req);
-        return r;
-}
-
-static int send_content(int fd, const struct qfile_msg *m)
-{
-        int r = 0;
-        for (size_t off = 0; r == 0 && off < m->content_len; off += MAIL_PROTO_CHUNK_MAX) {
-                size_t n = m->content_len - off < MAIL_PROTO_CHUNK_MAX ? m->content_len - off
-                                                                       : MAIL_PROTO_CHUNK_MAX;
-                const struct ipc_kv kv[] = {{"req", "content", 7}, {"data", m->content + off, n}};
-                struct ipc_msg req = IPC_MSG_INIT;
-                r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
-                if (r == 0)
-                        r = ipc_send(fd, &req, PICKUP_STEP_TIMEOUT_MS);
-                ipc_msg_free(&req);
-        }
         return r;
 }
 
@@ -137,68 +114,46 @@ static int send_content(int fd, const struct qfile_msg *m)
 static enum outcome submit(struct pickup *p, const char *name, const struct qfile_msg *m, uid_t uid,
                            bool trusted)
 {
-        int fd = -1;
-        int r = ipc_connect_unix(p->cleanup_path, PICKUP_STEP_TIMEOUT_MS, &fd);
-        if (r == -ENOENT || r == -ECONNREFUSED) /* Postfix's master.cf makes cleanup public */
-                r = ipc_connect_unix(p->cleanup_public_path, PICKUP_STEP_TIMEOUT_MS, &fd);
-        if (r < 0) {
-                msg_warn("connect to %s: %s", p->cleanup_path, strerror(-r));
-                return RETRY_LATER;
-        }
+        struct cleanup_client c = CLEANUP_CLIENT_INIT;
         enum outcome out = RETRY_LATER;
-        _cleanup_free_ char *id = NULL;
-        struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
-        const struct ipc_kv open_kv[] = {{"req", "open", 4}, {"origin", "pickup", 6}};
-        r = ipc_msg_add_group(&req, open_kv, ELEMENTSOF(open_kv));
-        if (r == 0)
-                r = call(fd, &req, &rep, PICKUP_STEP_TIMEOUT_MS);
-        long long status = -1;
-        const char *qid = ipc_msg_get_str(&rep, "queue_id");
-        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0 || !qid) {
-                msg_warn("maildrop/%s: cleanup did not open a queue file: %s", name,
-                         r < 0 ? strerror(-r) : (ipc_msg_get_str(&rep, "reason") ?: "unexpected reply"));
+        _cleanup_free_ char *why = NULL, *reason = NULL;
+        int r = cleanup_client_open(&c, p->queue_dir, "pickup", PICKUP_STEP_TIMEOUT_MS, &why);
+        if (r < 0) {
+                msg_warn("maildrop/%s: %s", name, why);
                 goto done;
         }
-        id = xstrdup(qid);
-        ipc_msg_free(&rep);
+        const char *id = c.queue_id;
         struct log_fields lf = {.queue_id = id};
         msg_fields(LOG_LEVEL_INFO, &lf, "%s: uid=%ld from=<%s>", id, (long)uid, m->sender);
 
         /* Anything short of every recipient, the envelope and the content: no {req=end}, so cleanup
          * removes its file and the maildrop file stays for the next try. */
-        r = send_rcpts(fd, m);
+        r = send_rcpts(&c, m);
         if (r == 0)
-                r = send_envelope(fd, m, uid, trusted);
+                r = send_envelope(&c, m, uid, trusted);
         if (r == 0)
-                r = send_content(fd, m);
+                r = cleanup_client_send_content(&c, m->content, m->content_len);
         if (r < 0) {
                 msg_warn("%s: send to cleanup: %s", id, strerror(-r));
                 goto done;
         }
         /* Wait for a definite answer: a message cleanup queued after we gave up would be picked up twice. */
-        struct ipc_msg abort = IPC_MSG_INIT;
-        r = ipc_msg_add_str(&req, "req", "end");
-        if (r == 0)
-                r = ipc_msg_add_str(&abort, "req", "abort");
-        if (r == 0)
-                r = ipc_call_definite(fd, &req, &abort, &rep, p->cleanup_timeout_ms);
-        ipc_msg_free(&abort);
-        if (r < 0 || ipc_msg_get_int(&rep, "status", &status) < 0) {
-                msg_warn("%s: no answer from cleanup: %s", id, r < 0 ? strerror(-r) : "malformed reply");
+        long long status = -1;
+        r = cleanup_client_finish(&c, p->cleanup_timeout_ms, &status, &reason);
+        if (r < 0) {
+                msg_warn("%s: no answer from cleanup: %s", id,
+                         r == -EBADMSG ? "malformed reply" : strerror(-r));
                 goto done;
         }
         if (status == 0)
                 out = DONE;
         else {
-                const char *reason = ipc_msg_get_str(&rep, "reason");
                 msg_warn("maildrop/%s: cleanup refused it (status %lld): %s", name, status,
                          reason ?: "no reason");
                 out = status == 5 ? BAD_FILE : RETRY_LATER;
         }
 done:
-        ipc_msg_free(&req);
-        ipc_msg_free(&rep);
-        close(fd);
+        cleanup_client_close(&c);
         return out;
 }
 
@@ -319,8 +274,7 @@ static int pickup_init(struct service *s)
                 msg_error("open queue directory %s: %s", qdir, strerror(-r));
                 return r;
         }
-        p->cleanup_path = xasprintf("%s/%s", qdir, MAIL_PROTO_CLEANUP_SOCKET);
-        p->cleanup_public_path = xasprintf("%s/public/cleanup", qdir);
+        p->queue_dir = xstrdup(qdir);
         long long lim = config_get_int(cfg, "message_size_limit");
         p->max_content = lim > 0 ? (uint64_t)lim : QFILE_MAX_CONTENT_LEN;
         p->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(cfg, "ipc_timeout"));
