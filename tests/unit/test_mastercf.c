@@ -450,6 +450,7 @@ TEST(shipped_master_cf)
                 {"trace", MASTERCF_UNIX, "bounce"},    {"smtp", MASTERCF_UNIX, "smtp"},
                 {"relay", MASTERCF_UNIX, "smtp"},      {"error", MASTERCF_UNIX, "error"},
                 {"discard", MASTERCF_UNIX, "discard"}, {"local", MASTERCF_UNIX, "local"},
+                {"lmtp", MASTERCF_UNIX, "lmtp"},
         };
         CHECK_INT(m.n_services, ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {
