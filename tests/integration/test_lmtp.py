@@ -51,12 +51,13 @@ def setup():
                              pw.pw_uid, pw.pw_gid)
         vmailbox = table(inst, "vmailbox", "".join(
             f"{u}@sock.test {u}\n" for u in ("alice", "bob", "carol", "ghost")) +
-            "dave@tcp.test dave\ndave@inet.test dave\n")
+            "dave@tcp.test dave\ndave@inet.test dave\ndave@down.test dave\n")
         transport = table(inst, "transport", f"tcp.test lmtp:[127.0.0.1]:{dc.port}\n"
-                                             f"inet.test lmtp:inet:127.0.0.1:{dc.port}\n")
+                                             f"inet.test lmtp:inet:127.0.0.1:{dc.port}\n"
+                                             "down.test lmtp:unix:private/no-such-socket\n")
         valias = table(inst, "valias", "alias.test x\nteam@alias.test alice@sock.test, bob@sock.test\n")
         with open(inst.main_cf, "a") as f:
-            f.write("virtual_mailbox_domains = sock.test, tcp.test, inet.test\n"
+            f.write("virtual_mailbox_domains = sock.test, tcp.test, inet.test, down.test\n"
                     f"virtual_mailbox_maps = {vmailbox}\n"
                     "virtual_transport = lmtp:unix:private/dovecot-lmtp\n"
                     f"transport_maps = {transport}\n"
@@ -111,6 +112,13 @@ def test_virtual_mailbox_over_tcp(setup, domain):
     inst.wait_log(rf"{qid}: to=<dave@{re.escape(domain)}>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{dc.port}, "
                   r".*status=sent \(250 2\.0\.0 ")
     wait_for(lambda: delivered(dc, "dave", token), 10, "the message in dave's Maildir")
+
+
+def test_missing_socket_defers(setup):
+    inst, _ = setup
+    _, qid = send(inst, ["dave@down.test"])
+    inst.wait_log(rf"{qid}: to=<dave@down\.test>, relay=none, .*dsn=4\.4\.1, status=deferred \(connect to "
+                  r"mx\.example\.test\[private/no-such-socket\]: No such file or directory\)")
 
 
 def test_per_recipient_replies_after_data(setup):

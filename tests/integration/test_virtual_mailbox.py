@@ -36,7 +36,9 @@ def start(mail_instance):
                 f"virtual_mailbox_base = {base}\n"
                 f"virtual_mailbox_maps = {vmailbox}\n"
                 f"virtual_uid_maps = {uids}\n"
-                f"virtual_gid_maps = static:{pw.pw_gid}\n")
+                f"virtual_gid_maps = static:{pw.pw_gid}\n"
+                # No permit_mynetworks: vbox.test must be accepted as a destination of ours.
+                "smtpd_relay_restrictions = reject_unauth_destination\n")
     inst.start()
     wait_for(lambda: inst.daemon_pids("qmgr"), 20, "the qmgr process")
     return inst, base, pw
@@ -110,3 +112,5 @@ def test_unknown_virtual_mailbox_user_refused_at_rcpt(mail_instance):
                                               "User unknown in virtual mailbox table")
         code, _ = s.rcpt("alice@vbox.test")
         assert code == 250
+        code, text = s.rcpt("someone@example.org")
+        assert code == 554 and b"Relay access denied" in text, (code, text)
