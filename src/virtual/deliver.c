@@ -52,7 +52,10 @@ char *virtual_mailbox_path(const char *base, const char *value)
 {
         while (*value == ' ' || *value == '\t')
                 value++;
-        if (!*value || (!isempty(base) && value[0] == '/') || (isempty(base) && value[0] != '/'))
+        /* Postfix prepends the base to every value: "/alice/" is under it too. */
+        while (!isempty(base) && *value == '/')
+                value++;
+        if (!*value || (isempty(base) && value[0] != '/'))
                 return NULL;
         for (const char *p = value; (p = strstr(p, "..")); p += 2)
                 if ((p == value || p[-1] == '/') && (p[2] == '/' || p[2] == '\0'))
@@ -150,8 +153,8 @@ void virtual_deliver(void *userdata, const struct delivery_request *dr, const st
         _cleanup_free_ char *path = virtual_mailbox_path(v->base, mailbox);
         if (!path) {
                 verdict(ret, AGENT_DEFERRED, "4.3.0",
-                        "virtual_mailbox_maps: bad mailbox \"%s\" for %s: it must be a path relative to "
-                        "virtual_mailbox_base (\"%s\"), without \"..\"",
+                        "virtual_mailbox_maps: bad mailbox \"%s\" for %s: no \"..\" components, and an "
+                        "absolute path when virtual_mailbox_base (\"%s\") is empty",
                         mailbox, addr, v->base);
                 return;
         }

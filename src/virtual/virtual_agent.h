@@ -52,6 +52,6 @@ void virtual_deliver(void *userdata, const struct delivery_request *dr, const st
 /* Pure: does the header section of content have a "Delivered-To: rcpt" (any case)? Then it loops. */
 bool virtual_delivered_to(const char *content, size_t len, const char *rcpt);
 
-/* Pure: base "/" value, refusing an empty value, a value with a ".." component, or an absolute value
- * under a set base: NULL then. malloc'd. */
+/* Pure: base "/" value (as Postfix, the base prefixes every value, absolute or not; without a base the
+ * value must be absolute), NULL for an empty value or one with a ".." component. malloc'd. */
 char *virtual_mailbox_path(const char *base, const char *value);

@@ -21,10 +21,11 @@ TEST(mailbox_paths)
 {
         CHECK(path_is("/var/mail/vhosts", "example.com/alice/", "/var/mail/vhosts/example.com/alice/"));
         CHECK(path_is("/var/mail/vhosts/", "example.com/bob", "/var/mail/vhosts/example.com/bob"));
-        /* Without a base only absolute paths; with one, never absolute, never "..". */
+        /* Without a base only absolute paths; with one, the base prefixes every value; never "..". */
         CHECK(path_is("", "/srv/mail/alice/", "/srv/mail/alice/"));
         CHECK(path_is("", "alice/", NULL));
-        CHECK(path_is("/base", "/etc/passwd", NULL));
+        CHECK(path_is("/base", "/example.com/carol/", "/base/example.com/carol/"));
+        CHECK(path_is("/base", "/", NULL));
         CHECK(path_is("/base", "../etc/", NULL));
         CHECK(path_is("/base", "a/../../etc", NULL));
         CHECK(path_is("/base", "a/..", NULL));
