@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(not dovecot.available(),
 
 MASTER_CF = DEFAULT_MASTER_CF + """\
 lmtp      unix  -       -       n       -       -       lmtp
+store     unix  -       -       n       -       -       lmtp
 """
 SENDER = "sender@example.org"
 UNIX_RELAY = r"mx\.example\.test\[private/dovecot-lmtp\]"
@@ -51,13 +52,14 @@ def setup():
                              pw.pw_uid, pw.pw_gid)
         vmailbox = table(inst, "vmailbox", "".join(
             f"{u}@sock.test {u}\n" for u in ("alice", "bob", "carol", "ghost")) +
-            "dave@tcp.test dave\ndave@inet.test dave\ndave@down.test dave\n")
+            "dave@tcp.test dave\ndave@inet.test dave\ndave@down.test dave\ndave@store.test dave\n")
         transport = table(inst, "transport", f"tcp.test lmtp:[127.0.0.1]:{dc.port}\n"
                                              f"inet.test lmtp:inet:127.0.0.1:{dc.port}\n"
-                                             "down.test lmtp:unix:private/no-such-socket\n")
+                                             "down.test lmtp:unix:private/no-such-socket\n"
+                                             "store.test store:unix:private/dovecot-lmtp\n")
         valias = table(inst, "valias", "alias.test x\nteam@alias.test alice@sock.test, bob@sock.test\n")
         with open(inst.main_cf, "a") as f:
-            f.write("virtual_mailbox_domains = sock.test, tcp.test, inet.test, down.test\n"
+            f.write("virtual_mailbox_domains = sock.test, tcp.test, inet.test, down.test, store.test\n"
                     f"virtual_mailbox_maps = {vmailbox}\n"
                     "virtual_transport = lmtp:unix:private/dovecot-lmtp\n"
                     f"transport_maps = {transport}\n"
@@ -110,6 +112,16 @@ def test_virtual_mailbox_over_tcp(setup, domain):
     inst, dc = setup
     token, qid = send(inst, [f"dave@{domain}"])
     inst.wait_log(rf"{qid}: to=<dave@{re.escape(domain)}>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{dc.port}, "
+                  r".*status=sent \(250 2\.0\.0 ")
+    wait_for(lambda: delivered(dc, "dave", token), 10, "the message in dave's Maildir")
+
+
+def test_lmtp_mode_from_the_program_name(setup):
+    # A service with another name ("store") that runs the lmtp program speaks LMTP too: argv[0] decides
+    # (in SMTP mode Dovecot would refuse EHLO). As in Postfix, the log tag is the program's name.
+    inst, dc = setup
+    token, qid = send(inst, ["dave@store.test"])
+    inst.wait_log(rf"postfix-test/lmtp\[\d+\]: {qid}: to=<dave@store\.test>, relay={UNIX_RELAY}, "
                   r".*status=sent \(250 2\.0\.0 ")
     wait_for(lambda: delivered(dc, "dave", token), 10, "the message in dave's Maildir")
 
