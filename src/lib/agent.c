@@ -1,5 +1,5 @@
-/* agent.c: delivery agents that decide from the request alone (error, retry, discard): verdicts and serving.
- */
+/* agent.c: the request/reply cycle of delivery agents that need no peer: error, retry, discard (one verdict
+ * per request) and virtual (one delivery per recipient). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,28 +74,50 @@ void agent_verdict_from_text(const char *text, enum agent_result result, char cl
         ret->reason[len] = '\0';
 }
 
-/* Each requested recipient: a bad index, already done, or the verdict recorded and logged. */
-static void apply_verdict(struct queue *q, const struct delivery_request *dr, int qfd, struct qfile_msg *msg,
-                          const struct agent_verdict *verdict, struct delivery_times *t,
-                          struct ipc_msg *reply)
+/* Each requested recipient: a bad index, already done, or its verdict recorded and logged. */
+static void apply_verdicts(struct queue *q, const struct delivery_request *dr, int qfd,
+                           struct qfile_msg *msg, const char *relay, agent_rcpt_fn deliver, void *userdata,
+                           struct delivery_times *t, struct ipc_msg *reply)
 {
         for (size_t i = 0; i < dr->n_rcpts; i++) {
                 struct qfile_rcpt *rcpt = delivery_request_rcpt(&dr->rcpts[i], msg);
-                struct delivery_outcome o = {(enum delivery_status)verdict->result, verdict->dsn,
-                                             verdict->reason};
+                struct agent_verdict verdict;
+                struct delivery_outcome o;
                 if (!rcpt)
                         o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0", "bad recipient index"};
                 else if (!delivery_rcpt_already_done(rcpt, &o)) {
-                        delivery_record_outcome(q, qfd, dr->queue_id, dr->rcpts[i].index, rcpt, "none", &o);
+                        deliver(userdata, dr, msg, rcpt, &verdict);
+                        o = (struct delivery_outcome){(enum delivery_status)verdict.result, verdict.dsn,
+                                                      verdict.reason};
+                        delivery_record_outcome(q, qfd, dr->queue_id, dr->rcpts[i].index, rcpt, relay, &o);
                         t->done_usec = delivery_now_usec();
-                        delivery_log(dr->queue_id, rcpt->address, rcpt->orig_rcpt, "none", t, o.dsn,
+                        delivery_log(dr->queue_id, rcpt->address, rcpt->orig_rcpt, relay, t, o.dsn,
                                      delivery_status_name(o.status), o.reason);
                 }
                 delivery_reply_add(reply, dr->rcpts[i].text, &o);
         }
 }
 
+struct decide_once {
+        agent_decide_fn decide;
+        void *userdata;
+};
+
+/* The request's one verdict for each recipient: decide depends on the request alone. */
+static void decide_rcpt(void *userdata, const struct delivery_request *dr, const struct qfile_msg *msg,
+                        const struct qfile_rcpt *rcpt, struct agent_verdict *ret)
+{
+        struct decide_once *d = userdata;
+        d->decide(d->userdata, dr->nexthop, dr->transport, ret);
+}
+
 void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata)
+{
+        struct decide_once d = {decide, userdata};
+        agent_serve_each(q, fd, "none", decide_rcpt, &d);
+}
+
+void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn deliver, void *userdata)
 {
         struct ipc_msg req = IPC_MSG_INIT;
         int r = ipc_recv(fd, &req, AGENT_REQUEST_TIMEOUT_MS);
@@ -132,15 +154,13 @@ void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata
                                                      : "queue file unavailable");
                 ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
         } else {
-                struct agent_verdict verdict;
-                decide(userdata, dr.nexthop, dr.transport, &verdict);
                 struct delivery_times t = {
                         .arrival_usec = dr.arrival_usec ? dr.arrival_usec : msg.arrival_usec,
                         .active_usec = dr.active_usec ? dr.active_usec : agent_usec,
                         .agent_usec = agent_usec,
                         .conn_usec = agent_usec,
                 };
-                apply_verdict(q, &dr, qfd, &msg, &verdict, &t, &reply);
+                apply_verdicts(q, &dr, qfd, &msg, relay, deliver, userdata, &t, &reply);
                 r = ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
                 if (r < 0)
                         msg_warn("%s: send reply to qmgr: %s", dr.queue_id, strerror(-r));

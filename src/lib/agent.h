@@ -1,4 +1,4 @@
-/* agent.h: the request/reply cycle of delivery agents that decide without a peer (error, retry, discard). */
+/* agent.h: the request/reply cycle of delivery agents that need no peer: error, retry, discard, virtual. */
 #pragma once
 
 #include <stddef.h>
@@ -52,3 +52,14 @@ typedef void (*agent_decide_fn)(void *userdata, const char *nexthop, const char 
  * final outcome, reply. A bounce record that cannot be written turns the recipient into "deferred".
  */
 void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata);
+
+/*
+ * The outcome for one pending recipient of request dr, whose message is msg (the queue file, read):
+ * a delivery agent that works per recipient (virtual) does the delivery here, durably, before it
+ * returns a "sent" verdict.
+ */
+typedef void (*agent_rcpt_fn)(void *userdata, const struct delivery_request *dr, const struct qfile_msg *msg,
+                              const struct qfile_rcpt *rcpt, struct agent_verdict *ret);
+
+/* agent_serve with a verdict per recipient from deliver, logged and recorded with relay (e.g. "virtual"). */
+void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn deliver, void *userdata);

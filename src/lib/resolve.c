@@ -28,6 +28,16 @@ struct domain_list {
         bool parent_matches; /* "example.com" also matches "sub.example.com" (relay_domains) */
 };
 
+/* A domain list parameter opened on first use and again after a failure (a missing table defers the mail
+ * that needs it; each new failure is logged once). */
+struct lazy_domains {
+        const char *param;
+        char *value;
+        bool open;
+        char *error;
+        struct domain_list list;
+};
+
 struct resolve {
         struct domain_list mydestination, relay_domains;
         struct maps *transport_maps;
@@ -35,13 +45,15 @@ struct resolve {
         size_t n_local_addrs;
         /* Opened on first use: a missing table defers the mail that needs it, it stops no daemon. */
         struct table_param virtual_alias_maps;
-        char *virtual_alias_domains_value;
         bool virtual_alias_domains_default; /* "$virtual_alias_maps": the domains the table has keys for */
-        bool virtual_alias_domains_open;
-        char *virtual_alias_domains_error; /* the last failure logged, so that each is logged once */
-        struct domain_list virtual_alias_domains;
+        struct lazy_domains virtual_alias_domains, virtual_mailbox_domains;
+        struct table_param virtual_mailbox_maps;
+        /* mailbox_transport: local users without an alias go there (local never sees them). */
+        struct table_param alias_maps;
+        char *mailbox_transport, *recipient_delimiter;
         char *myorigin;
-        char *myhostname, *local_transport, *relay_transport, *default_transport, *relayhost;
+        char *myhostname, *local_transport, *relay_transport, *default_transport, *relayhost,
+                *virtual_transport;
 };
 
 static void fold(char *s)
@@ -230,8 +242,18 @@ int resolve_new(struct config *c, struct resolve **ret, char **err)
         r->myorigin = xstrdup(config_get(c, "myorigin"));
         fold(r->myorigin);
         table_param_init(&r->virtual_alias_maps, "virtual_alias_maps", config_get(c, "virtual_alias_maps"));
-        r->virtual_alias_domains_value = xstrdup(config_get(c, "virtual_alias_domains"));
+        r->virtual_alias_domains = (struct lazy_domains){
+                .param = "virtual_alias_domains", .value = xstrdup(config_get(c, "virtual_alias_domains"))};
         r->virtual_alias_domains_default = is_virtual_alias_maps_reference(c);
+        r->virtual_mailbox_domains =
+                (struct lazy_domains){.param = "virtual_mailbox_domains",
+                                      .value = xstrdup(config_get(c, "virtual_mailbox_domains"))};
+        table_param_init(&r->virtual_mailbox_maps, "virtual_mailbox_maps",
+                         config_get(c, "virtual_mailbox_maps"));
+        r->virtual_transport = xstrdup(config_get(c, "virtual_transport"));
+        r->mailbox_transport = xstrdup(config_get(c, "mailbox_transport"));
+        r->recipient_delimiter = xstrdup(config_get(c, "recipient_delimiter"));
+        table_param_init(&r->alias_maps, "alias_maps", config_get(c, "alias_maps"));
         *ret = r;
         return 0;
 }
@@ -250,6 +272,38 @@ int resolve_open_logged(struct config *c, struct resolve **ret)
         return r;
 }
 
+static void lazy_domains_done(struct lazy_domains *l)
+{
+        free(l->value);
+        free(l->error);
+        domain_list_done(&l->list);
+}
+
+/* 1 when domain (folded) is in the list, 0, or <0 when it cannot be opened (logged once per reason). */
+static int lazy_domains_match(struct lazy_domains *l, const char *domain)
+{
+        if (!l->open) {
+                _cleanup_free_ char *err = NULL;
+                domain_list_done(&l->list);
+                int e = domain_list_open_value(l->param, l->value, false, &l->list, &err);
+                if (e < 0) {
+                        domain_list_done(&l->list);
+                        _cleanup_free_ char *fallback = xasprintf("%s: cannot open", l->param);
+                        const char *why = err ? err : fallback;
+                        if (!l->error || !streq(l->error, why))
+                                msg_warn(
+                                        "%s; mail to domains that are not local is deferred until it can be "
+                                        "opened",
+                                        why);
+                        free(l->error);
+                        l->error = xstrdup(why);
+                        return e;
+                }
+                l->open = true;
+        }
+        return domain_list_match(&l->list, domain);
+}
+
 void resolve_free(struct resolve *r)
 {
         if (!r)
@@ -258,9 +312,13 @@ void resolve_free(struct resolve *r)
         domain_list_done(&r->relay_domains);
         maps_free(r->transport_maps);
         table_param_done(&r->virtual_alias_maps);
-        free(r->virtual_alias_domains_value);
-        free(r->virtual_alias_domains_error);
-        domain_list_done(&r->virtual_alias_domains);
+        lazy_domains_done(&r->virtual_alias_domains);
+        lazy_domains_done(&r->virtual_mailbox_domains);
+        table_param_done(&r->virtual_mailbox_maps);
+        table_param_done(&r->alias_maps);
+        free(r->virtual_transport);
+        free(r->mailbox_transport);
+        free(r->recipient_delimiter);
         free(r->myorigin);
         free(r->myhostname);
         free(r->local_transport);
@@ -403,26 +461,74 @@ int resolve_domain_is_virtual_alias(struct resolve *r, const char *domain)
                 _cleanup_free_ char *catch_all = xasprintf("@%s", d);
                 return maps_find(m, catch_all, &value);
         }
-        if (!r->virtual_alias_domains_open) {
-                _cleanup_free_ char *err = NULL;
-                domain_list_done(&r->virtual_alias_domains);
-                int e = domain_list_open_value("virtual_alias_domains", r->virtual_alias_domains_value,
-                                               false, &r->virtual_alias_domains, &err);
-                if (e < 0) {
-                        domain_list_done(&r->virtual_alias_domains);
-                        const char *why = err ? err : "virtual_alias_domains: cannot open";
-                        if (!r->virtual_alias_domains_error || !streq(r->virtual_alias_domains_error, why))
-                                msg_warn(
-                                        "%s; mail to domains that are not local is deferred until it can be "
-                                        "opened",
-                                        why);
-                        free(r->virtual_alias_domains_error);
-                        r->virtual_alias_domains_error = xstrdup(why);
-                        return e;
-                }
-                r->virtual_alias_domains_open = true;
+        return lazy_domains_match(&r->virtual_alias_domains, d);
+}
+
+int resolve_domain_is_virtual_mailbox(struct resolve *r, const char *domain)
+{
+        _cleanup_free_ char *d = folded_domain(domain);
+        if (d[0] == '[' || d[0] == '\0')
+                return 0;
+        return lazy_domains_match(&r->virtual_mailbox_domains, d);
+}
+
+int resolve_virtual_mailbox_find(struct resolve *r, const char *address, char **ret_value)
+{
+        *ret_value = NULL;
+        if (table_param_empty(&r->virtual_mailbox_maps))
+                return 0;
+        struct maps *m = NULL;
+        int e = table_param_get(&r->virtual_mailbox_maps, &m, NULL);
+        if (e < 0)
+                return e;
+        _cleanup_free_ char *folded = xstrdup(address);
+        fold(folded);
+        return maps_find_address(m, folded, false, ret_value);
+}
+
+/* Does the local part of address (or, with recipient_delimiter, its base "user" of "user+ext") have an
+ * entry in alias_maps? Then local expands it, and mailbox_transport does not take the recipient. */
+static int local_has_alias(struct resolve *r, const char *address)
+{
+        if (table_param_empty(&r->alias_maps))
+                return 0;
+        struct maps *m = NULL;
+        int e = table_param_get(&r->alias_maps, &m, NULL);
+        if (e < 0)
+                return e;
+        const char *at = strrchr(address, '@');
+        _cleanup_free_ char *local = at ? xstrndup(address, (size_t)(at - address)) : xstrdup(address);
+        fold(local);
+        _cleanup_free_ char *value = NULL;
+        e = maps_find(m, local, &value);
+        if (e != 0 || isempty(r->recipient_delimiter))
+                return e;
+        size_t base = strcspn(local, r->recipient_delimiter);
+        if (base == 0 || local[base] == '\0')
+                return 0;
+        local[base] = '\0';
+        return maps_find(m, local, &value);
+}
+
+/* The local class resolved to local: mailbox_transport instead for a user local would only deliver to the
+ * mailbox of. 0, or <0 when alias_maps failed (the caller defers rather than bypass an alias). */
+static int apply_mailbox_transport(struct resolve *r, const char *address, struct resolve_result *ret)
+{
+        if (isempty(r->mailbox_transport) || !streq(ret->transport, "local"))
+                return 0;
+        int alias = local_has_alias(r, address);
+        if (alias != 0)
+                return alias < 0 ? alias : 0;
+        struct resolve_result mt = {0};
+        if (resolve_split_transport(r->mailbox_transport, "local", r->myhostname, &mt) < 0) {
+                msg_warn("mailbox_transport: bad value \"%s\": local delivers to the mailbox itself",
+                         r->mailbox_transport);
+                resolve_result_done(&mt);
+                return 0;
         }
-        return domain_list_match(&r->virtual_alias_domains, d);
+        resolve_result_done(ret);
+        *ret = mt;
+        return 0;
 }
 
 int resolve_address(struct resolve *r, const char *address, struct resolve_result *ret)
@@ -437,6 +543,11 @@ int resolve_address(struct resolve *r, const char *address, struct resolve_resul
                 return local;
         if (local) {
                 e = resolve_split_transport(r->local_transport, "local", r->myhostname, &cls);
+                int m = e == 0 ? apply_mailbox_transport(r, address, &cls) : 0;
+                if (m < 0) {
+                        resolve_result_done(&cls);
+                        return m;
+                }
         } else {
                 /* Cleanup rewrites every address of a virtual alias domain that has an alias: what
                  * still reaches the resolver has none, and no transport_maps entry changes that. */
@@ -448,12 +559,18 @@ int resolve_address(struct resolve *r, const char *address, struct resolve_resul
                         ret->nexthop = xasprintf("5.1.1 <%s>: User unknown in virtual alias table", address);
                         return 0;
                 }
-                int relay = domain_list_match(&r->relay_domains, domain);
+                int vmailbox = resolve_domain_is_virtual_mailbox(r, domain);
+                if (vmailbox < 0)
+                        return vmailbox;
+                int relay = vmailbox ? 0 : domain_list_match(&r->relay_domains, domain);
                 if (relay < 0)
                         return relay;
                 const char *nh = !isempty(r->relayhost) ? r->relayhost : domain;
-                e = resolve_split_transport(relay ? r->relay_transport : r->default_transport,
-                                            relay ? "relay" : "smtp", nh, &cls);
+                if (vmailbox)
+                        e = resolve_split_transport(r->virtual_transport, "virtual", domain, &cls);
+                else
+                        e = resolve_split_transport(relay ? r->relay_transport : r->default_transport,
+                                                    relay ? "relay" : "smtp", nh, &cls);
         }
         if (e < 0) {
                 /* A broken *_transport parameter: fall back to the built-in names rather than lose mail. */

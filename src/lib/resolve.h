@@ -36,6 +36,8 @@ void resolve_free(struct resolve *r);
  * table lookups: 0, or a negative errno when a table failed (the caller defers the recipient).
  * An address of a virtual alias domain (not local) resolves to transport "error", nexthop
  * "5.1.1 <address>: User unknown in virtual alias table": cleanup rewrote those with an alias.
+ * A local address that local would deliver to its mailbox (no alias_maps entry) resolves to
+ * mailbox_transport when set; a virtual mailbox domain to virtual_transport.
  * Free *ret with resolve_result_done.
  */
 int resolve_address(struct resolve *r, const char *address, struct resolve_result *ret);
@@ -64,6 +66,19 @@ int resolve_domain_is_virtual_alias(struct resolve *r, const char *domain);
  * addresses), 0 none, <0 a table failed. Not the expansion: cleanup does that (virtual.h).
  */
 int resolve_virtual_alias_find(struct resolve *r, const char *address, char **ret_value);
+
+/*
+ * Is domain a virtual mailbox domain (virtual_mailbox_domains; its default "$virtual_mailbox_maps" means
+ * the domains those tables have as keys)? Such addresses resolve to virtual_transport, the domain as
+ * next hop. 1, 0 or <0 (a table failed or cannot be opened).
+ */
+int resolve_domain_is_virtual_mailbox(struct resolve *r, const char *domain);
+
+/*
+ * The virtual_mailbox_maps entry of address ("user@domain", then "@domain"): 1 (*ret_value malloc'd: the
+ * mailbox path under virtual_mailbox_base, a trailing '/' for a Maildir), 0 none, <0 a table failed.
+ */
+int resolve_virtual_mailbox_find(struct resolve *r, const char *address, char **ret_value);
 
 /*
  * Split a transport_maps value or a *_transport parameter "transport:nexthop" (either part may be

@@ -1,9 +1,11 @@
-/* main.c: the smtp delivery agent: SMTP client deliveries for qmgr, many at once on one event loop. */
+/* main.c: the smtp delivery agent: SMTP client deliveries for qmgr, many at once on one event loop; the same
+ * program is the lmtp agent (LMTP mode) when installed or named as lmtp. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "catalog.h"
@@ -14,6 +16,28 @@
 #include "smtp_util.h"
 
 static struct agent agent;
+
+/* Connect timeout for Postfix's lmtp_connect_timeout = 0 ("the system's limit"): about what Linux takes
+ * to give up on a TCP connection; a unix socket connects at once anyway. */
+#define LMTP_CONNECT_TIMEOUT_DEFAULT_SEC 127
+
+/*
+ * The parameter behind suffix in this mode: "smtp_X", or for LMTP "lmtp_X" (Postfix's LMTP client reads
+ * lmtp_*; those without an entry of their own default to $smtp_X through params.c's per-service rule).
+ * Kept for the life of the process: a few are stored in the settings as the names to report.
+ */
+static const char *pname(const char *suffix)
+{
+        static struct strv names = STRV_INIT;
+        strv_push_take(&names, xasprintf("%s_%s", agent.set.lmtp ? "lmtp" : "smtp", suffix));
+        return names.v[names.n - 1];
+}
+
+/* LMTP mode: the program runs as "lmtp" (master.cf command) or serves a service named lmtp. */
+static bool lmtp_mode(struct service *s)
+{
+        return streq(service_daemon(s), "lmtp") || streq(service_name(s), "lmtp");
+}
 
 static uint64_t time_usec(struct config *c, const char *name)
 {
@@ -33,7 +57,7 @@ static enum tls_level parse_tls_level(const char *v)
                 return TLS_VERIFY;
         if (strcasecmp(v, "secure") == 0)
                 return TLS_SECURE;
-        msg_warn("smtp_tls_security_level: unknown level \"%s\", using \"encrypt\"", v);
+        msg_warn("%s: unknown level \"%s\", using \"encrypt\"", pname("tls_security_level"), v);
         return TLS_ENCRYPT; /* never weaker than asked by mistake */
 }
 
@@ -56,40 +80,42 @@ static unsigned parse_families(struct config *c)
 
 static int load_settings(struct config *c, struct smtp_settings *set)
 {
-        set->helo_name = xstrdup(config_get(c, "smtp_helo_name"));
+        set->helo_name = xstrdup(config_get(c, set->lmtp ? "lmtp_lhlo_name" : pname("helo_name")));
         set->myhostname = xstrdup(config_get(c, "myhostname"));
         const char *ifaces = config_get(c, "inet_interfaces");
-        smtp_source_address(AF_INET, config_get(c, "smtp_bind_address"), "smtp_bind_address", ifaces,
+        smtp_source_address(AF_INET, config_get(c, pname("bind_address")), pname("bind_address"), ifaces,
                             set->bind4, sizeof set->bind4, &set->bind4_param);
-        smtp_source_address(AF_INET6, config_get(c, "smtp_bind_address6"), "smtp_bind_address6", ifaces,
+        smtp_source_address(AF_INET6, config_get(c, pname("bind_address6")), pname("bind_address6"), ifaces,
                             set->bind6, sizeof set->bind6, &set->bind6_param);
         set->families = parse_families(c);
         _cleanup_free_ char *warning = NULL;
-        set->lookup_mode = dns_lookup_mode_parse(config_get(c, "smtp_dns_support_level"),
+        set->lookup_mode = dns_lookup_mode_parse(config_get(c, pname("dns_support_level")),
                                                  config_get_bool(c, "disable_dns_lookups"),
-                                                 config_get(c, "smtp_host_lookup"), &warning);
+                                                 config_get(c, pname("host_lookup")), &warning);
         if (warning)
                 msg_warn("%s", warning);
         own_addrs_init(&set->own, c);
-        set->connect_timeout = time_usec(c, "smtp_connect_timeout");
-        set->helo_timeout = time_usec(c, "smtp_helo_timeout");
-        set->mail_timeout = time_usec(c, "smtp_mail_timeout");
-        set->rcpt_timeout = time_usec(c, "smtp_rcpt_timeout");
-        set->data_init_timeout = time_usec(c, "smtp_data_init_timeout");
-        set->data_xfer_timeout = time_usec(c, "smtp_data_xfer_timeout");
-        set->data_done_timeout = time_usec(c, "smtp_data_done_timeout");
-        set->quit_timeout = time_usec(c, "smtp_quit_timeout");
-        set->cache_on_demand = config_get_bool(c, "smtp_connection_cache_on_demand");
-        set->cache_time_limit = time_usec(c, "smtp_connection_cache_time_limit");
-        config_get_list(c, "smtp_fallback_relay", &set->fallback_relays);
-        long long lim = config_get_int(c, "smtp_mx_address_limit");
+        set->connect_timeout = set->lmtp && config_get_time(c, "lmtp_connect_timeout") <= 0
+                                       ? LMTP_CONNECT_TIMEOUT_DEFAULT_SEC * 1000000ULL
+                                       : time_usec(c, pname("connect_timeout"));
+        set->helo_timeout = time_usec(c, set->lmtp ? "lmtp_lhlo_timeout" : pname("helo_timeout"));
+        set->mail_timeout = time_usec(c, pname("mail_timeout"));
+        set->rcpt_timeout = time_usec(c, pname("rcpt_timeout"));
+        set->data_init_timeout = time_usec(c, pname("data_init_timeout"));
+        set->data_xfer_timeout = time_usec(c, pname("data_xfer_timeout"));
+        set->data_done_timeout = time_usec(c, pname("data_done_timeout"));
+        set->quit_timeout = time_usec(c, pname("quit_timeout"));
+        set->cache_on_demand = config_get_bool(c, pname("connection_cache_on_demand"));
+        set->cache_time_limit = time_usec(c, pname("connection_cache_time_limit"));
+        config_get_list(c, pname("fallback_relay"), &set->fallback_relays);
+        long long lim = config_get_int(c, pname("mx_address_limit"));
         set->mx_address_limit = lim > 0 && lim < DNS_ADDRS_MAX ? (unsigned)lim : 0;
-        set->skip_5xx_greeting = config_get_bool(c, "smtp_skip_5xx_greeting");
-        set->tls_level = parse_tls_level(config_get(c, "smtp_tls_security_level"));
-        set->tls_loglevel = (int)config_get_int(c, "smtp_tls_loglevel");
-        set->sasl_enable = config_get_bool(c, "smtp_sasl_auth_enable");
-        if (smtp_sasl_options_parse(config_get(c, "smtp_sasl_security_options"), &set->sasl_opts) < 0 ||
-            smtp_sasl_options_parse(config_get(c, "smtp_sasl_tls_security_options"), &set->sasl_tls_opts) <
+        set->skip_5xx_greeting = config_get_bool(c, pname("skip_5xx_greeting"));
+        set->tls_level = parse_tls_level(config_get(c, pname("tls_security_level")));
+        set->tls_loglevel = (int)config_get_int(c, pname("tls_loglevel"));
+        set->sasl_enable = config_get_bool(c, pname("sasl_auth_enable"));
+        if (smtp_sasl_options_parse(config_get(c, pname("sasl_security_options")), &set->sasl_opts) < 0 ||
+            smtp_sasl_options_parse(config_get(c, pname("sasl_tls_security_options")), &set->sasl_tls_opts) <
                     0) {
                 msg_error("smtp_sasl_security_options or smtp_sasl_tls_security_options: unknown option "
                           "(known: noplaintext, noanonymous, noactive, nodictionary, mutual_auth)");
@@ -97,7 +123,7 @@ static int load_settings(struct config *c, struct smtp_settings *set)
         }
         if (set->sasl_enable) {
                 char *err = NULL;
-                int r = maps_open("smtp_sasl_password_maps", config_get(c, "smtp_sasl_password_maps"),
+                int r = maps_open(pname("sasl_password_maps"), config_get(c, pname("sasl_password_maps")),
                                   &set->sasl_maps, &err);
                 if (r < 0) {
                         msg_fields(LOG_LEVEL_ERROR,
@@ -117,6 +143,8 @@ static int init(struct service *s)
         struct config *c = service_config(s);
         agent.svc = s;
         agent.event = service_event(s);
+        agent.set.lmtp = lmtp_mode(s);
+        agent.queue_dir = xstrdup(config_get(c, "queue_directory"));
         delivery_set_soft_bounce(config_get_bool(c, "soft_bounce"));
         int r = load_settings(c, &agent.set);
         if (r < 0)

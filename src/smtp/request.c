@@ -167,6 +167,8 @@ const char *request_rcpt_domain(const struct request *rq)
 static bool resolves_to_myself(struct request *rq, struct dns_result *res)
 {
         struct dns_nexthop nh;
+        if (rq->agent->set.lmtp) /* LMTP names a store, often on this very host: never a loop */
+                return false;
         if (dns_nexthop_parse(rq->hop_name, 25, &nh) < 0 || !nh.mx)
                 return false;
         size_t i = 0;
@@ -232,8 +234,14 @@ static void try_next_hop(struct request *rq)
                         rq->hop_name = xstrdup(a->set.fallback_relays.v[hop - 1]);
                 free(rq->addrs);
                 rq->addrs = NULL;
-                if (dns_nexthop_parse(rq->hop_name, 25, &nh) < 0) {
-                        char *why = xasprintf("bad next-hop destination: \"%s\"", rq->hop_name);
+                struct dns_result unix_hop = {0};
+                int kind = a->set.lmtp
+                                   ? lmtp_nexthop_parse(rq->hop_name, a->queue_dir, &nh, &unix_hop.addrs[0])
+                                   : dns_nexthop_parse(rq->hop_name, 25, &nh);
+                if (kind < 0) {
+                        char *why = xasprintf(kind == -ENAMETOOLONG ? "next-hop socket path too long: \"%s\""
+                                                                    : "bad next-hop destination: \"%s\"",
+                                              rq->hop_name);
                         set_last(rq, "4.3.5", why, false);
                         free(why);
                         msg_warn("%s: %s", rq->queue_id, rq->last_reason);
@@ -241,6 +249,11 @@ static void try_next_hop(struct request *rq)
                 }
                 if (a->set.cache_on_demand && !rq->no_reuse && session_reuse(a, rq, rq->hop_name))
                         return;
+                if (kind == 1) { /* an LMTP unix socket: its one "address" */
+                        unix_hop.n = 1;
+                        on_resolved(&unix_hop, rq);
+                        return;
+                }
                 nh.mode = a->set.lookup_mode;
                 struct dns_result lit;
                 if (dns_resolve_literal(&nh, &lit)) {

@@ -1,4 +1,4 @@
-/* session.c: one outbound SMTP connection: a non-blocking state machine with STARTTLS, AUTH and reuse. */
+/* session.c: one outbound SMTP or LMTP connection: a non-blocking state machine with STARTTLS, AUTH, reuse. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "alloc.h"
 #include "catalog.h"
@@ -52,7 +53,7 @@ struct session {
         enum sstate state;
         bool in_callback, dead, reused;
         char host[DNS_HOST_MAX + 1];
-        char addr[INET6_ADDRSTRLEN];
+        char addr[DNS_HOST_MAX + 1]; /* an IP address, or an LMTP socket path as written */
         uint16_t port;
         char relay[SMTP_RELAY_MAX];
         char *key;
@@ -64,18 +65,18 @@ struct session {
         struct smtp_ehlo_caps caps;
         bool tls, tls_wants_write;
         char *auth_user, *auth_pass;
-        size_t rcpt_cur;
+        size_t rcpt_cur; /* RCPT TO being answered; in LMTP also the recipient of each reply after DATA */
         size_t n_accepted;
         size_t data_off;
         bool data_bol, data_end;
 };
 
-static const char *state_doing(enum sstate st)
+static const char *state_doing(enum sstate st, bool lmtp)
 {
         switch (st) {
         case S_CONNECT: return "connecting";
         case S_GREETING: return "receiving the initial server greeting";
-        case S_EHLO: return "performing the EHLO handshake";
+        case S_EHLO: return lmtp ? "performing the LHLO handshake" : "performing the EHLO handshake";
         case S_HELO: return "performing the HELO handshake";
         case S_STARTTLS: return "sending STARTTLS";
         case S_TLS_HANDSHAKE: return "performing the TLS handshake";
@@ -94,11 +95,11 @@ static const char *state_doing(enum sstate st)
         return "talking";
 }
 
-static const char *state_command(enum sstate st)
+static const char *state_command(enum sstate st, bool lmtp)
 {
         switch (st) {
         case S_GREETING: return "initial greeting";
-        case S_EHLO: return "EHLO command";
+        case S_EHLO: return lmtp ? "LHLO command" : "EHLO command";
         case S_HELO: return "HELO command";
         case S_STARTTLS: return "STARTTLS command";
         case S_AUTH:
@@ -213,8 +214,8 @@ static void transaction_failed(struct session *s, const char *dsn, const char *r
 
 static void connection_lost(struct session *s, const char *what)
 {
-        _cleanup_free_ char *reason =
-                xasprintf("%s with %s[%s] while %s", what, s->host, s->addr, state_doing(s->state));
+        _cleanup_free_ char *reason = xasprintf("%s with %s[%s] while %s", what, s->host, s->addr,
+                                                state_doing(s->state, s->a->set.lmtp));
         if (s->state == S_IDLE || s->state == S_QUIT || !s->rq) {
                 session_close(s);
                 return;
@@ -242,7 +243,7 @@ static char *reply_reason(struct session *s, const struct smtp_reply *r)
 {
         _cleanup_free_ char *text = smtp_reply_to_string(r);
         return limit_reason(xasprintf("host %s[%s] said: %s (in reply to %s)", s->host, s->addr, text,
-                                      state_command(s->state)));
+                                      state_command(s->state, s->a->set.lmtp)));
 }
 
 static void reply_dsn(const struct smtp_reply *r, char dsn[static SMTP_ENHANCED_MAX])
@@ -251,6 +252,13 @@ static void reply_dsn(const struct smtp_reply *r, char dsn[static SMTP_ENHANCED_
                 snprintf(dsn, SMTP_ENHANCED_MAX, "%s", r->enhanced);
         else
                 snprintf(dsn, SMTP_ENHANCED_MAX, "%d.0.0", r->code / 100);
+}
+
+/* EHLO, or LHLO in LMTP mode (RFC 2033: same capabilities, no HELO fallback). */
+static void send_hello(struct session *s)
+{
+        send_line(s, S_EHLO, s->a->set.helo_timeout, "%s %s", s->a->set.lmtp ? "LHLO" : "EHLO",
+                  s->a->set.helo_name);
 }
 
 /* ---- transaction ---- */
@@ -459,7 +467,7 @@ static void tls_established(struct session *s)
         }
         smtp_ehlo_caps_done(&s->caps);
         memset(&s->caps, 0, sizeof s->caps);
-        send_line(s, S_EHLO, a->set.helo_timeout, "EHLO %s", a->set.helo_name);
+        send_hello(s);
 }
 
 static void tls_handshake(struct session *s)
@@ -542,7 +550,8 @@ static void start_tls(struct session *s)
 static bool loops_back(struct session *s, const struct smtp_reply *r)
 {
         struct request *rq = s->rq;
-        if (!smtp_reply_names_myself(r->text, s->a->set.myhostname))
+        /* An LMTP server is a mail store, not a relay: it may well greet with this host's name. */
+        if (s->a->set.lmtp || !smtp_reply_names_myself(r->text, s->a->set.myhostname))
                 return false;
         const char *domain = request_rcpt_domain(rq);
         _cleanup_free_ char *reason = smtp_loop_reason(domain, domain);
@@ -552,6 +561,32 @@ static bool loops_back(struct session *s, const struct smtp_reply *r)
                    s->state == S_GREETING ? "greeted me" : "replied to EHLO", s->a->set.myhostname, reason);
         transaction_failed(s, "4.4.6", reason);
         return true;
+}
+
+/* LMTP after the body: this reply is for the next accepted recipient alone (RFC 2033 section 4.2). */
+static void lmtp_rcpt_reply(struct session *s, const struct smtp_reply *r, const char *dsn)
+{
+        struct request *rq = s->rq;
+        int cls = r->code / 100;
+        while (s->rcpt_cur < rq->n_rcpts && rq->rcpts[s->rcpt_cur].status != RCPT_ACCEPTED)
+                s->rcpt_cur++;
+        if (s->rcpt_cur >= rq->n_rcpts) { /* more replies than recipients: nothing left to answer */
+                transaction_end(s, false);
+                return;
+        }
+        _cleanup_free_ char *text = smtp_reply_to_string(r);
+        _cleanup_free_ char *reason = cls == 2 ? limit_reason(xstrdup(text)) : reply_reason(s, r);
+        request_rcpt_final(rq, &rq->rcpts[s->rcpt_cur++], s->relay,
+                           cls == 2   ? RCPT_SENT
+                           : cls == 5 ? RCPT_BOUNCED
+                                      : RCPT_DEFERRED,
+                           dsn, reason);
+        for (size_t i = s->rcpt_cur; i < rq->n_rcpts; i++)
+                if (rq->rcpts[i].status == RCPT_ACCEPTED) {
+                        set_timer(s, s->a->set.data_done_timeout);
+                        return;
+                }
+        transaction_end(s, true);
 }
 
 static void on_reply(struct session *s, const struct smtp_reply *r)
@@ -573,7 +608,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                 if (cls == 2 && loops_back(s, r))
                         return;
                 if (cls == 2)
-                        send_line(s, S_EHLO, a->set.helo_timeout, "EHLO %s", a->set.helo_name);
+                        send_hello(s);
                 else {
                         _cleanup_free_ char *reason = reply_reason(s, r);
                         setup_failed(s, dsn, reason);
@@ -587,7 +622,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                         memset(&s->caps, 0, sizeof s->caps);
                         smtp_ehlo_parse(r, &s->caps);
                         after_ehlo(s);
-                } else if (cls == 5 && !s->tls)
+                } else if (cls == 5 && !s->tls && !a->set.lmtp)
                         send_line(s, S_HELO, a->set.helo_timeout, "HELO %s", a->set.helo_name);
                 else {
                         _cleanup_free_ char *reason = reply_reason(s, r);
@@ -678,6 +713,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
         }
         case S_DATA:
                 if (r->code == 354) {
+                        s->rcpt_cur = 0; /* LMTP: the replies after the body go to these in order */
                         s->state = S_DATA_XFER;
                         s->data_off = 0;
                         s->data_bol = true;
@@ -687,6 +723,10 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                 }
                 __attribute__((fallthrough)); /* DATA refused: the accepted recipients share its answer */
         case S_DATA_DONE: {
+                if (s->state == S_DATA_DONE && a->set.lmtp && cls != 3) {
+                        lmtp_rcpt_reply(s, r, dsn);
+                        return;
+                }
                 _cleanup_free_ char *text = smtp_reply_to_string(r);
                 _cleanup_free_ char *reason = cls == 2 ? limit_reason(xstrdup(text)) : reply_reason(s, r);
                 enum rcpt_status st = cls == 2 ? RCPT_SENT : cls == 5 ? RCPT_BOUNCED : RCPT_DEFERRED;
@@ -915,7 +955,7 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata)
                 session_close(s);
         else {
                 _cleanup_free_ char *what = xasprintf("conversation with %s[%s] timed out while %s", s->host,
-                                                      s->addr, state_doing(s->state));
+                                                      s->addr, state_doing(s->state, s->a->set.lmtp));
                 if (s->state < S_MAIL || s->state == S_RSET)
                         setup_failed(s, "4.4.2", what);
                 else
@@ -944,14 +984,22 @@ void session_connect(struct agent *a, struct request *rq, const struct dns_addr 
         struct session *s = session_new(a, rq);
         int family = addr->sa.ss_family;
         rq->session = s;
-        snprintf(s->host, sizeof s->host, "%s", addr->host);
-        const void *ip = family == AF_INET
-                                 ? (const void *)&((const struct sockaddr_in *)&addr->sa)->sin_addr
-                                 : (const void *)&((const struct sockaddr_in6 *)&addr->sa)->sin6_addr;
-        inet_ntop(family, ip, s->addr, sizeof s->addr);
-        s->port = ntohs(family == AF_INET ? ((const struct sockaddr_in *)&addr->sa)->sin_port
-                                          : ((const struct sockaddr_in6 *)&addr->sa)->sin6_port);
-        snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->host, s->addr, s->port);
+        if (family == AF_UNIX) {
+                /* Postfix's form for a local socket: relay=myhostname[private/dovecot-lmtp]. */
+                snprintf(s->host, sizeof s->host, "%s", a->set.myhostname);
+                snprintf(s->addr, sizeof s->addr, "%s", addr->host);
+                snprintf(s->relay, sizeof s->relay, "%s[%s]", s->host, s->addr);
+        } else {
+                snprintf(s->host, sizeof s->host, "%s", addr->host);
+                const void *ip =
+                        family == AF_INET
+                                ? (const void *)&((const struct sockaddr_in *)&addr->sa)->sin_addr
+                                : (const void *)&((const struct sockaddr_in6 *)&addr->sa)->sin6_addr;
+                inet_ntop(family, ip, s->addr, sizeof s->addr);
+                s->port = ntohs(family == AF_INET ? ((const struct sockaddr_in *)&addr->sa)->sin_port
+                                                  : ((const struct sockaddr_in6 *)&addr->sa)->sin6_port);
+                snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->host, s->addr, s->port);
+        }
 
         s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s->fd < 0) {
@@ -963,7 +1011,7 @@ void session_connect(struct agent *a, struct request *rq, const struct dns_addr 
                 connect_failed(s, ENOMEM, false);
                 return;
         }
-        const char *source = family == AF_INET ? a->set.bind4 : a->set.bind6;
+        const char *source = family == AF_INET ? a->set.bind4 : family == AF_INET6 ? a->set.bind6 : "";
         if (source[0]) {
                 snprintf(s->bind_addr, sizeof s->bind_addr, "%s", source);
                 s->bind_param = family == AF_INET ? a->set.bind4_param : a->set.bind6_param;

@@ -22,11 +22,12 @@
 #define SMTP_DATA_CHUNK           (64u * 1024)      /* DATA bytes encoded per write */
 #define SMTP_REQUEST_TIMEOUT_USEC (60ULL * 1000000) /* for qmgr to send its request */
 #define SMTP_REASON_MAX           1024
-#define SMTP_RELAY_MAX            (DNS_HOST_MAX + 64)
+#define SMTP_RELAY_MAX            (2 * DNS_HOST_MAX + 16) /* host[addr]:port, addr maybe a socket path */
 
 enum tls_level { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_SECURE };
 
 struct smtp_settings {
+        bool lmtp; /* LMTP mode (the lmtp agent): LHLO, one reply per recipient after DATA, unix sockets */
         char *helo_name;
         char *myhostname; /* a peer greeting with it is this instance: the mail would loop */
         char bind4[64], bind6[64];
@@ -58,6 +59,7 @@ struct agent {
         struct tls_policy *tls_policy; /* protocols and ciphers of set.tls_level (tls_policy.h) */
         char *tls_policy_error;        /* the settings are unusable: why, naming the parameter */
         struct queue *queue;
+        char *queue_dir;       /* LMTP "unix:" next hops are relative to it */
         struct session *cache; /* idle connections, most recent first */
         unsigned n_cache;
 };

@@ -4,9 +4,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "alloc.h"
 #include "macro.h"
@@ -243,4 +245,32 @@ char *smtp_loop_reason(const char *nexthop, const char *domain)
                 "add it to mydestination; otherwise fix relayhost, transport_maps or the MX records "
                 "of %s)",
                 nexthop, domain, nexthop);
+}
+
+int lmtp_nexthop_parse(const char *nexthop, const char *queue_dir, struct dns_nexthop *ret_inet,
+                       struct dns_addr *ret_unix)
+{
+        if (strncasecmp(nexthop, "unix:", 5) == 0) {
+                const char *path = nexthop + 5;
+                if (!path[0] || strlen(path) > DNS_HOST_MAX)
+                        return -EINVAL;
+                struct sockaddr_un sun = {.sun_family = AF_UNIX};
+                int n = path[0] == '/'
+                                ? snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path)
+                                : snprintf(sun.sun_path, sizeof sun.sun_path, "%s/%s", queue_dir, path);
+                if (n < 0 || (size_t)n >= sizeof sun.sun_path)
+                        return -ENAMETOOLONG;
+                *ret_unix = (struct dns_addr){0};
+                snprintf(ret_unix->host, sizeof ret_unix->host, "%s", path);
+                memcpy(&ret_unix->sa, &sun, sizeof sun);
+                ret_unix->salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+                return 1;
+        }
+        if (strncasecmp(nexthop, "inet:", 5) == 0)
+                nexthop += 5;
+        int r = dns_nexthop_parse(nexthop, LMTP_DEFAULT_PORT, ret_inet);
+        if (r < 0)
+                return r;
+        ret_inet->mx = false; /* LMTP names a host, never a mail domain */
+        return 0;
 }

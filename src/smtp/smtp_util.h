@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "dns.h"
 
 #define SMTP_SASL_VALUE_MAX 1024 /* "user:password" from smtp_sasl_password_maps */
 #define SMTP_SASL_KEYS_MAX  5
@@ -71,3 +72,14 @@ bool smtp_reply_names_myself(const char *text, const char *myhostname);
  * recipient's domain), else the routing to NEXTHOP.
  */
 char *smtp_loop_reason(const char *nexthop, const char *domain);
+
+/* An LMTP next hop as Postfix writes it (default port 24, never an MX lookup, brackets optional). */
+#define LMTP_DEFAULT_PORT 24
+/*
+ * "unix:PATH" (a socket path relative to queue_dir unless it starts with '/'), "inet:HOST[:PORT]",
+ * "HOST[:PORT]" or "[HOST]:PORT". 1 for a unix socket (*ret_unix: sa is its sockaddr_un, host the
+ * path as written, which the relay= field shows), 0 for TCP (*ret_inet, mx false), -EINVAL for a
+ * bad form, -ENAMETOOLONG when the socket path does not fit a sockaddr_un. Pure.
+ */
+int lmtp_nexthop_parse(const char *nexthop, const char *queue_dir, struct dns_nexthop *ret_inet,
+                       struct dns_addr *ret_unix);

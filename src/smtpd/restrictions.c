@@ -278,6 +278,8 @@ static int authorized_destination(struct smtpd_access *a, const char *rcpt)
         if (r != 0)
                 return r;
         r = domain ? resolve_domain_is_virtual_alias(a->resolve, domain) : 0;
+        if (r == 0 && domain)
+                r = resolve_domain_is_virtual_mailbox(a->resolve, domain);
         if (r != 0)
                 return r;
         return domlist_match(&a->relay_domains, domain);
@@ -305,7 +307,7 @@ static void tempfail(struct access_decision *d, const char *what)
         d->reply = xasprintf("451 4.3.0 <%s>: Temporary lookup failure", what);
 }
 
-enum unlisted { UNLISTED_NO, UNLISTED_LOCAL, UNLISTED_VIRTUAL };
+enum unlisted { UNLISTED_NO, UNLISTED_LOCAL, UNLISTED_VIRTUAL, UNLISTED_VMAILBOX };
 
 /*
  * An address in one of our domains that delivery would reject: not local (local_recipient_maps) and
@@ -327,7 +329,15 @@ static int unlisted(struct smtpd_access *a, const char *addr)
                 return r < 0 ? r : r == 0 ? UNLISTED_LOCAL : UNLISTED_NO;
         }
         r = domain ? resolve_domain_is_virtual_alias(a->resolve, domain) : 0;
-        return r < 0 ? r : r > 0 ? UNLISTED_VIRTUAL : UNLISTED_NO;
+        if (r != 0)
+                return r < 0 ? r : UNLISTED_VIRTUAL;
+        /* A virtual mailbox domain: its users are the keys of virtual_mailbox_maps. */
+        r = domain ? resolve_domain_is_virtual_mailbox(a->resolve, domain) : 0;
+        if (r <= 0)
+                return r < 0 ? r : UNLISTED_NO;
+        _cleanup_free_ char *mailbox = NULL;
+        r = resolve_virtual_mailbox_find(a->resolve, addr, &mailbox);
+        return r < 0 ? r : r == 0 ? UNLISTED_VMAILBOX : UNLISTED_NO;
 }
 
 /* reject_unlisted_recipient / reject_unlisted_sender with Postfix's wording per address class. */
@@ -341,8 +351,9 @@ static void reject_unlisted(struct smtpd_access *a, const char *addr, bool sende
         else if (r != UNLISTED_NO)
                 reject(d, a->unknown_local_code, sender ? "1.0" : "1.1", addr,
                        sender ? "Sender address rejected: " : "Recipient address rejected: ",
-                       r == UNLISTED_LOCAL ? "User unknown in local recipient table"
-                                           : "User unknown in virtual alias table");
+                       r == UNLISTED_LOCAL      ? "User unknown in local recipient table"
+                       : r == UNLISTED_VMAILBOX ? "User unknown in virtual mailbox table"
+                                                : "User unknown in virtual alias table");
 }
 
 /*

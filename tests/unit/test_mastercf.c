@@ -450,6 +450,7 @@ TEST(shipped_master_cf)
                 {"trace", MASTERCF_UNIX, "bounce"},    {"smtp", MASTERCF_UNIX, "smtp"},
                 {"relay", MASTERCF_UNIX, "smtp"},      {"error", MASTERCF_UNIX, "error"},
                 {"discard", MASTERCF_UNIX, "discard"}, {"local", MASTERCF_UNIX, "local"},
+                {"lmtp", MASTERCF_UNIX, "lmtp"},       {"virtual", MASTERCF_UNIX, "virtual"},
         };
         CHECK_INT(m.n_services, ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {
@@ -458,6 +459,7 @@ TEST(shipped_master_cf)
                 CHECK_STR(s->command, want[i].command);
         }
         CHECK(!mastercf_find(&m, "local", MASTERCF_UNIX)->unpriv);
+        CHECK(!mastercf_find(&m, "virtual", MASTERCF_UNIX)->unpriv);
         CHECK_INT(mastercf_find(&m, "qmgr", MASTERCF_UNIX)->maxproc, 1);
         CHECK_INT(mastercf_find(&m, "pickup", MASTERCF_UNIX)->wakeup, 60);
         mastercf_free(&m);

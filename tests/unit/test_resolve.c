@@ -164,6 +164,68 @@ TEST(transport_maps_order)
         config_free(c);
 }
 
+TEST(virtual_mailbox_domains)
+{
+        struct config *c = NULL;
+        /* The default virtual_mailbox_domains ($virtual_mailbox_maps): the domains the table has as keys. */
+        struct resolve *r = open_resolver(BASE "virtual_mailbox_maps = inline:{ {vbox.test=x}, "
+                                               "{ann@vbox.test=vbox.test/ann/}, {@catch.test=catch/} }\n",
+                                          &c);
+        CHECK(r);
+        CHECK(check_resolve(r, "ann@vbox.test", "virtual", "vbox.test", false));
+        CHECK(check_resolve(r, "nobody@vbox.test", "virtual", "vbox.test", false));
+        CHECK(check_resolve(r, "a@other.test", "smtp", "other.test", false));
+        CHECK_INT(resolve_domain_is_virtual_mailbox(r, "VBox.Test."), 1);
+        CHECK_INT(resolve_domain_is_virtual_mailbox(r, "catch.test"), 0);
+        char *v = NULL;
+        CHECK_INT(resolve_virtual_mailbox_find(r, "Ann@vbox.test", &v), 1);
+        CHECK_STR(v, "vbox.test/ann/");
+        free(v);
+        CHECK_INT(resolve_virtual_mailbox_find(r, "bob@catch.test", &v), 1);
+        CHECK_STR(v, "catch/");
+        free(v);
+        CHECK_INT(resolve_virtual_mailbox_find(r, "bob@vbox.test", &v), 0);
+        resolve_free(r);
+        config_free(c);
+
+        r = open_resolver(BASE "virtual_mailbox_domains = vbox.test, v2.test\n"
+                               "virtual_transport = lmtp:unix:private/dovecot-lmtp\n",
+                          &c);
+        CHECK(r);
+        CHECK(check_resolve(r, "ann@v2.test", "lmtp", "unix:private/dovecot-lmtp", false));
+        resolve_free(r);
+        config_free(c);
+}
+
+TEST(mailbox_transport)
+{
+        struct config *c = NULL;
+        struct resolve *r = open_resolver(BASE "mydestination = $myhostname\nrecipient_delimiter = +\n"
+                                               "alias_maps = inline:{ {postmaster=root}, {list=a, b} }\n"
+                                               "mailbox_transport = lmtp:unix:private/dovecot-lmtp\n",
+                                          &c);
+        CHECK(r);
+        /* A user local would deliver to its mailbox goes to mailbox_transport... */
+        CHECK(check_resolve(r, "ann@mx.example.test", "lmtp", "unix:private/dovecot-lmtp", true));
+        CHECK(check_resolve(r, "ann", "lmtp", "unix:private/dovecot-lmtp", true));
+        /* ...an alias (with or without an extension) stays with local, which expands it. */
+        CHECK(check_resolve(r, "List@mx.example.test", "local", "mx.example.test", true));
+        CHECK(check_resolve(r, "list+x@mx.example.test", "local", "mx.example.test", true));
+        CHECK(check_resolve(r, "postmaster@mx.example.test", "local", "mx.example.test", true));
+        CHECK(check_resolve(r, "a@example.org", "smtp", "example.org", false));
+        resolve_free(r);
+        config_free(c);
+
+        /* A local_transport other than local: mailbox_transport is local's parameter, it does not apply. */
+        r = open_resolver(BASE "mydestination = $myhostname\nalias_maps =\nlocal_transport = other\n"
+                               "mailbox_transport = lmtp:unix:private/dovecot-lmtp\n",
+                          &c);
+        CHECK(r);
+        CHECK(check_resolve(r, "ann@mx.example.test", "other", "mx.example.test", true));
+        resolve_free(r);
+        config_free(c);
+}
+
 TEST(bad_table)
 {
         struct config *c = conf(BASE "transport_maps = nosuchtype:/x\n");

@@ -5,11 +5,42 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "alloc.h"
 #include "buf.h"
 #include "dns.h"
 #include "smtp_util.h"
+
+TEST(lmtp_nexthop_forms)
+{
+        struct dns_nexthop nh;
+        struct dns_addr ua;
+        CHECK_INT(lmtp_nexthop_parse("unix:private/dovecot-lmtp", "/var/spool/postfix", &nh, &ua), 1);
+        CHECK_STR(ua.host, "private/dovecot-lmtp");
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)&ua.sa;
+        CHECK_INT(sun->sun_family, AF_UNIX);
+        CHECK_STR(sun->sun_path, "/var/spool/postfix/private/dovecot-lmtp");
+        CHECK_INT(lmtp_nexthop_parse("unix:/run/dovecot/lmtp", "/var/spool/postfix", &nh, &ua), 1);
+        CHECK_STR(((const struct sockaddr_un *)&ua.sa)->sun_path, "/run/dovecot/lmtp");
+        CHECK_INT(lmtp_nexthop_parse("inet:mail.example.test:2424", "/q", &nh, &ua), 0);
+        CHECK_STR(nh.host, "mail.example.test");
+        CHECK_INT(nh.port, 2424);
+        CHECK(!nh.mx);
+        CHECK_INT(lmtp_nexthop_parse("[127.0.0.1]:24", "/q", &nh, &ua), 0);
+        CHECK_STR(nh.host, "127.0.0.1");
+        CHECK(!nh.mx);
+        CHECK_INT(lmtp_nexthop_parse("inet:store.example.test", "/q", &nh, &ua), 0);
+        CHECK_INT(nh.port, 24);
+        CHECK(!nh.mx);
+        CHECK_INT(lmtp_nexthop_parse("unix:", "/q", &nh, &ua), -EINVAL);
+        char longpath[200];
+        memset(longpath, 'a', sizeof longpath - 1);
+        longpath[sizeof longpath - 1] = '\0';
+        char hop[220];
+        snprintf(hop, sizeof hop, "unix:%s", longpath);
+        CHECK_INT(lmtp_nexthop_parse(hop, "/q", &nh, &ua), -ENAMETOOLONG);
+}
 
 TEST(nexthop_forms)
 {

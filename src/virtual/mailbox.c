@@ -1,0 +1,211 @@
+/* mailbox.c: the virtual agent's Maildir and mbox writers; each outcome is on disk before it says "sent". */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "buf.h"
+#include "fileio.h"
+#include "log.h"
+#include "virtual_agent.h"
+
+/* Output goes out in pieces of this size: a large message is never copied whole. */
+#define VIRTUAL_WRITE_CHUNK (64u * 1024)
+
+static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
+                    ...) _printf_(4, 5);
+static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
+                    ...)
+{
+        *ret = (struct agent_verdict){.result = result};
+        snprintf(ret->dsn, sizeof ret->dsn, "%s", dsn);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ret->reason, sizeof ret->reason, fmt, ap);
+        va_end(ap);
+}
+
+static int flush_out(int fd, struct buf *b)
+{
+        int r = b->len ? write_full(fd, b->data, b->len) : 0;
+        buf_truncate(b, 0);
+        return r;
+}
+
+/* [From_ line] Return-Path:, Delivered-To:, the message (LF line ends); mbox quotes body "From " lines. */
+static int write_message(int fd, const struct virtual_message *m, bool mbox)
+{
+        struct buf b = BUF_INIT;
+        if (mbox) {
+                time_t now = time(NULL);
+                struct tm tm;
+                char date[64];
+                localtime_r(&now, &tm);
+                strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
+                buf_printf(&b, "From %s %s\n", isempty(m->sender) ? "MAILER-DAEMON" : m->sender, date);
+        }
+        buf_printf(&b, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender, m->rcpt);
+        int r = 0;
+        for (const char *p = m->content, *end = m->content + m->content_len; p < end && r >= 0;) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+                if (mbox && len >= 5 && memcmp(p, "From ", 5) == 0)
+                        buf_putc(&b, '>');
+                buf_append(&b, p, len);
+                if (!nl)
+                        buf_putc(&b, '\n');
+                p += len;
+                if (b.len >= VIRTUAL_WRITE_CHUNK)
+                        r = flush_out(fd, &b);
+        }
+        if (r >= 0 && mbox)
+                buf_putc(&b, '\n'); /* the empty line that ends a message in an mbox */
+        if (r >= 0)
+                r = flush_out(fd, &b);
+        buf_free(&b);
+        return r;
+}
+
+/*
+ * mkdir -p of path (mode 0700, as the recipient). Each directory made is fsync'd into its parent: a
+ * mailbox whose directory entry could vanish in a crash is not delivered.
+ */
+static int make_dirs(const char *path)
+{
+        _cleanup_free_ char *p = xstrdup(path);
+        for (char *s = p + 1;; s++) {
+                if (*s != '/' && *s != '\0')
+                        continue;
+                char c = *s;
+                *s = '\0';
+                if (mkdir(p, 0700) == 0) {
+                        int r = fsync_parent_dir(p);
+                        if (r < 0)
+                                return r;
+                } else if (errno != EEXIST)
+                        return -errno;
+                *s = c;
+                if (c == '\0')
+                        return 0;
+        }
+}
+
+void virtual_maildir(const char *dir, const char *hostname, const struct virtual_message *m,
+                     struct agent_verdict *ret)
+{
+        static const char *const subdirs[] = {"tmp", "new", "cur"};
+        for (size_t i = 0; i < ELEMENTSOF(subdirs); i++) {
+                _cleanup_free_ char *d = xasprintf("%s/%s", dir, subdirs[i]);
+                int r = make_dirs(d);
+                if (r < 0) {
+                        verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot create maildir %s: %s", d,
+                                strerror(-r));
+                        return;
+                }
+        }
+        /* Unique per host: time, process, microseconds and queue ID; '/' and ':' never in the host part. */
+        _cleanup_free_ char *host = xstrdup(hostname);
+        for (char *p = host; *p; p++)
+                if (*p == '/' || *p == ':')
+                        *p = '_';
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        _cleanup_free_ char *name = xasprintf("%lld.V%dM%06ldQ%s.%s", (long long)ts.tv_sec, (int)getpid(),
+                                              ts.tv_nsec / 1000, m->queue_id, host);
+        _cleanup_free_ char *tmp = xasprintf("%s/tmp/%s", dir, name);
+        _cleanup_free_ char *dst = xasprintf("%s/new/%s", dir, name);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot create maildir file %s: %s", tmp,
+                        strerror(errno));
+                return;
+        }
+        int r = write_message(fd, m, false);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r >= 0)
+                r = -errno;
+        /* The data first, then its name in new/: only then is the message delivered. */
+        if (r >= 0 && rename(tmp, dst) < 0)
+                r = -errno;
+        if (r >= 0)
+                r = fsync_parent_dir(dst);
+        if (r < 0) {
+                unlink(tmp);
+                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", dir, strerror(-r));
+                return;
+        }
+        verdict(ret, AGENT_SENT, "2.0.0", "delivered to maildir");
+}
+
+static int lock_file(int fd)
+{
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        for (int i = 0; i < VIRTUAL_LOCK_ATTEMPTS; i++) {
+                if (fcntl(fd, F_SETLK, &fl) == 0)
+                        return 0;
+                if (errno != EAGAIN && errno != EACCES)
+                        return -errno;
+                usleep(VIRTUAL_LOCK_DELAY_MS * 1000);
+        }
+        return -EAGAIN;
+}
+
+void virtual_mbox(const char *path, const struct virtual_message *m, struct agent_verdict *ret)
+{
+        _cleanup_free_ char *parent = xstrdup(path);
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+                *slash = '\0';
+                int r = make_dirs(parent);
+                if (r < 0) {
+                        verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot create directory %s: %s", parent,
+                                strerror(-r));
+                        return;
+                }
+        }
+        bool created = true;
+        int fd =
+                open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == EEXIST) {
+                created = false;
+                fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+        }
+        if (fd < 0) {
+                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot open mailbox %s: %s", path, strerror(errno));
+                return;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
+                verdict(ret, AGENT_DEFERRED, "4.2.0",
+                        "cannot update mailbox %s: not a regular file with one link owned by uid %u", path,
+                        (unsigned)geteuid());
+                close(fd);
+                return;
+        }
+        int r = lock_file(fd);
+        if (r < 0) {
+                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot lock mailbox %s: %s", path,
+                        r == -EAGAIN ? "held by another process" : strerror(-r));
+                close(fd);
+                return;
+        }
+        off_t old = lseek(fd, 0, SEEK_END);
+        r = old < 0 ? -errno : write_message(fd, m, true);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && created)
+                r = fsync_parent_dir(path);
+        if (r < 0) {
+                /* Cut back to where it was: half a message would spoil the next one. */
+                if (old >= 0 && ftruncate(fd, old) == 0)
+                        (void)fsync(fd);
+                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot update mailbox %s: %s", path, strerror(-r));
+        } else
+                verdict(ret, AGENT_SENT, "2.0.0", "delivered to mailbox");
+        close(fd);
+}
