@@ -51,6 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         path[elen + 2] = '\0';
                         struct smtp_addr a;
                         unsigned fl = SMTP_ADDR_UTF8 | SMTP_ADDR_ALLOW_NULL | SMTP_ADDR_ALLOW_POSTMASTER;
+                        /* MAIL FROM:<user> (no domain) is taken as Postfix does: it must round-trip too */
+                        if (c.verb == SMTP_VERB_MAIL && !opts.strict_rfc821)
+                                fl |= SMTP_ADDR_ALLOW_NO_DOMAIN;
                         int q = smtp_addr_parse(path, elen + 2, fl, &a, &end);
                         /* a re-quoted local part may exceed 64 octets once escaped; anything else must
                          * round-trip */
