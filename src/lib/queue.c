@@ -319,6 +319,9 @@ struct queue_file {
         bool written;
         bool synced;
         bool committed;
+        bool streaming; /* queue_file_begin() wrote the head; content and end record follow */
+        struct qfile_stream stream;
+        off_t write_off; /* where the next content byte goes */
 };
 
 #define TMP_NAME_ATTEMPTS 100
@@ -403,7 +406,7 @@ static int write_all(int fd, struct iovec *iov, int n)
 
 int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned flags)
 {
-        if (f->written || f->committed)
+        if (f->written || f->committed || f->streaming)
                 return -EALREADY;
         struct buf head = BUF_INIT, tail = BUF_INIT;
         int r = qfile_encode(m, &head, &tail);
@@ -417,6 +420,78 @@ int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned f
         }
         buf_free(&head);
         buf_free(&tail);
+        if (r < 0)
+                return r;
+        f->written = true;
+        return (flags & QUEUE_NOSYNC) ? 0 : queue_file_sync(f);
+}
+
+/* pwrite() all of data at off; a short write (disk full) is -ENOSPC rather than a retry loop forever. */
+static int pwrite_all(int fd, const void *data, size_t len, off_t off)
+{
+        const char *p = data;
+        while (len > 0) {
+                ssize_t w = pwrite(fd, p, len, off);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (w == 0)
+                        return -ENOSPC;
+                p += w;
+                len -= (size_t)w;
+                off += w;
+        }
+        return 0;
+}
+
+int queue_file_begin(struct queue_file *f, const struct qfile_msg *m)
+{
+        if (f->written || f->committed || f->streaming)
+                return -EALREADY;
+        struct buf head = BUF_INIT;
+        int r = qfile_stream_begin(m, &head, &f->stream);
+        if (r >= 0)
+                r = pwrite_all(f->fd, head.data, head.len, 0);
+        buf_free(&head);
+        if (r < 0)
+                return r;
+        f->streaming = true;
+        f->write_off = (off_t)f->stream.head_len;
+        return 0;
+}
+
+int queue_file_append(struct queue_file *f, const void *data, size_t len)
+{
+        if (!f->streaming)
+                return -EINVAL;
+        int r = qfile_stream_content(&f->stream, data, len);
+        if (r < 0)
+                return r;
+        r = pwrite_all(f->fd, data, len, f->write_off);
+        if (r < 0) {
+                f->streaming = false; /* the content on disk no longer matches the checksum: unusable */
+                return r;
+        }
+        f->write_off += (off_t)len;
+        return 0;
+}
+
+int queue_file_finish(struct queue_file *f, unsigned flags)
+{
+        if (!f->streaming)
+                return -EINVAL;
+        uint8_t len_field[4];
+        struct buf tail = BUF_INIT;
+        qfile_stream_finish(&f->stream, len_field, &tail);
+        /* Patching the length in place is safe: the file has its temporary name until the group commit,
+         * which renames it only after the fdatasync below (or queue_file_sync()) covered every byte. */
+        int r = pwrite_all(f->fd, len_field, sizeof len_field, (off_t)f->stream.head_len - 4);
+        if (r >= 0)
+                r = pwrite_all(f->fd, tail.data, tail.len, f->write_off);
+        buf_free(&tail);
+        f->streaming = false;
         if (r < 0)
                 return r;
         f->written = true;

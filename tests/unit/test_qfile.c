@@ -532,3 +532,62 @@ TEST(slot_encoding)
         CHECK_INT(qfile_encode_slot(QFILE_RCPT_DELIVERED, 0, "1234567890123456", s), -EINVAL);
         CHECK_STR(qfile_rcpt_state_to_string(QFILE_RCPT_BOUNCED), "bounced");
 }
+
+/* The streaming encoder, fed in pieces of every size, makes exactly the bytes of the one-shot encoder. */
+TEST(stream_encoder_matches_one_shot)
+{
+        /* Content long enough that the checksum combination runs over many bit lengths. */
+        struct buf big = BUF_INIT;
+        for (int i = 0; i < 5000; i++)
+                buf_printf(&big, "line %d of a body that is streamed\n", i);
+        const size_t lens[] = {0, 1, 2, 3, 7, 8, 64, 1000, big.len};
+        for (size_t li = 0; li < ELEMENTSOF(lens); li++) {
+                struct qfile_msg in = full_msg();
+                in.content = big.data;
+                in.content_len = lens[li];
+                struct buf want = BUF_INIT;
+                CHECK_INT(qfile_encode_all(&in, &want), 0);
+                const size_t pieces[] = {1, 3, 4096, 65536};
+                for (size_t pi = 0; pi < ELEMENTSOF(pieces); pi++) {
+                        struct buf head = BUF_INIT, tail = BUF_INIT, got = BUF_INIT;
+                        struct qfile_stream st;
+                        in.content = NULL; /* ignored by begin */
+                        CHECK_INT(qfile_stream_begin(&in, &head, &st), 0);
+                        CHECK_INT(st.head_len, head.len);
+                        for (size_t off = 0; off < lens[li]; off += pieces[pi]) {
+                                size_t n = lens[li] - off < pieces[pi] ? lens[li] - off : pieces[pi];
+                                CHECK_INT(qfile_stream_content(&st, big.data + off, n), 0);
+                        }
+                        uint8_t len_field[4];
+                        qfile_stream_finish(&st, len_field, &tail);
+                        memcpy(head.data + head.len - 4, len_field, 4);
+                        buf_append(&got, head.data, head.len);
+                        buf_append(&got, big.data, lens[li]);
+                        buf_append(&got, tail.data, tail.len);
+                        CHECK_INT(got.len, want.len);
+                        CHECK(memcmp(got.data, want.data, want.len) == 0);
+                        struct qfile_msg out;
+                        CHECK_INT(qfile_decode(got.data, got.len, &out, NULL), 0);
+                        CHECK_INT(out.content_len, lens[li]);
+                        qfile_msg_free(&out);
+                        buf_free(&head);
+                        buf_free(&tail);
+                        buf_free(&got);
+                }
+                buf_free(&want);
+        }
+        buf_free(&big);
+}
+
+TEST(stream_encoder_refuses_content_past_the_limit)
+{
+        struct qfile_msg in = min_msg();
+        struct buf head = BUF_INIT;
+        struct qfile_stream st;
+        CHECK_INT(qfile_stream_begin(&in, &head, &st), 0);
+        st.content_len = QFILE_MAX_CONTENT_LEN - 1;
+        CHECK_INT(qfile_stream_content(&st, "ab", 2), -EFBIG);
+        CHECK_INT(st.content_len, QFILE_MAX_CONTENT_LEN - 1);
+        CHECK_INT(qfile_stream_content(&st, "a", 1), 0);
+        buf_free(&head);
+}
