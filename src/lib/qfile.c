@@ -420,6 +420,11 @@ struct decoder {
         uint32_t crc;
         size_t crc_pos;
         unsigned flags;
+        /* qfile_decode_split(): the content is not in data, which holds the file without it. */
+        bool gap;
+        size_t gap_at;    /* offset in data where the content would start */
+        uint64_t gap_len; /* the content's length in the file */
+        uint32_t gap_crc; /* and its CRC-32C */
 };
 
 static int fail(struct decoder *d, uint64_t offset, const char *reason)
@@ -613,7 +618,10 @@ static int decode(struct decoder *d, struct qfile_msg *m)
                 size_t start = pos + QFILE_REC_HDR_LEN;
                 if (type != QFILE_REC_CONTENT && plen > QFILE_MAX_RECORD_LEN)
                         return fail(d, pos, "record too long");
-                if (plen > len - start)
+                bool gap_here = d->gap && type == QFILE_REC_CONTENT;
+                if (gap_here && (start != d->gap_at || plen != d->gap_len))
+                        return fail(d, pos, "truncated record");
+                if (!gap_here && plen > len - start)
                         return fail(d, pos, "truncated record");
 
                 int r = 0;
@@ -664,13 +672,21 @@ static int decode(struct decoder *d, struct qfile_msg *m)
                         m->content = (const char *)data + start;
                         m->content_len = plen;
                         phase = NEED_END;
+                        if (gap_here) {
+                                /* The content's checksum, computed by the caller, continues the file's. */
+                                d->crc = qfile_crc32c(d->crc, data + d->crc_pos, start - d->crc_pos);
+                                d->crc = crc32c_combine(d->crc, d->gap_crc, d->gap_len);
+                                d->crc_pos = start;
+                                m->content = NULL;
+                                plen = 0; /* the end record follows in data */
+                        }
                         break;
                 case QFILE_REC_END: {
                         if (phase != NEED_END)
                                 return fail(d, pos, "end record out of order");
                         if (plen != QFILE_END_PAYLOAD_LEN)
                                 return fail(d, pos, "bad end record length");
-                        if (get_le64(data + start) != pos)
+                        if (get_le64(data + start) != pos + (d->gap ? d->gap_len : 0))
                                 return fail(d, start, "end record length does not match the file");
                         d->crc = qfile_crc32c(d->crc, data + d->crc_pos, pos - d->crc_pos);
                         if (get_le32(data + start + 8) != d->crc &&
@@ -698,11 +714,36 @@ int qfile_decode(const void *data, size_t len, struct qfile_msg *ret, struct qfi
 int qfile_decode_flags(const void *data, size_t len, unsigned flags, struct qfile_msg *ret,
                        struct qfile_error *err)
 {
-        struct decoder d = {data, len, err, 0, 0, flags};
+        struct decoder d = {.data = data, .len = len, .err = err, .flags = flags};
         struct qfile_msg m = {0};
         if (err)
                 *err = (struct qfile_error){NULL, 0};
         int r = decode(&d, &m);
+        if (r < 0) {
+                qfile_msg_free(&m);
+                *ret = (struct qfile_msg){0};
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, uint32_t content_crc,
+                       const void *tail, size_t tail_len, struct qfile_msg *ret, struct qfile_error *err)
+{
+        struct buf b = BUF_INIT;
+        buf_append(&b, head, head_len);
+        buf_append(&b, tail, tail_len);
+        struct decoder d = {.data = (const uint8_t *)b.data, .len = b.len, .err = err};
+        d.gap = true;
+        d.gap_at = head_len;
+        d.gap_len = content_len;
+        d.gap_crc = content_crc;
+        struct qfile_msg m = {0};
+        if (err)
+                *err = (struct qfile_error){NULL, 0};
+        int r = b.len > 0 ? decode(&d, &m) : fail(&d, 0, "empty file");
+        buf_free(&b);
         if (r < 0) {
                 qfile_msg_free(&m);
                 *ret = (struct qfile_msg){0};

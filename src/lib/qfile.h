@@ -148,6 +148,15 @@ enum {
 int qfile_decode_flags(const void *data, size_t len, unsigned flags, struct qfile_msg *ret,
                        struct qfile_error *err);
 
+/*
+ * Decode a queue file without holding its content: head is the file up to and including the content
+ * record's header, tail what follows the content; content_len and content_crc are the length and
+ * CRC-32C of the content bytes the caller read from the file. The same checks as qfile_decode(), so that
+ * a file can be verified in bounded memory (queue recovery); ret->content is NULL.
+ */
+int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, uint32_t content_crc,
+                       const void *tail, size_t tail_len, struct qfile_msg *ret, struct qfile_error *err);
+
 /* Free what a decoded (or hand-built, xmalloc'd) message owns; leaves m zeroed. */
 void qfile_msg_free(struct qfile_msg *m);
 

@@ -654,6 +654,59 @@ TEST(recovery_removes_half_written_and_keeps_complete)
         free(dir);
 }
 
+/* Files larger than the whole-read bound are checked in chunks, with the same verdicts. */
+TEST(recovery_checks_big_files_in_chunks)
+{
+        char *dir = make_queue("recover-big");
+        struct queue *q;
+        CHECK_INT(queue_open(dir, &q), 0);
+        int ifd = queue_dirfd(q, QUEUE_INCOMING), cfd = queue_dirfd(q, QUEUE_CORRUPT);
+        struct qfile_rcpt r = {.address = "r@example.com"};
+        struct qfile_msg m = test_msg(&r, 1);
+        struct buf content = BUF_INIT;
+        while (content.len < 3 * 1024 * 1024)
+                buf_printf(&content, "a body line of a big message, number %zu\n", content.len);
+        m.content = content.data;
+        m.content_len = content.len;
+        struct buf full = BUF_INIT;
+        CHECK_INT(qfile_encode_all(&m, &full), 0);
+        size_t mid = full.len / 2, end_rec = full.len - (QFILE_REC_HDR_LEN + QFILE_END_PAYLOAD_LEN);
+
+        put_file(ifd, "00001AAAAA", full.data, full.len); /* complete */
+        full.data[mid] ^= 1;
+        put_file(ifd, "00002AAAAA", full.data, full.len); /* one flipped content byte */
+        full.data[mid] ^= 1;
+        put_file(ifd, "00003AAAAA", full.data, full.len - 100); /* truncated in the end record */
+        put_file(ifd, "00004AAAAA", full.data, mid);            /* truncated in the content */
+        buf_putc(&full, 'x');
+        put_file(ifd, "00005AAAAA", full.data, full.len); /* data after the end record */
+        buf_truncate(&full, full.len - 1);
+        full.data[end_rec + 5] ^= 1;
+        put_file(ifd, "00006AAAAA", full.data, full.len); /* end record offset wrong */
+        full.data[end_rec + 5] ^= 1;
+        full.data[8] = 9;
+        put_file(ifd, "00007AAAAA", full.data, full.len); /* a newer version: left alone */
+        full.data[8] = 1;
+        full.data[20] ^= 1;
+        put_file(ifd, "00008AAAAA", full.data, full.len); /* a flipped envelope byte */
+
+        struct queue_recover_stats s;
+        CHECK_INT(queue_recover(q, QUEUE_INCOMING, &s), 0);
+        CHECK_INT(s.complete, 1);
+        CHECK_INT(s.corrupt, 6);
+        CHECK_INT(s.skipped, 1);
+        CHECK(exists_at(ifd, "00001AAAAA"));
+        CHECK(exists_at(ifd, "00007AAAAA"));
+        const char *bad[] = {"00002AAAAA", "00003AAAAA", "00004AAAAA",
+                             "00005AAAAA", "00006AAAAA", "00008AAAAA"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CHECK(exists_at(cfd, bad[i]));
+        buf_free(&full);
+        buf_free(&content);
+        queue_close(q);
+        free(dir);
+}
+
 TEST(recovery_of_a_file_left_in_two_queues)
 {
         /* A move whose source removal was lost: the same inode under active/ and incoming/. */
