@@ -226,40 +226,47 @@ static bool header_extent(const char *content, size_t len, size_t pos, bool eof,
         return true;
 }
 
-bool headers_block_end(const char *content, size_t len, size_t header_size_limit, bool eof, size_t *ret_end)
+bool headers_block_end(struct headers_scan *scan, const char *content, size_t len, size_t header_size_limit,
+                       bool eof, size_t *ret_end)
 {
-        /* The same walk as headers_build_header(); every way out of the header block is at a line start. */
-        size_t pos = 0, hdr_bytes = 0;
+        /* The same walk as headers_build_header(); every way out of the header block is at a line start. A
+         * header accepted once stays accepted as input grows, so the walk resumes where it stopped. */
+        size_t pos = scan->pos, hdr_bytes = scan->hdr_bytes;
+        bool done = false;
         for (;;) {
                 size_t room = header_size_limit - hdr_bytes;
                 if (pos == len) {
-                        if (!eof)
-                                return false;
+                        done = eof;
                         break;
                 }
                 const char *nl = memchr(content + pos, '\n', len - pos);
                 if (!nl && !eof) {
                         /* A partial line that already overflows the limit ends the block, header or not. */
-                        if (len - pos > room)
-                                break;
-                        return false;
+                        done = len - pos > room;
+                        break;
                 }
                 size_t eol = nl ? (size_t)(nl - content) : len;
-                if (eol == pos || !headers_is_field(content + pos, eol - pos, NULL))
+                if (eol == pos || !headers_is_field(content + pos, eol - pos, NULL)) {
+                        done = true;
                         break;
+                }
                 size_t end;
                 if (!header_extent(content, len, pos, eof, &end)) {
-                        if (len - pos > room)
-                                break; /* too big, whatever follows */
-                        return false;
-                }
-                if (end - pos > room)
+                        done = len - pos > room; /* too big, whatever follows */
                         break;
+                }
+                if (end - pos > room) {
+                        done = true;
+                        break;
+                }
                 hdr_bytes += end - pos;
                 pos = end;
         }
-        *ret_end = pos;
-        return true;
+        scan->pos = pos;
+        scan->hdr_bytes = hdr_bytes;
+        if (done)
+                *ret_end = pos;
+        return done;
 }
 
 void headers_body_init(struct headers_body *b, const struct headers_opts *o)

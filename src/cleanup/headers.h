@@ -60,12 +60,17 @@ void headers_result_done(struct headers_result *r);
 /*
  * The same in pieces, so that cleanup holds only the header block, never the message: once
  * headers_block_end() says where the header block of the content received so far ends (true; false
- * while more input could change it; eof: nothing more comes), headers_build_header() on that content
+ * while more input could change it; eof: nothing more comes; scan keeps its progress, so that input that
+ * arrives in small pieces is walked once), headers_build_header() on that content
  * appends the header block (ret->body_offset: where the body starts in it), and headers_body_put()
  * then takes the body in pieces of any size, from body_offset on. The result is byte for byte
  * headers_build()'s.
  */
-bool headers_block_end(const char *content, size_t len, size_t header_size_limit, bool eof, size_t *ret_end);
+struct headers_scan {
+        size_t pos, hdr_bytes; /* where the walk stopped: zero it before the first call */
+};
+bool headers_block_end(struct headers_scan *scan, const char *content, size_t len, size_t header_size_limit,
+                       bool eof, size_t *ret_end);
 void headers_build_header(const struct headers_opts *o, const char *content, size_t len, struct buf *out,
                           struct headers_result *ret);
 struct headers_body {

@@ -51,6 +51,7 @@ struct session {
          * request at a time. So a session's memory does not grow with the message.
          */
         struct buf content;       /* the header block (and the start of the body) as received */
+        struct headers_scan scan; /* how far the header block's end was looked for */
         bool in_body;             /* the header block is written; content goes straight to the file */
         struct headers_body body; /* line_length_limit splitting across requests */
         struct buf out;           /* what one request adds to the file */
@@ -617,7 +618,7 @@ static int start_body(struct session *s, bool eof)
         struct cleanup *c = s->c;
         const char *in = s->content.data ? s->content.data : "";
         size_t end;
-        if (!headers_block_end(in, s->content.len, c->header_size_limit, eof, &end))
+        if (!headers_block_end(&s->scan, in, s->content.len, c->header_size_limit, eof, &end))
                 return 0;
         struct headers_opts ho;
         headers_opts_of(s, &ho);

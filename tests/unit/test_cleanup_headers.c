@@ -277,6 +277,7 @@ static void build_streamed(const struct headers_opts *o, const char *msg, size_t
         struct buf held = BUF_INIT;
         struct headers_result hr = {0};
         struct headers_body body;
+        struct headers_scan scan = {0};
         bool in_body = false;
         *ret_held = 0;
         for (size_t off = 0; off <= len; off += piece) {
@@ -289,8 +290,8 @@ static void build_streamed(const struct headers_opts *o, const char *msg, size_t
                         if (held.len > *ret_held)
                                 *ret_held = held.len;
                         size_t end;
-                        if (headers_block_end(held.data ? held.data : "", held.len, o->header_size_limit,
-                                              eof, &end)) {
+                        if (headers_block_end(&scan, held.data ? held.data : "", held.len,
+                                              o->header_size_limit, eof, &end)) {
                                 headers_build_header(o, held.data ? held.data : "", held.len, ret, &hr);
                                 CHECK_INT(hr.body_offset, end);
                                 headers_body_init(&body, o);
