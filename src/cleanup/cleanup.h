@@ -14,7 +14,8 @@
 
 /* Concurrent submissions one cleanup process serves on its event loop. */
 #define CLEANUP_MAX_CONNECTIONS 200u
-/* Content kept in memory when message_size_limit is 0 (unlimited): the queue format's own bound. */
+/* Largest message when message_size_limit is 0 (unlimited), below the queue format's 4 GiB bound. The
+ * content streams to the queue file, so this bounds disk use, not memory. */
 #define CLEANUP_CONTENT_HARD_MAX ((uint64_t)1 << 30)
 /* Messages committed together at most (bounds one batch's fsync time and memory). */
 #define CLEANUP_BATCH_MAX 256u

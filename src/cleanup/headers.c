@@ -92,23 +92,6 @@ static void put_folded(struct buf *out, const char *text, size_t len, size_t lim
         }
 }
 
-/* Body lines longer than limit are cut into pieces of limit bytes. */
-static void put_body(struct buf *out, const char *text, size_t len, size_t limit)
-{
-        size_t p = 0;
-        while (p < len) {
-                const char *nl = memchr(text + p, '\n', len - p);
-                size_t eol = nl ? (size_t)(nl - text) : len;
-                while (eol - p > limit) {
-                        buf_append(out, text + p, limit);
-                        buf_putc(out, '\n');
-                        p += limit;
-                }
-                buf_append(out, text + p, eol - p + (nl ? 1 : 0));
-                p = nl ? eol + 1 : len;
-        }
-}
-
 static char *unfold_value(const char *v, size_t len, size_t max)
 {
         while (len > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) {
@@ -220,11 +203,119 @@ static bool rewritten_header(const char *name, size_t len)
         return false;
 }
 
+static size_t line_limit(const struct headers_opts *o)
+{
+        return o->line_length_limit < HEADERS_LINE_LENGTH_MIN ? HEADERS_LINE_LENGTH_MIN
+                                                              : o->line_length_limit;
+}
+
+/*
+ * The extent of one logical header at pos (its continuation lines included) in content[0..len): true
+ * and *ret_end when it is known, false when more input could still extend it.
+ */
+static bool header_extent(const char *content, size_t len, size_t pos, bool eof, size_t *ret_end)
+{
+        const char *nl = memchr(content + pos, '\n', len - pos);
+        if (!nl && !eof)
+                return false;
+        size_t end = nl ? (size_t)(nl - content) + 1 : len;
+        while (end < len && (content[end] == ' ' || content[end] == '\t')) {
+                const char *n2 = memchr(content + end, '\n', len - end);
+                if (!n2 && !eof)
+                        return false;
+                end = n2 ? (size_t)(n2 - content) + 1 : len;
+        }
+        if (end == len && !eof)
+                return false; /* the next line may be a continuation */
+        *ret_end = end;
+        return true;
+}
+
+bool headers_block_end(struct headers_scan *scan, const char *content, size_t len, size_t header_size_limit,
+                       bool eof, size_t *ret_end)
+{
+        /* The same walk as headers_build_header(); every way out of the header block is at a line start. A
+         * header accepted once stays accepted as input grows, so the walk resumes where it stopped. */
+        size_t pos = scan->pos, hdr_bytes = scan->hdr_bytes;
+        bool done = false;
+        for (;;) {
+                size_t room = header_size_limit - hdr_bytes;
+                if (pos == len) {
+                        done = eof;
+                        break;
+                }
+                const char *nl = memchr(content + pos, '\n', len - pos);
+                if (!nl && !eof) {
+                        /* A partial line that already overflows the limit ends the block, header or not. */
+                        done = len - pos > room;
+                        break;
+                }
+                size_t eol = nl ? (size_t)(nl - content) : len;
+                if (eol == pos || !headers_is_field(content + pos, eol - pos, NULL)) {
+                        done = true;
+                        break;
+                }
+                size_t end;
+                if (!header_extent(content, len, pos, eof, &end)) {
+                        done = len - pos > room; /* too big, whatever follows */
+                        break;
+                }
+                if (end - pos > room) {
+                        done = true;
+                        break;
+                }
+                hdr_bytes += end - pos;
+                pos = end;
+        }
+        scan->pos = pos;
+        scan->hdr_bytes = hdr_bytes;
+        if (done)
+                *ret_end = pos;
+        return done;
+}
+
+void headers_body_init(struct headers_body *b, const struct headers_opts *o)
+{
+        *b = (struct headers_body){.limit = line_limit(o)};
+}
+
+/* Body lines longer than the limit are cut into pieces of limit bytes, across calls. */
+void headers_body_put(struct headers_body *b, const char *p, size_t n, struct buf *out)
+{
+        while (n > 0) {
+                if (b->col == b->limit && *p != '\n') {
+                        buf_putc(out, '\n');
+                        b->col = 0;
+                }
+                const char *nl = memchr(p, '\n', n);
+                size_t line = nl ? (size_t)(nl - p) : n;
+                size_t room = b->limit - b->col, take;
+                if (line <= room) {
+                        take = nl ? line + 1 : line;
+                        b->col = nl ? 0 : b->col + line;
+                } else {
+                        take = room;
+                        b->col = b->limit;
+                }
+                buf_append(out, p, take);
+                p += take;
+                n -= take;
+        }
+}
+
 void headers_build(const struct headers_opts *o, const char *content, size_t len, struct buf *out,
                    struct headers_result *ret)
 {
-        size_t limit = o->line_length_limit < HEADERS_LINE_LENGTH_MIN ? HEADERS_LINE_LENGTH_MIN
-                                                                      : o->line_length_limit;
+        headers_build_header(o, content, len, out, ret);
+        struct headers_body b;
+        headers_body_init(&b, o);
+        headers_body_put(&b, content + ret->body_offset, len - ret->body_offset, out);
+}
+
+void headers_build_header(const struct headers_opts *o, const char *content, size_t len, struct buf *out,
+                          struct headers_result *ret)
+{
+        size_t limit = line_limit(o);
         size_t start = out->len, pos = 0, hdr_bytes = 0;
         bool have_msgid = false, have_date = false, have_from = false, need_separator = false;
         char date[HEADERS_DATE_MAX];
@@ -308,7 +399,7 @@ void headers_build(const struct headers_opts *o, const char *content, size_t len
         if (need_separator)
                 buf_putc(out, '\n');
         ret->header_len = out->len - start;
-        put_body(out, content + pos, len - pos, limit);
+        ret->body_offset = pos;
 }
 
 void headers_result_done(struct headers_result *r)

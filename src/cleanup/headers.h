@@ -43,6 +43,7 @@ struct headers_result {
         bool added_message_id; /* cleanup generated it */
         unsigned n_received;   /* Received: headers in the message as received */
         size_t header_len;     /* bytes of the header block of out (generated headers included) */
+        size_t body_offset;    /* where the body starts in the content as received */
 };
 
 /*
@@ -56,6 +57,29 @@ struct headers_result {
 void headers_build(const struct headers_opts *o, const char *content, size_t len, struct buf *out,
                    struct headers_result *ret);
 void headers_result_done(struct headers_result *r);
+
+/*
+ * The same in pieces, so that cleanup holds only the header block, never the message: once
+ * headers_block_end() says where the header block of the content received so far ends (true; false
+ * while more input could change it; eof: nothing more comes; scan keeps its progress, so that input that
+ * arrives in small pieces is walked once), headers_build_header() on that content
+ * appends the header block (ret->body_offset: where the body starts in it), and headers_body_put()
+ * then takes the body in pieces of any size, from body_offset on. The result is byte for byte
+ * headers_build()'s.
+ */
+struct headers_scan {
+        size_t pos, hdr_bytes; /* where the walk stopped: zero it before the first call */
+};
+bool headers_block_end(struct headers_scan *scan, const char *content, size_t len, size_t header_size_limit,
+                       bool eof, size_t *ret_end);
+void headers_build_header(const struct headers_opts *o, const char *content, size_t len, struct buf *out,
+                          struct headers_result *ret);
+struct headers_body {
+        size_t limit; /* line_length_limit, at least HEADERS_LINE_LENGTH_MIN */
+        size_t col;   /* bytes of the current output line so far */
+};
+void headers_body_init(struct headers_body *b, const struct headers_opts *o);
+void headers_body_put(struct headers_body *b, const char *p, size_t n, struct buf *out);
 
 /* RFC 5322 date in the local time zone: "Mon,  1 Jan 2024 12:00:00 +0100 (CET)". */
 void headers_format_date(time_t t, char buf[static HEADERS_DATE_MAX]);

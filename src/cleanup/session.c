@@ -44,7 +44,17 @@ struct session {
         size_t n_rcpts, cap_rcpts;
         size_t n_envelope_rcpts; /* as submitted, before virtual alias expansion */
         uint64_t envelope_bytes;
-        struct buf content;
+        uint64_t received; /* content bytes received, for message_size_limit */
+        /*
+         * The content goes to the queue file as it arrives: only the header block is held (until its end
+         * is known: at most header_size_limit plus one request), then the body passes through out, one
+         * request at a time. So a session's memory does not grow with the message.
+         */
+        struct buf content;       /* the header block (and the start of the body) as received */
+        struct headers_scan scan; /* how far the header block's end was looked for */
+        bool in_body;             /* the header block is written; content goes straight to the file */
+        struct headers_body body; /* line_length_limit splitting across requests */
+        struct buf out;           /* what one request adds to the file */
 
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
@@ -84,6 +94,7 @@ static void session_free(struct session *s)
                 rcpt_done(&s->rcpts[i]);
         free(s->rcpts);
         buf_free(&s->content);
+        buf_free(&s->out);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -154,6 +165,7 @@ static int fail_later(struct session *s, int status, const char *dsn, const char
         s->err_reason = buf_steal(&b);
         /* Nothing of this message will be queued: drop what was kept. */
         buf_free(&s->content);
+        buf_free(&s->out);
         queue_file_free(s->file);
         s->file = NULL;
         return 0;
@@ -498,23 +510,6 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
         return 0;
 }
 
-static int handle_content(struct session *s, const struct ipc_msg *m)
-{
-        const struct ipc_attr *data = ipc_msg_find(m, "data");
-        if (s->err_status || !data)
-                return 0;
-        uint64_t limit = s->c->message_size_limit ? s->c->message_size_limit : CLEANUP_CONTENT_HARD_MAX;
-        if (limit > CLEANUP_CONTENT_HARD_MAX)
-                limit = CLEANUP_CONTENT_HARD_MAX;
-        if (s->envelope_bytes + s->content.len + data->value_len > limit) {
-                msg_info("%s: reject: message size exceeds message_size_limit (%" PRIu64 " bytes)", qid(s),
-                         limit);
-                return fail_later(s, 5, "5.3.4", "message file too big");
-        }
-        buf_append(&s->content, data->value, data->value_len);
-        return 0;
-}
-
 static const char *env(const struct session *s, const char *name)
 {
         const char *v = ipc_msg_get_str(&s->envelope, name);
@@ -524,7 +519,7 @@ static const char *env(const struct session *s, const char *name)
 /*
  * hopcount_limit, as Postfix: a message that already carries that many Received: headers has been
  * passed around in a loop (two MTAs relaying to each other); refuse it for good, so that the sending
- * side returns it to its sender instead of passing it on forever.
+ * side returns it to its sender instead of passing it on forever. Answered at {req=end}.
  */
 static int reject_loop(struct session *s, unsigned hops)
 {
@@ -533,22 +528,25 @@ static int reject_loop(struct session *s, unsigned hops)
                    "%s: reject: %u Received: headers, hopcount_limit is %lld: 5.4.6 too many hops (mail "
                    "loop); from=<%s> nrcpt=%zu",
                    queue_file_id(s->file), hops, s->c->hopcount_limit, s->sender, s->n_rcpts);
-        buf_free(&s->content);
-        queue_file_free(s->file); /* never acknowledged: it goes */
-        s->file = NULL;
-        return final_reply(s, 5, "5.4.6", "Error: too many hops");
+        return fail_later(s, 5, "5.4.6", "Error: too many hops"); /* the file goes: never acknowledged */
 }
 
-static int handle_end(struct session *s)
+static int write_error(struct session *s, int r)
+{
+        struct log_fields lf = {.queue_id = queue_file_id(s->file)};
+        msg_fields(LOG_LEVEL_WARNING, &lf, "%s: write queue file: %s%s", queue_file_id(s->file),
+                   strerror(-r),
+                   r == -EINVAL ? "" : "; check free space and permissions of queue_directory");
+        return fail_later(s, 4, "4.3.0", "queue file write error");
+}
+
+static void headers_opts_of(const struct session *s, struct headers_opts *ho)
 {
         struct cleanup *c = s->c;
-        if (s->err_status)
-                return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
-
         long long uid = -1;
         if (ipc_msg_get_int(&s->envelope, "uid", &uid) < 0)
                 uid = -1;
-        struct headers_opts ho = {
+        *ho = (struct headers_opts){
                 .queue_id = queue_file_id(s->file),
                 .myhostname = c->myhostname,
                 .local = s->local,
@@ -567,18 +565,11 @@ static int handle_end(struct session *s)
                 .header_size_limit = c->header_size_limit,
                 .line_length_limit = c->line_length_limit,
         };
-        struct buf content = BUF_INIT;
-        struct headers_result hr;
-        headers_build(&ho, s->content.data ? s->content.data : "", s->content.len, &content, &hr);
-        buf_free(&s->content);
-        s->content = content; /* the final message replaces the received one */
-        struct log_fields lf = {.queue_id = queue_file_id(s->file)};
-        msg_fields(LOG_LEVEL_INFO, &lf, "%s: message-id=%s", queue_file_id(s->file), hr.message_id);
-        unsigned hops = hr.n_received;
-        headers_result_done(&hr);
-        if (c->hopcount_limit > 0 && hops >= c->hopcount_limit)
-                return reject_loop(s, hops);
+}
 
+/* Everything of the queue file but the content: the envelope is complete before the content starts. */
+static int begin_file(struct session *s)
+{
         struct qfile_attr extra[4];
         size_t n_extra = 0;
         static const char *const extra_names[] = {"client_port", "uid", "smtputf8", "tls"};
@@ -586,6 +577,8 @@ static int handle_end(struct session *s)
                 if (env(s, extra_names[i]))
                         extra[n_extra++] =
                                 (struct qfile_attr){(char *)extra_names[i], (char *)env(s, extra_names[i])};
+        /* SIZE as the client announced it; without it readers take the content's length, which is only
+         * known at the end, after the attributes are written. */
         long long size = -1;
         bool has_size = ipc_msg_get_int(&s->envelope, "size", &size) == 0 && size >= 0;
         struct qfile_msg qm = {
@@ -600,25 +593,93 @@ static int handle_end(struct session *s)
                 .sasl_username = (char *)env(s, "sasl_username"),
                 .envelope_id = (char *)env(s, "envid"),
                 .origin_queue = "incoming",
-                .message_size = has_size ? (uint64_t)size : s->content.len,
-                .has_message_size = true,
+                .message_size = has_size ? (uint64_t)size : 0,
+                .has_message_size = has_size,
                 .ready = true,
                 .extra = extra,
                 .n_extra = n_extra,
-                .content = s->content.data ? s->content.data : "",
-                .content_len = s->content.len,
         };
-        int r = queue_file_write(s->file, &qm, QUEUE_NOSYNC);
-        if (r < 0) {
-                msg_fields(LOG_LEVEL_WARNING, &lf, "%s: write queue file: %s%s", queue_file_id(s->file),
-                           strerror(-r),
-                           r == -EINVAL ? "" : "; check free space and permissions of queue_directory");
-                queue_file_free(s->file);
-                s->file = NULL;
-                return final_reply(s, 4, "4.3.0", "queue file write error");
+        return queue_file_begin(s->file, &qm);
+}
+
+/* Write what out holds to the file. 0, or fail_later(). */
+static int flush_out(struct session *s)
+{
+        int r = queue_file_append(s->file, s->out.data, s->out.len);
+        buf_truncate(&s->out, 0);
+        return r < 0 ? write_error(s, r) : 0;
+}
+
+/*
+ * Once the end of the header block is in what was received (or eof: nothing more comes), process the
+ * headers, write the file's head and the header block, and switch to passing the body through.
+ */
+static int start_body(struct session *s, bool eof)
+{
+        struct cleanup *c = s->c;
+        const char *in = s->content.data ? s->content.data : "";
+        size_t end;
+        if (!headers_block_end(&s->scan, in, s->content.len, c->header_size_limit, eof, &end))
+                return 0;
+        struct headers_opts ho;
+        headers_opts_of(s, &ho);
+        struct headers_result hr;
+        buf_truncate(&s->out, 0);
+        headers_build_header(&ho, in, s->content.len, &s->out, &hr);
+        struct log_fields lf = {.queue_id = queue_file_id(s->file)};
+        msg_fields(LOG_LEVEL_INFO, &lf, "%s: message-id=%s", queue_file_id(s->file), hr.message_id);
+        unsigned hops = hr.n_received;
+        size_t body_offset = hr.body_offset;
+        headers_result_done(&hr);
+        if (c->hopcount_limit > 0 && hops >= c->hopcount_limit)
+                return reject_loop(s, hops);
+
+        int r = begin_file(s);
+        if (r < 0)
+                return write_error(s, r);
+        s->in_body = true;
+        headers_body_init(&s->body, &ho);
+        headers_body_put(&s->body, in + body_offset, s->content.len - body_offset, &s->out);
+        buf_free(&s->content); /* the header block is in out now */
+        return flush_out(s);
+}
+
+static int handle_content(struct session *s, const struct ipc_msg *m)
+{
+        const struct ipc_attr *data = ipc_msg_find(m, "data");
+        if (s->err_status || !data)
+                return 0;
+        uint64_t limit = s->c->message_size_limit ? s->c->message_size_limit : CLEANUP_CONTENT_HARD_MAX;
+        if (limit > CLEANUP_CONTENT_HARD_MAX)
+                limit = CLEANUP_CONTENT_HARD_MAX;
+        if (s->envelope_bytes + s->received + data->value_len > limit) {
+                msg_info("%s: reject: message size exceeds message_size_limit (%" PRIu64 " bytes)", qid(s),
+                         limit);
+                return fail_later(s, 5, "5.3.4", "message file too big");
         }
-        /* The content is in the file now; no need to hold it while the commit runs. */
-        buf_free(&s->content);
+        s->received += data->value_len;
+        if (!s->in_body) {
+                buf_append(&s->content, data->value, data->value_len);
+                return start_body(s, false);
+        }
+        headers_body_put(&s->body, data->value, data->value_len, &s->out);
+        return flush_out(s);
+}
+
+static int handle_end(struct session *s)
+{
+        struct cleanup *c = s->c;
+        if (!s->err_status && !s->in_body)
+                start_body(s, true); /* a message that is all headers, or empty */
+        if (s->err_status)
+                return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
+        buf_free(&s->out);
+
+        int r = queue_file_finish(s->file, QUEUE_NOSYNC);
+        if (r < 0) {
+                write_error(s, r);
+                return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
+        }
         s->state = STATE_COMMIT;
         s->in_commit = true;
         /* The client waits for us now, not we for it: no ipc_timeout until the answer. */

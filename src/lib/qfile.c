@@ -208,7 +208,8 @@ static int check_msg(const struct qfile_msg *m)
         return 0;
 }
 
-int qfile_encode(const struct qfile_msg *m, struct buf *head, struct buf *tail)
+/* Everything before the content record's header; *ret_crc covers it, status slots excepted. */
+static int encode_head(const struct qfile_msg *m, struct buf *head, uint32_t *ret_crc)
 {
         int r = check_msg(m);
         if (r < 0)
@@ -219,7 +220,6 @@ int qfile_encode(const struct qfile_msg *m, struct buf *head, struct buf *tail)
         uint32_t crc = 0;
         size_t crc_pos = 0;
         buf_truncate(head, 0);
-        buf_truncate(tail, 0);
 
         buf_append(head, QFILE_MAGIC, QFILE_MAGIC_LEN);
         put_u32(head, QFILE_VERSION);
@@ -279,17 +279,90 @@ int qfile_encode(const struct qfile_msg *m, struct buf *head, struct buf *tail)
         }
         for (size_t i = 0; i < m->n_extra; i++)
                 put_attr(head, m->extra[i].name, m->extra[i].value);
+        *ret_crc = qfile_crc32c(crc, head->data + crc_pos, head->len - crc_pos);
+        return 0;
+}
 
+/*
+ * CRC-32C of A||B from crc(A), crc(B) and the length of B. The CRC is linear over GF(2): running the
+ * register over B from crc(A) instead of from the standard start adds crc(A) times x^(8 len B) modulo
+ * the polynomial, so the content's checksum can be computed as it streams, before the length that
+ * precedes it in the file is known. Polynomials are bit-reflected: bit 31 is x^0.
+ */
+#define CRC32C_POLY_REFLECTED 0x82F63B78u
+
+static uint32_t gf2_mulmod(uint32_t a, uint32_t b)
+{
+        uint32_t product = 0;
+        for (int i = 0; i < 32; i++) {
+                if (a & (0x80000000u >> i))
+                        product ^= b;
+                b = (b & 1) ? (b >> 1) ^ CRC32C_POLY_REFLECTED : b >> 1; /* b *= x */
+        }
+        return product;
+}
+
+static uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
+{
+        uint32_t shift = 0x80000000u; /* x^0 */
+        uint32_t power = 0x00800000u; /* x^8: one byte */
+        for (uint64_t n = len_b; n > 0; n >>= 1) {
+                if (n & 1)
+                        shift = gf2_mulmod(shift, power);
+                power = gf2_mulmod(power, power);
+        }
+        return gf2_mulmod(crc_a, shift) ^ crc_b;
+}
+
+int qfile_stream_begin(const struct qfile_msg *m, struct buf *head, struct qfile_stream *st)
+{
+        struct qfile_msg h = *m;
+        h.content = NULL;
+        h.content_len = 0;
+        *st = (struct qfile_stream){0};
+        int r = encode_head(&h, head, &st->head_crc);
+        if (r < 0)
+                return r;
         put_u8(head, QFILE_REC_CONTENT);
-        put_u32(head, (uint32_t)m->content_len);
-        crc = qfile_crc32c(crc, head->data + crc_pos, head->len - crc_pos);
-        if (m->content_len > 0)
-                crc = qfile_crc32c(crc, m->content, m->content_len);
+        put_u32(head, 0); /* the content length: qfile_stream_finish() */
+        st->head_len = head->len;
+        return 0;
+}
 
+int qfile_stream_content(struct qfile_stream *st, const void *data, size_t len)
+{
+        if (len > QFILE_MAX_CONTENT_LEN - st->content_len)
+                return -EFBIG;
+        st->content_crc = qfile_crc32c(st->content_crc, data, len);
+        st->content_len += len;
+        return 0;
+}
+
+void qfile_stream_finish(const struct qfile_stream *st, uint8_t len_field[static 4], struct buf *tail)
+{
+        uint8_t rec[QFILE_REC_HDR_LEN] = {QFILE_REC_CONTENT};
+        le32(rec + 1, (uint32_t)st->content_len);
+        memcpy(len_field, rec + 1, 4);
+        uint32_t crc = qfile_crc32c(st->head_crc, rec, sizeof rec);
+        crc = crc32c_combine(crc, st->content_crc, st->content_len);
+        buf_truncate(tail, 0);
         put_u8(tail, QFILE_REC_END);
         put_u32(tail, QFILE_END_PAYLOAD_LEN);
-        put_u64(tail, (uint64_t)head->len + m->content_len);
+        put_u64(tail, st->head_len + st->content_len);
         put_u32(tail, crc);
+}
+
+int qfile_encode(const struct qfile_msg *m, struct buf *head, struct buf *tail)
+{
+        if (m->content_len > QFILE_MAX_CONTENT_LEN || (m->content_len > 0 && !m->content))
+                return -EINVAL;
+        struct qfile_stream st;
+        int r = qfile_stream_begin(m, head, &st);
+        if (r < 0)
+                return r;
+        if (m->content_len > 0)
+                (void)qfile_stream_content(&st, m->content, m->content_len); /* within the limit: checked */
+        qfile_stream_finish(&st, (uint8_t *)head->data + st.head_len - 4, tail);
         return 0;
 }
 
@@ -347,6 +420,11 @@ struct decoder {
         uint32_t crc;
         size_t crc_pos;
         unsigned flags;
+        /* qfile_decode_split(): the content is not in data, which holds the file without it. */
+        bool gap;
+        size_t gap_at;    /* offset in data where the content would start */
+        uint64_t gap_len; /* the content's length in the file */
+        uint32_t gap_crc; /* and its CRC-32C */
 };
 
 static int fail(struct decoder *d, uint64_t offset, const char *reason)
@@ -540,7 +618,10 @@ static int decode(struct decoder *d, struct qfile_msg *m)
                 size_t start = pos + QFILE_REC_HDR_LEN;
                 if (type != QFILE_REC_CONTENT && plen > QFILE_MAX_RECORD_LEN)
                         return fail(d, pos, "record too long");
-                if (plen > len - start)
+                bool gap_here = d->gap && type == QFILE_REC_CONTENT;
+                if (gap_here && (start != d->gap_at || plen != d->gap_len))
+                        return fail(d, pos, "truncated record");
+                if (!gap_here && plen > len - start)
                         return fail(d, pos, "truncated record");
 
                 int r = 0;
@@ -591,13 +672,21 @@ static int decode(struct decoder *d, struct qfile_msg *m)
                         m->content = (const char *)data + start;
                         m->content_len = plen;
                         phase = NEED_END;
+                        if (gap_here) {
+                                /* The content's checksum, computed by the caller, continues the file's. */
+                                d->crc = qfile_crc32c(d->crc, data + d->crc_pos, start - d->crc_pos);
+                                d->crc = crc32c_combine(d->crc, d->gap_crc, d->gap_len);
+                                d->crc_pos = start;
+                                m->content = NULL;
+                                plen = 0; /* the end record follows in data */
+                        }
                         break;
                 case QFILE_REC_END: {
                         if (phase != NEED_END)
                                 return fail(d, pos, "end record out of order");
                         if (plen != QFILE_END_PAYLOAD_LEN)
                                 return fail(d, pos, "bad end record length");
-                        if (get_le64(data + start) != pos)
+                        if (get_le64(data + start) != pos + (d->gap ? d->gap_len : 0))
                                 return fail(d, start, "end record length does not match the file");
                         d->crc = qfile_crc32c(d->crc, data + d->crc_pos, pos - d->crc_pos);
                         if (get_le32(data + start + 8) != d->crc &&
@@ -625,11 +714,36 @@ int qfile_decode(const void *data, size_t len, struct qfile_msg *ret, struct qfi
 int qfile_decode_flags(const void *data, size_t len, unsigned flags, struct qfile_msg *ret,
                        struct qfile_error *err)
 {
-        struct decoder d = {data, len, err, 0, 0, flags};
+        struct decoder d = {.data = data, .len = len, .err = err, .flags = flags};
         struct qfile_msg m = {0};
         if (err)
                 *err = (struct qfile_error){NULL, 0};
         int r = decode(&d, &m);
+        if (r < 0) {
+                qfile_msg_free(&m);
+                *ret = (struct qfile_msg){0};
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, uint32_t content_crc,
+                       const void *tail, size_t tail_len, struct qfile_msg *ret, struct qfile_error *err)
+{
+        struct buf b = BUF_INIT;
+        buf_append(&b, head, head_len);
+        buf_append(&b, tail, tail_len);
+        struct decoder d = {.data = (const uint8_t *)b.data, .len = b.len, .err = err};
+        d.gap = true;
+        d.gap_at = head_len;
+        d.gap_len = content_len;
+        d.gap_crc = content_crc;
+        struct qfile_msg m = {0};
+        if (err)
+                *err = (struct qfile_error){NULL, 0};
+        int r = b.len > 0 ? decode(&d, &m) : fail(&d, 0, "empty file");
+        buf_free(&b);
         if (r < 0) {
                 qfile_msg_free(&m);
                 *ret = (struct qfile_msg){0};

@@ -107,6 +107,25 @@ struct qfile_error {
  */
 int qfile_encode(const struct qfile_msg *m, struct buf *head, struct buf *tail);
 
+/*
+ * Streaming encoder, for content too large to hold: qfile_stream_begin() encodes everything up to and
+ * including the content record's header, whose length field is 0 until the end; qfile_stream_content()
+ * takes the content in pieces as they are written after the head; qfile_stream_finish() gives the 4
+ * bytes of the real length field (at offset head_len - 4) and the end record. The file is head (with
+ * the length field replaced) + content + tail, byte for byte what qfile_encode() makes of the whole
+ * message. m->content is ignored by begin.
+ */
+struct qfile_stream {
+        uint32_t head_crc;    /* of the head before the content record header, status slots excepted */
+        uint64_t head_len;    /* bytes of the head, content record header included */
+        uint32_t content_crc; /* of the content so far, on its own */
+        uint64_t content_len;
+};
+int qfile_stream_begin(const struct qfile_msg *m, struct buf *head, struct qfile_stream *st);
+/* -EFBIG when the content would exceed QFILE_MAX_CONTENT_LEN (nothing is counted then). */
+int qfile_stream_content(struct qfile_stream *st, const void *data, size_t len);
+void qfile_stream_finish(const struct qfile_stream *st, uint8_t len_field[static 4], struct buf *tail);
+
 /* Encode into one buffer (tests, tools, small messages). */
 int qfile_encode_all(const struct qfile_msg *m, struct buf *out);
 
@@ -128,6 +147,15 @@ enum {
 /* qfile_decode() with QFILE_DECODE_* flags. */
 int qfile_decode_flags(const void *data, size_t len, unsigned flags, struct qfile_msg *ret,
                        struct qfile_error *err);
+
+/*
+ * Decode a queue file without holding its content: head is the file up to and including the content
+ * record's header, tail what follows the content; content_len and content_crc are the length and
+ * CRC-32C of the content bytes the caller read from the file. The same checks as qfile_decode(), so that
+ * a file can be verified in bounded memory (queue recovery); ret->content is NULL.
+ */
+int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, uint32_t content_crc,
+                       const void *tail, size_t tail_len, struct qfile_msg *ret, struct qfile_error *err);
 
 /* Free what a decoded (or hand-built, xmalloc'd) message owns; leaves m zeroed. */
 void qfile_msg_free(struct qfile_msg *m);

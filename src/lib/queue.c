@@ -319,6 +319,9 @@ struct queue_file {
         bool written;
         bool synced;
         bool committed;
+        bool streaming; /* queue_file_begin() wrote the head; content and end record follow */
+        struct qfile_stream stream;
+        off_t write_off; /* where the next content byte goes */
 };
 
 #define TMP_NAME_ATTEMPTS 100
@@ -403,7 +406,7 @@ static int write_all(int fd, struct iovec *iov, int n)
 
 int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned flags)
 {
-        if (f->written || f->committed)
+        if (f->written || f->committed || f->streaming)
                 return -EALREADY;
         struct buf head = BUF_INIT, tail = BUF_INIT;
         int r = qfile_encode(m, &head, &tail);
@@ -417,6 +420,78 @@ int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned f
         }
         buf_free(&head);
         buf_free(&tail);
+        if (r < 0)
+                return r;
+        f->written = true;
+        return (flags & QUEUE_NOSYNC) ? 0 : queue_file_sync(f);
+}
+
+/* pwrite() all of data at off; a short write (disk full) is -ENOSPC rather than a retry loop forever. */
+static int pwrite_all(int fd, const void *data, size_t len, off_t off)
+{
+        const char *p = data;
+        while (len > 0) {
+                ssize_t w = pwrite(fd, p, len, off);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (w == 0)
+                        return -ENOSPC;
+                p += w;
+                len -= (size_t)w;
+                off += w;
+        }
+        return 0;
+}
+
+int queue_file_begin(struct queue_file *f, const struct qfile_msg *m)
+{
+        if (f->written || f->committed || f->streaming)
+                return -EALREADY;
+        struct buf head = BUF_INIT;
+        int r = qfile_stream_begin(m, &head, &f->stream);
+        if (r >= 0)
+                r = pwrite_all(f->fd, head.data, head.len, 0);
+        buf_free(&head);
+        if (r < 0)
+                return r;
+        f->streaming = true;
+        f->write_off = (off_t)f->stream.head_len;
+        return 0;
+}
+
+int queue_file_append(struct queue_file *f, const void *data, size_t len)
+{
+        if (!f->streaming)
+                return -EINVAL;
+        int r = qfile_stream_content(&f->stream, data, len);
+        if (r < 0)
+                return r;
+        r = pwrite_all(f->fd, data, len, f->write_off);
+        if (r < 0) {
+                f->streaming = false; /* the content on disk no longer matches the checksum: unusable */
+                return r;
+        }
+        f->write_off += (off_t)len;
+        return 0;
+}
+
+int queue_file_finish(struct queue_file *f, unsigned flags)
+{
+        if (!f->streaming)
+                return -EINVAL;
+        uint8_t len_field[4];
+        struct buf tail = BUF_INIT;
+        qfile_stream_finish(&f->stream, len_field, &tail);
+        /* Patching the length in place is safe: the file has its temporary name until the group commit,
+         * which renames it only after the fdatasync below (or queue_file_sync()) covered every byte. */
+        int r = pwrite_all(f->fd, len_field, sizeof len_field, (off_t)f->stream.head_len - 4);
+        if (r >= 0)
+                r = pwrite_all(f->fd, tail.data, tail.len, f->write_off);
+        buf_free(&tail);
+        f->streaming = false;
         if (r < 0)
                 return r;
         f->written = true;
@@ -662,26 +737,160 @@ int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state st
 
 /* ---- recovery ---- */
 
+/* Files up to this size are checked by reading them whole; larger ones in chunks of QUEUE_CHECK_CHUNK. */
+#define QUEUE_CHECK_WHOLE_MAX (1024u * 1024)
+#define QUEUE_CHECK_CHUNK     (256u * 1024)
+
 static bool is_tmp_name(const char *name)
 {
         return strncmp(name, QUEUE_TMP_PREFIX, strlen(QUEUE_TMP_PREFIX)) == 0;
 }
 
-/* Decode the whole file: 0 complete, -EBADMSG broken, -EPROTONOSUPPORT newer format, other errno. */
+/* Read from fd at offset b->len until b holds want bytes or the file's size; -errno on a read error. */
+static int read_prefix(int fd, struct buf *b, uint64_t want, uint64_t size)
+{
+        if (want > size)
+                want = size;
+        while (b->len < want) {
+                size_t n = want - b->len < QUEUE_CHECK_CHUNK ? (size_t)(want - b->len) : QUEUE_CHECK_CHUNK;
+                buf_reserve(b, n);
+                ssize_t k = pread(fd, b->data + b->len, n, (off_t)b->len);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        break; /* shrank: the decoder calls it truncated */
+                b->len += (size_t)k;
+        }
+        return 0;
+}
+
+/* The CRC-32C of len bytes at off, read in chunks; -EBADMSG when the file ends first. */
+static int crc_range(int fd, uint64_t off, uint64_t len, uint32_t *ret)
+{
+        _cleanup_free_ char *chunk = xmalloc(QUEUE_CHECK_CHUNK);
+        uint32_t crc = 0;
+        while (len > 0) {
+                size_t n = len < QUEUE_CHECK_CHUNK ? (size_t)len : QUEUE_CHECK_CHUNK;
+                ssize_t k = pread(fd, chunk, n, (off_t)off);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                if (k == 0)
+                        return -EBADMSG;
+                crc = qfile_crc32c(crc, chunk, (size_t)k);
+                off += (uint64_t)k;
+                len -= (uint64_t)k;
+        }
+        *ret = crc;
+        return 0;
+}
+
+static uint32_t le32_at(const char *p)
+{
+        const uint8_t *u = (const uint8_t *)p;
+        return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+static int decode_buf(const struct buf *b, struct qfile_error *err)
+{
+        struct qfile_msg m;
+        int r = qfile_decode(b->data ? b->data : "", b->len, &m, err);
+        if (r >= 0)
+                qfile_msg_free(&m);
+        return r;
+}
+
+/*
+ * Verify a file too large to read whole: read the records before the content, checksum the content in
+ * chunks, read the end record, and let qfile_decode_split() apply every check of the decoder. Memory:
+ * the envelope plus one chunk, whatever the message's size.
+ */
+static int check_streaming(int fd, uint64_t size, struct qfile_error *err)
+{
+        _cleanup_(buf_free) struct buf head = BUF_INIT;
+        int r = read_prefix(fd, &head, QFILE_HEADER_LEN, size);
+        if (r < 0)
+                return r;
+        if (head.len == QFILE_HEADER_LEN && memcmp(head.data, QFILE_MAGIC, QFILE_MAGIC_LEN) == 0 &&
+            le32_at(head.data + QFILE_MAGIC_LEN) != QFILE_VERSION)
+                return decode_buf(&head, err); /* -EPROTONOSUPPORT: the layout below may not apply */
+        /* Walk the record headers up to the content record, as the decoder will. */
+        uint64_t pos = QFILE_HEADER_LEN;
+        for (;;) {
+                r = read_prefix(fd, &head, pos + QFILE_REC_HDR_LEN, size);
+                if (r < 0)
+                        return r;
+                if (head.len < pos + QFILE_REC_HDR_LEN)
+                        return decode_buf(&head, err); /* ends before its content: says why */
+                uint8_t type = (uint8_t)head.data[pos];
+                uint64_t plen = le32_at(head.data + pos + 1);
+                if (type == QFILE_REC_CONTENT)
+                        break;
+                if (type == QFILE_REC_END || plen > QFILE_MAX_RECORD_LEN) {
+                        r = read_prefix(fd, &head, pos + QFILE_REC_HDR_LEN + plen, size);
+                        if (r < 0)
+                                return r;
+                        r = decode_buf(&head, err); /* malformed before the content: says why */
+                        return r < 0 ? r : -EBADMSG;
+                }
+                pos += QFILE_REC_HDR_LEN + plen;
+        }
+        uint64_t content_at = pos + QFILE_REC_HDR_LEN;
+        uint64_t content_len = le32_at(head.data + pos + 1);
+        uint32_t crc = 0;
+        if (content_at + content_len > size)
+                r = -EBADMSG;
+        else
+                r = crc_range(fd, content_at, content_len, &crc);
+        if (r == -EBADMSG) {
+                err->reason = "truncated record";
+                err->offset = pos;
+                return r;
+        }
+        if (r < 0)
+                return r;
+        /* The end record and, to be refused, a little of whatever follows it. */
+        char tail[QFILE_REC_HDR_LEN + QFILE_END_PAYLOAD_LEN + 16];
+        uint64_t tail_len = size - content_at - content_len;
+        if (tail_len > sizeof tail)
+                tail_len = sizeof tail;
+        ssize_t k = pread(fd, tail, (size_t)tail_len, (off_t)(content_at + content_len));
+        if (k < 0)
+                return -errno;
+        struct qfile_msg m;
+        r = qfile_decode_split(head.data, (size_t)content_at, content_len, crc, tail, (size_t)k, &m, err);
+        if (r >= 0)
+                qfile_msg_free(&m);
+        return r;
+}
+
+/*
+ * Check a file completely (structure and checksum): 0 complete, -EBADMSG broken, -EPROTONOSUPPORT newer
+ * format, other errno. Small files are read whole; larger ones are streamed (recovery with a big backlog
+ * must not need the largest message's size in memory).
+ */
 static int check_file(int dirfd, const char *name, struct qfile_error *err)
 {
         _cleanup_close_ int fd =
                 openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return errno == ELOOP ? -EBADMSG : -errno;
-        _cleanup_free_ char *data = NULL;
-        size_t len = 0;
-        int r = queue_read_fd(fd, &data, &len);
-        if (r == -EBADF || r == -EFBIG) {
-                err->reason = r == -EBADF ? "not a regular file" : "file too large";
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > QUEUE_MAX_FILE_SIZE) {
+                err->reason = !S_ISREG(st.st_mode) ? "not a regular file" : "file too large";
                 err->offset = 0;
                 return -EBADMSG;
         }
+        if ((uint64_t)st.st_size > QUEUE_CHECK_WHOLE_MAX)
+                return check_streaming(fd, (uint64_t)st.st_size, err);
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r = queue_read_fd(fd, &data, &len);
         if (r < 0)
                 return r;
         struct qfile_msg m;

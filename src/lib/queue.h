@@ -100,6 +100,16 @@ int queue_file_fd(const struct queue_file *f);
  */
 int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned flags);
 int queue_file_sync(struct queue_file *f);
+/*
+ * The same file written as the content arrives, so that a writer never holds a whole message: begin
+ * writes everything before the content (m->content is ignored), append writes content at the end of
+ * what is there, finish writes the content's length and the end record (then fdatasync unless
+ * QUEUE_NOSYNC). Only a finished file can be committed; a failed append leaves the file unusable
+ * (queue_file_free() removes it).
+ */
+int queue_file_begin(struct queue_file *f, const struct qfile_msg *m);
+int queue_file_append(struct queue_file *f, const void *data, size_t len);
+int queue_file_finish(struct queue_file *f, unsigned flags);
 /* Result of this file in the last queue_commit_batch(): 0 once it is durably in the queue. */
 int queue_file_result(const struct queue_file *f);
 bool queue_file_committed(const struct queue_file *f);

@@ -68,20 +68,6 @@ static void drop_terminal(struct master *m)
         }
 }
 
-static void recover_queue(struct master *m)
-{
-        struct queue *q = NULL;
-        int r = queue_open(m->paths.queue_dir, &q);
-        if (r < 0)
-                msg_fatal("open queue directory %s: %s (postfix start creates it)", m->paths.queue_dir,
-                          strerror(-r));
-        struct queue_recover_stats st = {0};
-        r = queue_recover(q, QUEUE_INCOMING, &st);
-        queue_close(q);
-        if (r < 0)
-                msg_fatal("queue recovery in %s: %s", m->paths.queue_dir, strerror(-r));
-}
-
 static void ensure_dir(const char *path, mode_t mode)
 {
         if (mkdir(path, mode) < 0 && errno != EEXIST)
@@ -221,7 +207,7 @@ int main(int argc, char **argv)
                 msg_fatal("lock %s: %s", m.paths.pid_file, strerror(-r));
         master_notify(&m, MASTER_STARTING);
 
-        recover_queue(&m);
+        master_recover_queue(&m);
         ensure_dir(m.paths.private_dir, 0700);
         ensure_dir(m.paths.public_dir, 0710);
 

@@ -15,6 +15,15 @@
 #define MASTER_STOP_TIMEOUT_SEC (SERVICE_STOP_TIMEOUT_SEC + 5)
 #define MASTER_LISTEN_BACKLOG   511
 #define MASTER_PROCS_MAX        100000 /* all services together */
+/*
+ * Queue recovery before READY=1 may take long with a big backlog: every so often the master tells systemd
+ * to wait EXTEND_TIMEOUT_USEC longer, so TimeoutStartSec= never kills a start that is making progress.
+ * A test build may shorten the interval (-DMASTER_RECOVERY_NOTIFY_USEC=...).
+ */
+#ifndef MASTER_RECOVERY_NOTIFY_USEC
+#define MASTER_RECOVERY_NOTIFY_USEC (1000000ULL)
+#endif
+#define MASTER_RECOVERY_EXTEND_USEC (10 * MASTER_RECOVERY_NOTIFY_USEC)
 /* A child that dies abnormally before it ever served counts as a failed start. */
 #define MASTER_ENDPOINTS_MAX SERVICE_LISTEN_FDS_MAX
 
@@ -111,6 +120,8 @@ void master_reap(struct master *m);
 
 /* notify.c: what systemd (Type=notify) and a foreground parent learn about the master. */
 void master_notify(struct master *m, enum master_state state);
+/* recover.c: queue recovery (queue_recover) in a child with mail_owner's ids; fatal when it fails. */
+void master_recover_queue(struct master *m);
 /* Periodic STATUS= refresh and, when WatchdogSec= is set, WATCHDOG=1 from the event loop. */
 void master_notify_start_timers(struct master *m);
 void master_notify_free(struct master *m);

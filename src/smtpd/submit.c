@@ -1,6 +1,7 @@
 /* submit.c: smtpd's side of the submission protocol to cleanup (mail_proto.h, protocol 1), non-blocking. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -196,10 +197,27 @@ void submit_close(struct submit *sub)
         free(sub);
 }
 
+/*
+ * ipc_conn_flush() empties the output buffer only once all of it is sent. While cleanup takes the content a
+ * little slower than the client sends it, that never happens, and the part already sent would stay in
+ * front of each new frame: the buffer would grow with the message although the backlog stays under
+ * SMTPD_CLEANUP_BACKLOG_MAX. Drop the sent part once it is that large (amortised: at most one move of the
+ * backlog per SMTPD_CLEANUP_BACKLOG_MAX bytes sent).
+ */
+static void drop_sent_output(struct ipc_conn *c)
+{
+        if (c->out_off < SMTPD_CLEANUP_BACKLOG_MAX)
+                return;
+        memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
+        buf_truncate(&c->out, c->out.len - c->out_off);
+        c->out_off = 0;
+}
+
 int submit_send(struct submit *sub, const struct ipc_msg *m)
 {
         if (sub->failed)
                 return -EPIPE;
+        drop_sent_output(&sub->conn);
         int r = ipc_conn_queue(&sub->conn, m);
         if (r < 0)
                 return r;

@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "../../src/cleanup/headers.h"
+#include "alloc.h"
 #include "unit.h"
 
 /* 2024-03-05 06:07:08 UTC */
@@ -267,4 +268,97 @@ TEST(is_field)
         CHECK(!headers_is_field("No colon", 8, &n));
         CHECK(!headers_is_field("Sp ace: x", 9, &n));
         CHECK(!headers_is_field("From someone", 12, &n));
+}
+
+/* What cleanup does: hold input until the header block's end is known, then pass the body through. */
+static void build_streamed(const struct headers_opts *o, const char *msg, size_t len, size_t piece,
+                           struct buf *ret, size_t *ret_held)
+{
+        struct buf held = BUF_INIT;
+        struct headers_result hr = {0};
+        struct headers_body body;
+        struct headers_scan scan = {0};
+        bool in_body = false;
+        *ret_held = 0;
+        for (size_t off = 0; off <= len; off += piece) {
+                size_t n = len - off < piece ? len - off : piece;
+                bool eof = off + n == len;
+                if (in_body) {
+                        headers_body_put(&body, msg + off, n, ret);
+                } else {
+                        buf_append(&held, msg + off, n);
+                        if (held.len > *ret_held)
+                                *ret_held = held.len;
+                        size_t end;
+                        if (headers_block_end(&scan, held.data ? held.data : "", held.len,
+                                              o->header_size_limit, eof, &end)) {
+                                headers_build_header(o, held.data ? held.data : "", held.len, ret, &hr);
+                                CHECK_INT(hr.body_offset, end);
+                                headers_body_init(&body, o);
+                                headers_body_put(&body, held.data + hr.body_offset,
+                                                 held.len - hr.body_offset, ret);
+                                headers_result_done(&hr);
+                                in_body = true;
+                        }
+                }
+                if (eof)
+                        break;
+        }
+        CHECK(in_body);
+        buf_free(&held);
+}
+
+TEST(streamed_build_is_the_same_and_holds_only_the_headers)
+{
+        struct buf longline = BUF_INIT, many = BUF_INIT, bighdr = BUF_INIT;
+        for (int i = 0; i < 300; i++)
+                buf_puts(&longline, "0123456789");
+        buf_puts(&many, "Subject: many\nReceived: a\n\tb\n\n");
+        for (int i = 0; i < 3000; i++)
+                buf_printf(&many, "body line %d %s\n", i, i % 100 == 0 ? buf_str(&longline) : "");
+        for (int i = 0; i < 200; i++)
+                buf_printf(&bighdr, "X-H%d: %s\n", i, i % 7 == 0 ? "v\n folded" : "value");
+        buf_puts(&bighdr, "\nbody\n");
+        char *longhdr = xasprintf("Subject: %s\n %s\n\nbody %s", buf_str(&longline), buf_str(&longline),
+                                  buf_str(&longline));
+        const char *msgs[] = {
+                "",
+                "\n",
+                "Subject: x\n",
+                "Subject: x",
+                "Subject: x\n\nbody",
+                "Subject: x\n folded\n\nbody\n",
+                "Subject: x\nnot a header\nmore\n",
+                "From: a\n\tcont\n  cont2\nTo: b\n\n\n\nbody\n",
+                buf_str(&many),
+                buf_str(&bighdr),
+                longhdr,
+        };
+        const size_t limits[] = {0, 10, 100, 2000, 102400};
+        const size_t pieces[] = {1, 2, 5, 64, 4096, 65536};
+        struct headers_opts o = remote();
+        o.line_length_limit = 100;
+        for (size_t mi = 0; mi < ELEMENTSOF(msgs); mi++)
+                for (size_t li = 0; li < ELEMENTSOF(limits); li++) {
+                        o.header_size_limit = limits[li];
+                        struct buf want = BUF_INIT;
+                        struct headers_result hr;
+                        headers_build(&o, msgs[mi], strlen(msgs[mi]), &want, &hr);
+                        headers_result_done(&hr);
+                        for (size_t pi = 0; pi < ELEMENTSOF(pieces); pi++) {
+                                struct buf got = BUF_INIT;
+                                size_t held;
+                                build_streamed(&o, msgs[mi], strlen(msgs[mi]), pieces[pi], &got, &held);
+                                CHECK_INT(got.len, want.len);
+                                CHECK(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
+                                /* Never more than the header limit plus one piece and a line is held. */
+                                CHECK(held <= limits[li] + pieces[pi] + 1);
+                                buf_free(&got);
+                        }
+                        buf_free(&want);
+                }
+        free(longhdr);
+        buf_free(&longline);
+        buf_free(&many);
+        buf_free(&bighdr);
 }
