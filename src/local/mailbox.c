@@ -165,6 +165,10 @@ static void mbox_child(void *userdata, struct local_status *st)
         int r = old < 0 ? -errno : write_message(fd, c->m, true);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
+        /* The first message in a new (empty) mailbox: its name must be as durable as its content, or a
+         * power cut after "sent" could take the file, and the message with it. */
+        if (r >= 0 && old == 0)
+                r = fsync_parent_dir(c->path);
         if (r < 0) {
                 /* Leave the mailbox as it was: a partial message would corrupt the next one. */
                 if (old >= 0 && ftruncate(fd, old) < 0)
