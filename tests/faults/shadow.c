@@ -210,46 +210,83 @@ static bool moved_not_durable(const char *shadow, int dirfd, const char *dirkey,
         return found;
 }
 
+static bool has_name(const struct entry *v, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (streq(v[i].name, name))
+                        return true;
+        return false;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct entry *)a)->name, ((const struct entry *)b)->name);
+}
+
+static int push(struct entry **v, size_t *n, size_t *cap, const struct entry *e)
+{
+        if (*n == *cap) {
+                *cap = *cap ? 2 * *cap : 64;
+                struct entry *nv = realloc(*v, *cap * sizeof **v);
+                if (!nv)
+                        return -ENOMEM;
+                *v = nv;
+        }
+        (*v)[(*n)++] = *e;
+        return 0;
+}
+
+/* The directory's entries now, files and directories only (sockets and the like are made again at start). */
+static int current_entries(int dfd, struct entry **v, size_t *n, size_t *cap)
+{
+        DIR *d = fdopendir(dup(dfd));
+        if (!d)
+                return -errno;
+        int r = 0;
+        for (struct dirent *de; r >= 0 && (de = readdir(d));) {
+                struct statx sx;
+                struct entry e;
+                if (streq(de->d_name, ".") || streq(de->d_name, "..") ||
+                    key_at(dfd, de->d_name, 0, e.key, &sx) < 0)
+                        continue; /* gone since readdir: not there at the moment of the record */
+                if (!S_ISREG(sx.stx_mode) && !S_ISDIR(sx.stx_mode))
+                        continue;
+                e.type = S_ISDIR(sx.stx_mode) ? 'd' : 'f';
+                snprintf(e.name, sizeof e.name, "%s", de->d_name);
+                snprintf(e.line, sizeof e.line, "%c %s %u %u %o %s\n", e.type, e.key, sx.stx_uid, sx.stx_gid,
+                         sx.stx_mode & 07777, de->d_name);
+                r = push(v, n, cap, &e);
+        }
+        closedir(d);
+        return r;
+}
+
 static int record_listing(const char *shadow, int fd, const char *dirkey)
 {
-        _cleanup_free_ struct entry *old = NULL;
-        size_t n_old;
+        _cleanup_free_ struct entry *old = NULL, *v = NULL;
+        size_t n_old, n = 0, cap = 0;
         int r = read_listing(shadow, dirkey, &old, &n_old);
         if (r < 0)
                 return r;
         _cleanup_close_ int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
                 return -errno;
+        r = current_entries(dfd, &v, &n, &cap);
+        size_t n_now = n;
+        for (size_t i = 0; r >= 0 && i < n_old; i++)
+                if (!has_name(v, n_now, old[i].name) && moved_not_durable(shadow, dfd, dirkey, &old[i]))
+                        r = push(&v, &n, &cap, &old[i]);
+        if (r < 0)
+                return r;
+        /* One line per name: readdir may repeat a name that was replaced while it ran. */
+        qsort(v, n, sizeof *v, entry_cmp);
         char tmp[PATH_MAX];
         _cleanup_close_ int out = tmp_create(shadow, tmp);
         if (out < 0)
                 return out;
-        DIR *d = fdopendir(dup(dfd));
-        if (!d) {
-                unlink(tmp);
-                return -errno;
-        }
-        for (struct dirent *de; r >= 0 && (de = readdir(d));) {
-                struct statx sx;
-                char key[KEY_MAX], line[sizeof old->line];
-                if (streq(de->d_name, ".") || streq(de->d_name, "..") ||
-                    key_at(dfd, de->d_name, 0, key, &sx) < 0)
-                        continue; /* gone since readdir: not there at the moment of the record */
-                if (!S_ISREG(sx.stx_mode) && !S_ISDIR(sx.stx_mode))
-                        continue; /* sockets and the like are made again at start */
-                int len =
-                        snprintf(line, sizeof line, "%c %s %u %u %o %s\n", S_ISDIR(sx.stx_mode) ? 'd' : 'f',
-                                 key, sx.stx_uid, sx.stx_gid, sx.stx_mode & 07777, de->d_name);
-                r = write_all(out, line, (size_t)len);
-        }
-        closedir(d);
-        for (size_t i = 0; r >= 0 && i < n_old; i++) {
-                char key[KEY_MAX];
-                if (key_at(dfd, old[i].name, 0, key, NULL) == 0 && streq(key, old[i].key))
-                        continue; /* still here: written above */
-                if (moved_not_durable(shadow, dfd, dirkey, &old[i]))
-                        r = write_all(out, old[i].line, strlen(old[i].line));
-        }
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (i == 0 || !streq(v[i].name, v[i - 1].name))
+                        r = write_all(out, v[i].line, strlen(v[i].line));
         if (r < 0) {
                 unlink(tmp);
                 return r;

@@ -258,8 +258,8 @@ def count(box, load):
     return fig, bad, resent
 
 
-def row(fault, kills, fig):
-    return (f"{fault:8} kills={kills:<3} acknowledged={fig['acknowledged']:<5} delivered={fig['delivered']:<5} "
+def row(fault, kills, fig, what="kills"):
+    return (f"{fault:8} {what}={kills:<3} acknowledged={fig['acknowledged']:<5} delivered={fig['delivered']:<5} "
             f"lost={fig['lost']:<3} duplicated={fig['duplicated']:<3} smtp_resends={fig['smtp_resends']:<3} "
             f"unknown_outcome={fig['unknown_outcome']} delivered_unacked={fig['delivered_unacked']} "
             f"refused={fig['refused']}")
@@ -544,7 +544,7 @@ def test_power_cut_under_load_loses_nothing(mail_instance, power_cut):
     total = Load(a.port, 0)
     total.acked, total.unknown, total.errors = acked, unknown, errors
     fig, bad, resent = count(b.mbox(TEST_USER), total)
-    line = row("powercut", CUTS, fig) + f" undone_by_cuts={power_cut.undone}"
+    line = row("powercut", CUTS, fig, "cuts") + f" undone_by_cuts={power_cut.undone}"
     report(line)
     try:
         assert power_cut.unsupported() == "", f"the model missed a sync: {power_cut.unsupported()}"
