@@ -1,4 +1,4 @@
-"""test_faults.py: fault injection: SIGKILL of each daemon under load through two relaying instances.
+"""test_faults.py: fault injection: SIGKILL of each daemon, and power cuts, under load through two instances.
 
 Instance A relays everything to instance B over SMTP (A's relayhost = [127.0.0.1]:B), B delivers
 to an mbox. A load generator sends messages with unique tokens to A and records which got 250;
@@ -26,20 +26,28 @@ the batch. So instead of a count per kill the test checks each resend against A'
 message "sent" exactly once, after at least one attempt per extra copy that ended "deferred" (the
 agent died, or the connection broke): A never sends again what it recorded as taken.
 
+Also counted, never failing a test: unknown_outcome (the connection broke before the client read the
+answer to its DATA: not acknowledged), delivered_unacked (such messages that were delivered anyway, as
+SMTP allows), refused (4xx answers and refused connections while a master was down).
+
+The power-cut test (below) does the same with every process of both instances killed at once and the
+queues and mailbox rebuilt from what fsync made durable.
+
 Figures: each test prints its row (pytest -s) and appends it to $POSTD_FAULTS_FIGURES, by default
-/tmp/postd-faults-figures.txt; the assertion messages carry the same row. POSTD_SOAK=1 sends ten
-times as many messages (POSTD_FAULTS_MESSAGES sets the count directly).
+/tmp/postd-faults-figures.txt; the assertion messages carry the same row. 400 messages per fault type
+keep the file at about two minutes on two busy cores; POSTD_SOAK=1 sends ten times as many
+(POSTD_FAULTS_MESSAGES sets the count directly, POSTD_FAULTS_SEED the random choices).
 """
+import fcntl
 import os
 import pathlib
 import random
 import re
-import fcntl
-import subprocess
-import tempfile
 import shutil
 import signal
 import smtplib
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -309,12 +317,16 @@ def test_sigkill_under_load_loses_nothing(mail_instance, daemon):
         assert fig["smtp_resends"] == 0 or cuts, f"resends without a kill that could explain them ({kills}): {line}"
         # And each copy but the last follows an attempt of A that did not end in "sent": A never sends a
         # message again once it recorded B's 250.
+        # An attempt cut short by a master kill logs nothing (qmgr goes with it): each restart of A's
+        # master may stand for one.
         log = a.logtext()
+        restarts = len(re.findall(r"/master\[\d+\]: daemon started", log)) - 1
         for qid, copies in resent.items():
             sent = len(re.findall(rf"{qid}: to=<.*status=sent", log))
             deferred = len(re.findall(rf"{qid}: to=<.*status=deferred", log))
-            assert sent == 1 and deferred >= copies - 1, (f"{qid} reached B {copies} times, A logged {sent} sent and "
-                                                          f"{deferred} deferred attempts: {line}\n" + log_of(a, qid))
+            assert sent == 1 and deferred + restarts >= copies - 1, (
+                f"{qid} reached B {copies} times, A logged {sent} sent and {deferred} deferred attempts "
+                f"({restarts} restarts): {line}\n" + log_of(a, qid))
         assert sum(kills.values()) >= MIN_KILLS // 2, (f"only {kills} {daemon} processes could be killed: "
                                                        f"the test proved little; {line}")
         assert fig["acknowledged"] >= MESSAGES // 2, f"too few messages accepted; {line}; {load.errors[:5]}"
@@ -552,10 +564,12 @@ def test_power_cut_under_load_loses_nothing(mail_instance, power_cut):
         assert fig["lost"] == 0, f"acknowledged mail lost: {line}; tokens {lost[:5]}"
         assert fig["duplicated"] == 0, f"duplicates not forced by SMTP: {line}; {bad[:5]}" + (
             LOCAL_REDELIVERY if any(b_ids_repeat(x) for x in bad) else "")
-        # A resend needs A's record of B's 250 to be lost with the cut: at most A's smtp deliveries in
-        # flight at each cut, each of which A logged "sent" at most once (the log is not on the model).
+        # A resend means the cut took A's record of B's 250. A logs "sent" only after that record was
+        # made durable (and the shim records it before fdatasync returns), so A logged it exactly once:
+        # for the last copy.
         for qid, copies in resent.items():
-            assert len(re.findall(rf"{qid}: to=<.*status=sent", a.logtext())) <= copies, log_of(a, qid)
+            sent = len(re.findall(rf"{qid}: to=<.*status=sent", a.logtext()))
+            assert sent == 1, f"{qid} reached B {copies} times, A logged {sent} sent: {line}\n" + log_of(a, qid)
         assert len(acked) >= 20 * CUTS, f"too few messages accepted; {line}; {errors[:5]}"
     except AssertionError as e:
         raise AssertionError(f"{e}\nmaillogs and B's mailbox kept: {keep_logs([a, b])}") from None
