@@ -361,7 +361,7 @@ def log_of(inst, qid):
 # process of both instances, and rebuilds the queue directories and the mailbox directory from that
 # record alone: every write, rename, link and unlink not covered by an fsync is dropped. Then both
 # instances start again (queue recovery included) and the mail is counted as above.
-SHIM = BUILD / "tests" / "faults" / "libpostd-powercut.so"
+SHIM = BUILD / "tests" / "faults" / "libpostd-faults.so"
 SHIM_TOOL = BUILD / "tests" / "faults" / "powercut-tool"
 QUEUE_DIRS = ("incoming", "active", "deferred", "hold", "corrupt", "saved", "bounce", "defer", "trace",
               "flush", "maildrop")
@@ -573,3 +573,29 @@ def test_power_cut_under_load_loses_nothing(mail_instance, power_cut):
         assert len(acked) >= 20 * CUTS, f"too few messages accepted; {line}; {errors[:5]}"
     except AssertionError as e:
         raise AssertionError(f"{e}\nmaillogs and B's mailbox kept: {keep_logs([a, b])}") from None
+
+
+def test_cleanup_killed_after_commit_still_gets_250(mail_instance):
+    """cleanup dies right after the directory fsync that commits a message, before it answers smtpd:
+    the message is queued, so the client must get 250 (a 451 would make it send the message again:
+    the duplicate the cleanup SIGKILL test above finds now and then), and it is delivered once."""
+    if not SHIM.exists():
+        pytest.fail(f"{SHIM} is not built; run ninja -C {BUILD}")
+    inst = mail_instance("postfix-commitkill")
+    inst.env.update({"LD_PRELOAD": str(SHIM), "POSTD_FAULTS_KILL_AFTER_FSYNC": "cleanup:/incoming"})
+    inst.start()
+    tokens = []
+    for _ in range(3):  # every cleanup dies this way; the master starts the next one
+        token = uuid.uuid4().hex
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+            s.ehlo("client.example")
+            s.mail("alice@example.org")
+            s.rcpt(f"{TEST_USER}@localhost")
+            code, text = s.data(message(token))
+        assert code == 250, f"{code} {text!r} for a committed message; maillog:\n{inst.logtext()[-3000:]}"
+        tokens.append(token)
+    inst.wait_log(r"warning: [0-9A-F]+: cleanup died after committing the message: it is queued")
+    wait_for(lambda: all(f"fault {t}".encode() in inst.mbox(TEST_USER) for t in tokens), 60,
+             "the three messages in the mailbox")
+    box = inst.mbox(TEST_USER)
+    assert [box.count(f"Subject: fault {t}".encode()) for t in tokens] == [1, 1, 1]
