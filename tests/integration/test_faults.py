@@ -340,7 +340,9 @@ LOCAL_REDELIVERY = (
     "calls deliver_rcpt(), whose mailbox append runs in a child forked by run_as() (src/local/mailbox.c) "
     "and is fsync'd there; only after the child's status comes back does the parent call "
     "delivery_record_outcome() to mark the recipient done. A local killed in between (the child even finishes "
-    "the append after its parent died) leaves the recipient pending, and qmgr's retry appends the message again.")
+    "the append after its parent died), or a power cut between the mailbox's fsync and the status slot's "
+    "fdatasync, leaves the recipient pending, and qmgr's retry appends the message again. A fix needs the "
+    "attempt recorded before the append (e.g. mailbox and offset in the status slot) and checked on retry.")
 
 
 def b_ids_repeat(desc):
