@@ -33,7 +33,8 @@ SMTP allows), refused (4xx answers and refused connections while a master was do
 The power-cut test (below) does the same with every process of both instances killed at once and the
 queues and mailbox rebuilt from what fsync made durable.
 
-Figures: each test prints its row (pytest -s) and appends it to $POSTD_FAULTS_FIGURES, by default
+Figures: each test prints its row (pytest -s) and adds it to $POSTD_FAULTS_FIGURES (emptied when the
+file starts), by default
 /tmp/postd-faults-figures.txt; the assertion messages carry the same row. 400 messages per fault type
 keep the file at about two minutes on two busy cores; POSTD_SOAK=1 sends ten times as many
 (POSTD_FAULTS_MESSAGES sets the count directly, POSTD_FAULTS_SEED the random choices).
@@ -271,6 +272,14 @@ def row(fault, kills, fig, what="kills"):
             f"lost={fig['lost']:<3} duplicated={fig['duplicated']:<3} smtp_resends={fig['smtp_resends']:<3} "
             f"unknown_outcome={fig['unknown_outcome']} delivered_unacked={fig['delivered_unacked']} "
             f"refused={fig['refused']}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_figures():
+    """The figures file holds one run: the lead copies it whole."""
+    FIGURES.write_text("")
+    yield
+    print("\n" + FIGURES.read_text(), end="")
 
 
 def report(line):
