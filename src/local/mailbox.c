@@ -169,6 +169,14 @@ static void mbox_child(void *userdata, struct local_status *st)
         int r = old < 0 ? -errno : write_message(fd, c->m, true);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
+        /* The first message in a new (empty) mailbox: its name must be as durable as its content, or a
+         * power cut after "sent" could take the file, and the message with it. A directory the recipient
+         * may write but not read (so not open) gets the whole file system synced instead. */
+        if (r >= 0 && old == 0) {
+                r = fsync_parent_dir(c->path);
+                if (r == -EACCES)
+                        r = syncfs(fd) < 0 ? -errno : 0;
+        }
         if (r < 0) {
                 /* Leave the mailbox as it was: a partial message would corrupt the next one. */
                 if (old >= 0 && ftruncate(fd, old) < 0)

@@ -1,13 +1,17 @@
 /* submit.c: smtpd's side of the submission protocol to cleanup (mail_proto.h, protocol 1), non-blocking. */
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "alloc.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "queue.h"
 #include "smtpd.h"
 
 enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_ENDING, SUBMIT_DONE };
@@ -16,6 +20,7 @@ struct submit {
         struct session *owner;
         const struct submit_ops *ops;
         char *path;
+        char *qid; /* from the open reply */
         int fd;
         sd_event_source *src;
         struct ipc_conn conn;
@@ -42,6 +47,50 @@ static void update_events(struct submit *sub)
         sd_event_source_set_io_events(sub->src, ev);
 }
 
+/* Whether message qid sits in queue n; if so its name is fsync'd. 1 yes, 0 no, negative errno unknown. */
+static int queued_in(struct queue *q, enum queue_name n, const char *qid)
+{
+        _cleanup_free_ char *rel = queue_path(q, n, qid);
+        _cleanup_free_ char *path = xasprintf("%s/%s", queue_directory(q), rel);
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fsync(queue_dirfd(q, n)) == 0)
+                return 1;
+        int r = -errno;
+        /* As cleanup does when its directory fsync fails: not queued, so not left to be delivered. */
+        if (unlink(path) == 0)
+                (void)fsync(queue_dirfd(q, n));
+        return r;
+}
+
+/*
+ * cleanup died after {req=end}: did the commit pass its point of no return, the rename from the
+ * temporary name to the queue ID? A file under that ID in any queue was complete and fsync'd before
+ * it got the name (docs/QUEUE_FORMAT.md); its name is made durable here in case cleanup died before its
+ * directory fsync. Then the message is queued and the answer must be 250: a 451 would make the client
+ * send it again, a duplicate.
+ */
+static bool queued_anyway(const struct submit *sub)
+{
+        if (!sub->qid)
+                return false;
+        /* The cleanup socket is QUEUE_DIR/public/cleanup (or private/). */
+        _cleanup_free_ char *copy = xstrdup(sub->path);
+        struct queue *q;
+        if (queue_open(dirname(dirname(copy)), &q) < 0)
+                return false;
+        /* qmgr may move it on while we look: incoming first, then where it goes next. */
+        static const enum queue_name where[] = {QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD};
+        int r = 0;
+        for (size_t i = 0; i < ELEMENTSOF(where) && r == 0; i++)
+                r = queued_in(q, where[i], sub->qid);
+        queue_close(q);
+        if (r < 0)
+                msg_warn("%s: cannot tell whether the message was queued: %s", sub->qid, strerror(-r));
+        return r > 0;
+}
+
 /* Tell the owner about a broken connection at the step that waits for an answer; may free sub. */
 static void broken(struct submit *sub, const char *why)
 {
@@ -52,7 +101,10 @@ static void broken(struct submit *sub, const char *why)
         sd_event_source_set_enabled(sub->src, SD_EVENT_OFF);
         if (st == SUBMIT_OPENING)
                 sub->ops->opened(sub->owner, 4, NULL, "queue file write error");
-        else if (st == SUBMIT_ENDING)
+        else if (st == SUBMIT_ENDING && queued_anyway(sub)) {
+                msg_warn("%s: cleanup died after committing the message: it is queued", sub->qid);
+                sub->ops->finished(sub->owner, 0, "2.0.0", NULL);
+        } else if (st == SUBMIT_ENDING)
                 sub->ops->finished(sub->owner, 4, "4.3.0", "queue file write error");
 }
 
@@ -71,6 +123,8 @@ static void on_reply(struct submit *sub, const struct ipc_msg *m)
                         return;
                 }
                 sub->state = status == 0 ? SUBMIT_OPEN : SUBMIT_DONE;
+                if (status == 0)
+                        sub->qid = xstrdup(qid);
                 sub->ops->opened(sub->owner, (int)status, qid, reason ? reason : "queue file write error");
                 return;
         }
@@ -193,6 +247,7 @@ void submit_close(struct submit *sub)
         if (sub->fd >= 0)
                 close(sub->fd);
         buf_free(&sub->chunk);
+        free(sub->qid);
         free(sub->path);
         free(sub);
 }

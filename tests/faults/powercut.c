@@ -1,0 +1,115 @@
+/* powercut.c: LD_PRELOAD shim for the fault tests: records what each fsync made durable, or dies after one.
+ *
+ * Power cut: active when POSTD_POWERCUT_DIR (the shadow directory) and POSTD_POWERCUT_ROOT (the tree to
+ * watch) are set; see shadow.c for the model. fsync() and fdatasync() are the only calls postd makes durable
+ * data with (no O_SYNC, O_DSYNC, msync or sync_file_range; grep src/ before adding one). syncfs() and
+ * sync() would make everything durable, which the model does not follow: they are recorded as
+ * unsupported, and the test fails on that rather than counting with a wrong model.
+ *
+ * Kill at a chosen point: POSTD_FAULTS_KILL_AFTER_FSYNC="PROGRAM:SUFFIX" makes a process whose argv[0]
+ * ends in "/PROGRAM" SIGKILL itself right after a successful fsync of a directory whose path ends in
+ * SUFFIX (e.g. "cleanup:/incoming": after the commit, before the answer).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shadow.h"
+
+static void note(int fd, const char *call)
+{
+        const char *shadow = getenv("POSTD_POWERCUT_DIR"), *root = getenv("POSTD_POWERCUT_ROOT");
+        if (!shadow || !root)
+                return;
+        int saved = errno;
+        int r = shadow_record_fd(shadow, root, fd);
+        if (r < 0) {
+                /* A sync the model failed to record would make the restored state harsher than the truth. */
+                char what[256];
+                snprintf(what, sizeof what, "cannot record %s of fd %d: %s", call, fd, strerror(-r));
+                shadow_unsupported(shadow, what);
+        }
+        errno = saved;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static bool is_program(const char *name)
+{
+        char argv0[4096] = "";
+        int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, argv0, sizeof argv0 - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        argv0[n] = 0;
+        const char *base = strrchr(argv0, '/');
+        return strcmp(base ? base + 1 : argv0, name) == 0;
+}
+
+static void maybe_die(int fd)
+{
+        const char *spec = getenv("POSTD_FAULTS_KILL_AFTER_FSYNC");
+        const char *colon = spec ? strchr(spec, ':') : NULL;
+        if (!colon)
+                return;
+        char program[256], proc[64], path[4096];
+        snprintf(program, sizeof program, "%.*s", (int)(colon - spec), spec);
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, path, sizeof path - 1);
+        struct stat st;
+        if (n < 0 || fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
+                return;
+        path[n] = 0;
+        if (ends_with(path, colon + 1) && is_program(program))
+                raise(SIGKILL);
+}
+
+#define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
+
+int fsync(int fd)
+{
+        int r = REAL("fsync", int (*)(int))(fd);
+        if (r == 0) {
+                note(fd, "fsync");
+                maybe_die(fd);
+        }
+        return r;
+}
+
+int fdatasync(int fd)
+{
+        int r = REAL("fdatasync", int (*)(int))(fd);
+        if (r == 0)
+                note(fd, "fdatasync");
+        return r;
+}
+
+int syncfs(int fd)
+{
+        const char *shadow = getenv("POSTD_POWERCUT_DIR");
+        if (shadow)
+                shadow_unsupported(shadow, "syncfs");
+        return REAL("syncfs", int (*)(int))(fd);
+}
+
+void sync(void)
+{
+        const char *shadow = getenv("POSTD_POWERCUT_DIR");
+        if (shadow)
+                shadow_unsupported(shadow, "sync");
+        REAL("sync", void (*)(void))();
+}
