@@ -204,6 +204,7 @@ _noreturn_ static void usage(void)
 
 int main(int argc, char **argv)
 {
+        submit_harden_process();
         log_setup_command("postqueue");
         const char *dir_arg = NULL, *arg = NULL;
         enum mode mode = MODE_NONE;
