@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, require, tool
+from conftest import BUILD, require, run, tool
 from mailinstance import DEFAULT_MASTER_CF, TEST_USER, wait_for
 from smtp_peer import SmtpPeer
 
@@ -18,7 +18,7 @@ MASTER_CF = DEFAULT_MASTER_CF + "smtp      unix  -       -       n       -      
 ROLES = ("smtpd", "cleanup", "qmgr", "pickup", "smtp", "local")
 
 
-def test_hooks_built():
+def hooks_built():
     h = (BUILD / "postd-build.h").read_text()
     return "#define POSTD_TEST_HOOKS 1" in h
 
@@ -75,7 +75,11 @@ def test_every_role_runs_under_its_own_filter(mail_instance, peer):
     inst = start(mail_instance, peer)
     submit(inst, "someone@remote.example", "out")
     submit(inst, f"{TEST_USER}@mx.example.test", "in")
-    wait_for(lambda: len(peer.messages()) == 1 and inst.mbox(TEST_USER), 30, "both deliveries")
+    r = run("sendmail", "-C", inst.etc, "-f", "root@mx.example.test", TEST_USER,
+            input="Subject: local\n\nthrough pickup\n", env=inst.env)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len(peer.messages()) == 1 and b"through pickup" in inst.mbox(TEST_USER), 30,
+             "the deliveries")
     for role in ROLES:
         pids = wait_for(lambda: inst.daemon_pids(role), 20, f"a {role} process")
         for pid in pids:
@@ -89,7 +93,7 @@ def test_every_role_runs_under_its_own_filter(mail_instance, peer):
 
 @pytest.mark.parametrize("role", ["smtpd", "cleanup", "smtp", "qmgr"])
 def test_forbidden_call_kills_the_role_and_mail_flows_on(mail_instance, peer, tmp_path, role):
-    require(test_hooks_built(), f"a build with -Dtest_hooks=true (meson configure {BUILD} -Dtest_hooks=true)")
+    require(hooks_built(), f"a build with -Dtest_hooks=true (meson configure {BUILD} -Dtest_hooks=true)")
     marker = tmp_path / "fault-taken"
     inst = start(mail_instance, peer, {"POSTD_TEST_FAULT": f"{role}:execve:{marker}"})
     submit(inst, "someone@remote.example", f"after a {role} fault")
@@ -109,7 +113,7 @@ def test_forbidden_call_kills_the_role_and_mail_flows_on(mail_instance, peer, tm
 
 def test_smtpd_gets_no_tcp_socket_and_no_writable_file(mail_instance, peer, tmp_path):
     """A TCP socket is refused (the resolver's fallback fails softly); opening a file for writing kills."""
-    require(test_hooks_built(), f"a build with -Dtest_hooks=true (meson configure {BUILD} -Dtest_hooks=true)")
+    require(hooks_built(), f"a build with -Dtest_hooks=true (meson configure {BUILD} -Dtest_hooks=true)")
     inst = start(mail_instance, peer, {"POSTD_TEST_FAULT": f"smtpd:socket-inet:{tmp_path / 'm1'}"})
     submit(inst, "someone@remote.example", "socket")
     expect(inst, r"test hook: forbidden call socket-inet returned -1 \(Permission denied\)")
