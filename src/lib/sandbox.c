@@ -144,6 +144,7 @@ static const struct sandbox_role {
         {"bounce", G_CORE | G_WRITE},
         {"discard", G_CORE | G_WRITE},
         {"error", G_CORE | G_WRITE},
+        {"showq", G_CORE},
 };
 
 static const struct sandbox_role *find_role(const char *name)
@@ -157,6 +158,7 @@ static const struct sandbox_role *find_role(const char *name)
 const char *sandbox_role_groups(const char *role)
 {
         static const char *const text[] = {
+                [G_CORE] = "core",
                 [G_CORE | G_DNS] = "core dns",
                 [G_CORE | G_WRITE] = "core write",
                 [G_CORE | G_WRITE | G_DNS | G_INET] = "core write dns inet",

@@ -224,3 +224,37 @@ def test_submission_drops_the_callers_environment(user_inst):
     names = {line.split("=", 1)[0] for line in dump.read_text().splitlines() if "=" in line}
     assert "TZ" in names
     assert not names & {"LD_LIBRARY_PATH", "SECRET_TOKEN"}, names
+
+
+SHOWQ_LINE = "showq     unix  n       -       n       -       -       showq\n"
+
+
+def test_postqueue_for_an_ordinary_user_goes_through_showq(mail_instance):
+    """The queue directories are the mail owner's: a user's postqueue -p/-j asks the showq service
+    through public/ (the postdrop group, which the installed set-gid bit gives) and sees what root
+    sees; without that group it is told the report is unavailable."""
+    closed = SmtpPeer()
+    port = closed.port
+    closed.close()
+    inst = mail_instance(master_cf=MASTER_CF + SHOWQ_LINE,
+                         main_extra=f"relayhost = [127.0.0.1]:{port}\nmynetworks = 127.0.0.1/32\n")
+    inst.start()
+    submit(inst, "someone@remote.example", "queued")
+    wait_for(lambda: inst.queue_files("deferred"), 30, "the deferred message")
+    qid = inst.queue_files("deferred")[0].split("/")[-1]
+    env = {"POSTD_DEFAULT_CONFIG_DIR": str(inst.etc)}
+    for flag in ("-p", "-j"):
+        want = inst.cmd("postqueue", flag)
+        assert want.returncode == 0 and qid in want.stdout, want.stderr
+        got = as_user([tool("postqueue"), flag], env)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == want.stdout
+        assert "someone@remote.example" in got.stdout
+    r = subprocess.run(["setpriv", f"--reuid={TEST_USER}", f"--regid={TEST_USER}", "--clear-groups", "--",
+                        "env", f"POSTD_DEFAULT_CONFIG_DIR={inst.etc}", tool("postqueue"), "-p"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 69
+    assert "postqueue: fatal: Queue report unavailable - mail system is down" in r.stderr
+    # The role runs under its own allow-list too.
+    for pid in inst.daemon_pids("showq"):
+        assert filters(pid)[0] == 2
