@@ -139,19 +139,27 @@ def test_chroot_column_is_refused(mail_instance):
 
 
 def test_planted_links_in_private_and_public_are_not_followed(mail_instance):
-    inst = mail_instance()
+    """What the mail owner's uid may leave in private/ and public/ (a link to a root-owned file, a fifo
+    of its own) is neither followed nor reused when the master creates its sockets and fifos."""
+    fifo_cf = DEFAULT_MASTER_CF.replace("pickup    unix  n       -       n       60      1       pickup",
+                                        "pickup    fifo  n       -       n       60      1       pickup")
+    assert fifo_cf != DEFAULT_MASTER_CF
+    inst = mail_instance(master_cf=fifo_cf)
     inst.start()
     inst.stop()
     victims = {}
-    for rel in ("private/bounce", "public/pickup", "public/qmgr"):
+    for rel in ("private/bounce", "public/qmgr"):
         victim = inst.root / ("victim-" + rel.replace("/", "-"))
         victim.write_text("precious\n")
         os.chmod(victim, 0o600)
-        link = inst.spool / rel
-        if link.exists() or link.is_symlink():
-            link.unlink()
-        os.symlink(victim, link)
+        (inst.spool / rel).unlink()
+        subprocess.run(["setpriv", "--reuid=postfix", "--regid=postfix", "--clear-groups", "ln", "-s",
+                        str(victim), str(inst.spool / rel)], check=True)
         victims[rel] = victim
+    # A fifo of the mail owner's own, writable by everyone, in place of public/pickup.
+    (inst.spool / "public/pickup").unlink()
+    subprocess.run(["setpriv", "--reuid=postfix", "--regid=postfix", "--clear-groups", "mkfifo", "-m", "0666",
+                    str(inst.spool / "public/pickup")], check=True)
     inst.start()
     wait_for(lambda: inst.daemon_pids("qmgr"), 20, "the qmgr process")
     for rel, victim in victims.items():
@@ -159,8 +167,9 @@ def test_planted_links_in_private_and_public_are_not_followed(mail_instance):
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600), rel
         assert victim.read_text() == "precious\n", rel
         st = os.lstat(inst.spool / rel)
-        assert stat.S_ISSOCK(st.st_mode) or stat.S_ISFIFO(st.st_mode), rel
-        assert st.st_uid == 0
+        assert stat.S_ISSOCK(st.st_mode) and st.st_uid == 0, rel
+    st = os.lstat(inst.spool / "public/pickup")
+    assert stat.S_ISFIFO(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o622
 
 
 def as_user(args, env, input=None, extra_shell=""):
