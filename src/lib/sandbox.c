@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <termios.h>
@@ -139,7 +140,9 @@ static const struct sandbox_role {
         {"cleanup", G_CORE | G_WRITE},
         {"qmgr", G_CORE | G_WRITE},
         {"smtp", G_CORE | G_WRITE | G_DNS | G_INET},
-        {"local", G_CORE | G_WRITE | G_DNS | G_EXEC | G_SETID},
+        /* Its |command and mailbox_command deliveries run under this list too (a filter is inherited
+         * and never lifted): inet for the usual spamc/LMTP-speaking commands. */
+        {"local", G_CORE | G_WRITE | G_DNS | G_INET | G_EXEC | G_SETID},
         {"pickup", G_CORE | G_WRITE},
         {"bounce", G_CORE | G_WRITE},
         {"discard", G_CORE | G_WRITE},
@@ -157,15 +160,20 @@ static const struct sandbox_role *find_role(const char *name)
 
 const char *sandbox_role_groups(const char *role)
 {
-        static const char *const text[] = {
-                [G_CORE] = "core",
-                [G_CORE | G_DNS] = "core dns",
-                [G_CORE | G_WRITE] = "core write",
-                [G_CORE | G_WRITE | G_DNS | G_INET] = "core write dns inet",
-                [G_CORE | G_WRITE | G_DNS | G_EXEC | G_SETID] = "core write dns exec setid",
-        };
+        /* In the order of the G_ bits. */
+        static const char *const names[] = {"core", "write", "dns", "inet", "exec", "setid"};
+        static char text[64];
         const struct sandbox_role *r = find_role(role);
-        return r && r->groups < ELEMENTSOF(text) ? text[r->groups] : NULL;
+        if (!r)
+                return NULL;
+        text[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (r->groups & (1u << i)) {
+                        if (text[0])
+                                strcat(text, " ");
+                        strcat(text, names[i]);
+                }
+        return text;
 }
 
 static int allow_names(scmp_filter_ctx ctx, const char *const *names)

@@ -189,4 +189,5 @@ TEST(role_groups_fit_the_role)
         CHECK(exited_ok(in_role("my-filter", try_execve)));
         CHECK(sandbox_role_groups("my-filter") == NULL);
         CHECK(streq(sandbox_role_groups("smtpd"), "core dns"));
+        CHECK(streq(sandbox_role_groups("local"), "core write dns inet exec setid"));
 }
