@@ -211,9 +211,9 @@ void master_reap(struct master *m)
                         if (bad && !m->stopping) {
                                 if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
                                         /* The kernel's audit record (journalctl -k) names the call. */
-                                        msg_warn("process %s pid %d killed by its seccomp filter (signal "
-                                                 "%d): "
-                                                 "a system call it is not allowed; see docs/PRIVILEGES.md",
+                                        msg_warn("process %s pid %d killed by its seccomp filter "
+                                                 "(signal %d): a system call it is not allowed; see "
+                                                 "docs/PRIVILEGES.md",
                                                  s->path, (int)pid, SIGSYS);
                                 else if (WIFSIGNALED(status))
                                         msg_warn("process %s pid %d killed by signal %d", s->path, (int)pid,
