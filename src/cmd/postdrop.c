@@ -129,6 +129,7 @@ _noreturn_ static void usage(void)
 
 int main(int argc, char **argv)
 {
+        submit_harden_process();
         log_setup_command("postdrop");
         umask(022);
         const char *dir_arg = NULL;

@@ -96,7 +96,8 @@ static void refuse_bad_tables(struct config *c, bool foreground)
         refuse_start(foreground, "fix the tables above (\"postfix check\" lists every problem)");
 }
 
-/* The listener addresses no interface of this host has, each said as an error; their number. */
+/* The listener addresses no interface of this host has and the chroot jails postd does not set up,
+ * each said as an error; their number. */
 static size_t foreign_addresses(struct config *c)
 {
         _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
@@ -106,7 +107,8 @@ static size_t foreign_addresses(struct config *c)
         if (read_file(path, MASTERCF_TEXT_MAX, &text, &len) < 0 || mastercf_parse(text, len, &m) < 0)
                 return 0; /* the master says what is wrong with it */
         struct strv errors = STRV_INIT;
-        size_t n = instance_check_listen_addresses(c, &m, &errors);
+        size_t n = instance_check_chroot(c, &m, &errors);
+        n += instance_check_listen_addresses(c, &m, &errors);
         mastercf_free(&m);
         for (size_t i = 0; i < errors.n; i++)
                 script_error("%s", errors.v[i]);
@@ -125,7 +127,7 @@ static void refuse_foreign_addresses(struct config *c, bool foreground)
         if (foreground && getenv("LISTEN_FDS"))
                 return;
         if (foreign_addresses(c) > 0)
-                refuse_start(foreground, "the instance cannot listen on the address above");
+                refuse_start(foreground, "fix the services above (\"postfix check\" lists every problem)");
 }
 
 /* Under systemd the instance starts in its unit (its own cgroup, sockets and journal stream). */

@@ -443,6 +443,7 @@ static void load_config(const struct opts *o)
                 const char *env = getenv("MAIL_CONFIG");
                 config_dir = submit_config_dir_from_arg(!isempty(env) ? env : def);
         }
+        submit_check_config_paths(config_dir);
         int r = config_load(config_dir, &cfg);
         if (r < 0)
                 submit_fatal(SUBMIT_EX_TEMPFAIL, "open %s/main.cf: %s", config_dir, strerror(-r));
@@ -451,6 +452,7 @@ static void load_config(const struct opts *o)
 
 int main(int argc, char **argv)
 {
+        submit_harden_process();
         const char *base = strrchr(argv[0], '/');
         base = base ? base + 1 : argv[0];
         if (called_as(base, "mailq"))

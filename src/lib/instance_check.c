@@ -134,6 +134,25 @@ static size_t check_master_cf(struct config *c, const struct mastercf *m, struct
         return n;
 }
 
+size_t instance_check_chroot(struct config *c, const struct mastercf *m, struct strv *errors)
+{
+        size_t n = 0;
+        for (size_t s = 0; s < m->n_services; s++) {
+                const struct mastercf_service *svc = &m->services[s];
+                if (!svc->chroot)
+                        continue;
+                strv_push_take(
+                        errors,
+                        xasprintf("%s/master.cf line %u: service \"%s\" asks for a chroot jail (chroot "
+                                  "column y), which postd does not set up: it confines each role with "
+                                  "its own seccomp allow-list and the unit's ProtectSystem= instead "
+                                  "(see docs/PRIVILEGES.md); set the column to n or -",
+                                  config_directory(c), svc->line, svc->name));
+                n++;
+        }
+        return n;
+}
+
 void instance_register_mastercf(struct config *c, const struct mastercf *m)
 {
         for (size_t s = 0; s < m->n_services; s++) {
@@ -302,6 +321,7 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
         if (master) {
                 instance_register_mastercf(c, master);
                 n += check_master_cf(c, master, errors);
+                n += instance_check_chroot(c, master, errors);
                 instance_check_overrides(c, master, warnings);
                 n += instance_check_listen_addresses(c, master, errors);
         }

@@ -26,6 +26,12 @@ void instance_register_mastercf(struct config *c, const struct mastercf *m);
  */
 size_t instance_check_overrides(struct config *c, const struct mastercf *m, struct strv *warnings);
 
+/*
+ * One error per master.cf service with chroot y: postd refuses a jail it would not set up (see
+ * docs/PRIVILEGES.md) rather than run the role unconfined by it. Returns the number added.
+ */
+size_t instance_check_chroot(struct config *c, const struct mastercf *m, struct strv *errors);
+
 /* The table checks alone (what must fail at start, never at mail time); same conventions. */
 size_t instance_check_tables(struct config *c, const struct mastercf *master, struct strv *errors);
 

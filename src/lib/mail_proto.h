@@ -80,6 +80,7 @@
 
 #define MAIL_PROTO_CLEANUP_SOCKET "public/cleanup"
 #define MAIL_PROTO_QMGR_SOCKET    "public/qmgr"
+#define MAIL_PROTO_SHOWQ_SOCKET   "public/showq"
 #define MAIL_PROTO_BOUNCE_SOCKET  "private/bounce"
 #define MAIL_PROTO_CHUNK_MAX      (64u * 1024)
 /*

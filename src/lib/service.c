@@ -2,6 +2,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <malloc.h>
@@ -15,6 +16,7 @@
 #include "alloc.h"
 #include "dict.h"
 #include "log.h"
+#include "postd-build.h"
 #include "sandbox.h"
 
 #define SERVICE_MALLOC_MMAP_THRESHOLD (1024 * 1024)
@@ -32,6 +34,7 @@ struct service {
         struct config *config;
         sd_event *event;
         char *name, *type, *daemon;
+        char *sandbox_role; /* the allow-list's name when the role's init chose another (NULL: daemon) */
         char **args;
         int n_args;
         struct listener listeners[SERVICE_LISTEN_FDS_MAX];
@@ -48,6 +51,12 @@ struct service {
 sd_event *service_event(struct service *s)
 {
         return s->event;
+}
+
+void service_set_sandbox_role(struct service *s, const char *role)
+{
+        free(s->sandbox_role);
+        s->sandbox_role = xstrdup(role);
 }
 
 struct config *service_config(struct service *s)
@@ -91,6 +100,64 @@ unsigned service_connections(const struct service *s)
 {
         return s->conns;
 }
+
+#if POSTD_TEST_HOOKS
+/*
+ * Fault injection, compiled into test builds only (meson -Dtest_hooks=true):
+ * POSTD_TEST_FAULT=DAEMON:CALL:MARKER makes the first process of DAEMON that finds no MARKER file
+ * create it and then, at its first connection or wakeup (after the allow-list is in place), make the
+ * forbidden CALL: "execve", "socket-inet" (a TCP socket), "open-write" or "fork". Its successors find
+ * the marker and serve normally, so a test sees one kill and mail flowing on.
+ */
+static const char *fault_call;
+
+static void fault_arm(const char *daemon)
+{
+        const char *spec = getenv("POSTD_TEST_FAULT");
+        size_t n = strlen(daemon);
+        if (!spec || strncmp(spec, daemon, n) != 0 || spec[n] != ':')
+                return;
+        const char *call = spec + n + 1, *marker = strchr(call, ':');
+        if (!marker)
+                return;
+        int fd = open(marker + 1, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return; /* an earlier process took the fault */
+        close(fd);
+        fault_call = xstrndup(call, (size_t)(marker - call));
+        msg_info("test hook: will make the forbidden call %s at the first connection", fault_call);
+}
+
+static void fault_fire(void)
+{
+        if (!fault_call)
+                return;
+        int r = 0;
+        if (streq(fault_call, "execve")) {
+                char *argv[] = {(char *)"/bin/true", NULL};
+                r = execve(argv[0], argv, argv + 1);
+        } else if (streq(fault_call, "socket-inet"))
+                r = socket(AF_INET, SOCK_STREAM, 0);
+        else if (streq(fault_call, "open-write"))
+                r = open("/tmp/postd-test-fault", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        else if (streq(fault_call, "fork")) {
+                r = fork();
+                if (r == 0)
+                        _exit(0);
+        }
+        /* Still alive: the filter let it through, which the test reports. */
+        msg_warn("test hook: forbidden call %s returned %d (%s)", fault_call, r,
+                 r < 0 ? strerror(errno) : "ok");
+        fault_call = NULL;
+}
+#else
+static void fault_arm(const char *daemon)
+{
+}
+static void fault_fire(void)
+{
+}
+#endif
 
 static void report(struct service *s, int status)
 {
@@ -198,6 +265,7 @@ static int on_listener(sd_event_source *src, int fd, uint32_t revents, void *use
         struct listener *l = userdata;
         struct service *s = l->s;
 
+        fault_fire();
         if (l->fifo) {
                 drain(fd);
                 s->uses++;
@@ -281,6 +349,7 @@ static void service_free(struct service *s)
         free(s->name);
         free(s->type);
         free(s->daemon);
+        free(s->sandbox_role);
 }
 
 int service_main(int argc, char **argv, const struct service_ops *ops)
@@ -345,6 +414,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         unsetenv("POSTD_LISTEN_FDS");
         unsetenv("POSTD_STATUS_FD");
 
+        fault_arm(s.daemon);
         if (ops->init_privileged && ops->init_privileged(&s) < 0)
                 return 1;
         /* Before dropping privileges: as root the filter can be loaded without no_new_privs. */
@@ -403,6 +473,12 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
                 service_free(&s);
                 return 1;
         }
+        /* Initialised, nothing untrusted read yet: from here on only the role's own calls. */
+        bool log_only = POSTD_TEST_HOOKS && getenv("POSTD_SANDBOX_LOG");
+        const char *role = s.sandbox_role ? s.sandbox_role : s.daemon;
+        r = sandbox_apply_role(role, log_only);
+        if (r < 0)
+                msg_fatal("cannot install the seccomp allow-list of %s: %s", role, strerror(-r));
         update_state(&s);
         r = sd_event_loop(s.event);
         if (r < 0)

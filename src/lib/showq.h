@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -47,3 +48,13 @@ void showq_format_entry(const struct showq_entry *e, struct buf *out);
 void showq_format_json(const struct showq_entry *e, struct buf *out);
 /* Append s as a JSON string (quotes included), escaping quotes, backslashes and control characters. */
 void showq_json_string(const char *s, struct buf *out);
+
+/* Messages one listing shows; a larger queue is listed up to this many. */
+#define SHOWQ_LIST_MAX 1000000
+
+/*
+ * The listing of the queue in queue_dir (maildrop, incoming, active, deferred, hold, as Postfix's
+ * showq orders them) written to out: the mailq layout with its trailer, or JSON lines. Messages
+ * being written or gone meanwhile are skipped. Returns 0 or a negative errno (queue not openable).
+ */
+int showq_list_queue(const char *queue_dir, bool json, FILE *out);

@@ -2,6 +2,10 @@
 #include "submit.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -361,6 +365,74 @@ end:;
         buf_append(out, msg + hdr_end, len - hdr_end);
 }
 
+/* What the submission programs take from their caller's environment; the rest is dropped. */
+static const char *const kept_env[] = {"TZ",       "MAIL_CONFIG", "LANG", "LC_ALL",
+                                       "LC_CTYPE", "LC_MESSAGES", NULL};
+/* postd's own switches (log destination, default instance): never from the caller of a set-gid program. */
+static const char *const kept_env_unprivileged[] = {"POSTD_LOG", "POSTD_DEFAULT_CONFIG_DIR",
+                                                    "POSTD_NO_SYSTEMCTL", NULL};
+
+static void keep_env(struct strv *keep, const char *const *names)
+{
+        for (size_t i = 0; names[i]; i++) {
+                const char *v = getenv(names[i]);
+                if (v)
+                        strv_push_take(keep, xasprintf("%s=%s", names[i], v));
+        }
+}
+
+void submit_harden_process(void)
+{
+        /* A caller that closed 0, 1 or 2 would otherwise see the next file opened here (a queue file)
+         * take that number and receive what is written to standard output or error. */
+        for (int fd = 0; fd <= 2; fd++) {
+                if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+                        continue;
+                int n = open("/dev/null", O_RDWR);
+                if (n != fd)
+                        _exit(SUBMIT_EX_OSERR);
+        }
+        struct strv keep = STRV_INIT;
+        keep_env(&keep, kept_env);
+        if (!getauxval(AT_SECURE))
+                keep_env(&keep, kept_env_unprivileged);
+        clearenv();
+        for (size_t i = 0; i < keep.n; i++) {
+                char *eq = strchr(keep.v[i], '=');
+                *eq = '\0';
+                setenv(keep.v[i], eq + 1, 1);
+        }
+        strv_free(&keep);
+}
+
+/* One path of the configuration: no symbolic link and not writable by everyone. */
+static void check_config_path(const char *path, bool dir)
+{
+        struct stat st;
+        if (lstat(path, &st) < 0)
+                return; /* opening it says what is wrong */
+        if (S_ISLNK(st.st_mode))
+                submit_fatal(
+                        SUBMIT_EX_NOPERM,
+                        "%s is a symbolic link: a set-gid mail program follows none in its configuration "
+                        "(name the real path with -c or MAIL_CONFIG)",
+                        path);
+        if ((st.st_mode & S_IWOTH) || (dir && !S_ISDIR(st.st_mode)))
+                submit_fatal(SUBMIT_EX_NOPERM,
+                             "%s is writable by every user: refusing a configuration anyone could change "
+                             "(chmod o-w %s)",
+                             path, path);
+}
+
+void submit_check_config_paths(const char *config_dir)
+{
+        if (getuid() == 0)
+                return; /* root may use any configuration it likes */
+        check_config_path(config_dir, true);
+        _cleanup_free_ char *main_cf = xasprintf("%s/main.cf", config_dir);
+        check_config_path(main_cf, false);
+}
+
 struct config *submit_load_config(const char *dir_arg)
 {
         const char *dir_source = "-c option";
@@ -383,6 +455,7 @@ struct config *submit_load_config(const char *dir_arg)
                                      "default main.cf",
                                      dir_source, config_dir);
         }
+        submit_check_config_paths(config_dir);
         struct config *cfg = NULL;
         int r = config_load(config_dir, &cfg);
         if (r < 0)

@@ -68,6 +68,15 @@ int submit_config_dir_allowed(const char *config_dir);
  * main.cf (submit_config_dir_allowed). Every failure is fatal with Postfix's wording.
  */
 struct config *submit_load_config(const char *dir_arg);
+/*
+ * First thing in main() of sendmail, postdrop and postqueue: fds 0-2 that the caller closed are opened
+ * on /dev/null, and the environment keeps only TZ, MAIL_CONFIG and the locale (plus postd's own
+ * POSTD_LOG and POSTD_DEFAULT_CONFIG_DIR when not running set-gid).
+ */
+void submit_harden_process(void);
+/* For a caller other than root: the config directory and its main.cf must be no symbolic link and not
+ * world-writable (exits with the reason otherwise). */
+void submit_check_config_paths(const char *config_dir);
 
 /* Connect to the unix socket at path and write one byte (a wakeup); 0 or a negative errno. */
 int submit_trigger(const char *path, int timeout_ms);

@@ -40,6 +40,15 @@ int master_load_config(struct master *m, const char *config_dir, struct mastercf
         for (size_t i = 0; i < ret->n_diags; i++)
                 msg_warn("%s: line %u: %s", path, ret->diags[i].line, ret->diags[i].message);
         struct strv errors = STRV_INIT;
+        if (instance_check_chroot(c, ret, &errors) > 0) {
+                for (size_t i = 0; i < errors.n; i++)
+                        msg_error("%s", errors.v[i]);
+                msg_error("not using this configuration: postd runs no service in a chroot jail");
+                strv_free(&errors);
+                mastercf_free(ret);
+                config_free(c);
+                return -EINVAL;
+        }
         if (instance_check_table_types(c, ret, &errors) > 0) {
                 for (size_t i = 0; i < errors.n; i++)
                         msg_fields(LOG_LEVEL_ERROR,
@@ -253,6 +262,13 @@ static int bind_inet(const struct endpoint *ep, const struct mastercf_service *s
         return fd;
 }
 
+/*
+ * private/ and public/ belong to the mail owner, so a compromised role holding that uid may put
+ * anything there at any moment. Nothing below acts on a name after creating it: bind() and mkfifo()
+ * never follow a symbolic link, the mode comes from the umask at creation (not a chmod by name that
+ * a link swapped in meanwhile would redirect to a root-owned file), and the fifo is opened with
+ * O_NOFOLLOW and checked to be the one root just made before its mode is set through the descriptor.
+ */
 static int bind_unix(const char *path, const char *label)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -264,11 +280,13 @@ static int bind_unix(const char *path, const char *label)
                 msg_fatal("socket for service %s: %s", label, strerror(errno));
         if (unlink(path) < 0 && errno != ENOENT)
                 msg_fatal("remove %s: %s", path, strerror(errno));
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-                msg_fatal("bind %s: %s (service \"%s\")", path, strerror(errno), label);
         /* Access is decided by the directory: private/ is the mail owner's, public/ the setgid group's. */
-        if (chmod(path, 0666) < 0)
-                msg_fatal("chmod %s: %s", path, strerror(errno));
+        mode_t old = umask(0111);
+        int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        int e = errno;
+        umask(old);
+        if (r < 0)
+                msg_fatal("bind %s: %s (service \"%s\")", path, strerror(e), label);
         if (listen(fd, MASTER_LISTEN_BACKLOG) < 0)
                 msg_fatal("listen on %s: %s", path, strerror(errno));
         return fd;
@@ -276,16 +294,26 @@ static int bind_unix(const char *path, const char *label)
 
 static int open_fifo(const char *path, const char *label)
 {
-        struct stat st;
-        if (lstat(path, &st) == 0 && !S_ISFIFO(st.st_mode) && unlink(path) < 0)
+        /* Always a fresh fifo: one left there (or planted) by the mail owner's uid is not reused. */
+        if (unlink(path) < 0 && errno != ENOENT)
                 msg_fatal("remove %s: %s", path, strerror(errno));
-        if (mkfifo(path, 0622) < 0 && errno != EEXIST)
-                msg_fatal("create fifo %s: %s", path, strerror(errno));
-        chmod(path, 0622);
+        mode_t old = umask(0);
+        int r = mkfifo(path, 0622);
+        int e = errno;
+        umask(old);
+        if (r < 0)
+                msg_fatal("create fifo %s: %s (service \"%s\")", path, strerror(e), label);
         /* Read-write so the fifo never reports EOF while no writer is around. */
-        int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
                 msg_fatal("open fifo %s: %s (service \"%s\")", path, strerror(errno), label);
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_uid != geteuid())
+                msg_fatal("fifo %s was replaced while the master created it (service \"%s\"): "
+                          "something else writes to %s",
+                          path, label, path);
+        if (fchmod(fd, 0622) < 0)
+                msg_fatal("chmod fifo %s: %s", path, strerror(errno));
         return fd;
 }
 

@@ -209,7 +209,13 @@ void master_reap(struct master *m)
                                 s->avail--;
                         bool bad = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
                         if (bad && !m->stopping) {
-                                if (WIFSIGNALED(status))
+                                if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+                                        /* The kernel's audit record (journalctl -k) names the call. */
+                                        msg_warn("process %s pid %d killed by its seccomp filter "
+                                                 "(signal %d): a system call it is not allowed; see "
+                                                 "docs/PRIVILEGES.md",
+                                                 s->path, (int)pid, SIGSYS);
+                                else if (WIFSIGNALED(status))
                                         msg_warn("process %s pid %d killed by signal %d", s->path, (int)pid,
                                                  WTERMSIG(status));
                                 else

@@ -103,6 +103,9 @@ static int smtpd_init(struct service *svc)
                 return r;
         }
         srv->sasl_auth_header = config_get_bool(c, "smtpd_sasl_authenticated_header");
+        /* Dovecot's auth service over TCP needs inet sockets, which smtpd's own allow-list refuses. */
+        if (srv->sasl && smtpd_sasl_uses_inet(srv->sasl))
+                service_set_sandbox_role(svc, "smtpd-sasl-inet");
 
         r = smtpd_access_new(c, &srv->access, &err);
         if (r < 0) {

@@ -148,6 +148,11 @@ void smtpd_sasl_free(struct smtpd_sasl *s)
         free(s);
 }
 
+bool smtpd_sasl_uses_inet(const struct smtpd_sasl *s)
+{
+        return s->inet != NULL;
+}
+
 bool smtpd_sasl_tls_auth_only(const struct smtpd_sasl *s)
 {
         return s->tls_auth_only;

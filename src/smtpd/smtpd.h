@@ -262,6 +262,8 @@ struct smtpd_sasl;
 int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **ret, char **err);
 void smtpd_sasl_free(struct smtpd_sasl *s);
 bool smtpd_sasl_tls_auth_only(const struct smtpd_sasl *s);
+/* smtpd_sasl_path is inet:host:port (TCP), not a unix socket. */
+bool smtpd_sasl_uses_inet(const struct smtpd_sasl *s);
 
 /* What one step of a conversation with Dovecot ended with. */
 enum sasl_outcome {

@@ -108,3 +108,22 @@ def test_mail_reaches_the_alias_from_post_install(box):
                              if "status=sent" in str(e.get("MESSAGE", ""))], "the delivery line")
     assert "orig_to=<postmaster@localhost>" in sent[0]["MESSAGE"], sent[0]["MESSAGE"]
     assert sent[0]["SYSLOG_IDENTIFIER"] == "postfix-dept1/local"
+
+
+def test_every_role_runs_under_its_own_seccomp_filter(box):
+    """Under the real unit (NoNewPrivileges, the bounding set): each role stacked its allow-list on the
+    baseline, and none was killed by it while the mail above went through."""
+    script = ("for p in $(pgrep -x 'smtpd|cleanup|qmgr|local|pickup'); do "
+              "echo \"$(cat /proc/$p/comm) $(grep -E '^Seccomp(_filters)?:' /proc/$p/status | tr -s '\\t\\n' '  ')\"; done")
+    lines = box.out(script).splitlines()
+    seen = {}
+    for line in lines:
+        m = re.match(r"(\S+) Seccomp: (\d+)(?: Seccomp_filters: (\d+))?", line.strip())
+        assert m, line
+        seen[m.group(1)] = (int(m.group(2)), int(m.group(3)) if m.group(3) else None)
+    assert {"smtpd", "cleanup", "qmgr", "local"} <= set(seen), lines
+    for role, (mode, n) in seen.items():
+        assert mode == 2 and (n is None or n >= 2), f"{role}: Seccomp {mode}, filters {n}"
+    killed = [e for e in box.journal("-u postfix@dept1.service")
+              if "killed by its seccomp filter" in str(e.get("MESSAGE", ""))]
+    assert not killed, killed

@@ -448,9 +448,10 @@ TEST(shipped_master_cf)
                 {"cleanup", MASTERCF_UNIX, "cleanup"}, {"qmgr", MASTERCF_UNIX, "qmgr"},
                 {"bounce", MASTERCF_UNIX, "bounce"},   {"defer", MASTERCF_UNIX, "bounce"},
                 {"trace", MASTERCF_UNIX, "bounce"},    {"smtp", MASTERCF_UNIX, "smtp"},
-                {"relay", MASTERCF_UNIX, "smtp"},      {"error", MASTERCF_UNIX, "error"},
+                {"relay", MASTERCF_UNIX, "smtp"},      {"lmtp", MASTERCF_UNIX, "lmtp"},
+                {"showq", MASTERCF_UNIX, "showq"},     {"error", MASTERCF_UNIX, "error"},
                 {"discard", MASTERCF_UNIX, "discard"}, {"local", MASTERCF_UNIX, "local"},
-                {"lmtp", MASTERCF_UNIX, "lmtp"},       {"virtual", MASTERCF_UNIX, "virtual"},
+                {"virtual", MASTERCF_UNIX, "virtual"},
         };
         CHECK_INT(m.n_services, ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {

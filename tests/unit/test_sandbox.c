@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <sys/ptrace.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,4 +89,105 @@ TEST(baseline_list_names_real_syscalls)
         while (sandbox_baseline_denied[n])
                 n++;
         CHECK(n >= 20);
+}
+
+/* Runs fn in a child under the baseline and role's allow-list; returns its wait status. */
+static int in_role(const char *role, int (*fn)(void))
+{
+        pid_t pid = fork();
+        if (pid == 0) {
+                if (sandbox_apply_baseline() < 0 || sandbox_apply_role(role, false) < 0)
+                        _exit(100);
+                _exit(fn());
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        return status;
+}
+
+static bool killed_by_filter(int status)
+{
+        return WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS;
+}
+
+static bool exited_ok(int status)
+{
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static int try_execve(void)
+{
+        char *argv[] = {(char *)"/bin/true", NULL};
+        execve(argv[0], argv, argv + 1);
+        return 1;
+}
+
+static int try_open_write(void)
+{
+        int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        return fd >= 0 ? 0 : 1;
+}
+
+static int try_fork(void)
+{
+        pid_t pid = fork();
+        if (pid == 0)
+                _exit(0);
+        return pid > 0 ? 0 : 1;
+}
+
+static int try_tcp_socket(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        return fd < 0 && errno == EACCES ? 0 : 1;
+}
+
+static int try_udp_and_unix_sockets(void)
+{
+        int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), x = socket(AF_UNIX, SOCK_STREAM, 0);
+        return u >= 0 && x >= 0 ? 0 : 1;
+}
+
+static int try_packet_socket(void)
+{
+        socket(AF_PACKET, SOCK_RAW, 0);
+        return 1;
+}
+
+/* Sanitizer builds run the allow-lists in log-only mode (see sandbox.h): nothing is killed there. */
+#if EXPECT_PTRACE_DENIED
+#define EXPECT_KILLS 1
+#else
+#define EXPECT_KILLS 0
+#endif
+
+TEST(role_smtpd_is_killed_by_execve_fork_and_writing)
+{
+        if (!EXPECT_KILLS)
+                return;
+        CHECK(killed_by_filter(in_role("smtpd", try_execve)));
+        CHECK(killed_by_filter(in_role("smtpd", try_fork)));
+        CHECK(killed_by_filter(in_role("smtpd", try_open_write)));
+        CHECK(killed_by_filter(in_role("smtpd", try_packet_socket)));
+        CHECK(killed_by_filter(in_role("cleanup", try_execve)));
+        CHECK(killed_by_filter(in_role("qmgr", try_tcp_socket)));
+}
+
+TEST(role_smtpd_keeps_what_it_needs)
+{
+        CHECK(exited_ok(in_role("smtpd", try_ordinary_work)));
+        CHECK(exited_ok(in_role("smtpd", try_tcp_socket)));
+        CHECK(exited_ok(in_role("smtpd", try_udp_and_unix_sockets)));
+}
+
+TEST(role_groups_fit_the_role)
+{
+        CHECK(exited_ok(in_role("cleanup", try_open_write)));
+        CHECK(exited_ok(in_role("local", try_fork)));
+        CHECK(exited_ok(in_role("smtp", try_udp_and_unix_sockets)));
+        /* an operator's own command keeps the baseline only */
+        CHECK(exited_ok(in_role("my-filter", try_execve)));
+        CHECK(sandbox_role_groups("my-filter") == NULL);
+        CHECK(streq(sandbox_role_groups("smtpd"), "core dns"));
+        CHECK(streq(sandbox_role_groups("local"), "core write dns inet exec setid"));
 }
