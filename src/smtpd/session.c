@@ -1721,7 +1721,9 @@ void session_stop_all(struct smtpd *srv)
 {
         for (struct session *s = srv->sessions, *next; s; s = next) {
                 next = s->next;
-                if (s->in_mail || s->closing || s->dead)
+                /* A session whose DNS lookup runs has not been answered yet (a new client waits for its
+                 * greeting): it finishes like a transaction, within the stop timeout. */
+                if (s->in_mail || s->closing || s->dead || s->lookup)
                         continue;
                 replyf(s, "421 4.3.2 %s Service shutting down", srv->myhostname);
                 close_after_reply(s);

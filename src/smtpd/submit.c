@@ -47,7 +47,11 @@ static void update_events(struct submit *sub)
         sd_event_source_set_io_events(sub->src, ev);
 }
 
-/* Whether message qid sits in queue n; if so its name is fsync'd. 1 yes, 0 no, negative errno unknown. */
+/*
+ * Whether message qid sits in queue n; if so its name is fsync'd. 1 yes, 0 no, negative errno unknown.
+ * A failed fsync is "unknown" (451): smtpd may not remove queue files (its seccomp allow-list has no
+ * unlink), so such a file may still be delivered: a possible duplicate after a disk error, never a loss.
+ */
 static int queued_in(struct queue *q, enum queue_name n, const char *qid)
 {
         _cleanup_free_ char *rel = queue_path(q, n, qid);
@@ -55,13 +59,7 @@ static int queued_in(struct queue *q, enum queue_name n, const char *qid)
         struct stat st;
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : -errno;
-        if (fsync(queue_dirfd(q, n)) == 0)
-                return 1;
-        int r = -errno;
-        /* As cleanup does when its directory fsync fails: not queued, so not left to be delivered. */
-        if (unlink(path) == 0)
-                (void)fsync(queue_dirfd(q, n));
-        return r;
+        return fsync(queue_dirfd(q, n)) == 0 ? 1 : -errno;
 }
 
 /*

@@ -197,3 +197,29 @@ def test_reject_rhsbl_sender(mail_instance, dns_server):
     assert transaction(inst, "c.example", "a@ok.test", "postd-test@localhost")[2][0] == 250
     assert transaction(inst, "c.example", "a@spam.test", "postd-test@localhost")[2] == (
         554, "5.7.1 Service unavailable; Sender address [spam.test] blocked using dbl.test; spammy domain")
+
+
+@pytest.fixture
+def silent_dns(tmp_path):
+    """A DNS server that reads queries and never answers: lookups wait for the resolver's timeout."""
+    addr = "127.0.9.54"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((addr, 53))
+    resolv = tmp_path / "resolv-silent.conf"
+    resolv.write_text(f"nameserver {addr}\noptions timeout:3 attempts:1\n")
+    yield resolv
+    sock.close()
+
+
+def test_reload_while_a_client_waits_for_its_greeting(mail_instance, silent_dns):
+    """postfix reload stops the old smtpd while a new client's name lookup runs: the client still gets
+    its greeting (not a 421), as a transaction in progress would be finished."""
+    inst = instance(mail_instance, silent_dns)
+    with socket.create_connection(("127.0.0.1", inst.port), timeout=20, source_address=("127.0.9.7", 0)) as c:
+        # The lookup of 127.0.9.7 waits on the silent server; reload meanwhile.
+        time.sleep(0.5)
+        r = inst.postfix("reload")
+        assert r.returncode == 0, r.stderr
+        c.settimeout(20)
+        assert c.recv(512).startswith(b"220 ")
+    inst.wait_log(r"connect from unknown\[127\.0\.9\.7\]")
