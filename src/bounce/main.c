@@ -37,6 +37,8 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
                   char **ret_id, char **ret_why)
 {
         struct cleanup_client c = CLEANUP_CLIENT_INIT;
+        long long status = -1;
+        _cleanup_free_ char *reason = NULL; /* before every goto: clang refuses to jump past it */
         /* cleanup treats it as locally generated mail: "Received: by HOST (Postfix) id ...". */
         int r = cleanup_client_open(&c, b->queue_dir, "pickup", BOUNCE_STEP_TIMEOUT_MS, ret_why);
         if (r < 0)
@@ -56,8 +58,6 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
         if (r == 0)
                 r = cleanup_client_send_content(&c, msg->data, msg->len);
         /* A definite answer: a notification queued after we gave up would be sent twice. */
-        long long status = -1;
-        _cleanup_free_ char *reason = NULL;
         if (r == 0)
                 r = cleanup_client_finish(
                         &c, mail_proto_cleanup_timeout_ms(config_get_time(b->cfg, "ipc_timeout")), &status,

@@ -119,10 +119,9 @@ static const char *const group_core[] = {
         "fsync", "fdatasync", NULL};
 
 static const char *const group_write[] = {
-        "rename",    "renameat",  "renameat2", "unlink",          "unlinkat",  "mkdir",     "mkdirat",
-        "rmdir",     "link",      "linkat",    "fchmod",          "fchmodat",  "chmod",     "fchown",
-        "fchownat",  "chown",     "lchown",    "ftruncate", "truncate",
-        "fallocate", "utimensat", "utimes",    "sync_file_range", NULL};
+        "rename", "renameat",  "renameat2", "unlink",    "unlinkat",  "mkdir",  "mkdirat",         "rmdir",
+        "link",   "linkat",    "fchmod",    "fchmodat",  "chmod",     "fchown", "fchownat",        "chown",
+        "lchown", "ftruncate", "truncate",  "fallocate", "utimensat", "utimes", "sync_file_range", NULL};
 
 static const char *const group_inet[] = {"bind", "listen", NULL};
 
@@ -217,36 +216,37 @@ static int rule2(scmp_filter_ctx ctx, uint32_t action, const char *name, struct 
         return nr == __NR_SCMP_ERROR ? 0 : seccomp_rule_add(ctx, action, nr, 2, a, b);
 }
 
-#define SOCK_TYPE_MASK  0xf /* socket()'s type without SOCK_NONBLOCK and SOCK_CLOEXEC */
+#define SOCK_TYPE_MASK 0xf /* socket()'s type without SOCK_NONBLOCK and SOCK_CLOEXEC */
+/* libseccomp's SCMP_A0() and friends leave datum_b out, which clang's -Wmissing-field-initializers refuses.
+ */
+#define ARG_EQ(n, v) ((struct scmp_arg_cmp){.arg = (n), .op = SCMP_CMP_EQ, .datum_a = (v), .datum_b = 0})
+#define ARG_MASKED(n, mask, v) \
+        ((struct scmp_arg_cmp){.arg = (n), .op = SCMP_CMP_MASKED_EQ, .datum_a = (mask), .datum_b = (v)})
 #define OPEN_WRITE_MASK (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND)
 
 static int add_core_filtered(scmp_filter_ctx ctx, unsigned groups)
 {
         int r = 0;
         /* Unix sockets everywhere: the other roles, the master's status pipe, the journal. */
-        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socket", SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
-        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socketpair", SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, AF_UNIX));
+        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socketpair", ARG_EQ(0, AF_UNIX));
         /* Opening for reading everywhere, for writing only with the write group. */
         if (!(groups & G_WRITE)) {
-                r = r
-                            ?: rule1(ctx, SCMP_ACT_ALLOW, "openat",
-                                     SCMP_A2(SCMP_CMP_MASKED_EQ, OPEN_WRITE_MASK, 0));
-                r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "open", SCMP_A1(SCMP_CMP_MASKED_EQ, OPEN_WRITE_MASK, 0));
+                r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "openat", ARG_MASKED(2, OPEN_WRITE_MASK, 0));
+                r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "open", ARG_MASKED(1, OPEN_WRITE_MASK, 0));
         }
         /* openat2's flags are in a structure seccomp cannot read: glibc falls back to openat. */
         r = r ?: rule0(ctx, SCMP_ACT_ERRNO(ENOSYS), "openat2");
         /* Threads, but no new processes without the exec group; clone3's flags are out of reach
          * too, so it reports ENOSYS and glibc uses clone. */
         if (!(groups & G_EXEC)) {
-                r = r
-                            ?: rule1(ctx, SCMP_ACT_ALLOW, "clone",
-                                     SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "clone", ARG_MASKED(0, CLONE_THREAD, CLONE_THREAD));
                 r = r ?: rule0(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3");
         }
         /* ioctl: only what stdio and non-blocking descriptors ask; no request reaches a driver. */
         static const unsigned long ioctls[] = {TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX};
         for (size_t i = 0; i < ELEMENTSOF(ioctls); i++)
-                r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "ioctl", SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
+                r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "ioctl", ARG_EQ(1, ioctls[i]));
         return r;
 }
 
@@ -256,24 +256,22 @@ static int add_net(scmp_filter_ctx ctx, unsigned groups)
         static const int families[] = {AF_INET, AF_INET6};
         for (size_t i = 0; i < ELEMENTSOF(families); i++) {
                 if (groups & G_INET)
-                        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socket", SCMP_A0(SCMP_CMP_EQ, families[i]));
+                        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, families[i]));
                 else {
                         /* The resolver's UDP queries; its TCP retry of a truncated answer fails
                          * (a temporary lookup failure) instead of giving smtpd a stream socket. */
                         r = r
-                                    ?: rule2(ctx, SCMP_ACT_ALLOW, "socket",
-                                             SCMP_A0(SCMP_CMP_EQ, families[i]),
-                                             SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, SOCK_DGRAM));
+                                    ?: rule2(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, families[i]),
+                                             ARG_MASKED(1, SOCK_TYPE_MASK, SOCK_DGRAM));
                         r = r
-                                    ?: rule2(ctx, SCMP_ACT_ERRNO(EACCES), "socket",
-                                             SCMP_A0(SCMP_CMP_EQ, families[i]),
-                                             SCMP_A1(SCMP_CMP_MASKED_EQ, SOCK_TYPE_MASK, SOCK_STREAM));
+                                    ?: rule2(ctx, SCMP_ACT_ERRNO(EACCES), "socket", ARG_EQ(0, families[i]),
+                                             ARG_MASKED(1, SOCK_TYPE_MASK, SOCK_STREAM));
                 }
         }
         /* getaddrinfo() asks the kernel for the host's addresses (AI_ADDRCONFIG) over rtnetlink. */
         r = r
-                    ?: rule2(ctx, SCMP_ACT_ALLOW, "socket", SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
-                             SCMP_A2(SCMP_CMP_EQ, 0 /* NETLINK_ROUTE */));
+                    ?: rule2(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, AF_NETLINK),
+                             ARG_EQ(2, 0 /* NETLINK_ROUTE */));
         return r;
 }
 

@@ -211,6 +211,8 @@ int forward_submit(struct local *l, const struct local_message *m, const struct 
                    const struct strv *rcpts, const char *delivered_to, char **ret_id, char **ret_why)
 {
         struct cleanup_client c = CLEANUP_CLIENT_INIT;
+        long long status = -1;
+        _cleanup_free_ char *reason = NULL; /* before every goto: clang refuses to jump past it */
         /* Locally generated mail for cleanup, as Postfix's local resubmits a forward. */
         int r = cleanup_client_open(&c, l->queue_dir, "pickup", LOCAL_CLEANUP_STEP_MS, ret_why);
         if (r < 0)
@@ -236,8 +238,6 @@ int forward_submit(struct local *l, const struct local_message *m, const struct 
                 *ret_why = xasprintf("cannot send the message to cleanup: %s", strerror(-r));
                 goto done;
         }
-        long long status = -1;
-        _cleanup_free_ char *reason = NULL;
         r = cleanup_client_finish(&c, l->cleanup_timeout_ms, &status, &reason);
         if (r < 0 || status != 0) {
                 *ret_why = xasprintf("cleanup did not queue the forwarded message: %s",
