@@ -10,6 +10,7 @@
 #include "config.h"
 #include "delivery.h"
 #include "delivery_request.h"
+#include "mailbox_format.h"
 #include "maps.h"
 #include "qfile.h"
 #include "queue.h"
@@ -131,9 +132,6 @@ void mailbox_deliver_user(struct local *l, const struct local_message *m, const 
 /* Append to a file (alias "/path") as uid/gid. */
 void mailbox_deliver_file(struct local *l, const struct local_message *m, const char *path, uid_t uid,
                           gid_t gid, struct local_status *st);
-
-/* The "From sender date" line of an mbox (and of a command's input), newline included. */
-void mailbox_from_line(struct buf *b, const char *sender);
 
 /* ---- command.c ---- */
 

@@ -13,54 +13,12 @@
 #include "alloc.h"
 #include "local.h"
 #include "log.h"
-
-/* Output is written in pieces of this size: a message is never copied whole. */
-#define MAILBOX_WRITE_CHUNK (64u * 1024)
-
-static int flush_buf(int fd, struct buf *b)
-{
-        int r = b->len ? write_full(fd, b->data, b->len) : 0;
-        buf_truncate(b, 0);
-        return r;
-}
-
-void mailbox_from_line(struct buf *b, const char *sender)
-{
-        time_t now = time(NULL);
-        struct tm tm;
-        char date[64];
-        localtime_r(&now, &tm);
-        strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
-        buf_printf(b, "From %s %s\n", isempty(sender) ? "MAILER-DAEMON" : sender, date);
-}
+#include "mailbox_format.h"
 
 /* The delivered copy: [From_ line] Return-Path:, Delivered-To:, the message; mbox quotes "From " lines. */
 static int write_message(int fd, const struct local_message *m, bool mbox)
 {
-        struct buf b = BUF_INIT;
-        int r = 0;
-        if (mbox)
-                mailbox_from_line(&b, m->sender);
-        buf_printf(&b, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender, m->rcpt);
-        const char *p = m->content, *end = m->content + m->content_len;
-        while (p < end && r >= 0) {
-                const char *nl = memchr(p, '\n', (size_t)(end - p));
-                size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-                if (mbox && len >= 5 && memcmp(p, "From ", 5) == 0)
-                        buf_putc(&b, '>');
-                buf_append(&b, p, len);
-                if (!nl)
-                        buf_putc(&b, '\n');
-                p += len;
-                if (b.len >= MAILBOX_WRITE_CHUNK)
-                        r = flush_buf(fd, &b);
-        }
-        if (r >= 0 && mbox)
-                buf_putc(&b, '\n');
-        if (r >= 0)
-                r = flush_buf(fd, &b);
-        buf_free(&b);
-        return r;
+        return mailbox_write_copy(fd, m->sender, m->rcpt, m->content, m->content_len, mbox);
 }
 
 /* ---- the child process ---- */

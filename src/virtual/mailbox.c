@@ -11,10 +11,8 @@
 #include "buf.h"
 #include "fileio.h"
 #include "log.h"
+#include "mailbox_format.h"
 #include "virtual_agent.h"
-
-/* Output goes out in pieces of this size: a large message is never copied whole. */
-#define VIRTUAL_WRITE_CHUNK (64u * 1024)
 
 static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
                     ...) _printf_(4, 5);
@@ -29,45 +27,10 @@ static void verdict(struct agent_verdict *ret, enum agent_result result, const c
         va_end(ap);
 }
 
-static int flush_out(int fd, struct buf *b)
-{
-        int r = b->len ? write_full(fd, b->data, b->len) : 0;
-        buf_truncate(b, 0);
-        return r;
-}
-
 /* [From_ line] Return-Path:, Delivered-To:, the message (LF line ends); mbox quotes body "From " lines. */
 static int write_message(int fd, const struct virtual_message *m, bool mbox)
 {
-        struct buf b = BUF_INIT;
-        if (mbox) {
-                time_t now = time(NULL);
-                struct tm tm;
-                char date[64];
-                localtime_r(&now, &tm);
-                strftime(date, sizeof date, "%a %b %e %H:%M:%S %Y", &tm);
-                buf_printf(&b, "From %s %s\n", isempty(m->sender) ? "MAILER-DAEMON" : m->sender, date);
-        }
-        buf_printf(&b, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender, m->rcpt);
-        int r = 0;
-        for (const char *p = m->content, *end = m->content + m->content_len; p < end && r >= 0;) {
-                const char *nl = memchr(p, '\n', (size_t)(end - p));
-                size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
-                if (mbox && len >= 5 && memcmp(p, "From ", 5) == 0)
-                        buf_putc(&b, '>');
-                buf_append(&b, p, len);
-                if (!nl)
-                        buf_putc(&b, '\n');
-                p += len;
-                if (b.len >= VIRTUAL_WRITE_CHUNK)
-                        r = flush_out(fd, &b);
-        }
-        if (r >= 0 && mbox)
-                buf_putc(&b, '\n'); /* the empty line that ends a message in an mbox */
-        if (r >= 0)
-                r = flush_out(fd, &b);
-        buf_free(&b);
-        return r;
+        return mailbox_write_copy(fd, m->sender, m->rcpt, m->content, m->content_len, mbox);
 }
 
 /*
