@@ -159,8 +159,11 @@ fi
 check "rpm -V finds the installed files intact" sh -c \
         "rpm --root '$SCRATCH' -V --nodeps --nouser --nogroup postd >'$WORK/verify.log' 2>&1 || { cat '$WORK/verify.log'; false; }"
 
+# The packages' file list, read once: `rpm -qlp | grep -q` under pipefail failed now and then, when
+# grep found the path and quit before rpm had written the rest (SIGPIPE).
+PKG_FILES=$(q -l "${RPMS[@]}")
 in_pkg() { # is PATH (as seen by the installed system) a file of the packages?
-        q -l "${RPMS[@]}" | grep -qxF "$1"
+        grep -qxF "$1" <<<"$PKG_FILES"
 }
 # exists PATH: the file is in the scratch root (from our packages), or, for a path outside the
 # packages (/bin/kill), on this system.

@@ -131,7 +131,9 @@ step "store with the module: semodule -p ROOT -n -i $MOD.pp"
 WITH=$WORK/with
 cp -a "$REF" "$WITH"
 out=$(timeout 300 semodule -p "$WITH" -s default -n -X 200 -i "$WORK/$MOD.pp" 2>&1 | grep -v 'not in password file')
-if semodule -p "$WITH" -s default --list-modules=full 2>/dev/null | awk '{print $2}' | grep -qx $MOD &&
+# The list is read whole first: grep -q quitting early would SIGPIPE awk, a failure under pipefail.
+modules=$(semodule -p "$WITH" -s default --list-modules=full 2>/dev/null | awk '{print $2}')
+if grep -qx "$MOD" <<<"$modules" &&
         [ "$WITH/$POLICY" -nt "$REF/$POLICY" ]; then
         ok "installed $MOD into a copy of the store"
 else

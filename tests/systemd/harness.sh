@@ -421,7 +421,10 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as s:
 }
 
 journal_has() { # journal_has IDENTIFIER TEXT
-        in_container journalctl -b --no-pager -o cat SYSLOG_IDENTIFIER="$1" | grep -qF "$2"
+        # Read whole first: grep -q quitting early would SIGPIPE journalctl, a failure under pipefail.
+        local lines
+        lines=$(in_container journalctl -b --no-pager -o cat SYSLOG_IDENTIFIER="$1") || return 1
+        grep -qF "$2" <<<"$lines"
 }
 
 cmd_selftest() {
