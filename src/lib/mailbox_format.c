@@ -2,8 +2,11 @@
  */
 #include "mailbox_format.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "macro.h"
@@ -50,5 +53,23 @@ int mailbox_write_copy(int fd, const char *sender, const char *rcpt, const char 
         if (r >= 0)
                 r = flush_buf(fd, &b);
         buf_free(&b);
+        return r;
+}
+
+int maildir_deliver_file(int fd, const char *tmp, const char *dst, const char *sender, const char *rcpt,
+                         const char *content, size_t len)
+{
+        int r = mailbox_write_copy(fd, sender, rcpt, content, len, false);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r >= 0)
+                r = -errno;
+        /* The data first, then its name in new/: only then is the message delivered. */
+        if (r >= 0 && rename(tmp, dst) < 0)
+                r = -errno;
+        if (r >= 0)
+                r = fsync_parent_dir(dst);
+        if (r < 0)
+                unlink(tmp);
         return r;
 }

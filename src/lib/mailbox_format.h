@@ -20,3 +20,11 @@ void mailbox_from_line(struct buf *b, const char *sender);
  */
 int mailbox_write_copy(int fd, const char *sender, const char *rcpt, const char *content, size_t len,
                        bool mbox);
+
+/*
+ * Deliver one Maildir copy: write it to fd (open on tmp, in tmp/), fsync and close it, rename it to dst
+ * (in new/) and fsync new/, so it is durable before anyone says "sent". On failure tmp is removed and
+ * the negative errno returned; fd is closed either way.
+ */
+int maildir_deliver_file(int fd, const char *tmp, const char *dst, const char *sender, const char *rcpt,
+                         const char *content, size_t len);

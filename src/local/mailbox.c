@@ -214,16 +214,6 @@ struct maildir_ctx {
         const char *hostname;
 };
 
-static int fsync_path(const char *path)
-{
-        int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        int r = fsync(fd) < 0 ? -errno : 0;
-        close(fd);
-        return r;
-}
-
 static void maildir_child(void *userdata, struct local_status *st)
 {
         struct maildir_ctx *c = userdata;
@@ -247,25 +237,15 @@ static void maildir_child(void *userdata, struct local_status *st)
                                               ts.tv_nsec / 1000, c->m->queue_id, host);
         _cleanup_free_ char *tmp = xasprintf("%s/tmp/%s", c->dir, name);
         _cleanup_free_ char *dst = xasprintf("%s/new/%s", c->dir, name);
-        _cleanup_free_ char *newdir = xasprintf("%s/new", c->dir);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
                 local_status_set(st, LOCAL_DEFERRED, "4.2.0", "cannot create maildir file %s: %s", tmp,
                                  strerror(errno));
                 return;
         }
-        int r = write_message(fd, c->m, false);
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (close(fd) < 0 && r >= 0)
-                r = -errno;
-        /* Durable before "sent": the file's data, then its name in new/. */
-        if (r >= 0 && rename(tmp, dst) < 0)
-                r = -errno;
-        if (r >= 0)
-                r = fsync_path(newdir);
+        int r = maildir_deliver_file(fd, tmp, dst, c->m->sender, c->m->rcpt, c->m->content,
+                                     c->m->content_len);
         if (r < 0) {
-                unlink(tmp);
                 local_status_set(st, LOCAL_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", c->dir,
                                  strerror(-r));
                 return;

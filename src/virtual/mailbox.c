@@ -87,18 +87,8 @@ void virtual_maildir(const char *dir, const char *hostname, const struct virtual
                         strerror(errno));
                 return;
         }
-        int r = write_message(fd, m, false);
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (close(fd) < 0 && r >= 0)
-                r = -errno;
-        /* The data first, then its name in new/: only then is the message delivered. */
-        if (r >= 0 && rename(tmp, dst) < 0)
-                r = -errno;
-        if (r >= 0)
-                r = fsync_parent_dir(dst);
+        int r = maildir_deliver_file(fd, tmp, dst, m->sender, m->rcpt, m->content, m->content_len);
         if (r < 0) {
-                unlink(tmp);
                 verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", dir, strerror(-r));
                 return;
         }
