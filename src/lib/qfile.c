@@ -447,25 +447,43 @@ static bool has_nul(const uint8_t *p, size_t n)
         return n > 0 && memchr(p, 0, n) != NULL;
 }
 
-static int decode_slot(struct decoder *d, size_t off, struct qfile_rcpt *rc)
+int qfile_decode_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc, size_t *bad_at,
+                      const char **why)
 {
-        const uint8_t *s = d->data + off;
-        if (s[0] >= _QFILE_RCPT_STATE_MAX)
-                return fail(d, off, "unknown recipient state");
-        for (int i = 1; i < 8; i++)
-                if (s[i] != 0)
-                        return fail(d, off, "reserved status slot bytes not zero");
+        size_t at = 0;
+        const char *reason = NULL;
         const char *dsn = (const char *)s + 16;
         size_t dl = strnlen(dsn, 16);
-        if (dl > QFILE_MAX_DSN_STATUS_LEN || !dsn_status_ok(dsn, dl))
-                return fail(d, off + 16, "bad DSN status in status slot");
-        for (size_t i = dl; i < 16; i++)
+        if (s[0] >= _QFILE_RCPT_STATE_MAX)
+                reason = "unknown recipient state";
+        for (int i = 1; i < 8 && !reason; i++)
+                if (s[i] != 0)
+                        reason = "reserved status slot bytes not zero";
+        if (!reason && (dl > QFILE_MAX_DSN_STATUS_LEN || !dsn_status_ok(dsn, dl)))
+                at = 16, reason = "bad DSN status in status slot";
+        for (size_t i = dl; i < 16 && !reason; i++)
                 if (dsn[i] != 0)
-                        return fail(d, off + 16, "bad DSN status padding");
+                        at = 16, reason = "bad DSN status padding";
+        if (reason) {
+                if (bad_at)
+                        *bad_at = at;
+                if (why)
+                        *why = reason;
+                return -EBADMSG;
+        }
         rc->state = s[0];
         rc->done_usec = get_le64(s + 8);
         memcpy(rc->dsn_status, dsn, dl);
         rc->dsn_status[dl] = '\0';
+        return 0;
+}
+
+static int decode_slot(struct decoder *d, size_t off, struct qfile_rcpt *rc)
+{
+        size_t at = 0;
+        const char *why = NULL;
+        if (qfile_decode_slot(d->data + off, rc, &at, &why) < 0)
+                return fail(d, off + at, why);
         rc->slot_offset = off;
         return 0;
 }

@@ -132,6 +132,10 @@ int qfile_encode_all(const struct qfile_msg *m, struct buf *out);
 /* Encode one status slot (QFILE_STATUS_SLOT_LEN bytes); -EINVAL for a bad state or DSN status. */
 int qfile_encode_slot(enum qfile_rcpt_state state, uint64_t done_usec, const char *dsn_status,
                       uint8_t out[static QFILE_STATUS_SLOT_LEN]);
+/* Decode one status slot into rc's state, done_usec and dsn_status; -EBADMSG with *why (and the offset
+ * inside the slot in *bad_at), both optional, for a malformed one. Pure. */
+int qfile_decode_slot(const uint8_t slot[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc, size_t *bad_at,
+                      const char **why);
 
 /*
  * Decode a whole queue file. Pure: reads only data[0..len), allocates the strings of ret (free with

@@ -735,6 +735,19 @@ int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state st
         return 0;
 }
 
+int queue_read_rcpt_state(int fd, struct qfile_rcpt *r)
+{
+        if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
+                return -EINVAL;
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        ssize_t k = pread(fd, slot, sizeof slot, (off_t)r->slot_offset);
+        if (k < 0)
+                return -errno;
+        if (k != (ssize_t)sizeof slot)
+                return -EIO;
+        return qfile_decode_slot(slot, r, NULL, NULL);
+}
+
 /* ---- recovery ---- */
 
 /* Files up to this size are checked by reading them whole; larger ones in chunks of QUEUE_CHECK_CHUNK. */

@@ -1,5 +1,6 @@
 /* deliver.c: transports, their concurrency limits, and requests to delivery agents (mail_proto.h part 3). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -301,6 +302,37 @@ static void defer_rcpts(struct job *j, const char *dsn, const char *reason)
         }
 }
 
+/*
+ * The agent ended without answering for some recipients: it may have recorded their outcome in the queue
+ * file and died before it logged and reported it. Log those as the file says, so a delivered recipient is
+ * never logged as deferred and never left without its "status=sent" line.
+ */
+static void settle_recorded(struct job *j)
+{
+        struct qmsg *m = j->msg;
+        _cleanup_close_ int fd = -1;
+        if (queue_open_file(m->q->queue, m->id, QUEUE_ACTIVE, O_RDONLY, &fd) < 0)
+                return;
+        for (size_t k = 0; k < j->n; k++) {
+                size_t i = j->idx[k];
+                struct qfile_rcpt *rc = &m->env.rcpts[i];
+                if (m->rstate[i] != QR_BUSY || queue_read_rcpt_state(fd, rc) < 0 ||
+                    rc->state == QFILE_RCPT_PENDING)
+                        continue;
+                bool sent = rc->state == QFILE_RCPT_DELIVERED;
+                struct delivery_times tm = {.arrival_usec = m->env.arrival_usec,
+                                            .active_usec = m->active_usec,
+                                            .done_usec = qmgr_now_usec()};
+                delivery_log(m->id, rc->address, rc->orig_rcpt, "none", &tm,
+                             rc->dsn_status[0] ? rc->dsn_status
+                             : sent            ? "2.0.0"
+                                               : "5.0.0",
+                             sent ? "sent" : "bounced",
+                             "recorded by the delivery agent, which ended before it reported");
+                m->rstate[i] = sent ? QR_SENT : QR_BOUNCED;
+        }
+}
+
 /* A job that never started: its recipients are deferred with reason, no kick (the caller kicks). */
 static void job_defer(struct job *j, const char *dsn, const char *reason)
 {
@@ -316,8 +348,10 @@ static void job_finish(struct job *j, const char *reason)
         struct qmsg *m = j->msg;
         struct transport *t = j->t;
         struct dest *d = j->d;
-        if (reason)
+        if (reason) {
+                settle_recorded(j);
                 defer_rcpts(j, "4.3.0", reason);
+        }
         if (j->counted) {
                 t->busy--;
                 d->busy--;

@@ -9,6 +9,8 @@
  * Kill at a chosen point: POSTD_FAULTS_KILL_AFTER_FSYNC="PROGRAM:SUFFIX" makes a process whose argv[0]
  * ends in "/PROGRAM" SIGKILL itself right after a successful fsync of a directory whose path ends in
  * SUFFIX (e.g. "cleanup:/incoming": after the commit, before the answer).
+ * POSTD_FAULTS_KILL_AFTER_MARK="PROGRAM" makes it SIGKILL itself right after a successful fdatasync of a
+ * file in the active queue: a delivery agent's record of a recipient's outcome, before it logs and reports.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -78,6 +80,22 @@ static void maybe_die(int fd)
                 raise(SIGKILL);
 }
 
+static void maybe_die_after_mark(int fd)
+{
+        const char *program = getenv("POSTD_FAULTS_KILL_AFTER_MARK");
+        char proc[64], path[4096];
+        struct stat st;
+        if (!program)
+                return;
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, path, sizeof path - 1);
+        if (n < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return;
+        path[n] = 0;
+        if (strstr(path, "/active/") && is_program(program))
+                raise(SIGKILL);
+}
+
 #define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
 
 int fsync(int fd)
@@ -93,8 +111,10 @@ int fsync(int fd)
 int fdatasync(int fd)
 {
         int r = REAL("fdatasync", int (*)(int))(fd);
-        if (r == 0)
+        if (r == 0) {
                 note(fd, "fdatasync");
+                maybe_die_after_mark(fd);
+        }
         return r;
 }
 

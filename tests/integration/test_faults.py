@@ -627,3 +627,27 @@ def test_cleanup_killed_after_commit_still_gets_250(mail_instance):
              "the three messages in the mailbox")
     box = inst.mbox(TEST_USER)
     assert [box.count(f"Subject: fault {t}".encode()) for t in tokens] == [1, 1, 1]
+
+
+def test_agent_killed_after_its_record_is_logged_as_sent(mail_instance):
+    """local dies right after it recorded a recipient as delivered in the queue file, before it logged and
+    reported it: qmgr reads the record and logs "status=sent" (not "deferred"), and the mail is delivered
+    once and removed. Without that, the maillog would say deferred for mail that is in the mailbox."""
+    if not SHIM.exists():
+        pytest.fail(f"{SHIM} is not built; run ninja -C {BUILD}")
+    inst = mail_instance("postfix-markkill")
+    inst.env.update({"LD_PRELOAD": str(SHIM), "POSTD_FAULTS_KILL_AFTER_MARK": "local"})
+    inst.start()
+    tokens = [uuid.uuid4().hex for _ in range(2)]
+    for token in tokens:  # every local dies this way; the master starts the next one
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+            s.sendmail("alice@example.org", [f"{TEST_USER}@localhost"], message(token))
+    wait_for(lambda: len(re.findall(r": removed", inst.logtext())) >= len(tokens), 60, "both messages removed")
+    log = inst.logtext()
+    box = inst.mbox(TEST_USER)
+    assert [box.count(f"Subject: fault {t}".encode()) for t in tokens] == [1, 1], log[-3000:]
+    kills = re.findall(r"warning: process \S*/local pid \d+ killed by signal 9", log)
+    assert len(kills) >= len(tokens), f"the shim did not kill local after each record; maillog:\n{log[-3000:]}"
+    sent = re.findall(r"to=<[^>]*>, relay=none, .*status=sent \(recorded by the delivery agent", log)
+    assert len(sent) == len(tokens), f"want {len(tokens)} sent lines from qmgr's settling; maillog:\n{log[-3000:]}"
+    assert "status=deferred" not in log, f"a delivered recipient was logged as deferred:\n{log[-3000:]}"
