@@ -79,7 +79,7 @@ enum {
         G_WRITE = 1 << 1, /* create, write, rename, remove files (queue, logs, mailboxes) */
         G_DNS = 1 << 2,   /* UDP sockets for the resolver, netlink for getaddrinfo */
         G_INET = 1 << 3,  /* TCP/UDP sockets of both families, bind (the SMTP/LMTP client) */
-        G_EXEC = 1 << 4,  /* fork, execve, wait, kill (local's |command and mailbox_command) */
+        G_PROC = 1 << 4,  /* fork, wait, kill: children that switch to a recipient (local); never execve */
         G_SETID = 1 << 5, /* switch to the recipient's uid and gids (local) */
 };
 
@@ -92,7 +92,7 @@ static const char *const group_core[] = {
         /* time */
         "clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep",
         "timerfd_create", "timerfd_settime", "timerfd_gettime",
-        /* signals (of its own threads only: kill is in the exec group) */
+        /* signals (of its own threads only: kill is in the process group) */
         "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait",
         "rt_sigsuspend", "sigaltstack", "signalfd", "signalfd4", "tgkill", "tkill",
         /* the event loop */
@@ -125,10 +125,20 @@ static const char *const group_write[] = {
 
 static const char *const group_inet[] = {"bind", "listen", NULL};
 
-static const char *const group_exec[] = {
-        "execve", "execveat", "clone3",  "fork",   "vfork", "wait4",  "waitid",     "kill",
-        "setsid", "setpgid",  "getpgid", "getsid", "chdir", "fchdir", "pidfd_open", "pidfd_send_signal",
-        NULL};
+static const char *const group_proc[] = {"fork",
+                                         "vfork",
+                                         "wait4",
+                                         "waitid",
+                                         "kill",
+                                         "setsid",
+                                         "setpgid",
+                                         "getpgid",
+                                         "getsid",
+                                         "chdir",
+                                         "fchdir",
+                                         "pidfd_open",
+                                         "pidfd_send_signal",
+                                         NULL};
 
 static const char *const group_setid[] = {"setuid",    "setgid",   "setgroups", "setresuid",
                                           "setresgid", "setreuid", "setregid",  "setfsuid",
@@ -147,9 +157,9 @@ static const struct sandbox_role {
         {"lmtp", G_CORE | G_WRITE | G_DNS | G_INET}, /* the smtp program in LMTP mode */
         /* switches to each mailbox's owner (virtual_uid_maps) around the delivery */
         {"virtual", G_CORE | G_WRITE | G_SETID},
-        /* No "local": its |command and mailbox_command deliveries are arbitrary programs (a shell,
-         * procmail...) that inherit any filter and could not be listed; local keeps the baseline until
-         * those commands are started by a helper forked before the allow-list (docs/PRIVILEGES.md). */
+        /* Its |command and mailbox_command deliveries are arbitrary programs (a shell, procmail...): the
+         * spawner forked before this list (local/spawn.c) starts them, so local itself has no execve. */
+        {"local", G_CORE | G_WRITE | G_SETID | G_PROC},
         {"pickup", G_CORE | G_WRITE},
         {"bounce", G_CORE | G_WRITE},
         {"discard", G_CORE | G_WRITE},
@@ -168,7 +178,7 @@ static const struct sandbox_role *find_role(const char *name)
 const char *sandbox_role_groups(const char *role)
 {
         /* In the order of the G_ bits. */
-        static const char *const names[] = {"core", "write", "dns", "inet", "exec", "setid"};
+        static const char *const names[] = {"core", "write", "dns", "inet", "proc", "setid"};
         static char text[64];
         const struct sandbox_role *r = find_role(role);
         if (!r)
@@ -237,12 +247,11 @@ static int add_core_filtered(scmp_filter_ctx ctx, unsigned groups)
         }
         /* openat2's flags are in a structure seccomp cannot read: glibc falls back to openat. */
         r = r ?: rule0(ctx, SCMP_ACT_ERRNO(ENOSYS), "openat2");
-        /* Threads, but no new processes without the exec group; clone3's flags are out of reach
+        /* Threads, but no new processes without the process group; clone3's flags are out of reach
          * too, so it reports ENOSYS and glibc uses clone. */
-        if (!(groups & G_EXEC)) {
+        if (!(groups & G_PROC))
                 r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "clone", ARG_MASKED(0, CLONE_THREAD, CLONE_THREAD));
-                r = r ?: rule0(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3");
-        }
+        r = r ?: rule0(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3");
         /* ioctl: only what stdio and non-blocking descriptors ask; no request reaches a driver. */
         static const unsigned long ioctls[] = {TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX};
         for (size_t i = 0; i < ELEMENTSOF(ioctls); i++)
@@ -298,8 +307,8 @@ static int load_role(const struct sandbox_role *role, bool log_only)
                 r = r ?: add_net(ctx, g);
         if (g & G_INET)
                 r = r ?: allow_names(ctx, group_inet);
-        if (g & G_EXEC) {
-                r = r ?: allow_names(ctx, group_exec);
+        if (g & G_PROC) {
+                r = r ?: allow_names(ctx, group_proc);
                 r = r ?: rule0(ctx, SCMP_ACT_ALLOW, "clone");
         }
         if (g & G_SETID)

@@ -2,13 +2,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,9 +14,6 @@
 #include "alloc.h"
 #include "local.h"
 #include "log.h"
-
-/* Pause between checks for the command's exit once its output is closed. */
-#define COMMAND_REAP_POLL_MS 10
 
 struct sysexit {
         int status;
@@ -76,29 +71,6 @@ static void command_input(const struct local_message *m, struct buf *b)
                 buf_putc(b, '\n');
 }
 
-_noreturn_ static void command_child(const char *command, const struct local_privs *p, char *const *env,
-                                     const char *shell, int in, int out)
-{
-        /* Its own process group: the time limit kills whatever it started too. */
-        setsid();
-        if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
-                _exit(71);
-        syscall(SYS_close_range, 3u, ~0u, 0u);
-        int gr = p->user ? initgroups(p->user, p->gid) : setgroups(1, &p->gid);
-        if (gr < 0 || setgid(p->gid) < 0 || setuid(p->uid) < 0 || (p->uid != 0 && setuid(0) == 0)) {
-                fprintf(stderr, "cannot switch to uid %u: %s\n", (unsigned)p->uid, strerror(errno));
-                _exit(71);
-        }
-        if (!p->home || chdir(p->home) < 0)
-                (void)!chdir("/");
-        umask(077);
-        signal(SIGPIPE, SIG_DFL);
-        char *argv[] = {(char *)shell, (char *)"-c", (char *)command, NULL};
-        execve(shell, argv, env);
-        fprintf(stderr, "cannot execute %s: %s\n", shell, strerror(errno));
-        _exit(71); /* EX_OSERR: deferred, the next attempt may find it */
-}
-
 /* Output kept for the reason: the first LOCAL_COMMAND_OUTPUT_MAX bytes, line ends as blanks. */
 static void keep_output(struct buf *out, const char *data, size_t n)
 {
@@ -107,8 +79,8 @@ static void keep_output(struct buf *out, const char *data, size_t n)
 }
 
 struct pump {
-        int in, out; /* the command's stdin (we write), its output (we read); -1 once done */
-        pid_t pid;
+        int in, out;     /* the command's stdin (we write), its output (we read); -1 once done */
+        struct local *l; /* its spawner reports the command's end */
         bool exited;
         int wst;
         const struct buf *msg;
@@ -156,23 +128,25 @@ static bool pump_io(struct pump *p, uint64_t deadline)
                 if (now >= deadline)
                         return true;
                 if (!p->exited) {
-                        pid_t r = waitpid(p->pid, &p->wst, WNOHANG);
-                        if (r == p->pid || (r < 0 && errno == ECHILD)) {
+                        int r = spawn_read_exit(p->l, &p->wst);
+                        if (r != 0) {
+                                /* A spawner that failed cannot say more: as if killed. */
+                                if (r < 0)
+                                        p->wst = SIGKILL;
                                 p->exited = true;
                                 close_fd(&p->in);
                                 continue;
                         }
                 }
-                struct pollfd fds[2];
+                struct pollfd fds[3];
                 nfds_t n = 0;
                 if (p->out >= 0)
                         fds[n++] = (struct pollfd){.fd = p->out, .events = POLLIN};
                 if (p->in >= 0)
                         fds[n++] = (struct pollfd){.fd = p->in, .events = POLLOUT};
-                /* Once the output is closed only the exit ends the wait: look for it again shortly. */
-                int wait = p->out < 0 ? COMMAND_REAP_POLL_MS
-                                      : (int)(deadline - now < 1000 ? deadline - now : 1000);
-                if (poll(n ? fds : NULL, n, wait) <= 0)
+                fds[n++] = (struct pollfd){.fd = spawn_fd(p->l), .events = POLLIN};
+                int wait = (int)(deadline - now < 1000 ? deadline - now : 1000);
+                if (poll(fds, n, wait) <= 0)
                         continue;
                 for (nfds_t i = 0; i < n; i++) {
                         if (fds[i].revents && fds[i].fd == p->out)
@@ -232,35 +206,34 @@ void command_deliver(struct local *l, const struct local_message *m, const char 
                 close(in[1]);
                 return;
         }
-        pid_t pid = fork();
-        if (pid < 0) {
-                local_status_set(st, LOCAL_DEFERRED, "4.3.0", "cannot fork: %s", strerror(errno));
-                close(in[0]);
-                close(in[1]);
-                close(out[0]);
-                close(out[1]);
-                return;
-        }
-        if (pid == 0)
-                command_child(command, p, env, shell, in[0], out[1]);
+        /* Delivery on behalf of root runs as default_privs, as in Postfix: never a command as root. */
+        struct local_privs as = *p;
+        if (as.uid == 0 || as.gid == 0)
+                as = (struct local_privs){.uid = l->default_uid, .gid = l->default_gid, .home = p->home};
+        pid_t pid = 0;
+        int r = spawn_command(l, shell, command, &as, env, in[0], out[1], &pid);
         close(in[0]);
         close(out[1]);
+        if (r < 0) {
+                local_status_set(st, LOCAL_DEFERRED, "4.3.0", "cannot start command: %s", strerror(-r));
+                close(in[1]);
+                close(out[0]);
+                return;
+        }
         fcntl(in[1], F_SETFL, O_NONBLOCK);
         struct buf msg = BUF_INIT;
         command_input(m, &msg);
-        struct pump pu = {.in = in[1], .out = out[0], .pid = pid, .msg = &msg, .output = BUF_INIT};
+        struct pump pu = {.in = in[1], .out = out[0], .l = l, .msg = &msg, .output = BUF_INIT};
         uint64_t deadline =
                 now_ms() + (uint64_t)(l->command_time_limit > 0 ? l->command_time_limit : 1) * 1000;
         bool timed_out = pump_io(&pu, deadline);
         int wst = pu.wst;
         if (timed_out) {
                 /* The whole process group: a pipeline, or whatever the command left behind. */
-                kill(-pid, SIGKILL);
-                if (!pu.exited) {
-                        kill(pid, SIGKILL);
-                        while (waitpid(pid, &wst, 0) < 0 && errno == EINTR)
-                                ;
-                } else
+                spawn_kill(l);
+                if (!pu.exited)
+                        wst = spawn_wait_exit(l);
+                else
                         timed_out = false; /* it ended in time; what it left holding its output did not */
         }
         close_fd(&pu.in);

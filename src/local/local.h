@@ -61,6 +61,10 @@ struct local {
         long long command_time_limit; /* seconds */
         int cleanup_timeout_ms;
         unsigned files_allowed, commands_allowed; /* enum local_class bits */
+        uid_t default_uid;                        /* default_privs: deliveries on behalf of root */
+        gid_t default_gid;
+        int spawner_fd; /* spawn.c: the process that starts commands for us */
+        pid_t spawner_pid;
         bool dotlock;
 };
 
@@ -152,6 +156,29 @@ struct local_privs {
  */
 void command_deliver(struct local *l, const struct local_message *m, const char *command,
                      const struct local_privs *p, char *const *env, struct local_status *st);
+
+/* ---- spawn.c ---- */
+
+/* Largest request to the spawner (command, account, environment) and its number of strings. */
+#define SPAWN_MSG_MAX     (64u * 1024)
+#define SPAWN_STRINGS_MAX 1024
+/* How long a killed command's end is waited for. */
+#define SPAWN_EXIT_WAIT_MS (10 * 1000)
+
+/* Fork the spawner (from init, before the allow-list without execve is installed). -errno. */
+int spawn_start(struct local *l);
+/* Start "shell -c command" as p (never root: -EPERM) with env, stdin in and stdout/stderr out, in its own
+ * process group. 0 with *ret_pid, or -errno (-E2BIG: the request is too large). */
+int spawn_command(struct local *l, const char *shell, const char *command, const struct local_privs *p,
+                  char *const *env, int in, int out, pid_t *ret_pid);
+/* The descriptor that becomes readable when the command's end is reported. */
+int spawn_fd(const struct local *l);
+/* 1 with *ret_status (a wait status) once the command ended, 0 not yet, -errno when the spawner failed. */
+int spawn_read_exit(struct local *l, int *ret_status);
+/* After spawn_kill(): wait (bounded) for the end of the command; its wait status. */
+int spawn_wait_exit(struct local *l);
+/* Kill the last command's process group (its time limit). */
+void spawn_kill(struct local *l);
 
 /* The sysexits.h status's DSN code, text and whether it is a temporary failure. Pure. */
 bool command_exit_status(int status, const char **ret_dsn, const char **ret_text);

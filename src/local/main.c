@@ -27,8 +27,8 @@ static struct local local_state;
 static void alias_owner(struct local *l)
 {
         struct passwd *pw = getpwnam(config_get(l->cfg, "default_privs"));
-        l->alias_uid = pw ? pw->pw_uid : 65534;
-        l->alias_gid = pw ? pw->pw_gid : 65534;
+        l->default_uid = l->alias_uid = pw ? pw->pw_uid : 65534;
+        l->default_gid = l->alias_gid = pw ? pw->pw_gid : 65534;
         struct strv tables = STRV_INIT;
         maps_split_list(config_get(l->cfg, "alias_maps"), &tables);
         char *type = NULL, *name = NULL, *err = NULL;
@@ -131,6 +131,12 @@ static int local_init(struct service *s)
         for (size_t i = 0; i < v.n; i++)
                 l->dotlock |= streq(v.v[i], "dotlock");
         strv_free(&v);
+        /* Last: the spawner should not inherit more than it needs. */
+        r = spawn_start(l);
+        if (r < 0) {
+                msg_error("cannot start the command spawner: %s", strerror(-r));
+                return r;
+        }
         if (geteuid() != 0)
                 msg_warn("not running as root: delivery to other users will fail (master.cf: unpriv column "
                          "of \"local\" must be n)");

@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# run.sh BUILD_DIR SECONDS: runs every fuzz target for a bounded time from its seed corpus; ends with
-# "N passed, N failed" (one test per target, plus the check that a UB report halts).
+# run.sh BUILD_DIR SECONDS | run.sh BUILD_DIR --minutes N: runs every fuzz target for a bounded time
+# from its seed corpus (SECONDS each, or N minutes shared by all targets: the documented longer run);
+# prints each target's executions and ends with "N passed, N failed" (one test per target, plus the
+# check that a UB report halts). A crashing input and its log are kept in $POSTD_FUZZ_FINDINGS
+# (default /tmp/postd-fuzz-findings) and named in the output.
 set -uo pipefail
 build=$1
-seconds=$2
 here=$(cd "$(dirname "$0")" && pwd)
+targets=("$build"/tests/fuzz/fuzz_*)
+if [ "${2:-}" = "--minutes" ]; then
+        minutes=${3:?"usage: run.sh BUILD_DIR SECONDS | run.sh BUILD_DIR --minutes N"}
+        seconds=$((minutes * 60 / ${#targets[@]}))
+        [ "$seconds" -ge 10 ] || seconds=10
+else
+        seconds=${2:?"usage: run.sh BUILD_DIR SECONDS | run.sh BUILD_DIR --minutes N"}
+fi
+findings=${POSTD_FUZZ_FINDINGS:-/tmp/postd-fuzz-findings}
 work=$(mktemp -d /tmp/postd-fuzz-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # A UBSan report must end the run (the build has -fno-sanitize-recover=all; this holds it to that).
@@ -31,17 +42,22 @@ else
         failed=$((failed + 1))
 fi
 
-for exe in "$build"/tests/fuzz/fuzz_*; do
+for exe in "${targets[@]}"; do
         [ -x "$exe" ] && [ -f "$exe" ] || continue
         name=$(basename "$exe")
         mkdir -p "$work/$name"
         [ -d "$here/corpus/$name" ] && cp -r "$here/corpus/$name/." "$work/$name/"
-        if "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+        if "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
                 -artifact_prefix="$work/$name-" "$work/$name" >"$work/$name.log" 2>&1; then
-                echo "fuzz $name: ok ($(grep -c . "$work/$name.log") log lines)"
+                runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$name.log" | tail -1)
+                echo "fuzz $name: ok (${runs:-?} executions in ${seconds}s)"
                 passed=$((passed + 1))
         else
-                echo "fuzz $name: FAILED"
+                mkdir -p "$findings"
+                cp "$work/$name.log" "$findings/$name.log"
+                for a in "$work/$name"-*; do [ -f "$a" ] && cp "$a" "$findings/"; done
+                echo "fuzz $name: FAILED: $(grep -m1 -E '^SUMMARY|ERROR: ' "$work/$name.log" || echo "exit without a sanitizer summary")"
+                echo "  inputs and log kept in $findings ($(cd "$findings" && ls | grep "^$name-" | tr '\n' ' '))"
                 tail -40 "$work/$name.log"
                 failed=$((failed + 1))
         fi

@@ -15,9 +15,10 @@ from mailinstance import DEFAULT_MASTER_CF, TEST_USER, wait_for
 from smtp_peer import SmtpPeer
 
 MASTER_CF = DEFAULT_MASTER_CF + "smtp      unix  -       -       n       -       -       smtp\n"
-ROLES = ("smtpd", "cleanup", "qmgr", "pickup", "smtp")
-# local keeps the baseline alone: its |command deliveries run arbitrary programs under its filter.
-BASELINE_ONLY = ("local",)
+ROLES = ("smtpd", "cleanup", "qmgr", "pickup", "smtp", "local")
+# local's command spawner (forked before local's allow-list) keeps the baseline alone: the |command
+# deliveries it starts are arbitrary programs that would inherit any filter.
+SPAWNER_COMM = "local-spawner"
 
 
 def hooks_built():
@@ -65,6 +66,13 @@ def filters(pid):
     return int(mode.group(1)), int(n.group(1)) if n else None
 
 
+def comm(pid):
+    try:
+        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def start(mail_instance, peer, env=None):
     inst = mail_instance(master_cf=MASTER_CF,
                          main_extra=f"relayhost = [127.0.0.1]:{peer.port}\nmynetworks = 127.0.0.1/32\n")
@@ -82,38 +90,51 @@ def test_every_role_runs_under_its_own_filter(mail_instance, peer):
     assert r.returncode == 0, r.stderr
     wait_for(lambda: len(peer.messages()) == 1 and b"through pickup" in inst.mbox(TEST_USER), 30,
              "the deliveries")
+    spawners, locals_ = [], []
     for role in ROLES:
         pids = wait_for(lambda: inst.daemon_pids(role), 20, f"a {role} process")
         for pid in pids:
             mode, n = filters(pid)
             assert mode == 2, f"{role} pid {pid}: Seccomp: {mode}"
+            if comm(pid) == SPAWNER_COMM:
+                spawners.append(n)
+                continue
+            if role == "local":
+                locals_.append(n)
             # the baseline, then the role's allow-list stacked on it
             assert n is None or n >= 2, f"{role} pid {pid}: Seccomp_filters: {n}"
-    for role in BASELINE_ONLY:
-        for pid in wait_for(lambda: inst.daemon_pids(role), 20, f"a {role} process"):
-            mode, n = filters(pid)
-            assert mode == 2 and (n is None or n == 1), f"{role} pid {pid}: Seccomp: {mode}, filters {n}"
+    # The spawner has the baseline alone: one filter fewer than local.
+    assert spawners and locals_, f"local-spawner {spawners}, local {locals_}"
+    assert all(n is None or n == locals_[0] - 1 for n in spawners), f"local-spawner {spawners}, local {locals_}"
     master_mode, _ = filters(inst.master_pid())
     assert master_mode == 0  # the master forks and execs every role: it has no filter of its own
 
 
-@pytest.mark.parametrize("role", ["smtpd", "cleanup", "smtp", "qmgr"])
+@pytest.mark.parametrize("role", ["smtpd", "cleanup", "smtp", "qmgr", "local"])
 def test_forbidden_call_kills_the_role_and_mail_flows_on(mail_instance, peer, tmp_path, role):
     require(hooks_built(), f"a build with -Dtest_hooks=true (meson configure {BUILD} -Dtest_hooks=true)")
     marker = tmp_path / "fault-taken"
     inst = start(mail_instance, peer, {"POSTD_TEST_FAULT": f"{role}:execve:{marker}"})
-    submit(inst, "someone@remote.example", f"after a {role} fault")
+    subject = f"after a {role} fault"
+    if role == "local":
+        submit(inst, f"{TEST_USER}@mx.example.test", subject)
+    else:
+        submit(inst, "someone@remote.example", subject)
     expect(inst, rf"warning: process \S+/{role} pid \d+ killed by its seccomp filter \(signal 31\): "
            r"a system call it is not allowed; see docs/PRIVILEGES.md")
     assert marker.exists()
-    wait_for(lambda: peer.messages(), 60, "the delivery after the restart")
+    if role == "local":
+        wait_for(lambda: subject.encode() in inst.mbox(TEST_USER), 60, "the delivery after the restart")
+        copies = inst.mbox(TEST_USER).count(f"Subject: {subject}".encode())
+    else:
+        wait_for(lambda: peer.messages(), 60, "the delivery after the restart")
+        copies = len([m for m in peer.messages() if subject.encode() in m["data"]])
     # One copy: the killed process had not acknowledged anything it lost.
-    copies = [m for m in peer.messages() if f"after a {role} fault".encode() in m["data"]]
-    assert len(copies) == 1, peer.messages()
+    assert copies == 1, inst.logtext()[-3000:]
     assert "forbidden call execve returned" not in inst.logtext()
     # A fresh process of the role serves under the filter.
-    if role in ("smtpd", "cleanup", "qmgr", "smtp"):
-        for pid in inst.daemon_pids(role):
+    for pid in inst.daemon_pids(role):
+        if comm(pid) != SPAWNER_COMM:
             assert filters(pid)[0] == 2
 
 
