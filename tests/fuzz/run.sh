@@ -7,10 +7,13 @@
 set -uo pipefail
 build=$1
 here=$(cd "$(dirname "$0")" && pwd)
-targets=("$build"/tests/fuzz/fuzz_*)
+targets=()
+for exe in "$build"/tests/fuzz/fuzz_*; do
+        [ -x "$exe" ] && [ -f "$exe" ] && targets+=("$exe")
+done
 if [ "${2:-}" = "--minutes" ]; then
         minutes=${3:?"usage: run.sh BUILD_DIR SECONDS | run.sh BUILD_DIR --minutes N"}
-        seconds=$((minutes * 60 / ${#targets[@]}))
+        seconds=$((minutes * 60 / (${#targets[@]} > 0 ? ${#targets[@]} : 1)))
         [ "$seconds" -ge 10 ] || seconds=10
 else
         seconds=${2:?"usage: run.sh BUILD_DIR SECONDS | run.sh BUILD_DIR --minutes N"}
@@ -43,7 +46,6 @@ else
 fi
 
 for exe in "${targets[@]}"; do
-        [ -x "$exe" ] && [ -f "$exe" ] || continue
         name=$(basename "$exe")
         mkdir -p "$work/$name"
         [ -d "$here/corpus/$name" ] && cp -r "$here/corpus/$name/." "$work/$name/"
