@@ -2,6 +2,7 @@
 #include "sandbox.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -284,9 +285,46 @@ static int add_net(scmp_filter_ctx ctx, unsigned groups)
         return r;
 }
 
+static void (*violation_report)(int syscall_nr);
+
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1 /* si_code of a SIGSYS sent by a seccomp trap (linux/signal.h) */
+#endif
+
+void sandbox_set_violation_report(void (*report)(int syscall_nr))
+{
+        violation_report = report;
+}
+
+char *sandbox_syscall_name(int syscall_nr)
+{
+        return seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, syscall_nr);
+}
+
+/* The refused call never ran: say which it was, then die of SIGSYS (SA_RESETHAND made that the action). */
+static void on_sigsys(int sig, siginfo_t *si, void *uctx)
+{
+        if (si->si_code == SYS_SECCOMP && violation_report)
+                violation_report(si->si_syscall);
+        raise(SIGSYS);
+        _exit(128 + SIGSYS); /* not reached: SIGSYS is not blocked here (SA_NODEFER) */
+}
+
+static int trap_violations(void)
+{
+        struct sigaction sa = {.sa_sigaction = on_sigsys,
+                               .sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER};
+        sigemptyset(&sa.sa_mask);
+        return sigaction(SIGSYS, &sa, NULL) < 0 ? -errno : 0;
+}
+
 static int load_role(const struct sandbox_role *role, bool log_only)
 {
-        scmp_filter_ctx ctx = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_KILL_PROCESS);
+        /* A trap rather than the kernel's kill: the handler can name the call before the process dies. */
+        int t = log_only ? 0 : trap_violations();
+        if (t < 0)
+                return t;
+        scmp_filter_ctx ctx = seccomp_init(log_only ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
         if (!ctx)
                 return -ENOMEM;
         unsigned g = role->groups;

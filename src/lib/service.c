@@ -171,6 +171,17 @@ static void report(struct service *s, int status)
         }
 }
 
+/* From the SIGSYS handler: write() alone, on the descriptor the master gave us. */
+static int violation_fd = -1;
+
+static void report_violation(int syscall_nr)
+{
+        struct service_status st = {
+                .pid = (int32_t)getpid(), .status = SERVICE_STATUS_SECCOMP, .value = syscall_nr};
+        if (violation_fd >= 0)
+                (void)!write(violation_fd, &st, sizeof st);
+}
+
 long long service_use_limit(long long max_use, unsigned max_connections, bool long_lived)
 {
         if (long_lived || max_use <= 0)
@@ -476,6 +487,8 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         /* Initialised, nothing untrusted read yet: from here on only the role's own calls. */
         bool log_only = POSTD_TEST_HOOKS && getenv("POSTD_SANDBOX_LOG");
         const char *role = s.sandbox_role ? s.sandbox_role : s.daemon;
+        violation_fd = s.status_fd;
+        sandbox_set_violation_report(report_violation);
         r = sandbox_apply_role(role, log_only);
         if (r < 0)
                 msg_fatal("cannot install the seccomp allow-list of %s: %s", role, strerror(-r));

@@ -28,11 +28,13 @@
 #define SERVICE_STOP_TIMEOUT_SEC \
         30 /* after SIGTERM, in-flight work gets this long; the master waits longer */
 
-enum { SERVICE_STATUS_BUSY = 0, SERVICE_STATUS_AVAILABLE = 1 };
+/* SECCOMP: value is the system call the role's allow-list refused; the process dies of SIGSYS next. */
+enum { SERVICE_STATUS_BUSY = 0, SERVICE_STATUS_AVAILABLE = 1, SERVICE_STATUS_SECCOMP = 2 };
 
 struct service_status {
         int32_t pid;
         int32_t status; /* SERVICE_STATUS_* */
+        int32_t value;
 };
 
 struct service;

@@ -60,6 +60,7 @@ struct master_proc {
         struct master_service *svc; /* NULL once the service was reloaded away: only waited for */
         bool avail;
         unsigned use_count; /* times it reported BUSY, i.e. started serving */
+        int refused_call;   /* 1 + the system call its allow-list refused; 0: none reported */
         struct master_proc *next;
 };
 

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "master.h"
+#include "sandbox.h"
 #include "service.h"
 
 static struct master_proc *find_proc(struct master *m, pid_t pid, struct master_proc ***ret_link)
@@ -152,17 +153,20 @@ int master_spawn(struct master_service *s)
         return 0;
 }
 
-static int on_status(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static void read_status(struct master *m)
 {
-        struct master *m = userdata;
         struct service_status st;
         for (int i = 0; i < 256; i++) {
-                ssize_t n = read(fd, &st, sizeof st);
+                ssize_t n = read(m->status_pipe[0], &st, sizeof st);
                 if (n != (ssize_t)sizeof st)
                         break; /* EAGAIN, or a torn record that cannot happen with atomic pipe writes */
                 struct master_proc *p = find_proc(m, st.pid, NULL);
                 if (!p || !p->svc)
                         continue;
+                if (st.status == SERVICE_STATUS_SECCOMP) {
+                        p->refused_call = st.value + 1;
+                        continue;
+                }
                 bool avail = st.status == SERVICE_STATUS_AVAILABLE;
                 if (avail == p->avail)
                         continue;
@@ -175,7 +179,28 @@ static int on_status(sd_event_source *src, int fd, uint32_t revents, void *userd
                 }
                 master_update_listeners(p->svc);
         }
+}
+
+static int on_status(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+        read_status(userdata);
         return 0;
+}
+
+/* A role killed by its allow-list: which call, when its SIGSYS handler could say. */
+static void log_seccomp_kill(const struct master_service *s, const struct master_proc *p)
+{
+        _cleanup_free_ char *name = p->refused_call ? sandbox_syscall_name(p->refused_call - 1) : NULL;
+        if (p->refused_call)
+                msg_warn(
+                        "process %s pid %d killed by its seccomp filter (signal %d): system call %s (%d) is "
+                        "not allowed for this role; see docs/PRIVILEGES.md",
+                        s->path, (int)p->pid, SIGSYS, name ? name : "?", p->refused_call - 1);
+        else
+                msg_warn("process %s pid %d killed by its seccomp filter (signal %d): a system call it is "
+                         "not "
+                         "allowed; see docs/PRIVILEGES.md",
+                         s->path, (int)p->pid, SIGSYS);
 }
 
 void master_spawn_init(struct master *m)
@@ -191,6 +216,8 @@ void master_spawn_init(struct master *m)
 
 void master_reap(struct master *m)
 {
+        /* What the dying processes reported last (a refused call) before their deaths are handled. */
+        read_status(m);
         for (unsigned i = 0; i < MASTER_PROCS_MAX; i++) {
                 int status = 0;
                 pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -210,11 +237,7 @@ void master_reap(struct master *m)
                         bool bad = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
                         if (bad && !m->stopping) {
                                 if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
-                                        /* The kernel's audit record (journalctl -k) names the call. */
-                                        msg_warn("process %s pid %d killed by its seccomp filter "
-                                                 "(signal %d): a system call it is not allowed; see "
-                                                 "docs/PRIVILEGES.md",
-                                                 s->path, (int)pid, SIGSYS);
+                                        log_seccomp_kill(s, p);
                                 else if (WIFSIGNALED(status))
                                         msg_warn("process %s pid %d killed by signal %d", s->path, (int)pid,
                                                  WTERMSIG(status));

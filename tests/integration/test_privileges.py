@@ -120,8 +120,9 @@ def test_forbidden_call_kills_the_role_and_mail_flows_on(mail_instance, peer, tm
         submit(inst, f"{TEST_USER}@mx.example.test", subject)
     else:
         submit(inst, "someone@remote.example", subject)
+    # The role's SIGSYS handler told the master which call it was before it died.
     expect(inst, rf"warning: process \S+/{role} pid \d+ killed by its seccomp filter \(signal 31\): "
-           r"a system call it is not allowed; see docs/PRIVILEGES.md")
+           r"system call execve \(\d+\) is not allowed for this role; see docs/PRIVILEGES.md")
     assert marker.exists()
     if role == "local":
         wait_for(lambda: subject.encode() in inst.mbox(TEST_USER), 60, "the delivery after the restart")

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <sys/ptrace.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -190,7 +191,35 @@ TEST(role_groups_fit_the_role)
         CHECK(exited_ok(in_role("my-filter", try_execve)));
         CHECK(sandbox_role_groups("my-filter") == NULL);
         CHECK(streq(sandbox_role_groups("smtpd"), "core dns"));
-        /* local's commands are arbitrary programs: it keeps the baseline (docs/PRIVILEGES.md) */
-        CHECK(sandbox_role_groups("local") == NULL);
+        /* local forks children as the recipient but executes nothing: its spawner does (local/spawn.c) */
+        CHECK(streq(sandbox_role_groups("local"), "core write proc setid"));
+        CHECK(killed_by_filter(in_role("local", try_execve)));
         CHECK(streq(sandbox_role_groups("virtual"), "core write setid"));
+}
+
+/* The SIGSYS handler reports the refused call (what the master logs), then the process dies of SIGSYS. */
+static int report_pipe[2];
+
+static void report_to_pipe(int syscall_nr)
+{
+        (void)!write(report_pipe[1], &syscall_nr, sizeof syscall_nr);
+}
+
+static int report_then_execve(void)
+{
+        sandbox_set_violation_report(report_to_pipe);
+        return try_execve();
+}
+
+TEST(refused_call_is_reported_before_the_kill)
+{
+        CHECK_INT(pipe(report_pipe), 0);
+        CHECK(killed_by_filter(in_role("smtpd", report_then_execve)));
+        int nr = -1;
+        CHECK_INT((int)read(report_pipe[0], &nr, sizeof nr), (int)sizeof nr);
+        char *name = sandbox_syscall_name(nr);
+        CHECK(name && streq(name, "execve"));
+        free(name);
+        close(report_pipe[0]);
+        close(report_pipe[1]);
 }
