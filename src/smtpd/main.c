@@ -103,6 +103,7 @@ static int smtpd_init(struct service *svc)
                 return r;
         }
         srv->sasl_auth_header = config_get_bool(c, "smtpd_sasl_authenticated_header");
+        srv->broken_sasl_clients = config_get_bool(c, "broken_sasl_auth_clients");
         /* Dovecot's auth service over TCP needs inet sockets, which smtpd's own allow-list refuses. */
         if (srv->sasl && smtpd_sasl_uses_inet(srv->sasl))
                 service_set_sandbox_role(svc, "smtpd-sasl-inet");

@@ -42,6 +42,7 @@ struct smtpd_access {
         struct access_table tables[ACCESS_TABLES_MAX];
         size_t n_tables;
         int relay_reject_code, access_reject_code, reject_code, defer_code, unknown_local_code;
+        int unknown_valias_code, unknown_vmailbox_code;
         int non_fqdn_code, invalid_hostname_code, unknown_client_code, rbl_code, unknown_hostname_code;
         int unknown_address_code;
 };
@@ -192,6 +193,8 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         a->reject_code = (int)config_get_int(c, "reject_code");
         a->defer_code = (int)config_get_int(c, "defer_code");
         a->unknown_local_code = (int)config_get_int(c, "unknown_local_recipient_reject_code");
+        a->unknown_valias_code = (int)config_get_int(c, "unknown_virtual_alias_reject_code");
+        a->unknown_vmailbox_code = (int)config_get_int(c, "unknown_virtual_mailbox_reject_code");
         *ret = a;
         return 0;
 }
@@ -349,7 +352,11 @@ static void reject_unlisted(struct smtpd_access *a, const char *addr, bool sende
         if (r < 0)
                 tempfail(d, addr);
         else if (r != UNLISTED_NO)
-                reject(d, a->unknown_local_code, sender ? "1.0" : "1.1", addr,
+                reject(d,
+                       r == UNLISTED_LOCAL      ? a->unknown_local_code
+                       : r == UNLISTED_VMAILBOX ? a->unknown_vmailbox_code
+                                                : a->unknown_valias_code,
+                       sender ? "1.0" : "1.1", addr,
                        sender ? "Sender address rejected: " : "Recipient address rejected: ",
                        r == UNLISTED_LOCAL      ? "User unknown in local recipient table"
                        : r == UNLISTED_VMAILBOX ? "User unknown in virtual mailbox table"

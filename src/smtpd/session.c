@@ -481,6 +481,9 @@ static void ehlo_reply(struct session *s)
         _cleanup_free_ char *mechs = auth_allowed(s) ? sasl_conv_mech_list(s->sasl, s->tls_active) : NULL;
         if (mechs)
                 buf_printf(&b, "AUTH %s\n", mechs);
+        /* The pre-RFC 2554 form old clients look for, as well. */
+        if (mechs && s->srv->broken_sasl_clients)
+                buf_printf(&b, "AUTH=%s\n", mechs);
         buf_puts(&b, "ENHANCEDSTATUSCODES\n8BITMIME\nDSN");
         if (s->srv->smtputf8_enable)
                 buf_puts(&b, "\nSMTPUTF8");

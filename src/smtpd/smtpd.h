@@ -63,6 +63,7 @@ struct smtpd {
         struct session *sessions;   /* every open session, for on_stop */
         struct smtpd_sasl *sasl;    /* NULL: smtpd_sasl_auth_enable = no */
         bool sasl_auth_header;      /* smtpd_sasl_authenticated_header */
+        bool broken_sasl_clients;   /* broken_sasl_auth_clients: also "AUTH=mechanisms" */
 };
 
 /* session.c */

@@ -549,3 +549,20 @@ def test_swaks_auth_tls_on_submission(mail_instance, dovecot):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "554 5.7.1" in r.stdout
+
+
+def test_broken_sasl_auth_clients_adds_the_old_form(mail_instance, dovecot):
+    """broken_sasl_auth_clients = yes: EHLO also says AUTH=PLAIN LOGIN for clients older than RFC 2554;
+    by default only the standard AUTH line."""
+    for broken, want_old in (("no", False), ("yes", True)):
+        inst = sasl_instance(mail_instance, f"inet:127.0.0.1:{dovecot.inet_port}",
+                             f"broken_sasl_auth_clients = {broken}\n")
+        wait_port(inst.port)
+        c = Raw(inst.port)
+        assert c.reply().startswith("220")
+        lines = c.cmd("EHLO client.example").splitlines()
+        c.cmd("QUIT")
+        c.close()
+        assert "250-AUTH PLAIN LOGIN" in lines, lines
+        assert ("250-AUTH=PLAIN LOGIN" in lines) == want_old, lines
+        inst.stop()

@@ -21,7 +21,7 @@ def table(inst, name, text):
     return f"hash:{path}"
 
 
-def start(mail_instance):
+def start(mail_instance, extra=""):
     """An instance with vbox.test: alice has a Maildir, bob an mbox, low a user ID below the minimum."""
     inst = mail_instance(master_cf=MASTER_CF)
     pw = pwd.getpwnam(TEST_USER)
@@ -38,7 +38,7 @@ def start(mail_instance):
                 f"virtual_uid_maps = {uids}\n"
                 f"virtual_gid_maps = static:{pw.pw_gid}\n"
                 # No permit_mynetworks: vbox.test must be accepted as a destination of ours.
-                "smtpd_relay_restrictions = reject_unauth_destination\n")
+                "smtpd_relay_restrictions = reject_unauth_destination\n" + extra)
     inst.start()
     wait_for(lambda: inst.daemon_pids("qmgr"), 20, "the qmgr process")
     return inst, base, pw
@@ -114,3 +114,15 @@ def test_unknown_virtual_mailbox_user_refused_at_rcpt(mail_instance):
         assert code == 250
         code, text = s.rcpt("someone@example.org")
         assert code == 554 and b"Relay access denied" in text, (code, text)
+
+
+def test_unknown_virtual_mailbox_reject_code(mail_instance):
+    """unknown_virtual_mailbox_reject_code = 450: an unknown user is a temporary refusal (4.1.1), e.g.
+    while the mailbox table is being migrated."""
+    inst, _, _ = start(mail_instance, "unknown_virtual_mailbox_reject_code = 450\n")
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as s:
+        s.ehlo("client.example.org")
+        s.mail(SENDER)
+        code, text = s.rcpt("nobody@vbox.test")
+        assert (code, text.decode()) == (450, "4.1.1 <nobody@vbox.test>: Recipient address rejected: "
+                                              "User unknown in virtual mailbox table")
