@@ -13,6 +13,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "dsn_notify.h"
 #include "maps.h"
 
 enum session_state {
@@ -195,6 +196,7 @@ static int handle_open(struct session *s, const struct ipc_msg *m)
         return reply(s, 0, NULL, NULL, queue_file_id(s->file));
 }
 
+/* The envelope's notify attribute: the bits as a number, or the RFC 3461 words; 0 (default) if bad. */
 static unsigned parse_notify(const char *v)
 {
         char *end = NULL;
@@ -202,22 +204,8 @@ static unsigned parse_notify(const char *v)
                 unsigned long n = strtoul(v, &end, 10);
                 return *end == '\0' && n <= 15 ? (unsigned)n : 0;
         }
-        /* Also the RFC 3461 form, "SUCCESS,DELAY" or "NEVER". */
         unsigned n = 0;
-        struct strv words = STRV_INIT;
-        strv_split(&words, v, ", ");
-        for (size_t i = 0; i < words.n; i++) {
-                if (strcasecmp(words.v[i], "NEVER") == 0)
-                        n |= QFILE_NOTIFY_NEVER;
-                else if (strcasecmp(words.v[i], "SUCCESS") == 0)
-                        n |= QFILE_NOTIFY_SUCCESS;
-                else if (strcasecmp(words.v[i], "FAILURE") == 0)
-                        n |= QFILE_NOTIFY_FAILURE;
-                else if (strcasecmp(words.v[i], "DELAY") == 0)
-                        n |= QFILE_NOTIFY_DELAY;
-        }
-        strv_free(&words);
-        return (n & QFILE_NOTIFY_NEVER) ? QFILE_NOTIFY_NEVER : n;
+        return dsn_notify_parse(v, strlen(v), &n) == 0 ? n : 0;
 }
 
 /* ---- address maps: canonical (one-to-one) and virtual alias (one-to-many) ---- */

@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "catalog.h"
 #include "config.h"
+#include "dsn_notify.h"
 #include "log.h"
 #include "maildrop.h"
 #include "maps.h"
@@ -68,24 +69,10 @@ _noreturn_ static void usage(void)
 
 static unsigned parse_notify(const char *s)
 {
-        struct strv l = STRV_INIT;
-        strv_split(&l, s, ", \t");
         unsigned bits = 0;
-        for (size_t i = 0; i < l.n; i++) {
-                if (strcasecmp(l.v[i], "never") == 0)
-                        bits |= QFILE_NOTIFY_NEVER;
-                else if (strcasecmp(l.v[i], "success") == 0)
-                        bits |= QFILE_NOTIFY_SUCCESS;
-                else if (strcasecmp(l.v[i], "failure") == 0)
-                        bits |= QFILE_NOTIFY_FAILURE;
-                else if (strcasecmp(l.v[i], "delay") == 0)
-                        bits |= QFILE_NOTIFY_DELAY;
-                else
-                        submit_fatal(SUBMIT_EX_USAGE, "bad -N option value: %s", s);
-        }
-        strv_free(&l);
-        if ((bits & QFILE_NOTIFY_NEVER) && bits != QFILE_NOTIFY_NEVER)
-                submit_fatal(SUBMIT_EX_USAGE, "bad -N option value: %s", s);
+        if (dsn_notify_parse(s, strlen(s), &bits) < 0)
+                submit_fatal(SUBMIT_EX_USAGE,
+                             "bad -N option value: %s (use never, or success, failure, delay)", s);
         return bits;
 }
 

@@ -87,17 +87,6 @@ int dsnlog_format(const struct dsnlog_rec *rec, struct buf *out)
         return 0;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
 /* Decode %XX in place over [v, end); NUL-terminates. False for a bad escape or an encoded NUL. */
 static bool decode_value(char *v, char *end)
 {
@@ -109,7 +98,7 @@ static bool decode_value(char *v, char *end)
                 }
                 if (end - p < 3)
                         return false;
-                int hi = hexval(p[1]), lo = hexval(p[2]);
+                int hi = unhexchar(p[1]), lo = unhexchar(p[2]);
                 if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                         return false;
                 *w++ = (char)(hi * 16 + lo);
@@ -151,7 +140,7 @@ static bool parse_line(char *line, size_t len, struct dsnlog_rec *rec)
                 return false;
         uint32_t want = 0;
         for (size_t i = 0; i < CRC_HEX_LEN; i++) {
-                int h = hexval(crcf[CRC_FIELD_LEN + i]);
+                int h = unhexchar(crcf[CRC_FIELD_LEN + i]);
                 if (h < 0)
                         return false;
                 want = want << 4 | (uint32_t)h;

@@ -26,6 +26,18 @@ static inline bool streq_ptr(const char *a, const char *b)
         return strcmp(a, b) == 0;
 }
 
+/* A hex digit's value (either case), or -1. */
+static inline int unhexchar(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1;
+}
+
 static inline bool isempty(const char *s)
 {
         return !s || !*s;

@@ -2,6 +2,8 @@
  */
 #pragma once
 
+#include "dsn_notify.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,10 +39,10 @@ enum qfile_record_type {
 
 /* DSN NOTIFY= (RFC 3461); 0 means the client gave none. NEVER excludes the others. */
 enum {
-        QFILE_NOTIFY_NEVER = 1 << 0,
-        QFILE_NOTIFY_SUCCESS = 1 << 1,
-        QFILE_NOTIFY_FAILURE = 1 << 2,
-        QFILE_NOTIFY_DELAY = 1 << 3,
+        QFILE_NOTIFY_NEVER = DSN_NOTIFY_NEVER,
+        QFILE_NOTIFY_SUCCESS = DSN_NOTIFY_SUCCESS,
+        QFILE_NOTIFY_FAILURE = DSN_NOTIFY_FAILURE,
+        QFILE_NOTIFY_DELAY = DSN_NOTIFY_DELAY,
 };
 
 enum qfile_rcpt_state {
@@ -134,8 +136,8 @@ int qfile_encode_slot(enum qfile_rcpt_state state, uint64_t done_usec, const cha
                       uint8_t out[static QFILE_STATUS_SLOT_LEN]);
 /* Decode one status slot into rc's state, done_usec and dsn_status; -EBADMSG with *why (and the offset
  * inside the slot in *bad_at), both optional, for a malformed one. Pure. */
-int qfile_decode_slot(const uint8_t slot[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc, size_t *bad_at,
-                      const char **why);
+int qfile_decode_slot(const uint8_t slot[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc,
+                      size_t *bad_at, const char **why);
 
 /*
  * Decode a whole queue file. Pure: reads only data[0..len), allocates the strings of ret (free with

@@ -1,10 +1,13 @@
 /* smtp_cmd.c: server-side SMTP command parsing (verbs, MAIL/RCPT paths, ESMTP parameters, replies). */
 #include "smtp_cmd.h"
 
+#include "dsn_notify.h"
+
 #include <errno.h>
 #include <strings.h>
 
 #include "alloc.h"
+#include "macro.h"
 #include "buf.h"
 
 static const struct {
@@ -38,25 +41,14 @@ static int fail(struct smtp_cmd *c, const char *reply)
         return -EINVAL;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
 int smtp_xtext_decode(const char *s, size_t len, size_t max, char **ret)
 {
         struct buf b = BUF_INIT;
         for (size_t i = 0; i < len; i++) {
                 unsigned char c = (unsigned char)s[i];
                 if (c == '+') {
-                        int hi = i + 2 < len ? hexval(s[i + 1]) : -1;
-                        int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+                        int hi = i + 2 < len ? unhexchar(s[i + 1]) : -1;
+                        int lo = i + 2 < len ? unhexchar(s[i + 2]) : -1;
                         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                                 goto bad;
                         buf_putc(&b, (char)(hi * 16 + lo));
@@ -105,38 +97,6 @@ static bool keyword_valid(const char *k, size_t len)
 static bool word_is(const char *p, size_t len, const char *word)
 {
         return strlen(word) == len && strncasecmp(p, word, len) == 0;
-}
-
-static int parse_notify(const char *v, size_t len, unsigned *ret)
-{
-        unsigned bits = 0;
-        size_t start = 0;
-        for (size_t i = 0; i <= len; i++) {
-                if (i < len && v[i] != ',')
-                        continue;
-                const char *w = v + start;
-                size_t wl = i - start;
-                unsigned bit;
-                if (word_is(w, wl, "NEVER"))
-                        bit = SMTP_NOTIFY_NEVER;
-                else if (word_is(w, wl, "SUCCESS"))
-                        bit = SMTP_NOTIFY_SUCCESS;
-                else if (word_is(w, wl, "FAILURE"))
-                        bit = SMTP_NOTIFY_FAILURE;
-                else if (word_is(w, wl, "DELAY"))
-                        bit = SMTP_NOTIFY_DELAY;
-                else
-                        return -EINVAL;
-                if (bits & bit)
-                        return -EINVAL;
-                bits |= bit;
-                start = i + 1;
-        }
-        /* RFC 3461 4.1: NEVER stands alone. */
-        if ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER)
-                return -EINVAL;
-        *ret = bits;
-        return 0;
 }
 
 static int parse_size(const char *v, size_t len, uint64_t *ret)
@@ -224,7 +184,7 @@ static int parse_param(struct smtp_cmd *c, bool mail, const struct smtp_cmd_opti
                 if (!mail && word_is(p, klen, "NOTIFY")) {
                         if (pr->notify)
                                 return fail(c, "501 5.5.4 Error: duplicate NOTIFY parameter");
-                        if (!v || parse_notify(v, vlen, &pr->notify) < 0)
+                        if (!v || dsn_notify_parse(v, vlen, &pr->notify) < 0)
                                 return fail(c, "501 5.5.4 Error: Bad NOTIFY parameter syntax");
                         return 0;
                 }

@@ -1,6 +1,8 @@
 /* smtp_cmd.h: server-side SMTP command parsing (verbs, MAIL/RCPT paths, ESMTP parameters, replies). */
 #pragma once
 
+#include "dsn_notify.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,10 +36,10 @@ enum smtp_verb {
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
 enum smtp_ret { SMTP_RET_NONE, SMTP_RET_FULL, SMTP_RET_HDRS };
 enum {
-        SMTP_NOTIFY_NEVER = 1 << 0,
-        SMTP_NOTIFY_SUCCESS = 1 << 1,
-        SMTP_NOTIFY_FAILURE = 1 << 2,
-        SMTP_NOTIFY_DELAY = 1 << 3,
+        SMTP_NOTIFY_NEVER = DSN_NOTIFY_NEVER,
+        SMTP_NOTIFY_SUCCESS = DSN_NOTIFY_SUCCESS,
+        SMTP_NOTIFY_FAILURE = DSN_NOTIFY_FAILURE,
+        SMTP_NOTIFY_DELAY = DSN_NOTIFY_DELAY,
 };
 
 struct smtp_cmd_params {

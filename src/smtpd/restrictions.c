@@ -241,20 +241,6 @@ int smtpd_access_bare_newline_excluded(struct smtpd_access *a, const char *addr)
         return netlist_match(&a->bare_newline_exclusions, addr);
 }
 
-/* The domain of an address in lower case without a trailing dot; NULL when there is none. */
-static char *domain_of(const char *addr)
-{
-        const char *at = strrchr(addr, '@');
-        if (!at || at[1] == '\0')
-                return NULL;
-        char *d = xstrdup(at + 1);
-        dict_fold_key(d);
-        size_t len = strlen(d);
-        if (len > 1 && d[len - 1] == '.')
-                d[len - 1] = '\0';
-        return d;
-}
-
 int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain)
 {
         if (!domain)
@@ -276,7 +262,7 @@ int smtpd_access_domain_is_local(struct smtpd_access *a, const char *domain)
 /* Recipient domain is ours or one we relay to. 1, 0 or <0. */
 static int authorized_destination(struct smtpd_access *a, const char *rcpt)
 {
-        _cleanup_free_ char *domain = domain_of(rcpt);
+        _cleanup_free_ char *domain = resolve_domain_of(rcpt);
         int r = smtpd_access_domain_is_local(a, domain);
         if (r != 0)
                 return r;
@@ -319,7 +305,7 @@ enum unlisted { UNLISTED_NO, UNLISTED_LOCAL, UNLISTED_VIRTUAL, UNLISTED_VMAILBOX
  */
 static int unlisted(struct smtpd_access *a, const char *addr)
 {
-        _cleanup_free_ char *domain = domain_of(addr);
+        _cleanup_free_ char *domain = resolve_domain_of(addr);
         _cleanup_free_ char *alias = NULL;
         int r = resolve_virtual_alias_find(a->resolve, addr, &alias);
         if (r != 0)
@@ -455,7 +441,7 @@ static int lookup_address(struct maps *m, const char *addr, char **ret)
         const char *at = strrchr(addr, '@');
         if (!at)
                 return 0;
-        _cleanup_free_ char *domain = domain_of(addr);
+        _cleanup_free_ char *domain = resolve_domain_of(addr);
         if (domain) {
                 r = maps_find_domain(m, domain, ret);
                 if (r != 0)
@@ -811,7 +797,7 @@ static void r_unknown_domain(struct eval_ctx *x, const struct list_kind *k, cons
         const char *what = helo ? x->rq->helo : sender ? x->rq->sender : x->rq->rcpt;
         if (isempty(what))
                 return;
-        _cleanup_free_ char *domain = helo ? xstrdup(what) : domain_of(what);
+        _cleanup_free_ char *domain = helo ? xstrdup(what) : resolve_domain_of(what);
         if (!domain || domain[0] == '[')
                 return;
         if (!helo && !sender && smtpd_access_domain_is_local(x->a, domain) > 0)
@@ -850,7 +836,7 @@ static char *rhsbl_domain(const struct eval_ctx *x, const char *name, const char
         bool sender = streq(name, "reject_rhsbl_sender");
         const char *addr = sender ? x->rq->sender : x->rq->rcpt;
         *ret_class = sender ? "Sender address" : "Recipient address";
-        return isempty(addr) ? NULL : domain_of(addr);
+        return isempty(addr) ? NULL : resolve_domain_of(addr);
 }
 
 /* reject_rhsbl_client, _reverse_client, _helo, _sender, _recipient zone[=a.b.c.d] */
