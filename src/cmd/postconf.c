@@ -112,19 +112,13 @@ static void edit_maincf(const struct options *o, char **args, int n_args)
 /* master.cf parsed, or fatal when it cannot be read; diagnostics are warnings. */
 static void load_mastercf(const char *dir, bool required, struct mastercf *ret, bool *ret_found)
 {
-        _cleanup_free_ char *path = xasprintf("%s/master.cf", dir);
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-        *ret = (struct mastercf){0};
+        _cleanup_free_ char *path = mastercf_path(dir);
         *ret_found = false;
-        int r = read_file(path, MASTERCF_TEXT_MAX, &text, &len);
+        int r = mastercf_load(dir, ret);
         if (r == -ENOENT && !required)
                 return;
         if (r < 0)
                 msg_fatal("open %s: %s", path, strerror(-r));
-        r = mastercf_parse(text, len, ret);
-        if (r < 0)
-                msg_fatal("%s: %s", path, strerror(-r));
         for (size_t i = 0; i < ret->n_diags; i++)
                 msg_warn("%s: line %u: %s", path, ret->diags[i].line, ret->diags[i].message);
         *ret_found = true;

@@ -100,11 +100,8 @@ static void refuse_bad_tables(struct config *c, bool foreground)
  * each said as an error; their number. */
 static size_t foreign_addresses(struct config *c)
 {
-        _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
         struct mastercf m = {0};
-        if (read_file(path, MASTERCF_TEXT_MAX, &text, &len) < 0 || mastercf_parse(text, len, &m) < 0)
+        if (mastercf_load(config_directory(c), &m) < 0)
                 return 0; /* the master says what is wrong with it */
         struct strv errors = STRV_INIT;
         size_t n = instance_check_chroot(c, &m, &errors);

@@ -129,13 +129,9 @@ static void one_instance(const char *dir, bool is_default, bool ipv6, bool check
                 strv_push_take(&out->messages, xasprintf("%s: skipped: main.cf: %s", dir, strerror(-r)));
                 return;
         }
-        _cleanup_free_ char *path = xasprintf("%s/master.cf", dir);
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
+        _cleanup_free_ char *path = mastercf_path(dir);
         struct mastercf m = {0};
-        r = read_file(path, MASTERCF_TEXT_MAX, &text, &len);
-        if (r >= 0)
-                r = mastercf_parse(text, len, &m);
+        r = mastercf_load(dir, &m);
         if (r < 0) {
                 strv_push_take(&out->messages, xasprintf("%s: skipped: %s", path, strerror(-r)));
                 config_free(c);

@@ -306,17 +306,13 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
         size_t n = 0;
 
         if (!master) {
-                _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
-                _cleanup_free_ char *text = NULL;
-                size_t len = 0;
-                int r = read_file(path, MASTERCF_TEXT_MAX, &text, &len);
+                int r = mastercf_load(config_directory(c), &own);
                 if (r < 0) {
+                        _cleanup_free_ char *path = mastercf_path(config_directory(c));
                         strv_push_take(errors, xasprintf("open %s: %s", path, strerror(-r)));
                         n++;
-                } else {
-                        mastercf_parse(text, len, &own);
+                } else
                         master = &own;
-                }
         }
         if (master) {
                 instance_register_mastercf(c, master);

@@ -63,12 +63,7 @@ static int load_instance(const char *dir, struct config **ret_c, struct mastercf
         int r = config_load(dir, ret_c);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *path = xasprintf("%s/master.cf", dir);
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-        r = read_file(path, MASTERCF_TEXT_MAX, &text, &len);
-        if (r >= 0)
-                r = mastercf_parse(text, len, ret_m);
+        r = mastercf_load(dir, ret_m);
         if (r < 0) {
                 config_free(*ret_c);
                 *ret_c = NULL;

@@ -61,6 +61,11 @@ struct mastercf {
  */
 int mastercf_parse(const char *text, size_t len, struct mastercf *ret);
 void mastercf_free(struct mastercf *m);
+/* "DIR/master.cf" (malloc'd). */
+char *mastercf_path(const char *config_dir);
+/* Read and parse config_dir's master.cf: 0, or -errno from reading it (-ENOENT: none) or -EFBIG. The
+ * caller reports problems as its context asks (fatal, a warning, a skipped instance) and the diags. */
+int mastercf_load(const char *config_dir, struct mastercf *ret);
 /* The service with that column-1 name and type, or NULL. */
 const struct mastercf_service *mastercf_find(const struct mastercf *m, const char *name,
                                              enum mastercf_type type);

@@ -26,12 +26,8 @@ int master_load_config(struct master *m, const char *config_dir, struct mastercf
                 msg_error("open %s/main.cf: %s", config_dir ? config_dir : "(default)", strerror(-r));
                 return r;
         }
-        _cleanup_free_ char *path = xasprintf("%s/master.cf", config_directory(c));
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-        r = read_file(path, MASTERCF_TEXT_MAX, &text, &len);
-        if (r >= 0)
-                r = mastercf_parse(text, len, ret);
+        _cleanup_free_ char *path = mastercf_path(config_directory(c));
+        r = mastercf_load(config_directory(c), ret);
         if (r < 0) {
                 msg_error("open %s: %s", path, strerror(-r));
                 config_free(c);
