@@ -43,8 +43,8 @@
  * 2. Notification: cleanup -> qmgr, socket public/qmgr: {req=new, queue_id=QID} (no reply;
  *    best effort: qmgr also scans incoming/ on its wakeup timer and at start).
  *    postqueue -f / sendmail -q -> qmgr, socket public/qmgr: {req=flush} -> {status=0}.
- *    postqueue -i QID: {req=flush, queue_id=QID}; postqueue -s SITE / sendmail -qRSITE: {req=flush,
- * site=SITE}
+ *    postqueue -i QID: {req=flush, queue_id=QID};
+ *    postqueue -s SITE / sendmail -qRSITE: {req=flush, site=SITE}
  *    -> {status=0, count=N}: N deferred messages (those with a pending recipient in domain SITE) are due
  *    now (-i: 1 also when QID is already in incoming/ or active/; held mail is not released). A qmgr that
  *    does not know these attributes flushes everything, which is a compatible superset.
