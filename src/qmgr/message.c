@@ -72,7 +72,7 @@ static void defer_message(struct qmsg *m)
                 msg_warn("%s: move from active to deferred: %s", m->id, strerror(-r));
                 return;
         }
-        qmgr_heap_push(q, next, m->id);
+        qmgr_schedule(q, next, m->id);
 }
 
 static size_t count_deferred(const struct qmsg *m)

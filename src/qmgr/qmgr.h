@@ -1,5 +1,7 @@
-/* qmgr.h: the queue manager's state: in-memory active messages, transports, the deferred heap. */
+/* qmgr.h: the queue manager's state: in-memory active messages, transports, the deferred schedule. */
 #pragma once
+
+#include "schedule.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -15,8 +17,6 @@
 
 /* Queue files looked at in one scan of incoming/ (the rest waits for the next pass). */
 #define QMGR_SCAN_MAX 10000
-/* Deferred messages the in-memory schedule holds; beyond it the periodic rescan finds them. */
-#define QMGR_DEFER_HEAP_MAX (8u * 1024 * 1024)
 /* Client connections (cleanup notifications, flush requests, master wakeups) at once. */
 #define QMGR_CLIENTS_MAX 256
 /* A client that sends nothing for this long is dropped. */
@@ -124,11 +124,6 @@ struct transport {
         sd_event_source *retry;
 };
 
-struct defer_entry {
-        uint64_t when_usec;
-        char id[QUEUE_ID_BUF_SIZE];
-};
-
 struct qmgr {
         struct service *svc;
         struct config *cfg;
@@ -144,8 +139,7 @@ struct qmgr {
         unsigned n_active;
         unsigned n_active_deferred; /* of n_active: activated from deferred/ */
 
-        struct defer_entry *heap;
-        size_t heap_n, heap_cap;
+        struct schedule deferred; /* deferred mail by next attempt (schedule.c) */
 
         struct transport *transports;
         unsigned n_transports;
@@ -166,7 +160,8 @@ struct qmgr {
 void qmgr_scan_incoming(struct qmgr *q);
 void qmgr_scan_deferred(struct qmgr *q, bool all_due);
 void qmgr_requeue_active(struct qmgr *q);
-void qmgr_heap_push(struct qmgr *q, uint64_t when_usec, const char *id);
+/* Deferred message id is due at when_usec (wall clock). */
+void qmgr_schedule(struct qmgr *q, uint64_t when_usec, const char *id);
 void qmgr_run_due(struct qmgr *q);
 /* postqueue -i / -s: make deferred mail due now: message id, or every message with a pending recipient
  * in domain site (case-insensitive). Returns how many messages that was. */
@@ -179,7 +174,6 @@ void qmgr_run_soon(struct qmgr *q);
 /* 1 activated, 0 nothing to do (already taken, not there), -EBUSY when the active queue is full. */
 int qmgr_activate(struct qmgr *q, const char *id, enum queue_name from);
 void qmgr_message_job_done(struct qmsg *m);
-uint64_t qmgr_now_usec(void);
 
 /* notify.c: the bounce service (mail_proto.h part 4). done(m, ok) runs once, ok only after its status 0. */
 typedef void (*qmgr_notice_fn)(struct qmsg *m, bool ok);

@@ -1,4 +1,4 @@
-/* scan.c: qmgr's view of the queue directories: incoming scans, the deferred schedule (a min-heap). */
+/* scan.c: qmgr's view of the queue directories: incoming and deferred scans, and the queue-run timer. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,73 +13,11 @@
 #include "log.h"
 #include "qmgr.h"
 
-/* ---- the deferred schedule: a binary min-heap by next attempt, O(log n) per message ---- */
-
-static void heap_swap(struct defer_entry *a, struct defer_entry *b)
-{
-        struct defer_entry t = *a;
-        *a = *b;
-        *b = t;
-}
-
-void qmgr_heap_push(struct qmgr *q, uint64_t when_usec, const char *id)
-{
-        if (q->heap_n >= QMGR_DEFER_HEAP_MAX)
-                return; /* the periodic rescan of deferred/ will find it */
-        if (q->heap_n == q->heap_cap) {
-                q->heap_cap = q->heap_cap ? q->heap_cap * 2 : 64;
-                q->heap = xrealloc(q->heap, q->heap_cap * sizeof *q->heap);
-        }
-        size_t i = q->heap_n++;
-        q->heap[i].when_usec = when_usec;
-        snprintf(q->heap[i].id, sizeof q->heap[i].id, "%s", id);
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-                if (q->heap[p].when_usec <= q->heap[i].when_usec)
-                        break;
-                heap_swap(&q->heap[p], &q->heap[i]);
-                i = p;
-        }
-}
-
-static void heap_pop(struct qmgr *q, struct defer_entry *ret)
-{
-        *ret = q->heap[0];
-        q->heap[0] = q->heap[--q->heap_n];
-        size_t i = 0;
-        for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i;
-                if (l < q->heap_n && q->heap[l].when_usec < q->heap[m].when_usec)
-                        m = l;
-                if (r < q->heap_n && q->heap[r].when_usec < q->heap[m].when_usec)
-                        m = r;
-                if (m == i)
-                        break;
-                heap_swap(&q->heap[i], &q->heap[m]);
-                i = m;
-        }
-}
-
-uint64_t qmgr_now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static uint64_t mono_usec(struct qmgr *q)
 {
         uint64_t now = 0;
         sd_event_now(q->event, CLOCK_MONOTONIC, &now);
         return now;
-}
-
-/* The clock itself, not the loop's cached time: for slicing work inside one callback. */
-static uint64_t mono_usec_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
 }
 
 /* ---- directory scans ---- */
@@ -163,10 +101,10 @@ void qmgr_scan_deferred(struct qmgr *q, bool all_due)
 {
         struct found *v = NULL;
         bool more = false;
-        size_t n = list_queue(q, QUEUE_DEFERRED, QMGR_DEFER_HEAP_MAX, &v, &more);
-        q->heap_n = 0; /* rebuilt from the directory: it is the truth */
+        size_t n = list_queue(q, QUEUE_DEFERRED, SCHEDULE_MAX, &v, &more);
+        schedule_clear(&q->deferred); /* rebuilt from the directory: it is the truth */
         for (size_t i = 0; i < n; i++)
-                qmgr_heap_push(q, all_due ? 0 : v[i].mtime_usec, v[i].id);
+                qmgr_schedule(q, all_due ? 0 : v[i].mtime_usec, v[i].id);
         free(v);
 }
 
@@ -209,7 +147,7 @@ size_t qmgr_flush_some(struct qmgr *q, const char *id, const char *site)
         if (id) {
                 _cleanup_close_ int fd = -1;
                 if (queue_open_file(q->queue, id, QUEUE_DEFERRED, O_RDONLY, &fd) == 0) {
-                        qmgr_heap_push(q, 0, id);
+                        qmgr_schedule(q, 0, id);
                         qmgr_run_soon(q);
                         return 1;
                 }
@@ -224,13 +162,19 @@ size_t qmgr_flush_some(struct qmgr *q, const char *id, const char *site)
         size_t n = list_queue(q, QUEUE_DEFERRED, QMGR_SCAN_MAX, &v, &more), hits = 0;
         for (size_t i = 0; i < n; i++)
                 if (has_pending_rcpt_in(q, v[i].id, site)) {
-                        qmgr_heap_push(q, 0, v[i].id);
+                        qmgr_schedule(q, 0, v[i].id);
                         hits++;
                 }
         free(v);
         if (hits)
                 qmgr_run_soon(q);
         return hits;
+}
+
+void qmgr_schedule(struct qmgr *q, uint64_t when_usec, const char *id)
+{
+        /* When full, the periodic rescan of deferred/ finds it. */
+        (void)schedule_push(&q->deferred, when_usec, id);
 }
 
 unsigned qmgr_deferred_active_max(const struct qmgr *q)
@@ -251,16 +195,16 @@ void qmgr_run_due(struct qmgr *q)
         uint64_t now = qmgr_now_usec();
         /* In batches: mail for a dead destination is deferred again at once, and a queue of such mail must
          * not hold the loop (new mail, agents' answers) for the whole pass. The timer comes back at once. */
-        uint64_t until = mono_usec_now() + QMGR_DUE_SLICE_USEC;
-        for (unsigned n = 0; n < QMGR_DUE_BATCH && q->heap_n > 0 && q->heap[0].when_usec <= now &&
-                             deferred_room(q) && (n == 0 || mono_usec_now() < until);
+        uint64_t until = qmgr_mono_usec_now() + QMGR_DUE_SLICE_USEC;
+        struct schedule_entry e;
+        for (unsigned n = 0;
+             n < QMGR_DUE_BATCH && deferred_room(q) && (n == 0 || qmgr_mono_usec_now() < until) &&
+             schedule_pop_due(&q->deferred, now, &e);
              n++) {
-                struct defer_entry e;
-                heap_pop(q, &e);
                 int r = qmgr_activate(q, e.id, QUEUE_DEFERRED);
                 if (r == -EBUSY) {
                         q->blocked = true;
-                        qmgr_heap_push(q, e.when_usec, e.id);
+                        qmgr_schedule(q, e.when_usec, e.id);
                         break;
                 }
         }
@@ -287,9 +231,10 @@ void qmgr_rearm(struct qmgr *q)
 {
         uint64_t mono = mono_usec(q);
         uint64_t when = q->next_scan_usec;
-        if (q->heap_n > 0 && deferred_room(q)) {
+        uint64_t next;
+        if (deferred_room(q) && schedule_next(&q->deferred, &next)) {
                 uint64_t now = qmgr_now_usec();
-                uint64_t due = q->heap[0].when_usec <= now ? mono : mono + (q->heap[0].when_usec - now);
+                uint64_t due = next <= now ? mono : mono + (next - now);
                 if (due < when)
                         when = due;
         }

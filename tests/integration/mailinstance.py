@@ -153,8 +153,10 @@ class MailInstance:
             return []
         return sorted(p.name for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
 
-    def daemon_pids(self, daemon):
-        """PIDs of this instance's processes running daemon (e.g. "qmgr"), from /proc."""
+    def daemon_pids(self, daemon, helpers=False):
+        """PIDs of this instance's processes running daemon (e.g. "qmgr"), from /proc. A daemon's helper
+        processes (forked, not executed: local's command spawner, named by its /proc/PID/comm) only
+        with helpers=True."""
         found = []
         etc = str(self.etc).encode()
         for d in pathlib.Path("/proc").iterdir():
@@ -162,10 +164,12 @@ class MailInstance:
                 continue
             try:
                 argv = (d / "cmdline").read_bytes().split(b"\0")
+                comm = (d / "comm").read_text().strip()
             except OSError:
                 continue
             if argv and argv[0].endswith(b"/" + daemon.encode()) and etc in argv:
-                found.append(int(d.name))
+                if helpers or comm == daemon[:15]:
+                    found.append(int(d.name))
         return found
 
     def mbox(self, user):
