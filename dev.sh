@@ -11,7 +11,8 @@ APT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-14-
               groff-base man-db rpm rpmlint
               libselinux1-dev checkpolicy semodule-utils selinux-utils policycoreutils
               policycoreutils-python-utils selinux-policy-dev setools python3-setools python3-selinux
-              dovecot-core dovecot-lmtpd libnet-ssleay-perl libio-socket-ssl-perl)
+              dovecot-core dovecot-lmtpd libnet-ssleay-perl libio-socket-ssl-perl
+              python3-prometheus-client)
 
 need_root() {
         if [ "$(id -u)" != 0 ]; then

@@ -15,6 +15,7 @@
 #include "mail_proto.h"
 #include "dsn_notify.h"
 #include "maps.h"
+#include "metrics.h"
 
 enum session_state {
         STATE_OPEN,     /* waiting for {req=open} */
@@ -33,6 +34,7 @@ struct session {
         enum session_state state;
         struct queue_file *file;
         uint64_t arrival_usec;
+        enum metrics_counter origin_counter; /* what a queued message counts as (metrics.h) */
         bool local;
         bool in_commit;    /* the commit owns the file: the session may not go away before it is told */
         bool gone;         /* the client left or misbehaved: no answer, free after the commit */
@@ -182,7 +184,10 @@ static uint64_t now_usec(void)
 static int handle_open(struct session *s, const struct ipc_msg *m)
 {
         const char *origin = ipc_msg_get_str(m, "origin");
-        s->local = origin && streq(origin, "pickup");
+        /* Submitted on this host: sendmail's mail, bounces, local's forwarded copies. */
+        s->local =
+                origin && (streq(origin, "pickup") || streq(origin, "bounce") || streq(origin, "forward"));
+        s->origin_counter = metrics_origin_counter(origin);
         s->arrival_usec = now_usec();
         int r = queue_file_create(s->c->queue, &s->file);
         if (r < 0) {
@@ -679,9 +684,10 @@ static int handle_end(struct session *s)
 void session_committed(struct session *s, int result)
 {
         s->in_commit = false;
-        if (result == 0)
+        if (result == 0) {
                 commit_notify_qmgr(s->c, queue_file_id(s->file));
-        else if (s->cancelled) {
+                metrics_count(s->origin_counter);
+        } else if (s->cancelled) {
                 queue_file_free(s->file); /* a temporary name: never renamed, never queued */
                 s->file = NULL;
         } else {

@@ -22,6 +22,7 @@ static const struct {
         {"reload", postfix_reload},
         {"status", postfix_status},
         {"flush", postfix_flush},
+        {"metrics", postfix_metrics},
         {"set-permissions", postfix_set_permissions},
         {"post-install", postfix_set_permissions},
 };
@@ -69,6 +70,6 @@ int main(int argc, char **argv)
         }
         msg_fatal(
                 "unknown command: '%s'. Usage: postfix start (or stop, reload, abort, flush, check, status, "
-                "set-permissions, post-install, start-fg)",
+                "set-permissions, post-install, start-fg, metrics)",
                 name);
 }

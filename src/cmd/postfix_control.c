@@ -18,6 +18,7 @@
 #include "instance_check.h"
 #include "postfix_systemd.h"
 #include "log.h"
+#include "metrics_instance.h"
 #include "mastercf.h"
 #include "queue.h"
 
@@ -339,4 +340,18 @@ int postfix_flush(struct config *c, int argc, char **argv)
         char *args[] = {postqueue, (char *)"-c", p.config_dir, (char *)"-f", NULL};
         execv(postqueue, args);
         script_fatal("execute %s: %s", postqueue, strerror(errno));
+}
+
+int postfix_metrics(struct config *c, int argc, char **argv)
+{
+        struct buf b = BUF_INIT;
+        int r = metrics_instance_text(c, NULL, &b);
+        if (r < 0)
+                msg_warn(
+                        "no counters (%s): has this instance's master run since it was installed? The queue "
+                        "sizes are shown alone",
+                        strerror(-r));
+        fwrite(b.data, 1, b.len, stdout);
+        buf_free(&b);
+        return fflush(stdout) == 0 ? 0 : 1;
 }

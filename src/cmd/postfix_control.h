@@ -11,3 +11,5 @@ int postfix_abort(struct config *c, int argc, char **argv);
 int postfix_reload(struct config *c, int argc, char **argv);
 int postfix_status(struct config *c, int argc, char **argv);
 int postfix_flush(struct config *c, int argc, char **argv);
+/* postfix metrics: the instance's counters and queue sizes as OpenMetrics text on stdout. */
+int postfix_metrics(struct config *c, int argc, char **argv);

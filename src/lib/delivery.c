@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "macro.h"
 
 /* Delays beyond this (about 3 years) are shown as this: the queue lifetime is far shorter. */
@@ -53,6 +54,11 @@ void delivery_log(const char *queue_id, const char *to, const char *orig_to, con
         delivery_format_delays(t, delays, sizeof delays);
         bool show_orig = !isempty(orig_to) && strcasecmp(orig_to, to) != 0;
         struct log_fields f = {.queue_id = queue_id, .status = status, .dsn = dsn, .relay = relay};
+        enum metrics_status ms = streq(status, "sent")      ? METRICS_SENT
+                                 : streq(status, "bounced") ? METRICS_BOUNCED
+                                                            : METRICS_DEFERRED;
+        metrics_delivery(metrics_transport(), ms,
+                         t->done_usec > t->arrival_usec ? t->done_usec - t->arrival_usec : 0);
         msg_fields(LOG_LEVEL_INFO, &f, "%s: to=<%s>, %s%s%srelay=%s, %s, dsn=%s, status=%s (%s)", queue_id,
                    to, show_orig ? "orig_to=<" : "", show_orig ? orig_to : "", show_orig ? ">, " : "", relay,
                    delays, dsn, status, reason ? reason : "");

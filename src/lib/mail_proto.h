@@ -10,7 +10,8 @@
  *
  * 1. Submission: smtpd, pickup (any message source) -> cleanup, socket public/cleanup.
  *    One connection per message, strictly in this order:
- *      source:  {req=open, origin=smtpd|pickup}
+ *      source:  {req=open, origin=smtpd|pickup|bounce|forward}   all but smtpd are local submissions
+ *               (cleanup adds the local sender's headers); the origin also labels the received counter
  *      cleanup: {status=0, queue_id=QID}              the queue file exists (not yet queued)
  *               {status=4, dsn=4.3.0, reason=TEXT}    e.g. queue directory not writable
  *      source:  {req=rcpt, rcpt=ADDR [orcpt=..] [notify=N] rcpt=...}   zero or more times: recipients
@@ -74,7 +75,7 @@
  *              {status=0}                nothing to send (no records, NOTIFY=NEVER, null sender)
  *              {status=4, reason=TEXT}   not sent: qmgr keeps the message (deferred) and asks again later
  *    bounce reads the queue file and bounce/QID itself and submits the report to cleanup (section 1,
- *    origin=pickup: locally generated mail) from <> to the sender. Only after status 0 does qmgr remove
+ *    origin=bounce: locally generated mail) from <> to the sender. Only after status 0 does qmgr remove
  *    bounce/QID (and, when no recipient is left, the queue file and defer/QID).
  */
 

@@ -166,6 +166,7 @@ static const struct sandbox_role {
         {"discard", G_CORE | G_WRITE},
         {"error", G_CORE | G_WRITE},
         {"showq", G_CORE},
+        {"metrics", G_CORE},
 };
 
 static const struct sandbox_role *find_role(const char *name)

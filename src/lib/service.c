@@ -17,6 +17,7 @@
 #include "dict.h"
 #include "log.h"
 #include "postd-build.h"
+#include "metrics.h"
 #include "sandbox.h"
 
 #define SERVICE_MALLOC_MMAP_THRESHOLD (1024 * 1024)
@@ -422,8 +423,19 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         env = getenv("POSTD_STATUS_FD");
         if (env)
                 s.status_fd = (int)strtol(env, NULL, 10);
+        env = getenv("POSTD_METRICS_FD");
+        if (env) {
+                int fd = (int)strtol(env, NULL, 10);
+                int mr = metrics_attach(fd);
+                if (mr < 0)
+                        msg_warn("cannot map the instance's counters: %s", strerror(-mr));
+                close(fd); /* the mapping stays */
+        }
+        /* Delivery agents count their outcomes under their master.cf service name. */
+        metrics_set_transport(s.name);
         unsetenv("POSTD_LISTEN_FDS");
         unsetenv("POSTD_STATUS_FD");
+        unsetenv("POSTD_METRICS_FD");
 
         fault_arm(s.daemon);
         if (ops->init_privileged && ops->init_privileged(&s) < 0)

@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "metrics.h"
 #include "master.h"
 #include "postd-build.h"
 #include "queue.h"
@@ -167,7 +168,7 @@ static int on_child(sd_event_source *src, const struct signalfd_siginfo *si, voi
 
 int main(int argc, char **argv)
 {
-        struct master m = {.ready_fd = -1, .status_pipe = {-1, -1}};
+        struct master m = {.ready_fd = -1, .status_pipe = {-1, -1}, .metrics_fd = -1};
         const char *config_dir = NULL;
         bool foreground = false;
         int opt;
@@ -210,6 +211,12 @@ int main(int argc, char **argv)
         master_recover_queue(&m);
         ensure_dir(m.paths.private_dir, 0700);
         ensure_dir(m.paths.public_dir, 0710);
+        /* Counters start with the master; a reload keeps them. */
+        const char *data_dir = config_get(m.config, "data_directory");
+        r = metrics_create(data_dir, &m.metrics_fd);
+        if (r < 0)
+                msg_warn("cannot create %s/%s: %s; no counters for postfix metrics (check data_directory)",
+                         data_dir, METRICS_FILE, strerror(-r));
 
         signal(SIGPIPE, SIG_IGN);
         sigset_t mask;

@@ -76,6 +76,7 @@ struct master {
         struct master_proc *procs;
         unsigned n_procs;
         int status_pipe[2];
+        int metrics_fd; /* data_directory/metrics, shared with every child; -1: none */
         int *sd_fds; /* from systemd (LISTEN_FDS), owned here, matched to services */
         char **sd_names;
         size_t n_sd_fds;

@@ -98,7 +98,10 @@ _noreturn_ static void exec_child(struct master_service *s, int status_fd)
         for (int i = 0; i < n; i++)
                 tmp[i] = fcntl(s->listeners[i].fd, F_DUPFD, base);
         tmp[n] = fcntl(status_fd, F_DUPFD, base);
-        for (int i = 0; i <= n; i++) {
+        int last = n;
+        if (s->m->metrics_fd >= 0)
+                tmp[++last] = fcntl(s->m->metrics_fd, F_DUPFD, base);
+        for (int i = 0; i <= last; i++) {
                 if (tmp[i] < 0 || dup2(tmp[i], SERVICE_LISTEN_FDS_START + i) < 0)
                         _exit(127);
                 close(tmp[i]);
@@ -108,6 +111,11 @@ _noreturn_ static void exec_child(struct master_service *s, int status_fd)
         setenv("POSTD_LISTEN_FDS", num, 1);
         snprintf(num, sizeof num, "%d", SERVICE_LISTEN_FDS_START + n);
         setenv("POSTD_STATUS_FD", num, 1);
+        snprintf(num, sizeof num, "%d", SERVICE_LISTEN_FDS_START + n + 1);
+        if (last > n)
+                setenv("POSTD_METRICS_FD", num, 1);
+        else
+                unsetenv("POSTD_METRICS_FD");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDNAMES");

@@ -12,6 +12,7 @@
 #include "dsnlog.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "metrics.h"
 #include "qmgr.h"
 
 static unsigned transport_param(struct qmgr *q, const char *name, const char *suffix, const char *fallback)
@@ -286,6 +287,8 @@ void qmgr_job_free(struct job *j)
 static void defer_rcpts(struct job *j, const char *dsn, const char *reason)
 {
         struct qmsg *m = j->msg;
+        /* Counted under the job's transport, not qmgr's own name. */
+        metrics_set_transport(j->t->name);
         for (size_t k = 0; k < j->n; k++) {
                 size_t i = j->idx[k];
                 if (m->rstate[i] != QR_BUSY && m->rstate[i] != QR_WAITING)
@@ -300,6 +303,7 @@ static void defer_rcpts(struct job *j, const char *dsn, const char *reason)
                                    reason);
                 m->rstate[i] = QR_DEFERRED;
         }
+        metrics_set_transport("qmgr");
 }
 
 /*
@@ -313,6 +317,7 @@ static void settle_recorded(struct job *j)
         _cleanup_close_ int fd = -1;
         if (queue_open_file(m->q->queue, m->id, QUEUE_ACTIVE, O_RDONLY, &fd) < 0)
                 return;
+        metrics_set_transport(j->t->name);
         for (size_t k = 0; k < j->n; k++) {
                 size_t i = j->idx[k];
                 struct qfile_rcpt *rc = &m->env.rcpts[i];
@@ -331,6 +336,7 @@ static void settle_recorded(struct job *j)
                              "recorded by the delivery agent, which ended before it reported");
                 m->rstate[i] = sent ? QR_SENT : QR_BOUNCED;
         }
+        metrics_set_transport("qmgr");
 }
 
 /* A job that never started: its recipients are deferred with reason, no kick (the caller kicks). */

@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "metrics.h"
 #include "mail_proto.h"
 #include "queue_space.h"
 #include "smtp_cmd.h"
@@ -245,6 +246,7 @@ static void reset_transaction(struct session *s)
 static void log_reject(struct session *s, const char *stage, const char *reply_text, const char *sender,
                        const char *rcpt)
 {
+        metrics_count(METRIC_SMTPD_REJECTS);
         struct buf b = BUF_INIT;
         buf_printf(&b, "%s: reject: %s from %s: %s;", s->queue_id ? s->queue_id : "NOQUEUE", stage,
                    s->client, reply_text);
@@ -923,9 +925,11 @@ static void sasl_event(struct session *s, const struct sasl_event *ev)
                 s->auth_mech = NULL;
                 s->sasl_username = xstrdup(!isempty(ev->user) ? ev->user : "unknown");
                 sasl_conv_abort(s->sasl); /* done with Dovecot for this session */
+                metrics_count(METRIC_SMTPD_AUTH_OK);
                 reply(s, "235 2.7.0 Authentication successful");
         } else if (ev->outcome == SASL_FAIL) {
                 const char *why = !isempty(ev->reason) ? ev->reason : "authentication failure";
+                metrics_count(METRIC_SMTPD_AUTH_FAILED);
                 if (!isempty(ev->user))
                         msg_warn("%s: SASL %s authentication failed: %s, sasl_username=%s", s->client,
                                  s->auth_mech, why, ev->user);
@@ -1184,6 +1188,7 @@ static void tls_established(struct session *s)
         free(s->tls_info);
         s->tls_info = tls_conn_describe(s->tls);
         msg_info("Anonymous TLS connection established from %s: %s", s->client, s->tls_info);
+        metrics_count(METRIC_SMTPD_TLS);
         /* RFC 3207 section 4.2: everything learned before the handshake is forgotten. */
         reset_transaction(s);
         free(s->helo);
@@ -1391,6 +1396,7 @@ static void pump(struct session *s)
 
 static void session_free(struct session *s)
 {
+        metrics_count(METRIC_SMTPD_DISCONNECTS);
         struct buf b = BUF_INIT;
         unsigned ok = 0, total = 0;
         buf_printf(&b, "disconnect from %s", s->client);
@@ -1621,6 +1627,7 @@ static enum smtpd_bare_newline bare_newline_mode(struct smtpd *srv, const char *
 void session_start(struct smtpd *srv, int fd)
 {
         struct session *s = xcalloc(1, sizeof(*s));
+        metrics_count(METRIC_SMTPD_CONNECTIONS);
         sd_event *e = service_event(srv->service);
         s->srv = srv;
         s->fd = fd;
