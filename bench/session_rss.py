@@ -105,7 +105,10 @@ def main():
         for size in (int(x) for x in args.sizes.split(",")):
             run_size(base, size, args.sessions)
     finally:
-        os.system(f"rm -rf {base}")
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {base}")
+        else:
+            os.system(f"rm -rf {base}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
 
 /* After SIGTERM the children get this long (more than their own stop bound) before SIGKILL. */
 #define MASTER_STOP_TIMEOUT_SEC (SERVICE_STOP_TIMEOUT_SEC + 5)
-#define MASTER_LISTEN_BACKLOG   511
+#define MASTER_LISTEN_BACKLOG   4096   /* the kernel caps it at net.core.somaxconn */
 #define MASTER_PROCS_MAX        100000 /* all services together */
 /*
  * Queue recovery before READY=1 may take long with a big backlog: every so often the master tells systemd
@@ -77,7 +77,7 @@ struct master {
         unsigned n_procs;
         int status_pipe[2];
         int metrics_fd; /* data_directory/metrics, shared with every child; -1: none */
-        int *sd_fds; /* from systemd (LISTEN_FDS), owned here, matched to services */
+        int *sd_fds;    /* from systemd (LISTEN_FDS), owned here, matched to services */
         char **sd_names;
         size_t n_sd_fds;
         /* The unit it runs in (POSTD_SYSTEMD_UNIT, set by postfix@.service), else NULL: then its inet

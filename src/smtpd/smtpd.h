@@ -19,6 +19,10 @@
 #define SMTPD_OUTPUT_MAX (64u * 1024)
 /* Content queued for cleanup but not yet written; reading the client pauses above this. */
 #define SMTPD_CLEANUP_BACKLOG_MAX (256u * 1024)
+/* cleanup's listen backlog full (EAGAIN): retry after 10 ms, doubling up to 200 ms, for at most 10 s. */
+#define SUBMIT_CONNECT_PAUSE_USEC     (10ULL * 1000)
+#define SUBMIT_CONNECT_PAUSE_MAX_USEC (200ULL * 1000)
+#define SUBMIT_CONNECT_PATIENCE_USEC  (10ULL * 1000000)
 /* Bytes of pipelined input quoted in the "improper command pipelining" log line. */
 #define SMTPD_PIPELINING_LOG_MAX 100
 /* Length of a HELO/EHLO argument kept for logs and the envelope. */

@@ -23,6 +23,9 @@ struct submit {
         char *qid; /* from the open reply */
         int fd;
         sd_event_source *src;
+        sd_event_source *retry; /* connecting again after a full listen backlog (EAGAIN) */
+        uint64_t retry_usec;    /* the next pause; doubles up to SUBMIT_CONNECT_PAUSE_MAX_USEC */
+        uint64_t give_up_usec;  /* CLOCK_MONOTONIC */
         struct ipc_conn conn;
         enum submit_state state;
         struct buf chunk; /* content not yet framed */
@@ -196,6 +199,59 @@ static int connect_unix(const char *path, int *ret_fd)
         return 0;
 }
 
+/* Connected: watch the socket and send {req=open}; <0 (logged) when that fails. */
+static int start_open(struct submit *sub, int fd)
+{
+        sub->fd = fd;
+        ipc_conn_init(&sub->conn, fd);
+        int r = sd_event_add_io(sd_event_source_get_event(sub->retry), &sub->src, fd, EPOLLIN, on_io, sub);
+        if (r < 0) {
+                msg_warn("watch %s: %s", sub->path, strerror(-r));
+                return r;
+        }
+        struct ipc_msg m = IPC_MSG_INIT;
+        const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", "smtpd", 5}};
+        r = ipc_msg_add_group(&m, kv, ELEMENTSOF(kv));
+        if (r >= 0)
+                r = submit_send(sub, &m);
+        ipc_msg_free(&m);
+        if (r < 0)
+                msg_warn("send to %s: %s", sub->path, strerror(-r));
+        return r;
+}
+
+/*
+ * cleanup's listen backlog was full (a burst of sessions reaching RCPT at once): try again after a short,
+ * growing pause instead of answering 451, for at most SUBMIT_CONNECT_PATIENCE_USEC.
+ */
+static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct submit *sub = userdata;
+        int fd = -1;
+        int r = connect_unix(sub->path, &fd);
+        if (r == -EAGAIN && usec < sub->give_up_usec) {
+                sub->retry_usec = sub->retry_usec * 2 < SUBMIT_CONNECT_PAUSE_MAX_USEC
+                                          ? sub->retry_usec * 2
+                                          : SUBMIT_CONNECT_PAUSE_MAX_USEC;
+                sd_event_source_set_time(src, usec + sub->retry_usec);
+                sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        sd_event_source_set_enabled(src, SD_EVENT_OFF);
+        if (r == 0 && start_open(sub, fd) == 0)
+                return 0;
+        if (r < 0)
+                msg_warn("connect to %s: %s%s", sub->path, strerror(-r),
+                         r == -EAGAIN
+                                 ? " (its listen backlog stayed full: more cleanup processes are needed, "
+                                   "or the machine is overloaded)"
+                                 : "");
+        sub->state = SUBMIT_DONE;
+        sub->failed = true;
+        sub->ops->opened(sub->owner, 4, NULL, "queue file write error"); /* may free sub */
+        return 0;
+}
+
 int submit_open(sd_event *e, const char *path, const char *fallback, const struct submit_ops *ops,
                 struct session *owner, struct submit **ret)
 {
@@ -205,7 +261,7 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
                 path = fallback;
                 r = 0;
         }
-        if (r < 0) {
+        if (r < 0 && r != -EAGAIN) {
                 msg_warn("connect to %s: %s", path, strerror(-r));
                 return r;
         }
@@ -213,22 +269,29 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
         sub->owner = owner;
         sub->ops = ops;
         sub->path = xstrdup(path);
-        sub->fd = fd;
-        ipc_conn_init(&sub->conn, fd);
-        r = sd_event_add_io(e, &sub->src, fd, EPOLLIN, on_io, sub);
-        if (r < 0) {
-                msg_warn("watch %s: %s", path, strerror(-r));
+        sub->fd = -1;
+        uint64_t now = 0;
+        sd_event_now(e, CLOCK_MONOTONIC, &now);
+        sub->retry_usec = SUBMIT_CONNECT_PAUSE_USEC;
+        sub->give_up_usec = now + SUBMIT_CONNECT_PATIENCE_USEC;
+        /* The retry timer also carries the event loop for start_open(). */
+        int k = sd_event_add_time(e, &sub->retry, CLOCK_MONOTONIC, now + sub->retry_usec, 0, on_retry, sub);
+        if (k < 0) {
+                msg_warn("retry timer: %s", strerror(-k));
+                if (fd >= 0)
+                        close(fd);
                 submit_close(sub);
-                return r;
+                return k;
         }
-        struct ipc_msg m = IPC_MSG_INIT;
-        const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", "smtpd", 5}};
-        r = ipc_msg_add_group(&m, kv, ELEMENTSOF(kv));
-        if (r >= 0)
-                r = submit_send(sub, &m);
-        ipc_msg_free(&m);
+        if (r == -EAGAIN) {
+                *ret = sub; /* the answer to {req=open} comes as usual, or the failure after the retries */
+                return 0;
+        }
+        sd_event_source_set_enabled(sub->retry, SD_EVENT_OFF);
+        r = start_open(sub, fd);
         if (r < 0) {
-                msg_warn("send to %s: %s", path, strerror(-r));
+                if (sub->fd < 0)
+                        close(fd);
                 submit_close(sub);
                 return r;
         }
@@ -241,6 +304,7 @@ void submit_close(struct submit *sub)
         if (!sub)
                 return;
         sd_event_source_disable_unref(sub->src);
+        sd_event_source_disable_unref(sub->retry);
         ipc_conn_done(&sub->conn);
         if (sub->fd >= 0)
                 close(sub->fd);
