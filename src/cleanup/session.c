@@ -563,9 +563,11 @@ static void headers_opts_of(const struct session *s, struct headers_opts *ho)
 /* Everything of the queue file but the content: the envelope is complete before the content starts. */
 static int begin_file(struct session *s)
 {
-        struct qfile_attr extra[4];
+        static const char *const extra_names[] = {"client_port", "uid", "smtputf8", "tls",
+                                                  /* content_filter, as smtpd or pickup got it: qmgr's */
+                                                  "filter"};
+        struct qfile_attr extra[ELEMENTSOF(extra_names)];
         size_t n_extra = 0;
-        static const char *const extra_names[] = {"client_port", "uid", "smtputf8", "tls"};
         for (size_t i = 0; i < ELEMENTSOF(extra_names); i++)
                 if (env(s, extra_names[i]))
                         extra[n_extra++] =

@@ -67,6 +67,8 @@ static const struct param_def params[] = {
         {"compatibility_level", PARAM_STRING, "0", 0, 0, "backwards-compatibility level of defaults"},
         {"config_directory", PARAM_STRING, POSTD_CONFIG_DIR, 0, PARAM_F_DYNAMIC,
          "directory of main.cf and master.cf"},
+        {"content_filter", PARAM_STRING, "", 0, 0,
+         "after-queue content filter: transport:destination every message of this service goes to"},
         {"daemon_directory", PARAM_STRING, POSTD_DAEMON_DIR, 0, 0,
          "where the mail system daemons are installed"},
         {"daemon_timeout", PARAM_TIME, "18000s", 's', 0, "time limit for a daemon to handle one request"},

@@ -148,6 +148,14 @@ static const char *str_or_empty(const char *s)
         return s ? s : "";
 }
 
+const char *qfile_extra(const struct qfile_msg *m, const char *name)
+{
+        for (size_t i = 0; i < m->n_extra; i++)
+                if (streq(m->extra[i].name, name))
+                        return m->extra[i].value;
+        return NULL;
+}
+
 int qfile_encode_slot(enum qfile_rcpt_state state, uint64_t done_usec, const char *dsn_status,
                       uint8_t out[static QFILE_STATUS_SLOT_LEN])
 {

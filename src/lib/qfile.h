@@ -131,6 +131,9 @@ void qfile_stream_finish(const struct qfile_stream *st, uint8_t len_field[static
 /* Encode into one buffer (tests, tools, small messages). */
 int qfile_encode_all(const struct qfile_msg *m, struct buf *out);
 
+/* The value of an extra attribute ("tls", "filter"...) of a decoded message, or NULL. Pure. */
+const char *qfile_extra(const struct qfile_msg *m, const char *name);
+
 /* Encode one status slot (QFILE_STATUS_SLOT_LEN bytes); -EINVAL for a bad state or DSN status. */
 int qfile_encode_slot(enum qfile_rcpt_state state, uint64_t done_usec, const char *dsn_status,
                       uint8_t out[static QFILE_STATUS_SLOT_LEN]);

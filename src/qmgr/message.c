@@ -262,6 +262,26 @@ static int cmp_pending(const void *a, const void *b)
         return c;
 }
 
+/*
+ * content_filter (or a FILTER action): "transport:destination" takes every recipient of the message, as in
+ * Postfix; an empty destination keeps each recipient's own next hop. 1 when it applied, 0 without one.
+ */
+static int apply_filter(const struct qmsg *m, struct resolve_result *res)
+{
+        const char *filter = qfile_extra(&m->env, "filter");
+        if (isempty(filter))
+                return 0;
+        const char *colon = strchr(filter, ':');
+        free(res->transport);
+        res->transport = colon ? xstrndup(filter, (size_t)(colon - filter)) : xstrdup(filter);
+        if (colon && colon[1]) {
+                free(res->nexthop);
+                res->nexthop = xstrdup(colon + 1);
+        }
+        res->local = false;
+        return 1;
+}
+
 /* Group the pending recipients by (transport, nexthop): sorting keeps this O(n log n) per message. */
 static void make_jobs(struct qmsg *m)
 {
@@ -275,6 +295,7 @@ static void make_jobs(struct qmsg *m)
                         log_deferred(m, i, "4.3.0", "address resolver failure: lookup table failure");
                         continue;
                 }
+                apply_filter(m, &p[n].res);
                 p[n].idx = i;
                 n++;
         }

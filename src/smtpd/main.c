@@ -66,6 +66,7 @@ static int smtpd_init(struct service *svc)
         srv->config = c;
         srv->myhostname = xstrdup(config_get(c, "myhostname"));
         srv->myorigin = xstrdup(config_get(c, "myorigin"));
+        srv->content_filter = xstrdup(config_get(c, "content_filter"));
         srv->append_at_myorigin = config_get_bool(c, "append_at_myorigin");
         srv->banner = xstrdup(config_get(c, "smtpd_banner"));
         long long size = config_get_int(c, "message_size_limit");

@@ -652,7 +652,7 @@ static int send_envelope(struct session *s)
                 return r;
         char port[24], size[24];
         snprintf(port, sizeof port, "%d", s->port);
-        struct ipc_kv kv[20]; /* every attribute below at most once */
+        struct ipc_kv kv[21]; /* every attribute below at most once */
         size_t n = 0;
         kv[n++] = KV_STR("req", "envelope");
         kv[n++] = KV_STR("sender", s->sender);
@@ -676,6 +676,8 @@ static int send_envelope(struct session *s)
                 kv[n++] = KV_STR("smtputf8", "1");
         if (s->tls_info)
                 kv[n++] = KV_STR("tls", s->tls_info);
+        if (!isempty(s->srv->content_filter))
+                kv[n++] = KV_STR("filter", s->srv->content_filter);
         if (s->sasl_username) {
                 kv[n++] = KV_STR("sasl_method", s->sasl_method);
                 kv[n++] = KV_STR("sasl_username", s->sasl_username);

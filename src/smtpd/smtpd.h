@@ -41,6 +41,7 @@ struct smtpd {
         struct config *config;
         char *myhostname;
         char *myorigin; /* qualifies MAIL FROM:<user> when append_at_myorigin is set */
+        char *content_filter; /* "transport:destination" for cleanup's queue file; "" none */
         bool append_at_myorigin;
         char *banner;
         uint64_t message_size_limit; /* 0: none */
