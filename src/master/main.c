@@ -214,7 +214,11 @@ int main(int argc, char **argv)
         /* Counters start with the master; a reload keeps them. */
         const char *data_dir = config_get(m.config, "data_directory");
         r = metrics_create(data_dir, &m.metrics_fd);
-        if (r < 0)
+        /* A data_directory that does not exist (postfix set-permissions makes it) only costs the counters. */
+        if (r == -ENOENT)
+                msg_info("no %s: no counters for postfix metrics (postfix set-permissions creates it)",
+                         data_dir);
+        else if (r < 0)
                 msg_warn("cannot create %s/%s: %s; no counters for postfix metrics (check data_directory)",
                          data_dir, METRICS_FILE, strerror(-r));
 

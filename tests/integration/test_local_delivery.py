@@ -173,14 +173,16 @@ def test_dot_forward(mail_instance, workdir, home_restored):
 
     # The plain .forward, for plain mail to the user (removed as soon as it has been read).
     plain_forward = home_restored / ".forward"
-    user_file(plain_forward, f"|{d}/cmd.sh plain 0\n")
+    # Each run writes its own file (the shell expands $$): mail another instance on this machine sends to
+    # the test user meanwhile also runs it, and must not overwrite this message's copy.
+    user_file(plain_forward, f"|{d}/cmd.sh plain-$$ 0\n")
     try:
         qid = inject(inst, f"{TEST_USER}@{DOMAIN}", tag="forward")
         expect(inst, rf"{qid}: to=<{TEST_USER}@{DOMAIN}>, relay=local, {DELAYS}, dsn=2\.0\.0, "
-                     rf"status=sent \(delivered to command: {cmd} plain 0\)")
+                     rf"status=sent \(delivered to command: {cmd} plain-\$\$ 0\)")
     finally:
         plain_forward.unlink()
-    assert "Subject: test forward" in (d / "plain.out").read_text()
+    assert any("Subject: test forward" in f.read_text() for f in d.glob("plain-*.out")), list(d.iterdir())
     assert inst.mbox(TEST_USER) == b""
 
     # A group-writable .forward is not the user's alone: ignored, the mail goes to the mailbox.
