@@ -141,16 +141,18 @@ void metrics_delivery(const char *transport, enum metrics_status status, uint64_
         atomic_fetch_add_explicit(&t->delay_sum_usec, delay_usec, memory_order_relaxed);
 }
 
+/* cleanup's origin attribute and the counter of each; "other" also stands for anything unknown. */
+static const struct {
+        const char *name;
+        enum metrics_counter c;
+} origins[] = {{"smtpd", METRIC_RECEIVED_SMTPD},
+               {"pickup", METRIC_RECEIVED_PICKUP},
+               {"bounce", METRIC_RECEIVED_BOUNCE},
+               {"forward", METRIC_RECEIVED_FORWARD},
+               {"other", METRIC_RECEIVED_OTHER}};
+
 enum metrics_counter metrics_origin_counter(const char *origin)
 {
-        static const struct {
-                const char *name;
-                enum metrics_counter c;
-        } origins[] = {{"smtpd", METRIC_RECEIVED_SMTPD},
-                       {"pickup", METRIC_RECEIVED_PICKUP},
-                       {"bounce", METRIC_RECEIVED_BOUNCE},
-                       {"forward", METRIC_RECEIVED_FORWARD},
-                       {"local", METRIC_RECEIVED_FORWARD}};
         for (size_t i = 0; origin && i < ELEMENTSOF(origins); i++)
                 if (streq(origin, origins[i].name))
                         return origins[i].c;
@@ -218,18 +220,10 @@ static void render_smtpd(const struct metrics_shm *m, const char *instance, stru
 
 static void render_received(const struct metrics_shm *m, const char *instance, struct buf *out)
 {
-        static const struct {
-                const char *origin;
-                enum metrics_counter c;
-        } origins[] = {{"smtpd", METRIC_RECEIVED_SMTPD},
-                       {"pickup", METRIC_RECEIVED_PICKUP},
-                       {"bounce", METRIC_RECEIVED_BOUNCE},
-                       {"forward", METRIC_RECEIVED_FORWARD},
-                       {"other", METRIC_RECEIVED_OTHER}};
         family(out, "postd_messages_received", "counter",
                "Messages queued by cleanup, by where they came from.");
         for (size_t i = 0; i < ELEMENTSOF(origins); i++) {
-                _cleanup_free_ char *l = xasprintf(",origin=\"%s\"", origins[i].origin);
+                _cleanup_free_ char *l = xasprintf(",origin=\"%s\"", origins[i].name);
                 sample(out, "postd_messages_received_total", instance, l, load(&m->counter[origins[i].c]));
         }
 }
