@@ -118,27 +118,45 @@ static int ensure_connected(struct smtpd_anvil *a)
         return 0;
 }
 
+/* One request and its answer; a connection anvil closed (it was restarted) is made again once. */
+static int call(struct smtpd_anvil *a, enum smtpd_anvil_event e, const char *ident, unsigned *gen,
+                struct ipc_msg *reply)
+{
+        struct ipc_msg req = IPC_MSG_INIT;
+        int r = ipc_msg_add_str(&req, "req", event_req[e]);
+        if (r >= 0)
+                r = ipc_msg_add_str(&req, "ident", ident);
+        for (int attempt = 0; r >= 0 && attempt < 2; attempt++) {
+                bool fresh = a->fd < 0;
+                r = ensure_connected(a);
+                if (r < 0)
+                        break;
+                /* A disconnect for a connect counted on an earlier connection: anvil undid that one. */
+                if (e == SMTPD_ANVIL_DISCONNECT && gen && *gen != a->gen) {
+                        r = -ESTALE;
+                        break;
+                }
+                r = ipc_call(a->fd, &req, reply, ANVIL_CALL_TIMEOUT_MS);
+                if (r >= 0 || fresh || r == -ETIMEDOUT)
+                        break;
+                close(a->fd);
+                a->fd = -1;
+        }
+        ipc_msg_free(&req);
+        return r;
+}
+
 int smtpd_anvil_event(struct smtpd_anvil *a, enum smtpd_anvil_event e, const char *addr, unsigned *gen,
                       struct smtpd_anvil_answer *ret)
 {
         if (!a || e >= SMTPD_ANVIL_N)
                 return -EINVAL;
-        int r = ensure_connected(a);
-        if (r < 0)
-                return r;
-        /* A disconnect for a connect counted on an earlier connection: anvil undid that one already. */
-        if (e == SMTPD_ANVIL_DISCONNECT && gen && *gen != a->gen)
-                return -ESTALE;
         _cleanup_free_ char *ident = xasprintf("%s:%s", a->service, addr);
-        struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
-        r = ipc_msg_add_str(&req, "req", event_req[e]);
-        if (r >= 0)
-                r = ipc_msg_add_str(&req, "ident", ident);
-        if (r >= 0)
-                r = ipc_call(a->fd, &req, &reply, ANVIL_CALL_TIMEOUT_MS);
-        ipc_msg_free(&req);
+        struct ipc_msg reply = IPC_MSG_INIT;
+        int r = call(a, e, ident, gen, &reply);
         if (r < 0) {
-                went_down(a, strerror(-r));
+                if (r != -EAGAIN && r != -ESTALE && a->fd >= 0)
+                        went_down(a, strerror(-r));
                 ipc_msg_free(&reply);
                 return r;
         }

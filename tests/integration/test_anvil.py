@@ -284,3 +284,31 @@ def test_session_deadline_ends_a_drip_feeding_client(mail_instance):
     inst.wait_log(r"session time limit \(postd_smtpd_session_deadline = 3s\) exceeded after CONNECT from "
                   r"unknown\[127\.0\.0\.1\]")
     assert "timeout after" not in inst.logtext()
+
+
+def seccomp(pid):
+    text = open(f"/proc/{pid}/status").read()
+    mode = re.search(r"^Seccomp:\s+(\d+)", text, re.M)
+    n = re.search(r"^Seccomp_filters:\s+(\d+)", text, re.M)
+    return int(mode.group(1)), int(n.group(1)) if n else None
+
+
+def test_anvil_restart_is_transparent(mail_instance):
+    inst = start(mail_instance, "smtpd_client_connection_count_limit = 1\n")
+    a, ga = greeting(inst.port)
+    assert ga.startswith("220 ")
+    pids = wait_for(lambda: inst.daemon_pids("anvil"), 10, "the anvil process")
+    for pid in pids:
+        mode, n = seccomp(pid)
+        assert mode == 2 and (n is None or n >= 2), (pid, mode, n)  # the baseline and its own allow-list
+        os.kill(pid, signal.SIGKILL)
+    # The old connect died with anvil; smtpd connects again at once, without a warning.
+    quit_session(a)
+    b, gb = greeting(inst.port)
+    assert gb.startswith("220 "), gb
+    c, gc = greeting(inst.port)
+    assert gc == f"421 4.7.0 {HOST} Error: too many connections from 127.0.0.1"
+    c.close()
+    quit_session(b)
+    assert "problem talking to service" not in inst.logtext()
+    assert wait_for(lambda: set(inst.daemon_pids("anvil")) - set(pids), 10, "a new anvil process")
