@@ -381,7 +381,7 @@ static const struct param_def params[] = {
          "access restrictions at the end of DATA"},
         {"smtpd_enforce_tls", PARAM_BOOL, "no", 0, 0, "old form of smtpd_tls_security_level = encrypt"},
         {"smtpd_error_sleep_time", PARAM_TIME, "1s", 's', 0,
-         "pause before each reply once the client made smtpd_soft_error_limit errors"},
+         "pause before each error reply once the client made smtpd_soft_error_limit errors"},
         {"smtpd_etrn_restrictions", PARAM_LIST, "", 0, PARAM_F_TABLES | PARAM_F_INERT,
          "access restrictions for ETRN"},
         {"smtpd_forbid_bare_newline", PARAM_STRING, "normalize", 0, 0,

@@ -1253,10 +1253,12 @@ static bool process(struct session *s)
                         close_after_reply(s);
                 }
                 if (errors_before >= s->srv->soft_error_limit && s->srv->error_sleep_sec > 0 &&
-                    !s->closing) {
-                        /* As Postfix: once a client made smtpd_soft_error_limit errors without delivering
-                         * mail, every reply waits smtpd_error_sleep_time (it is sent when the pause ends);
-                         * the errors counted are those before this command, as Postfix counts them. */
+                    !s->closing && s->last_code >= 400) {
+                        /* Once a client made smtpd_soft_error_limit errors without delivering mail, each
+                         * error reply waits smtpd_error_sleep_time (sent when the pause ends); the errors
+                         * counted are those before this command, as Postfix counts them. Postfix 2.1+ delays
+                         * every reply then; postd keeps good replies prompt so that a client retrying on one
+                         * connection reaches smtpd_hard_error_limit in bounded time. */
                         uint64_t now = 0;
                         sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
                         uint64_t when = now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL;

@@ -235,7 +235,7 @@ def test_junk_commands_count_as_errors(mail_instance):
     inst.wait_log(r"too many errors after NOOP from unknown\[127\.0\.0\.1\]")
 
 
-def test_error_sleep_slows_every_reply_after_soft_limit(mail_instance):
+def test_error_sleep_after_soft_limit(mail_instance):
     inst = start(mail_instance, "smtpd_soft_error_limit = 2\nsmtpd_hard_error_limit = 10\n",
                  exceptions="smtpd_error_sleep_time = 1s\n")
     c, g = greeting(inst.port)
@@ -243,10 +243,13 @@ def test_error_sleep_slows_every_reply_after_soft_limit(mail_instance):
     t0 = time.monotonic()
     assert c.cmd("XYZZY").startswith("502")
     assert c.cmd("XYZZY").startswith("502")
-    assert time.monotonic() - t0 < 0.8  # errors 0 and 1 before these: no pause yet
+    assert time.monotonic() - t0 < 0.8  # 0 and 1 errors before these replies: no pause yet
     t0 = time.monotonic()
-    assert c.cmd("NOOP") == "250 2.0.0 Ok"  # two errors made: even a good reply waits
+    assert c.cmd("XYZZY").startswith("502")  # two errors made before it: the error reply waits
     assert time.monotonic() - t0 >= 0.9
+    t0 = time.monotonic()
+    assert c.cmd("NOOP") == "250 2.0.0 Ok"  # a good reply is not held back
+    assert time.monotonic() - t0 < 0.8
     quit_session(c)
 
 
@@ -312,3 +315,16 @@ def test_anvil_restart_is_transparent(mail_instance):
     quit_session(b)
     assert "problem talking to service" not in inst.logtext()
     assert wait_for(lambda: set(inst.daemon_pids("anvil")) - set(pids), 10, "a new anvil process")
+
+
+def test_anvil_logs_statistics(mail_instance):
+    inst = start(mail_instance, "smtpd_client_connection_count_limit = 5\nanvil_status_update_time = 1s\n")
+    a, ga = greeting(inst.port)
+    b, gb = greeting(inst.port, source="127.0.0.3")
+    c, gc = greeting(inst.port, source="127.0.0.3")
+    assert ga.startswith("220 ") and gb.startswith("220 ") and gc.startswith("220 ")
+    for s in (a, b, c):
+        quit_session(s)
+    inst.wait_log(rf"anvil\[\d+\]: statistics: max connection rate 2/60s for \({inst.port}:127\.0\.0\.3\) at ")
+    inst.wait_log(rf"anvil\[\d+\]: statistics: max connection count 2 for \({inst.port}:127\.0\.0\.3\) at ")
+    inst.wait_log(r"anvil\[\d+\]: statistics: max cache size 2 at ")
