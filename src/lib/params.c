@@ -362,8 +362,9 @@ static const struct param_def params[] = {
          "simultaneous connections per client and service over all smtpd processes (0: no limit)"},
         {"smtpd_client_connection_rate_limit", PARAM_INT, "0", 0, 0,
          "connections per client and service per anvil_rate_time_unit (0: no limit)"},
-        /* Postfix's default: the old name smtpd_client_connection_limit_exceptions is not a parameter any
-         * more, so this is $mynetworks unless main.cf still sets the old name. */
+        /* Postfix's default. The old name smtpd_client_connection_limit_exceptions is not in the table, so
+         * this is $mynetworks; a main.cf that sets the old name gets an empty list (${a:b} is b only
+         * while $a is empty), as with Postfix. */
         {"smtpd_client_event_limit_exceptions", PARAM_LIST,
          "${smtpd_client_connection_limit_exceptions:$mynetworks}", 0, PARAM_F_TABLES,
          "clients exempt from every smtpd_client_*_limit (addresses, networks, tables)"},
