@@ -109,6 +109,14 @@ static int smtpd_init(struct service *svc)
         if (srv->sasl && smtpd_sasl_uses_inet(srv->sasl))
                 service_set_sandbox_role(svc, "smtpd-sasl-inet");
 
+        r = smtpd_anvil_new(c, service_name(svc), &srv->anvil, &err);
+        if (r < 0) {
+                msg_error("%s", err);
+                return r;
+        }
+        srv->junk_command_limit = config_get_int(c, "smtpd_junk_command_limit");
+        srv->session_deadline_sec = config_get_time(c, "postd_smtpd_session_deadline");
+
         r = smtpd_access_new(c, &srv->access, &err);
         if (r < 0) {
                 msg_fields(LOG_LEVEL_ERROR,
@@ -149,6 +157,7 @@ int main(int argc, char **argv)
         smtpd_access_free(srv.access);
         smtpd_tls_free(srv.tls);
         smtpd_sasl_free(srv.sasl);
+        smtpd_anvil_free(srv.anvil);
         free(srv.myhostname);
         free(srv.myorigin);
         free(srv.banner);

@@ -72,7 +72,7 @@ struct session {
         struct session *next, *prev;
         struct smtpd *srv;
         int fd;
-        sd_event_source *io, *timer, *pause_timer, *wait_timer;
+        sd_event_source *io, *timer, *pause_timer, *wait_timer, *deadline_timer;
         char addr[NETADDR_FORMAT_MAX];
         int port;
         char *client; /* "name[addr]" for logs */
@@ -102,6 +102,7 @@ struct session {
         bool access_denied;   /* smtpd_client_restrictions said no at connect (smtpd_delay_reject = no) */
         const char *last_cmd; /* for "lost connection after X" */
         long long errors;
+        long long junk_cmds; /* NOOP, VRFY, ETRN, RSET, HELO, EHLO since the last delivered message */
         unsigned cnt_ok[CNT_N], cnt_total[CNT_N];
         int cur_cnt;   /* counter the next reply settles, or -1 */
         int last_code; /* of the last reply */
@@ -127,6 +128,12 @@ struct session {
         bool auth_cont;    /* a 334 was sent: the next line is the client's response */
         char *auth_mech;   /* mechanism of the AUTH in progress */
         char *sasl_method, *sasl_username;
+
+        /* anvil: this session's connect was counted (and by which anvil connection); the 421 a
+         * connection limit answers in place of the greeting. */
+        bool anvil_counted;
+        unsigned anvil_gen;
+        char *limit_reply;
 };
 
 static void pump(struct session *s);
@@ -311,9 +318,12 @@ static void on_finished(struct session *s, int status, const char *dsn, const ch
 {
         s->ending = false;
         s->last_cmd = "END-OF-MESSAGE";
-        if (status == 0)
+        if (status == 0) {
                 replyf(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
-        else {
+                /* Error and junk counts are "without delivering mail", as in Postfix. */
+                s->errors = 0;
+                s->junk_cmds = 0;
+        } else {
                 int code = status == 5 ? 554 : 451;
                 const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
                                   : status == 5                                        ? "5.3.0"
@@ -419,12 +429,78 @@ static bool tls_required(struct session *s)
         return false;
 }
 
+/* ---- per-client limits (anvil) ---- */
+
+/* Count one event of this client; its rate, or -1 when it is exempt or anvil did not count it. */
+static long long anvil_rate(struct session *s, enum smtpd_anvil_event e, long long limit)
+{
+        struct smtpd_anvil_answer ans;
+        if (limit <= 0 || smtpd_anvil_exempt(s->srv->anvil, s->addr))
+                return -1;
+        return smtpd_anvil_event(s->srv->anvil, e, s->addr, NULL, &ans) < 0 ? -1 : ans.rate;
+}
+
+/*
+ * At connect, as Postfix: the connection is counted over every smtpd process of the instance; beyond
+ * smtpd_client_connection_count_limit or _rate_limit the greeting becomes 421 and the session ends.
+ */
+static void anvil_connect(struct session *s)
+{
+        const struct smtpd_anvil_limits *l = smtpd_anvil_limits(s->srv->anvil);
+        struct smtpd_anvil_answer ans;
+        if ((l->count <= 0 && l->conn_rate <= 0) || smtpd_anvil_exempt(s->srv->anvil, s->addr))
+                return;
+        if (smtpd_anvil_event(s->srv->anvil, SMTPD_ANVIL_CONNECT, s->addr, &s->anvil_gen, &ans) < 0)
+                return;
+        s->anvil_counted = true;
+        const char *what = NULL;
+        long long value = 0;
+        if (l->count > 0 && ans.count > l->count) {
+                what = "Connection concurrency limit exceeded";
+                value = ans.count;
+        } else if (l->conn_rate > 0 && ans.rate > l->conn_rate) {
+                what = "Connection rate limit exceeded";
+                value = ans.rate;
+        }
+        if (!what)
+                return;
+        msg_warn("%s: %lld from %s for service %s", what, value, s->client, service_name(s->srv->service));
+        s->limit_reply =
+                xasprintf("421 4.7.0 %s Error: too many connections from %s", s->srv->myhostname, s->addr);
+}
+
+static void anvil_disconnect(struct session *s)
+{
+        struct smtpd_anvil_answer ans;
+        if (s->anvil_counted)
+                (void)smtpd_anvil_event(s->srv->anvil, SMTPD_ANVIL_DISCONNECT, s->addr, &s->anvil_gen, &ans);
+        s->anvil_counted = false;
+}
+
+/* MAIL, RCPT, AUTH over their rate limit: warn as Postfix does and answer 450 4.7.1. true: refused. */
+static bool anvil_refuses(struct session *s, enum smtpd_anvil_event e, long long limit, const char *warning,
+                          const char *what)
+{
+        long long rate = anvil_rate(s, e, limit);
+        if (rate < 0 || rate <= limit)
+                return false;
+        msg_warn("%s rate limit exceeded: %lld from %s for service %s", warning, rate, s->client,
+                 service_name(s->srv->service));
+        replyf(s, "450 4.7.1 Error: too %s from %s", what, s->addr);
+        return true;
+}
+
 /*
  * The greeting, or (smtpd_delay_reject = no) the client restrictions' rejection in its place; the
  * session then stays open to say 503 to everything but QUIT, as Postfix does.
  */
 static void greet(struct session *s)
 {
+        if (s->limit_reply) {
+                reply(s, s->limit_reply);
+                close_after_reply(s);
+                return;
+        }
         if (access_rejects(s, ACCESS_STAGE_CONNECT, NULL, NULL, "CONNECT")) {
                 if (!s->lookup)
                         s->access_denied = true;
@@ -546,6 +622,9 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
                 log_reject(s, "MAIL", "552 5.3.4 Message size exceeds fixed limit", c->addr.addr, NULL);
                 return;
         }
+        if (!s->retrying && anvil_refuses(s, SMTPD_ANVIL_MESSAGE, smtpd_anvil_limits(s->srv->anvil)->message,
+                                          "Message delivery request", "much mail"))
+                return;
         if (storage_rejects(s, c))
                 return;
         s->in_mail = true;
@@ -572,6 +651,9 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                 reply(s, "452 4.5.3 Error: too many recipients");
                 return;
         }
+        if (!s->retrying && anvil_refuses(s, SMTPD_ANVIL_RCPT, smtpd_anvil_limits(s->srv->anvil)->rcpt,
+                                          "Recipient address", "many recipients"))
+                return;
         if (access_rejects(s, ACCESS_STAGE_RCPT, s->helo, c->addr.addr, "RCPT")) {
                 if (s->lookup)
                         s->rcpt_attempts--; /* counted when it runs again */
@@ -837,6 +919,9 @@ static void do_auth(struct session *s, struct smtp_cmd *c)
                 reply(s, "503 5.5.1 Error: MAIL transaction in progress");
                 return;
         }
+        if (anvil_refuses(s, SMTPD_ANVIL_AUTH, smtpd_anvil_limits(s->srv->anvil)->auth, "AUTH command",
+                          "many AUTH commands"))
+                return;
         if (!sasl_conv_have_mechs(s->sasl)) {
                 /* Dovecot did not answer the EHLO's handshake: nothing can be checked or sent. */
                 reply(s, "454 4.7.0 Temporary authentication failure");
@@ -1019,6 +1104,20 @@ static bool check_pipelining(struct session *s, enum smtp_verb v, const char *ve
         return true;
 }
 
+/* smtpd_junk_command_limit: the commands that move no mail (Postfix's list, HELO and EHLO included). */
+static bool is_junk(enum smtp_verb v)
+{
+        switch (v) {
+        case SMTP_VERB_HELO:
+        case SMTP_VERB_EHLO:
+        case SMTP_VERB_RSET:
+        case SMTP_VERB_NOOP:
+        case SMTP_VERB_VRFY:
+        case SMTP_VERB_ETRN: return true;
+        default: return false;
+        }
+}
+
 static void handle_command(struct session *s, const char *line, size_t len)
 {
         struct smtp_cmd c = {0};
@@ -1067,6 +1166,10 @@ static void handle_command(struct session *s, const char *line, size_t len)
                 default: reply(s, "502 5.5.1 Error: command not implemented"); break;
                 }
         }
+        /* As Postfix: beyond the limit each junk command is one more error (then soft/hard limits apply). A
+         * command run again with its DNS answers was counted the first time. */
+        if (!s->lookup && is_junk(c.verb) && s->junk_cmds++ > s->srv->junk_command_limit)
+                s->errors++;
         if (!check_pipelining(s, c.verb, s->last_cmd) && c.verb == SMTP_VERB_STARTTLS &&
             s->tls_start_after_flush)
                 s->in_off = s->in.len; /* RFC 3207: nothing sent before the handshake may count after it */
@@ -1151,15 +1254,20 @@ static bool process(struct session *s)
                         auth_response(s, p, line_len);
                         continue;
                 }
+                long long errors_before = s->errors;
                 handle_command(s, p, line_len);
                 if (s->errors >= s->srv->hard_error_limit && !s->closing) {
                         msg_info("too many errors after %s from %s", s->last_cmd, s->client);
                         replyf(s, "421 4.7.0 %s Error: too many errors", s->srv->myhostname);
                         close_after_reply(s);
                 }
-                if (s->errors >= s->srv->soft_error_limit && s->srv->error_sleep_sec > 0 && !s->closing &&
-                    s->last_code >= 400) {
-                        /* Slow down a client that keeps failing: hold its error reply for a while. */
+                if (errors_before >= s->srv->soft_error_limit && s->srv->error_sleep_sec > 0 &&
+                    !s->closing && s->last_code >= 400) {
+                        /* Once a client made smtpd_soft_error_limit errors without delivering mail, each
+                         * error reply waits smtpd_error_sleep_time (sent when the pause ends); the errors
+                         * counted are those before this command, as Postfix counts them. Postfix 2.1+ delays
+                         * every reply then; postd keeps good replies prompt so that a client retrying on one
+                         * connection reaches smtpd_hard_error_limit in bounded time. */
                         uint64_t now = 0;
                         sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
                         uint64_t when = now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL;
@@ -1420,6 +1528,8 @@ static void session_free(struct session *s)
         buf_free(&b);
 
         reset_transaction(s);
+        anvil_disconnect(s);
+        free(s->limit_reply);
         if (s->lookup)
                 s->lookup->session = NULL; /* the worker still runs: its answer goes nowhere */
         if (s->next)
@@ -1437,6 +1547,7 @@ static void session_free(struct session *s)
         sd_event_source_disable_unref(s->timer);
         sd_event_source_disable_unref(s->pause_timer);
         sd_event_source_disable_unref(s->wait_timer);
+        sd_event_source_disable_unref(s->deadline_timer);
         close(s->fd);
         buf_free(&s->in);
         buf_free(&s->out);
@@ -1483,6 +1594,32 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         s->paused = false;
         do_write(s);
         if (!s->dead) /* a client that does not even read gets no more time */
+                kill_session(s);
+        finish(s);
+        return 0;
+}
+
+/*
+ * postd_smtpd_session_deadline: smtpd_timeout restarts with every byte, so a client that drips input
+ * could hold a session (and its slot in smtpd_client_connection_count_limit) forever; this ends it.
+ */
+static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata)
+{
+        struct session *s = userdata;
+        if (s->opening || s->ending) {
+                /* cleanup decides the message's fate first: cut now, the client could not know it. */
+                sd_event_source_set_time(src, usec + 1000000ULL);
+                sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        msg_info("session time limit (postd_smtpd_session_deadline = %llds) exceeded after %s from %s",
+                 s->srv->session_deadline_sec, s->in_data ? "DATA" : s->last_cmd, s->client);
+        reset_transaction(s);
+        replyf(s, "421 4.4.2 %s Error: session time limit exceeded", s->srv->myhostname);
+        close_after_reply(s);
+        s->paused = false;
+        do_write(s);
+        if (!s->dead) /* a client that does not read its reply gets no more time */
                 kill_session(s);
         finish(s);
         return 0;
@@ -1681,6 +1818,10 @@ void session_start(struct smtpd *srv, int fd)
                 if (r >= 0)
                         sd_event_source_set_enabled(s->pause_timer, SD_EVENT_OFF);
         }
+        if (r >= 0 && srv->session_deadline_sec > 0)
+                r = sd_event_add_time(e, &s->deadline_timer, CLOCK_MONOTONIC,
+                                      now + (uint64_t)srv->session_deadline_sec * 1000000ULL, 0, on_deadline,
+                                      s);
         if (r < 0) {
                 msg_warn("cannot watch the connection from %s: %s", s->client, strerror(-r));
                 kill_session(s);
@@ -1702,6 +1843,7 @@ static void session_begin(struct session *s)
         struct smtpd *srv = s->srv;
         int fd = s->fd;
         msg_info("connect from %s", s->client);
+        anvil_connect(s);
 
         if (srv->wrappermode) {
                 if (!srv->tls) {

@@ -33,6 +33,7 @@ enum smtpd_tls_level { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
 
 struct smtpd_access;
 struct smtpd_tls;
+struct smtpd_anvil;
 struct session;
 
 /* Settings read once at start; shared read-only by every session of the process. */
@@ -69,6 +70,9 @@ struct smtpd {
         struct smtpd_sasl *sasl;    /* NULL: smtpd_sasl_auth_enable = no */
         bool sasl_auth_header;      /* smtpd_sasl_authenticated_header */
         bool broken_sasl_clients;   /* broken_sasl_auth_clients: also "AUTH=mechanisms" */
+        struct smtpd_anvil *anvil;  /* NULL: every smtpd_client_*_limit is 0 */
+        long long junk_command_limit;
+        long long session_deadline_sec; /* postd_smtpd_session_deadline; 0: none */
 };
 
 /* session.c */
@@ -198,6 +202,38 @@ void access_decision_done(struct access_decision *d);
  */
 void smtpd_access_table_result(struct smtpd_access *a, const char *table, const char *value,
                                const char *what, const char *label, struct access_decision *d);
+
+/* ---- anvil_client.c: per-client limits counted by the anvil service (src/anvil/anvil.h) ---- */
+
+enum smtpd_anvil_event {
+        SMTPD_ANVIL_CONNECT,
+        SMTPD_ANVIL_DISCONNECT,
+        SMTPD_ANVIL_MESSAGE,
+        SMTPD_ANVIL_RCPT,
+        SMTPD_ANVIL_AUTH,
+        SMTPD_ANVIL_N
+};
+/* The smtpd_client_*_limit settings; 0 means no limit. */
+struct smtpd_anvil_limits {
+        long long count, conn_rate, message, rcpt, auth;
+};
+struct smtpd_anvil_answer {
+        long long count, rate;
+};
+
+/* *ret stays NULL when every limit is 0 (smtpd then never asks anvil). *err (malloc'd) names the problem. */
+int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **ret, char **err);
+void smtpd_anvil_free(struct smtpd_anvil *a);
+const struct smtpd_anvil_limits *smtpd_anvil_limits(const struct smtpd_anvil *a);
+/* In smtpd_client_event_limit_exceptions (or no anvil at all): no event of this client is counted. */
+bool smtpd_anvil_exempt(struct smtpd_anvil *a, const char *addr);
+/*
+ * Count one event of client addr for this service. 0 and *ret filled; <0 when anvil did not count it
+ * (down: one warning per outage, then no limits). gen: a connect stores which anvil connection counted
+ * it, the matching disconnect passes it back (NULL for other events).
+ */
+int smtpd_anvil_event(struct smtpd_anvil *a, enum smtpd_anvil_event e, const char *addr, unsigned *gen,
+                      struct smtpd_anvil_answer *ret);
 
 /* ---- tls.c: OpenSSL glue ---- */
 

@@ -31,6 +31,7 @@ local     unix  -       n       n       -       -       local
 bounce    unix  -       -       n       -       0       bounce
 error     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
 """
 
 

@@ -451,7 +451,7 @@ TEST(shipped_master_cf)
                 {"relay", MASTERCF_UNIX, "smtp"},      {"lmtp", MASTERCF_UNIX, "lmtp"},
                 {"showq", MASTERCF_UNIX, "showq"},     {"error", MASTERCF_UNIX, "error"},
                 {"discard", MASTERCF_UNIX, "discard"}, {"local", MASTERCF_UNIX, "local"},
-                {"virtual", MASTERCF_UNIX, "virtual"},
+                {"virtual", MASTERCF_UNIX, "virtual"}, {"anvil", MASTERCF_UNIX, "anvil"},
         };
         CHECK_INT(m.n_services, ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++) {
@@ -462,6 +462,7 @@ TEST(shipped_master_cf)
         CHECK(!mastercf_find(&m, "local", MASTERCF_UNIX)->unpriv);
         CHECK(!mastercf_find(&m, "virtual", MASTERCF_UNIX)->unpriv);
         CHECK_INT(mastercf_find(&m, "qmgr", MASTERCF_UNIX)->maxproc, 1);
+        CHECK_INT(mastercf_find(&m, "anvil", MASTERCF_UNIX)->maxproc, 1);
         CHECK_INT(mastercf_find(&m, "pickup", MASTERCF_UNIX)->wakeup, 60);
         mastercf_free(&m);
 
