@@ -1,0 +1,269 @@
+"""test_smtp_tls_verify.py: the smtp client's TLS fails closed: verify and secure levels, certificate
+match strategies, smtp_tls_policy_maps and TLS session resumption, against a real OpenSSL peer.
+
+Certificates come from a test CA made here with openssl; the peer (smtp_peer.SmtpPeer, Python's ssl)
+offers STARTTLS with a leaf naming what each test needs. A delivery that must not happen is checked on
+the peer's side too: no MAIL FROM reached it.
+"""
+import os
+import re
+import subprocess
+
+import pytest
+
+from smtp_peer import SmtpPeer
+from test_smtp_client import SMTP_ONLY_MASTER_CF, deliver
+
+OPENSSL_TIMEOUT = 60
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=OPENSSL_TIMEOUT)
+
+
+def make_ca(directory, name):
+    """A self-signed CA certificate and key: (cert, key)."""
+    cert, key = directory / f"{name}-ca.pem", directory / f"{name}-ca-key.pem"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+            "-subj", f"/CN=postd test CA {name}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    os.chmod(cert, 0o644)
+    return cert, key
+
+
+def make_leaf(directory, ca, *dns_names):
+    """A server certificate signed by ca naming only dns_names (subjectAltName; CN the first)."""
+    stem = directory / ("leaf-" + "-".join(dns_names).replace("*", "star"))
+    cert, key, csr, ext = (stem.with_suffix(s) for s in (".pem", ".key", ".csr", ".ext"))
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", f"/CN={dns_names[0]}")
+    ext.write_text("subjectAltName=" + ",".join(f"DNS:{n}" for n in dns_names) + "\n"
+                   "extendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial", "-out", cert,
+            "-days", "2", "-extfile", ext)
+    return cert, key
+
+
+@pytest.fixture
+def certs(tmp_path):
+    d = tmp_path / "certs"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def ca(certs):
+    return make_ca(certs, "trusted")
+
+
+@pytest.fixture
+def peer():
+    p = SmtpPeer()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def tls_instance(mail_instance, tmp_path, ca):
+    """An smtp-only instance trusting ca, with TLS logging; extra main.cf text as the argument."""
+    for p in [tmp_path, *tmp_path.parents]:
+        if str(p) in ("/", "/tmp"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o011)
+    os.chmod(ca[0].parent, 0o755)
+
+    def make(extra="", policy=None):
+        inst = mail_instance(master_cf=SMTP_ONLY_MASTER_CF,
+                             main_extra=f"smtp_tls_CAfile = {ca[0]}\nsmtp_tls_loglevel = 1\n" + extra)
+        if policy is not None:
+            inst.postconf("smtp_tls_policy_maps = " + policy_table(inst, policy))
+        inst.start()
+        return inst
+    return make
+
+
+def policy_table(inst, text):
+    path = inst.root / "tls_policy"
+    path.write_text(text)
+    os.chmod(path, 0o644)
+    return f"texthash:{path}"
+
+
+def assert_not_sent(inst, qid, replies, peer, reason_start):
+    assert replies[0]["status"] == "deferred", replies
+    assert replies[0]["dsn"] == "4.7.5", replies
+    assert replies[0]["reason"].startswith(reason_start), replies
+    assert peer.messages() == []
+    assert not any(c.upper().startswith("MAIL") for s in peer.sessions for c in s.commands)
+    inst.wait_log(rf"{qid}: to=<bob@example\.net>, .*status=deferred \({re.escape(reason_start)}")
+
+
+# ---- secure: smtp_tls_secure_cert_match = nexthop, dot-nexthop ----
+
+def test_secure_delivers_to_a_certificate_naming_the_nexthop(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = secure\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+    assert peer.sessions[0].tls and len(peer.messages()) == 1
+    inst.wait_log(rf"Verified TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: "
+                  r"TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\)")
+
+
+def test_secure_delivers_to_a_subdomain_of_the_nexthop(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mx1.localhost")
+    inst = tls_instance("smtp_tls_security_level = secure\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+
+
+def test_secure_defers_a_certificate_for_another_name(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mail.other.example")
+    inst = tls_instance("smtp_tls_security_level = secure\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert_not_sent(inst, qid, replies, peer, "Server certificate not verified")
+    assert "names none of localhost, .localhost (secure level)" in replies[0]["reason"], replies
+
+
+def test_secure_explicit_match_names(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mail.other.example")
+    inst = tls_instance("smtp_tls_security_level = secure\n"
+                        "smtp_tls_secure_cert_match = nexthop, .other.example\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+
+
+# ---- verify: smtp_tls_verify_cert_match = hostname; the chain must reach smtp_tls_CAfile ----
+
+def test_verify_matches_the_host_name_not_its_subdomains(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mx1.localhost")
+    inst = tls_instance("smtp_tls_security_level = verify\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert_not_sent(inst, qid, replies, peer, "Server certificate not verified")
+    assert "names none of localhost (verify level)" in replies[0]["reason"], replies
+
+
+def test_verify_defers_a_certificate_from_an_untrusted_ca(tls_instance, peer, certs):
+    other_ca = make_ca(certs, "untrusted")
+    peer.starttls = make_leaf(certs, other_ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = verify\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert_not_sent(inst, qid, replies, peer, "Server certificate not trusted")
+    assert "localhost[127.0.0.1]: unable to get local issuer certificate" in replies[0]["reason"], replies
+
+
+def test_encrypt_goes_on_with_an_untrusted_certificate(tls_instance, peer, certs):
+    other_ca = make_ca(certs, "untrusted")
+    peer.starttls = make_leaf(certs, other_ca, "mail.other.example")
+    inst = tls_instance("smtp_tls_security_level = encrypt\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+    inst.wait_log(rf"Untrusted TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: ")
+
+
+def test_unknown_level_defers_instead_of_guessing(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = secur\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "deferred", replies
+    assert "smtp_tls_security_level = secur: unknown TLS security level" in replies[0]["reason"], replies
+    assert peer.sessions == []
+
+
+# ---- smtp_tls_policy_maps ----
+
+def test_policy_map_raises_the_level(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mail.other.example")
+    inst = tls_instance("smtp_tls_security_level = may\n", policy=f"[localhost]:{peer.port} secure\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert_not_sent(inst, qid, replies, peer, "Server certificate not verified")
+
+
+def test_policy_map_raises_none_to_encrypt(tls_instance, peer):
+    inst = tls_instance("smtp_tls_security_level = none\n", policy=f"[localhost]:{peer.port} encrypt\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "deferred", replies
+    assert replies[0]["reason"] == "TLS is required, but was not offered by host localhost[127.0.0.1]"
+    assert peer.messages() == []
+
+
+def test_policy_map_lowers_the_level(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mail.other.example")
+    inst = tls_instance("smtp_tls_security_level = secure\n", policy=f"[elsewhere.example]:25 secure\n[localhost]:{peer.port} may\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+    assert peer.sessions[0].tls
+
+
+def test_policy_map_match_attribute(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "mail.other.example")
+    inst = tls_instance("smtp_tls_security_level = may\n", policy=f"[localhost]:{peer.port} secure match=nexthop:.other.example\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+    inst.wait_log(rf"Verified TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: ")
+
+
+def test_policy_map_protocols_attribute(tls_instance, peer, certs, ca):
+    import ssl
+    peer.starttls = make_leaf(certs, ca, "localhost")
+    peer.tls_maximum = ssl.TLSVersion.TLSv1_2
+    inst = tls_instance("smtp_tls_security_level = may\n", policy=f"[localhost]:{peer.port} encrypt protocols=>=TLSv1.3\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "deferred", replies
+    assert replies[0]["reason"].startswith("TLS handshake with localhost[127.0.0.1] failed"), replies
+    assert peer.messages() == []
+
+
+@pytest.mark.parametrize("entry,cause", [
+    ("secure tafile=/etc/ta.pem", 'unknown attribute "tafile"'),
+    ("encrypt match=nexthop", "match= applies to the verify and secure levels"),
+    ("fingerprint", "TLS security level fingerprint (for [localhost]:{port}) is not supported by postd"),
+    ("dane-only", "TLS security level dane-only (for [localhost]:{port}) is not supported by postd"),
+])
+def test_policy_map_entry_postd_cannot_honour_defers(tls_instance, peer, certs, ca, entry, cause):
+    peer.starttls = make_leaf(certs, ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = may\n", policy=f"[localhost]:{peer.port} {entry}\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "deferred", replies
+    assert cause.format(port=peer.port) in replies[0]["reason"], replies
+    assert peer.sessions == []
+
+
+def test_policy_dane_without_dnssec_is_may(tls_instance, peer, certs):
+    other_ca = make_ca(certs, "untrusted")
+    peer.starttls = make_leaf(certs, other_ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = none\n", policy=f"[localhost]:{peer.port} dane\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+    assert peer.sessions[0].tls
+    inst.wait_log(r"TLS level dane: postd has no DNSSEC-validated TLSA lookups yet; using may")
+
+
+# ---- TLS session resumption (in-process cache of each smtp process) ----
+
+def deliver_twice(inst, peer):
+    for n in range(2):
+        qid, replies = deliver(inst, f"[localhost]:{peer.port}", f"rcpt{n}@example.net")
+        assert replies[0]["status"] == "sent", replies
+    assert len(peer.sessions) == 2, "expected a new connection per delivery"
+    return peer.sessions
+
+
+def test_second_delivery_resumes_the_tls_session(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = secure\nsmtp_connection_cache_on_demand = no\n")
+    first, second = deliver_twice(inst, peer)
+    assert not first.tls_resumed
+    assert second.tls_resumed, inst.logtext()
+    inst.wait_log(rf"localhost\[127\.0\.0\.1\]:{peer.port}: Reusing old session")
+    # A resumed session is still checked: the log says Verified for both connections.
+    inst.wait_log(r"(?s)Verified TLS connection established.*Verified TLS connection established")
+
+
+def test_session_cache_timeout_zero_disables_resumption(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "localhost")
+    inst = tls_instance("smtp_tls_security_level = secure\nsmtp_connection_cache_on_demand = no\n"
+                        "smtp_tls_session_cache_timeout = 0\n")
+    first, second = deliver_twice(inst, peer)
+    assert not first.tls_resumed and not second.tls_resumed
+    assert "Reusing old session" not in inst.logtext()
