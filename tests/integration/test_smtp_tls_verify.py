@@ -267,3 +267,108 @@ def test_session_cache_timeout_zero_disables_resumption(tls_instance, peer, cert
     first, second = deliver_twice(inst, peer)
     assert not first.tls_resumed and not second.tls_resumed
     assert "Reusing old session" not in inst.logtext()
+
+
+# ---- MX next hops against a local DNS server: hostname (the MX name) vs nexthop (the domain) ----
+
+TLS_DNS_ADDR = "127.0.9.54"
+MX_ADDR = "127.0.9.60"  # not an address of the instance: an MX there is no mail loop
+TLS_RECORDS = ["--mx-host=tls.test,mx.hosting.test,10", "--host-record=mx.hosting.test," + MX_ADDR]
+
+
+@pytest.fixture
+def tls_dns(tmp_path):
+    """dnsmasq on its own loopback address answering for *.test; yields a resolv.conf naming it."""
+    import shutil
+    import socket
+    from mailinstance import wait_for
+    dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+    if not os.path.exists(dnsmasq):
+        pytest.fail("dnsmasq is not installed (Debian package dnsmasq-base; dev.sh installs it)")
+    proc = subprocess.Popen([dnsmasq, "-k", "--port=53", f"--listen-address={TLS_DNS_ADDR}",
+                             "--bind-interfaces", "--no-resolv", "--no-hosts", "--user=root", "--group=root",
+                             "--local=/test/", "--log-facility=-", *TLS_RECORDS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def answering():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            s.sendto(bytes.fromhex("abcd01000001000000000000") + b"\x04test\x00\x00\x01\x00\x01",
+                     (TLS_DNS_ADDR, 53))
+            try:
+                return s.recv(512)[:2] == b"\xab\xcd"
+            except OSError:
+                return False
+
+    try:
+        wait_for(answering, 10, f"dnsmasq on {TLS_DNS_ADDR}", interval=0.1)
+        resolv = tmp_path / "resolv.conf"
+        resolv.write_text(f"nameserver {TLS_DNS_ADDR}\noptions timeout:2 attempts:1\n")
+        yield resolv
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def mx_peer():
+    p = SmtpPeer(host=MX_ADDR)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def dns_tls_instance(mail_instance, tmp_path, ca, tls_dns):
+    from test_client_dns import start_with_dns
+    for p in [tmp_path, *tmp_path.parents]:
+        if str(p) in ("/", "/tmp"):
+            break
+        os.chmod(p, os.stat(p).st_mode | 0o011)
+    os.chmod(ca[0].parent, 0o755)
+
+    def make(extra="", policy=None):
+        inst = mail_instance(master_cf=SMTP_ONLY_MASTER_CF,
+                             main_extra=f"smtp_tls_CAfile = {ca[0]}\nsmtp_tls_loglevel = 1\n" + extra)
+        if policy is not None:
+            inst.postconf("smtp_tls_policy_maps = " + policy_table(inst, policy))
+        start_with_dns(inst, tls_dns)
+        return inst
+    return make
+
+
+def test_verify_trusts_the_mx_name_secure_does_not(dns_tls_instance, mx_peer, certs, ca):
+    mx_peer.starttls = make_leaf(certs, ca, "mx.hosting.test")
+    inst = dns_tls_instance("smtp_tls_security_level = verify\n")
+    qid, replies = deliver(inst, f"tls.test:{mx_peer.port}", "bob@tls.test")
+    assert replies[0]["status"] == "sent", replies
+    inst.wait_log(rf"Verified TLS connection established to mx\.hosting\.test\[{re.escape(MX_ADDR)}\]")
+
+
+
+def test_secure_does_not_trust_the_mx_name(dns_tls_instance, mx_peer, certs, ca):
+    # The MX name came from (insecure) DNS: only the next-hop domain itself counts.
+    mx_peer.starttls = make_leaf(certs, ca, "mx.hosting.test")
+    inst = dns_tls_instance("smtp_tls_security_level = secure\n")
+    qid, replies = deliver(inst, f"tls.test:{mx_peer.port}", "bob@tls.test")
+    assert replies[0]["status"] == "deferred", replies
+    assert replies[0]["reason"].startswith("Server certificate not verified: the certificate of "
+                                           f"mx.hosting.test[{MX_ADDR}] names none of tls.test, .tls.test"), replies
+    assert mx_peer.messages() == []
+
+
+def test_policy_lookup_domain_then_parent(dns_tls_instance, mx_peer, certs, ca):
+    mx_peer.starttls = make_leaf(certs, ca, "mx.hosting.test")
+    # Only ".test" matches tls.test: secure applies, and the MX name does not satisfy it.
+    inst = dns_tls_instance("smtp_tls_security_level = may\n", policy=".test secure\nother.test may\n")
+    qid, replies = deliver(inst, f"tls.test:{mx_peer.port}", "bob@tls.test")
+    assert replies[0]["status"] == "deferred", replies
+    assert replies[0]["reason"].startswith("Server certificate not verified"), (replies, inst.logtext())
+    assert mx_peer.messages() == []
+
+
+def test_policy_lookup_domain_before_parent(dns_tls_instance, mx_peer, certs, ca):
+    mx_peer.starttls = make_leaf(certs, ca, "mx.hosting.test")
+    inst = dns_tls_instance("smtp_tls_security_level = may\n", policy=".test secure\ntls.test verify\n")
+    qid, replies = deliver(inst, f"tls.test:{mx_peer.port}", "bob@tls.test")
+    assert replies[0]["status"] == "sent", replies
+    inst.wait_log(rf"Verified TLS connection established to mx\.hosting\.test\[{re.escape(MX_ADDR)}\]")
