@@ -303,8 +303,10 @@ int tls_dest_policy_parse(const char *value, struct tls_dest_policy *ret, char *
         for (size_t i = 1; r == 0 && i < tokens.n; i++)
                 r = policy_token(ret, tokens.v[i], ret_error);
         /* match= names what verify and secure check; elsewhere it would be silently meaningless. */
-        if (r == 0 && ret->match && ret->level != TLS_VERIFY && ret->level != TLS_SECURE) {
-                *ret_error = xasprintf("match= applies to the verify and secure levels, not to \"%s\"",
+        if (r == 0 && ret->match && ret->level != TLS_VERIFY && ret->level != TLS_SECURE &&
+            ret->level != TLS_FINGERPRINT) {
+                *ret_error = xasprintf("match= applies to the verify, secure and fingerprint levels, not to "
+                                       "\"%s\"",
                                        tls_level_name(ret->level));
                 r = -EINVAL;
         }
@@ -380,6 +382,55 @@ int tls_match_expand(const char *param, const char *list, const char *separators
         strv_free(&tokens);
         if (r == 0 && ret->n == before) {
                 *ret_error = xasprintf("%s = %s names no certificate name to match", param, list);
+                r = -EINVAL;
+        }
+        return r;
+}
+
+/* "ab:cd:EF" or "abcdef" -> "AB:CD:EF"; NULL when not whole hex bytes or longer than any digest. */
+static char *normalize_fingerprint(const char *text)
+{
+        char digits[2 * TLS_FINGERPRINT_MAX + 1];
+        size_t n = 0;
+        for (const char *p = text; *p; p++) {
+                if (*p == ':')
+                        continue;
+                if (!isxdigit((unsigned char)*p) || n >= 2 * TLS_FINGERPRINT_MAX)
+                        return NULL;
+                digits[n++] = (char)toupper((unsigned char)*p);
+        }
+        if (n == 0 || n % 2)
+                return NULL;
+        struct buf out = BUF_INIT;
+        for (size_t i = 0; i < n; i += 2)
+                buf_printf(&out, "%s%c%c", i ? ":" : "", digits[i], digits[i + 1]);
+        return buf_steal(&out);
+}
+
+int tls_fingerprints_parse(const char *param, const char *list, const char *separators, struct strv *ret,
+                           char **ret_error)
+{
+        *ret_error = NULL;
+        struct strv tokens = STRV_INIT;
+        strv_split(&tokens, list, separators);
+        size_t before = ret->n;
+        int r = 0;
+        for (size_t i = 0; i < tokens.n && r == 0; i++) {
+                char *fp = normalize_fingerprint(tokens.v[i]);
+                if (!fp) {
+                        *ret_error = xasprintf("%s: \"%.*s\" is not a fingerprint (hex bytes such as "
+                                               "\"3D:95:34:...\", as openssl x509 -fingerprint prints)",
+                                               param, TLS_POLICY_NAME_MAX, tokens.v[i]);
+                        r = -EINVAL;
+                } else
+                        strv_push_take(ret, fp);
+        }
+        strv_free(&tokens);
+        if (r == 0 && ret->n == before) {
+                *ret_error =
+                        xasprintf("%s is empty: the fingerprint level needs the server certificate's or "
+                                  "public key's fingerprint",
+                                  param);
                 r = -EINVAL;
         }
         return r;

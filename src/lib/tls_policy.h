@@ -83,7 +83,7 @@ const char *tls_level_name(enum tls_level level);
  * An attribute not given stays NULL: the main.cf parameter applies. */
 struct tls_dest_policy {
         enum tls_level level;
-        char *match;     /* colon-separated match strategies and names, as written */
+        char *match;     /* names (colon-separated) or, at fingerprint, digests ("|"), as written */
         char *ciphers;   /* cipher grade replacing smtp_tls_mandatory_ciphers */
         char *protocols; /* replacing smtp_tls_mandatory_protocols (colon- or comma-separated) */
         char *exclude;   /* ciphers excluded in addition to smtp_tls_exclude_ciphers */
@@ -91,9 +91,9 @@ struct tls_dest_policy {
 
 /*
  * Pure parser of a policy table value: a level, then attributes name=value separated by blanks. An
- * unknown level or attribute, a repeated or empty attribute, or match= with a level that matches no
- * names is refused: -EINVAL with *ret_error saying what and how to fix it (the caller defers the
- * delivery: a broken policy never means less protection). Free the result with tls_dest_policy_done.
+ * unknown level or attribute, a repeated or empty attribute, or match= with a level that checks no
+ * names or fingerprints is refused: -EINVAL with *ret_error saying what and how to fix it (the caller defers
+ * the delivery: a broken policy never means less protection). Free the result with tls_dest_policy_done.
  */
 int tls_dest_policy_parse(const char *value, struct tls_dest_policy *ret, char **ret_error);
 void tls_dest_policy_done(struct tls_dest_policy *p);
@@ -111,3 +111,15 @@ void tls_dest_policy_done(struct tls_dest_policy *p);
  */
 int tls_match_expand(const char *param, const char *list, const char *separators, const char *hostname,
                      const char *nexthop, struct strv *ret, char **ret_error);
+
+/* Longest digest a fingerprint may have, in bytes (SHA-512). */
+#define TLS_FINGERPRINT_MAX 64
+
+/*
+ * Pure: the fingerprint level's list (smtp_tls_fingerprint_cert_match, or a policy's match= value split
+ * on "|"): digests as "openssl x509 -fingerprint" prints them, "AB:CD:...", colons optional, any case.
+ * Appended to *ret in one form, uppercase hex pairs joined by colons, for comparison with what the
+ * client computes. 0 with at least one, or -EINVAL and *ret_error naming param and the bad entry.
+ */
+int tls_fingerprints_parse(const char *param, const char *list, const char *separators, struct strv *ret,
+                           char **ret_error);

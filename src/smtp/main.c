@@ -135,6 +135,10 @@ static int load_settings(struct config *c, struct smtp_settings *set)
         set->tls_verify_match = xstrdup(config_get(c, set->tls_verify_match_param));
         set->tls_secure_match_param = pname("tls_secure_cert_match");
         set->tls_secure_match = xstrdup(config_get(c, set->tls_secure_match_param));
+        set->tls_fingerprint_match_param = pname("tls_fingerprint_cert_match");
+        set->tls_fingerprint_match = xstrdup(config_get(c, set->tls_fingerprint_match_param));
+        set->tls_fingerprint_digest_param = pname("tls_fingerprint_digest");
+        set->tls_fingerprint_digest = xstrdup(config_get(c, set->tls_fingerprint_digest_param));
         long long timeout = config_get_time(c, pname("tls_session_cache_timeout"));
         set->tls_session_timeout = timeout > 0 ? (uint64_t)timeout : 0;
         if (open_tls_policy_maps(c, set) < 0)

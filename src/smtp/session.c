@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,14 +490,67 @@ static bool cert_matches(X509 *cert, const struct strv *names)
         return false;
 }
 
-/* At verify and secure the certificate must chain to a trusted CA and name what the level expects;
- * otherwise nothing is sent: the recipients are deferred (4.7.5) with Postfix's wording. */
+/* Digest of the public key as Postfix takes it: the DER SubjectPublicKeyInfo ("openssl x509 -pubkey |
+ * openssl pkey -pubin -outform DER | openssl dgst"). 1 done, else OpenSSL failed. */
+static int pubkey_digest(X509 *cert, const EVP_MD *md, unsigned char *d, unsigned *n)
+{
+        unsigned char *der = NULL;
+        int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+        if (len <= 0)
+                return 0;
+        int r = EVP_Digest(der, (size_t)len, d, n, md, NULL);
+        OPENSSL_free(der);
+        return r;
+}
+
+/* "AB:CD:..." of the certificate (pubkey false) or of its public key; NULL when OpenSSL cannot. */
+static char *cert_fingerprint(X509 *cert, const EVP_MD *md, bool pubkey)
+{
+        unsigned char d[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        if (!md || (pubkey ? pubkey_digest(cert, md, d, &n) : X509_digest(cert, md, d, &n)) != 1) {
+                ERR_clear_error();
+                return NULL;
+        }
+        struct buf out = BUF_INIT;
+        for (unsigned i = 0; i < n; i++)
+                buf_printf(&out, "%s%02X", i ? ":" : "", d[i]);
+        return buf_steal(&out);
+}
+
+/* The fingerprint level: the certificate's or its public key's digest is one of s->match; no CA needed. */
+static bool fingerprint_matches(struct session *s, X509 *cert)
+{
+        const EVP_MD *md = EVP_get_digestbyname(s->a->set.tls_fingerprint_digest);
+        _cleanup_free_ char *of_cert = cert ? cert_fingerprint(cert, md, false) : NULL;
+        _cleanup_free_ char *of_key = cert ? cert_fingerprint(cert, md, true) : NULL;
+        for (size_t i = 0; i < s->match.n; i++)
+                if ((of_cert && streq(s->match.v[i], of_cert)) || (of_key && streq(s->match.v[i], of_key)))
+                        return true;
+        return false;
+}
+
+/* At fingerprint, verify and secure the certificate must be the one expected: its fingerprint, or a chain
+ * to a trusted CA and a name the level expects. Otherwise nothing is sent: the recipients are deferred
+ * (4.7.5) with Postfix's wording. */
 static bool tls_verified(struct session *s, bool *ret_trusted)
 {
         X509 *cert = SSL_get0_peer_certificate(s->ssl);
         long vr = SSL_get_verify_result(s->ssl);
         bool trusted = cert && vr == X509_V_OK;
         *ret_trusted = trusted;
+        if (s->level == TLS_FINGERPRINT) {
+                if (fingerprint_matches(s, cert))
+                        return true;
+                _cleanup_free_ char *reason =
+                        xasprintf("Server certificate not verified: %s of %s[%s] matches none of the %zu %s "
+                                  "fingerprint%s "
+                                  "(fingerprint level)",
+                                  cert ? "the certificate" : "no certificate", s->host, s->addr, s->match.n,
+                                  s->a->set.tls_fingerprint_digest, s->match.n == 1 ? "" : "s");
+                setup_failed(s, "4.7.5", reason);
+                return false;
+        }
         if (s->level < TLS_VERIFY)
                 return true;
         if (!trusted) {
@@ -524,7 +578,10 @@ static void tls_established(struct session *s)
         bool trusted;
         if (!tls_verified(s, &trusted))
                 return;
-        const char *trust = !trusted ? "Untrusted" : s->level >= TLS_VERIFY ? "Verified" : "Trusted";
+        /* A fingerprint match verifies the very certificate, trusted chain or not. */
+        const char *trust = s->level == TLS_FINGERPRINT || (trusted && s->level >= TLS_VERIFY) ? "Verified"
+                            : trusted                                                          ? "Trusted"
+                                                                                               : "Untrusted";
         s->tls = true;
         if (a->set.tls_loglevel >= 1) {
                 int alg_bits = 0;
@@ -1118,10 +1175,10 @@ static int tls_choose_level(struct session *s, const char *hop, const struct dns
                          hop);
                 s->level = TLS_MAY;
         }
-        if (s->level == TLS_DANE_ONLY || s->level == TLS_FINGERPRINT) {
+        if (s->level == TLS_DANE_ONLY) {
                 *ret_reason =
                         xasprintf("TLS security level %s (for %s) is not supported by postd; use verify "
-                                  "or secure",
+                                  ", secure or fingerprint",
                                   tls_level_name(s->level), hop);
                 return -EOPNOTSUPP;
         }
@@ -1153,11 +1210,29 @@ static bool tls_setup(struct session *s)
         bool mandatory = s->level >= TLS_ENCRYPT;
         char *error = NULL;
         if (dp.ciphers || dp.protocols || dp.exclude) {
-                if (build_own_policy(s, &dp, &error) < 0)
-                        s->tls_error = error;
+                if (build_own_policy(s, &dp, &error) < 0) {
+                        s->tls_error = error; /* deferred when TLS would be used */
+                        error = NULL;
+                }
         } else if (a->tls_policy_error[mandatory])
                 s->tls_error = xstrdup(a->tls_policy_error[mandatory]);
-        if (s->level >= TLS_VERIFY) {
+        if (s->level == TLS_FINGERPRINT) {
+                const char *param =
+                        dp.match ? "smtp_tls_policy_maps match" : a->set.tls_fingerprint_match_param;
+                if (!EVP_get_digestbyname(a->set.tls_fingerprint_digest))
+                        error = xasprintf("%s = %s: OpenSSL knows no such digest (use sha256)",
+                                          a->set.tls_fingerprint_digest_param,
+                                          a->set.tls_fingerprint_digest);
+                else
+                        (void)tls_fingerprints_parse(param,
+                                                     dp.match ? dp.match : a->set.tls_fingerprint_match,
+                                                     dp.match ? "|" : ", \t\r\n|", &s->match, &error);
+                if (error) {
+                        _cleanup_free_ char *why = error;
+                        setup_failed(s, "4.7.5", why);
+                        return false;
+                }
+        } else if (s->level >= TLS_VERIFY) {
                 bool secure = s->level == TLS_SECURE;
                 const char *param = dp.match ? "smtp_tls_policy_maps match"
                                     : secure ? a->set.tls_secure_match_param

@@ -48,6 +48,8 @@ struct smtp_settings {
         int tls_loglevel;
         char *tls_verify_match, *tls_secure_match; /* smtp_tls_{verify,secure}_cert_match */
         const char *tls_verify_match_param, *tls_secure_match_param;
+        char *tls_fingerprint_match, *tls_fingerprint_digest; /* smtp_tls_fingerprint_{cert_match,digest} */
+        const char *tls_fingerprint_match_param, *tls_fingerprint_digest_param;
         struct maps *tls_policy_maps; /* smtp_tls_policy_maps, NULL when empty */
         uint64_t tls_session_timeout; /* seconds a cached TLS session is resumed; 0: no cache */
         bool sasl_enable;

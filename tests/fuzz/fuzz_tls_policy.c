@@ -1,6 +1,7 @@
 /* fuzz_tls_policy.c: libFuzzer target for the TLS protocol and cipher-grade parsers (operator-written
  * main.cf values) and the smtp_tls_policy_maps entry and certificate match-list parsers. Input, one per
- * line: protocols value, cipher grade, exclusions, a policy table value, a match list. */
+ * line: protocols value, cipher grade, exclusions, a policy table value, a match list (also read as a
+ * fingerprint list). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,19 @@ static void check_match(const char *list)
         for (size_t i = 0; i < names.n; i++)
                 if (!*names.v[i] || strpbrk(names.v[i], ", \t\r\n") || strlen(names.v[i]) > 254)
                         abort();
+        strv_free(&names);
+        free(error);
+        /* The same text as fingerprints: each result is uppercase hex pairs joined by colons. */
+        error = NULL;
+        r = tls_fingerprints_parse("smtp_tls_fingerprint_cert_match", list, ", \t|", &names, &error);
+        if ((r == 0) == (error != NULL) || (r == 0 && names.n == 0))
+                abort();
+        for (size_t i = 0; i < names.n; i++) {
+                size_t len = strlen(names.v[i]);
+                if (len % 3 != 2 || len > 3 * TLS_FINGERPRINT_MAX - 1 ||
+                    strspn(names.v[i], "0123456789ABCDEF:") != len)
+                        abort();
+        }
         strv_free(&names);
         free(error);
 }

@@ -170,6 +170,50 @@ def test_unknown_level_defers_instead_of_guessing(tls_instance, peer, certs, ca)
     assert peer.sessions == []
 
 
+# ---- fingerprint: the certificate's or its public key's digest, no CA needed ----
+
+def fingerprint(cert, pubkey=False):
+    """SHA-256 of the certificate (or of its public key) as "AB:CD:...", computed with openssl."""
+    if not pubkey:
+        out = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-fingerprint", "-sha256"],
+                             check=True, capture_output=True, text=True, timeout=OPENSSL_TIMEOUT).stdout
+        return out.strip().split("=", 1)[1]
+    der = subprocess.run(f"openssl x509 -in {cert} -noout -pubkey | openssl pkey -pubin -outform DER",
+                         shell=True, check=True, capture_output=True, timeout=OPENSSL_TIMEOUT).stdout
+    import hashlib
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def test_fingerprint_of_the_certificate_delivers(tls_instance, peer, certs):
+    other_ca = make_ca(certs, "untrusted")
+    peer.starttls = make_leaf(certs, other_ca, "mail.other.example")
+    fp = fingerprint(peer.starttls[0]).lower()  # any case, as openssl or an operator writes it
+    inst = tls_instance(f"smtp_tls_security_level = fingerprint\nsmtp_tls_fingerprint_cert_match = {fp}\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+    inst.wait_log(rf"Verified TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: ")
+
+
+def test_fingerprint_of_the_public_key_in_a_policy_entry(tls_instance, peer, certs):
+    other_ca = make_ca(certs, "untrusted")
+    peer.starttls = make_leaf(certs, other_ca, "mail.other.example")
+    wrong = "AB:" * 31 + "AB"
+    inst = tls_instance("smtp_tls_security_level = may\n",
+                        policy=f"[localhost]:{peer.port} fingerprint match={wrong}|{fingerprint(peer.starttls[0], True)}\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "sent", replies
+
+
+def test_fingerprint_mismatch_defers(tls_instance, peer, certs, ca):
+    peer.starttls = make_leaf(certs, ca, "localhost")  # trusted and named: only the fingerprint counts
+    other = make_leaf(certs, ca, "other.localhost")
+    inst = tls_instance(f"smtp_tls_security_level = fingerprint\n"
+                        f"smtp_tls_fingerprint_cert_match = {fingerprint(other[0])}, {fingerprint(other[0], True)}\n")
+    qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
+    assert_not_sent(inst, qid, replies, peer, "Server certificate not verified")
+    assert "matches none of the 2 sha256 fingerprints (fingerprint level)" in replies[0]["reason"], replies
+
+
 # ---- smtp_tls_policy_maps ----
 
 def test_policy_map_raises_the_level(tls_instance, peer, certs, ca):
@@ -216,8 +260,9 @@ def test_policy_map_protocols_attribute(tls_instance, peer, certs, ca):
 
 @pytest.mark.parametrize("entry,cause", [
     ("secure tafile=/etc/ta.pem", 'unknown attribute "tafile"'),
-    ("encrypt match=nexthop", "match= applies to the verify and secure levels"),
-    ("fingerprint", "TLS security level fingerprint (for [localhost]:{port}) is not supported by postd"),
+    ("encrypt match=nexthop", "match= applies to the verify, secure and fingerprint levels"),
+    ("fingerprint", "smtp_tls_fingerprint_cert_match is empty"),
+    ("fingerprint match=AB:CD:XY", '"AB:CD:XY" is not a fingerprint'),
     ("dane-only", "TLS security level dane-only (for [localhost]:{port}) is not supported by postd"),
 ])
 def test_policy_map_entry_postd_cannot_honour_defers(tls_instance, peer, certs, ca, entry, cause):

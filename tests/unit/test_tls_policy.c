@@ -326,7 +326,7 @@ TEST(policy_entries_refused_with_the_cause)
                 {"secure =x", "\"=x\" is not an attribute"},
                 {"secure match=a match=b", "given twice"},
                 {"verify ciphers=", "has no value"},
-                {"encrypt match=nexthop", "match= applies to the verify and secure levels"},
+                {"encrypt match=nexthop", "match= applies to the verify, secure and fingerprint levels"},
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 struct tls_dest_policy p;
@@ -390,4 +390,36 @@ TEST(match_lists_refused_with_the_cause)
         e = expand("dot-nexthop", "192.0.2.1", "192.0.2.1", &r);
         CHECK_INT(r, -EINVAL);
         free(e);
+}
+
+TEST(fingerprints_in_one_form)
+{
+        struct strv fps = STRV_INIT;
+        char *error = NULL;
+        CHECK_INT(tls_fingerprints_parse("smtp_tls_fingerprint_cert_match", "ab:cd:0F, 0102ff", ", \t", &fps,
+                                         &error),
+                  0);
+        CHECK_INT((int)fps.n, 2);
+        CHECK_STR(fps.v[0], "AB:CD:0F");
+        CHECK_STR(fps.v[1], "01:02:FF");
+        strv_free(&fps);
+        CHECK_INT(tls_fingerprints_parse("smtp_tls_policy_maps match", "AB:CD|12:34", "|", &fps, &error), 0);
+        CHECK_INT((int)fps.n, 2);
+        strv_free(&fps);
+
+        static const char *const bad[] = {"AB:C", "XY:12", "", " , ", "nexthop"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                CHECK_INT(tls_fingerprints_parse("smtp_tls_fingerprint_cert_match", bad[i], ", ", &fps, &error),
+                          -EINVAL);
+                CHECK(error && strstr(error, "smtp_tls_fingerprint_cert_match"));
+                free(error);
+                strv_free(&fps);
+        }
+        /* Longer than any digest (SHA-512 has 64 bytes). */
+        char big[2 * TLS_FINGERPRINT_MAX + 3];
+        memset(big, 'a', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        CHECK_INT(tls_fingerprints_parse("p", big, ", ", &fps, &error), -EINVAL);
+        free(error);
+        strv_free(&fps);
 }
