@@ -1,5 +1,4 @@
-/* session.c: one outbound SMTP or LMTP connection: a non-blocking state machine with STARTTLS, AUTH, reuse.
- */
+/* session.c: one outbound SMTP or LMTP connection: a non-blocking state machine with STARTTLS, AUTH, reuse. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -544,8 +543,7 @@ static bool tls_verified(struct session *s, bool *ret_trusted)
                         return true;
                 _cleanup_free_ char *reason =
                         xasprintf("Server certificate not verified: %s of %s[%s] matches none of the %zu %s "
-                                  "fingerprint%s "
-                                  "(fingerprint level)",
+                                  "fingerprint%s (fingerprint level)",
                                   cert ? "the certificate" : "no certificate", s->host, s->addr, s->match.n,
                                   s->a->set.tls_fingerprint_digest, s->match.n == 1 ? "" : "s");
                 setup_failed(s, "4.7.5", reason);
