@@ -7,6 +7,7 @@ the peer's side too: no MAIL FROM reached it.
 """
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -64,17 +65,12 @@ def peer():
 
 
 @pytest.fixture
-def tls_instance(mail_instance, tmp_path, ca):
+def tls_instance(mail_instance, ca):
     """An smtp-only instance trusting ca, with TLS logging; extra main.cf text as the argument."""
-    for p in [tmp_path, *tmp_path.parents]:
-        if str(p) in ("/", "/tmp"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o011)
-    os.chmod(ca[0].parent, 0o755)
 
     def make(extra="", policy=None):
-        inst = mail_instance(master_cf=SMTP_ONLY_MASTER_CF,
-                             main_extra=f"smtp_tls_CAfile = {ca[0]}\nsmtp_tls_loglevel = 1\n" + extra)
+        inst = mail_instance(master_cf=SMTP_ONLY_MASTER_CF, main_extra="smtp_tls_loglevel = 1\n" + extra)
+        trust_ca(inst, ca)
         if policy is not None:
             inst.postconf("smtp_tls_policy_maps = " + policy_table(inst, policy))
         inst.start()
@@ -82,11 +78,33 @@ def tls_instance(mail_instance, tmp_path, ca):
     return make
 
 
+def trust_ca(inst, ca):
+    """smtp_tls_CAfile = a copy of ca inside the instance. Not the test's tmp_path: another pytest run
+    on the machine may set /tmp/pytest-of-root back to 0700 at any time, and the agent (mail_owner)
+    could then read nothing there."""
+    path = inst.root / "trusted-ca.pem"
+    shutil.copy(ca[0], path)
+    os.chmod(path, 0o644)
+    inst.postconf(f"smtp_tls_CAfile = {path}")
+
+
 def policy_table(inst, text):
     path = inst.root / "tls_policy"
     path.write_text(text)
     os.chmod(path, 0o644)
     return f"texthash:{path}"
+
+
+def assert_sent(inst, replies, peer):
+    """Sent; otherwise say what the agent logged and what the peer presented, to tell a setup fault."""
+    if replies[0]["status"] != "sent":
+        cert = peer.starttls[0] if peer.starttls else None
+        seen = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-subject", "-issuer",
+                               "-fingerprint", "-sha256"], capture_output=True, text=True,
+                              timeout=OPENSSL_TIMEOUT).stdout if cert else "no STARTTLS"
+        pytest.fail(f"not sent: {replies}\npeer port {peer.port}, certificate: {seen}\n"
+                    f"peer sessions: {[(x.peer, x.tls, x.commands[:3]) for x in peer.sessions]}\n"
+                    f"maillog:\n{inst.logtext()}")
 
 
 def assert_not_sent(inst, qid, replies, peer, reason_start):
@@ -104,7 +122,7 @@ def test_secure_delivers_to_a_certificate_naming_the_nexthop(tls_instance, peer,
     peer.starttls = make_leaf(certs, ca, "localhost")
     inst = tls_instance("smtp_tls_security_level = secure\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
     assert peer.sessions[0].tls and len(peer.messages()) == 1
     inst.wait_log(rf"Verified TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: "
                   r"TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\)")
@@ -114,7 +132,7 @@ def test_secure_delivers_to_a_subdomain_of_the_nexthop(tls_instance, peer, certs
     peer.starttls = make_leaf(certs, ca, "mx1.localhost")
     inst = tls_instance("smtp_tls_security_level = secure\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
 
 
 def test_secure_defers_a_certificate_for_another_name(tls_instance, peer, certs, ca):
@@ -130,7 +148,7 @@ def test_secure_explicit_match_names(tls_instance, peer, certs, ca):
     inst = tls_instance("smtp_tls_security_level = secure\n"
                         "smtp_tls_secure_cert_match = nexthop, .other.example\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
 
 
 # ---- verify: smtp_tls_verify_cert_match = hostname; the chain must reach smtp_tls_CAfile ----
@@ -157,7 +175,7 @@ def test_encrypt_goes_on_with_an_untrusted_certificate(tls_instance, peer, certs
     peer.starttls = make_leaf(certs, other_ca, "mail.other.example")
     inst = tls_instance("smtp_tls_security_level = encrypt\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
     inst.wait_log(rf"Untrusted TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: ")
 
 
@@ -190,7 +208,7 @@ def test_fingerprint_of_the_certificate_delivers(tls_instance, peer, certs):
     fp = fingerprint(peer.starttls[0]).lower()  # any case, as openssl or an operator writes it
     inst = tls_instance(f"smtp_tls_security_level = fingerprint\nsmtp_tls_fingerprint_cert_match = {fp}\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
     inst.wait_log(rf"Verified TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: ")
 
 
@@ -201,7 +219,7 @@ def test_fingerprint_of_the_public_key_in_a_policy_entry(tls_instance, peer, cer
     inst = tls_instance("smtp_tls_security_level = may\n",
                         policy=f"[localhost]:{peer.port} fingerprint match={wrong}|{fingerprint(peer.starttls[0], True)}\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
 
 
 def test_fingerprint_mismatch_defers(tls_instance, peer, certs, ca):
@@ -235,7 +253,7 @@ def test_policy_map_lowers_the_level(tls_instance, peer, certs, ca):
     peer.starttls = make_leaf(certs, ca, "mail.other.example")
     inst = tls_instance("smtp_tls_security_level = secure\n", policy=f"[elsewhere.example]:25 secure\n[localhost]:{peer.port} may\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
     assert peer.sessions[0].tls
 
 
@@ -243,7 +261,7 @@ def test_policy_map_match_attribute(tls_instance, peer, certs, ca):
     peer.starttls = make_leaf(certs, ca, "mail.other.example")
     inst = tls_instance("smtp_tls_security_level = may\n", policy=f"[localhost]:{peer.port} secure match=nexthop:.other.example\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
     inst.wait_log(rf"Verified TLS connection established to localhost\[127\.0\.0\.1\]:{peer.port}: ")
 
 
@@ -279,7 +297,7 @@ def test_policy_dane_without_dnssec_is_may(tls_instance, peer, certs):
     peer.starttls = make_leaf(certs, other_ca, "localhost")
     inst = tls_instance("smtp_tls_security_level = none\n", policy=f"[localhost]:{peer.port} dane\n")
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, peer)
     assert peer.sessions[0].tls
     inst.wait_log(r"TLS level dane: postd has no DNSSEC-validated TLSA lookups yet; using may")
 
@@ -289,7 +307,7 @@ def test_policy_dane_without_dnssec_is_may(tls_instance, peer, certs):
 def deliver_twice(inst, peer):
     for n in range(2):
         qid, replies = deliver(inst, f"[localhost]:{peer.port}", f"rcpt{n}@example.net")
-        assert replies[0]["status"] == "sent", replies
+        assert_sent(inst, replies, peer)
     assert len(peer.sessions) == 2, "expected a new connection per delivery"
     return peer.sessions
 
@@ -324,7 +342,6 @@ TLS_RECORDS = ["--mx-host=tls.test,mx.hosting.test,10", "--host-record=mx.hostin
 @pytest.fixture
 def tls_dns(tmp_path):
     """dnsmasq on its own loopback address answering for *.test; yields a resolv.conf naming it."""
-    import shutil
     import socket
     from mailinstance import wait_for
     dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
@@ -363,17 +380,12 @@ def mx_peer():
 
 
 @pytest.fixture
-def dns_tls_instance(mail_instance, tmp_path, ca, tls_dns):
+def dns_tls_instance(mail_instance, ca, tls_dns):
     from test_client_dns import start_with_dns
-    for p in [tmp_path, *tmp_path.parents]:
-        if str(p) in ("/", "/tmp"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o011)
-    os.chmod(ca[0].parent, 0o755)
 
     def make(extra="", policy=None):
-        inst = mail_instance(master_cf=SMTP_ONLY_MASTER_CF,
-                             main_extra=f"smtp_tls_CAfile = {ca[0]}\nsmtp_tls_loglevel = 1\n" + extra)
+        inst = mail_instance(master_cf=SMTP_ONLY_MASTER_CF, main_extra="smtp_tls_loglevel = 1\n" + extra)
+        trust_ca(inst, ca)
         if policy is not None:
             inst.postconf("smtp_tls_policy_maps = " + policy_table(inst, policy))
         start_with_dns(inst, tls_dns)
@@ -385,7 +397,7 @@ def test_verify_trusts_the_mx_name_secure_does_not(dns_tls_instance, mx_peer, ce
     mx_peer.starttls = make_leaf(certs, ca, "mx.hosting.test")
     inst = dns_tls_instance("smtp_tls_security_level = verify\n")
     qid, replies = deliver(inst, f"tls.test:{mx_peer.port}", "bob@tls.test")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, mx_peer)
     inst.wait_log(rf"Verified TLS connection established to mx\.hosting\.test\[{re.escape(MX_ADDR)}\]")
 
 
@@ -415,5 +427,5 @@ def test_policy_lookup_domain_before_parent(dns_tls_instance, mx_peer, certs, ca
     mx_peer.starttls = make_leaf(certs, ca, "mx.hosting.test")
     inst = dns_tls_instance("smtp_tls_security_level = may\n", policy=".test secure\ntls.test verify\n")
     qid, replies = deliver(inst, f"tls.test:{mx_peer.port}", "bob@tls.test")
-    assert replies[0]["status"] == "sent", replies
+    assert_sent(inst, replies, mx_peer)
     inst.wait_log(rf"Verified TLS connection established to mx\.hosting\.test\[{re.escape(MX_ADDR)}\]")
