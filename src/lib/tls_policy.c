@@ -214,3 +214,224 @@ void tls_policy_done(struct tls_policy *p)
         free(p->cipher_origin);
         *p = (struct tls_policy){0};
 }
+
+static const char *const level_names[] = {
+        [TLS_NONE] = "none",           [TLS_MAY] = "may",
+        [TLS_DANE] = "dane",           [TLS_ENCRYPT] = "encrypt",
+        [TLS_DANE_ONLY] = "dane-only", [TLS_FINGERPRINT] = "fingerprint",
+        [TLS_VERIFY] = "verify",       [TLS_SECURE] = "secure",
+};
+
+int tls_level_parse(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(level_names); i++)
+                if (strcasecmp(name, level_names[i]) == 0)
+                        return (int)i;
+        return -EINVAL;
+}
+
+const char *tls_level_name(enum tls_level level)
+{
+        return (size_t)level < ELEMENTSOF(level_names) ? level_names[level] : "unknown";
+}
+
+#define POLICY_SEPARATORS " \t\r\n"
+
+/* Which of the policy's fields an attribute name fills; NULL for a name this client does not know. */
+static char **policy_attribute(struct tls_dest_policy *p, const char *name, size_t len)
+{
+        static const char *const names[] = {"match", "ciphers", "protocols", "exclude"};
+        char **fields[] = {&p->match, &p->ciphers, &p->protocols, &p->exclude};
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
+                        return fields[i];
+        return NULL;
+}
+
+static int policy_token(struct tls_dest_policy *p, const char *token, char **ret_error)
+{
+        const char *eq = strchr(token, '=');
+        if (!eq || eq == token) {
+                *ret_error = xasprintf("\"%.*s\" is not an attribute (expected name=value, e.g. "
+                                       "match=nexthop:.example.com)",
+                                       TLS_POLICY_NAME_MAX, token);
+                return -EINVAL;
+        }
+        char **field = policy_attribute(p, token, (size_t)(eq - token));
+        if (!field) {
+                *ret_error = xasprintf(
+                        "unknown attribute \"%.*s\" (known: match, ciphers, protocols, exclude)",
+                        (int)((size_t)(eq - token) > TLS_POLICY_NAME_MAX ? TLS_POLICY_NAME_MAX : eq - token),
+                        token);
+                return -EINVAL;
+        }
+        if (*field) {
+                *ret_error = xasprintf("attribute \"%.*s\" given twice", (int)(eq - token), token);
+                return -EINVAL;
+        }
+        if (!eq[1]) {
+                *ret_error = xasprintf("attribute \"%.*s\" has no value", (int)(eq - token), token);
+                return -EINVAL;
+        }
+        *field = xstrdup(eq + 1);
+        return 0;
+}
+
+int tls_dest_policy_parse(const char *value, struct tls_dest_policy *ret, char **ret_error)
+{
+        *ret = (struct tls_dest_policy){0};
+        *ret_error = NULL;
+        if (strlen(value) > TLS_POLICY_VALUE_MAX) {
+                *ret_error = xasprintf("policy longer than %d bytes", TLS_POLICY_VALUE_MAX);
+                return -EINVAL;
+        }
+        struct strv tokens = STRV_INIT;
+        strv_split(&tokens, value, POLICY_SEPARATORS);
+        int r = 0;
+        if (tokens.n == 0) {
+                *ret_error = xstrdup("empty policy (expected a level: none, may, encrypt, dane, dane-only, "
+                                     "fingerprint, verify or secure)");
+                r = -EINVAL;
+        } else if ((r = tls_level_parse(tokens.v[0])) < 0)
+                *ret_error = xasprintf("unknown security level \"%.*s\" (known: none, may, encrypt, dane, "
+                                       "dane-only, fingerprint, verify, secure)",
+                                       TLS_POLICY_NAME_MAX, tokens.v[0]);
+        else {
+                ret->level = (enum tls_level)r;
+                r = 0;
+        }
+        for (size_t i = 1; r == 0 && i < tokens.n; i++)
+                r = policy_token(ret, tokens.v[i], ret_error);
+        /* match= names what verify and secure check; elsewhere it would be silently meaningless. */
+        if (r == 0 && ret->match && ret->level != TLS_VERIFY && ret->level != TLS_SECURE &&
+            ret->level != TLS_FINGERPRINT) {
+                *ret_error = xasprintf("match= applies to the verify, secure and fingerprint levels, not to "
+                                       "\"%s\"",
+                                       tls_level_name(ret->level));
+                r = -EINVAL;
+        }
+        strv_free(&tokens);
+        if (r < 0)
+                tls_dest_policy_done(ret);
+        return r;
+}
+
+void tls_dest_policy_done(struct tls_dest_policy *p)
+{
+        free(p->match);
+        free(p->ciphers);
+        free(p->protocols);
+        free(p->exclude);
+        *p = (struct tls_dest_policy){0};
+}
+
+/* A DNS name, an address literal, or ".domain": what X509_check_host / X509_check_ip_asc take. */
+static bool valid_match_name(const char *name)
+{
+        size_t len = strlen(name);
+        if (len == 0 || len > TLS_MATCH_NAME_MAX || streq(name, "."))
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!isalnum((unsigned char)*p) && !strchr(".-_:", *p))
+                        return false;
+        return true;
+}
+
+/* An IP address has no subdomains: dot-nexthop of [192.0.2.1] names nothing. */
+static bool looks_like_address(const char *name)
+{
+        return strchr(name, ':') || strspn(name, "0123456789.") == strlen(name);
+}
+
+static void push_lower(struct strv *ret, const char *prefix, const char *name)
+{
+        char *v = xasprintf("%s%s", prefix, name);
+        for (char *p = v; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        strv_push_take(ret, v);
+}
+
+int tls_match_expand(const char *param, const char *list, const char *separators, const char *hostname,
+                     const char *nexthop, struct strv *ret, char **ret_error)
+{
+        *ret_error = NULL;
+        struct strv tokens = STRV_INIT;
+        strv_split(&tokens, list, separators);
+        size_t before = ret->n;
+        int r = 0;
+        for (size_t i = 0; i < tokens.n && r == 0; i++) {
+                const char *t = tokens.v[i];
+                if (strcasecmp(t, "hostname") == 0 && !isempty(hostname))
+                        push_lower(ret, "", hostname);
+                else if (strcasecmp(t, "nexthop") == 0 && !isempty(nexthop))
+                        push_lower(ret, "", nexthop);
+                else if (strcasecmp(t, "dot-nexthop") == 0) {
+                        if (!isempty(nexthop) && !looks_like_address(nexthop))
+                                push_lower(ret, ".", nexthop);
+                } else if (strcasecmp(t, "hostname") == 0 || strcasecmp(t, "nexthop") == 0)
+                        continue; /* nothing to name (no host yet): the other strategies still apply */
+                else if (valid_match_name(t))
+                        push_lower(ret, "", t);
+                else {
+                        *ret_error = xasprintf("%s: \"%.*s\" is neither a match strategy (hostname, "
+                                               "nexthop, dot-nexthop) nor a host name",
+                                               param, TLS_POLICY_NAME_MAX, t);
+                        r = -EINVAL;
+                }
+        }
+        strv_free(&tokens);
+        if (r == 0 && ret->n == before) {
+                *ret_error = xasprintf("%s = %s names no certificate name to match", param, list);
+                r = -EINVAL;
+        }
+        return r;
+}
+
+/* "ab:cd:EF" or "abcdef" -> "AB:CD:EF"; NULL when not whole hex bytes or longer than any digest. */
+static char *normalize_fingerprint(const char *text)
+{
+        char digits[2 * TLS_FINGERPRINT_MAX + 1];
+        size_t n = 0;
+        for (const char *p = text; *p; p++) {
+                if (*p == ':')
+                        continue;
+                if (!isxdigit((unsigned char)*p) || n >= 2 * TLS_FINGERPRINT_MAX)
+                        return NULL;
+                digits[n++] = (char)toupper((unsigned char)*p);
+        }
+        if (n == 0 || n % 2)
+                return NULL;
+        struct buf out = BUF_INIT;
+        for (size_t i = 0; i < n; i += 2)
+                buf_printf(&out, "%s%c%c", i ? ":" : "", digits[i], digits[i + 1]);
+        return buf_steal(&out);
+}
+
+int tls_fingerprints_parse(const char *param, const char *list, const char *separators, struct strv *ret,
+                           char **ret_error)
+{
+        *ret_error = NULL;
+        struct strv tokens = STRV_INIT;
+        strv_split(&tokens, list, separators);
+        size_t before = ret->n;
+        int r = 0;
+        for (size_t i = 0; i < tokens.n && r == 0; i++) {
+                char *fp = normalize_fingerprint(tokens.v[i]);
+                if (!fp) {
+                        *ret_error = xasprintf("%s: \"%.*s\" is not a fingerprint (hex bytes such as "
+                                               "\"3D:95:34:...\", as openssl x509 -fingerprint prints)",
+                                               param, TLS_POLICY_NAME_MAX, tokens.v[i]);
+                        r = -EINVAL;
+                } else
+                        strv_push_take(ret, fp);
+        }
+        strv_free(&tokens);
+        if (r == 0 && ret->n == before) {
+                *ret_error =
+                        xasprintf("%s is empty: the fingerprint level needs the server certificate's or "
+                                  "public key's fingerprint",
+                                  param);
+                r = -EINVAL;
+        }
+        return r;
+}

@@ -4,6 +4,8 @@
  * fuzzer drive it directly. */
 #pragma once
 
+#include "buf.h"
+
 /* Protocol versions as they appear on the wire, which are also OpenSSL's SSL3_VERSION ... TLS1_3_VERSION. */
 enum {
         TLS_POLICY_SSLV2 = 0x0002,
@@ -59,3 +61,65 @@ struct tls_policy_settings {
 int tls_policy_build(const struct tls_policy_settings *s, struct tls_policy *ret, char **ret_warning,
                      char **ret_error);
 void tls_policy_done(struct tls_policy *p);
+
+/* Postfix's client security levels, weakest first. "dane" is opportunistic: without usable (DNSSEC
+ * validated) TLSA records it is "may". dane-only and fingerprint rank above encrypt as in Postfix. */
+enum tls_level {
+        TLS_NONE,
+        TLS_MAY,
+        TLS_DANE,
+        TLS_ENCRYPT,
+        TLS_DANE_ONLY,
+        TLS_FINGERPRINT,
+        TLS_VERIFY,
+        TLS_SECURE,
+};
+
+/* "none", "may", ... (case-insensitive) -> the level, or -EINVAL for anything else, "" included. */
+int tls_level_parse(const char *name);
+const char *tls_level_name(enum tls_level level);
+
+/* One smtp_tls_policy_maps value: "secure match=nexthop:.example.com ciphers=high protocols=>=TLSv1.2".
+ * An attribute not given stays NULL: the main.cf parameter applies. */
+struct tls_dest_policy {
+        enum tls_level level;
+        char *match;     /* names (colon-separated) or, at fingerprint, digests ("|"), as written */
+        char *ciphers;   /* cipher grade replacing smtp_tls_mandatory_ciphers */
+        char *protocols; /* replacing smtp_tls_mandatory_protocols (colon- or comma-separated) */
+        char *exclude;   /* ciphers excluded in addition to smtp_tls_exclude_ciphers */
+};
+
+/*
+ * Pure parser of a policy table value: a level, then attributes name=value separated by blanks. An
+ * unknown level or attribute, a repeated or empty attribute, or match= with a level that checks no
+ * names or fingerprints is refused: -EINVAL with *ret_error saying what and how to fix it (the caller defers
+ * the delivery: a broken policy never means less protection). Free the result with tls_dest_policy_done.
+ */
+int tls_dest_policy_parse(const char *value, struct tls_dest_policy *ret, char **ret_error);
+void tls_dest_policy_done(struct tls_dest_policy *p);
+
+/* Longest certificate name accepted in a match list (a DNS name). */
+#define TLS_MATCH_NAME_MAX 253
+
+/*
+ * Pure: the names a server certificate must show, from a match list (smtp_tls_secure_cert_match
+ * "nexthop, dot-nexthop", smtp_tls_verify_cert_match "hostname", or a policy's match= value split on
+ * colons): "hostname" is the server's host name (the MX host), "nexthop" the next-hop domain,
+ * "dot-nexthop" any subdomain of it (".domain"), anything else an explicit name (".example.com": any
+ * subdomain). Names are lowercased; param names the setting in messages. 0 with at least one name in
+ * *ret (appended), or -EINVAL and *ret_error.
+ */
+int tls_match_expand(const char *param, const char *list, const char *separators, const char *hostname,
+                     const char *nexthop, struct strv *ret, char **ret_error);
+
+/* Longest digest a fingerprint may have, in bytes (SHA-512). */
+#define TLS_FINGERPRINT_MAX 64
+
+/*
+ * Pure: the fingerprint level's list (smtp_tls_fingerprint_cert_match, or a policy's match= value split
+ * on "|"): digests as "openssl x509 -fingerprint" prints them, "AB:CD:...", colons optional, any case.
+ * Appended to *ret in one form, uppercase hex pairs joined by colons, for comparison with what the
+ * client computes. 0 with at least one, or -EINVAL and *ret_error naming param and the bad entry.
+ */
+int tls_fingerprints_parse(const char *param, const char *list, const char *separators, struct strv *ret,
+                           char **ret_error);

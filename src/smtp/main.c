@@ -45,20 +45,38 @@ static uint64_t time_usec(struct config *c, const char *name)
         return (uint64_t)(v > 0 ? v : 1) * 1000000ULL;
 }
 
-static enum tls_level parse_tls_level(const char *v)
+/* The main.cf level. A value not understood defers every delivery with the reason: guessing could mean
+ * less protection than the operator asked for. */
+static enum tls_level parse_tls_level(const char *v, char **ret_error)
 {
-        if (isempty(v) || strcasecmp(v, "none") == 0)
+        if (isempty(v))
                 return TLS_NONE;
-        if (strcasecmp(v, "may") == 0)
-                return TLS_MAY;
-        if (strcasecmp(v, "encrypt") == 0)
-                return TLS_ENCRYPT;
-        if (strcasecmp(v, "verify") == 0)
-                return TLS_VERIFY;
-        if (strcasecmp(v, "secure") == 0)
-                return TLS_SECURE;
-        msg_warn("%s: unknown level \"%s\", using \"encrypt\"", pname("tls_security_level"), v);
-        return TLS_ENCRYPT; /* never weaker than asked by mistake */
+        int level = tls_level_parse(v);
+        if (level >= 0)
+                return (enum tls_level)level;
+        *ret_error =
+                xasprintf("%s = %s: unknown TLS security level (use none, may, encrypt, dane, verify or "
+                          "secure); deliveries are deferred until it is fixed",
+                          pname("tls_security_level"), v);
+        msg_error("%s", *ret_error);
+        return TLS_SECURE;
+}
+
+static int open_tls_policy_maps(struct config *c, struct smtp_settings *set)
+{
+        const char *list = config_get(c, pname("tls_policy_maps"));
+        if (isempty(list))
+                return 0;
+        char *err = NULL;
+        int r = maps_open(pname("tls_policy_maps"), list, &set->tls_policy_maps, &err);
+        if (r < 0) {
+                msg_fields(LOG_LEVEL_ERROR,
+                           &(struct log_fields){
+                                   .catalog_id = r == -EPROTONOSUPPORT ? CATALOG_UNSUPPORTED_TABLE : NULL},
+                           "%s", err ? err : "smtp_tls_policy_maps: cannot open");
+                free(err);
+        }
+        return r;
 }
 
 static unsigned parse_families(struct config *c)
@@ -111,8 +129,20 @@ static int load_settings(struct config *c, struct smtp_settings *set)
         long long lim = config_get_int(c, pname("mx_address_limit"));
         set->mx_address_limit = lim > 0 && lim < DNS_ADDRS_MAX ? (unsigned)lim : 0;
         set->skip_5xx_greeting = config_get_bool(c, pname("skip_5xx_greeting"));
-        set->tls_level = parse_tls_level(config_get(c, pname("tls_security_level")));
+        set->tls_level = parse_tls_level(config_get(c, pname("tls_security_level")), &set->tls_level_error);
         set->tls_loglevel = (int)config_get_int(c, pname("tls_loglevel"));
+        set->tls_verify_match_param = pname("tls_verify_cert_match");
+        set->tls_verify_match = xstrdup(config_get(c, set->tls_verify_match_param));
+        set->tls_secure_match_param = pname("tls_secure_cert_match");
+        set->tls_secure_match = xstrdup(config_get(c, set->tls_secure_match_param));
+        set->tls_fingerprint_match_param = pname("tls_fingerprint_cert_match");
+        set->tls_fingerprint_match = xstrdup(config_get(c, set->tls_fingerprint_match_param));
+        set->tls_fingerprint_digest_param = pname("tls_fingerprint_digest");
+        set->tls_fingerprint_digest = xstrdup(config_get(c, set->tls_fingerprint_digest_param));
+        long long timeout = config_get_time(c, pname("tls_session_cache_timeout"));
+        set->tls_session_timeout = timeout > 0 ? (uint64_t)timeout : 0;
+        if (open_tls_policy_maps(c, set) < 0)
+                return -EINVAL;
         set->sasl_enable = config_get_bool(c, pname("sasl_auth_enable"));
         if (smtp_sasl_options_parse(config_get(c, pname("sasl_security_options")), &set->sasl_opts) < 0 ||
             smtp_sasl_options_parse(config_get(c, pname("sasl_tls_security_options")), &set->sasl_tls_opts) <
@@ -165,6 +195,7 @@ static void on_connection(struct service *s, int fd)
 static void on_stop(struct service *s)
 {
         session_cache_flush(&agent);
+        tls_cache_flush(&agent);
 }
 
 int main(int argc, char **argv)

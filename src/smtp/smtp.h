@@ -16,6 +16,7 @@
 #include "queue.h"
 #include "service.h"
 #include "smtp_reply.h"
+#include "tls_policy.h"
 
 #define SMTP_MAX_CONNECTIONS      50                /* delivery requests one process serves at once */
 #define SMTP_CACHE_MAX            32                /* idle connections kept per process */
@@ -24,7 +25,7 @@
 #define SMTP_REASON_MAX           1024
 #define SMTP_RELAY_MAX            (2 * DNS_HOST_MAX + 16) /* host[addr]:port, addr maybe a socket path */
 
-enum tls_level { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY, TLS_SECURE };
+#define SMTP_TLS_CACHE_MAX 64 /* TLS sessions kept per process for resumption */
 
 struct smtp_settings {
         bool lmtp; /* LMTP mode (the lmtp agent): LHLO, one reply per recipient after DATA, unix sockets */
@@ -43,7 +44,14 @@ struct smtp_settings {
         unsigned mx_address_limit;
         bool skip_5xx_greeting;
         enum tls_level tls_level;
+        char *tls_level_error; /* the level setting is not understood: every delivery is deferred */
         int tls_loglevel;
+        char *tls_verify_match, *tls_secure_match; /* smtp_tls_{verify,secure}_cert_match */
+        const char *tls_verify_match_param, *tls_secure_match_param;
+        char *tls_fingerprint_match, *tls_fingerprint_digest; /* smtp_tls_fingerprint_{cert_match,digest} */
+        const char *tls_fingerprint_match_param, *tls_fingerprint_digest_param;
+        struct maps *tls_policy_maps; /* smtp_tls_policy_maps, NULL when empty */
+        uint64_t tls_session_timeout; /* seconds a cached TLS session is resumed; 0: no cache */
         bool sasl_enable;
         struct maps *sasl_maps;
         unsigned sasl_opts, sasl_tls_opts;
@@ -56,8 +64,12 @@ struct agent {
         sd_event *event;
         struct smtp_settings set;
         SSL_CTX *ssl_ctx;
-        struct tls_policy *tls_policy; /* protocols and ciphers of set.tls_level (tls_policy.h) */
-        char *tls_policy_error;        /* the settings are unusable: why, naming the parameter */
+        /* Protocols and ciphers of opportunistic ([0]: may) and mandatory ([1]: encrypt and up) TLS;
+         * when unusable, why (naming the parameter) in tls_policy_error[i] instead. */
+        struct tls_policy *tls_policy[2];
+        char *tls_policy_error[2];
+        struct tls_cached *tls_cache; /* TLS sessions to resume, most recent first (tls_cache.c) */
+        unsigned n_tls_cache;
         struct queue *queue;
         char *queue_dir;       /* LMTP "unix:" next hops are relative to it */
         struct session *cache; /* idle connections, most recent first */
@@ -119,6 +131,14 @@ void request_reuse_failed(struct request *rq);
 const char *request_cache_key(const struct request *rq);
 /* The first recipient's domain (the next hop when none has one): what "mail for X" names. */
 const char *request_rcpt_domain(const struct request *rq);
+
+/* tls_cache.c: the in-process client TLS session cache (one per smtp process, no tlsmgr). */
+struct tls_cached;
+/* Take ownership of sess for key (replacing an older one); the oldest goes beyond SMTP_TLS_CACHE_MAX. */
+void tls_cache_put(struct agent *a, const char *key, SSL_SESSION *sess);
+/* A session to resume for key, still owned by the cache; NULL when none or expired. */
+SSL_SESSION *tls_cache_get(struct agent *a, const char *key);
+void tls_cache_flush(struct agent *a);
 
 /* session.c */
 int session_tls_init(struct agent *a);

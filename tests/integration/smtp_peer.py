@@ -30,6 +30,7 @@ class Session:
         self.commands = []
         self.messages = []        # dicts: mail_from, rcpts, data (bytes)
         self.tls = False
+        self.tls_resumed = False  # the client resumed an earlier TLS session (ticket or session id)
         self.auth_user = None
         self.done = False         # the server side finished with this connection
 
@@ -41,6 +42,9 @@ class SmtpPeer:
     mail_reply, data_reply (after DATA), end_reply (after the final dot)
     drop_after: a command verb ("MAIL", "DATA", ...) after which the connection is closed
     starttls: (cert, key) to offer STARTTLS; auth: {"user": "password"} to offer and require AUTH
+    tls_maximum: an ssl.TLSVersion the STARTTLS side speaks at most (None: the newest)
+    One server TLS context serves every connection while these stay the same, so that a client can
+    resume a session (its ticket was issued under this context's keys).
     """
 
     def __init__(self, host="127.0.0.1", port=0):
@@ -52,6 +56,9 @@ class SmtpPeer:
         self.drop_after = None
         self.starttls = None
         self.auth = None
+        self.tls_maximum = None
+        self._tls_ctx = None
+        self._tls_ctx_for = None
         self.sessions = []
         self.lock = threading.Lock()
         self.queued = 0
@@ -101,6 +108,17 @@ class SmtpPeer:
                 pass
             sess.done = True
 
+    def _server_context(self):
+        with self.lock:
+            wanted = (self.starttls, self.tls_maximum)
+            if self._tls_ctx is None or self._tls_ctx_for != wanted:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(*map(str, self.starttls))
+                if self.tls_maximum is not None:
+                    ctx.maximum_version = self.tls_maximum
+                self._tls_ctx, self._tls_ctx_for = ctx, wanted
+            return self._tls_ctx
+
     @staticmethod
     def _send(conn, line):
         conn.sendall(line.encode() + b"\r\n")
@@ -130,11 +148,10 @@ class SmtpPeer:
                 self._send(conn, "250 peer.example.test")
             elif verb == "STARTTLS" and self.starttls and not sess.tls:
                 self._send(conn, "220 2.0.0 Ready to start TLS")
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                ctx.load_cert_chain(*map(str, self.starttls))
-                conn = ctx.wrap_socket(conn, server_side=True)
+                conn = self._server_context().wrap_socket(conn, server_side=True)
                 f = conn.makefile("rb")
                 sess.tls = True
+                sess.tls_resumed = conn.session_reused
             elif verb == "AUTH" and self.auth:
                 parts = line.split()
                 user = password = None

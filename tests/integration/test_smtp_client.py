@@ -172,9 +172,11 @@ def test_starttls_may(smtp_instance, peer, tmp_path):
 def test_starttls_verify_with_cafile(smtp_instance, peer, tmp_path):
     cert, key = make_cert(tmp_path)
     peer.starttls = (cert, key)
-    shutil.copy(cert, inst_ca := tmp_path / "ca.pem")
+    inst = smtp_instance("smtp_tls_security_level = verify\nsmtp_tls_loglevel = 1\n")
+    # Inside the instance: another pytest run may set /tmp/pytest-of-root back to 0700 at any time.
+    shutil.copy(cert, inst_ca := inst.root / "ca.pem")
     os.chmod(inst_ca, 0o644)
-    inst = smtp_instance(f"smtp_tls_security_level = verify\nsmtp_tls_loglevel = 1\nsmtp_tls_CAfile = {inst_ca}\n")
+    inst.postconf(f"smtp_tls_CAfile = {inst_ca}")
     inst.start()
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
     assert replies[0]["status"] == "sent", replies

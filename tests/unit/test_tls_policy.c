@@ -275,3 +275,151 @@ TEST(policy_build_from_settings)
         CHECK(strstr(error, "smtp_tls_mandatory_protocols") && strstr(error, "TLSv2"));
         free(error);
 }
+
+TEST(levels_by_name_and_rank)
+{
+        CHECK_INT(tls_level_parse("secure"), TLS_SECURE);
+        CHECK_INT(tls_level_parse("Dane-Only"), TLS_DANE_ONLY);
+        CHECK_INT(tls_level_parse(""), -EINVAL);
+        CHECK_INT(tls_level_parse("secur"), -EINVAL);
+        /* Postfix's order: dane (opportunistic) below encrypt, dane-only and fingerprint above it. */
+        CHECK(TLS_DANE < TLS_ENCRYPT && TLS_ENCRYPT < TLS_DANE_ONLY && TLS_FINGERPRINT < TLS_VERIFY);
+        CHECK_STR(tls_level_name(TLS_VERIFY), "verify");
+}
+
+TEST(policy_entries_as_postfix_writes_them)
+{
+        struct tls_dest_policy p;
+        char *error = NULL;
+        CHECK_INT(tls_dest_policy_parse("encrypt", &p, &error), 0);
+        CHECK_INT(p.level, TLS_ENCRYPT);
+        CHECK(!p.match && !p.ciphers && !p.protocols && !p.exclude && !error);
+        tls_dest_policy_done(&p);
+
+        CHECK_INT(tls_dest_policy_parse("  secure match=nexthop:.example.com ciphers=high "
+                                        "protocols=!SSLv2:!SSLv3:!TLSv1 exclude=3DES:RC4\n",
+                                        &p, &error),
+                  0);
+        CHECK_INT(p.level, TLS_SECURE);
+        CHECK_STR(p.match, "nexthop:.example.com");
+        CHECK_STR(p.ciphers, "high");
+        CHECK_STR(p.protocols, "!SSLv2:!SSLv3:!TLSv1");
+        CHECK_STR(p.exclude, "3DES:RC4");
+        tls_dest_policy_done(&p);
+        CHECK(p.match == NULL);
+
+        CHECK_INT(tls_dest_policy_parse("NONE", &p, &error), 0);
+        CHECK_INT(p.level, TLS_NONE);
+        tls_dest_policy_done(&p);
+}
+
+TEST(policy_entries_refused_with_the_cause)
+{
+        static const struct {
+                const char *value, *cause;
+        } bad[] = {
+                {"", "empty policy"},
+                {"  \t", "empty policy"},
+                {"secur", "unknown security level \"secur\""},
+                {"secure tafile=/etc/ta.pem", "unknown attribute \"tafile\""},
+                {"secure match", "\"match\" is not an attribute"},
+                {"secure =x", "\"=x\" is not an attribute"},
+                {"secure match=a match=b", "given twice"},
+                {"verify ciphers=", "has no value"},
+                {"encrypt match=nexthop", "match= applies to the verify, secure and fingerprint levels"},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                struct tls_dest_policy p;
+                char *error = NULL;
+                CHECK_INT(tls_dest_policy_parse(bad[i].value, &p, &error), -EINVAL);
+                CHECK(error && strstr(error, bad[i].cause));
+                CHECK(p.match == NULL && p.ciphers == NULL);
+                free(error);
+        }
+}
+
+static char *expand(const char *list, const char *hostname, const char *nexthop, int *ret)
+{
+        struct strv names = STRV_INIT;
+        char *error = NULL;
+        *ret = tls_match_expand("smtp_tls_secure_cert_match", list, ", \t:", hostname, nexthop, &names,
+                                &error);
+        struct buf b = BUF_INIT;
+        for (size_t i = 0; i < names.n; i++)
+                buf_printf(&b, "%s%s", i ? " " : "", names.v[i]);
+        strv_free(&names);
+        if (*ret < 0) {
+                buf_free(&b);
+                return error;
+        }
+        free(error);
+        return buf_steal(&b);
+}
+
+TEST(match_strategies_expand_to_names)
+{
+        int r;
+        char *v = expand("nexthop, dot-nexthop", "mx1.Example.NET", "Example.COM", &r);
+        CHECK_INT(r, 0);
+        CHECK_STR(v, "example.com .example.com");
+        free(v);
+        v = expand("hostname", "mx1.example.net", "example.com", &r);
+        CHECK_STR(v, "mx1.example.net");
+        free(v);
+        v = expand("nexthop:.example.org:mail.example.org", "mx", "example.com", &r);
+        CHECK_INT(r, 0);
+        CHECK_STR(v, "example.com .example.org mail.example.org");
+        free(v);
+        /* An address has no subdomains: dot-nexthop adds nothing for [192.0.2.1]. */
+        v = expand("nexthop dot-nexthop", "192.0.2.1", "192.0.2.1", &r);
+        CHECK_STR(v, "192.0.2.1");
+        free(v);
+}
+
+TEST(match_lists_refused_with_the_cause)
+{
+        int r;
+        char *e = expand("nexthop, bad/name", "mx", "example.com", &r);
+        CHECK_INT(r, -EINVAL);
+        CHECK(strstr(e, "smtp_tls_secure_cert_match") && strstr(e, "\"bad/name\""));
+        free(e);
+        e = expand("", "mx", "example.com", &r);
+        CHECK_INT(r, -EINVAL);
+        CHECK(strstr(e, "names no certificate name"));
+        free(e);
+        e = expand("dot-nexthop", "192.0.2.1", "192.0.2.1", &r);
+        CHECK_INT(r, -EINVAL);
+        free(e);
+}
+
+TEST(fingerprints_in_one_form)
+{
+        struct strv fps = STRV_INIT;
+        char *error = NULL;
+        CHECK_INT(tls_fingerprints_parse("smtp_tls_fingerprint_cert_match", "ab:cd:0F, 0102ff", ", \t", &fps,
+                                         &error),
+                  0);
+        CHECK_INT((int)fps.n, 2);
+        CHECK_STR(fps.v[0], "AB:CD:0F");
+        CHECK_STR(fps.v[1], "01:02:FF");
+        strv_free(&fps);
+        CHECK_INT(tls_fingerprints_parse("smtp_tls_policy_maps match", "AB:CD|12:34", "|", &fps, &error), 0);
+        CHECK_INT((int)fps.n, 2);
+        strv_free(&fps);
+
+        static const char *const bad[] = {"AB:C", "XY:12", "", " , ", "nexthop"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                CHECK_INT(tls_fingerprints_parse("smtp_tls_fingerprint_cert_match", bad[i], ", ", &fps, &error),
+                          -EINVAL);
+                CHECK(error && strstr(error, "smtp_tls_fingerprint_cert_match"));
+                free(error);
+                strv_free(&fps);
+        }
+        /* Longer than any digest (SHA-512 has 64 bytes). */
+        char big[2 * TLS_FINGERPRINT_MAX + 3];
+        memset(big, 'a', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        CHECK_INT(tls_fingerprints_parse("p", big, ", ", &fps, &error), -EINVAL);
+        free(error);
+        strv_free(&fps);
+}
