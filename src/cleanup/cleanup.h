@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "checks.h"
+
 #include "instance.h"
 #include "queue.h"
 #include "resolve.h"
@@ -46,6 +48,7 @@ struct cleanup {
         long long hopcount_limit; /* Received: headers that make a message a mail loop; <= 0: no limit */
         size_t line_length_limit;
         uint64_t ipc_timeout_usec;
+        struct checks_conf checks; /* header_checks, mime_header_checks, nested_header_checks, body_checks */
         struct commit *commit;
 };
 

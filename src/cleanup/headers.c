@@ -359,6 +359,15 @@ void headers_build_header(const struct headers_opts *o, const char *content, siz
                 else if (name_is(name, name_len, "Received"))
                         ret->n_received++;
 
+                if (o->check_header) {
+                        size_t hl = end - pos;
+                        if (hl > 0 && content[end - 1] == '\n')
+                                hl--;
+                        if (!o->check_header(o->check_userdata, content + pos, hl, out)) {
+                                pos = end; /* IGNORE, REPLACE: the header goes */
+                                continue;
+                        }
+                }
                 _cleanup_free_ char *new_value = NULL;
                 if (o->local && o->rewrite && rewritten_header(name, name_len)) {
                         size_t vl = value_len;

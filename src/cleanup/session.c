@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "checks.h"
 #include "cleanup.h"
 #include "headers.h"
 #include "ipc.h"
@@ -55,6 +56,16 @@ struct session {
         bool in_body;             /* the header block is written; content goes straight to the file */
         struct headers_body body; /* line_length_limit splitting across requests */
         struct buf out;           /* what one request adds to the file */
+        /*
+         * Content inspection (checks.c). With body or MIME checks the body passes through raw (at most one
+         * line is left there between requests), and the envelope is written only after the first
+         * body_checks_size_limit bytes of body, so that body rules may still REDIRECT, BCC or FILTER.
+         */
+        bool checking, body_checking;
+        struct checks_msg ck;
+        struct buf raw;
+        bool head_written;
+        uint64_t body_in; /* body bytes taken so far */
 
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
@@ -95,6 +106,8 @@ static void session_free(struct session *s)
         free(s->rcpts);
         buf_free(&s->content);
         buf_free(&s->out);
+        buf_free(&s->raw);
+        checks_msg_done(&s->ck);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -166,6 +179,7 @@ static int fail_later(struct session *s, int status, const char *dsn, const char
         /* Nothing of this message will be queued: drop what was kept. */
         buf_free(&s->content);
         buf_free(&s->out);
+        buf_free(&s->raw);
         queue_file_free(s->file);
         s->file = NULL;
         return 0;
@@ -570,13 +584,16 @@ static void headers_opts_of(const struct session *s, struct headers_opts *ho)
 /* Everything of the queue file but the content: the envelope is complete before the content starts. */
 static int begin_file(struct session *s)
 {
-        struct qfile_attr extra[4];
+        struct qfile_attr extra[5];
         size_t n_extra = 0;
         static const char *const extra_names[] = {"client_port", "uid", "smtputf8", "tls"};
         for (size_t i = 0; i < ELEMENTSOF(extra_names); i++)
                 if (env(s, extra_names[i]))
                         extra[n_extra++] =
                                 (struct qfile_attr){(char *)extra_names[i], (char *)env(s, extra_names[i])};
+        /* FILTER transport:destination, for the queue manager (content_filter's per-message form). */
+        if (s->ck.res.filter)
+                extra[n_extra++] = (struct qfile_attr){(char *)"filter", s->ck.res.filter};
         /* SIZE as the client announced it; without it readers take the content's length, which is only
          * known at the end, after the attributes are written. */
         long long size = -1;
@@ -610,9 +627,108 @@ static int flush_out(struct session *s)
         return r < 0 ? write_error(s, r) : 0;
 }
 
+static bool check_header_cb(void *userdata, const char *hdr, size_t len, struct buf *out)
+{
+        struct session *s = userdata;
+        return checks_header(&s->ck, hdr, len, out);
+}
+
+/* "from host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>", the context of Postfix's content log lines. */
+static char *checks_log_ctx(const struct session *s)
+{
+        struct buf b = BUF_INIT;
+        if (s->local)
+                buf_puts(&b, "from local");
+        else
+                buf_printf(&b, "from %s[%s]", env(s, "client_name") ? env(s, "client_name") : "unknown",
+                           env(s, "client_address") ? env(s, "client_address") : "unknown");
+        const struct qfile_rcpt *r = s->n_rcpts ? &s->rcpts[0] : NULL;
+        buf_printf(&b, "; from=<%s> to=<%s>", s->sender ? s->sender : "",
+                   r ? (r->orig_rcpt ? r->orig_rcpt : r->address) : "");
+        if (env(s, "protocol"))
+                buf_printf(&b, " proto=%s", env(s, "protocol"));
+        if (env(s, "helo_name"))
+                buf_printf(&b, " helo=<%s>", env(s, "helo_name"));
+        return buf_steal(&b);
+}
+
+/* A recipient that content checks add (REDIRECT, BCC); NOTIFY=NEVER for a BCC, as Postfix's always_bcc. */
+static int add_checks_rcpt(struct session *s, const char *address, unsigned notify)
+{
+        char *canon = rewrite_address(&s->c->rewrite, address);
+        if (strlen(canon) > QFILE_MAX_ADDRESS_LEN || s->n_rcpts >= QFILE_MAX_RECIPIENTS) {
+                free(canon);
+                return fail_later(s, 5, "5.1.3", "content checks: recipient address too long or too many");
+        }
+        if (s->n_rcpts == s->cap_rcpts) {
+                s->cap_rcpts = s->cap_rcpts ? 2 * s->cap_rcpts : 8;
+                s->rcpts = xrealloc(s->rcpts, s->cap_rcpts * sizeof *s->rcpts);
+        }
+        s->rcpts[s->n_rcpts++] =
+                (struct qfile_rcpt){.address = canon, .orig_rcpt = xstrdup(address), .notify = notify};
+        return 0;
+}
+
+/* REDIRECT replaces every recipient, BCC adds some: applied just before the envelope is written. */
+static int apply_checks_envelope(struct session *s)
+{
+        struct checks_result *res = &s->ck.res;
+        if (res->redirect) {
+                for (size_t i = 0; i < s->n_rcpts; i++)
+                        rcpt_done(&s->rcpts[i]);
+                s->n_rcpts = 0;
+                if (add_checks_rcpt(s, res->redirect, 0) < 0)
+                        return -1;
+        }
+        for (size_t i = 0; i < res->bcc.n; i++)
+                if (add_checks_rcpt(s, res->bcc.v[i], QFILE_NOTIFY_NEVER) < 0)
+                        return -1;
+        return 0;
+}
+
+/*
+ * What the checks decided so far, then out to the file. The envelope is written once the body checks can
+ * no longer change it (eof, or body_checks_size_limit bytes of body seen); until then out keeps the
+ * header block and the start of the body. A discarded message is read to its end but never written.
+ */
+static int write_out(struct session *s, bool eof)
+{
+        struct checks_result *res = &s->ck.res;
+        if (res->status)
+                return fail_later(s, res->status, res->dsn, "%s", res->reason);
+        if (res->discard) {
+                buf_truncate(&s->out, 0);
+                return 0;
+        }
+        if (!s->head_written) {
+                if (!eof && s->body_checking && s->body_in < s->c->checks.body_size_limit)
+                        return 0;
+                if (apply_checks_envelope(s) < 0)
+                        return 0;
+                int r = begin_file(s);
+                if (r < 0)
+                        return write_error(s, r);
+                s->head_written = true;
+                res->envelope_written = true;
+        }
+        return flush_out(s);
+}
+
+/* Body bytes as received: line_length_limit splitting, then the body and MIME checks when there are any. */
+static void put_body(struct session *s, const char *p, size_t n)
+{
+        s->body_in += n;
+        if (!s->body_checking) {
+                headers_body_put(&s->body, p, n, &s->out);
+                return;
+        }
+        headers_body_put(&s->body, p, n, &s->raw);
+        checks_body(&s->ck, &s->raw, &s->out, false);
+}
+
 /*
  * Once the end of the header block is in what was received (or eof: nothing more comes), process the
- * headers, write the file's head and the header block, and switch to passing the body through.
+ * headers (header_checks included), and switch to passing the body through.
  */
 static int start_body(struct session *s, bool eof)
 {
@@ -623,6 +739,13 @@ static int start_body(struct session *s, bool eof)
                 return 0;
         struct headers_opts ho;
         headers_opts_of(s, &ho);
+        s->checking = checks_conf_any(&c->checks);
+        s->body_checking = checks_conf_body(&c->checks);
+        if (s->checking) {
+                checks_msg_init(&s->ck, &c->checks, queue_file_id(s->file), checks_log_ctx(s));
+                ho.check_header = check_header_cb;
+                ho.check_userdata = s;
+        }
         struct headers_result hr;
         buf_truncate(&s->out, 0);
         headers_build_header(&ho, in, s->content.len, &s->out, &hr);
@@ -633,15 +756,14 @@ static int start_body(struct session *s, bool eof)
         headers_result_done(&hr);
         if (c->hopcount_limit > 0 && hops >= c->hopcount_limit)
                 return reject_loop(s, hops);
+        if (s->checking)
+                checks_headers_done(&s->ck);
 
-        int r = begin_file(s);
-        if (r < 0)
-                return write_error(s, r);
         s->in_body = true;
         headers_body_init(&s->body, &ho);
-        headers_body_put(&s->body, in + body_offset, s->content.len - body_offset, &s->out);
+        put_body(s, in + body_offset, s->content.len - body_offset);
         buf_free(&s->content); /* the header block is in out now */
-        return flush_out(s);
+        return write_out(s, false);
 }
 
 static int handle_content(struct session *s, const struct ipc_msg *m)
@@ -662,8 +784,18 @@ static int handle_content(struct session *s, const struct ipc_msg *m)
                 buf_append(&s->content, data->value, data->value_len);
                 return start_body(s, false);
         }
-        headers_body_put(&s->body, data->value, data->value_len, &s->out);
-        return flush_out(s);
+        put_body(s, data->value, data->value_len);
+        return write_out(s, false);
+}
+
+/* A message that DISCARD dropped: the client hears "250", nothing is queued (Postfix's behaviour). */
+static int discard_reply(struct session *s)
+{
+        _cleanup_free_ char *id = xstrdup(queue_file_id(s->file));
+        queue_file_free(s->file); /* a temporary name: never renamed, so never delivered */
+        s->file = NULL;
+        s->state = STATE_REPLIED;
+        return reply(s, 0, NULL, NULL, id);
 }
 
 static int handle_end(struct session *s)
@@ -671,9 +803,17 @@ static int handle_end(struct session *s)
         struct cleanup *c = s->c;
         if (!s->err_status && !s->in_body)
                 start_body(s, true); /* a message that is all headers, or empty */
+        if (!s->err_status && s->body_checking)
+                checks_body(&s->ck, &s->raw, &s->out, true); /* the last line, without its LF */
+        if (!s->err_status)
+                write_out(s, true);
         if (s->err_status)
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
+        if (s->ck.res.discard)
+                return discard_reply(s);
         buf_free(&s->out);
+        if (s->ck.res.hold)
+                queue_file_set_hold(c->queue, s->file);
 
         int r = queue_file_finish(s->file, QUEUE_NOSYNC);
         if (r < 0) {

@@ -312,7 +312,8 @@ char *queue_path(const struct queue *q, enum queue_name n, const char *id)
 
 struct queue_file {
         int fd;
-        int dirfd; /* borrowed from the queue */
+        int dirfd;    /* borrowed from the queue */
+        int targetfd; /* where the commit renames it: incoming/, or hold/ (queue_file_set_hold) */
         char tmp_name[64];
         char id[QUEUE_ID_BUF_SIZE];
         int result;
@@ -333,6 +334,7 @@ int queue_file_create(struct queue *q, struct queue_file **ret)
         struct queue_file *f = xcalloc(1, sizeof *f);
         f->fd = -1;
         f->dirfd = dirfd;
+        f->targetfd = dirfd;
         f->result = -EINPROGRESS;
         for (int attempt = 0; attempt < TMP_NAME_ATTEMPTS; attempt++) {
                 struct timespec ts;
@@ -524,6 +526,29 @@ static int rename_noreplace(int olddirfd, const char *oldname, int newdirfd, con
         return 0;
 }
 
+void queue_file_set_hold(struct queue *q, struct queue_file *f)
+{
+        f->targetfd = q->fds[QUEUE_HOLD];
+}
+
+/* fsync incoming_fd and the other directories the batch renamed into (hold/); 0 or -errno. */
+static int sync_batch_dirs(int incoming_fd, struct queue_file *const *files, size_t n)
+{
+        if (fsync(incoming_fd) < 0)
+                return -errno;
+        for (size_t i = 0; i < n; i++) {
+                int fd = files[i]->targetfd;
+                if (files[i]->result != 0 || fd == incoming_fd)
+                        continue;
+                bool seen = false; /* one fsync per directory */
+                for (size_t k = 0; k < i && !seen; k++)
+                        seen = files[k]->result == 0 && files[k]->targetfd == fd;
+                if (!seen && fsync(fd) < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
 int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t n)
 {
         size_t renamed = 0;
@@ -537,25 +562,28 @@ int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t 
                         f->result = -EINVAL;
                         continue;
                 }
-                f->result = rename_noreplace(incoming_fd, f->tmp_name, incoming_fd, f->id);
+                f->result = rename_noreplace(incoming_fd, f->tmp_name, f->targetfd, f->id);
                 if (f->result == 0)
                         renamed++;
         }
         if (renamed == 0)
                 return 0;
-        if (fsync(incoming_fd) < 0) {
-                int r = -errno;
+        int r = sync_batch_dirs(incoming_fd, files, n);
+        if (r < 0) {
                 /* Not durable, so not acknowledged: take the files back out rather than deliver mail the
                  * client will send again. */
                 for (size_t i = 0; i < n; i++)
                         if (files[i]->result == 0) {
-                                unlinkat(incoming_fd, files[i]->id, 0);
+                                unlinkat(files[i]->targetfd, files[i]->id, 0);
                                 files[i]->result = r;
                                 files[i]->tmp_name[0] = '\0';
                         }
                 /* The unlinks must be durable too, or a crash could bring back files the clients were told
                  * to send again. Best effort: a directory that cannot be synced cannot be helped here. */
                 (void)fsync(incoming_fd);
+                for (size_t i = 0; i < n; i++)
+                        if (files[i]->targetfd != incoming_fd)
+                                (void)fsync(files[i]->targetfd);
                 return r;
         }
         for (size_t i = 0; i < n; i++)

@@ -122,6 +122,8 @@ bool queue_file_committed(const struct queue_file *f);
  * is committed: each renamed file is removed again, best effort, and none may be acknowledged).
  */
 int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t n);
+/* The commit puts f into hold/ instead of incoming/ (header_checks HOLD): qmgr never sees it. */
+void queue_file_set_hold(struct queue *q, struct queue_file *f);
 /* queue_commit_batch() of one file; 0 or the file's error. */
 int queue_file_commit(struct queue *q, struct queue_file *f);
 /* Close f; an uncommitted file is unlinked (never acknowledged, so nothing is lost). NULL is allowed. */

@@ -312,7 +312,9 @@ static void on_finished(struct session *s, int status, const char *dsn, const ch
         if (status == 0)
                 replyf(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
         else {
-                int code = status == 5 ? 554 : 451;
+                /* Content rejected by cleanup's header/body checks (5.7.x) is Postfix's 550; else 554. */
+                bool content = status == 5 && !isempty(dsn) && strncmp(dsn, "5.7.", 4) == 0;
+                int code = status == 5 ? (content ? 550 : 554) : 451;
                 const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
                                   : status == 5                                        ? "5.3.0"
                                                                                        : "4.3.0";
