@@ -76,3 +76,6 @@ int dict_pattern_load_text(const char *label_name, const char *text, size_t len,
 /* The first matching rule's result, $n expanded: 1 found (*ret_value malloc'd), 0 none, <0 error. */
 int dict_pattern_get(const struct dict_pattern_table *t, const char *key, char **ret_value);
 void dict_pattern_table_done(struct dict_pattern_table *t);
+
+/* The rules of pcre: tables (dict_pcre.c; only in a build with libpcre2). */
+extern const struct dict_pattern_ops dict_pcre_ops;
