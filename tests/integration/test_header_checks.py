@@ -31,6 +31,7 @@ HEADER_PCRE = r"""# header_checks as an operator writes them (pcre:)
 /^X-Hold-Too:/                       HOLD
 /^Subject:\s+dunno\b/                DUNNO
 /^Subject:\s+bad action\b/           FROBNICATE now
+/^Received: from client\.example \(unknown \[127\.0\.0\.1\]\)\n\tby mx\.example\.test / PREPEND X-Received-Seen: yes
 """
 
 BODY_REGEXP = r"""# body_checks (regexp:)
@@ -121,6 +122,8 @@ def test_header_warn_ignore_prepend_replace(header_inst):
     inst.wait_log(r"\w+: warning: header Subject: warn me from unknown\[127\.0\.0\.1\]; .*: looks odd")
     m = delivered(inst, "X-Marker: m1")
     assert "Subject: warn me" in m and "X-Internal" not in m and "secret" not in m
+    # The Received: header of mail from the network is a header like the others (smtpd's, in Postfix).
+    assert "\nX-Received-Seen: yes\nReceived: from client.example (unknown [127.0.0.1])\n" in m
 
     send(inst, ["Subject: prepend me", "X-Marker: m2"])
     m = delivered(inst, "X-Marker: m2")
