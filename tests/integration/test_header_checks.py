@@ -343,3 +343,24 @@ def test_postconf_m_lists_pcre_and_lmdb():
     types = run("postconf", "-m").stdout.split()
     assert "pcre" in types and "lmdb" in types
     assert types == sorted(types)
+
+
+def test_missing_table_defers_and_postfix_check_names_it(mail_instance):
+    inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n")
+    inst.postconf(f"header_checks = pcre:{inst.etc}/missing")
+    r = inst.postfix("check")
+    assert f"{inst.etc}/missing" in r.stderr and "header_checks" in r.stderr, r.stderr
+    inst.postconf(f"body_checks = pcre:{inst.etc}/missing", "header_checks =")
+    inst.start()
+    code, text = send_rejected(inst, ["Subject: any"])
+    assert (code, text) == (451, "4.3.0 Error: temporary lookup failure in content checks")
+    # Once the table exists, mail flows (the stand-in retries the open).
+    (inst.etc / "missing").write_text("/^nothing here$/ REJECT\n")
+    def accepted():
+        try:
+            send(inst, ["Subject: later", "X-Marker: fixed"])
+            return True
+        except smtplib.SMTPDataError:
+            return False
+    wait_for(accepted, 20, "the message accepted once the table exists", interval=1)
+    delivered(inst, "X-Marker: fixed")
