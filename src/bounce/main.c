@@ -40,7 +40,7 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
         long long status = -1;
         _cleanup_free_ char *reason = NULL; /* before every goto: clang refuses to jump past it */
         /* cleanup treats it as locally generated mail: "Received: by HOST (Postfix) id ...". */
-        int r = cleanup_client_open(&c, b->queue_dir, "pickup", BOUNCE_STEP_TIMEOUT_MS, ret_why);
+        int r = cleanup_client_open(&c, b->queue_dir, "bounce", BOUNCE_STEP_TIMEOUT_MS, ret_why);
         if (r < 0)
                 goto done;
         /* A notification never asks for notifications about itself. */

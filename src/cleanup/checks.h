@@ -24,6 +24,7 @@ struct checks_conf {
         uint64_t body_size_limit;     /* body_checks_size_limit, per MIME segment */
         bool mime;                    /* !disable_mime_input_processing */
         size_t header_size_limit;     /* bound of a MIME header held while it is checked */
+        bool bounce;                  /* internal_mail_filter_classes has "bounce": notifications too */
 };
 
 void checks_conf_init(struct checks_conf *k, const char *const values[4], uint64_t body_size_limit,

@@ -71,6 +71,7 @@ static void read_settings(struct cleanup *c)
         v = config_get_int(cfg, "body_checks_size_limit");
         checks_conf_init(&c->checks, checks, v > 0 ? (uint64_t)v : 0,
                          !config_get_bool(cfg, "disable_mime_input_processing"), c->header_size_limit);
+        c->checks.bounce = list_has(cfg, "internal_mail_filter_classes", "bounce");
         table_param_init(&c->sender_canonical_maps, "sender_canonical_maps",
                          config_get(cfg, "sender_canonical_maps"));
         table_param_init(&c->recipient_canonical_maps, "recipient_canonical_maps",

@@ -10,6 +10,7 @@
 #include "alloc.h"
 #include "checks.h"
 #include "cleanup.h"
+#include "dsnlog.h"
 #include "headers.h"
 #include "ipc.h"
 #include "log.h"
@@ -34,6 +35,7 @@ struct session {
         struct queue_file *file;
         uint64_t arrival_usec;
         bool local;
+        bool internal;     /* a notification or forwarded mail: no content checks */
         bool in_commit;    /* the commit owns the file: the session may not go away before it is told */
         bool gone;         /* the client left or misbehaved: no answer, free after the commit */
         bool cancel_asked; /* the client gave up waiting for the commit ({req=abort} or EOF) */
@@ -66,6 +68,9 @@ struct session {
         struct buf raw;
         bool head_written;
         uint64_t body_in; /* body bytes taken so far */
+        /* Local mail that a check rejected: queued with every recipient bounced, so the sender hears of it.
+         */
+        bool bounce_all;
 
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
@@ -195,7 +200,11 @@ static uint64_t now_usec(void)
 static int handle_open(struct session *s, const struct ipc_msg *m)
 {
         const char *origin = ipc_msg_get_str(m, "origin");
-        s->local = origin && streq(origin, "pickup");
+        s->local = origin && (streq(origin, "pickup") || streq(origin, "bounce") || streq(origin, "local"));
+        /* Postfix inspects mail it makes itself only as internal_mail_filter_classes says (default: none);
+         * forwarded mail was inspected when it arrived. */
+        s->internal =
+                origin && ((streq(origin, "bounce") && !s->c->checks.bounce) || streq(origin, "local"));
         s->arrival_usec = now_usec();
         int r = queue_file_create(s->c->queue, &s->file);
         if (r < 0) {
@@ -694,7 +703,10 @@ static int apply_checks_envelope(struct session *s)
 static int write_out(struct session *s, bool eof)
 {
         struct checks_result *res = &s->ck.res;
-        if (res->status)
+        /* The SMTP client is told at the end of DATA; a local sender gets a bounce, as from Postfix. */
+        if (res->status == 5 && s->local)
+                s->bounce_all = true;
+        else if (res->status)
                 return fail_later(s, res->status, res->dsn, "%s", res->reason);
         if (res->discard) {
                 buf_truncate(&s->out, 0);
@@ -739,8 +751,8 @@ static int start_body(struct session *s, bool eof)
                 return 0;
         struct headers_opts ho;
         headers_opts_of(s, &ho);
-        s->checking = checks_conf_any(&c->checks);
-        s->body_checking = checks_conf_body(&c->checks);
+        s->checking = !s->internal && checks_conf_any(&c->checks);
+        s->body_checking = s->checking && checks_conf_body(&c->checks);
         if (s->checking) {
                 checks_msg_init(&s->ck, &c->checks, queue_file_id(s->file), checks_log_ctx(s));
                 ho.check_header = check_header_cb;
@@ -788,6 +800,23 @@ static int handle_content(struct session *s, const struct ipc_msg *m)
         return write_out(s, false);
 }
 
+/*
+ * Local mail that a check rejected: every recipient is marked bounced in the file and recorded in
+ * bounce/QID before the commit, so that qmgr asks the bounce service for the sender's notice at once.
+ */
+static int bounce_all(struct session *s)
+{
+        const struct checks_result *res = &s->ck.res;
+        const char *id = queue_file_id(s->file);
+        int r = queue_file_mark_all(s->file, QFILE_RCPT_BOUNCED, now_usec(), res->dsn);
+        for (size_t i = 0; r >= 0 && i < s->n_rcpts; i++)
+                r = dsnlog_append_rcpt(s->c->queue, QUEUE_BOUNCE, id, i, &s->rcpts[i], res->dsn, "none",
+                                       res->reason);
+        if (r < 0)
+                (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, id, 0);
+        return r;
+}
+
 /* A message that DISCARD dropped: the client hears "250", nothing is queued (Postfix's behaviour). */
 static int discard_reply(struct session *s)
 {
@@ -816,6 +845,8 @@ static int handle_end(struct session *s)
                 queue_file_set_hold(c->queue, s->file);
 
         int r = queue_file_finish(s->file, QUEUE_NOSYNC);
+        if (r >= 0 && s->bounce_all)
+                r = bounce_all(s);
         if (r < 0) {
                 write_error(s, r);
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
@@ -834,6 +865,8 @@ void session_committed(struct session *s, int result)
         if (result == 0)
                 commit_notify_qmgr(s->c, queue_file_id(s->file));
         else if (s->cancelled) {
+                if (s->bounce_all)
+                        (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file); /* a temporary name: never renamed, never queued */
                 s->file = NULL;
         } else {
@@ -841,6 +874,8 @@ void session_committed(struct session *s, int result)
                 msg_fields(LOG_LEVEL_WARNING, &lf,
                            "%s: commit queue file to %s/incoming: %s; the client was told to retry later",
                            queue_file_id(s->file), queue_directory(s->c->queue), strerror(-result));
+                if (s->bounce_all) /* no message, so no notice: the sender's copy is retried */
+                        (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file); /* never acknowledged, so it goes */
                 s->file = NULL;
         }
@@ -881,6 +916,8 @@ static void cancel_commit(struct session *s, bool answer)
         s->cancelled = true;
         if (c == COMMIT_CANCELLED) {
                 s->in_commit = false;
+                if (s->bounce_all)
+                        (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file);
                 s->file = NULL;
         }

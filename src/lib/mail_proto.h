@@ -10,7 +10,8 @@
  *
  * 1. Submission: smtpd, pickup (any message source) -> cleanup, socket public/cleanup.
  *    One connection per message, strictly in this order:
- *      source:  {req=open, origin=smtpd|pickup}
+ *      source:  {req=open, origin=smtpd|pickup|bounce|local}   bounce: notifications, local: forwarded
+ *               mail; both are local submissions that content checks skip (internal_mail_filter_classes)
  *      cleanup: {status=0, queue_id=QID}              the queue file exists (not yet queued)
  *               {status=4, dsn=4.3.0, reason=TEXT}    e.g. queue directory not writable
  *      source:  {req=rcpt, rcpt=ADDR [orcpt=..] [notify=N] rcpt=...}   zero or more times: recipients

@@ -159,6 +159,8 @@ static const struct param_def params[] = {
         {"inet_protocols", PARAM_LIST, "all", 0, 0, "IP versions to use: ipv4, ipv6, all"},
         {"initial_destination_concurrency", PARAM_INT, "5", 0, 0,
          "initial parallel deliveries per destination"},
+        {"internal_mail_filter_classes", PARAM_LIST, "", 0, 0,
+         "mail postd makes itself that content checks inspect: bounce (notifications)"},
         {"invalid_hostname_reject_code", PARAM_INT, "501", 0, 0,
          "SMTP reply code for reject_invalid_helo_hostname"},
         {"ipc_idle", PARAM_TIME, "5s", 's', 0, "idle time after which an internal client disconnects"},

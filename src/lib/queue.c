@@ -464,6 +464,39 @@ int queue_file_begin(struct queue_file *f, const struct qfile_msg *m)
         return 0;
 }
 
+static uint32_t le32_at(const char *p);
+
+int queue_file_mark_all(struct queue_file *f, enum qfile_rcpt_state state, uint64_t done_usec,
+                        const char *dsn_status)
+{
+        if (f->stream.head_len <= QFILE_HEADER_LEN || f->committed)
+                return -EINVAL; /* only a file written with queue_file_begin(), before its commit */
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        int r = qfile_encode_slot(state, done_usec, dsn_status, slot);
+        if (r < 0)
+                return r;
+        /* Walk the records written by queue_file_begin() (our own encoder's output) up to the content. */
+        size_t len = (size_t)f->stream.head_len;
+        char *head = xmalloc(len ? len : 1);
+        ssize_t k = pread(f->fd, head, len, 0);
+        r = k < 0 ? -errno : (size_t)k != len ? -EIO : 0;
+        for (size_t off = QFILE_HEADER_LEN; r == 0 && off + QFILE_REC_HDR_LEN <= len;) {
+                uint32_t plen = le32_at(head + off + 1);
+                if (head[off] == QFILE_REC_CONTENT || plen > len - off - QFILE_REC_HDR_LEN)
+                        break;
+                if (head[off] == QFILE_REC_RCPT && plen > 0) {
+                        size_t at = off + QFILE_REC_HDR_LEN + 1 + (uint8_t)head[off + QFILE_REC_HDR_LEN];
+                        if (pwrite(f->fd, slot, sizeof slot, (off_t)at) != (ssize_t)sizeof slot)
+                                r = -EIO;
+                }
+                off += QFILE_REC_HDR_LEN + plen;
+        }
+        free(head);
+        if (r == 0 && fdatasync(f->fd) < 0)
+                r = -errno;
+        return r;
+}
+
 int queue_file_append(struct queue_file *f, const void *data, size_t len)
 {
         if (!f->streaming)

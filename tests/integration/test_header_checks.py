@@ -364,3 +364,21 @@ def test_missing_table_defers_and_postfix_check_names_it(mail_instance):
             return False
     wait_for(accepted, 20, "the message accepted once the table exists", interval=1)
     delivered(inst, "X-Marker: fixed")
+
+
+def test_local_submission_rejected_bounces_to_sender(header_inst):
+    """sendmail -> pickup -> cleanup: a REJECT returns the message to its sender (Postfix's behaviour)."""
+    inst = header_inst
+    msg = "Subject: reject me please\nX-Marker: local-reject\n\nlocal body\n"
+    r = run("sendmail", "-C", inst.etc, "-f", RCPT, SINK, input=msg, env=inst.env)
+    assert r.returncode == 0, r.stderr
+    qid = inst.wait_log(r"cleanup\[\d+\]: (\w+): reject: header Subject: reject me please from local; "
+                        r"from=<postd-test@localhost> to=<sink@discard\.test>: 5\.7\.1 Go away").group(1)
+    # The sender's notice names the recipient and the reason, and includes the message.
+    notice = delivered(inst, "X-Marker: local-reject", timeout=30)
+    assert "sink@discard.test" in notice and "Go away" in notice and "5.7.1" in notice
+    # The recipient never got it, and nothing is left behind: maildrop, queue and bounce/ are empty.
+    assert not re.search(r"%s: to=<sink@discard\.test>, relay=none, .*status=sent" % qid, inst.logtext())
+    wait_for(lambda: not inst.queue_files("maildrop") and not inst.queue_files("incoming")
+             and not inst.queue_files("active") and not inst.queue_files("bounce")
+             and not inst.queue_files("saved"), 20, "the queue to drain")
