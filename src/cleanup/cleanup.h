@@ -19,6 +19,11 @@
 /* Largest message when message_size_limit is 0 (unlimited), below the queue format's 4 GiB bound. The
  * content streams to the queue file, so this bounds disk use, not memory. */
 #define CLEANUP_CONTENT_HARD_MAX ((uint64_t)1 << 30)
+/*
+ * With body checks the envelope waits for the first body_checks_size_limit bytes of body (REDIRECT, BCC
+ * and FILTER may still come); never for more than this, whatever that limit says, so memory stays bounded.
+ */
+#define CLEANUP_ENVELOPE_HOLD_MAX (1024u * 1024)
 /* Messages committed together at most (bounds one batch's fsync time and memory). */
 #define CLEANUP_BATCH_MAX 256u
 

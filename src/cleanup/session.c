@@ -713,7 +713,10 @@ static int write_out(struct session *s, bool eof)
                 return 0;
         }
         if (!s->head_written) {
-                if (!eof && s->body_checking && s->body_in < s->c->checks.body_size_limit)
+                uint64_t hold = s->c->checks.body_size_limit < CLEANUP_ENVELOPE_HOLD_MAX
+                                        ? s->c->checks.body_size_limit
+                                        : CLEANUP_ENVELOPE_HOLD_MAX;
+                if (!eof && s->body_checking && s->body_in < hold)
                         return 0;
                 if (apply_checks_envelope(s) < 0)
                         return 0;
@@ -862,7 +865,7 @@ static int handle_end(struct session *s)
 void session_committed(struct session *s, int result)
 {
         s->in_commit = false;
-        if (result == 0)
+        if (result == 0 && !s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
                 commit_notify_qmgr(s->c, queue_file_id(s->file));
         else if (s->cancelled) {
                 if (s->bounce_all)

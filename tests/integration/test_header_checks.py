@@ -310,6 +310,22 @@ def test_20mib_message_streams_through_body_checks(mail_instance, capsys):
     assert peak < 16 * 1024, peak
 
 
+def test_20mib_message_fully_inspected_memory_bounded(mail_instance, capsys):
+    """body_checks_size_limit above the message size: every line is looked at, and the envelope still
+    waits for at most CLEANUP_ENVELOPE_HOLD_MAX (1 MiB) of body, so cleanup never holds the message."""
+    inst = make(mail_instance, "body_checks = pcre:{etc}/bc\nmessage_size_limit = 40000000\n"
+                               "body_checks_size_limit = 100000000\n",
+                {"bc": "/^far away bad word$/ REJECT seen at the very end\n"})
+    line = "y" * 76 + "\r\n"
+    body = line * (20 * 1024 * 1024 // len(line)) + "far away bad word\r\n"
+    assert send_rejected(inst, ["Subject: big2"], body) == (550, "5.7.1 seen at the very end")
+    peak = cleanup_peak_rss_kib(inst)
+    with capsys.disabled():
+        print(f"\n[figure] cleanup peak RSS, 20 MiB message, every line inspected: {peak} KiB")
+    assert peak < 16 * 1024, peak
+    assert not inst.queue_files("incoming")
+
+
 def test_lmdb_tables_with_postmap(mail_instance):
     inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n")
     transport = inst.etc / "transport"
