@@ -98,6 +98,15 @@ void dict_fold_key(char *key)
 
 static char *unsupported_message(const char *type)
 {
+        /* A type postd knows but this build lacks: say which library it needs. */
+        const char *lib = streq(type, "pcre")   ? "libpcre2 (libpcre2-dev)"
+                          : streq(type, "lmdb") ? "liblmdb (liblmdb-dev)"
+                                                : NULL;
+        if (lib)
+                return xasprintf(
+                        "unsupported dictionary type: %s (this postd was built without %s; supported "
+                        "types: %s)",
+                        type, lib, dict_supported_types());
         return xasprintf("unsupported dictionary type: %s (supported types: %s)", type,
                          dict_supported_types());
 }

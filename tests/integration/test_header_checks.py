@@ -204,8 +204,12 @@ def test_body_actions(mail_instance):
 
     send(inst, ["Subject: b4"], "redirect this line\r\nX-Marker: body-redirect\r\n", rcpts=(SINK,))
     delivered(inst, "X-Marker: body-redirect")
+    rid = inst.wait_log(r"(\w+): redirect: body redirect this line from .*: postd-test@localhost").group(1)
+    assert not re.search(r"%s: to=<sink@discard\.test>" % rid, inst.logtext())
     send(inst, ["Subject: b5"], "bcc this line\r\nX-Marker: body-bcc\r\n", rcpts=(SINK,))
     delivered(inst, "X-Marker: body-bcc")
+    bid = inst.wait_log(r"(\w+): bcc: body bcc this line from .*: postd-test@localhost").group(1)
+    inst.wait_log(r"%s: to=<sink@discard\.test>, relay=none, .*status=sent" % bid)
     send(inst, ["Subject: b6"], "hold this line\r\n")
     hid = inst.wait_log(r"(\w+): hold: body hold this line from ").group(1)
     wait_for(lambda: hid in inst.queue_files("hold"), 10, "the held message in hold/")
