@@ -865,9 +865,10 @@ static int handle_end(struct session *s)
 void session_committed(struct session *s, int result)
 {
         s->in_commit = false;
-        if (result == 0 && !s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
-                commit_notify_qmgr(s->c, queue_file_id(s->file));
-        else if (s->cancelled) {
+        if (result == 0) {
+                if (!s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
+                        commit_notify_qmgr(s->c, queue_file_id(s->file));
+        } else if (s->cancelled) {
                 if (s->bounce_all)
                         (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file); /* a temporary name: never renamed, never queued */

@@ -48,9 +48,23 @@ BODY_REGEXP = r"""# body_checks (regexp:)
 """
 
 
+# Instances of the running test: none of their daemons may crash (smtpd would still answer 250 for a
+# message that a dying cleanup had committed, so the client's answer alone would not show it).
+STARTED = []
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_crash():
+    STARTED.clear()
+    yield
+    for inst in STARTED:
+        assert not re.search(r"killed by signal|exit status \d+", inst.logtext()), inst.logtext()
+
+
 def make(mail_instance, extra="", files=None):
     inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n"
                                     "transport_maps = inline:{discard.test=discard:}\n")
+    STARTED.append(inst)
     for name, text in (files or {}).items():
         (inst.etc / name).write_text(text)
     inst.postconf(*[line.replace("{etc}", str(inst.etc)) for line in extra.splitlines() if line])
@@ -332,6 +346,7 @@ def test_20mib_message_fully_inspected_memory_bounded(mail_instance, capsys):
 
 def test_lmdb_tables_with_postmap(mail_instance):
     inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n")
+    STARTED.append(inst)
     transport = inst.etc / "transport"
     transport.write_text("lmdb.test discard:\n")
     r = inst.cmd("postmap", f"lmdb:{transport}")
@@ -367,6 +382,7 @@ def test_postconf_m_lists_pcre_and_lmdb():
 
 def test_missing_table_defers_and_postfix_check_names_it(mail_instance):
     inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n")
+    STARTED.append(inst)
     inst.postconf(f"header_checks = pcre:{inst.etc}/missing")
     r = inst.postfix("check")
     assert f"{inst.etc}/missing" in r.stderr and "header_checks" in r.stderr, r.stderr
