@@ -49,13 +49,14 @@ bool checks_conf_any(const struct checks_conf *k)
 
 void checks_msg_init(struct checks_msg *m, struct checks_conf *conf, const char *queue_id, char *log_ctx)
 {
-        *m = (struct checks_msg){.conf = conf, .queue_id = queue_id, .log_ctx = log_ctx};
+        *m = (struct checks_msg){.conf = conf, .queue_id = xstrdup(queue_id), .log_ctx = log_ctx};
         m->boundaries = (struct strv)STRV_INIT;
         m->res.bcc = (struct strv)STRV_INIT;
 }
 
 void checks_msg_done(struct checks_msg *m)
 {
+        free(m->queue_id);
         free(m->log_ctx);
         free(m->res.reason);
         free(m->res.redirect);

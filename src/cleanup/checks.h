@@ -48,7 +48,7 @@ struct checks_result {
 
 struct checks_msg {
         struct checks_conf *conf;
-        const char *queue_id;
+        char *queue_id; /* a copy: the session's file may go before the checks do */
         char *log_ctx; /* "from host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>" */
         struct checks_result res;
         /* body and MIME state */
