@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "checks.h"
 #include "checks_action.h"
 #include "dict_pattern.h"
 #include "postd-build.h"
@@ -70,8 +71,46 @@ static void fuzz_table(const char *text, size_t len)
 }
 #endif
 
+/*
+ * The MIME tracker on arbitrary bodies: with no rule matching anything, what comes out is exactly what
+ * went in, whatever the boundaries, part headers and piece sizes.
+ */
+static void fuzz_mime(const uint8_t *data, size_t size)
+{
+        static struct checks_conf conf;
+        static bool ready;
+        if (!ready) {
+                const char *none[4] = {"", "", "", ""};
+                checks_conf_init(&conf, none, 51200, true, 300);
+                ready = true;
+        }
+        size_t piece = size > 0 ? 1 + data[0] % 64 : 1;
+        struct checks_msg m;
+        checks_msg_init(&m, &conf, "FUZZ", xstrdup("from fuzz"));
+        static const char ct[] = "Content-Type: multipart/mixed; boundary=\"b\"";
+        struct buf out = BUF_INIT, raw = BUF_INIT;
+        if (!checks_header(&m, ct, sizeof ct - 1, &out))
+                abort();
+        checks_headers_done(&m);
+        for (size_t off = 1; off < size; off += piece) {
+                buf_append(&raw, data + off, size - off < piece ? size - off : piece);
+                checks_body(&m, &raw, &out, false);
+        }
+        checks_body(&m, &raw, &out, true);
+        if (raw.len != 0 || out.len != (size > 0 ? size - 1 : 0) ||
+            (out.len && memcmp(out.data, data + 1, out.len)))
+                abort();
+        buf_free(&out);
+        buf_free(&raw);
+        checks_msg_done(&m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+        if (size >= 1 && data[0] >= 0xc0) {
+                fuzz_mime(data + 1, size - 1);
+                return 0;
+        }
         if (size < 1 || size > 4096)
                 return 0;
         char *text = xstrndup((const char *)data + 1, size - 1); /* stops at a NUL, as a table line does */
