@@ -353,6 +353,12 @@ def test_lmdb_tables_with_postmap(mail_instance):
     assert r.returncode == 0, r.stderr
     assert (inst.etc / "transport.lmdb").exists() and not (inst.etc / "transport.db").exists()
     assert inst.cmd("postmap", "-q", "LMDB.test", f"lmdb:{transport}").stdout == "discard:\n"
+    # -i adds, -s lists, -d deletes: each rewrites FILE.lmdb as a whole (never in place).
+    assert inst.cmd("postmap", "-i", f"lmdb:{transport}", input="other.test error:\n").returncode == 0
+    assert sorted(inst.cmd("postmap", "-s", f"lmdb:{transport}").stdout.splitlines()) == \
+        ["lmdb.test\tdiscard:", "other.test\terror:"]
+    assert inst.cmd("postmap", "-d", "other.test", f"lmdb:{transport}").returncode == 0
+    assert inst.cmd("postmap", "-q", "other.test", f"lmdb:{transport}").returncode == 1
     access = inst.etc / "access"
     access.write_text("blocked@lmdb.test REJECT lmdb says no\n")
     assert inst.cmd("postmap", f"lmdb:{access}").returncode == 0
