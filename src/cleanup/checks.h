@@ -49,7 +49,7 @@ struct checks_result {
 struct checks_msg {
         struct checks_conf *conf;
         char *queue_id; /* a copy: the session's file may go before the checks do */
-        char *log_ctx; /* "from host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>" */
+        char *log_ctx;  /* "from host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>" */
         struct checks_result res;
         /* body and MIME state */
         uint64_t segment_bytes; /* body bytes of the current MIME segment seen */
