@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "checks.h"
+
 #include "instance.h"
 #include "queue.h"
 #include "resolve.h"
@@ -17,6 +19,11 @@
 /* Largest message when message_size_limit is 0 (unlimited), below the queue format's 4 GiB bound. The
  * content streams to the queue file, so this bounds disk use, not memory. */
 #define CLEANUP_CONTENT_HARD_MAX ((uint64_t)1 << 30)
+/*
+ * With body checks the envelope waits for the first body_checks_size_limit bytes of body (REDIRECT, BCC
+ * and FILTER may still come); never for more than this, whatever that limit says, so memory stays bounded.
+ */
+#define CLEANUP_ENVELOPE_HOLD_MAX (1024u * 1024)
 /* Messages committed together at most (bounds one batch's fsync time and memory). */
 #define CLEANUP_BATCH_MAX 256u
 
@@ -46,6 +53,7 @@ struct cleanup {
         long long hopcount_limit; /* Received: headers that make a message a mail loop; <= 0: no limit */
         size_t line_length_limit;
         uint64_t ipc_timeout_usec;
+        struct checks_conf checks; /* header_checks, mime_header_checks, nested_header_checks, body_checks */
         struct commit *commit;
 };
 

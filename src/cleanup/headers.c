@@ -155,6 +155,24 @@ static void put_received(const struct headers_opts *o, struct buf *out, const ch
         buf_printf(out, "; %s\n", date);
 }
 
+/*
+ * With header_checks, the Received: header of mail from the network is checked like the message's own
+ * headers: in Postfix smtpd writes it into the content, so rules written for it (IGNORE of internal hops)
+ * apply. The one cleanup makes for local submissions is not, as in Postfix.
+ */
+static void put_received_checked(const struct headers_opts *o, struct buf *out, const char *date)
+{
+        if (!o->check_header || o->local) {
+                put_received(o, out, date);
+                return;
+        }
+        struct buf r = BUF_INIT;
+        put_received(o, &r, date);
+        if (o->check_header(o->check_userdata, r.data, r.len - 1, out))
+                buf_append(out, r.data, r.len);
+        buf_free(&r);
+}
+
 static bool atext_phrase(const char *s)
 {
         for (; *s; s++)
@@ -322,7 +340,7 @@ void headers_build_header(const struct headers_opts *o, const char *content, siz
 
         *ret = (struct headers_result){0};
         headers_format_date(o->now, date);
-        put_received(o, out, date);
+        put_received_checked(o, out, date);
 
         while (pos < len) {
                 const char *nl = memchr(content + pos, '\n', len - pos);
@@ -359,6 +377,15 @@ void headers_build_header(const struct headers_opts *o, const char *content, siz
                 else if (name_is(name, name_len, "Received"))
                         ret->n_received++;
 
+                if (o->check_header) {
+                        size_t hl = end - pos;
+                        if (hl > 0 && content[end - 1] == '\n')
+                                hl--;
+                        if (!o->check_header(o->check_userdata, content + pos, hl, out)) {
+                                pos = end; /* IGNORE, REPLACE: the header goes */
+                                continue;
+                        }
+                }
                 _cleanup_free_ char *new_value = NULL;
                 if (o->local && o->rewrite && rewritten_header(name, name_len)) {
                         size_t vl = value_len;

@@ -36,6 +36,13 @@ struct headers_opts {
         time_t now;
         size_t header_size_limit; /* header bytes beyond this are kept, as body */
         size_t line_length_limit; /* longer lines are split */
+        /*
+         * header_checks: called with each logical header of the message (without its last LF); writes what
+         * goes before it or instead of it to out, and returns true when the header is to be kept. NULL:
+         * none.
+         */
+        bool (*check_header)(void *userdata, const char *hdr, size_t len, struct buf *out);
+        void *check_userdata;
 };
 
 struct headers_result {

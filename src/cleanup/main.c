@@ -62,6 +62,16 @@ static void read_settings(struct cleanup *c)
         v = config_get_time(cfg, "ipc_timeout");
         c->ipc_timeout_usec = (uint64_t)(v > 0 ? v : 3600) * 1000000u;
 
+        const char *checks[4] = {
+                [CHECKS_CLASS_HEADER] = config_get(cfg, "header_checks"),
+                [CHECKS_CLASS_MIME] = config_get(cfg, "mime_header_checks"),
+                [CHECKS_CLASS_NESTED] = config_get(cfg, "nested_header_checks"),
+                [CHECKS_CLASS_BODY] = config_get(cfg, "body_checks"),
+        };
+        v = config_get_int(cfg, "body_checks_size_limit");
+        checks_conf_init(&c->checks, checks, v > 0 ? (uint64_t)v : 0,
+                         !config_get_bool(cfg, "disable_mime_input_processing"), c->header_size_limit);
+        c->checks.bounce = list_has(cfg, "internal_mail_filter_classes", "bounce");
         table_param_init(&c->sender_canonical_maps, "sender_canonical_maps",
                          config_get(cfg, "sender_canonical_maps"));
         table_param_init(&c->recipient_canonical_maps, "recipient_canonical_maps",
@@ -114,6 +124,12 @@ static int init(struct service *s)
                         if (!table_param_empty(maps[i]))
                                 (void)table_param_get(maps[i], &m, NULL); /* a failure is logged now */
                 }
+        }
+        /* A broken table is reported at start; mail then waits (4.3.0) until it is fixed. */
+        for (size_t i = 0; i < ELEMENTSOF(c->checks.tables); i++) {
+                struct maps *m;
+                if (!table_param_empty(&c->checks.tables[i]))
+                        (void)table_param_get(&c->checks.tables[i], &m, NULL);
         }
         return commit_new(c, &c->commit);
 }

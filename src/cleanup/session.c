@@ -8,7 +8,9 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "checks.h"
 #include "cleanup.h"
+#include "dsnlog.h"
 #include "headers.h"
 #include "ipc.h"
 #include "log.h"
@@ -36,6 +38,7 @@ struct session {
         uint64_t arrival_usec;
         enum metrics_counter origin_counter; /* what a queued message counts as (metrics.h) */
         bool local;
+        bool internal;     /* a notification or forwarded mail: no content checks */
         bool in_commit;    /* the commit owns the file: the session may not go away before it is told */
         bool gone;         /* the client left or misbehaved: no answer, free after the commit */
         bool cancel_asked; /* the client gave up waiting for the commit ({req=abort} or EOF) */
@@ -58,6 +61,19 @@ struct session {
         bool in_body;             /* the header block is written; content goes straight to the file */
         struct headers_body body; /* line_length_limit splitting across requests */
         struct buf out;           /* what one request adds to the file */
+        /*
+         * Content inspection (checks.c). With body or MIME checks the body passes through raw (at most one
+         * line is left there between requests), and the envelope is written only after the first
+         * body_checks_size_limit bytes of body, so that body rules may still REDIRECT, BCC or FILTER.
+         */
+        bool checking, body_checking;
+        struct checks_msg ck;
+        struct buf raw;
+        bool head_written;
+        uint64_t body_in; /* body bytes taken so far */
+        /* Local mail that a check rejected: queued with every recipient bounced, so the sender hears of it.
+         */
+        bool bounce_all;
 
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
@@ -98,6 +114,8 @@ static void session_free(struct session *s)
         free(s->rcpts);
         buf_free(&s->content);
         buf_free(&s->out);
+        buf_free(&s->raw);
+        checks_msg_done(&s->ck);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -169,6 +187,7 @@ static int fail_later(struct session *s, int status, const char *dsn, const char
         /* Nothing of this message will be queued: drop what was kept. */
         buf_free(&s->content);
         buf_free(&s->out);
+        buf_free(&s->raw);
         queue_file_free(s->file);
         s->file = NULL;
         return 0;
@@ -185,9 +204,12 @@ static int handle_open(struct session *s, const struct ipc_msg *m)
 {
         const char *origin = ipc_msg_get_str(m, "origin");
         /* Submitted on this host: sendmail's mail, bounces, local's forwarded copies. */
-        s->local =
-                origin && (streq(origin, "pickup") || streq(origin, "bounce") || streq(origin, "forward"));
+        s->local = origin && (streq(origin, "pickup") || streq(origin, "bounce") || streq(origin, "local"));
         s->origin_counter = metrics_origin_counter(origin);
+        /* Postfix inspects mail it makes itself only as internal_mail_filter_classes says (default: none);
+         * forwarded mail was inspected when it arrived. */
+        s->internal =
+                origin && ((streq(origin, "bounce") && !s->c->checks.bounce) || streq(origin, "local"));
         s->arrival_usec = now_usec();
         int r = queue_file_create(s->c->queue, &s->file);
         if (r < 0) {
@@ -339,11 +361,28 @@ static int expand_virtual(struct session *s, const struct qfile_rcpt *r, struct 
         return 0;
 }
 
+static const char *env(const struct session *s, const char *name);
+
+/* Whether the submitting service's receive_override_options (a re-injection listener's) name option. */
+static bool overridden(const struct session *s, const char *option)
+{
+        const char *v = env(s, "receive_override");
+        size_t n = strlen(option);
+        for (const char *p = v; p && *p;) {
+                p += strspn(p, ", \t");
+                size_t w = strcspn(p, ", \t");
+                if (w == n && strncmp(p, option, n) == 0)
+                        return true;
+                p += w;
+        }
+        return false;
+}
+
 /* canonical maps for the sender and each recipient, then virtual_alias_maps for each recipient. */
 static int apply_address_maps(struct session *s)
 {
         struct cleanup *c = s->c;
-        if (!c->address_maps)
+        if (!c->address_maps || overridden(s, "no_address_mappings"))
                 return 0;
         if (!cleanup_resolver(c))
                 return fail_later(s, 4, "4.3.0",
@@ -566,12 +605,16 @@ static int begin_file(struct session *s)
         static const char *const extra_names[] = {"client_port", "uid", "smtputf8", "tls",
                                                   /* content_filter, as smtpd or pickup got it: qmgr's */
                                                   "filter"};
-        struct qfile_attr extra[ELEMENTSOF(extra_names)];
+        /* One more: a FILTER action's "filter", which replaces content_filter's. */
+        struct qfile_attr extra[ELEMENTSOF(extra_names) + 1];
         size_t n_extra = 0;
         for (size_t i = 0; i < ELEMENTSOF(extra_names); i++)
-                if (env(s, extra_names[i]))
+                if (env(s, extra_names[i]) && !(s->ck.res.filter && streq(extra_names[i], "filter")))
                         extra[n_extra++] =
                                 (struct qfile_attr){(char *)extra_names[i], (char *)env(s, extra_names[i])};
+        /* FILTER transport:destination, for the queue manager (content_filter's per-message form). */
+        if (s->ck.res.filter)
+                extra[n_extra++] = (struct qfile_attr){(char *)"filter", s->ck.res.filter};
         /* SIZE as the client announced it; without it readers take the content's length, which is only
          * known at the end, after the attributes are written. */
         long long size = -1;
@@ -605,9 +648,114 @@ static int flush_out(struct session *s)
         return r < 0 ? write_error(s, r) : 0;
 }
 
+static bool check_header_cb(void *userdata, const char *hdr, size_t len, struct buf *out)
+{
+        struct session *s = userdata;
+        return checks_header(&s->ck, hdr, len, out);
+}
+
+/* "from host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>", the context of Postfix's content log lines. */
+static char *checks_log_ctx(const struct session *s)
+{
+        struct buf b = BUF_INIT;
+        if (s->local)
+                buf_puts(&b, "from local");
+        else
+                buf_printf(&b, "from %s[%s]", env(s, "client_name") ? env(s, "client_name") : "unknown",
+                           env(s, "client_address") ? env(s, "client_address") : "unknown");
+        const struct qfile_rcpt *r = s->n_rcpts ? &s->rcpts[0] : NULL;
+        buf_printf(&b, "; from=<%s> to=<%s>", s->sender ? s->sender : "",
+                   r ? (r->orig_rcpt ? r->orig_rcpt : r->address) : "");
+        if (env(s, "protocol"))
+                buf_printf(&b, " proto=%s", env(s, "protocol"));
+        if (env(s, "helo_name"))
+                buf_printf(&b, " helo=<%s>", env(s, "helo_name"));
+        return buf_steal(&b);
+}
+
+/* A recipient that content checks add (REDIRECT, BCC); NOTIFY=NEVER for a BCC, as Postfix's always_bcc. */
+static int add_checks_rcpt(struct session *s, const char *address, unsigned notify)
+{
+        char *canon = rewrite_address(&s->c->rewrite, address);
+        if (strlen(canon) > QFILE_MAX_ADDRESS_LEN || s->n_rcpts >= QFILE_MAX_RECIPIENTS) {
+                free(canon);
+                return fail_later(s, 5, "5.1.3", "content checks: recipient address too long or too many");
+        }
+        if (s->n_rcpts == s->cap_rcpts) {
+                s->cap_rcpts = s->cap_rcpts ? 2 * s->cap_rcpts : 8;
+                s->rcpts = xrealloc(s->rcpts, s->cap_rcpts * sizeof *s->rcpts);
+        }
+        s->rcpts[s->n_rcpts++] =
+                (struct qfile_rcpt){.address = canon, .orig_rcpt = xstrdup(address), .notify = notify};
+        return 0;
+}
+
+/* REDIRECT replaces every recipient, BCC adds some: applied just before the envelope is written. */
+static int apply_checks_envelope(struct session *s)
+{
+        struct checks_result *res = &s->ck.res;
+        if (res->redirect) {
+                for (size_t i = 0; i < s->n_rcpts; i++)
+                        rcpt_done(&s->rcpts[i]);
+                s->n_rcpts = 0;
+                if (add_checks_rcpt(s, res->redirect, 0) < 0)
+                        return -1;
+        }
+        for (size_t i = 0; i < res->bcc.n; i++)
+                if (add_checks_rcpt(s, res->bcc.v[i], QFILE_NOTIFY_NEVER) < 0)
+                        return -1;
+        return 0;
+}
+
+/*
+ * What the checks decided so far, then out to the file. The envelope is written once the body checks can
+ * no longer change it (eof, or body_checks_size_limit bytes of body seen); until then out keeps the
+ * header block and the start of the body. A discarded message is read to its end but never written.
+ */
+static int write_out(struct session *s, bool eof)
+{
+        struct checks_result *res = &s->ck.res;
+        /* The SMTP client is told at the end of DATA; a local sender gets a bounce, as from Postfix. */
+        if (res->status == 5 && s->local)
+                s->bounce_all = true;
+        else if (res->status)
+                return fail_later(s, res->status, res->dsn, "%s", res->reason);
+        if (res->discard) {
+                buf_truncate(&s->out, 0);
+                return 0;
+        }
+        if (!s->head_written) {
+                uint64_t hold = s->c->checks.body_size_limit < CLEANUP_ENVELOPE_HOLD_MAX
+                                        ? s->c->checks.body_size_limit
+                                        : CLEANUP_ENVELOPE_HOLD_MAX;
+                if (!eof && s->body_checking && s->body_in < hold)
+                        return 0;
+                if (apply_checks_envelope(s) < 0)
+                        return 0;
+                int r = begin_file(s);
+                if (r < 0)
+                        return write_error(s, r);
+                s->head_written = true;
+                res->envelope_written = true;
+        }
+        return flush_out(s);
+}
+
+/* Body bytes as received: line_length_limit splitting, then the body and MIME checks when there are any. */
+static void put_body(struct session *s, const char *p, size_t n)
+{
+        s->body_in += n;
+        if (!s->body_checking) {
+                headers_body_put(&s->body, p, n, &s->out);
+                return;
+        }
+        headers_body_put(&s->body, p, n, &s->raw);
+        checks_body(&s->ck, &s->raw, &s->out, false);
+}
+
 /*
  * Once the end of the header block is in what was received (or eof: nothing more comes), process the
- * headers, write the file's head and the header block, and switch to passing the body through.
+ * headers (header_checks included), and switch to passing the body through.
  */
 static int start_body(struct session *s, bool eof)
 {
@@ -618,6 +766,13 @@ static int start_body(struct session *s, bool eof)
                 return 0;
         struct headers_opts ho;
         headers_opts_of(s, &ho);
+        s->checking = !s->internal && !overridden(s, "no_header_body_checks") && checks_conf_any(&c->checks);
+        s->body_checking = s->checking && checks_conf_body(&c->checks);
+        if (s->checking) {
+                checks_msg_init(&s->ck, &c->checks, queue_file_id(s->file), checks_log_ctx(s));
+                ho.check_header = check_header_cb;
+                ho.check_userdata = s;
+        }
         struct headers_result hr;
         buf_truncate(&s->out, 0);
         headers_build_header(&ho, in, s->content.len, &s->out, &hr);
@@ -628,15 +783,14 @@ static int start_body(struct session *s, bool eof)
         headers_result_done(&hr);
         if (c->hopcount_limit > 0 && hops >= c->hopcount_limit)
                 return reject_loop(s, hops);
+        if (s->checking)
+                checks_headers_done(&s->ck);
 
-        int r = begin_file(s);
-        if (r < 0)
-                return write_error(s, r);
         s->in_body = true;
         headers_body_init(&s->body, &ho);
-        headers_body_put(&s->body, in + body_offset, s->content.len - body_offset, &s->out);
+        put_body(s, in + body_offset, s->content.len - body_offset);
         buf_free(&s->content); /* the header block is in out now */
-        return flush_out(s);
+        return write_out(s, false);
 }
 
 static int handle_content(struct session *s, const struct ipc_msg *m)
@@ -657,8 +811,35 @@ static int handle_content(struct session *s, const struct ipc_msg *m)
                 buf_append(&s->content, data->value, data->value_len);
                 return start_body(s, false);
         }
-        headers_body_put(&s->body, data->value, data->value_len, &s->out);
-        return flush_out(s);
+        put_body(s, data->value, data->value_len);
+        return write_out(s, false);
+}
+
+/*
+ * Local mail that a check rejected: every recipient is marked bounced in the file and recorded in
+ * bounce/QID before the commit, so that qmgr asks the bounce service for the sender's notice at once.
+ */
+static int bounce_all(struct session *s)
+{
+        const struct checks_result *res = &s->ck.res;
+        const char *id = queue_file_id(s->file);
+        int r = queue_file_mark_all(s->file, QFILE_RCPT_BOUNCED, now_usec(), res->dsn);
+        for (size_t i = 0; r >= 0 && i < s->n_rcpts; i++)
+                r = dsnlog_append_rcpt(s->c->queue, QUEUE_BOUNCE, id, i, &s->rcpts[i], res->dsn, "none",
+                                       res->reason);
+        if (r < 0)
+                (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, id, 0);
+        return r;
+}
+
+/* A message that DISCARD dropped: the client hears "250", nothing is queued (Postfix's behaviour). */
+static int discard_reply(struct session *s)
+{
+        _cleanup_free_ char *id = xstrdup(queue_file_id(s->file));
+        queue_file_free(s->file); /* a temporary name: never renamed, so never delivered */
+        s->file = NULL;
+        s->state = STATE_REPLIED;
+        return reply(s, 0, NULL, NULL, id);
 }
 
 static int handle_end(struct session *s)
@@ -666,11 +847,21 @@ static int handle_end(struct session *s)
         struct cleanup *c = s->c;
         if (!s->err_status && !s->in_body)
                 start_body(s, true); /* a message that is all headers, or empty */
+        if (!s->err_status && s->body_checking)
+                checks_body(&s->ck, &s->raw, &s->out, true); /* the last line, without its LF */
+        if (!s->err_status)
+                write_out(s, true);
         if (s->err_status)
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
+        if (s->ck.res.discard)
+                return discard_reply(s);
         buf_free(&s->out);
+        if (s->ck.res.hold)
+                queue_file_set_hold(c->queue, s->file);
 
         int r = queue_file_finish(s->file, QUEUE_NOSYNC);
+        if (r >= 0 && s->bounce_all)
+                r = bounce_all(s);
         if (r < 0) {
                 write_error(s, r);
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
@@ -687,9 +878,12 @@ void session_committed(struct session *s, int result)
 {
         s->in_commit = false;
         if (result == 0) {
-                commit_notify_qmgr(s->c, queue_file_id(s->file));
+                if (!s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
+                        commit_notify_qmgr(s->c, queue_file_id(s->file));
                 metrics_count(s->origin_counter);
         } else if (s->cancelled) {
+                if (s->bounce_all)
+                        (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file); /* a temporary name: never renamed, never queued */
                 s->file = NULL;
         } else {
@@ -697,6 +891,8 @@ void session_committed(struct session *s, int result)
                 msg_fields(LOG_LEVEL_WARNING, &lf,
                            "%s: commit queue file to %s/incoming: %s; the client was told to retry later",
                            queue_file_id(s->file), queue_directory(s->c->queue), strerror(-result));
+                if (s->bounce_all) /* no message, so no notice: the sender's copy is retried */
+                        (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file); /* never acknowledged, so it goes */
                 s->file = NULL;
         }
@@ -737,6 +933,8 @@ static void cancel_commit(struct session *s, bool answer)
         s->cancelled = true;
         if (c == COMMIT_CANCELLED) {
                 s->in_commit = false;
+                if (s->bounce_all)
+                        (void)dsnlog_remove_one(s->c->queue, QUEUE_BOUNCE, queue_file_id(s->file), 0);
                 queue_file_free(s->file);
                 s->file = NULL;
         }

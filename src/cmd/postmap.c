@@ -165,7 +165,8 @@ static void resolve_duplicates(const struct opts *o, const char *label, struct i
         items_free(&dups);
 }
 
-static void write_items(const char *db, const struct items *s, mode_t mode, uid_t uid, gid_t gid)
+static void write_items(const char *type, const char *db, const struct items *s, mode_t mode, uid_t uid,
+                        gid_t gid)
 {
         char **keys = xcalloc(s->n ? s->n : 1, sizeof(char *));
         char **values = xcalloc(s->n ? s->n : 1, sizeof(char *));
@@ -174,7 +175,7 @@ static void write_items(const char *db, const struct items *s, mode_t mode, uid_
                 values[i] = s->v[i].value;
         }
         _cleanup_free_ char *err = NULL;
-        int r = dict_db_write(db, keys, values, s->n, mode, uid, gid, &err);
+        int r = dict_table_write(type, db, keys, values, s->n, mode, uid, gid, &err);
         free(keys);
         free(values);
         if (r < 0)
@@ -201,7 +202,7 @@ static void build_table(const struct opts *o, const char *arg)
                 msg_fatal("%s: %s: tables are read directly from their source; there is nothing to build",
                           spec, type);
 
-        _cleanup_free_ char *db = dict_db_path(name);
+        _cleanup_free_ char *db = dict_db_file(type, name);
         struct items s = {0};
         mode_t mode = 0644;
         uid_t uid = (uid_t)-1;
@@ -233,7 +234,7 @@ static void build_table(const struct opts *o, const char *arg)
         }
         parse_source(o, label, text, len, &s);
         resolve_duplicates(o, label, &s);
-        write_items(db, &s, mode, uid, gid);
+        write_items(type, db, &s, mode, uid, gid);
         items_free(&s);
 }
 
@@ -249,7 +250,7 @@ static int delete_key(const struct opts *o, char **args, int n)
                 resolve_spec(o, args[i], &spec, &type, &name);
                 if (!dict_type_is_db(type))
                         msg_fatal("%s: %s: tables are read-only", spec, type);
-                _cleanup_free_ char *db = dict_db_path(name);
+                _cleanup_free_ char *db = dict_db_file(type, name);
                 struct stat st;
                 if (stat(db, &st) < 0)
                         msg_fatal("open database %s: %s", db, strerror(errno));
@@ -276,7 +277,7 @@ static int delete_key(const struct opts *o, char **args, int n)
                 }
                 s.n = out;
                 if (here)
-                        write_items(db, &s, mode, uid, gid);
+                        write_items(type, db, &s, mode, uid, gid);
                 items_free(&s);
                 found |= here;
         }

@@ -10,10 +10,17 @@
 #include "fileio.h"
 #include "log.h"
 #include "macro.h"
+#include "postd-build.h"
 
 /* Sorted by name: dict_supported_types() lists them in this order. */
 static const struct dict_type *const dict_types[] = {
         &dict_type_btree,  &dict_type_cidr,   &dict_type_hash,     &dict_type_inline,
+#if HAVE_LMDB
+        &dict_type_lmdb,
+#endif
+#if HAVE_PCRE2
+        &dict_type_pcre,
+#endif
         &dict_type_regexp, &dict_type_static, &dict_type_texthash, &dict_type_unix,
 };
 
@@ -54,7 +61,27 @@ const char *dict_supported_types(void)
 
 bool dict_type_is_db(const char *type)
 {
-        return streq(type, "hash") || streq(type, "btree");
+        return streq(type, "hash") || streq(type, "btree") || streq(type, "lmdb");
+}
+
+char *dict_db_file(const char *type, const char *name)
+{
+        return streq(type, "lmdb") ? xasprintf("%s.lmdb", name) : dict_db_path(name);
+}
+
+static char *unsupported_message(const char *type);
+
+int dict_table_write(const char *type, const char *db_path, char *const *keys, char *const *values, size_t n,
+                     mode_t mode, uid_t uid, gid_t gid, char **err)
+{
+        if (!streq(type, "lmdb"))
+                return dict_db_write(db_path, keys, values, n, mode, uid, gid, err);
+#if HAVE_LMDB
+        return dict_lmdb_write(db_path, keys, values, n, mode, uid, gid, err);
+#else
+        *err = unsupported_message(type);
+        return -EPROTONOSUPPORT;
+#endif
 }
 
 char *dict_db_path(const char *name)
@@ -71,6 +98,15 @@ void dict_fold_key(char *key)
 
 static char *unsupported_message(const char *type)
 {
+        /* A type postd knows but this build lacks: say which library it needs. */
+        const char *lib = streq(type, "pcre")   ? "libpcre2 (libpcre2-dev)"
+                          : streq(type, "lmdb") ? "liblmdb (liblmdb-dev)"
+                                                : NULL;
+        if (lib)
+                return xasprintf(
+                        "unsupported dictionary type: %s (this postd was built without %s; supported "
+                        "types: %s)",
+                        type, lib, dict_supported_types());
         return xasprintf("unsupported dictionary type: %s (supported types: %s)", type,
                          dict_supported_types());
 }
@@ -229,7 +265,7 @@ int dict_check_spec(const char *spec, char **err)
                 return r;
         }
 
-        _cleanup_free_ char *db = dict_db_path(name);
+        _cleanup_free_ char *db = dict_db_file(type, name);
         struct stat db_st, src_st;
         if (stat(db, &db_st) < 0) {
                 r = -errno;

@@ -68,6 +68,8 @@ int dict_walk(struct dict *d, dict_walk_fn fn, void *userdata);
 bool dict_type_is_db(const char *type);
 /* "FILE.db" for hash:FILE and btree:FILE. */
 char *dict_db_path(const char *name);
+/* The file postmap builds for type:name: "FILE.db" (hash, btree), "FILE.lmdb" (lmdb). */
+char *dict_db_file(const char *type, const char *name);
 
 /*
  * Write FILE.db for hash:/btree: from n key/value pairs, replacing any old one atomically and
@@ -78,6 +80,12 @@ char *dict_db_path(const char *name);
  */
 int dict_db_write(const char *db_path, char *const *keys, char *const *values, size_t n, mode_t mode,
                   uid_t uid, gid_t gid, char **err);
+
+/* dict_db_write() for hash:/btree:, dict_lmdb_write() for lmdb: (the same contract). */
+int dict_lmdb_write(const char *db_path, char *const *keys, char *const *values, size_t n, mode_t mode,
+                    uid_t uid, gid_t gid, char **err);
+int dict_table_write(const char *type, const char *db_path, char *const *keys, char *const *values, size_t n,
+                     mode_t mode, uid_t uid, gid_t gid, char **err);
 
 /* Postfix's default key folding: ASCII lower case, in place. */
 void dict_fold_key(char *key);
@@ -103,7 +111,8 @@ struct dict {
 };
 
 extern const struct dict_type dict_type_btree, dict_type_cidr, dict_type_hash, dict_type_inline,
-        dict_type_regexp, dict_type_static, dict_type_texthash, dict_type_unix;
+        dict_type_lmdb, dict_type_pcre, dict_type_regexp, dict_type_static, dict_type_texthash,
+        dict_type_unix;
 /* dict_unavailable.c: the stand-in for a table that could not be opened (see dict_open). */
 extern const struct dict_type dict_type_unavailable;
 int dict_unavailable_new(const char *spec, const char *why, struct dict **ret);

@@ -38,7 +38,7 @@ static char *watch_path(const char *spec)
         _cleanup_free_ char *type = NULL, *name = NULL, *err = NULL;
         if (dict_split_spec(spec, &type, &name, &err) < 0 || name[0] != '/')
                 return NULL;
-        return dict_type_is_db(type) ? dict_db_path(name) : TAKE_PTR(name);
+        return dict_type_is_db(type) ? dict_db_file(type, name) : TAKE_PTR(name);
 }
 
 /* True when the watched file differs from what the last look saw; remembers the new state. */

@@ -10,8 +10,9 @@
  *
  * 1. Submission: smtpd, pickup (any message source) -> cleanup, socket public/cleanup.
  *    One connection per message, strictly in this order:
- *      source:  {req=open, origin=smtpd|pickup|bounce|forward}   all but smtpd are local submissions
- *               (cleanup adds the local sender's headers); the origin also labels the received counter
+ *      source:  {req=open, origin=smtpd|pickup|bounce|local}   bounce: notifications, local: forwarded
+ *               mail; all but smtpd are local submissions (content checks skip bounce and local:
+ *               internal_mail_filter_classes); the origin also labels the received counter
  *      cleanup: {status=0, queue_id=QID}              the queue file exists (not yet queued)
  *               {status=4, dsn=4.3.0, reason=TEXT}    e.g. queue directory not writable
  *      source:  {req=rcpt, rcpt=ADDR [orcpt=..] [notify=N] rcpt=...}   zero or more times: recipients

@@ -148,7 +148,7 @@ static const struct {
 } origins[] = {{"smtpd", METRIC_RECEIVED_SMTPD},
                {"pickup", METRIC_RECEIVED_PICKUP},
                {"bounce", METRIC_RECEIVED_BOUNCE},
-               {"forward", METRIC_RECEIVED_FORWARD},
+               {"local", METRIC_RECEIVED_FORWARD}, /* local's forwarded copies */
                {"other", METRIC_RECEIVED_OTHER}};
 
 enum metrics_counter metrics_origin_counter(const char *origin)

@@ -71,7 +71,7 @@ void metrics_delivery(const char *transport, enum metrics_status status, uint64_
 /* The transport delivery_log() counts under in this process (a delivery agent's service name). */
 void metrics_set_transport(const char *name);
 const char *metrics_transport(void);
-/* The counter for cleanup's origin attribute ("smtpd", "pickup", "bounce", "forward"...). */
+/* The counter for cleanup's origin attribute ("smtpd", "pickup", "bounce", "local"...). */
 enum metrics_counter metrics_origin_counter(const char *origin);
 
 /* Messages in each queue directory, counted when rendered. */

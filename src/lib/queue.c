@@ -312,7 +312,8 @@ char *queue_path(const struct queue *q, enum queue_name n, const char *id)
 
 struct queue_file {
         int fd;
-        int dirfd; /* borrowed from the queue */
+        int dirfd;    /* borrowed from the queue */
+        int targetfd; /* where the commit renames it: incoming/, or hold/ (queue_file_set_hold) */
         char tmp_name[64];
         char id[QUEUE_ID_BUF_SIZE];
         int result;
@@ -333,6 +334,7 @@ int queue_file_create(struct queue *q, struct queue_file **ret)
         struct queue_file *f = xcalloc(1, sizeof *f);
         f->fd = -1;
         f->dirfd = dirfd;
+        f->targetfd = dirfd;
         f->result = -EINPROGRESS;
         for (int attempt = 0; attempt < TMP_NAME_ATTEMPTS; attempt++) {
                 struct timespec ts;
@@ -462,6 +464,39 @@ int queue_file_begin(struct queue_file *f, const struct qfile_msg *m)
         return 0;
 }
 
+static uint32_t le32_at(const char *p);
+
+int queue_file_mark_all(struct queue_file *f, enum qfile_rcpt_state state, uint64_t done_usec,
+                        const char *dsn_status)
+{
+        if (f->stream.head_len <= QFILE_HEADER_LEN || f->committed)
+                return -EINVAL; /* only a file written with queue_file_begin(), before its commit */
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        int r = qfile_encode_slot(state, done_usec, dsn_status, slot);
+        if (r < 0)
+                return r;
+        /* Walk the records written by queue_file_begin() (our own encoder's output) up to the content. */
+        size_t len = (size_t)f->stream.head_len;
+        char *head = xmalloc(len ? len : 1);
+        ssize_t k = pread(f->fd, head, len, 0);
+        r = k < 0 ? -errno : (size_t)k != len ? -EIO : 0;
+        for (size_t off = QFILE_HEADER_LEN; r == 0 && off + QFILE_REC_HDR_LEN <= len;) {
+                uint32_t plen = le32_at(head + off + 1);
+                if (head[off] == QFILE_REC_CONTENT || plen > len - off - QFILE_REC_HDR_LEN)
+                        break;
+                if (head[off] == QFILE_REC_RCPT && plen > 0) {
+                        size_t at = off + QFILE_REC_HDR_LEN + 1 + (uint8_t)head[off + QFILE_REC_HDR_LEN];
+                        if (pwrite(f->fd, slot, sizeof slot, (off_t)at) != (ssize_t)sizeof slot)
+                                r = -EIO;
+                }
+                off += QFILE_REC_HDR_LEN + plen;
+        }
+        free(head);
+        if (r == 0 && fdatasync(f->fd) < 0)
+                r = -errno;
+        return r;
+}
+
 int queue_file_append(struct queue_file *f, const void *data, size_t len)
 {
         if (!f->streaming)
@@ -524,6 +559,29 @@ static int rename_noreplace(int olddirfd, const char *oldname, int newdirfd, con
         return 0;
 }
 
+void queue_file_set_hold(struct queue *q, struct queue_file *f)
+{
+        f->targetfd = q->fds[QUEUE_HOLD];
+}
+
+/* fsync incoming_fd and the other directories the batch renamed into (hold/); 0 or -errno. */
+static int sync_batch_dirs(int incoming_fd, struct queue_file *const *files, size_t n)
+{
+        if (fsync(incoming_fd) < 0)
+                return -errno;
+        for (size_t i = 0; i < n; i++) {
+                int fd = files[i]->targetfd;
+                if (files[i]->result != 0 || fd == incoming_fd)
+                        continue;
+                bool seen = false; /* one fsync per directory */
+                for (size_t k = 0; k < i && !seen; k++)
+                        seen = files[k]->result == 0 && files[k]->targetfd == fd;
+                if (!seen && fsync(fd) < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
 int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t n)
 {
         size_t renamed = 0;
@@ -537,25 +595,28 @@ int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t 
                         f->result = -EINVAL;
                         continue;
                 }
-                f->result = rename_noreplace(incoming_fd, f->tmp_name, incoming_fd, f->id);
+                f->result = rename_noreplace(incoming_fd, f->tmp_name, f->targetfd, f->id);
                 if (f->result == 0)
                         renamed++;
         }
         if (renamed == 0)
                 return 0;
-        if (fsync(incoming_fd) < 0) {
-                int r = -errno;
+        int r = sync_batch_dirs(incoming_fd, files, n);
+        if (r < 0) {
                 /* Not durable, so not acknowledged: take the files back out rather than deliver mail the
                  * client will send again. */
                 for (size_t i = 0; i < n; i++)
                         if (files[i]->result == 0) {
-                                unlinkat(incoming_fd, files[i]->id, 0);
+                                unlinkat(files[i]->targetfd, files[i]->id, 0);
                                 files[i]->result = r;
                                 files[i]->tmp_name[0] = '\0';
                         }
                 /* The unlinks must be durable too, or a crash could bring back files the clients were told
                  * to send again. Best effort: a directory that cannot be synced cannot be helped here. */
                 (void)fsync(incoming_fd);
+                for (size_t i = 0; i < n; i++)
+                        if (files[i]->targetfd != incoming_fd)
+                                (void)fsync(files[i]->targetfd);
                 return r;
         }
         for (size_t i = 0; i < n; i++)

@@ -110,6 +110,13 @@ int queue_file_sync(struct queue_file *f);
 int queue_file_begin(struct queue_file *f, const struct qfile_msg *m);
 int queue_file_append(struct queue_file *f, const void *data, size_t len);
 int queue_file_finish(struct queue_file *f, unsigned flags);
+/*
+ * Before the commit: set every recipient's status slot of a file written with queue_file_begin() (the
+ * slots are outside the checksum), then fdatasync. cleanup uses it for local mail that content checks
+ * reject: the message is queued with its recipients bounced, so that the sender is notified.
+ */
+int queue_file_mark_all(struct queue_file *f, enum qfile_rcpt_state state, uint64_t done_usec,
+                        const char *dsn_status);
 /* Result of this file in the last queue_commit_batch(): 0 once it is durably in the queue. */
 int queue_file_result(const struct queue_file *f);
 bool queue_file_committed(const struct queue_file *f);
@@ -122,6 +129,8 @@ bool queue_file_committed(const struct queue_file *f);
  * is committed: each renamed file is removed again, best effort, and none may be acknowledged).
  */
 int queue_commit_batch(int incoming_fd, struct queue_file *const *files, size_t n);
+/* The commit puts f into hold/ instead of incoming/ (header_checks HOLD): qmgr never sees it. */
+void queue_file_set_hold(struct queue *q, struct queue_file *f);
 /* queue_commit_batch() of one file; 0 or the file's error. */
 int queue_file_commit(struct queue *q, struct queue_file *f);
 /* Close f; an uncommitted file is unlinked (never acknowledged, so nothing is lost). NULL is allowed. */

@@ -34,7 +34,7 @@ static void alias_owner(struct local *l)
         char *type = NULL, *name = NULL, *err = NULL;
         if (tables.n > 0 && dict_split_spec(tables.v[0], &type, &name, &err) == 0 && name[0] == '/') {
                 struct stat st;
-                _cleanup_free_ char *db = dict_type_is_db(type) ? dict_db_path(name) : xstrdup(name);
+                _cleanup_free_ char *db = dict_type_is_db(type) ? dict_db_file(type, name) : xstrdup(name);
                 if (stat(db, &st) == 0 && st.st_uid != 0) {
                         l->alias_uid = st.st_uid;
                         l->alias_gid = st.st_gid;

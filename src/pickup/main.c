@@ -37,6 +37,7 @@ struct pickup {
         char *queue_dir;
         uint64_t max_content;
         char *content_filter;   /* content_filter: "" none */
+        char *receive_override; /* receive_override_options: "" none */
         int cleanup_timeout_ms; /* mail_proto_cleanup_timeout_ms() */
         uid_t mail_owner;
         bool have_mail_owner;
@@ -86,7 +87,7 @@ static int send_rcpts(struct cleanup_client *c, const struct qfile_msg *m)
 
 /* The envelope but its recipients; all or nothing. */
 static int send_envelope(struct cleanup_client *c, const struct qfile_msg *m, uid_t uid, bool trusted,
-                         const char *content_filter)
+                         const struct pickup *p)
 {
         char uid_text[24];
         snprintf(uid_text, sizeof uid_text, "%ld", (long)uid);
@@ -96,7 +97,8 @@ static int send_envelope(struct cleanup_client *c, const struct qfile_msg *m, ui
         size_t n = 3;
         add_opt(kv, &n, "envid", m->envelope_id);
         add_opt(kv, &n, "full_name", maildrop_full_name(m));
-        add_opt(kv, &n, "filter", content_filter);
+        add_opt(kv, &n, "filter", p->content_filter);
+        add_opt(kv, &n, "receive_override", p->receive_override);
         if (trusted) {
                 /* Requeued by postsuper -r (the file is mail_owner's): keep what the first cleanup knew. */
                 add_opt(kv, &n, "client_name", m->client_name);
@@ -133,7 +135,7 @@ static enum outcome submit(struct pickup *p, const char *name, const struct qfil
          * removes its file and the maildrop file stays for the next try. */
         r = send_rcpts(&c, m);
         if (r == 0)
-                r = send_envelope(&c, m, uid, trusted, p->content_filter);
+                r = send_envelope(&c, m, uid, trusted, p);
         if (r == 0)
                 r = cleanup_client_send_content(&c, m->content, m->content_len);
         if (r < 0) {
@@ -280,7 +282,8 @@ static int pickup_init(struct service *s)
         p->queue_dir = xstrdup(qdir);
         long long lim = config_get_int(cfg, "message_size_limit");
         p->max_content = lim > 0 ? (uint64_t)lim : QFILE_MAX_CONTENT_LEN;
-        p->content_filter = xstrdup(config_get(service_config(s), "content_filter"));
+        p->content_filter = xstrdup(config_get(cfg, "content_filter"));
+        p->receive_override = xstrdup(config_get(cfg, "receive_override_options"));
         p->cleanup_timeout_ms = mail_proto_cleanup_timeout_ms(config_get_time(cfg, "ipc_timeout"));
         struct passwd *pw = getpwnam(config_get(cfg, "mail_owner"));
         if (pw) {

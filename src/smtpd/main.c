@@ -67,6 +67,7 @@ static int smtpd_init(struct service *svc)
         srv->myhostname = xstrdup(config_get(c, "myhostname"));
         srv->myorigin = xstrdup(config_get(c, "myorigin"));
         srv->content_filter = xstrdup(config_get(c, "content_filter"));
+        srv->receive_override = xstrdup(config_get(c, "receive_override_options"));
         srv->append_at_myorigin = config_get_bool(c, "append_at_myorigin");
         srv->banner = xstrdup(config_get(c, "smtpd_banner"));
         long long size = config_get_int(c, "message_size_limit");

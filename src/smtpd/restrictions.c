@@ -177,7 +177,14 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 return r;
         }
         own_addrs_init(&a->local_addrs, c);
-        a->reject_unlisted_recipient = config_get_bool(c, "smtpd_reject_unlisted_recipient");
+        /* receive_override_options = no_unknown_recipient_checks (a re-injection listener) turns it off. */
+        struct strv overrides = STRV_INIT;
+        config_get_list(c, "receive_override_options", &overrides);
+        bool no_unknown = false;
+        for (size_t i = 0; i < overrides.n; i++)
+                no_unknown |= streq(overrides.v[i], "no_unknown_recipient_checks");
+        strv_free(&overrides);
+        a->reject_unlisted_recipient = !no_unknown && config_get_bool(c, "smtpd_reject_unlisted_recipient");
         a->reject_unlisted_sender = config_get_bool(c, "smtpd_reject_unlisted_sender");
         a->soft_bounce = config_get_bool(c, "soft_bounce");
         a->delay_reject = config_get_bool(c, "smtpd_delay_reject");

@@ -324,7 +324,9 @@ static void on_finished(struct session *s, int status, const char *dsn, const ch
                 s->errors = 0;
                 s->junk_cmds = 0;
         } else {
-                int code = status == 5 ? 554 : 451;
+                /* Content rejected by cleanup's header/body checks (5.7.x) is Postfix's 550; else 554. */
+                bool content = status == 5 && !isempty(dsn) && strncmp(dsn, "5.7.", 4) == 0;
+                int code = status == 5 ? (content ? 550 : 554) : 451;
                 const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
                                   : status == 5                                        ? "5.3.0"
                                                                                        : "4.3.0";
@@ -734,7 +736,7 @@ static int send_envelope(struct session *s)
                 return r;
         char port[24], size[24];
         snprintf(port, sizeof port, "%d", s->port);
-        struct ipc_kv kv[21]; /* every attribute below at most once */
+        struct ipc_kv kv[22]; /* every attribute below at most once */
         size_t n = 0;
         kv[n++] = KV_STR("req", "envelope");
         kv[n++] = KV_STR("sender", s->sender);
@@ -760,6 +762,8 @@ static int send_envelope(struct session *s)
                 kv[n++] = KV_STR("tls", s->tls_info);
         if (!isempty(s->srv->content_filter))
                 kv[n++] = KV_STR("filter", s->srv->content_filter);
+        if (!isempty(s->srv->receive_override))
+                kv[n++] = KV_STR("receive_override", s->srv->receive_override);
         if (s->sasl_username) {
                 kv[n++] = KV_STR("sasl_method", s->sasl_method);
                 kv[n++] = KV_STR("sasl_username", s->sasl_username);

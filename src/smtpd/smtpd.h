@@ -43,6 +43,7 @@ struct smtpd {
         char *myhostname;
         char *myorigin; /* qualifies MAIL FROM:<user> when append_at_myorigin is set */
         char *content_filter; /* "transport:destination" for cleanup's queue file; "" none */
+        char *receive_override; /* receive_override_options, for cleanup; "" none */
         bool append_at_myorigin;
         char *banner;
         uint64_t message_size_limit; /* 0: none */

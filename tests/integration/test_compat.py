@@ -67,7 +67,8 @@ def test_strict_rfc821_refuses_unqualified_sender(mail_instance):
 def test_postconf_lists_table_types():
     r = run("postconf", "-m")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == ["btree", "cidr", "hash", "inline", "regexp", "static", "texthash", "unix"]
+    assert r.stdout.splitlines() == ["btree", "cidr", "hash", "inline", "lmdb", "pcre", "regexp", "static", "texthash",
+                                     "unix"]
 
 
 def test_postconf_lists_lock_methods():

@@ -117,3 +117,52 @@ def test_filter_down_defers_and_keeps_the_mail(mail_instance):
     inst.wait_log(rf"relay=none, .*status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]:{dead}: Connection "
                   r"refused\)", 30)
     assert b"filter down" not in inst.mbox(TEST_USER)
+
+
+def test_filter_action_of_a_header_check_routes_one_message(mail_instance, content_filter):
+    """header_checks FILTER transport:destination sends that message (and only that one) to the filter,
+    with no content_filter set."""
+    reinject = free_port()
+    handler, fport = content_filter(reinject)
+    master_cf = DEFAULT_MASTER_CF + (
+        "smtp      unix  -       -       n       -       -       smtp\n"
+        f"127.0.0.1:{reinject} inet n - n - - smtpd\n"
+        # Postfix's re-injection idiom: cleanup skips the checks for what this listener takes.
+        "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks\n")
+    inst = mail_instance(master_cf=master_cf, main_extra="mynetworks = 127.0.0.0/8\n")
+    # In the instance's own directory: cleanup (mail_owner) must be able to read it.
+    checks = inst.etc / "header_checks"
+    checks.write_text(f"/^Subject: filter me/ FILTER smtp:[127.0.0.1]:{fport}\n")
+    with open(inst.main_cf, "a") as f:
+        f.write(f"header_checks = regexp:{checks}\n")
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as s:
+        s.sendmail("alice@example.org", [f"{TEST_USER}@mx.example.test"], "Subject: filter me\r\n\r\nx\r\n")
+        s.sendmail("alice@example.org", [f"{TEST_USER}@mx.example.test"], "Subject: leave me\r\n\r\ny\r\n")
+    try:
+        wait_for(lambda: inst.mbox(TEST_USER).count(b"Subject: ") == 2, 60, "both messages delivered")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{inst.logtext()[-3000:]}") from None
+    box = inst.mbox(TEST_USER).decode()
+    assert box.count("X-Filtered:") == 1 and handler.seen == 1, box
+    filtered = box[box.index("X-Filtered:"):]
+    assert "Subject: filter me" in filtered.split("\nFrom ")[0], box
+
+
+def test_receive_override_no_address_mappings(mail_instance):
+    """A listener with -o receive_override_options=no_address_mappings skips virtual_alias_maps (the
+    mail was mapped before the filter); the main listener still maps."""
+    plain = free_port()
+    master_cf = DEFAULT_MASTER_CF + (f"127.0.0.1:{plain} inet n - n - - smtpd\n"
+                                     "  -o receive_override_options=no_address_mappings\n")
+    inst = mail_instance(master_cf=master_cf,
+                         main_extra=f"virtual_alias_maps = inline:{{ alias@mx.example.test={TEST_USER}@mx.example.test }}\n"
+                                    "mynetworks = 127.0.0.0/8\n")
+    inst.start()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as s:
+        s.sendmail("alice@example.org", ["alias@mx.example.test"], "Subject: mapped\r\n\r\nx\r\n")
+    with smtplib.SMTP("127.0.0.1", plain, timeout=30) as s:
+        s.sendmail("alice@example.org", ["alias@mx.example.test"], "Subject: not mapped\r\n\r\nx\r\n")
+    inst.wait_log(r"to=<alias@mx\.example\.test>, relay=local, .*status=bounced \(unknown user", 30)
+    wait_for(lambda: b"Subject: mapped" in inst.mbox(TEST_USER), 30, "the mapped message")
+    assert b"Subject: not mapped" not in inst.mbox(TEST_USER)

@@ -4,7 +4,7 @@ import pwd
 
 from conftest import run
 
-SUPPORTED = "btree, cidr, hash, inline, regexp, static, texthash, unix"
+SUPPORTED = "btree, cidr, hash, inline, lmdb, pcre, regexp, static, texthash, unix"
 
 
 MAIL_OWNER = "postfix"  # the account dev.sh creates, as Postfix packages do

@@ -3,7 +3,7 @@ import os
 
 from conftest import run
 
-SUPPORTED = "btree, cidr, hash, inline, regexp, static, texthash, unix"
+SUPPORTED = "btree, cidr, hash, inline, lmdb, pcre, regexp, static, texthash, unix"
 
 
 def test_postmap_builds_and_queries(tmp_path):

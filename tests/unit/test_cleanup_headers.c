@@ -77,6 +77,49 @@ TEST(remote_adds_received_message_id_date)
         CHECK_INT(res.header_len, strlen(r) - strlen("\nbody\n"));
 }
 
+/* header_checks' hook: every logical header of the message and the Received: header go through it. */
+static struct strv seen = STRV_INIT;
+
+static bool check_cb(void *userdata, const char *hdr, size_t len, struct buf *o)
+{
+        strv_push_take(&seen, xstrndup(hdr, len));
+        if (strncmp(hdr, "X-Drop:", 7) == 0)
+                return false;
+        if (strncmp(hdr, "Subject:", 8) == 0) {
+                buf_puts(o, "Subject: replaced\n");
+                return false;
+        }
+        if (strncmp(hdr, "Received:", 9) == 0)
+                buf_puts(o, "X-Before-Received: yes\n");
+        return true;
+}
+
+TEST(header_check_hook)
+{
+        struct headers_opts o = remote();
+        o.check_header = check_cb;
+        const char *r = build(&o, "Subject: hi\nX-Drop: a\n\tb\nMessage-ID: <m@x>\n\nX-Drop: body\n");
+        CHECK_STR(r, "X-Before-Received: yes\n"
+                     "Received: from client.example.org (client.example.org [192.0.2.7])\n"
+                     "\tby mx.example.test (Postfix) with ESMTP id 3F1A2B4C5D\n"
+                     "\tfor <user@example.test>; Tue,  5 Mar 2024 06:07:08 +0000 (UTC)\n"
+                     "Subject: replaced\n"
+                     "Message-ID: <m@x>\n"
+                     "Date: Tue,  5 Mar 2024 06:07:08 +0000 (UTC)\n"
+                     "\n"
+                     "X-Drop: body\n");
+        CHECK_INT(seen.n, 4);
+        CHECK(strncmp(seen.v[0], "Received: from client.example.org", 33) == 0);
+        CHECK_STR(seen.v[2], "X-Drop: a\n\tb"); /* logical header, continuation kept, no last LF */
+        strv_free(&seen);
+        /* Local submissions: cleanup's own Received: header is not inspected (as in Postfix). */
+        o.local = true;
+        build(&o, "To: x\n\nbody\n");
+        CHECK_INT(seen.n, 1);
+        CHECK_STR(seen.v[0], "To: x");
+        strv_free(&seen);
+}
+
 TEST(no_for_clause_with_several_recipients_and_tls)
 {
         struct headers_opts o = remote();

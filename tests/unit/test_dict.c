@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "dict.h"
 #include "maps.h"
+#include "postd-build.h"
 
 /* Look key up in an open table: the value, "" + NULL-free "(none)" when not found, "(error)" on error. */
 static char *lookup(struct dict *d, const char *key)
@@ -53,6 +54,17 @@ static int write_db(const char *path, char **keys, char **values, size_t n)
         free(err);
         return r;
 }
+
+/* The optional table types this build has (meson: libpcre2-8, lmdb), in the registry's order. */
+#if HAVE_LMDB && HAVE_PCRE2
+#define OPTIONAL_TYPES "lmdb, pcre, "
+#elif HAVE_LMDB
+#define OPTIONAL_TYPES "lmdb, "
+#elif HAVE_PCRE2
+#define OPTIONAL_TYPES "pcre, "
+#else
+#define OPTIONAL_TYPES ""
+#endif
 
 TEST(hash_build_lookup_fold_and_rebuild_while_open)
 {
@@ -140,13 +152,12 @@ TEST(unsupported_type_message)
         struct dict *d = NULL;
         char *err = NULL;
         CHECK_INT(dict_open("sdbm:/etc/postfix/transport", &d, &err), -EPROTONOSUPPORT);
-        CHECK_STR(err,
-                  "unsupported dictionary type: sdbm (supported types: btree, cidr, hash, inline, regexp, "
-                  "static, texthash, unix)");
+        CHECK_STR(err, "unsupported dictionary type: sdbm (supported types: btree, cidr, hash, "
+                       "inline, " OPTIONAL_TYPES "regexp, static, texthash, unix)");
         free(err);
         err = NULL;
-        CHECK_INT(dict_check_spec("lmdb:/x", &err), -EPROTONOSUPPORT);
-        CHECK(strstr(err, "unsupported dictionary type: lmdb") == err);
+        CHECK_INT(dict_check_spec("dbm:/x", &err), -EPROTONOSUPPORT);
+        CHECK(strstr(err, "unsupported dictionary type: dbm") == err);
         free(err);
         err = NULL;
         CHECK_INT(dict_open("/etc/aliases", &d, &err), -EINVAL);
@@ -273,6 +284,75 @@ TEST(regexp_substitution_flags_and_if)
         free(spec);
 }
 
+#if HAVE_PCRE2
+TEST(pcre_flags_groups_and_if)
+{
+        const char *path = unit_write_file("pcre", "/^Subject:.*\\b(viagra|cialis)\\b/ REJECT no $1\n"
+                                                   "/^(\\w+)@old\\.example$/   $1@new.example\n"
+                                                   "/^CaseSensitive$/i        exact case\n"
+                                                   "if /\\.test$/\n"
+                                                   "/^a/                      a in test\n"
+                                                   "!/^b/                     not b in test\n"
+                                                   "endif\n"
+                                                   "/^x.y$/s                  dotall\n"
+                                                   "/^(a+?)(a*)$/U            [$1|$2]\n"
+                                                   "/bad(/                    skipped: bad pcre\n"
+                                                   "/^(q)$/z                  skipped: unknown flag\n");
+        char *spec = xasprintf("pcre:%s", path);
+        struct dict *d = open_ok(spec);
+        CHECK(d != NULL);
+        CHECK_LOOKUP(d, "Subject: buy VIAGRA now", "REJECT no VIAGRA");
+        CHECK_LOOKUP(d, "Subject: viagrax", "(none)");
+        CHECK_LOOKUP(d, "joe@OLD.example", "joe@new.example");
+        CHECK_LOOKUP(d, "casesensitive", "(none)");
+        CHECK_LOOKUP(d, "CaseSensitive", "exact case");
+        CHECK_LOOKUP(d, "a.test", "a in test");
+        CHECK_LOOKUP(d, "c.test", "not b in test");
+        CHECK_LOOKUP(d, "b.test", "(none)");
+        CHECK_LOOKUP(d, "x\ny", "dotall");
+        /* U makes quantifiers lazy by default, so "a+?" turns greedy. */
+        CHECK_LOOKUP(d, "aaa", "[aaa|]");
+        CHECK_LOOKUP(d, "q", "(none)");
+        dict_close(d);
+        free(spec);
+        char *err = NULL;
+        path = unit_write_file("pcre-badif", "if /(/\n/x/ y\nendif\n");
+        spec = xasprintf("pcre:%s", path);
+        d = NULL;
+        CHECK_INT(dict_open_strict(spec, &d, &err), -EINVAL);
+        CHECK(err && strstr(err, "line 1") != NULL);
+        free(err);
+        free(spec);
+}
+#endif
+
+#if HAVE_LMDB
+TEST(lmdb_write_read_walk)
+{
+        const char *dir = unit_write_file("lmdb-src", "x\n");
+        char *db = xasprintf("%s.lmdb", dir);
+        char *keys[] = {"alice@example.com", "example.net"};
+        char *values[] = {"smtp:[relay]:25", "OK"};
+        char *err = NULL;
+        CHECK_INT(dict_table_write("lmdb", db, keys, values, 2, 0640, (uid_t)-1, (gid_t)-1, &err), 0);
+        struct stat st;
+        CHECK(stat(db, &st) == 0 && (st.st_mode & 0777) == 0640);
+        char *spec = xasprintf("lmdb:%s", dir);
+        struct dict *d = open_ok(spec);
+        CHECK(d != NULL);
+        CHECK_LOOKUP(d, "ALICE@example.com", "smtp:[relay]:25");
+        CHECK_LOOKUP(d, "example.net", "OK");
+        CHECK_LOOKUP(d, "example.org", "(none)");
+        /* A rebuilt table is seen by an open reader (postmap renames a new file over the old one). */
+        char *values2[] = {"relay:[other]", "REJECT"};
+        CHECK_INT(dict_table_write("lmdb", db, keys, values2, 2, 0644, (uid_t)-1, (gid_t)-1, &err), 0);
+        CHECK_LOOKUP(d, "example.net", "REJECT");
+        dict_close(d);
+        free(spec);
+        free(db);
+}
+#endif
+
 TEST(unix_passwd_byname)
 {
         struct dict *d = open_ok("unix:passwd.byname");
@@ -303,7 +383,8 @@ TEST(maps_open_error_names_parameter)
         err = NULL;
         CHECK_INT(maps_open("transport_maps", "sdbm:/etc/postfix/transport", &m, &err), -EPROTONOSUPPORT);
         CHECK_STR(err, "transport_maps: sdbm:/etc/postfix/transport: unsupported dictionary type: sdbm "
-                       "(supported types: btree, cidr, hash, inline, regexp, static, texthash, unix)");
+                       "(supported types: btree, cidr, hash, inline, " OPTIONAL_TYPES
+                       "regexp, static, texthash, unix)");
         free(err);
 
         CHECK_INT(maps_open("relay_domains", "", &m, &err), 0);

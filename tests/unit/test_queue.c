@@ -372,6 +372,47 @@ TEST(streamed_write_commit_and_read_back)
         free(dir);
 }
 
+/* Content-rejected local mail: every recipient marked bounced before the commit, checksum intact; HOLD. */
+TEST(streamed_mark_all_and_hold)
+{
+        char *dir = make_queue("markall");
+        struct queue *q;
+        CHECK_INT(queue_open(dir, &q), 0);
+        struct qfile_rcpt r[3] = {{.address = "a@example.com"},
+                                  {.address = "b@example.com", .orcpt = "rfc822;x@y"},
+                                  {.address = "c@example.com"}};
+        struct qfile_msg m = test_msg(r, 3);
+        struct queue_file *f;
+        CHECK_INT(queue_file_create(q, &f), 0);
+        CHECK_INT(queue_file_mark_all(f, QFILE_RCPT_BOUNCED, 5, "5.7.1"), -EINVAL); /* no head yet */
+        CHECK_INT(queue_file_begin(f, &m), 0);
+        CHECK_INT(queue_file_append(f, m.content, m.content_len), 0);
+        CHECK_INT(queue_file_finish(f, QUEUE_NOSYNC), 0);
+        CHECK_INT(queue_file_mark_all(f, QFILE_RCPT_BOUNCED, 5, "5.7.1"), 0);
+        CHECK_INT(queue_file_sync(f), 0);
+        queue_file_set_hold(q, f);
+        CHECK_INT(queue_file_commit(q, f), 0);
+        CHECK_INT(queue_file_mark_all(f, QFILE_RCPT_BOUNCED, 5, "5.7.1"), -EINVAL); /* committed */
+        char *id = xstrdup(queue_file_id(f));
+        queue_file_free(f);
+        CHECK_INT(count_entries(dir, "incoming"), 0);
+        struct qfile_msg out;
+        char *data;
+        CHECK_INT(load(q, id, QUEUE_HOLD, &out, &data), 0);
+        CHECK_INT(out.n_rcpts, 3);
+        for (size_t i = 0; i < 3; i++) {
+                CHECK_INT(out.rcpts[i].state, QFILE_RCPT_BOUNCED);
+                CHECK_STR(out.rcpts[i].dsn_status, "5.7.1");
+                CHECK_INT(out.rcpts[i].done_usec, 5);
+        }
+        CHECK_STR(out.rcpts[1].orcpt, "rfc822;x@y");
+        qfile_msg_free(&out);
+        free(data);
+        free(id);
+        queue_close(q);
+        free(dir);
+}
+
 TEST(ids_unique_among_live_files)
 {
         char *dir = make_queue("ids");
