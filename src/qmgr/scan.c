@@ -195,7 +195,7 @@ static bool has_pending_rcpt_in(struct qmgr *q, const char *id, const char *site
                 return false;
         bool found = false;
         for (size_t i = 0; i < m.n_rcpts && !found; i++) {
-                if (m.rcpts[i].state != QFILE_RCPT_PENDING)
+                if (!qfile_rcpt_state_pending(m.rcpts[i].state))
                         continue;
                 _cleanup_free_ char *domain = resolve_domain_of(m.rcpts[i].address);
                 found = domain && strcasecmp(domain, site) == 0;

@@ -48,6 +48,7 @@ keep the file at about two minutes on two busy cores; POSTD_SOAK=1 sends ten tim
 import fcntl
 import os
 import pathlib
+import pwd
 import random
 import re
 import shutil
@@ -651,3 +652,67 @@ def test_agent_killed_after_its_record_is_logged_as_sent(mail_instance):
     sent = re.findall(r"to=<[^>]*>, relay=none, .*status=sent \(recorded by the delivery agent", log)
     assert len(sent) == len(tokens), f"want {len(tokens)} sent lines from qmgr's settling; maillog:\n{log[-3000:]}"
     assert "status=deferred" not in log, f"a delivered recipient was logged as deferred:\n{log[-3000:]}"
+
+
+def maildir_copies(token):
+    """Files of ~TEST_USER/Maildir/{new,cur} holding token (other tests may deliver there at the same time)."""
+    home = pathlib.Path(pwd.getpwnam(TEST_USER).pw_dir)
+    found = []
+    for sub in ("new", "cur"):
+        d = home / "Maildir" / sub
+        for p in (d.iterdir() if d.is_dir() else []):
+            try:
+                if f"fault {token}".encode() in p.read_bytes():
+                    found.append(p)
+            except FileNotFoundError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("box", ["mbox", "maildir"])
+def test_local_killed_after_append_delivers_once(mail_instance, box):
+    """local's mailbox child dies, and local with it, right after the copy is durable in the mailbox (the
+    mbox append's fsync, or the fsync of Maildir/new after the rename), before the recipient is marked
+    delivered. qmgr retries through a new local, which finds the copy its attempt record points to and
+    marks the recipient delivered without writing it again: one copy, one "status=sent" line. Without the
+    attempt record the retry appends a second copy (and is killed again, for ever)."""
+    if not SHIM.exists():
+        pytest.fail(f"{SHIM} is not built; run ninja -C {BUILD}")
+    # fcntl locks only: the dotlock of a killed local would keep the mailbox locked for 500 s (see relay_pair).
+    inst = mail_instance(f"postfix-appendkill-{box}", main_extra="mailbox_delivery_lock = fcntl\n" + (
+        "home_mailbox = Maildir/\n" if box == "maildir" else ""))
+    home = pathlib.Path(pwd.getpwnam(TEST_USER).pw_dir)
+    prefix = home / "Maildir" / "new" if box == "maildir" else inst.mail_spool / TEST_USER
+    inst.env.update({"LD_PRELOAD": str(SHIM), "POSTD_FAULTS_KILL_AFTER_APPEND": f"local:{prefix}"})
+    inst.start()
+    tokens, qids = [uuid.uuid4().hex for _ in range(2)], []
+    for token in tokens:  # every first attempt dies this way; the master starts the next local
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+            s.ehlo("client.example")
+            s.mail("alice@example.org")
+            s.rcpt(f"{TEST_USER}@localhost")
+            code, text = s.data(message(token))
+        assert code == 250, text
+        qids.append(re.search(rb"queued as ([0-9A-F]+)", text).group(1).decode())
+    try:
+        done = lambda: all(re.search(rf"{q}: removed", inst.logtext()) for q in qids)  # noqa: E731
+        for _ in range(600):  # bounded: 60 s
+            if done():
+                break
+            time.sleep(0.1)
+        log = inst.logtext()
+        assert done(), f"the messages were not delivered and removed in 60 s; maillog:\n{log[-3000:]}"
+        if box == "maildir":
+            copies = [len(maildir_copies(t)) for t in tokens]
+        else:
+            copies = [inst.mbox(TEST_USER).count(f"Subject: fault {t}".encode()) for t in tokens]
+        assert copies == [1, 1], f"copies {copies}; maillog:\n{log[-3000:]}"
+        kills = re.findall(r"warning: process \S*/local pid \d+ killed by signal 9", log)
+        assert len(kills) >= len(tokens), f"the shim did not kill local after each append; maillog:\n{log[-3000:]}"
+        for q in qids:
+            sent = re.findall(rf"{q}: to=<{TEST_USER}@localhost>, relay=local, .*status=sent", log)
+            assert len(sent) == 1, f"{q}: want one sent line, got {len(sent)}; maillog:\n{log_of(inst, q)}"
+    finally:
+        for t in tokens:
+            for p in maildir_copies(t):
+                p.unlink()
