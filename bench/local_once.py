@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from mailinstance import MailInstance  # noqa: E402
 
 BIN = pathlib.Path(os.environ["POSTD_BUILD_DIR"]) / "src"
-TOOLS = pathlib.Path(os.environ["POSTD_BUILD_DIR"]) / "tests" / "integration"
 LIMIT_SEC = 600
 BODY = "Subject: local_once bench\n\n" + "a line of the body of the benchmark message\n" * 20
 
@@ -51,7 +50,7 @@ def run_once(kind, n, rcpts):
         env = dict(os.environ, **inst.env)
         to = [f"bench{r}@localhost" for r in range(rcpts)]
         for _ in range(n):
-            subprocess.run([str(TOOLS / "queue-inject"), "-c", str(inst.etc), "-n", "-f", "sender@example.test",
+            subprocess.run([str(BIN / "queue-inject"), "-c", str(inst.etc), "-n", "-f", "sender@example.test",
                             *to], input=BODY, text=True, env=env, check=True, stdout=subprocess.DEVNULL)
         t0 = time.monotonic()
         inst.start()

@@ -123,9 +123,10 @@ char *local_strip_extension(const char *localpart, const char *delimiter);
  */
 struct local_attempt {
         int qfd;                 /* the queue file, open read-write */
-        struct qfile_rcpt *rcpt; /* its slot is durably QFILE_RCPT_ATTEMPTED with attempt_usec */
+        struct qfile_rcpt *rcpt; /* its slot says QFILE_RCPT_ATTEMPTED with attempt_usec */
         size_t index;            /* the recipient's position in the file: part of the Maildir name */
         bool retry;              /* it was attempted before this request: look for that attempt's copy */
+        bool *unsynced; /* the request's: slots written but not yet fdatasync'd (done before any copy) */
 };
 
 struct local_message {

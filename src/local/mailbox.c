@@ -53,7 +53,23 @@ static int record_append(struct local_attempt *a, const struct child_msg *cm)
         int r = queue_write_rcpt_slot(a->qfd, rc, true);
         if (r < 0)
                 msg_warn("cannot record the delivery attempt of %s: %s", rc->address, strerror(-r));
+        else
+                *a->unsynced = false; /* the fdatasync covers every slot written before it */
         return r;
+}
+
+/* Before a copy whose name or bytes depend on the attempt's time: the request's records made durable. */
+static int attempt_sync(struct local_attempt *a)
+{
+        if (!a || !*a->unsynced)
+                return 0;
+        if (fdatasync(a->qfd) < 0) {
+                int r = -errno;
+                msg_warn("cannot record the delivery attempt of %s: %s", a->rcpt->address, strerror(-r));
+                return r;
+        }
+        *a->unsynced = false;
+        return 0;
 }
 
 /* In the child: ask the parent to record the append. 0 once it is durable; else do not append. */
@@ -409,6 +425,16 @@ static void maildir_child(void *userdata, int chan, struct local_status *st)
         local_status_set(st, LOCAL_SENT, "2.0.0", "delivered");
 }
 
+static void run_maildir(const char *user, uid_t uid, gid_t gid, const struct local_message *m,
+                        struct maildir_ctx *c, struct local_status *st)
+{
+        if (attempt_sync(m->attempt) < 0) {
+                local_status_set(st, LOCAL_DEFERRED, "4.3.0", "cannot record the delivery attempt");
+                return;
+        }
+        run_as(user, uid, gid, m->attempt, maildir_child, c, st);
+}
+
 void mailbox_deliver_user(struct local *l, const struct local_message *m, const struct passwd *pw,
                           struct local_status *st, const char **how)
 {
@@ -417,7 +443,7 @@ void mailbox_deliver_user(struct local *l, const struct local_message *m, const 
                 _cleanup_free_ char *dir = xasprintf("%s/%.*s", pw->pw_dir, (int)(hl - 1), l->home_mailbox);
                 struct maildir_ctx c = {.m = m, .dir = dir, .hostname = l->hostname};
                 *how = "delivered to maildir";
-                run_as(pw->pw_name, pw->pw_uid, pw->pw_gid, m->attempt, maildir_child, &c, st);
+                run_maildir(pw->pw_name, pw->pw_uid, pw->pw_gid, m, &c, st);
                 return;
         }
         *how = "delivered to mailbox";
@@ -439,7 +465,7 @@ void mailbox_deliver_file(struct local *l, const struct local_message *m, const 
         if (pl > 1 && path[pl - 1] == '/') {
                 _cleanup_free_ char *dir = xstrndup(path, pl - 1);
                 struct maildir_ctx mc = {.m = m, .dir = dir, .hostname = l->hostname};
-                run_as(NULL, uid, gid, m->attempt, maildir_child, &mc, st);
+                run_maildir(NULL, uid, gid, m, &mc, st);
                 return;
         }
         struct mbox_ctx c = {.m = m, .path = path, .what = "file", .create = true, .check_owner = false};

@@ -654,24 +654,28 @@ static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, stru
 }
 
 /*
- * Before any copy is written, every requested recipient still to do is recorded as attempted, all with
- * one fdatasync: the attempt's time fixes its From_ lines and Maildir names, so that after a crash
- * between a copy and the recipient's mark the retry finds the copy instead of writing another
- * (docs/QUEUE_FORMAT.md). A recipient already attempted keeps its record: this attempt looks for that
- * one's copies. A version 1 file cannot hold the state: its recipients get no record (att[i].rcpt NULL).
- * 0, or a negative errno when the records could not be made durable.
+ * Every requested recipient still to do is recorded as attempted: the attempt's time fixes its From_
+ * lines and Maildir names, so that after a crash between a copy and the recipient's mark the retry finds
+ * the copy instead of writing another (docs/QUEUE_FORMAT.md). The slots are written here and made
+ * durable by one fdatasync before the first copy (mailbox.c: the mbox record's own, or one before a
+ * Maildir write), so a request that writes no copy (a command, a forward, a bounce) pays none, and one
+ * fdatasync covers the records of all its recipients. A recipient already attempted keeps its record:
+ * this attempt looks for that one's copies. A version 1 file cannot hold the state: its recipients get
+ * no record (att[i].rcpt NULL). 0, or a negative errno when a slot could not be written.
  */
 static int record_attempts(struct request *rq, const struct delivery_request *dr, int qfd,
-                           struct local_attempt *att)
+                           struct local_attempt *att, bool *unsynced)
 {
         uint64_t now = delivery_now_usec();
-        size_t written = 0;
         for (size_t i = 0; i < dr->n_rcpts && rq->msg->version >= 2; i++) {
                 struct qfile_rcpt *rc = delivery_request_rcpt(&dr->rcpts[i], rq->msg);
                 if (!rc || !qfile_rcpt_state_pending(rc->state))
                         continue;
-                att[i] = (struct local_attempt){
-                        .qfd = qfd, .rcpt = rc, .index = dr->rcpts[i].index, .retry = true};
+                att[i] = (struct local_attempt){.qfd = qfd,
+                                                .rcpt = rc,
+                                                .index = dr->rcpts[i].index,
+                                                .retry = true,
+                                                .unsynced = unsynced};
                 if (rc->state == QFILE_RCPT_ATTEMPTED)
                         continue;
                 att[i].retry = false;
@@ -681,10 +685,8 @@ static int record_attempts(struct request *rq, const struct delivery_request *dr
                 int r = queue_write_rcpt_slot(qfd, rc, false);
                 if (r < 0)
                         return r;
-                written++;
+                *unsynced = true;
         }
-        if (written > 0 && fdatasync(qfd) < 0)
-                return -errno;
         return 0;
 }
 
@@ -694,7 +696,8 @@ static void deliver_all(struct request *rq, const struct delivery_request *dr, i
 {
         struct local *l = rq->l;
         _cleanup_free_ struct local_attempt *att = xcalloc(dr->n_rcpts ? dr->n_rcpts : 1, sizeof *att);
-        int r = record_attempts(rq, dr, qfd, att);
+        bool unsynced = false;
+        int r = record_attempts(rq, dr, qfd, att, &unsynced);
         if (r < 0) {
                 msg_warn("%s: cannot record the delivery attempt: %s", rq->queue_id, strerror(-r));
                 delivery_reply_defer_all(reply, dr, "cannot update queue file");
