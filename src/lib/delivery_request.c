@@ -122,7 +122,7 @@ const char *delivery_status_name(enum delivery_status s)
 
 bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_outcome *ret)
 {
-        if (rcpt->state == QFILE_RCPT_PENDING)
+        if (qfile_rcpt_state_pending(rcpt->state))
                 return false;
         bool bounced = rcpt->state == QFILE_RCPT_BOUNCED;
         *ret = (struct delivery_outcome){

@@ -58,7 +58,7 @@ int maildrop_parse(const void *data, size_t len, uint64_t max_content, struct qf
                         r = refuse(err, "control character in recipient address");
                         goto fail;
                 }
-                if (rc->state == QFILE_RCPT_PENDING)
+                if (qfile_rcpt_state_pending(rc->state))
                         pending++;
         }
         if (pending == 0) {
@@ -100,7 +100,7 @@ int maildrop_build(const struct qfile_msg *m, uint64_t now_usec, struct buf *out
         b.rcpts = xcalloc(m->n_rcpts ? m->n_rcpts : 1, sizeof *b.rcpts);
         for (size_t i = 0; i < m->n_rcpts; i++) {
                 const struct qfile_rcpt *rc = &m->rcpts[i];
-                if (rc->state != QFILE_RCPT_PENDING)
+                if (!qfile_rcpt_state_pending(rc->state))
                         continue;
                 b.rcpts[b.n_rcpts++] = (struct qfile_rcpt){
                         .address = rc->address,

@@ -83,6 +83,7 @@ const char *qfile_rcpt_state_to_string(enum qfile_rcpt_state s)
         case QFILE_RCPT_PENDING: return "pending";
         case QFILE_RCPT_DELIVERED: return "delivered";
         case QFILE_RCPT_BOUNCED: return "bounced";
+        case QFILE_RCPT_ATTEMPTED: return "attempted";
         default: return NULL;
         }
 }
@@ -161,12 +162,37 @@ int qfile_encode_slot(enum qfile_rcpt_state state, uint64_t done_usec, const cha
 {
         const char *dsn = str_or_empty(dsn_status);
         size_t dl = strlen(dsn);
-        if ((unsigned)state >= _QFILE_RCPT_STATE_MAX || !dsn_status_ok(dsn, dl))
+        if ((unsigned)state >= _QFILE_RCPT_STATE_MAX || state == QFILE_RCPT_ATTEMPTED ||
+            !dsn_status_ok(dsn, dl))
                 return -EINVAL;
         memset(out, 0, QFILE_STATUS_SLOT_LEN);
         out[0] = (uint8_t)state;
         le64(out + 8, done_usec);
         memcpy(out + 16, dsn, dl);
+        return 0;
+}
+
+#define QFILE_MBOX_SIZE_MAX ((UINT64_C(1) << 56) - 1) /* the 7 bytes after the state */
+
+static bool attempt_ok(const struct qfile_rcpt *rc)
+{
+        if (rc->attempt_usec == 0 || rc->mbox_size > QFILE_MBOX_SIZE_MAX)
+                return false;
+        return rc->mbox_ino != 0 || (rc->mbox_dev == 0 && rc->mbox_size == 0);
+}
+
+int qfile_encode_rcpt_slot(const struct qfile_rcpt *rc, uint8_t out[static QFILE_STATUS_SLOT_LEN])
+{
+        if (rc->state != QFILE_RCPT_ATTEMPTED)
+                return qfile_encode_slot(rc->state, rc->done_usec, rc->dsn_status, out);
+        if (!attempt_ok(rc))
+                return -EINVAL;
+        /* state, u56 size, u64 attempt time, u64 inode, u64 device: the DSN status has no use here. */
+        le64(out, rc->mbox_size << 8);
+        out[0] = (uint8_t)QFILE_RCPT_ATTEMPTED;
+        le64(out + 8, rc->attempt_usec);
+        le64(out + 16, rc->mbox_ino);
+        le64(out + 24, rc->mbox_dev);
         return 0;
 }
 
@@ -253,7 +279,7 @@ static int encode_head(const struct qfile_msg *m, struct buf *head, uint32_t *re
                         plen += 2 + lens[k];
                 }
                 uint8_t slot[QFILE_STATUS_SLOT_LEN];
-                r = qfile_encode_slot(rc->state, rc->done_usec, rc->dsn_status, slot);
+                r = qfile_encode_rcpt_slot(rc, slot);
                 if (r < 0)
                         return r;
 
@@ -428,6 +454,7 @@ struct decoder {
         uint32_t crc;
         size_t crc_pos;
         unsigned flags;
+        uint32_t version; /* the file's */
         /* qfile_decode_split(): the content is not in data, which holds the file without it. */
         bool gap;
         size_t gap_at;    /* offset in data where the content would start */
@@ -455,6 +482,32 @@ static bool has_nul(const uint8_t *p, size_t n)
         return n > 0 && memchr(p, 0, n) != NULL;
 }
 
+static int decode_attempt_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc,
+                               size_t *bad_at, const char **why)
+{
+        struct qfile_rcpt a = {.state = QFILE_RCPT_ATTEMPTED,
+                               .mbox_size = get_le64(s) >> 8,
+                               .attempt_usec = get_le64(s + 8),
+                               .mbox_ino = get_le64(s + 16),
+                               .mbox_dev = get_le64(s + 24)};
+        if (!attempt_ok(&a)) {
+                if (bad_at)
+                        *bad_at = a.attempt_usec == 0 ? 8 : 1;
+                if (why)
+                        *why = a.attempt_usec == 0 ? "attempted recipient without attempt time"
+                                                   : "mailbox size or device without inode";
+                return -EBADMSG;
+        }
+        rc->state = a.state;
+        rc->done_usec = 0;
+        rc->dsn_status[0] = '\0';
+        rc->attempt_usec = a.attempt_usec;
+        rc->mbox_size = a.mbox_size;
+        rc->mbox_ino = a.mbox_ino;
+        rc->mbox_dev = a.mbox_dev;
+        return 0;
+}
+
 int qfile_decode_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc, size_t *bad_at,
                       const char **why)
 {
@@ -462,6 +515,8 @@ int qfile_decode_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfil
         const char *reason = NULL;
         const char *dsn = (const char *)s + 16;
         size_t dl = strnlen(dsn, 16);
+        if (s[0] == QFILE_RCPT_ATTEMPTED)
+                return decode_attempt_slot(s, rc, bad_at, why);
         if (s[0] >= _QFILE_RCPT_STATE_MAX)
                 reason = "unknown recipient state";
         for (int i = 1; i < 8 && !reason; i++)
@@ -480,6 +535,7 @@ int qfile_decode_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfil
                 return -EBADMSG;
         }
         rc->state = s[0];
+        rc->attempt_usec = rc->mbox_size = rc->mbox_ino = rc->mbox_dev = 0;
         rc->done_usec = get_le64(s + 8);
         memcpy(rc->dsn_status, dsn, dl);
         rc->dsn_status[dl] = '\0';
@@ -513,6 +569,8 @@ static int decode_rcpt(struct decoder *d, size_t start, size_t plen, struct qfil
         int r = decode_slot(d, slot, rc);
         if (r < 0)
                 return r;
+        if (rc->state == QFILE_RCPT_ATTEMPTED && d->version < 2)
+                return fail(d, slot, "attempted recipient in a version 1 file");
         d->crc = qfile_crc32c(d->crc, d->data + d->crc_pos, slot - d->crc_pos);
         d->crc_pos = slot + QFILE_STATUS_SLOT_LEN;
         rd.pos += QFILE_STATUS_SLOT_LEN;
@@ -625,10 +683,12 @@ static int decode(struct decoder *d, struct qfile_msg *m)
         if (len < QFILE_HEADER_LEN)
                 return fail(d, len, "truncated header");
         uint32_t version = get_le32(data + 8);
-        if (version != QFILE_VERSION) {
+        if (version < QFILE_VERSION_MIN || version > QFILE_VERSION) {
                 fail(d, 8, "unsupported queue file version");
                 return -EPROTONOSUPPORT;
         }
+        d->version = version;
+        m->version = version;
         if (get_le32(data + 12) != 0)
                 return fail(d, 12, "unknown header flags");
 

@@ -10,7 +10,8 @@
 
 #include "buf.h"
 
-#define QFILE_VERSION         1
+#define QFILE_VERSION         2 /* written; 2 added the "attempted" recipient state */
+#define QFILE_VERSION_MIN     1 /* oldest read */
 #define QFILE_MAGIC           "\x89PDQ\r\n\x1a\n"
 #define QFILE_MAGIC_LEN       8
 #define QFILE_HEADER_LEN      16 /* magic, u32 version, u32 flags */
@@ -49,8 +50,16 @@ enum qfile_rcpt_state {
         QFILE_RCPT_PENDING = 0,
         QFILE_RCPT_DELIVERED = 1, /* delivered, forwarded or expanded: nothing more to do */
         QFILE_RCPT_BOUNCED = 2,   /* failed permanently; the bounce has been queued */
+        QFILE_RCPT_ATTEMPTED = 3, /* still to do, but local may have written a copy: check before writing */
         _QFILE_RCPT_STATE_MAX,
 };
+
+/* Not done yet: pending, or attempted (a retry goes through the agent, which checks what the attempt did).
+ */
+static inline bool qfile_rcpt_state_pending(enum qfile_rcpt_state s)
+{
+        return s == QFILE_RCPT_PENDING || s == QFILE_RCPT_ATTEMPTED;
+}
 
 struct qfile_rcpt {
         char *address;
@@ -61,6 +70,11 @@ struct qfile_rcpt {
         enum qfile_rcpt_state state;
         uint64_t done_usec;
         char dsn_status[QFILE_MAX_DSN_STATUS_LEN + 1]; /* "2.0.0", "5.1.1"; "" while pending */
+        /* QFILE_RCPT_ATTEMPTED only (0 otherwise): when the attempt began, which fixes its rendering (the
+         * From_ line, the Maildir name), and the mbox it appended to with that file's size before the append
+         * (mbox_ino 0: none recorded). */
+        uint64_t attempt_usec;
+        uint64_t mbox_dev, mbox_ino, mbox_size;
         uint64_t slot_offset; /* set by the decoder: file offset of the status slot */
 };
 
@@ -70,6 +84,7 @@ struct qfile_attr {
 };
 
 struct qfile_msg {
+        uint32_t version;      /* set by the decoder: the file's format version */
         uint64_t arrival_usec; /* CLOCK_REALTIME, microseconds */
         char *sender;          /* "" for the null sender <> */
         struct qfile_rcpt *rcpts;
@@ -134,11 +149,15 @@ int qfile_encode_all(const struct qfile_msg *m, struct buf *out);
 /* The value of an extra attribute ("tls", "filter"...) of a decoded message, or NULL. Pure. */
 const char *qfile_extra(const struct qfile_msg *m, const char *name);
 
-/* Encode one status slot (QFILE_STATUS_SLOT_LEN bytes); -EINVAL for a bad state or DSN status. */
+/* Encode one status slot (QFILE_STATUS_SLOT_LEN bytes); -EINVAL for a bad state or DSN status, and for
+ * QFILE_RCPT_ATTEMPTED (its slot carries other fields: qfile_encode_rcpt_slot). */
 int qfile_encode_slot(enum qfile_rcpt_state state, uint64_t done_usec, const char *dsn_status,
                       uint8_t out[static QFILE_STATUS_SLOT_LEN]);
-/* Decode one status slot into rc's state, done_usec and dsn_status; -EBADMSG with *why (and the offset
- * inside the slot in *bad_at), both optional, for a malformed one. Pure. */
+/* Encode rc's status slot, whatever its state: an attempted one with attempt_usec (not 0) and the mbox
+ * fields (all 0 when mbox_ino is 0; mbox_size below 2^56). -EINVAL when they break those rules. */
+int qfile_encode_rcpt_slot(const struct qfile_rcpt *rc, uint8_t out[static QFILE_STATUS_SLOT_LEN]);
+/* Decode one status slot into rc's state, done_usec and dsn_status (and the attempt fields); -EBADMSG with
+ * *why (and the offset inside the slot in *bad_at), both optional, for a malformed one. Pure. */
 int qfile_decode_slot(const uint8_t slot[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc,
                       size_t *bad_at, const char **why);
 

@@ -796,6 +796,24 @@ int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state st
         return 0;
 }
 
+int queue_write_rcpt_slot(int fd, const struct qfile_rcpt *r, bool sync)
+{
+        if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
+                return -EINVAL;
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        int k = qfile_encode_rcpt_slot(r, slot);
+        if (k < 0)
+                return k;
+        ssize_t w = pwrite(fd, slot, sizeof slot, (off_t)r->slot_offset);
+        if (w < 0)
+                return -errno;
+        if (w != (ssize_t)sizeof slot)
+                return -EIO;
+        if (sync && fdatasync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
 int queue_read_rcpt_state(int fd, struct qfile_rcpt *r)
 {
         if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
@@ -889,7 +907,8 @@ static int check_streaming(int fd, uint64_t size, struct qfile_error *err)
         if (r < 0)
                 return r;
         if (head.len == QFILE_HEADER_LEN && memcmp(head.data, QFILE_MAGIC, QFILE_MAGIC_LEN) == 0 &&
-            le32_at(head.data + QFILE_MAGIC_LEN) != QFILE_VERSION)
+            (le32_at(head.data + QFILE_MAGIC_LEN) < QFILE_VERSION_MIN ||
+             le32_at(head.data + QFILE_MAGIC_LEN) > QFILE_VERSION))
                 return decode_buf(&head, err); /* -EPROTONOSUPPORT: the layout below may not apply */
         /* Walk the record headers up to the content record, as the decoder will. */
         uint64_t pos = QFILE_HEADER_LEN;

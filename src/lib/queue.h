@@ -166,6 +166,9 @@ int queue_read_fd(int fd, char **ret_data, size_t *ret_len);
  */
 int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state state, uint64_t done_usec,
                     const char *dsn_status);
+/* Write r's status slot as r says (any state, the attempted one included: qfile_encode_rcpt_slot), in place
+ * like queue_mark_rcpt(); fdatasync() only with sync, so that a caller can make several durable at once. */
+int queue_write_rcpt_slot(int fd, const struct qfile_rcpt *r, bool sync);
 /* Re-read recipient r's status slot from the file open on fd into r (state, done_usec, dsn_status):
  * what a delivery agent recorded before it died without reporting. -EBADMSG for a damaged slot. */
 int queue_read_rcpt_state(int fd, struct qfile_rcpt *r);

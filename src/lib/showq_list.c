@@ -85,7 +85,7 @@ static size_t show_queue(struct queue *q, enum queue_name qn, bool json, bool *f
                 size_t *pos = xcalloc(m.n_rcpts ? m.n_rcpts : 1, sizeof *pos);
                 size_t n = 0;
                 for (size_t j = 0; j < m.n_rcpts; j++)
-                        if (m.rcpts[j].state == QFILE_RCPT_PENDING) {
+                        if (qfile_rcpt_state_pending(m.rcpts[j].state)) {
                                 pos[n] = j;
                                 rc[n++] = (struct showq_rcpt){.address = m.rcpts[j].address};
                         }

@@ -64,7 +64,7 @@ static uint64_t now_ms(void)
 /* What the command reads: From_ line, Return-Path:, Delivered-To:, the message (as procmail expects). */
 static void command_input(const struct local_message *m, struct buf *b)
 {
-        mailbox_from_line(b, m->sender);
+        mailbox_from_line(b, m->sender, time(NULL));
         buf_printf(b, "Return-Path: <%s>\nDelivered-To: %s\n", m->sender, m->rcpt);
         buf_append(b, m->content, m->content_len);
         if (m->content_len > 0 && m->content[m->content_len - 1] != '\n')

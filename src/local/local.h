@@ -121,7 +121,20 @@ char *local_strip_extension(const char *localpart, const char *delimiter);
 
 /* ---- mailbox.c: each runs in a child process with the recipient's (or default_privs') ids ---- */
 
+/*
+ * This recipient's attempt as the queue file records it (docs/QUEUE_FORMAT.md, "attempted"): what lets a
+ * retry after a crash find the copy an earlier attempt wrote instead of writing it a second time.
+ */
+struct local_attempt {
+        int qfd;                 /* the queue file, open read-write */
+        struct qfile_rcpt *rcpt; /* its slot says QFILE_RCPT_ATTEMPTED with attempt_usec */
+        size_t index;            /* the recipient's position in the file: part of the Maildir name */
+        bool retry;              /* it was attempted before this request: look for that attempt's copy */
+        bool *unsynced; /* the request's: slots written but not yet fdatasync'd (done before any copy) */
+};
+
 struct local_message {
+        struct local_attempt *attempt; /* NULL when not recorded (a version 1 file): at least once */
         const char *queue_id;
         const char *sender; /* "" for <> */
         const char *rcpt;   /* Delivered-To: value */

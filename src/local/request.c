@@ -608,7 +608,8 @@ static void forward_remote(struct rcpt_ctx *c)
                 rcpt_result(c, c->remote.v[i], &st, st.reason);
 }
 
-static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, struct local_status *total)
+static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, struct local_attempt *attempt,
+                         struct local_status *total)
 {
         struct local *l = rq->l;
         const char *addr = rcpt->address;
@@ -629,7 +630,8 @@ static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, stru
                              .rcpt = rcpt,
                              .addr = addr,
                              .orig = orig,
-                             .lm = {.queue_id = rq->queue_id,
+                             .lm = {.attempt = attempt,
+                                    .queue_id = rq->queue_id,
                                     .sender = rq->msg->sender,
                                     .rcpt = addr,
                                     .content = rq->msg->content,
@@ -651,11 +653,56 @@ static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, stru
         strv_free(&c.remote);
 }
 
+/*
+ * Every requested recipient still to do is recorded as attempted: the attempt's time fixes its From_
+ * lines and Maildir names, so that after a crash between a copy and the recipient's mark the retry finds
+ * the copy instead of writing another (docs/QUEUE_FORMAT.md). The slots are written here and made
+ * durable by one fdatasync before the first copy (mailbox.c: the mbox record's own, or one before a
+ * Maildir write), so a request that writes no copy (a command, a forward, a bounce) pays none, and one
+ * fdatasync covers the records of all its recipients. A recipient already attempted keeps its record:
+ * this attempt looks for that one's copies. A version 1 file cannot hold the state: its recipients get
+ * no record (att[i].rcpt NULL). 0, or a negative errno when a slot could not be written.
+ */
+static int record_attempts(struct request *rq, const struct delivery_request *dr, int qfd,
+                           struct local_attempt *att, bool *unsynced)
+{
+        uint64_t now = delivery_now_usec();
+        for (size_t i = 0; i < dr->n_rcpts && rq->msg->version >= 2; i++) {
+                struct qfile_rcpt *rc = delivery_request_rcpt(&dr->rcpts[i], rq->msg);
+                if (!rc || !qfile_rcpt_state_pending(rc->state))
+                        continue;
+                att[i] = (struct local_attempt){.qfd = qfd,
+                                                .rcpt = rc,
+                                                .index = dr->rcpts[i].index,
+                                                .retry = true,
+                                                .unsynced = unsynced};
+                if (rc->state == QFILE_RCPT_ATTEMPTED)
+                        continue;
+                att[i].retry = false;
+                rc->state = QFILE_RCPT_ATTEMPTED;
+                rc->attempt_usec = now;
+                rc->mbox_dev = rc->mbox_ino = rc->mbox_size = 0;
+                int r = queue_write_rcpt_slot(qfd, rc, false);
+                if (r < 0)
+                        return r;
+                *unsynced = true;
+        }
+        return 0;
+}
+
 /* Each requested recipient: a bad index, already done, or delivered, recorded and marked. */
 static void deliver_all(struct request *rq, const struct delivery_request *dr, int qfd,
                         struct ipc_msg *reply)
 {
         struct local *l = rq->l;
+        _cleanup_free_ struct local_attempt *att = xcalloc(dr->n_rcpts ? dr->n_rcpts : 1, sizeof *att);
+        bool unsynced = false;
+        int r = record_attempts(rq, dr, qfd, att, &unsynced);
+        if (r < 0) {
+                msg_warn("%s: cannot record the delivery attempt: %s", rq->queue_id, strerror(-r));
+                delivery_reply_defer_all(reply, dr, "cannot update queue file");
+                return;
+        }
         for (size_t i = 0; i < dr->n_rcpts; i++) {
                 struct qfile_rcpt *rcpt = delivery_request_rcpt(&dr->rcpts[i], rq->msg);
                 struct local_status st = {0};
@@ -664,7 +711,7 @@ static void deliver_all(struct request *rq, const struct delivery_request *dr, i
                         o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0", "bad recipient index"};
                 else if (!delivery_rcpt_already_done(rcpt, &o)) {
                         /* deliver_rcpt logs; a deferral forced by the record or mark is only replied. */
-                        deliver_rcpt(rq, rcpt, &st);
+                        deliver_rcpt(rq, rcpt, att[i].rcpt ? &att[i] : NULL, &st);
                         o = (struct delivery_outcome){(enum delivery_status)st.result, st.dsn, st.reason};
                         delivery_record_outcome(l->queue, qfd, rq->queue_id, dr->rcpts[i].index, rcpt,
                                                 "local", &o);

@@ -67,7 +67,7 @@ static int send_rcpts(struct cleanup_client *c, const struct qfile_msg *m)
                 return r;
         for (size_t i = 0; i < m->n_rcpts; i++) {
                 const struct qfile_rcpt *rc = &m->rcpts[i];
-                if (rc->state != QFILE_RCPT_PENDING)
+                if (!qfile_rcpt_state_pending(rc->state))
                         continue;
                 char notify[8];
                 snprintf(notify, sizeof notify, "%u", rc->notify & 15u);

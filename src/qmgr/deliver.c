@@ -322,7 +322,7 @@ static void settle_recorded(struct job *j)
                 size_t i = j->idx[k];
                 struct qfile_rcpt *rc = &m->env.rcpts[i];
                 if (m->rstate[i] != QR_BUSY || queue_read_rcpt_state(fd, rc) < 0 ||
-                    rc->state == QFILE_RCPT_PENDING)
+                    qfile_rcpt_state_pending(rc->state))
                         continue;
                 bool sent = rc->state == QFILE_RCPT_DELIVERED;
                 struct delivery_times tm = {.arrival_usec = m->env.arrival_usec,

@@ -394,7 +394,7 @@ int qmgr_activate(struct qmgr *q, const char *id, enum queue_name from)
         m->rstate = xcalloc(env.n_rcpts ? env.n_rcpts : 1, 1);
         size_t pending = 0;
         for (size_t i = 0; i < env.n_rcpts; i++) {
-                bool todo = env.rcpts[i].state == QFILE_RCPT_PENDING;
+                bool todo = qfile_rcpt_state_pending(env.rcpts[i].state);
                 m->rstate[i] = todo ? QR_WAITING : QR_DONE_BEFORE;
                 pending += todo;
         }

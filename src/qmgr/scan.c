@@ -85,8 +85,9 @@ void qmgr_scan_incoming(struct qmgr *q)
         struct found *v = NULL;
         bool more = false;
         size_t n = list_queue(q, QUEUE_INCOMING, QMGR_SCAN_MAX, &v, &more);
-        /* Arrival order: a file's mtime is when its writer finished it. */
-        qsort(v, n, sizeof *v, cmp_found);
+        /* Arrival order: a file's mtime is when its writer finished it. (qsort of NULL is undefined.) */
+        if (n > 0)
+                qsort(v, n, sizeof *v, cmp_found);
         size_t i = 0;
         for (; i < n; i++)
                 if (qmgr_activate(q, v[i].id, QUEUE_INCOMING) == -EBUSY)
@@ -133,7 +134,7 @@ static bool has_pending_rcpt_in(struct qmgr *q, const char *id, const char *site
                 return false;
         bool found = false;
         for (size_t i = 0; i < m.n_rcpts && !found; i++) {
-                if (m.rcpts[i].state != QFILE_RCPT_PENDING)
+                if (!qfile_rcpt_state_pending(m.rcpts[i].state))
                         continue;
                 _cleanup_free_ char *domain = resolve_domain_of(m.rcpts[i].address);
                 found = domain && strcasecmp(domain, site) == 0;

@@ -30,7 +30,13 @@ static void verdict(struct agent_verdict *ret, enum agent_result result, const c
 /* [From_ line] Return-Path:, Delivered-To:, the message (LF line ends); mbox quotes body "From " lines. */
 static int write_message(int fd, const struct virtual_message *m, bool mbox)
 {
-        return mailbox_write_copy(fd, m->sender, m->rcpt, m->content, m->content_len, mbox);
+        const struct mailbox_copy c = {.sender = m->sender,
+                                       .rcpt = m->rcpt,
+                                       .content = m->content,
+                                       .len = m->content_len,
+                                       .when = time(NULL),
+                                       .mbox = mbox};
+        return mailbox_write_copy(fd, &c);
 }
 
 /*
@@ -87,7 +93,9 @@ void virtual_maildir(const char *dir, const char *hostname, const struct virtual
                         strerror(errno));
                 return;
         }
-        int r = maildir_deliver_file(fd, tmp, dst, m->sender, m->rcpt, m->content, m->content_len);
+        const struct mailbox_copy c = {
+                .sender = m->sender, .rcpt = m->rcpt, .content = m->content, .len = m->content_len};
+        int r = maildir_deliver_file(fd, tmp, dst, &c);
         if (r < 0) {
                 verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", dir, strerror(-r));
                 return;

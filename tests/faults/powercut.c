@@ -10,7 +10,14 @@
  * ends in "/PROGRAM" SIGKILL itself right after a successful fsync of a directory whose path ends in
  * SUFFIX (e.g. "cleanup:/incoming": after the commit, before the answer).
  * POSTD_FAULTS_KILL_AFTER_MARK="PROGRAM" makes it SIGKILL itself right after a successful fdatasync of a
- * file in the active queue: a delivery agent's record of a recipient's outcome, before it logs and reports.
+ * file in the active queue whose last status slot write (a 32-byte pwrite) recorded a final outcome
+ * (delivered or bounced): a delivery agent's record of a recipient's outcome, before it logs and reports;
+ * not local's record of an attempt, which comes before the delivery.
+ * POSTD_FAULTS_KILL_AFTER_APPEND="PROGRAM:PREFIX" makes a process of PROGRAM SIGKILL itself right after a
+ * successful fsync of a file or directory whose path starts with PREFIX: local's mailbox child after the
+ * mbox append's fsync (PREFIX the mbox) or after the Maildir rename's fsync (PREFIX ".../Maildir/new").
+ * That child runs as the recipient and may not signal local, its parent: so a process of PROGRAM whose
+ * waitpid() reports a child killed by SIGKILL kills itself too, before it logs or marks anything.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -21,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "shadow.h"
@@ -80,12 +88,22 @@ static void maybe_die(int fd)
                 raise(SIGKILL);
 }
 
+/* The state byte of this process's last status slot write (see POSTD_FAULTS_KILL_AFTER_MARK), -1 none. */
+static int last_slot_state = -1;
+
+static void note_pwrite(const void *buf, size_t count, ssize_t written)
+{
+        if (count == 32 && written == 32) /* QFILE_STATUS_SLOT_LEN: nothing else postd writes is that size */
+                last_slot_state = ((const unsigned char *)buf)[0];
+}
+
 static void maybe_die_after_mark(int fd)
 {
         const char *program = getenv("POSTD_FAULTS_KILL_AFTER_MARK");
         char proc[64], path[4096];
         struct stat st;
-        if (!program)
+        /* 1 delivered, 2 bounced (qfile.h): a final mark, not an attempt (3). */
+        if (!program || (last_slot_state != 1 && last_slot_state != 2))
                 return;
         snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
         ssize_t n = readlink(proc, path, sizeof path - 1);
@@ -96,7 +114,50 @@ static void maybe_die_after_mark(int fd)
                 raise(SIGKILL);
 }
 
+static void maybe_die_after_append(int fd)
+{
+        const char *spec = getenv("POSTD_FAULTS_KILL_AFTER_APPEND");
+        const char *colon = spec ? strchr(spec, ':') : NULL;
+        if (!colon)
+                return;
+        char program[256], proc[64], path[4096];
+        snprintf(program, sizeof program, "%.*s", (int)(colon - spec), spec);
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, path, sizeof path - 1);
+        if (n < 0)
+                return;
+        path[n] = 0;
+        if (strncmp(path, colon + 1, strlen(colon + 1)) != 0 || !is_program(program))
+                return;
+        raise(SIGKILL);
+}
+
 #define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
+
+/* Built, like postd, with _FILE_OFFSET_BITS=64: the headers make this pwrite64, the symbol postd calls. */
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+        ssize_t r = REAL("pwrite64", ssize_t(*)(int, const void *, size_t, off_t))(fd, buf, count, offset);
+        note_pwrite(buf, count, r);
+        return r;
+}
+
+pid_t waitpid(pid_t pid, int *status, int options)
+{
+        int st = 0;
+        pid_t r = REAL("waitpid", pid_t(*)(pid_t, int *, int))(pid, &st, options);
+        const char *spec = getenv("POSTD_FAULTS_KILL_AFTER_APPEND");
+        const char *colon = spec ? strchr(spec, ':') : NULL;
+        if (r > 0 && colon && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) {
+                char program[256];
+                snprintf(program, sizeof program, "%.*s", (int)(colon - spec), spec);
+                if (is_program(program))
+                        raise(SIGKILL);
+        }
+        if (status)
+                *status = st;
+        return r;
+}
 
 int fsync(int fd)
 {
@@ -104,6 +165,7 @@ int fsync(int fd)
         if (r == 0) {
                 note(fd, "fsync");
                 maybe_die(fd);
+                maybe_die_after_append(fd);
         }
         return r;
 }

@@ -22,7 +22,7 @@ static void check(const uint8_t *buf, size_t size, uint64_t max_content)
                 abort();
         size_t pending = 0;
         for (size_t i = 0; i < m.n_rcpts; i++)
-                pending += m.rcpts[i].state == QFILE_RCPT_PENDING;
+                pending += qfile_rcpt_state_pending(m.rcpts[i].state);
         if (pending == 0)
                 abort();
         struct buf out = BUF_INIT;

@@ -26,11 +26,11 @@ the batch. So instead of a count per kill the test checks each resend against A'
 message "sent" exactly once, after at least one attempt per extra copy that ended "deferred" (the
 agent died, or the connection broke): A never sends again what it recorded as taken.
 
-One more kind is counted apart, as a known bug rather than a forced duplicate: local_redeliveries,
-one B message appended to the mailbox twice because local (or the power) died between the append and
-the record of it in the queue file (LOCAL_REDELIVERY below says where). They are allowed only after
-faults that can cause them (a kill of B's local or master, a power cut) and at most one per local
-delivery in flight at that moment; the fix (record the attempt first) is the next step of issue 12.
+One more kind is counted apart: local_redeliveries, one B message appended to the mailbox twice. It
+used to follow a kill of local (or of its master, or a power cut) between the append and the record of
+it in the queue file; local now records the attempt before the append and a retry finds the copy
+(docs/QUEUE_FORMAT.md, "Local delivery exactly once"), so it must be 0 after every fault
+(LOCAL_REDELIVERY below says what one means).
 
 Also counted, never failing a test: unknown_outcome (the connection broke before the client read the
 answer to its DATA: not acknowledged), delivered_unacked (such messages that were delivered anyway, as
@@ -48,6 +48,7 @@ keep the file at about two minutes on two busy cores; POSTD_SOAK=1 sends ten tim
 import fcntl
 import os
 import pathlib
+import pwd
 import random
 import re
 import shutil
@@ -73,7 +74,7 @@ LOAD_SECONDS = 400 if SOAK else 60  # the load stops at this deadline even if no
 DRAIN_SECONDS = 120
 MIN_KILLS = 6
 # B's local deliveries in flight at once: every message goes to one mailbox, one destination, so
-# local_destination_concurrency_limit (set in relay_pair) bounds them; a fault can catch at most these.
+# local_destination_concurrency_limit (set in relay_pair) bounds them (more would only wait for its lock).
 LOCAL_IN_FLIGHT = 2
 KILL_AFTER_LOAD = 10
 FIGURES = pathlib.Path(os.environ.get("POSTD_FAULTS_FIGURES", "/tmp/postd-faults-figures.txt"))
@@ -272,7 +273,7 @@ def count(box, load):
             fig["smtp_resends"] += len(msgs) - 1
             resent[a_ids[0][-1].decode() if a_ids[0] else token] = len(msgs)
         elif len(set(a_ids)) == 1 and len(set(b_ids)) == 1:
-            # One B message appended twice by local: the known bug LOCAL_REDELIVERY names.
+            # One B message appended twice by local: see LOCAL_REDELIVERY.
             fig["local_redeliveries"] += len(msgs) - 1
         else:
             fig["duplicated"] += len(msgs) - 1
@@ -334,11 +335,9 @@ def test_sigkill_under_load_loses_nothing(mail_instance, daemon):
         lost = sorted(set(load.acked) - {m.group(1).decode() for m in SUBJECT_RX.finditer(b.mbox(TEST_USER))})
         assert fig["lost"] == 0, f"acknowledged mail lost: {line}; tokens {lost[:5]}"
         assert fig["duplicated"] == 0, f"duplicates not forced by SMTP: {line}; {bad[:5]}"
-        # The known local bug (LOCAL_REDELIVERY) can only follow a kill of B's local (or of B's master,
-        # whose local goes with it), at most once per kill; any other redelivery fails the test.
-        local_cuts = {"local": kills[b.name], "master": kills[b.name] * LOCAL_IN_FLIGHT}.get(daemon, 0)
-        assert fig["local_redeliveries"] <= local_cuts, (
-            f"redeliveries by local without a local kill to explain them: {line}" + LOCAL_REDELIVERY)
+        # local records each attempt before its append and checks it on a retry: no kill, of local or of
+        # anything else, may make it deliver one B message twice.
+        assert fig["local_redeliveries"] == 0, f"local delivered a message twice: {line}" + LOCAL_REDELIVERY
         # Only kills that can cut the A -> B conversation between B's commit and A's record of the 250.
         cuts = {"smtp": kills[a.name], "smtpd": kills[b.name], "master": kills[a.name] + kills[b.name]}.get(daemon, 0)
         assert fig["smtp_resends"] == 0 or cuts, f"resends without a kill that could explain them ({kills}): {line}"
@@ -361,17 +360,14 @@ def test_sigkill_under_load_loses_nothing(mail_instance, daemon):
     except AssertionError as e:
         raise AssertionError(f"{e}\nmaillogs and B's mailbox kept: {keep_logs([a, b])}") from None
 
-# What one B queue ID delivered twice means (seen with local kills): the known bug the test names. Until
-# it is fixed (the next step of issue 12: record the attempt before the append, check it on a retry)
-# such redeliveries are counted apart and bounded by the faults that can cause them, never hidden.
+# What one B queue ID delivered twice means: local's exactly-once delivery failed.
 LOCAL_REDELIVERY = (
-    "\nKNOWN BUG (local redelivery): a B queue ID was delivered twice. src/local/request.c deliver_all() "
-    "calls deliver_rcpt(), whose mailbox append runs in a child forked by run_as() (src/local/mailbox.c) "
-    "and is fsync'd there; only after the child's status comes back does the parent call "
-    "delivery_record_outcome() to mark the recipient done. A local killed in between (the child even finishes "
-    "the append after its parent died), or a power cut between the mailbox's fsync and the status slot's "
-    "fdatasync, leaves the recipient pending, and qmgr's retry appends the message again. A fix needs the "
-    "attempt recorded before the append (e.g. mailbox and offset in the status slot) and checked on retry.")
+    "\nLOCAL REDELIVERY: a B queue ID was appended to the mailbox twice. Before its append, local records the "
+    "attempt in the recipient's status slot (state attempted: the attempt's time, then the mbox's device, "
+    "inode and size, fdatasync'd; src/local/request.c record_attempts(), src/local/mailbox.c "
+    "record_append()), and a retry compares the bytes at that offset with the copy it would write "
+    "(mbox_already_appended()). A second copy means the record was not durable before the append, the "
+    "retry rendered other bytes (From_ date, headers), or the retry did not see the attempted state.")
 
 
 def log_of(inst, qid):
@@ -588,10 +584,8 @@ def test_power_cut_under_load_loses_nothing(mail_instance, power_cut):
         lost = sorted(set(acked) - {m.group(1).decode() for m in SUBJECT_RX.finditer(b.mbox(TEST_USER))})
         assert fig["lost"] == 0, f"acknowledged mail lost: {line}; tokens {lost[:5]}"
         assert fig["duplicated"] == 0, f"duplicates not forced by SMTP: {line}; {bad[:5]}"
-        # The known local bug (LOCAL_REDELIVERY): each cut can catch at most the deliveries local had in
-        # flight (LOCAL_IN_FLIGHT).
-        assert fig["local_redeliveries"] <= CUTS * LOCAL_IN_FLIGHT, f"too many local redeliveries: {line}" + (
-            LOCAL_REDELIVERY)
+        # A cut between local's append and its mark leaves the recipient attempted: the retry finds the copy.
+        assert fig["local_redeliveries"] == 0, f"local delivered a message twice: {line}" + LOCAL_REDELIVERY
         # A resend means the cut took A's record of B's 250. A logs "sent" only after that record was
         # made durable (and the shim records it before fdatasync returns), so A logged it exactly once:
         # for the last copy.
@@ -651,3 +645,67 @@ def test_agent_killed_after_its_record_is_logged_as_sent(mail_instance):
     sent = re.findall(r"to=<[^>]*>, relay=none, .*status=sent \(recorded by the delivery agent", log)
     assert len(sent) == len(tokens), f"want {len(tokens)} sent lines from qmgr's settling; maillog:\n{log[-3000:]}"
     assert "status=deferred" not in log, f"a delivered recipient was logged as deferred:\n{log[-3000:]}"
+
+
+def maildir_copies(token):
+    """Files of ~TEST_USER/Maildir/{new,cur} holding token (other tests may deliver there at the same time)."""
+    home = pathlib.Path(pwd.getpwnam(TEST_USER).pw_dir)
+    found = []
+    for sub in ("new", "cur"):
+        d = home / "Maildir" / sub
+        for p in (d.iterdir() if d.is_dir() else []):
+            try:
+                if f"fault {token}".encode() in p.read_bytes():
+                    found.append(p)
+            except FileNotFoundError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("box", ["mbox", "maildir"])
+def test_local_killed_after_append_delivers_once(mail_instance, box):
+    """local's mailbox child dies, and local with it, right after the copy is durable in the mailbox (the
+    mbox append's fsync, or the fsync of Maildir/new after the rename), before the recipient is marked
+    delivered. qmgr retries through a new local, which finds the copy its attempt record points to and
+    marks the recipient delivered without writing it again: one copy, one "status=sent" line. Without the
+    attempt record the retry appends a second copy (and is killed again, for ever)."""
+    if not SHIM.exists():
+        pytest.fail(f"{SHIM} is not built; run ninja -C {BUILD}")
+    # fcntl locks only: the dotlock of a killed local would keep the mailbox locked for 500 s (see relay_pair).
+    inst = mail_instance(f"postfix-appendkill-{box}", main_extra="mailbox_delivery_lock = fcntl\n" + (
+        "home_mailbox = Maildir/\n" if box == "maildir" else ""))
+    home = pathlib.Path(pwd.getpwnam(TEST_USER).pw_dir)
+    prefix = home / "Maildir" / "new" if box == "maildir" else inst.mail_spool / TEST_USER
+    inst.env.update({"LD_PRELOAD": str(SHIM), "POSTD_FAULTS_KILL_AFTER_APPEND": f"local:{prefix}"})
+    inst.start()
+    tokens, qids = [uuid.uuid4().hex for _ in range(2)], []
+    for token in tokens:  # every first attempt dies this way; the master starts the next local
+        with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+            s.ehlo("client.example")
+            s.mail("alice@example.org")
+            s.rcpt(f"{TEST_USER}@localhost")
+            code, text = s.data(message(token))
+        assert code == 250, text
+        qids.append(re.search(rb"queued as ([0-9A-F]+)", text).group(1).decode())
+    try:
+        done = lambda: all(re.search(rf"{q}: removed", inst.logtext()) for q in qids)  # noqa: E731
+        for _ in range(600):  # bounded: 60 s
+            if done():
+                break
+            time.sleep(0.1)
+        log = inst.logtext()
+        assert done(), f"the messages were not delivered and removed in 60 s; maillog:\n{log[-3000:]}"
+        if box == "maildir":
+            copies = [len(maildir_copies(t)) for t in tokens]
+        else:
+            copies = [inst.mbox(TEST_USER).count(f"Subject: fault {t}".encode()) for t in tokens]
+        assert copies == [1, 1], f"copies {copies}; maillog:\n{log[-3000:]}"
+        kills = re.findall(r"warning: process \S*/local pid \d+ killed by signal 9", log)
+        assert len(kills) >= len(tokens), f"the shim did not kill local after each append; maillog:\n{log[-3000:]}"
+        for q in qids:
+            sent = re.findall(rf"{q}: to=<{TEST_USER}@localhost>, relay=local, .*status=sent", log)
+            assert len(sent) == 1, f"{q}: want one sent line, got {len(sent)}; maillog:\n{log_of(inst, q)}"
+    finally:
+        for t in tokens:
+            for p in maildir_copies(t):
+                p.unlink()

@@ -247,10 +247,12 @@ TEST(bad_magic_version_flags_and_trailing_data)
         CHECK_INT(qfile_decode("From x", 6, &out, &err), -EBADMSG);
         CHECK_STR(err.reason, "bad magic: not a postd queue file");
 
-        b.data[8] = 2;
+        b.data[8] = QFILE_VERSION + 1;
         CHECK_INT(qfile_decode(b.data, b.len, &out, &err), -EPROTONOSUPPORT);
         CHECK_STR(err.reason, "unsupported queue file version");
-        b.data[8] = 1;
+        b.data[8] = 0;
+        CHECK_INT(qfile_decode(b.data, b.len, &out, &err), -EPROTONOSUPPORT);
+        b.data[8] = QFILE_VERSION;
         b.data[12] = 1;
         CHECK_INT(qfile_decode(b.data, b.len, &out, &err), -EBADMSG);
         CHECK_STR(err.reason, "unknown header flags");
@@ -531,6 +533,127 @@ TEST(slot_encoding)
         CHECK_INT(qfile_encode_slot(_QFILE_RCPT_STATE_MAX, 0, NULL, s), -EINVAL);
         CHECK_INT(qfile_encode_slot(QFILE_RCPT_DELIVERED, 0, "1234567890123456", s), -EINVAL);
         CHECK_STR(qfile_rcpt_state_to_string(QFILE_RCPT_BOUNCED), "bounced");
+}
+
+static struct qfile_rcpt attempted(uint64_t when, uint64_t dev, uint64_t ino, uint64_t size)
+{
+        return (struct qfile_rcpt){.address = "a@example.com",
+                                   .state = QFILE_RCPT_ATTEMPTED,
+                                   .attempt_usec = when,
+                                   .mbox_dev = dev,
+                                   .mbox_ino = ino,
+                                   .mbox_size = size};
+}
+
+TEST(attempted_slot_encoding)
+{
+        uint8_t s[QFILE_STATUS_SLOT_LEN];
+        struct qfile_rcpt rc = attempted(0x0102030405060708ull, 0x2233, 0x44556677, 0x00AABBCCDDEEFF11ull);
+        CHECK_INT(qfile_encode_rcpt_slot(&rc, s), 0);
+        CHECK_INT(s[0], QFILE_RCPT_ATTEMPTED);
+        CHECK_INT(s[1], 0x11);
+        CHECK_INT(s[7], 0xAA);
+        CHECK_INT(s[8], 0x08);
+        CHECK_INT(s[16], 0x77);
+        CHECK_INT(s[24], 0x33);
+        struct qfile_rcpt out = {.done_usec = 9, .dsn_status = "2.0.0"};
+        CHECK_INT(qfile_decode_slot(s, &out, NULL, NULL), 0);
+        CHECK_INT(out.state, QFILE_RCPT_ATTEMPTED);
+        CHECK(out.attempt_usec == rc.attempt_usec && out.mbox_dev == rc.mbox_dev &&
+              out.mbox_ino == rc.mbox_ino && out.mbox_size == rc.mbox_size);
+        CHECK(out.done_usec == 0 && out.dsn_status[0] == '\0');
+        CHECK(qfile_rcpt_state_pending(out.state));
+        CHECK(qfile_rcpt_state_pending(QFILE_RCPT_PENDING));
+        CHECK(!qfile_rcpt_state_pending(QFILE_RCPT_DELIVERED) &&
+              !qfile_rcpt_state_pending(QFILE_RCPT_BOUNCED));
+        CHECK_STR(qfile_rcpt_state_to_string(QFILE_RCPT_ATTEMPTED), "attempted");
+
+        /* Only the time: a Maildir or a command was attempted, no mailbox recorded. */
+        rc = attempted(5, 0, 0, 0);
+        CHECK_INT(qfile_encode_rcpt_slot(&rc, s), 0);
+        CHECK_INT(qfile_decode_slot(s, &out, NULL, NULL), 0);
+        CHECK(out.attempt_usec == 5 && out.mbox_ino == 0);
+
+        /* A later mark overwrites every attempt field. */
+        CHECK_INT(qfile_encode_slot(QFILE_RCPT_DELIVERED, 7, "2.0.0", s), 0);
+        CHECK_INT(qfile_decode_slot(s, &out, NULL, NULL), 0);
+        CHECK(out.state == QFILE_RCPT_DELIVERED && out.attempt_usec == 0 && out.mbox_size == 0);
+
+        /* What the encoder refuses, and the decoder too. */
+        CHECK_INT(qfile_encode_slot(QFILE_RCPT_ATTEMPTED, 1, "", s), -EINVAL);
+        struct qfile_rcpt bad[] = {attempted(0, 0, 0, 0), attempted(1, 0, 1, 1ull << 56),
+                                   attempted(1, 3, 0, 0), attempted(1, 0, 0, 4)};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                CHECK_INT(qfile_encode_rcpt_slot(&bad[i], s), -EINVAL);
+        rc = attempted(1, 3, 9, 4);
+        CHECK_INT(qfile_encode_rcpt_slot(&rc, s), 0);
+        const char *why = NULL;
+        size_t at = 0;
+        s[16] = 0; /* inode 0, device and size still set */
+        CHECK_INT(qfile_decode_slot(s, &out, &at, &why), -EBADMSG);
+        CHECK_STR(why, "mailbox size or device without inode");
+        memset(s + 8, 0, 8);
+        CHECK_INT(qfile_decode_slot(s, &out, &at, &why), -EBADMSG);
+        CHECK_STR(why, "attempted recipient without attempt time");
+        CHECK_INT(at, 8);
+}
+
+/* As an older postd wrote it: version 1, the checksum made again over the changed header. */
+static void make_version_1(struct buf *b)
+{
+        struct qfile_msg m;
+        CHECK_INT(qfile_decode_flags(b->data, b->len, QFILE_DECODE_IGNORE_CHECKSUM, &m, NULL), 0);
+        b->data[8] = 1;
+        size_t end = b->len - QFILE_REC_HDR_LEN - QFILE_END_PAYLOAD_LEN;
+        uint32_t crc = 0;
+        size_t pos = 0;
+        for (size_t i = 0; i < m.n_rcpts; i++) {
+                crc = qfile_crc32c(crc, b->data + pos, m.rcpts[i].slot_offset - pos);
+                pos = m.rcpts[i].slot_offset + QFILE_STATUS_SLOT_LEN;
+        }
+        crc = qfile_crc32c(crc, b->data + pos, end - pos);
+        for (int i = 0; i < 4; i++)
+                b->data[b->len - 4 + i] = (char)(crc >> (8 * i));
+        qfile_msg_free(&m);
+}
+
+TEST(version_1_files_are_read_but_hold_no_attempt)
+{
+        struct qfile_msg in = full_msg();
+        struct buf b = BUF_INIT;
+        CHECK_INT(qfile_encode_all(&in, &b), 0);
+        struct qfile_msg out;
+        CHECK_INT(qfile_decode(b.data, b.len, &out, NULL), 0);
+        CHECK_INT(out.version, QFILE_VERSION);
+        size_t slot = out.rcpts[1].slot_offset;
+        qfile_msg_free(&out);
+
+        /* An attempted slot in a current file: decoded, and encoded back to the same bytes. */
+        struct qfile_rcpt rc = attempted(1712345678000001ull, 0x801, 123456, 4096);
+        CHECK_INT(qfile_encode_rcpt_slot(&rc, (uint8_t *)b.data + slot), 0);
+        CHECK_INT(qfile_decode(b.data, b.len, &out, NULL), 0);
+        CHECK_INT(out.rcpts[1].state, QFILE_RCPT_ATTEMPTED);
+        CHECK(out.rcpts[1].mbox_ino == 123456 && out.rcpts[1].mbox_size == 4096);
+        struct buf again = BUF_INIT;
+        CHECK_INT(qfile_encode_all(&out, &again), 0);
+        CHECK(again.len == b.len && memcmp(again.data, b.data, b.len) == 0);
+        buf_free(&again);
+        qfile_msg_free(&out);
+
+        /* Version 1 is still read; the state it did not know is refused there, so no older reader
+         * would ever have met it. */
+        CHECK_INT(qfile_encode_slot(QFILE_RCPT_PENDING, 0, "", (uint8_t *)b.data + slot), 0);
+        make_version_1(&b);
+        CHECK_INT(qfile_decode(b.data, b.len, &out, NULL), 0);
+        CHECK_INT(out.version, 1);
+        CHECK_STR(out.rcpts[0].address, "one@example.com");
+        qfile_msg_free(&out);
+        CHECK_INT(qfile_encode_rcpt_slot(&rc, (uint8_t *)b.data + slot), 0);
+        struct qfile_error err;
+        CHECK_INT(qfile_decode(b.data, b.len, &out, &err), -EBADMSG);
+        CHECK_STR(err.reason, "attempted recipient in a version 1 file");
+        CHECK_INT(err.offset, slot);
+        buf_free(&b);
 }
 
 /* The streaming encoder, fed in pieces of every size, makes exactly the bytes of the one-shot encoder. */

@@ -569,6 +569,66 @@ TEST(mark_done_survives_reopen)
         free(dir);
 }
 
+/* The attempted slot is written in place, read back by the agent's re-read, and replaced by the mark. */
+TEST(attempt_record_then_mark)
+{
+        char *dir = make_queue("attempt");
+        struct queue *q;
+        CHECK_INT(queue_open(dir, &q), 0);
+        struct qfile_rcpt rs[2] = {{.address = "a@x"}, {.address = "b@x"}};
+        struct qfile_msg m = test_msg(rs, 2);
+        struct queue_file *f;
+        CHECK_INT(queue_file_create(q, &f), 0);
+        CHECK_INT(queue_file_write(f, &m, 0), 0);
+        CHECK_INT(queue_file_commit(q, f), 0);
+        char *id = xstrdup(queue_file_id(f));
+        queue_file_free(f);
+        CHECK_INT(queue_move(q, id, QUEUE_INCOMING, QUEUE_ACTIVE, 0), 0);
+
+        int fd;
+        CHECK_INT(queue_open_file(q, id, QUEUE_ACTIVE, O_RDWR, &fd), 0);
+        char *data;
+        size_t len;
+        CHECK_INT(queue_read_fd(fd, &data, &len), 0);
+        struct qfile_msg out;
+        CHECK_INT(qfile_decode(data, len, &out, NULL), 0);
+        CHECK_INT(out.version, QFILE_VERSION);
+        struct qfile_rcpt *rc = &out.rcpts[1];
+        rc->state = QFILE_RCPT_ATTEMPTED;
+        rc->attempt_usec = 1712345678000001ull;
+        CHECK_INT(queue_write_rcpt_slot(fd, rc, false), 0);
+        rc->mbox_dev = 0x801;
+        rc->mbox_ino = 99;
+        rc->mbox_size = 12345;
+        CHECK_INT(queue_write_rcpt_slot(fd, rc, true), 0);
+        rc->attempt_usec = 0; /* refused: an attempt has a time */
+        CHECK_INT(queue_write_rcpt_slot(fd, rc, true), -EINVAL);
+
+        struct qfile_rcpt again = {.slot_offset = rc->slot_offset};
+        CHECK_INT(queue_read_rcpt_state(fd, &again), 0);
+        CHECK_INT(again.state, QFILE_RCPT_ATTEMPTED);
+        CHECK(again.attempt_usec == 1712345678000001ull && again.mbox_dev == 0x801 && again.mbox_ino == 99 &&
+              again.mbox_size == 12345);
+        free(data);
+        qfile_msg_free(&out);
+        CHECK_INT(load(q, id, QUEUE_ACTIVE, &out, &data), 0); /* the checksum does not cover slots */
+        CHECK_INT(out.rcpts[0].state, QFILE_RCPT_PENDING);
+        CHECK_INT(out.rcpts[1].state, QFILE_RCPT_ATTEMPTED);
+        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0"), 0);
+        qfile_msg_free(&out);
+        free(data);
+        close(fd);
+        CHECK_INT(load(q, id, QUEUE_ACTIVE, &out, &data), 0);
+        CHECK_INT(out.rcpts[1].state, QFILE_RCPT_DELIVERED);
+        CHECK(out.rcpts[1].attempt_usec == 0 && out.rcpts[1].mbox_ino == 0);
+        CHECK_STR(out.rcpts[1].dsn_status, "2.0.0");
+        qfile_msg_free(&out);
+        free(data);
+        free(id);
+        queue_close(q);
+        free(dir);
+}
+
 TEST(delivery_locks_are_per_recipient)
 {
         char *dir = make_queue("dlock");
