@@ -198,8 +198,7 @@ static const struct param_def params[] = {
         {"mail_version", PARAM_STRING, POSTD_VERSION, 0, PARAM_F_READONLY, "version of the mail system"},
         {"mailbox_command", PARAM_STRING, "", 0, 0, "command that delivers to the mailbox"},
         {"mailbox_delivery_lock", PARAM_LIST, "fcntl, dotlock", 0, 0, "locks used for mailbox delivery"},
-        {"mailbox_size_limit", PARAM_SIZE, "51200000", 0, PARAM_F_INERT,
-         "maximum size of a mailbox or maildir file"},
+        {"mailbox_size_limit", PARAM_SIZE, "51200000", 0, 0, "maximum size of a mailbox or maildir file"},
         {"mailbox_transport", PARAM_STRING, "", 0, 0,
          "transport[:nexthop] for local recipients that have no alias (e.g. "
          "lmtp:unix:private/dovecot-lmtp)"},
@@ -531,6 +530,8 @@ static const struct param_def params[] = {
         {"virtual_mailbox_base", PARAM_STRING, "", 0, 0, "base directory of virtual mailboxes"},
         {"virtual_mailbox_domains", PARAM_LIST, "$virtual_mailbox_maps", 0, PARAM_F_TABLES,
          "domains with virtual mailboxes"},
+        {"virtual_mailbox_limit", PARAM_SIZE, "51200000", 0, 0,
+         "largest mailbox or Maildir file the virtual agent writes"},
         {"virtual_mailbox_maps", PARAM_LIST, "", 0, PARAM_F_TABLES, "valid virtual mailbox recipients"},
         {"virtual_maps", PARAM_LIST, "", 0, PARAM_F_TABLES, "old name of virtual_alias_maps"},
         {"virtual_minimum_uid", PARAM_INT, "100", 0, 0,

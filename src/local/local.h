@@ -59,6 +59,7 @@ struct local {
         struct strv export_env; /* NAME=VALUE pairs from export_environment */
         long long hopcount_limit;
         long long command_time_limit; /* seconds */
+        uint64_t mailbox_size_limit;  /* bytes; 0: none */
         int cleanup_timeout_ms;
         unsigned files_allowed, commands_allowed; /* enum local_class bits */
         uid_t default_uid;                        /* default_privs: deliveries on behalf of root */
@@ -169,6 +170,11 @@ struct local_privs {
  */
 void command_deliver(struct local *l, const struct local_message *m, const char *command,
                      const struct local_privs *p, char *const *env, struct local_status *st);
+
+/* mailbox_size_limit (0: none): the largest file a delivery as the recipient may write or grow. */
+void mailbox_set_size_limit(uint64_t bytes);
+/* In a child about to write as the recipient (or run a command): RLIMIT_FSIZE, SIGXFSZ ignored. */
+void local_limit_file_size(uint64_t bytes);
 
 /* ---- spawn.c ---- */
 

@@ -1,5 +1,7 @@
 /* mailbox.c: mbox, Maildir and file delivery, each in a child process that runs as the recipient. */
 #include <errno.h>
+#include <sys/resource.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <dirent.h>
 #include <grp.h>
@@ -119,6 +121,33 @@ static int parent_serve(int fd, struct local_attempt *a, struct local_status *re
         return 0;
 }
 
+static uint64_t file_size_limit; /* mailbox_size_limit; 0: none */
+
+void mailbox_set_size_limit(uint64_t bytes)
+{
+        file_size_limit = bytes;
+}
+
+void local_limit_file_size(uint64_t bytes)
+{
+        if (bytes == 0)
+                return;
+        /* As Postfix: a write past the limit fails with EFBIG (SIGXFSZ would kill the writer instead). */
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {.rlim_cur = bytes, .rlim_max = bytes};
+        (void)setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+/* A failed write's status: past mailbox_size_limit it is final (5.2.2 mailbox full), else try again. */
+static void write_failed(struct local_status *st, int r, const char *what)
+{
+        if (r == -EFBIG)
+                local_status_set(st, LOCAL_BOUNCED, "5.2.2", "%s: %s (mailbox_size_limit)", what,
+                                 strerror(-r));
+        else
+                local_status_set(st, LOCAL_DEFERRED, "4.2.0", "%s: %s", what, strerror(-r));
+}
+
 static void run_as(const char *user, uid_t uid, gid_t gid, struct local_attempt *a, child_fn fn, void *ctx,
                    struct local_status *st)
 {
@@ -144,6 +173,7 @@ static void run_as(const char *user, uid_t uid, gid_t gid, struct local_attempt 
                                          (unsigned)uid, strerror(errno));
                 else {
                         umask(077);
+                        local_limit_file_size(file_size_limit);
                         fn(ctx, p[1], &cm.st);
                 }
                 (void)!write_full(p[1], &cm, sizeof cm);
@@ -269,9 +299,9 @@ static void mbox_child(void *userdata, int chan, struct local_status *st)
                 /* Leave the mailbox as it was: a partial message would corrupt the next one. */
                 if (old >= 0 && ftruncate(fd, old) < 0)
                         r = -errno;
-                local_status_set(st, LOCAL_DEFERRED, "4.2.0",
-                                 "cannot update %s %s: error writing message: %s", c->what, c->path,
-                                 strerror(-r));
+                _cleanup_free_ char *what =
+                        xasprintf("cannot update %s %s: error writing message", c->what, c->path);
+                write_failed(st, r, what);
         } else
                 local_status_set(st, LOCAL_SENT, "2.0.0", "delivered");
         close(fd);
@@ -418,8 +448,8 @@ static void maildir_child(void *userdata, int chan, struct local_status *st)
         const struct mailbox_copy copy = copy_of(c->m, false);
         int r = maildir_deliver_file(fd, tmp, dst, &copy);
         if (r < 0) {
-                local_status_set(st, LOCAL_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", c->dir,
-                                 strerror(-r));
+                _cleanup_free_ char *what = xasprintf("cannot deliver to maildir %s", c->dir);
+                write_failed(st, r, what);
                 return;
         }
         local_status_set(st, LOCAL_SENT, "2.0.0", "delivered");

@@ -125,6 +125,8 @@ static int local_init(struct service *s)
         strv_split(&l->forward_path, config_get_raw(l->cfg, "forward_path") ?: "", ", \t\r\n");
         l->command_shell = xstrdup(config_get(l->cfg, "local_command_shell"));
         l->command_time_limit = config_get_time(l->cfg, "command_time_limit");
+        l->mailbox_size_limit = (uint64_t)config_get_int(l->cfg, "mailbox_size_limit");
+        mailbox_set_size_limit(l->mailbox_size_limit);
         export_environment(l);
         struct strv v = STRV_INIT;
         config_get_list(l->cfg, "mailbox_delivery_lock", &v);

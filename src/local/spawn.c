@@ -28,7 +28,8 @@ enum spawn_type { SPAWN_RUN = 1, SPAWN_STARTED, SPAWN_EXITED, SPAWN_KILL };
 
 struct spawn_head {
         uint32_t type;
-        int32_t value; /* SPAWN_STARTED: pid or -errno; SPAWN_EXITED: wait status */
+        uint64_t file_size_limit; /* SPAWN_RUN: RLIMIT_FSIZE of the command; 0: none */
+        int32_t value;            /* SPAWN_STARTED: pid or -errno; SPAWN_EXITED: wait status */
         uint32_t uid, gid;
         uint32_t n_strings; /* after the head, NUL-terminated: shell, command, user, home, env... */
 };
@@ -78,7 +79,7 @@ static char **request_strings(const struct buf *b, uint32_t n)
         return v;
 }
 
-_noreturn_ static void command_child(char **s, uid_t uid, gid_t gid, int in, int out)
+_noreturn_ static void command_child(char **s, uid_t uid, gid_t gid, uint64_t fsize, int in, int out)
 {
         const char *shell = s[0], *command = s[1], *user = s[2], *home = s[3];
         /* Its own process group: the time limit kills whatever it started too. */
@@ -95,6 +96,7 @@ _noreturn_ static void command_child(char **s, uid_t uid, gid_t gid, int in, int
                 (void)!chdir("/");
         umask(077);
         signal(SIGPIPE, SIG_DFL);
+        local_limit_file_size(fsize);
         char *argv[] = {(char *)shell, (char *)"-c", (char *)command, NULL};
         execve(shell, argv, s + SPAWN_STRINGS_FIXED);
         fprintf(stderr, "cannot execute %s: %s\n", shell, strerror(errno));
@@ -119,7 +121,7 @@ static pid_t start(const struct buf *b, int fds[2])
                 return -EBADMSG;
         pid_t pid = fork();
         if (pid == 0)
-                command_child(s, h.uid, h.gid, fds[0], fds[1]);
+                command_child(s, h.uid, h.gid, h.file_size_limit, fds[0], fds[1]);
         return pid < 0 ? -errno : pid;
 }
 
@@ -212,8 +214,11 @@ int spawn_command(struct local *l, const char *shell, const char *command, const
                   char *const *env, int in, int out, pid_t *ret_pid)
 {
         struct buf b = BUF_INIT;
-        struct spawn_head h = {
-                .type = SPAWN_RUN, .uid = p->uid, .gid = p->gid, .n_strings = SPAWN_STRINGS_FIXED};
+        struct spawn_head h = {.type = SPAWN_RUN,
+                               .file_size_limit = l->mailbox_size_limit,
+                               .uid = p->uid,
+                               .gid = p->gid,
+                               .n_strings = SPAWN_STRINGS_FIXED};
         buf_append(&b, &h, sizeof h);
         const char *fixed[SPAWN_STRINGS_FIXED] = {shell, command, p->user ? p->user : "",
                                                   p->home ? p->home : ""};

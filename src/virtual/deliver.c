@@ -1,6 +1,7 @@
 /* deliver.c: one virtual mailbox recipient: its mailbox and ids from the tables, then the delivery as it. */
 #include <ctype.h>
 #include <errno.h>
+#include <sys/resource.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,11 +177,22 @@ void virtual_deliver(void *userdata, const struct delivery_request *dr, const st
                         (unsigned)uid, (unsigned)gid, strerror(-r));
                 return;
         }
+        /* virtual_mailbox_limit, as Postfix: no mailbox or Maildir file grows past it (EFBIG: bounced). */
+        struct rlimit was, lim;
+        bool limited = v->mailbox_limit > 0 && getrlimit(RLIMIT_FSIZE, &was) == 0;
+        if (limited) {
+                lim = (struct rlimit){.rlim_cur = (rlim_t)v->mailbox_limit, .rlim_max = was.rlim_max};
+                if (was.rlim_max != RLIM_INFINITY && lim.rlim_cur > was.rlim_max)
+                        lim.rlim_cur = was.rlim_max;
+                limited = setrlimit(RLIMIT_FSIZE, &lim) == 0;
+        }
         size_t len = strlen(path);
         if (path[len - 1] == '/') {
                 path[len - 1] = '\0';
                 virtual_maildir(path, v->hostname, &m, ret);
         } else
                 virtual_mbox(path, &m, ret);
+        if (limited)
+                (void)setrlimit(RLIMIT_FSIZE, &was);
         restore();
 }

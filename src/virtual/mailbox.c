@@ -96,6 +96,11 @@ void virtual_maildir(const char *dir, const char *hostname, const struct virtual
         const struct mailbox_copy c = {
                 .sender = m->sender, .rcpt = m->rcpt, .content = m->content, .len = m->content_len};
         int r = maildir_deliver_file(fd, tmp, dst, &c);
+        if (r == -EFBIG) {
+                verdict(ret, AGENT_BOUNCED, "5.2.2",
+                        "cannot deliver to maildir %s: %s (virtual_mailbox_limit)", dir, strerror(-r));
+                return;
+        }
         if (r < 0) {
                 verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", dir, strerror(-r));
                 return;
@@ -165,7 +170,12 @@ void virtual_mbox(const char *path, const struct virtual_message *m, struct agen
                 /* Cut back to where it was: half a message would spoil the next one. */
                 if (old >= 0 && ftruncate(fd, old) == 0)
                         (void)fsync(fd);
-                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot update mailbox %s: %s", path, strerror(-r));
+                if (r == -EFBIG)
+                        verdict(ret, AGENT_BOUNCED, "5.2.2",
+                                "cannot update mailbox %s: %s (virtual_mailbox_limit)", path, strerror(-r));
+                else
+                        verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot update mailbox %s: %s", path,
+                                strerror(-r));
         } else
                 verdict(ret, AGENT_SENT, "2.0.0", "delivered to mailbox");
         close(fd);

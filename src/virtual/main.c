@@ -1,6 +1,7 @@
 /* main.c: virtual, the delivery agent for virtual mailbox domains on hosts without Dovecot (runs as root).
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,6 +52,9 @@ static int init(struct service *s)
         v->base = xstrdup(config_get(c, "virtual_mailbox_base"));
         v->hostname = xstrdup(config_get(c, "myhostname"));
         v->minimum_uid = config_get_int(c, "virtual_minimum_uid");
+        v->mailbox_limit = (uint64_t)config_get_int(c, "virtual_mailbox_limit");
+        /* A write past virtual_mailbox_limit fails with EFBIG instead of killing the agent. */
+        signal(SIGXFSZ, SIG_IGN);
         if (geteuid() != 0)
                 msg_warn("not running as root: deliveries as other users will be deferred (master.cf: the "
                          "unpriv column of \"virtual\" must be n)");

@@ -24,6 +24,7 @@ struct virtual_agent {
         char *base; /* virtual_mailbox_base */
         char *hostname;
         long long minimum_uid;
+        uint64_t mailbox_limit; /* virtual_mailbox_limit; 0: none */
 };
 
 /* What is written: the message as queued, behind Return-Path: and Delivered-To:. */

@@ -330,3 +330,29 @@ def test_command_big_input_and_output(mail_instance, workdir):
     qid = r.stdout.strip()
     expect(inst, rf"{qid}: to=<big@{DOMAIN}>, relay=local, {DELAYS}, dsn=2\.0\.0, status=sent", timeout=30)
     assert (d / "big.out").read_text().endswith(body)
+
+
+def test_mailbox_size_limit(mail_instance, workdir):
+    """mailbox_size_limit, as Postfix: the largest file local writes as the recipient (mbox, a Maildir
+    file, a file a |command writes). A message that would grow the mbox past it bounces with 5.2.2 and
+    leaves the mailbox as it was; smaller mail still arrives."""
+    inst = mail_instance(master_cf=MASTER_CF, main_extra="mailbox_size_limit = 4000\n")
+    d = workdir(inst)
+    with open(inst.aliases, "a") as f:
+        f.write(f"bigcmd: \"|dd if=/dev/zero of={d}/big.out bs=1000 count=10\"\n")
+    inst.newaliases()
+    inst.start()
+    small = inject(inst, f"{TEST_USER}@{DOMAIN}", tag="small")
+    expect(inst, rf"{small}: to=<{TEST_USER}@{DOMAIN}>, relay=local, .*status=sent \(delivered to mailbox\)")
+    before = inst.mbox(TEST_USER)
+    r = run("queue-inject", "-c", inst.etc, "-f", SENDER, f"{TEST_USER}@{DOMAIN}",
+            input=MESSAGE.format(tag="big") + ("y" * 70 + "\n") * 80)
+    assert r.returncode == 0, r.stderr
+    big = r.stdout.strip()
+    expect(inst, rf"{big}: to=<{TEST_USER}@{DOMAIN}>, relay=local, .*dsn=5\.2\.2, status=bounced "
+                 r"\(cannot update mailbox .*: error writing message: File too large \(mailbox_size_limit\)\)")
+    assert inst.mbox(TEST_USER) == before  # no partial copy left behind
+    # A command's writes are limited too (it runs with the same file size limit).
+    q = inject(inst, f"bigcmd@{DOMAIN}", tag="cmd")
+    expect(inst, rf"{q}: to=<bigcmd@{DOMAIN}>, relay=local, .*status=(bounced|deferred)")
+    assert (d / "big.out").stat().st_size <= 4000

@@ -126,3 +126,21 @@ def test_unknown_virtual_mailbox_reject_code(mail_instance):
         code, text = s.rcpt("nobody@vbox.test")
         assert (code, text.decode()) == (450, "4.1.1 <nobody@vbox.test>: Recipient address rejected: "
                                               "User unknown in virtual mailbox table")
+
+
+def test_virtual_mailbox_limit(mail_instance):
+    """virtual_mailbox_limit: a message that would make a Maildir file or grow an mbox past it bounces
+    with 5.2.2 (nothing partial stays); small mail still arrives."""
+    inst, base, _ = start(mail_instance, "virtual_mailbox_limit = 3000\n")
+    send(inst, ["alice@vbox.test", "bob@vbox.test"])  # small: delivered
+    wait_for(lambda: len(re.findall(r"relay=virtual, .*status=sent", inst.logtext())) == 2, 30, "two deliveries")
+    mbox_before = (base / "vbox.test" / "bob").read_bytes()
+    big = "From: <%s>\r\nSubject: big\r\n\r\n" % SENDER + ("z" * 70 + "\r\n") * 60
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=30) as s:
+        s.sendmail(SENDER, ["alice@vbox.test", "bob@vbox.test"], big)
+    for who in ("alice", "bob"):
+        inst.wait_log(rf"to=<{who}@vbox\.test>, relay=virtual, .*dsn=5\.2\.2, status=bounced .*File too large "
+                      r"\(virtual_mailbox_limit\)", 30)
+    assert (base / "vbox.test" / "bob").read_bytes() == mbox_before
+    assert not any(b"Subject: big" in f.read_bytes() for f in (base / "vbox.test" / "alice").rglob("*")
+                   if f.is_file())
