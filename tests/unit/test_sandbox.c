@@ -193,7 +193,8 @@ TEST(role_groups_fit_the_role)
         CHECK(streq(sandbox_role_groups("smtpd"), "core dns"));
         /* local forks children as the recipient but executes nothing: its spawner does (local/spawn.c) */
         CHECK(streq(sandbox_role_groups("local"), "core write proc setid"));
-        CHECK(killed_by_filter(in_role("local", try_execve)));
+        if (EXPECT_KILLS)
+                CHECK(killed_by_filter(in_role("local", try_execve)));
         CHECK(streq(sandbox_role_groups("virtual"), "core write setid"));
 }
 
@@ -213,6 +214,8 @@ static int report_then_execve(void)
 
 TEST(refused_call_is_reported_before_the_kill)
 {
+        if (!EXPECT_KILLS)
+                return;
         CHECK_INT(pipe(report_pipe), 0);
         CHECK(killed_by_filter(in_role("smtpd", report_then_execve)));
         int nr = -1;
