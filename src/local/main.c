@@ -126,6 +126,15 @@ static int local_init(struct service *s)
         l->command_shell = xstrdup(config_get(l->cfg, "local_command_shell"));
         l->command_time_limit = config_get_time(l->cfg, "command_time_limit");
         l->mailbox_size_limit = (uint64_t)config_get_int(l->cfg, "mailbox_size_limit");
+        long long message_limit = config_get_int(l->cfg, "message_size_limit");
+        if (l->mailbox_size_limit > 0 && message_limit > 0 &&
+            l->mailbox_size_limit < (uint64_t)message_limit) {
+                /* As Postfix: every message that passes message_size_limit must fit in a mailbox. */
+                msg_error("main.cf configuration error: mailbox_size_limit (%llu) is smaller than "
+                          "message_size_limit (%lld): raise mailbox_size_limit, or set it to 0",
+                          (unsigned long long)l->mailbox_size_limit, message_limit);
+                return -EINVAL;
+        }
         mailbox_set_size_limit(l->mailbox_size_limit);
         export_environment(l);
         struct strv v = STRV_INIT;

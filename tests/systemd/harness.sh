@@ -33,9 +33,9 @@ TIMEOUT=${POSTD_NSPAWN_TIMEOUT:-90}
 STATE=/run/postd-nspawn/$NAME
 CGROUP=postd-nspawn-$NAME
 # What postd needs at run time, plus what the tests drive it with; systemd/dbus make it bootable.
-PACKAGES=systemd,systemd-sysv,dbus,libsystemd0,libssl3,libgdbm6,libseccomp2,python3,swaks,iproute2,procps
+PACKAGES=systemd,systemd-sysv,dbus,libsystemd0,libssl3,libgdbm6,libseccomp2,liblmdb0,libpcre2-8-0,python3,swaks,iproute2,procps
 # Bumped whenever PACKAGES or configure_rootfs change, so that a stale cached rootfs gets rebuilt.
-ROOTFS_VERSION=1
+ROOTFS_VERSION=2
 IN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 msg() { echo "harness: $*" >&2; }
