@@ -336,7 +336,8 @@ def test_mailbox_size_limit(mail_instance, workdir):
     """mailbox_size_limit, as Postfix: the largest file local writes as the recipient (mbox, a Maildir
     file, a file a |command writes). A message that would grow the mbox past it bounces with 5.2.2 and
     leaves the mailbox as it was; smaller mail still arrives."""
-    inst = mail_instance(master_cf=MASTER_CF, main_extra="mailbox_size_limit = 4000\n")
+    # message_size_limit no larger than the mailbox limit, or local refuses to run (next test).
+    inst = mail_instance(master_cf=MASTER_CF, main_extra="mailbox_size_limit = 4000\nmessage_size_limit = 3000\n")
     d = workdir(inst)
     with open(inst.aliases, "a") as f:
         f.write(f"bigcmd: \"|dd if=/dev/zero of={d}/big.out bs=1000 count=10\"\n")
@@ -356,3 +357,14 @@ def test_mailbox_size_limit(mail_instance, workdir):
     q = inject(inst, f"bigcmd@{DOMAIN}", tag="cmd")
     expect(inst, rf"{q}: to=<bigcmd@{DOMAIN}>, relay=local, .*status=(bounced|deferred)")
     assert (d / "big.out").stat().st_size <= 4000
+
+
+def test_mailbox_size_limit_below_message_size_limit_is_refused(mail_instance):
+    """As Postfix: local will not run when a message that smtpd accepts could never fit in a mailbox;
+    the mail waits in the queue and the log says what to change."""
+    inst = start(mail_instance, "message_size_limit = 20000\nmailbox_size_limit = 10000\n")
+    qid = inject(inst, f"{TEST_USER}@{DOMAIN}", tag="limits")
+    expect(inst, r"error: main\.cf configuration error: mailbox_size_limit \(10000\) is smaller than "
+                 r"message_size_limit \(20000\): raise mailbox_size_limit, or set it to 0")
+    assert not re.search(rf"{qid}: to=<.*status=sent", inst.logtext())
+    assert inst.mbox(TEST_USER) == b""
