@@ -278,7 +278,9 @@ static int finish_no_domain(const unsigned char *s, size_t len, size_t i, bool b
                             struct buf *local, struct smtp_addr *ret, size_t *ret_end)
 {
         int r = 0;
-        if (local->len == 0)
+        /* A quoted local part with an "@" ("a@b" without a domain) would read as another address
+         * once unquoted: refused, so that what is stored always parses back the same. */
+        if (local->len == 0 || memchr(local->data, '@', local->len))
                 r = -EINVAL;
         else if (bracket && (i >= len || s[i] != '>'))
                 r = -EINVAL;

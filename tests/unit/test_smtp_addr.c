@@ -220,3 +220,19 @@ TEST(utf8_validation)
         CHECK(!smtp_utf8_valid("\xe2\x82", 2)); /* truncated */
         CHECK(!smtp_utf8_valid("\xff", 1));
 }
+
+TEST(domainless_addresses)
+{
+        struct smtp_addr a;
+        size_t end = 0;
+        const unsigned fl = SMTP_ADDR_ALLOW_NO_DOMAIN;
+        CHECK_INT(smtp_addr_parse("<user>", 6, fl, &a, &end), 0);
+        CHECK_STR(a.addr, "user");
+        smtp_addr_done(&a);
+        CHECK_INT(smtp_addr_parse("<\"a b\">", 7, fl, &a, &end), 0);
+        CHECK_STR(a.addr, "a b");
+        smtp_addr_done(&a);
+        /* unquoted it would read as a@b: refused (found by fuzz_smtp_cmd) */
+        CHECK_INT(smtp_addr_parse("<\"a@b\">", 7, fl, &a, &end), -EINVAL);
+        CHECK_INT(smtp_addr_parse("<@r.example:\"x@y\">", 18, fl, &a, &end), -EINVAL);
+}
