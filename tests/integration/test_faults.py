@@ -446,17 +446,33 @@ class PowerCut:
         self.baseline_dirs(list(self.keys))
 
     def restore(self, d, key, made):
-        """Replace d's entries with its durable listing; returns how many entries changed."""
+        """Replace d's entries with its durable listing; returns how many entries changed. A regular file
+        the durable listing still has keeps its inode (its content rolled back in place), as on a real
+        file system after a power cut: local's exactly-once check compares an mbox's device and inode."""
         before = {e.name: e.lstat().st_size for e in d.iterdir()}
+        listing = self.shadow / "list" / key
+        lines = [line.split(" ", 5) for line in (listing.read_text().splitlines() if listing.exists() else [])]
+        wanted = [k for kind, k, *_ in lines if kind != "d"]
+        parked = {}  # durable key -> the surviving inode, moved aside under a temporary name
+        for e in list(d.iterdir()):
+            if e.is_symlink() or not e.is_file():
+                continue
+            st = e.lstat()
+            prefix = f"{os.major(st.st_dev):x}.{os.minor(st.st_dev):x}-{st.st_ino:x}-"
+            k = next((k for k in wanted if k.startswith(prefix) and k not in parked), None)
+            if k:
+                parked[k] = d / f".powercut-restore-{len(parked)}"
+                os.rename(e, parked[k])
+        keep = set(parked.values())
         for e in d.iterdir():
+            if e in keep:
+                continue
             if e.is_dir() and not e.is_symlink():
                 shutil.rmtree(e)
             else:
                 e.unlink()
-        listing = self.shadow / "list" / key
         after = {}
-        for line in (listing.read_text().splitlines() if listing.exists() else []):
-            kind, k, uid, gid, mode, name = line.split(" ", 5)
+        for kind, k, uid, gid, mode, name in lines:
             target = d / name
             if kind == "d":
                 target.mkdir()
@@ -465,14 +481,20 @@ class PowerCut:
                 os.link(made[k], target)  # one inode in two directories: a rename half made durable
             else:
                 data = self.shadow / "data" / k
-                if data.exists():
-                    shutil.copyfile(data, target)
+                content = data.read_bytes() if data.exists() else b""  # named durably, content never synced
+                if k in parked:
+                    os.rename(parked.pop(k), target)
+                    with open(target, "r+b") as f:
+                        f.truncate(0)
+                        f.write(content)
                 else:
-                    target.write_bytes(b"")  # named durably, content never synced
+                    target.write_bytes(content)
                 made[k] = target
             os.chown(target, int(uid), int(gid), follow_symlinks=False)
             os.chmod(target, int(mode, 8))
             after[name] = target.lstat().st_size
+        for leftover in parked.values():  # a durable key listed twice: the extra stays gone
+            leftover.unlink()
         return sum(1 for n in before.keys() | after.keys() if before.get(n) != after.get(n))
 
     def unsupported(self):
