@@ -777,46 +777,47 @@ int queue_read_fd(int fd, char **ret_data, size_t *ret_len)
         return 0;
 }
 
-int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state state, uint64_t done_usec,
-                    const char *dsn_status)
+static bool slot_offset_ok(const struct qfile_rcpt *r)
 {
-        if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
-                return -EINVAL;
-        uint8_t slot[QFILE_STATUS_SLOT_LEN];
-        int k = qfile_encode_slot(state, done_usec, dsn_status, slot);
-        if (k < 0)
-                return k;
-        ssize_t w = pwrite(fd, slot, sizeof slot, (off_t)r->slot_offset);
-        if (w < 0)
-                return -errno;
-        if (w != (ssize_t)sizeof slot)
-                return -EIO;
-        if (fdatasync(fd) < 0)
-                return -errno;
-        return 0;
+        return r->slot_offset >= QFILE_HEADER_LEN && r->slot_offset % QFILE_STATUS_SLOT_LEN == 0;
 }
 
-int queue_write_rcpt_slot(int fd, const struct qfile_rcpt *r, bool sync)
+/* One pwrite() of an encoded slot at r's offset, then (sync) fdatasync(). */
+static int write_slot(int fd, const struct qfile_rcpt *r, const uint8_t slot[static QFILE_STATUS_SLOT_LEN],
+                      bool sync)
 {
-        if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
-                return -EINVAL;
-        uint8_t slot[QFILE_STATUS_SLOT_LEN];
-        int k = qfile_encode_rcpt_slot(r, slot);
-        if (k < 0)
-                return k;
-        ssize_t w = pwrite(fd, slot, sizeof slot, (off_t)r->slot_offset);
+        ssize_t w = pwrite(fd, slot, QFILE_STATUS_SLOT_LEN, (off_t)r->slot_offset);
         if (w < 0)
                 return -errno;
-        if (w != (ssize_t)sizeof slot)
+        if (w != (ssize_t)QFILE_STATUS_SLOT_LEN)
                 return -EIO;
         if (sync && fdatasync(fd) < 0)
                 return -errno;
         return 0;
 }
 
+int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state state, uint64_t done_usec,
+                    const char *dsn_status)
+{
+        if (!slot_offset_ok(r))
+                return -EINVAL;
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        int k = qfile_encode_slot(state, done_usec, dsn_status, slot);
+        return k < 0 ? k : write_slot(fd, r, slot, true);
+}
+
+int queue_write_rcpt_slot(int fd, const struct qfile_rcpt *r, bool sync)
+{
+        if (!slot_offset_ok(r))
+                return -EINVAL;
+        uint8_t slot[QFILE_STATUS_SLOT_LEN];
+        int k = qfile_encode_rcpt_slot(r, slot);
+        return k < 0 ? k : write_slot(fd, r, slot, sync);
+}
+
 int queue_read_rcpt_state(int fd, struct qfile_rcpt *r)
 {
-        if (r->slot_offset < QFILE_HEADER_LEN || r->slot_offset % QFILE_STATUS_SLOT_LEN != 0)
+        if (!slot_offset_ok(r))
                 return -EINVAL;
         uint8_t slot[QFILE_STATUS_SLOT_LEN];
         ssize_t k = pread(fd, slot, sizeof slot, (off_t)r->slot_offset);

@@ -70,20 +70,29 @@ static bool is_program(const char *name)
         return strcmp(base ? base + 1 : argv0, name) == 0;
 }
 
+/* The path fd is open on (via /proc/self/fd); false when it cannot be read. */
+static bool fd_path(int fd, char path[static 4096])
+{
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, path, 4095);
+        if (n < 0)
+                return false;
+        path[n] = 0;
+        return true;
+}
+
 static void maybe_die(int fd)
 {
         const char *spec = getenv("POSTD_FAULTS_KILL_AFTER_FSYNC");
         const char *colon = spec ? strchr(spec, ':') : NULL;
         if (!colon)
                 return;
-        char program[256], proc[64], path[4096];
+        char program[256], path[4096];
         snprintf(program, sizeof program, "%.*s", (int)(colon - spec), spec);
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(proc, path, sizeof path - 1);
         struct stat st;
-        if (n < 0 || fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
+        if (!fd_path(fd, path) || fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
                 return;
-        path[n] = 0;
         if (ends_with(path, colon + 1) && is_program(program))
                 raise(SIGKILL);
 }
@@ -100,16 +109,13 @@ static void note_pwrite(const void *buf, size_t count, ssize_t written)
 static void maybe_die_after_mark(int fd)
 {
         const char *program = getenv("POSTD_FAULTS_KILL_AFTER_MARK");
-        char proc[64], path[4096];
+        char path[4096];
         struct stat st;
         /* 1 delivered, 2 bounced (qfile.h): a final mark, not an attempt (3). */
         if (!program || (last_slot_state != 1 && last_slot_state != 2))
                 return;
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(proc, path, sizeof path - 1);
-        if (n < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        if (!fd_path(fd, path) || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
                 return;
-        path[n] = 0;
         if (strstr(path, "/active/") && is_program(program))
                 raise(SIGKILL);
 }
@@ -120,13 +126,10 @@ static void maybe_die_after_append(int fd)
         const char *colon = spec ? strchr(spec, ':') : NULL;
         if (!colon)
                 return;
-        char program[256], proc[64], path[4096];
+        char program[256], path[4096];
         snprintf(program, sizeof program, "%.*s", (int)(colon - spec), spec);
-        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(proc, path, sizeof path - 1);
-        if (n < 0)
+        if (!fd_path(fd, path))
                 return;
-        path[n] = 0;
         if (strncmp(path, colon + 1, strlen(colon + 1)) != 0 || !is_program(program))
                 return;
         raise(SIGKILL);
