@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /*
- * Protocol (src/lib/ipc.h framing). smtpd keeps one connection per process and sends:
+ * Protocol (src/lib/proto/ipc.h framing). smtpd keeps one connection per process and sends:
  *
  *   {req=connect|disconnect|message|rcpt|auth, ident=SERVICE:ADDR}
  *

@@ -57,7 +57,7 @@ struct cleanup {
         struct commit *commit;
 };
 
-/* session.c: one submission per connection (src/lib/mail_proto.h, protocol 1). */
+/* session.c: one submission per connection (src/lib/proto/mail_proto.h, protocol 1). */
 void session_start(struct cleanup *c, int fd);
 /* The group commit finished this session's file: result 0 = durable, else a negative errno. */
 void session_committed(struct session *s, int result);

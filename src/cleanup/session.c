@@ -1,4 +1,4 @@
-/* session.c: one submission per connection: open, envelope, content, end (src/lib/mail_proto.h). */
+/* session.c: one submission per connection: open, envelope, content, end (src/lib/proto/mail_proto.h). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>

@@ -77,7 +77,7 @@ int main(void)
         for (size_t i = 0; i < n; i++)
                 inert += !!(t[i].flags & PARAM_F_INERT);
 
-        printf(".\\\" postconf.5: generated at build time by src/doc/postconf5.c from src/lib/params.c; do "
+        printf(".\\\" postconf.5: generated at build time by src/doc/postconf5.c from src/lib/config/params.c; do "
                "not edit.\n"
                ".TH POSTCONF 5 2026 postd \"postd manual\"\n"
                ".SH NAME\n"

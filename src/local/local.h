@@ -16,8 +16,6 @@
 #include "queue.h"
 #include "resolve.h"
 
-/* How long local waits for qmgr's request. */
-#define LOCAL_REQUEST_TIMEOUT_MS (60 * 1000)
 /* Alias expansion: nesting depth and the number of final destinations of one recipient. */
 #define ALIAS_DEPTH_MAX   20
 #define ALIAS_TARGETS_MAX 1000
@@ -82,8 +80,11 @@ struct local_status {
         char reason[LOCAL_REASON_MAX];
 };
 
+/* status.c */
 void local_status_set(struct local_status *st, enum local_result result, const char *dsn, const char *fmt,
                       ...) _printf_(4, 5);
+/* Fold one destination's outcome into a recipient's total: deferred over bounced over sent. */
+void local_status_merge(struct local_status *total, const struct local_status *one, bool *first);
 
 /* ---- alias.c ---- */
 

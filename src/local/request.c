@@ -8,25 +8,12 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "agent.h"
 #include "alloc.h"
 #include "delivery_request.h"
 #include "ipc.h"
 #include "local.h"
 #include "log.h"
-
-void local_status_set(struct local_status *st, enum local_result result, const char *dsn, const char *fmt,
-                      ...)
-{
-        st->result = result;
-        snprintf(st->dsn, sizeof st->dsn, "%s", dsn);
-        /* soft_bounce before anything logs it: the line says deferred, as the queue will. */
-        if (result == LOCAL_BOUNCED && delivery_soft_bounce_dsn(st->dsn, sizeof st->dsn))
-                st->result = LOCAL_DEFERRED;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(st->reason, sizeof st->reason, fmt, ap);
-        va_end(ap);
-}
 
 /* What the headers say about loops: the Received: count and the Delivered-To: values. */
 struct loop_info {
@@ -90,16 +77,6 @@ static void log_result(struct request *rq, const char *to, const char *orig_to,
                      st->result == LOCAL_SENT ? sent_text : st->reason);
 }
 
-/* Worse result wins: deferred (try again) over bounced over sent. */
-static void merge(struct local_status *total, const struct local_status *one, bool *first)
-{
-        int rank_one = one->result == LOCAL_DEFERRED ? 2 : one->result == LOCAL_BOUNCED ? 1 : 0;
-        int rank_total = total->result == LOCAL_DEFERRED ? 2 : total->result == LOCAL_BOUNCED ? 1 : 0;
-        if (*first || rank_one > rank_total)
-                *total = *one;
-        *first = false;
-}
-
 /* ---- one recipient's expansion ---- */
 
 /* Everything one queue recipient turns into: delivered in turn, remote addresses collected to forward. */
@@ -158,7 +135,7 @@ static void rcpt_result(struct rcpt_ctx *c, const char *to, const struct local_s
 {
         const char *orig = streq(to, c->addr) ? c->rcpt->orig_rcpt : c->orig;
         log_result(c->rq, to, orig, st, sent_text);
-        merge(&c->total, st, &c->first);
+        local_status_merge(&c->total, st, &c->first);
 }
 
 static void rcpt_fail(struct rcpt_ctx *c, const char *to, enum local_result result, const char *dsn,
@@ -720,56 +697,17 @@ static void deliver_all(struct request *rq, const struct delivery_request *dr, i
         }
 }
 
+/* One request with its queue file open: the loop checks' header scan, then every recipient. */
+static void serve_request(void *userdata, const struct delivery_request *dr, int qfd, struct qfile_msg *msg,
+                          struct delivery_times *t, struct ipc_msg *reply)
+{
+        struct request rq = {.l = userdata, .queue_id = dr->queue_id, .msg = msg, .times = *t};
+        scan_headers(msg->content, msg->content_len, &rq.loops);
+        deliver_all(&rq, dr, qfd, reply);
+        strv_free(&rq.loops.delivered_to);
+}
+
 void local_serve(struct local *l, int fd)
 {
-        struct ipc_msg req = IPC_MSG_INIT;
-        int r = ipc_recv(fd, &req, LOCAL_REQUEST_TIMEOUT_MS);
-        if (r < 0) {
-                msg_warn("read delivery request: %s", strerror(-r));
-                return;
-        }
-        uint64_t agent_usec = delivery_now_usec();
-        struct delivery_request dr;
-        const char *why = NULL;
-        r = delivery_request_parse(&req, &dr, &why);
-        ipc_msg_free(&req);
-        struct ipc_msg reply = IPC_MSG_INIT;
-        if (r < 0 || !dr.queue_named || dr.queue != QUEUE_ACTIVE) {
-                msg_warn("bad delivery request (req, queue_id or queue missing or invalid)");
-                delivery_reply_defer_all(&reply, &dr, "bad delivery request");
-                ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
-                ipc_msg_free(&reply);
-                delivery_request_free(&dr);
-                return;
-        }
-
-        /* Only these recipients' slots are locked, until the reply is sent: other batches of the message
-         * go on in parallel. */
-        size_t n_idx = 0, len = 0;
-        _cleanup_free_ size_t *wanted = delivery_request_indexes(&dr, &n_idx);
-        _cleanup_close_ int qfd = -1;
-        _cleanup_free_ char *data = NULL;
-        struct qfile_msg msg = {0};
-        r = queue_open_for_delivery(l->queue, dr.queue_id, QUEUE_ACTIVE, wanted, n_idx, &qfd, &data, &len,
-                                    &msg);
-        if (r < 0) {
-                msg_warn("%s: open queue file: %s", dr.queue_id, strerror(-r));
-                delivery_reply_defer_all(&reply, &dr, "queue file unavailable");
-                ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
-        } else {
-                struct request rq = {.l = l, .queue_id = dr.queue_id, .msg = &msg};
-                rq.times.arrival_usec = dr.arrival_usec ? dr.arrival_usec : msg.arrival_usec;
-                rq.times.active_usec = dr.active_usec ? dr.active_usec : agent_usec;
-                rq.times.agent_usec = agent_usec;
-                rq.times.conn_usec = agent_usec;
-                scan_headers(msg.content, msg.content_len, &rq.loops);
-                deliver_all(&rq, &dr, qfd, &reply);
-                strv_free(&rq.loops.delivered_to);
-                r = ipc_send(fd, &reply, LOCAL_REQUEST_TIMEOUT_MS);
-                if (r < 0)
-                        msg_warn("%s: send reply to qmgr: %s", dr.queue_id, strerror(-r));
-        }
-        ipc_msg_free(&reply);
-        delivery_request_free(&dr);
-        qfile_msg_free(&msg);
+        agent_serve_request(l->queue, fd, serve_request, l);
 }

@@ -11,6 +11,7 @@
 #include "queue_space.h"
 #include "service.h"
 #include "smtpd.h"
+#include "tls_policy.h"
 
 static enum smtpd_bare_newline parse_bare_newline(const char *v)
 {
@@ -36,14 +37,15 @@ static enum smtpd_tls_level parse_tls_level(struct config *c)
                         return SMTPD_TLS_ENCRYPT;
                 return config_get_bool(c, "smtpd_use_tls") ? SMTPD_TLS_MAY : SMTPD_TLS_NONE;
         }
-        if (strcasecmp(v, "none") == 0)
+        /* The client's level syntax (tls_policy.c); a server has only the first three. */
+        switch (tls_level_parse(v)) {
+        case TLS_NONE: return SMTPD_TLS_NONE;
+        case TLS_MAY: return SMTPD_TLS_MAY;
+        case TLS_ENCRYPT: return SMTPD_TLS_ENCRYPT;
+        default:
+                msg_warn("invalid smtpd_tls_security_level value \"%s\": using \"none\"", v);
                 return SMTPD_TLS_NONE;
-        if (strcasecmp(v, "may") == 0)
-                return SMTPD_TLS_MAY;
-        if (strcasecmp(v, "encrypt") == 0)
-                return SMTPD_TLS_ENCRYPT;
-        msg_warn("invalid smtpd_tls_security_level value \"%s\": using \"none\"", v);
-        return SMTPD_TLS_NONE;
+        }
 }
 
 /* The key file is root's (mode 0600 on a real system): load it before privileges are dropped. */

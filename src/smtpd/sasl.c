@@ -1,7 +1,7 @@
 /* sasl.c: smtpd's AUTH backend: Dovecot's auth service (smtpd_sasl_type = dovecot), one connection a
  * session.
  *
- * Why worker threads (src/lib/worker.h) and blocking I/O rather than io sources on the loop: an AUTH
+ * Why worker threads (src/lib/util/worker.h) and blocking I/O rather than io sources on the loop: an AUTH
  * conversation is a handful of strictly alternating request/answer lines on a connection that only one
  * session uses, once per session at most; each step ("connect and read the handshake", "send AUTH,
  * read the answer", "send CONT, read the answer") is one short blocking function with its own

@@ -114,7 +114,7 @@ struct session {
         struct rcpt *rcpts;
         size_t n_rcpts;
         size_t rcpt_attempts;
-        struct submit *sub;
+        struct cleanup_submit *sub; /* the message being handed to cleanup */
         char *queue_id;
         struct smtp_cmd pending_rcpt; /* accepted, waiting for cleanup's open reply */
         bool opening, ending;
@@ -232,7 +232,7 @@ static void params_free(struct smtp_cmd_params *p)
 /* Forget the transaction; an open cleanup connection is dropped, so cleanup removes its file. */
 static void reset_transaction(struct session *s)
 {
-        submit_close(s->sub);
+        cleanup_submit_free(s->sub);
         s->sub = NULL;
         free(s->queue_id);
         s->queue_id = NULL;
@@ -287,8 +287,9 @@ static void cleanup_failed_reply(struct session *s)
         reply(s, "451 4.3.0 Error: queue file write error");
 }
 
-static void on_opened(struct session *s, int status, const char *queue_id, const char *reason)
+static void on_opened(void *userdata, int status, const char *queue_id, const char *reason)
 {
+        struct session *s = userdata;
         s->opening = false;
         if (status == 0) {
                 s->queue_id = xstrdup(queue_id);
@@ -303,7 +304,7 @@ static void on_opened(struct session *s, int status, const char *queue_id, const
                 reply(s, "250 2.1.5 Ok");
         } else {
                 msg_warn("cleanup refused a new message from %s: %s", s->client, reason);
-                submit_close(s->sub);
+                cleanup_submit_free(s->sub);
                 s->sub = NULL;
                 cleanup_failed_reply(s);
         }
@@ -314,8 +315,9 @@ static void on_opened(struct session *s, int status, const char *queue_id, const
         finish(s);
 }
 
-static void on_finished(struct session *s, int status, const char *dsn, const char *reason)
+static void on_finished(void *userdata, int status, const char *dsn, const char *reason)
 {
+        struct session *s = userdata;
         s->ending = false;
         s->last_cmd = "END-OF-MESSAGE";
         if (status == 0) {
@@ -337,13 +339,14 @@ static void on_finished(struct session *s, int status, const char *dsn, const ch
         finish(s);
 }
 
-static void on_drained(struct session *s)
+static void on_drained(void *userdata)
 {
+        struct session *s = userdata;
         pump(s);
         finish(s);
 }
 
-static const struct submit_ops submit_ops = {
+static const struct cleanup_submit_ops submit_ops = {
         .opened = on_opened,
         .finished = on_finished,
         .drained = on_drained,
@@ -355,11 +358,11 @@ static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         msg_warn("timeout waiting for cleanup (%s) for %s", s->srv->cleanup_path, s->client);
         if (s->opening) {
                 s->opening = false;
-                submit_close(s->sub);
+                cleanup_submit_free(s->sub);
                 s->sub = NULL;
                 smtp_cmd_done(&s->pending_rcpt);
                 cleanup_failed_reply(s);
-        } else if (s->ending && submit_abort(s->sub) == 0) {
+        } else if (s->ending && cleanup_submit_abort(s->sub) == 0) {
                 /* No 451 yet: the commit may still succeed, and a 451 then makes the client send it again.
                  * cleanup's answer to the abort says for sure whether it is queued. */
                 msg_warn("%s: no answer from cleanup in %d s after the end of the message; "
@@ -667,8 +670,8 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                 return;
         }
         /* The first accepted recipient opens the queue file: cleanup names it now. */
-        if (submit_open(service_event(s->srv->service), s->srv->cleanup_path, s->srv->cleanup_private_path,
-                        &submit_ops, s, &s->sub) < 0) {
+        if (cleanup_submit_open(service_event(s->srv->service), s->srv->cleanup_path,
+                                s->srv->cleanup_private_path, "smtpd", &submit_ops, s, &s->sub) < 0) {
                 s->sub = NULL;
                 cleanup_failed_reply(s);
                 return;
@@ -693,7 +696,7 @@ static const char *notify_text(unsigned n, char *buf, size_t size)
 
 static int send_to_cleanup(const struct ipc_msg *m, void *userdata)
 {
-        return submit_send(userdata, m);
+        return cleanup_submit_send(userdata, m);
 }
 
 /* The recipients ahead of the envelope, in as many {req=rcpt} messages as they take: no count limit. */
@@ -773,7 +776,7 @@ static int send_envelope(struct session *s)
         struct ipc_msg m = IPC_MSG_INIT;
         r = ipc_msg_add_group(&m, kv, n);
         if (r >= 0)
-                r = submit_send(s->sub, &m);
+                r = cleanup_submit_send(s->sub, &m);
         ipc_msg_free(&m);
         return r;
 }
@@ -783,8 +786,8 @@ static int data_line(const char *p, size_t len, unsigned flags, void *userdata)
         struct session *s = userdata;
         if (s->data_failed || !s->sub)
                 return 0;
-        if (submit_content(s->sub, p, len) < 0 ||
-            (!(flags & SMTP_DATA_LINE_PARTIAL) && submit_content(s->sub, "\n", 1) < 0))
+        if (cleanup_submit_content(s->sub, p, len) < 0 ||
+            (!(flags & SMTP_DATA_LINE_PARTIAL) && cleanup_submit_content(s->sub, "\n", 1) < 0))
                 s->data_failed = true;
         return 0;
 }
@@ -841,7 +844,7 @@ static void data_end(struct session *s)
         }
         smtp_data_done(&s->data);
         s->in_data = false;
-        if (s->data_failed || submit_end(s->sub) < 0) {
+        if (s->data_failed || cleanup_submit_end(s->sub) < 0) {
                 msg_warn("%s: cannot send the message to %s", s->queue_id, s->srv->cleanup_path);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
@@ -1189,7 +1192,7 @@ static bool output_full(const struct session *s)
 static bool waiting(const struct session *s)
 {
         return s->lookup || s->opening || s->ending || s->sasl_busy || s->tls_handshaking ||
-               s->tls_start_after_flush || s->paused || submit_backlogged(s->sub) || output_full(s);
+               s->tls_start_after_flush || s->paused || cleanup_submit_backlogged(s->sub) || output_full(s);
 }
 
 /* Handle what the input buffer holds. Returns true when something was consumed. */
@@ -1398,8 +1401,8 @@ static bool can_read(const struct session *s)
 {
         /* Nothing is read before the greeting's lookup ends: a wrapper-mode client's first bytes are TLS. */
         return !s->lookup && !s->eof && !s->closing && !s->dead && !s->tls_handshaking &&
-               !s->tls_start_after_flush && s->in.len < SMTPD_INPUT_MAX && !submit_backlogged(s->sub) &&
-               !output_full(s);
+               !s->tls_start_after_flush && s->in.len < SMTPD_INPUT_MAX &&
+               !cleanup_submit_backlogged(s->sub) && !output_full(s);
 }
 
 /* Read what is there. Returns true when bytes arrived. */

@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "buf.h"
+#include "cleanup_submit.h"
 #include "config.h"
 #include "ipc.h"
 #include "netaddr.h"
@@ -17,12 +18,6 @@
 #define SMTPD_INPUT_MAX (64u * 1024)
 /* Replies waiting for the client; a client that does not read them stops being read from. */
 #define SMTPD_OUTPUT_MAX (64u * 1024)
-/* Content queued for cleanup but not yet written; reading the client pauses above this. */
-#define SMTPD_CLEANUP_BACKLOG_MAX (256u * 1024)
-/* cleanup's listen backlog full (EAGAIN): retry after 10 ms, doubling up to 200 ms, for at most 10 s. */
-#define SUBMIT_CONNECT_PAUSE_USEC     (10ULL * 1000)
-#define SUBMIT_CONNECT_PAUSE_MAX_USEC (200ULL * 1000)
-#define SUBMIT_CONNECT_PATIENCE_USEC  (10ULL * 1000000)
 /* Bytes of pipelined input quoted in the "improper command pipelining" log line. */
 #define SMTPD_PIPELINING_LOG_MAX 100
 /* Length of a HELO/EHLO argument kept for logs and the envelope. */
@@ -41,8 +36,8 @@ struct smtpd {
         struct service *service;
         struct config *config;
         char *myhostname;
-        char *myorigin; /* qualifies MAIL FROM:<user> when append_at_myorigin is set */
-        char *content_filter; /* "transport:destination" for cleanup's queue file; "" none */
+        char *myorigin;         /* qualifies MAIL FROM:<user> when append_at_myorigin is set */
+        char *content_filter;   /* "transport:destination" for cleanup's queue file; "" none */
         char *receive_override; /* receive_override_options, for cleanup; "" none */
         bool append_at_myorigin;
         char *banner;
@@ -263,37 +258,6 @@ bool tls_conn_pending(struct tls_conn *c);
 char *tls_conn_describe(struct tls_conn *c);
 /* The last OpenSSL error for a log line (static storage). */
 const char *tls_last_error(void);
-
-/* ---- submit.c: the cleanup client (src/lib/mail_proto.h, protocol 1) ---- */
-
-struct submit;
-struct submit_ops {
-        /* cleanup answered {req=open}: status 0 with the queue ID, or failure (reply text for RCPT). */
-        void (*opened)(struct session *s, int status, const char *queue_id, const char *reason);
-        /* cleanup answered {req=end}: status 0 queued; else dsn and reason from cleanup. */
-        void (*finished)(struct session *s, int status, const char *dsn, const char *reason);
-        /* Content backlog drained below SMTPD_CLEANUP_BACKLOG_MAX: the session may read again. */
-        void (*drained)(struct session *s);
-};
-
-/*
- * Connect (non-blocking) and send {req=open}; <0 with a warning logged naming the socket. fallback (or
- * NULL) is tried when path does not exist (master.cf's "private" column decides where cleanup listens).
- */
-int submit_open(sd_event *e, const char *path, const char *fallback, const struct submit_ops *ops,
-                struct session *owner, struct submit **ret);
-/* Drop the connection: before {req=end} cleanup removes the file. NULL is fine. */
-void submit_close(struct submit *sub);
-/* Queue one message (the envelope) for cleanup. */
-int submit_send(struct submit *sub, const struct ipc_msg *m);
-/* Content bytes (LF line ends); queued in chunks of MAIL_PROTO_CHUNK_MAX. */
-int submit_content(struct submit *sub, const char *p, size_t n);
-/* Flush the content and send {req=end}; the answer comes through ops->finished. */
-int submit_end(struct submit *sub);
-/* After submit_end, no answer in time: ask cleanup to cancel ({req=abort}); its answer to that is final.
- * -EALREADY when asked before. */
-int submit_abort(struct submit *sub);
-bool submit_backlogged(const struct submit *sub);
 
 /* ---- sasl.c: AUTH through Dovecot's auth service (smtpd_sasl_type = dovecot) ---- */
 

@@ -1,7 +1,7 @@
 """mailproto.py: a small Python client of postd's ipc.h frames and of the submission protocol.
 
-Frames (src/lib/ipc.h): u32 big-endian body length, then attributes, each u8 name length, name,
-u32 big-endian value length, value. The submission protocol (src/lib/mail_proto.h, part 1):
+Frames (src/lib/proto/ipc.h): u32 big-endian body length, then attributes, each u8 name length, name,
+u32 big-endian value length, value. The submission protocol (src/lib/proto/mail_proto.h, part 1):
 {req=open} -> {status, queue_id}; {req=envelope, sender, rcpt...}; {req=content, data}...;
 {req=end} -> {status=0, queue_id} once the message is durably queued, else {status, dsn, reason}.
 """

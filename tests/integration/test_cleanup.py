@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from conftest import BIN
+from conftest import tool
 from mailinstance import wait_for
 from mailproto import Conn, Submission, submit, submit_full
 
@@ -35,7 +35,7 @@ def incoming_entries(inst):
 
 def dump(inst, qid):
     """Decode incoming/QID with qfile-dump: (envelope lines, content bytes)."""
-    r = subprocess.run([str(BIN / "qfile-dump"), str(inst.spool / "incoming" / qid)], capture_output=True,
+    r = subprocess.run([tool("qfile-dump"), str(inst.spool / "incoming" / qid)], capture_output=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr.decode()
     head, content = r.stdout.split(b"content:\n", 1)

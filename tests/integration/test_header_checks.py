@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, run
+from conftest import run, tool
 from mailinstance import TEST_USER, wait_for
 
 RCPT = f"{TEST_USER}@localhost"
@@ -100,7 +100,7 @@ def queued_id(inst, subject):
 
 
 def dump(path):
-    r = subprocess.run([str(BIN / "qfile-dump"), str(path)], capture_output=True, timeout=10)
+    r = subprocess.run([tool("qfile-dump"), str(path)], capture_output=True, timeout=10)
     assert r.returncode == 0, r.stderr
     return r.stdout.decode(errors="replace")
 

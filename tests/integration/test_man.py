@@ -62,8 +62,8 @@ def test_every_installed_command_has_a_page(dest):
 
 
 def table_entries():
-    """(name, flags text) of each entry of src/lib/params.c, the one parameter table."""
-    s = (ROOT / "src/lib/params.c").read_text()
+    """(name, flags text) of each entry of src/lib/config/params.c, the one parameter table."""
+    s = (ROOT / "src/lib/config/params.c").read_text()
     body = s[s.index("static const struct param_def params[] = {"):]
     body = body[:body.index("\n};") + 1]
     return re.findall(r'\{"(\w+)",\s*PARAM_\w+,(.*?)\},?\n', body, re.S)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, run
+from conftest import run, tool
 from mailinstance import DEFAULT_MASTER_CF, wait_for, wake_pickup
 
 SMTPD_CLEANUP = ("{port}    inet  n       -       n       -       -       smtpd\n"
@@ -22,7 +22,7 @@ def rcpt(i, domain="many.example"):
 
 
 def dump(inst, queue, qid):
-    r = subprocess.run([str(BIN / "qfile-dump"), str(inst.spool / queue / qid)], capture_output=True,
+    r = subprocess.run([tool("qfile-dump"), str(inst.spool / queue / qid)], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     return r.stdout.split("content:\n", 1)[0].splitlines()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BIN
+from conftest import tool
 from mailinstance import DEFAULT_MASTER_CF, free_port, wait_for
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
@@ -213,7 +213,7 @@ def queue_attrs(inst, qid):
         p = find_queue_file(inst, qid)
         if not p:
             return None
-        r = subprocess.run([str(BIN / "qfile-dump"), str(p)], capture_output=True, timeout=10)
+        r = subprocess.run([tool("qfile-dump"), str(p)], capture_output=True, timeout=10)
         return r.stdout.decode(errors="replace") if r.returncode == 0 else None
 
     return wait_for(dump, 20, f"queue file {qid}")

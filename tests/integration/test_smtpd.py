@@ -11,7 +11,7 @@ import pytest
 
 import mailproto
 from smtpraw import Raw
-from conftest import BIN, require
+from conftest import BIN, require, tool
 from mailinstance import MAIL_OWNER, TEST_USER, wait_for
 
 SMTPD_ONLY = "{port}    inet  n       -       n       -       -       smtpd\n"
@@ -40,7 +40,7 @@ def wait_port(port, timeout=10.0):
 
 def queued(inst, qid):
     """The queue file incoming/QID as qfile-dump prints it: (envelope and attribute lines, content)."""
-    r = subprocess.run([str(BIN / "qfile-dump"), str(inst.spool / "incoming" / qid)], capture_output=True,
+    r = subprocess.run([tool("qfile-dump"), str(inst.spool / "incoming" / qid)], capture_output=True,
                        timeout=30)
     assert r.returncode == 0, r.stderr
     head, content = r.stdout.split(b"content:\n", 1)

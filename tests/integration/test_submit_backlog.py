@@ -1,5 +1,5 @@
 """test_submit_backlog.py: a burst of sessions that fills cleanup's listen backlog waits for room instead of
-getting 451 (smtpd retries the connection with growing pauses, src/smtpd/submit.c)."""
+getting 451 (smtpd retries the connection with growing pauses, src/lib/proto/cleanup_submit.c)."""
 import os
 import resource
 import signal

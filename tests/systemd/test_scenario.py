@@ -11,7 +11,7 @@ import pytest
 
 from nspawn import installed_box, wait_for
 
-# Must equal src/lib/catalog.h and the "-- ID" lines of units/postfix.catalog.
+# Must equal src/lib/util/catalog.h and the "-- ID" lines of units/postfix.catalog.
 CATALOG_INET_DISABLED = "9dfda8f456ee4f09b81dcfd031582f6b"
 PORTS = {"dept1": 2525, "dept2": 10025, "-": 25}
 USER = "mailuser"

@@ -46,7 +46,7 @@ def stage(dest):
         f"{p['command']}/postfix": BUILD / "src/postfix",
         f"{p['command']}/postmulti": BUILD / "src/postmulti",
         f"{p['daemon']}/master": BUILD / "src/master",
-        f"{p['daemon']}/echo-service": BUILD / "src/echo-service",
+        f"{p['daemon']}/echo-service": BUILD / "tests/echo-service",
         f"{p['generators']}/postfix-generator": BUILD / "src/postfix-generator",
         f"{p['units']}/postfix@.service": BUILD / "units/postfix@.service",
         f"{p['units']}/postfix@-.service.d/default-instance.conf": BUILD / "units/default-instance.conf",

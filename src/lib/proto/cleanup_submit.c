@@ -1,4 +1,5 @@
-/* submit.c: smtpd's side of the submission protocol to cleanup (mail_proto.h, protocol 1), non-blocking. */
+/* cleanup_submit.c: the client end of cleanup's submission protocol (mail_proto.h, protocol 1), non-blocking,
+ * on an sd-event loop: smtpd's, or the private loop of the blocking wrapper in cleanup_client.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -9,22 +10,23 @@
 #include <sys/un.h>
 
 #include "alloc.h"
+#include "cleanup_submit.h"
 #include "log.h"
 #include "mail_proto.h"
 #include "queue.h"
-#include "smtpd.h"
 
 enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_ENDING, SUBMIT_DONE };
 
-struct submit {
-        struct session *owner;
-        const struct submit_ops *ops;
+struct cleanup_submit {
+        void *owner;
+        const struct cleanup_submit_ops *ops;
+        char *origin;
         char *path;
         char *qid; /* from the open reply */
         int fd;
         sd_event_source *src;
         sd_event_source *retry; /* connecting again after a full listen backlog (EAGAIN) */
-        uint64_t retry_usec;    /* the next pause; doubles up to SUBMIT_CONNECT_PAUSE_MAX_USEC */
+        uint64_t retry_usec;    /* the next pause; doubles up to CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC */
         uint64_t give_up_usec;  /* CLOCK_MONOTONIC */
         struct ipc_conn conn;
         enum submit_state state;
@@ -34,17 +36,27 @@ struct submit {
         bool aborted;     /* {req=abort} sent */
 };
 
-static size_t backlog(const struct submit *sub)
+static size_t backlog(const struct cleanup_submit *sub)
 {
         return sub->conn.out.len - sub->conn.out_off;
 }
 
-bool submit_backlogged(const struct submit *sub)
+bool cleanup_submit_backlogged(const struct cleanup_submit *sub)
 {
-        return sub && backlog(sub) > SMTPD_CLEANUP_BACKLOG_MAX;
+        return sub && backlog(sub) > CLEANUP_SUBMIT_BACKLOG_MAX;
 }
 
-static void update_events(struct submit *sub)
+size_t cleanup_submit_unsent(const struct cleanup_submit *sub)
+{
+        return backlog(sub);
+}
+
+bool cleanup_submit_failed(const struct cleanup_submit *sub)
+{
+        return sub->failed;
+}
+
+static void update_events(struct cleanup_submit *sub)
 {
         uint32_t ev = EPOLLIN | (ipc_conn_want_write(&sub->conn) ? EPOLLOUT : 0);
         sd_event_source_set_io_events(sub->src, ev);
@@ -72,7 +84,7 @@ static int queued_in(struct queue *q, enum queue_name n, const char *qid)
  * directory fsync. Then the message is queued and the answer must be 250: a 451 would make the client
  * send it again, a duplicate.
  */
-static bool queued_anyway(const struct submit *sub)
+static bool queued_anyway(const struct cleanup_submit *sub)
 {
         if (!sub->qid)
                 return false;
@@ -93,7 +105,7 @@ static bool queued_anyway(const struct submit *sub)
 }
 
 /* Tell the owner about a broken connection at the step that waits for an answer; may free sub. */
-static void broken(struct submit *sub, const char *why)
+static void broken(struct cleanup_submit *sub, const char *why)
 {
         enum submit_state st = sub->state;
         msg_warn("%s: %s", sub->path, why);
@@ -109,7 +121,7 @@ static void broken(struct submit *sub, const char *why)
                 sub->ops->finished(sub->owner, 4, "4.3.0", "queue file write error");
 }
 
-static void on_reply(struct submit *sub, const struct ipc_msg *m)
+static void on_reply(struct cleanup_submit *sub, const struct ipc_msg *m)
 {
         long long status = 4;
         if (ipc_msg_get_int(m, "status", &status) < 0)
@@ -140,14 +152,14 @@ static void on_reply(struct submit *sub, const struct ipc_msg *m)
 
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
-        struct submit *sub = userdata;
+        struct cleanup_submit *sub = userdata;
         if (revents & EPOLLOUT) {
                 int r = ipc_conn_flush(&sub->conn);
                 if (r < 0 && r != -EAGAIN) {
                         broken(sub, strerror(-r));
                         return 0;
                 }
-                if (sub->backlogged && !submit_backlogged(sub)) {
+                if (sub->backlogged && !cleanup_submit_backlogged(sub)) {
                         sub->backlogged = false;
                         update_events(sub);
                         sub->ops->drained(sub->owner); /* may free sub */
@@ -200,7 +212,7 @@ static int connect_unix(const char *path, int *ret_fd)
 }
 
 /* Connected: watch the socket and send {req=open}; <0 (logged) when that fails. */
-static int start_open(struct submit *sub, int fd)
+static int start_open(struct cleanup_submit *sub, int fd)
 {
         sub->fd = fd;
         ipc_conn_init(&sub->conn, fd);
@@ -210,10 +222,10 @@ static int start_open(struct submit *sub, int fd)
                 return r;
         }
         struct ipc_msg m = IPC_MSG_INIT;
-        const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", "smtpd", 5}};
+        const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", sub->origin, strlen(sub->origin)}};
         r = ipc_msg_add_group(&m, kv, ELEMENTSOF(kv));
         if (r >= 0)
-                r = submit_send(sub, &m);
+                r = cleanup_submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r < 0)
                 msg_warn("send to %s: %s", sub->path, strerror(-r));
@@ -222,17 +234,17 @@ static int start_open(struct submit *sub, int fd)
 
 /*
  * cleanup's listen backlog was full (a burst of sessions reaching RCPT at once): try again after a short,
- * growing pause instead of answering 451, for at most SUBMIT_CONNECT_PATIENCE_USEC.
+ * growing pause instead of answering 451, for at most CLEANUP_SUBMIT_CONNECT_PATIENCE_USEC.
  */
 static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
 {
-        struct submit *sub = userdata;
+        struct cleanup_submit *sub = userdata;
         int fd = -1;
         int r = connect_unix(sub->path, &fd);
         if (r == -EAGAIN && usec < sub->give_up_usec) {
-                sub->retry_usec = sub->retry_usec * 2 < SUBMIT_CONNECT_PAUSE_MAX_USEC
+                sub->retry_usec = sub->retry_usec * 2 < CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC
                                           ? sub->retry_usec * 2
-                                          : SUBMIT_CONNECT_PAUSE_MAX_USEC;
+                                          : CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC;
                 sd_event_source_set_time(src, usec + sub->retry_usec);
                 sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
                 return 0;
@@ -252,8 +264,8 @@ static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
-int submit_open(sd_event *e, const char *path, const char *fallback, const struct submit_ops *ops,
-                struct session *owner, struct submit **ret)
+int cleanup_submit_open(sd_event *e, const char *path, const char *fallback, const char *origin,
+                        const struct cleanup_submit_ops *ops, void *owner, struct cleanup_submit **ret)
 {
         int fd = -1;
         int r = connect_unix(path, &fd);
@@ -265,22 +277,23 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
                 msg_warn("connect to %s: %s", path, strerror(-r));
                 return r;
         }
-        struct submit *sub = xcalloc(1, sizeof(*sub));
+        struct cleanup_submit *sub = xcalloc(1, sizeof(*sub));
         sub->owner = owner;
         sub->ops = ops;
         sub->path = xstrdup(path);
+        sub->origin = xstrdup(origin);
         sub->fd = -1;
         uint64_t now = 0;
         sd_event_now(e, CLOCK_MONOTONIC, &now);
-        sub->retry_usec = SUBMIT_CONNECT_PAUSE_USEC;
-        sub->give_up_usec = now + SUBMIT_CONNECT_PATIENCE_USEC;
+        sub->retry_usec = CLEANUP_SUBMIT_CONNECT_PAUSE_USEC;
+        sub->give_up_usec = now + CLEANUP_SUBMIT_CONNECT_PATIENCE_USEC;
         /* The retry timer also carries the event loop for start_open(). */
         int k = sd_event_add_time(e, &sub->retry, CLOCK_MONOTONIC, now + sub->retry_usec, 0, on_retry, sub);
         if (k < 0) {
                 msg_warn("retry timer: %s", strerror(-k));
                 if (fd >= 0)
                         close(fd);
-                submit_close(sub);
+                cleanup_submit_free(sub);
                 return k;
         }
         if (r == -EAGAIN) {
@@ -292,14 +305,14 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
         if (r < 0) {
                 if (sub->fd < 0)
                         close(fd);
-                submit_close(sub);
+                cleanup_submit_free(sub);
                 return r;
         }
         *ret = sub;
         return 0;
 }
 
-void submit_close(struct submit *sub)
+void cleanup_submit_free(struct cleanup_submit *sub)
 {
         if (!sub)
                 return;
@@ -311,6 +324,7 @@ void submit_close(struct submit *sub)
         buf_free(&sub->chunk);
         free(sub->qid);
         free(sub->path);
+        free(sub->origin);
         free(sub);
 }
 
@@ -318,19 +332,19 @@ void submit_close(struct submit *sub)
  * ipc_conn_flush() empties the output buffer only once all of it is sent. While cleanup takes the content a
  * little slower than the client sends it, that never happens, and the part already sent would stay in
  * front of each new frame: the buffer would grow with the message although the backlog stays under
- * SMTPD_CLEANUP_BACKLOG_MAX. Drop the sent part once it is that large (amortised: at most one move of the
- * backlog per SMTPD_CLEANUP_BACKLOG_MAX bytes sent).
+ * CLEANUP_SUBMIT_BACKLOG_MAX. Drop the sent part once it is that large (amortised: at most one move of the
+ * backlog per CLEANUP_SUBMIT_BACKLOG_MAX bytes sent).
  */
 static void drop_sent_output(struct ipc_conn *c)
 {
-        if (c->out_off < SMTPD_CLEANUP_BACKLOG_MAX)
+        if (c->out_off < CLEANUP_SUBMIT_BACKLOG_MAX)
                 return;
         memmove(c->out.data, c->out.data + c->out_off, c->out.len - c->out_off);
         buf_truncate(&c->out, c->out.len - c->out_off);
         c->out_off = 0;
 }
 
-int submit_send(struct submit *sub, const struct ipc_msg *m)
+int cleanup_submit_send(struct cleanup_submit *sub, const struct ipc_msg *m)
 {
         if (sub->failed)
                 return -EPIPE;
@@ -343,13 +357,13 @@ int submit_send(struct submit *sub, const struct ipc_msg *m)
                 sub->failed = true;
                 return r;
         }
-        if (submit_backlogged(sub))
+        if (cleanup_submit_backlogged(sub))
                 sub->backlogged = true;
         update_events(sub);
         return 0;
 }
 
-static int send_chunk(struct submit *sub)
+static int send_chunk(struct cleanup_submit *sub)
 {
         if (sub->chunk.len == 0)
                 return 0;
@@ -358,13 +372,13 @@ static int send_chunk(struct submit *sub)
         if (r >= 0)
                 r = ipc_msg_add(&m, "data", sub->chunk.data, sub->chunk.len);
         if (r >= 0)
-                r = submit_send(sub, &m);
+                r = cleanup_submit_send(sub, &m);
         ipc_msg_free(&m);
         buf_truncate(&sub->chunk, 0);
         return r;
 }
 
-int submit_content(struct submit *sub, const char *p, size_t n)
+int cleanup_submit_content(struct cleanup_submit *sub, const char *p, size_t n)
 {
         while (n > 0) {
                 size_t room = MAIL_PROTO_CHUNK_MAX - sub->chunk.len;
@@ -381,7 +395,7 @@ int submit_content(struct submit *sub, const char *p, size_t n)
         return 0;
 }
 
-int submit_end(struct submit *sub)
+int cleanup_submit_end(struct cleanup_submit *sub)
 {
         int r = send_chunk(sub);
         if (r < 0)
@@ -389,7 +403,7 @@ int submit_end(struct submit *sub)
         struct ipc_msg m = IPC_MSG_INIT;
         r = ipc_msg_add_str(&m, "req", "end");
         if (r >= 0)
-                r = submit_send(sub, &m);
+                r = cleanup_submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r < 0)
                 return r;
@@ -397,14 +411,14 @@ int submit_end(struct submit *sub)
         return 0;
 }
 
-int submit_abort(struct submit *sub)
+int cleanup_submit_abort(struct cleanup_submit *sub)
 {
         if (sub->state != SUBMIT_ENDING || sub->aborted)
                 return -EALREADY;
         struct ipc_msg m = IPC_MSG_INIT;
         int r = ipc_msg_add_str(&m, "req", "abort");
         if (r >= 0)
-                r = submit_send(sub, &m);
+                r = cleanup_submit_send(sub, &m);
         ipc_msg_free(&m);
         if (r >= 0)
                 sub->aborted = true;

@@ -177,6 +177,35 @@ void dict_pattern_expand(const char *result, const char *subject, const size_t *
 #include "dict.h"
 #include "log.h"
 
+struct dict_pattern_dict {
+        struct dict d;
+        struct dict_pattern_table t;
+};
+
+int dict_pattern_open(const char *name, const struct dict_pattern_ops *ops, struct dict **ret, char **err)
+{
+        struct dict_pattern_dict *d = xcalloc(1, sizeof(*d));
+        int r = dict_pattern_load(name, ops, &d->t, err);
+        if (r < 0) {
+                free(d);
+                return r;
+        }
+        *ret = &d->d;
+        return 0;
+}
+
+int dict_pattern_dict_get(struct dict *d, const char *key, char **ret_value)
+{
+        return dict_pattern_get(&((struct dict_pattern_dict *)d)->t, key, ret_value);
+}
+
+void dict_pattern_dict_close(struct dict *d)
+{
+        struct dict_pattern_dict *x = (struct dict_pattern_dict *)d;
+        dict_pattern_table_done(&x->t);
+        free(x);
+}
+
 void dict_pattern_table_done(struct dict_pattern_table *t)
 {
         for (size_t i = 0; i < t->n_rules; i++) {

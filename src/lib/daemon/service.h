@@ -76,7 +76,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops);
 
 sd_event *service_event(struct service *s);
 struct config *service_config(struct service *s);
-/* From init: the allow-list (src/lib/sandbox.c) to install instead of the daemon's own, for a setting
+/* From init: the allow-list (src/lib/util/sandbox.c) to install instead of the daemon's own, for a setting
  * that needs more (smtpd talking to Dovecot's auth service over TCP). */
 void service_set_sandbox_role(struct service *s, const char *role);
 const char *service_name(const struct service *s);   /* master.cf column 1, "smtp", "pickup" */

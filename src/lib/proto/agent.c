@@ -117,7 +117,7 @@ void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata
         agent_serve_each(q, fd, "none", decide_rcpt, &d);
 }
 
-void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn deliver, void *userdata)
+void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void *userdata)
 {
         struct ipc_msg req = IPC_MSG_INIT;
         int r = ipc_recv(fd, &req, AGENT_REQUEST_TIMEOUT_MS);
@@ -140,7 +140,8 @@ void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn 
                 return;
         }
 
-        /* The slot locks live as long as qfd: until the reply is sent. */
+        /* Only these recipients' slots are locked, as long as qfd lives: until the reply is sent. Other
+         * batches of the message go on in parallel. */
         size_t n_idx = 0, len = 0;
         _cleanup_free_ size_t *wanted = delivery_request_indexes(&dr, &n_idx);
         _cleanup_close_ int qfd = -1;
@@ -160,7 +161,7 @@ void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn 
                         .agent_usec = agent_usec,
                         .conn_usec = agent_usec,
                 };
-                apply_verdicts(q, &dr, qfd, &msg, relay, deliver, userdata, &t, &reply);
+                handle(userdata, &dr, qfd, &msg, &t, &reply);
                 r = ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
                 if (r < 0)
                         msg_warn("%s: send reply to qmgr: %s", dr.queue_id, strerror(-r));
@@ -168,4 +169,24 @@ void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn 
         ipc_msg_free(&reply);
         delivery_request_free(&dr);
         qfile_msg_free(&msg);
+}
+
+struct serve_each {
+        struct queue *q;
+        const char *relay;
+        agent_rcpt_fn deliver;
+        void *userdata;
+};
+
+static void serve_each_request(void *userdata, const struct delivery_request *dr, int qfd,
+                               struct qfile_msg *msg, struct delivery_times *t, struct ipc_msg *reply)
+{
+        struct serve_each *e = userdata;
+        apply_verdicts(e->q, dr, qfd, msg, e->relay, e->deliver, e->userdata, t, reply);
+}
+
+void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn deliver, void *userdata)
+{
+        struct serve_each e = {q, relay, deliver, userdata};
+        agent_serve_request(q, fd, serve_each_request, &e);
 }

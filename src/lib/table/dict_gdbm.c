@@ -20,11 +20,7 @@ struct dict_gdbm {
         struct dict d;
         char *db_path;
         GDBM_FILE db;
-        /* Identity of the open file: a rebuilt table is a new inode renamed over the old name. */
-        dev_t dev;
-        ino_t ino;
-        struct timespec mtime;
-        off_t size;
+        struct dict_file_id id; /* of the open file */
 };
 
 static const char *gdbm_error_text(void)
@@ -60,10 +56,7 @@ static int gdbm_open_file(struct dict_gdbm *g, char **err)
         if (g->db)
                 gdbm_close(g->db);
         g->db = db;
-        g->dev = st.st_dev;
-        g->ino = st.st_ino;
-        g->mtime = st.st_mtim;
-        g->size = st.st_size;
+        dict_file_id_set(&g->id, &st);
         return 0;
 }
 
@@ -84,11 +77,7 @@ static int gdbm_dict_open(const char *name, struct dict **ret, char **err)
 /* A running daemon sees a table rebuilt by postmap without a restart. */
 static void gdbm_refresh(struct dict_gdbm *g)
 {
-        struct stat st;
-        if (stat(g->db_path, &st) < 0)
-                return; /* keep using the open copy; rebuilds never leave the name missing */
-        if (st.st_dev == g->dev && st.st_ino == g->ino && st.st_size == g->size &&
-            st.st_mtim.tv_sec == g->mtime.tv_sec && st.st_mtim.tv_nsec == g->mtime.tv_nsec)
+        if (!dict_file_changed(g->db_path, &g->id))
                 return;
         _cleanup_free_ char *err = NULL;
         if (gdbm_open_file(g, &err) < 0)

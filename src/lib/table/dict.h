@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "tablefile.h"
@@ -70,6 +71,20 @@ bool dict_type_is_db(const char *type);
 char *dict_db_path(const char *name);
 /* The file postmap builds for type:name: "FILE.db" (hash, btree), "FILE.lmdb" (lmdb). */
 char *dict_db_file(const char *type, const char *name);
+
+/*
+ * Which file an open database table read: postmap replaces a table by renaming a new file over the
+ * name, so a reader that sees another identity under the name reopens it (no restart needed).
+ */
+struct dict_file_id {
+        dev_t dev;
+        ino_t ino;
+        struct timespec mtime;
+        off_t size;
+};
+void dict_file_id_set(struct dict_file_id *id, const struct stat *st);
+/* path names a file other than id (false when it cannot be looked at: keep the open copy). */
+bool dict_file_changed(const char *path, const struct dict_file_id *id);
 
 /*
  * Write FILE.db for hash:/btree: from n key/value pairs, replacing any old one atomically and

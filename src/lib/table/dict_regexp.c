@@ -8,11 +8,6 @@
 #include "dict_pattern.h"
 #include "macro.h"
 
-struct dict_regexp {
-        struct dict d;
-        struct dict_pattern_table t;
-};
-
 static int regexp_compile(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups, char **why)
 {
         /* Postfix's defaults: extended syntax, case-insensitive; each flag letter toggles one. */
@@ -63,32 +58,13 @@ static const struct dict_pattern_ops regexp_ops = {
 
 static int regexp_open(const char *name, struct dict **ret, char **err)
 {
-        struct dict_regexp *d = xcalloc(1, sizeof(*d));
-        int r = dict_pattern_load(name, &regexp_ops, &d->t, err);
-        if (r < 0) {
-                free(d);
-                return r;
-        }
-        *ret = &d->d;
-        return 0;
-}
-
-static int regexp_get(struct dict *d, const char *key, char **ret_value)
-{
-        return dict_pattern_get(&((struct dict_regexp *)d)->t, key, ret_value);
-}
-
-static void regexp_close(struct dict *d)
-{
-        struct dict_regexp *x = (struct dict_regexp *)d;
-        dict_pattern_table_done(&x->t);
-        free(x);
+        return dict_pattern_open(name, &regexp_ops, ret, err);
 }
 
 const struct dict_type dict_type_regexp = {
         .name = "regexp",
         .fold = false,
         .open = regexp_open,
-        .get = regexp_get,
-        .close = regexp_close,
+        .get = dict_pattern_dict_get,
+        .close = dict_pattern_dict_close,
 };

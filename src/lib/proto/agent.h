@@ -3,7 +3,9 @@
 
 #include <stddef.h>
 
+#include "delivery.h"
 #include "delivery_request.h"
+#include "ipc.h"
 #include "qfile.h"
 #include "queue.h"
 
@@ -60,6 +62,21 @@ void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata
  */
 typedef void (*agent_rcpt_fn)(void *userdata, const struct delivery_request *dr, const struct qfile_msg *msg,
                               const struct qfile_rcpt *rcpt, struct agent_verdict *ret);
+
+/*
+ * What an agent does with one request whose queue file is open (qfd, the requested recipients' slots
+ * locked) and read (msg): deliver, record and mark each recipient, and add each outcome to reply.
+ */
+typedef void (*agent_request_fn)(void *userdata, const struct delivery_request *dr, int qfd,
+                                 struct qfile_msg *msg, struct delivery_times *t, struct ipc_msg *reply);
+
+/*
+ * The one receiving end of qmgr's delivery request (mail_proto.h part 3) for the blocking agents (local,
+ * virtual, error, discard): read the request on fd (AGENT_REQUEST_TIMEOUT_MS), refuse a bad one, open
+ * the queue file for its recipients, call handle, send the reply. A request that cannot be served
+ * (bad, file missing, recipients locked by another agent) is answered "deferred" for every recipient.
+ */
+void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void *userdata);
 
 /* agent_serve with a verdict per recipient from deliver, logged and recorded with relay (e.g. "virtual"). */
 void agent_serve_each(struct queue *q, int fd, const char *relay, agent_rcpt_fn deliver, void *userdata);

@@ -23,11 +23,6 @@ struct pcre_rule {
         pcre2_match_context *mc;
 };
 
-struct dict_pcre {
-        struct dict d;
-        struct dict_pattern_table t;
-};
-
 /* Postfix's pcre flags: i toggles caseless (on by default); m s x A E U as PCRE's; X is accepted. */
 static uint32_t pcre_options(const char *flags)
 {
@@ -114,32 +109,13 @@ const struct dict_pattern_ops dict_pcre_ops = {
 
 static int pcre_open(const char *name, struct dict **ret, char **err)
 {
-        struct dict_pcre *d = xcalloc(1, sizeof(*d));
-        int r = dict_pattern_load(name, &dict_pcre_ops, &d->t, err);
-        if (r < 0) {
-                free(d);
-                return r;
-        }
-        *ret = &d->d;
-        return 0;
-}
-
-static int pcre_get(struct dict *d, const char *key, char **ret_value)
-{
-        return dict_pattern_get(&((struct dict_pcre *)d)->t, key, ret_value);
-}
-
-static void pcre_close(struct dict *d)
-{
-        struct dict_pcre *x = (struct dict_pcre *)d;
-        dict_pattern_table_done(&x->t);
-        free(x);
+        return dict_pattern_open(name, &dict_pcre_ops, ret, err);
 }
 
 const struct dict_type dict_type_pcre = {
         .name = "pcre",
         .fold = false,
         .open = pcre_open,
-        .get = pcre_get,
-        .close = pcre_close,
+        .get = dict_pattern_dict_get,
+        .close = dict_pattern_dict_close,
 };

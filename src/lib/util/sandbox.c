@@ -116,7 +116,7 @@ static const char *const group_core[] = {
         /* the journal passes a large entry as a sealed memfd */
         "memfd_create",
         /* making durable what is already written changes nothing: smtpd syncs the queue directory of a
-         * message whose cleanup died after the commit (smtpd/submit.c) */
+         * message whose cleanup died after the commit (proto/cleanup_submit.c) */
         "fsync", "fdatasync", NULL};
 
 static const char *const group_write[] = {

@@ -22,9 +22,7 @@ struct dict_lmdb {
         char *db_path;
         MDB_env *env;
         MDB_dbi dbi;
-        dev_t dev;
-        ino_t ino;
-        struct timespec mtime;
+        struct dict_file_id id; /* of the open file */
 };
 
 static int lmdb_open_file(struct dict_lmdb *l, char **err)
@@ -57,9 +55,7 @@ static int lmdb_open_file(struct dict_lmdb *l, char **err)
                 mdb_env_close(l->env);
         l->env = env;
         l->dbi = dbi;
-        l->dev = st.st_dev;
-        l->ino = st.st_ino;
-        l->mtime = st.st_mtim;
+        dict_file_id_set(&l->id, &st);
         return 0;
 }
 
@@ -80,11 +76,7 @@ static int lmdb_dict_open(const char *name, struct dict **ret, char **err)
 /* A running daemon sees a table rebuilt by postmap without a restart. */
 static void lmdb_refresh(struct dict_lmdb *l)
 {
-        struct stat st;
-        if (stat(l->db_path, &st) < 0)
-                return;
-        if (st.st_dev == l->dev && st.st_ino == l->ino && st.st_mtim.tv_sec == l->mtime.tv_sec &&
-            st.st_mtim.tv_nsec == l->mtime.tv_nsec)
+        if (!dict_file_changed(l->db_path, &l->id))
                 return;
         _cleanup_free_ char *err = NULL;
         if (lmdb_open_file(l, &err) < 0)

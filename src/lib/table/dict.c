@@ -69,6 +69,20 @@ char *dict_db_file(const char *type, const char *name)
         return streq(type, "lmdb") ? xasprintf("%s.lmdb", name) : dict_db_path(name);
 }
 
+void dict_file_id_set(struct dict_file_id *id, const struct stat *st)
+{
+        *id = (struct dict_file_id){st->st_dev, st->st_ino, st->st_mtim, st->st_size};
+}
+
+bool dict_file_changed(const char *path, const struct dict_file_id *id)
+{
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return false; /* rebuilds never leave the name missing */
+        return st.st_dev != id->dev || st.st_ino != id->ino || st.st_size != id->size ||
+               st.st_mtim.tv_sec != id->mtime.tv_sec || st.st_mtim.tv_nsec != id->mtime.tv_nsec;
+}
+
 static char *unsupported_message(const char *type);
 
 int dict_table_write(const char *type, const char *db_path, char *const *keys, char *const *values, size_t n,

@@ -1,8 +1,12 @@
-/* cleanup_client.h: the blocking client side of cleanup's submission protocol (mail_proto.h, section 1). */
+/* cleanup_client.h: the blocking client side of cleanup's submission protocol (mail_proto.h, section 1), a
+ * wrapper of the non-blocking cleanup_submit.h on a private event loop. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <systemd/sd-event.h>
 
+#include "cleanup_submit.h"
 #include "ipc.h"
 
 /*
@@ -11,14 +15,17 @@
  * protocol's order (cleanup_client_send), then cleanup_client_finish for the durable commit.
  */
 struct cleanup_client {
-        int fd;
+        sd_event *loop;
+        struct cleanup_submit *sub;
         int step_timeout_ms; /* each request but the last */
         char *queue_id;      /* cleanup's ID of the new queue file, once opened */
+        bool answered;       /* the step's answer came: */
+        int status;          /* 0, 4 or 5 */
+        char *reason;        /* cleanup's text when status is not 0 */
 };
 
 #define CLEANUP_CLIENT_INIT \
         {                   \
-                .fd = -1    \
         }
 
 /*

@@ -77,5 +77,11 @@ int dict_pattern_load_text(const char *label_name, const char *text, size_t len,
 int dict_pattern_get(const struct dict_pattern_table *t, const char *key, char **ret_value);
 void dict_pattern_table_done(struct dict_pattern_table *t);
 
+/* The dict_type hooks of a pattern table type: open with its ops, then the shared get and close. */
+struct dict;
+int dict_pattern_open(const char *name, const struct dict_pattern_ops *ops, struct dict **ret, char **err);
+int dict_pattern_dict_get(struct dict *d, const char *key, char **ret_value);
+void dict_pattern_dict_close(struct dict *d);
+
 /* The rules of pcre: tables (dict_pcre.c; only in a build with libpcre2). */
 extern const struct dict_pattern_ops dict_pcre_ops;
