@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "checks.h"
+#include "commit.h"
 
 #include "instance.h"
 #include "queue.h"
@@ -24,8 +25,6 @@
  * and FILTER may still come); never for more than this, whatever that limit says, so memory stays bounded.
  */
 #define CLEANUP_ENVELOPE_HOLD_MAX (1024u * 1024)
-/* Messages committed together at most (bounds one batch's fsync time and memory). */
-#define CLEANUP_BATCH_MAX 256u
 
 struct session;
 struct commit;
@@ -59,25 +58,6 @@ struct cleanup {
 
 /* session.c: one submission per connection (src/lib/proto/mail_proto.h, protocol 1). */
 void session_start(struct cleanup *c, int fd);
-/* The group commit finished this session's file: result 0 = durable, else a negative errno. */
-void session_committed(struct session *s, int result);
-struct queue_file *session_file(struct session *s);
 
 /* main.c: the resolver, opened again when it failed before; NULL (the failure logged) when it cannot be. */
 struct resolve *cleanup_resolver(struct cleanup *c);
-
-/* commit.c: the group commit on a worker thread, so that files written meanwhile share the next one. */
-int commit_new(struct cleanup *c, struct commit **ret);
-/* Queue a session whose file is written (QUEUE_NOSYNC); session_committed() follows, on the loop. */
-void commit_add(struct commit *k, struct session *s);
-/* What commit_cancel() could do about a session whose source gave up waiting. */
-enum commit_cancel {
-        COMMIT_CANCELLED,    /* it was still waiting: back to the session, never renamed, not queued */
-        COMMIT_CANCEL_LATER, /* in the running batch, not renamed and now never will be: not queued;
-                              * session_committed(-ECANCELED) follows when the batch is over */
-        COMMIT_TOO_LATE,     /* renamed to its queue ID already: queued unless the directory fsync fails;
-                              * session_committed() follows with that result */
-};
-enum commit_cancel commit_cancel(struct commit *k, struct session *s);
-/* Tell qmgr about a durable message: best effort, never blocks. */
-void commit_notify_qmgr(struct cleanup *c, const char *queue_id);

@@ -1,14 +1,12 @@
-/* commit.c: the group commit: files finished while one commit runs share the next one's directory fsync. */
+/* commit.c: the group commit: files finished while one commit runs share the next one's directory fsync.
+ * It knows queue files and their owners' callbacks, nothing else of cleanup. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 
 #include "alloc.h"
-#include "cleanup.h"
-#include "ipc.h"
+#include "commit.h"
 #include "log.h"
 
 /*
@@ -18,16 +16,22 @@
  * wakes the loop through an eventfd; only the loop ever answers a client.
  */
 
-struct batch_entry {
-        struct session *session;
+/* A written file waiting for its commit, and whom to tell. */
+struct waiting {
         struct queue_file *file;
+        commit_done_fn done;
+        void *owner;
+};
+
+struct batch_entry {
+        struct waiting w;
         int result;
         /* Under the lock: the source gave up before the rename, or the rename is decided. */
         bool cancelled, committing;
 };
 
 struct commit {
-        struct cleanup *c;
+        struct queue *queue;
         int efd;
         sd_event_source *efd_src;
         sd_event_source *defer_src;
@@ -37,7 +41,7 @@ struct commit {
         bool work; /* under lock: the worker owns batch[] while true */
         bool running;
 
-        struct session **pending; /* written, waiting for the next batch (loop only) */
+        struct waiting *pending; /* written, waiting for the next batch (loop only) */
         size_t n_pending, cap_pending;
         struct batch_entry batch[CLEANUP_BATCH_MAX];
         size_t n_batch;
@@ -47,7 +51,7 @@ struct commit {
 static void *worker(void *userdata)
 {
         struct commit *k = userdata;
-        int incoming = queue_dirfd(k->c->queue, QUEUE_INCOMING);
+        int incoming = queue_dirfd(k->queue, QUEUE_INCOMING);
 
         for (;;) {
                 pthread_mutex_lock(&k->lock);
@@ -59,7 +63,7 @@ static void *worker(void *userdata)
                 size_t n = 0;
                 for (size_t i = 0; i < k->n_batch; i++) {
                         struct batch_entry *e = &k->batch[i];
-                        e->result = queue_file_sync(e->file);
+                        e->result = queue_file_sync(e->w.file);
                 }
                 /* The point of no return: a file whose source has not given up by now is renamed to its
                  * queue ID; one that has is never renamed (commit_cancel). */
@@ -70,14 +74,14 @@ static void *worker(void *userdata)
                                 e->result = -ECANCELED;
                         else if (e->result == 0) {
                                 e->committing = true;
-                                files[n++] = e->file;
+                                files[n++] = e->w.file;
                         }
                 }
                 pthread_mutex_unlock(&k->lock);
                 k->batch_result = n > 0 ? queue_commit_batch(incoming, files, n) : 0;
                 for (size_t i = 0; i < k->n_batch; i++)
                         if (k->batch[i].committing)
-                                k->batch[i].result = queue_file_result(k->batch[i].file);
+                                k->batch[i].result = queue_file_result(k->batch[i].w.file);
 
                 pthread_mutex_lock(&k->lock);
                 k->work = false;
@@ -95,8 +99,7 @@ static void start_batch(struct commit *k)
         if (n == 0 || k->running)
                 return;
         for (size_t i = 0; i < n; i++)
-                k->batch[i] = (struct batch_entry){k->pending[i], session_file(k->pending[i]), -EINPROGRESS,
-                                                   false, false};
+                k->batch[i] = (struct batch_entry){k->pending[i], -EINPROGRESS, false, false};
         memmove(k->pending, k->pending + n, (k->n_pending - n) * sizeof *k->pending);
         k->n_pending -= n;
         k->n_batch = n;
@@ -123,16 +126,16 @@ static int on_batch_done(sd_event_source *src, int fd, uint32_t revents, void *u
         if (k->batch_result < 0)
                 msg_warn("fsync %s/incoming: %s: no message of this batch was queued; check the file "
                          "system that holds queue_directory",
-                         queue_directory(k->c->queue), strerror(-k->batch_result));
+                         queue_directory(k->queue), strerror(-k->batch_result));
         size_t n = k->n_batch;
         k->n_batch = 0;
         k->running = false;
-        /* Copy first: a session may free itself (and re-enter nothing here) while being told. */
+        /* Copy first: an owner may free itself (and re-enter nothing here) while being told. */
         struct batch_entry done_batch[CLEANUP_BATCH_MAX];
         memcpy(done_batch, k->batch, n * sizeof *done_batch);
         start_batch(k); /* whatever finished meanwhile goes straight into the next commit */
         for (size_t i = 0; i < n; i++)
-                session_committed(done_batch[i].session, done_batch[i].result);
+                done_batch[i].w.done(done_batch[i].w.owner, done_batch[i].result);
         return 0;
 }
 
@@ -142,10 +145,10 @@ static int on_defer(sd_event_source *src, void *userdata)
         return 0;
 }
 
-int commit_new(struct cleanup *c, struct commit **ret)
+int commit_new(sd_event *e, struct queue *q, struct commit **ret)
 {
         struct commit *k = xcalloc(1, sizeof *k);
-        k->c = c;
+        k->queue = q;
         pthread_mutex_init(&k->lock, NULL);
         pthread_cond_init(&k->cond, NULL);
         k->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -155,7 +158,6 @@ int commit_new(struct cleanup *c, struct commit **ret)
                 free(k);
                 return r;
         }
-        sd_event *e = service_event(c->service);
         int r = sd_event_add_io(e, &k->efd_src, k->efd, EPOLLIN, on_batch_done, k);
         if (r >= 0)
                 r = sd_event_add_defer(e, &k->defer_src, on_defer, k);
@@ -174,10 +176,10 @@ int commit_new(struct cleanup *c, struct commit **ret)
         return 0;
 }
 
-enum commit_cancel commit_cancel(struct commit *k, struct session *s)
+enum commit_cancel commit_cancel(struct commit *k, void *owner)
 {
         for (size_t i = 0; i < k->n_pending; i++)
-                if (k->pending[i] == s) {
+                if (k->pending[i].owner == owner) {
                         memmove(k->pending + i, k->pending + i + 1,
                                 (k->n_pending - i - 1) * sizeof *k->pending);
                         k->n_pending--;
@@ -187,7 +189,7 @@ enum commit_cancel commit_cancel(struct commit *k, struct session *s)
         pthread_mutex_lock(&k->lock);
         /* batch[] and n_batch change only on the loop (start_batch, on_batch_done): safe to walk here. */
         for (size_t i = 0; k->running && i < k->n_batch; i++)
-                if (k->batch[i].session == s && !k->batch[i].committing) {
+                if (k->batch[i].w.owner == owner && !k->batch[i].committing) {
                         k->batch[i].cancelled = true;
                         r = COMMIT_CANCEL_LATER;
                 }
@@ -195,42 +197,15 @@ enum commit_cancel commit_cancel(struct commit *k, struct session *s)
         return r;
 }
 
-void commit_add(struct commit *k, struct session *s)
+void commit_add(struct commit *k, struct queue_file *file, commit_done_fn done, void *owner)
 {
         if (k->n_pending == k->cap_pending) {
                 k->cap_pending = k->cap_pending ? 2 * k->cap_pending : 64;
                 k->pending = xrealloc(k->pending, k->cap_pending * sizeof *k->pending);
         }
-        k->pending[k->n_pending++] = s;
+        k->pending[k->n_pending++] = (struct waiting){file, done, owner};
         /* Not at once: sessions finishing in this same loop iteration join this batch. A running commit
          * picks the pending files up itself when it is done. */
         if (!k->running)
                 sd_event_source_set_enabled(k->defer_src, SD_EVENT_ONESHOT);
-}
-
-void commit_notify_qmgr(struct cleanup *c, const char *queue_id)
-{
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(c->qmgr_socket) >= sizeof sa.sun_path) {
-                close(fd);
-                return;
-        }
-        strcpy(sa.sun_path, c->qmgr_socket);
-        /* Best effort by contract: qmgr absent or its backlog full just means it finds the file by its
-         * own scan of incoming/, so no failure here is worth a log line per message. */
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-                struct ipc_msg m = IPC_MSG_INIT;
-                struct buf out = BUF_INIT;
-                const struct ipc_kv kv[] = {{"req", "new", 3}, {"queue_id", queue_id, strlen(queue_id)}};
-                if (ipc_msg_add_group(&m, kv, ELEMENTSOF(kv)) == 0 && ipc_encode(&m, &out) == 0 &&
-                    send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-                        /* nothing to do: see above */
-                }
-                buf_free(&out);
-                ipc_msg_free(&m);
-        }
-        close(fd);
 }

@@ -131,7 +131,7 @@ static int init(struct service *s)
                 if (!table_param_empty(&c->checks.tables[i]))
                         (void)table_param_get(&c->checks.tables[i], &m, NULL);
         }
-        return commit_new(c, &c->commit);
+        return commit_new(service_event(c->service), c->queue, &c->commit);
 }
 
 static void on_connection(struct service *s, int fd)

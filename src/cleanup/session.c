@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -86,11 +88,6 @@ static void rcpt_done(struct qfile_rcpt *r)
         free(r->address);
         free(r->orig_rcpt);
         free(r->orcpt);
-}
-
-struct queue_file *session_file(struct session *s)
-{
-        return s->file;
 }
 
 static void session_free(struct session *s)
@@ -842,6 +839,8 @@ static int discard_reply(struct session *s)
         return reply(s, 0, NULL, NULL, id);
 }
 
+static void on_committed(void *owner, int result);
+
 static int handle_end(struct session *s)
 {
         struct cleanup *c = s->c;
@@ -870,16 +869,46 @@ static int handle_end(struct session *s)
         s->in_commit = true;
         /* The client waits for us now, not we for it: no ipc_timeout until the answer. */
         sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
-        commit_add(c->commit, s);
+        commit_add(c->commit, s->file, on_committed, s);
         return 0;
 }
 
-void session_committed(struct session *s, int result)
+/* Tell qmgr about a durable message: best effort, never blocks. */
+static void notify_qmgr(struct cleanup *c, const char *queue_id)
 {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(c->qmgr_socket) >= sizeof sa.sun_path) {
+                close(fd);
+                return;
+        }
+        strcpy(sa.sun_path, c->qmgr_socket);
+        /* Best effort by contract: qmgr absent or its backlog full just means it finds the file by its
+         * own scan of incoming/, so no failure here is worth a log line per message. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+                struct ipc_msg m = IPC_MSG_INIT;
+                struct buf out = BUF_INIT;
+                const struct ipc_kv kv[] = {{"req", "new", 3}, {"queue_id", queue_id, strlen(queue_id)}};
+                if (ipc_msg_add_group(&m, kv, ELEMENTSOF(kv)) == 0 && ipc_encode(&m, &out) == 0 &&
+                    send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+                        /* nothing to do: see above */
+                }
+                buf_free(&out);
+                ipc_msg_free(&m);
+        }
+        close(fd);
+}
+
+/* The group commit finished this session's file: result 0 = durable, else a negative errno. */
+static void on_committed(void *owner, int result)
+{
+        struct session *s = owner;
         s->in_commit = false;
         if (result == 0) {
                 if (!s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
-                        commit_notify_qmgr(s->c, queue_file_id(s->file));
+                        notify_qmgr(s->c, queue_file_id(s->file));
                 metrics_count(s->origin_counter);
         } else if (s->cancelled) {
                 if (s->bounce_all)

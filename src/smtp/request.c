@@ -327,11 +327,7 @@ static void handle_request(struct request *rq, const struct ipc_msg *m)
         }
         /* Read-write: the status slots of delivered recipients are rewritten in place. Unlike local, any
          * queue qmgr names is taken. */
-        size_t n_idx = 0;
-        size_t *idx = delivery_request_indexes(&rq->dr, &n_idx);
-        int r = queue_open_for_delivery(a->queue, rq->queue_id, rq->dr.queue, idx, n_idx, &rq->qfd,
-                                        &rq->qdata, &rq->qlen, &rq->msg);
-        free(idx);
+        int r = delivery_request_open_file(a->queue, &rq->dr, &rq->qfd, &rq->qdata, &rq->qlen, &rq->msg);
         if (r < 0) {
                 char *why_open = xasprintf("cannot read queue file %s/%s: %s",
                                            queue_name_to_string(rq->dr.queue), rq->queue_id, strerror(-r));

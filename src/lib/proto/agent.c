@@ -142,12 +142,11 @@ void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void 
 
         /* Only these recipients' slots are locked, as long as qfd lives: until the reply is sent. Other
          * batches of the message go on in parallel. */
-        size_t n_idx = 0, len = 0;
-        _cleanup_free_ size_t *wanted = delivery_request_indexes(&dr, &n_idx);
+        size_t len = 0;
         _cleanup_close_ int qfd = -1;
         _cleanup_free_ char *data = NULL;
         struct qfile_msg msg = {0};
-        r = queue_open_for_delivery(q, dr.queue_id, QUEUE_ACTIVE, wanted, n_idx, &qfd, &data, &len, &msg);
+        r = delivery_request_open_file(q, &dr, &qfd, &data, &len, &msg);
         if (r < 0) {
                 msg_warn("%s: open queue file: %s", dr.queue_id, strerror(-r));
                 delivery_reply_defer_all(&reply, &dr,

@@ -110,6 +110,15 @@ size_t *delivery_request_indexes(const struct delivery_request *r, size_t *ret_n
         return v;
 }
 
+int delivery_request_open_file(struct queue *q, const struct delivery_request *r, int *ret_fd,
+                               char **ret_data, size_t *ret_len, struct qfile_msg *ret_msg)
+{
+        size_t n_idx = 0;
+        _cleanup_free_ size_t *idx = delivery_request_indexes(r, &n_idx);
+        return queue_open_for_delivery(q, r->queue_id, r->queue, idx, n_idx, ret_fd, ret_data, ret_len,
+                                       ret_msg);
+}
+
 struct qfile_rcpt *delivery_request_rcpt(const struct delivery_request_rcpt *rcpt, struct qfile_msg *msg)
 {
         return rcpt->valid && rcpt->index < msg->n_rcpts ? &msg->rcpts[rcpt->index] : NULL;

@@ -52,6 +52,13 @@ void delivery_request_free(struct delivery_request *r);
 
 /* The valid recipient positions (malloc'd, never NULL), in request order: what to lock in the file. */
 size_t *delivery_request_indexes(const struct delivery_request *r, size_t *ret_n);
+/*
+ * The request's queue file (in the queue r names) opened for delivery: read and decoded, only its
+ * requested recipients' status slots locked (queue_open_for_delivery; -EBUSY when another agent holds
+ * one). The caller owns *ret_fd, *ret_data and *ret_msg.
+ */
+int delivery_request_open_file(struct queue *q, const struct delivery_request *r, int *ret_fd,
+                               char **ret_data, size_t *ret_len, struct qfile_msg *ret_msg);
 /* The queue file's recipient that rcpt names, or NULL when its index is invalid or past the end. */
 struct qfile_rcpt *delivery_request_rcpt(const struct delivery_request_rcpt *rcpt, struct qfile_msg *msg);
 
