@@ -11,7 +11,6 @@
 
 #include "alloc.h"
 #include "buf.h"
-#include "catalog.h"
 #include "config.h"
 #include "fileio.h"
 #include "log.h"
@@ -149,20 +148,12 @@ int main(int argc, char **argv)
 
         uid_t uid = getuid();
         _cleanup_free_ char *user = submit_user_name(uid);
-        _cleanup_free_ char *err = NULL;
-        int r = submit_access_check(config_get(cfg, "authorized_submit_users"), user, &err);
-        if (r < 0)
-                submit_fatal(SUBMIT_EX_TEMPFAIL, "authorized_submit_users: %s", err);
-        if (r == 0) {
-                msg_fields(LOG_LEVEL_FATAL, &(struct log_fields){.catalog_id = CATALOG_SUBMIT_REFUSED},
-                           "User %s(%ld) is not allowed to submit mail", user, (long)uid);
-                exit(SUBMIT_EX_TEMPFAIL);
-        }
+        submit_require_authorized(cfg, user, uid);
 
         long long limit = config_get_int(cfg, "message_size_limit");
         uint64_t max_content = limit > 0 ? (uint64_t)limit : QFILE_MAX_CONTENT_LEN;
         struct buf in = BUF_INIT;
-        r = read_all(STDIN_FILENO, max_content + MAILDROP_ENVELOPE_MAX, &in);
+        int r = read_all(STDIN_FILENO, max_content + MAILDROP_ENVELOPE_MAX, &in);
         if (r == -EFBIG)
                 submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: message file too big", (long)uid);
         if (r < 0)

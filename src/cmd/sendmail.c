@@ -11,7 +11,6 @@
 
 #include "alloc.h"
 #include "buf.h"
-#include "catalog.h"
 #include "config.h"
 #include "dsn_notify.h"
 #include "log.h"
@@ -533,15 +532,7 @@ int main(int argc, char **argv)
         uid_t uid = getuid();
         _cleanup_free_ char *user = submit_user_name(uid);
         _cleanup_free_ char *who = xasprintf("%s(%ld)", user, (long)uid);
-        _cleanup_free_ char *err = NULL;
-        int r = submit_access_check(config_get(cfg, "authorized_submit_users"), user, &err);
-        if (r < 0)
-                submit_fatal(SUBMIT_EX_TEMPFAIL, "authorized_submit_users: %s", err);
-        if (r == 0) {
-                msg_fields(LOG_LEVEL_FATAL, &(struct log_fields){.catalog_id = CATALOG_SUBMIT_REFUSED},
-                           "User %s is not allowed to submit mail", who);
-                exit(SUBMIT_EX_TEMPFAIL);
-        }
+        submit_require_authorized(cfg, user, uid);
 
         long long lim = config_get_int(cfg, "message_size_limit");
         uint64_t limit = lim > 0 ? (uint64_t)lim : QFILE_MAX_CONTENT_LEN;
@@ -554,7 +545,7 @@ int main(int argc, char **argv)
                 if (vr.n == 0)
                         submit_fatal(SUBMIT_EX_USAGE,
                                      "%s: Recipient addresses must be specified on the command line", who);
-                r = verify(&vr);
+                int r = verify(&vr);
                 strv_free(&vr);
                 return r;
         }
@@ -579,7 +570,7 @@ int main(int argc, char **argv)
         if (rcpts.n > MAILDROP_MAX_RECIPIENTS)
                 submit_fatal(SUBMIT_EX_USAGE, "%s: too many recipients", who);
         _cleanup_free_ char *sender = o.sender ? strip_angle(o.sender) : xstrdup(user);
-        r = submit_message(&o, sender, &rcpts, &content, who);
+        int r = submit_message(&o, sender, &rcpts, &content, who);
         strv_free(&rcpts);
         buf_free(&content);
         config_free(cfg);

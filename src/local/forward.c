@@ -67,20 +67,6 @@ _noreturn_ static void read_child(const char *path, const struct local_privs *p,
         _exit(0);
 }
 
-static int read_exact(int fd, void *buf, size_t len)
-{
-        size_t got = 0;
-        while (got < len) {
-                ssize_t n = read(fd, (char *)buf + got, len - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return -EIO;
-                got += (size_t)n;
-        }
-        return 0;
-}
-
 int forward_read_file(const char *path, const struct local_privs *p, char **ret_content, uid_t *ret_owner,
                       mode_t *ret_mode, char **ret_why)
 {
@@ -103,11 +89,11 @@ int forward_read_file(const char *path, const struct local_privs *p, char **ret_
         }
         close(fds[1]);
         struct file_head h;
-        int r = read_exact(fds[0], &h, sizeof h);
+        int r = read_full(fds[0], &h, sizeof h);
         char *data = NULL;
         if (r == 0 && h.err == 0 && h.len <= LOCAL_LIST_FILE_MAX) {
                 data = xmalloc(h.len + 1);
-                r = read_exact(fds[0], data, h.len);
+                r = read_full(fds[0], data, h.len);
                 data[h.len] = '\0';
         }
         close(fds[0]);

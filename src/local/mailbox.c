@@ -90,26 +90,12 @@ static int child_record_append(int chan, const struct stat *s)
         return n == 1 && ok == 0 ? 0 : -EIO;
 }
 
-static int read_msg(int fd, struct child_msg *cm)
-{
-        size_t got = 0;
-        while (got < sizeof *cm) {
-                ssize_t n = read(fd, (char *)cm + got, sizeof *cm - got);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        return -EIO;
-                got += (size_t)n;
-        }
-        return 0;
-}
-
 /* The parent's side: answer append requests (only with an attempt to record them in) until the status. */
 static int parent_serve(int fd, struct local_attempt *a, struct local_status *ret)
 {
         struct child_msg cm;
         for (;;) {
-                if (read_msg(fd, &cm) < 0)
+                if (read_full(fd, &cm, sizeof cm) < 0)
                         return -EIO;
                 if (cm.type == CHILD_DONE)
                         break;

@@ -13,19 +13,6 @@
 #include "log.h"
 #include "virtual_agent.h"
 
-static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
-                    ...) _printf_(4, 5);
-static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
-                    ...)
-{
-        *ret = (struct agent_verdict){.result = result};
-        snprintf(ret->dsn, sizeof ret->dsn, "%s", dsn);
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(ret->reason, sizeof ret->reason, fmt, ap);
-        va_end(ap);
-}
-
 bool virtual_delivered_to(const char *content, size_t len, const char *rcpt)
 {
         size_t rl = strlen(rcpt);
@@ -106,14 +93,15 @@ static bool recipient_ids(struct virtual_agent *v, const char *rcpt, uid_t *uid,
         long long u = 0, g = 0;
         int r = lookup_id(v->uid_maps, rcpt, &u);
         if (r <= 0) {
-                verdict(ret, AGENT_DEFERRED, "4.3.0",
-                        r == 0 ? "recipient %s: no user ID in virtual_uid_maps"
-                               : "recipient %s: virtual_uid_maps lookup failed or gave no number",
-                        rcpt);
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.3.0",
+                                  r == 0 ? "recipient %s: no user ID in virtual_uid_maps"
+                                         : "recipient %s: virtual_uid_maps lookup failed or gave no number",
+                                  rcpt);
                 return false;
         }
         if (u < v->minimum_uid) {
-                verdict(ret, AGENT_DEFERRED, "4.3.0",
+                agent_verdict_set(
+                        ret, AGENT_DEFERRED, "4.3.0",
                         "recipient %s: user ID %lld is below virtual_minimum_uid (%lld): mail system "
                         "configuration error",
                         rcpt, u, v->minimum_uid);
@@ -121,10 +109,10 @@ static bool recipient_ids(struct virtual_agent *v, const char *rcpt, uid_t *uid,
         }
         r = lookup_id(v->gid_maps, rcpt, &g);
         if (r <= 0) {
-                verdict(ret, AGENT_DEFERRED, "4.3.0",
-                        r == 0 ? "recipient %s: no group ID in virtual_gid_maps"
-                               : "recipient %s: virtual_gid_maps lookup failed or gave no number",
-                        rcpt);
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.3.0",
+                                  r == 0 ? "recipient %s: no group ID in virtual_gid_maps"
+                                         : "recipient %s: virtual_gid_maps lookup failed or gave no number",
+                                  rcpt);
                 return false;
         }
         *uid = (uid_t)u;
@@ -138,22 +126,23 @@ void virtual_deliver(void *userdata, const struct delivery_request *dr, const st
         struct virtual_agent *v = userdata;
         const char *addr = rcpt->address;
         if (virtual_delivered_to(msg->content, msg->content_len, addr)) {
-                verdict(ret, AGENT_BOUNCED, "5.4.6", "mail forwarding loop for %s", addr);
+                agent_verdict_set(ret, AGENT_BOUNCED, "5.4.6", "mail forwarding loop for %s", addr);
                 return;
         }
         _cleanup_free_ char *mailbox = NULL;
         int r = resolve_virtual_mailbox_find(v->resolve, addr, &mailbox);
         if (r < 0) {
-                verdict(ret, AGENT_DEFERRED, "4.3.0", "virtual_mailbox_maps lookup failure");
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.3.0", "virtual_mailbox_maps lookup failure");
                 return;
         }
         if (r == 0) {
-                verdict(ret, AGENT_BOUNCED, "5.1.1", "unknown user: \"%s\"", addr);
+                agent_verdict_set(ret, AGENT_BOUNCED, "5.1.1", "unknown user: \"%s\"", addr);
                 return;
         }
         _cleanup_free_ char *path = virtual_mailbox_path(v->base, mailbox);
         if (!path) {
-                verdict(ret, AGENT_DEFERRED, "4.3.0",
+                agent_verdict_set(
+                        ret, AGENT_DEFERRED, "4.3.0",
                         "virtual_mailbox_maps: bad mailbox \"%s\" for %s: no \"..\" components, and an "
                         "absolute path when virtual_mailbox_base (\"%s\") is empty",
                         mailbox, addr, v->base);
@@ -171,7 +160,8 @@ void virtual_deliver(void *userdata, const struct delivery_request *dr, const st
         r = become(uid, gid);
         if (r < 0) {
                 restore();
-                verdict(ret, AGENT_DEFERRED, "4.3.0",
+                agent_verdict_set(
+                        ret, AGENT_DEFERRED, "4.3.0",
                         "cannot take user ID %u / group ID %u: %s (master.cf: the unpriv column of "
                         "\"virtual\" must be n)",
                         (unsigned)uid, (unsigned)gid, strerror(-r));

@@ -14,19 +14,6 @@
 #include "mailbox_format.h"
 #include "virtual_agent.h"
 
-static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
-                    ...) _printf_(4, 5);
-static void verdict(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
-                    ...)
-{
-        *ret = (struct agent_verdict){.result = result};
-        snprintf(ret->dsn, sizeof ret->dsn, "%s", dsn);
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(ret->reason, sizeof ret->reason, fmt, ap);
-        va_end(ap);
-}
-
 /* [From_ line] Return-Path:, Delivered-To:, the message (LF line ends); mbox quotes body "From " lines. */
 static int write_message(int fd, const struct virtual_message *m, bool mbox)
 {
@@ -71,8 +58,8 @@ void virtual_maildir(const char *dir, const char *hostname, const struct virtual
                 _cleanup_free_ char *d = xasprintf("%s/%s", dir, subdirs[i]);
                 int r = make_dirs(d);
                 if (r < 0) {
-                        verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot create maildir %s: %s", d,
-                                strerror(-r));
+                        agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot create maildir %s: %s", d,
+                                          strerror(-r));
                         return;
                 }
         }
@@ -89,23 +76,25 @@ void virtual_maildir(const char *dir, const char *hostname, const struct virtual
         _cleanup_free_ char *dst = xasprintf("%s/new/%s", dir, name);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
-                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot create maildir file %s: %s", tmp,
-                        strerror(errno));
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot create maildir file %s: %s", tmp,
+                                  strerror(errno));
                 return;
         }
         const struct mailbox_copy c = {
                 .sender = m->sender, .rcpt = m->rcpt, .content = m->content, .len = m->content_len};
         int r = maildir_deliver_file(fd, tmp, dst, &c);
         if (r == -EFBIG) {
-                verdict(ret, AGENT_BOUNCED, "5.2.2",
-                        "cannot deliver to maildir %s: %s (virtual_mailbox_limit)", dir, strerror(-r));
+                agent_verdict_set(ret, AGENT_BOUNCED, "5.2.2",
+                                  "cannot deliver to maildir %s: %s (virtual_mailbox_limit)", dir,
+                                  strerror(-r));
                 return;
         }
         if (r < 0) {
-                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", dir, strerror(-r));
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot deliver to maildir %s: %s", dir,
+                                  strerror(-r));
                 return;
         }
-        verdict(ret, AGENT_SENT, "2.0.0", "delivered to maildir");
+        agent_verdict_set(ret, AGENT_SENT, "2.0.0", "delivered to maildir");
 }
 
 static int lock_file(int fd)
@@ -129,8 +118,8 @@ void virtual_mbox(const char *path, const struct virtual_message *m, struct agen
                 *slash = '\0';
                 int r = make_dirs(parent);
                 if (r < 0) {
-                        verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot create directory %s: %s", parent,
-                                strerror(-r));
+                        agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot create directory %s: %s",
+                                          parent, strerror(-r));
                         return;
                 }
         }
@@ -142,12 +131,14 @@ void virtual_mbox(const char *path, const struct virtual_message *m, struct agen
                 fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
         }
         if (fd < 0) {
-                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot open mailbox %s: %s", path, strerror(errno));
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot open mailbox %s: %s", path,
+                                  strerror(errno));
                 return;
         }
         struct stat st;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
-                verdict(ret, AGENT_DEFERRED, "4.2.0",
+                agent_verdict_set(
+                        ret, AGENT_DEFERRED, "4.2.0",
                         "cannot update mailbox %s: not a regular file with one link owned by uid %u", path,
                         (unsigned)geteuid());
                 close(fd);
@@ -155,8 +146,8 @@ void virtual_mbox(const char *path, const struct virtual_message *m, struct agen
         }
         int r = lock_file(fd);
         if (r < 0) {
-                verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot lock mailbox %s: %s", path,
-                        r == -EAGAIN ? "held by another process" : strerror(-r));
+                agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot lock mailbox %s: %s", path,
+                                  r == -EAGAIN ? "held by another process" : strerror(-r));
                 close(fd);
                 return;
         }
@@ -171,12 +162,13 @@ void virtual_mbox(const char *path, const struct virtual_message *m, struct agen
                 if (old >= 0 && ftruncate(fd, old) == 0)
                         (void)fsync(fd);
                 if (r == -EFBIG)
-                        verdict(ret, AGENT_BOUNCED, "5.2.2",
-                                "cannot update mailbox %s: %s (virtual_mailbox_limit)", path, strerror(-r));
+                        agent_verdict_set(ret, AGENT_BOUNCED, "5.2.2",
+                                          "cannot update mailbox %s: %s (virtual_mailbox_limit)", path,
+                                          strerror(-r));
                 else
-                        verdict(ret, AGENT_DEFERRED, "4.2.0", "cannot update mailbox %s: %s", path,
-                                strerror(-r));
+                        agent_verdict_set(ret, AGENT_DEFERRED, "4.2.0", "cannot update mailbox %s: %s", path,
+                                          strerror(-r));
         } else
-                verdict(ret, AGENT_SENT, "2.0.0", "delivered to mailbox");
+                agent_verdict_set(ret, AGENT_SENT, "2.0.0", "delivered to mailbox");
         close(fd);
 }

@@ -1,6 +1,7 @@
 /* agent.c: the request/reply cycle of delivery agents that need no peer: error, retry, discard (one verdict
  * per request) and virtual (one delivery per recipient). */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,16 @@ static size_t dsn_code_len(const char *p)
         return p[i] == '\0' || is_blank(p[i]) ? i : 0;
 }
 
+void agent_verdict_set(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
+                       ...)
+{
+        *ret = (struct agent_verdict){.result = result};
+        snprintf(ret->dsn, sizeof ret->dsn, "%s", dsn);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ret->reason, sizeof ret->reason, fmt, ap);
+        va_end(ap);
+}
 void agent_verdict_from_text(const char *text, enum agent_result result, char cls, const char *fallback,
                              struct agent_verdict *ret)
 {

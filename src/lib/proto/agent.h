@@ -6,6 +6,7 @@
 #include "delivery.h"
 #include "delivery_request.h"
 #include "ipc.h"
+#include "macro.h"
 #include "qfile.h"
 #include "queue.h"
 
@@ -29,6 +30,10 @@ struct agent_verdict {
         char dsn[QFILE_MAX_DSN_STATUS_LEN + 1];
         char reason[AGENT_REASON_MAX];
 };
+
+/* Set a verdict: result, DSN status and a printf-style reason (cut at AGENT_REASON_MAX - 1 bytes). */
+void agent_verdict_set(struct agent_verdict *ret, enum agent_result result, const char *dsn, const char *fmt,
+                       ...) _printf_(4, 5);
 
 /*
  * Postfix's "[X.Y.Z ]text" nexthop forms (transport_maps "error:5.1.1 no such user"): split text into

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include "alloc.h"
+#include "catalog.h"
 #include "config.h"
 #include "dict.h"
 #include "fileio.h"
@@ -136,6 +137,19 @@ char *submit_user_name(uid_t uid)
 {
         struct passwd *pw = getpwuid(uid);
         return xstrdup(pw && pw->pw_name ? pw->pw_name : "unknown");
+}
+
+void submit_require_authorized(struct config *cfg, const char *user, uid_t uid)
+{
+        _cleanup_free_ char *err = NULL;
+        int r = submit_access_check(config_get(cfg, "authorized_submit_users"), user, &err);
+        if (r < 0)
+                submit_fatal(SUBMIT_EX_TEMPFAIL, "authorized_submit_users: %s", err);
+        if (r == 0) {
+                msg_fields(LOG_LEVEL_FATAL, &(struct log_fields){.catalog_id = CATALOG_SUBMIT_REFUSED},
+                           "User %s(%ld) is not allowed to submit mail", user, (long)uid);
+                exit(SUBMIT_EX_TEMPFAIL);
+        }
 }
 
 const char *submit_default_config_dir(void)

@@ -8,6 +8,8 @@
 
 #include "buf.h"
 
+struct config;
+
 /* sysexits.h values the tools exit with, as Postfix's do. */
 #define SUBMIT_EX_USAGE    64
 #define SUBMIT_EX_DATAERR  65
@@ -45,6 +47,12 @@ int submit_access_check(const char *list_value, const char *user, char **ret_err
 
 /* The login name of uid, or "unknown" when it has none; malloc'd. */
 char *submit_user_name(uid_t uid);
+
+/*
+ * sendmail's and postdrop's gate: exit with EX_TEMPFAIL unless user (uid) is in cfg's
+ * authorized_submit_users, logging "User NAME(UID) is not allowed to submit mail" as Postfix does.
+ */
+void submit_require_authorized(struct config *cfg, const char *user, uid_t uid);
 
 /*
  * The default configuration directory: POSTD_CONFIG_DIR, or $POSTD_DEFAULT_CONFIG_DIR for tests. The

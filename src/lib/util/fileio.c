@@ -77,6 +77,23 @@ int write_full(int fd, const void *data, size_t len)
         return 0;
 }
 
+int read_full(int fd, void *data, size_t len)
+{
+        char *p = data;
+        while (len > 0) {
+                ssize_t n = read(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
         _cleanup_free_ char *tmp = xasprintf("%s.tmpXXXXXX", path);

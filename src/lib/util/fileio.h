@@ -9,13 +9,15 @@
 /* Read all of path (at most limit bytes, else -EFBIG) into a NUL-terminated malloc'd buffer. */
 int read_file(const char *path, size_t limit, char **ret, size_t *ret_len);
 
+/* Write all of data (retrying short writes and EINTR): 0 or a negative errno. */
+int write_full(int fd, const void *data, size_t len);
+/* Read exactly len bytes (retrying short reads and EINTR): 0, -EIO at end of file, or a negative errno. */
+int read_full(int fd, void *data, size_t len);
+
 /*
  * Replace path atomically and durably: write "path.tmpXXXXXX" in the same directory, fsync it,
  * rename it over path, fsync the directory. Mode applies to the new file.
  */
-/* Write all of data (retrying short writes and EINTR): 0 or a negative errno. */
-int write_full(int fd, const void *data, size_t len);
-
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* fsync the directory that contains path (path itself for a directory when is_dir). */
