@@ -50,11 +50,7 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
                                         {"sender", sender, strlen(sender)},
                                         {"rcpt", rcpt, strlen(rcpt)},
                                         {"notify", never, strlen(never)}};
-        struct ipc_msg req = IPC_MSG_INIT;
-        r = ipc_msg_add_group(&req, env_kv, ELEMENTSOF(env_kv));
-        if (r == 0)
-                r = cleanup_client_send(&c, &req);
-        ipc_msg_free(&req);
+        r = cleanup_client_send_kv(&c, env_kv, ELEMENTSOF(env_kv));
         if (r == 0)
                 r = cleanup_client_send_content(&c, msg->data, msg->len);
         /* A definite answer: a notification queued after we gave up would be sent twice. */

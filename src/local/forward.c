@@ -184,11 +184,7 @@ static int send_rcpts(struct cleanup_client *c, const struct qfile_rcpt *orig, c
                         kv[n++] = (struct ipc_kv){"orcpt", orig->orcpt, strlen(orig->orcpt)};
                 if (orig->notify)
                         kv[n++] = (struct ipc_kv){"notify", notify, strlen(notify)};
-                struct ipc_msg req = IPC_MSG_INIT;
-                r = ipc_msg_add_group(&req, kv, n);
-                if (r == 0)
-                        r = cleanup_client_send(c, &req);
-                ipc_msg_free(&req);
+                r = cleanup_client_send_kv(c, kv, n);
         }
         return r;
 }
@@ -208,11 +204,7 @@ int forward_submit(struct local *l, const struct local_message *m, const struct 
                 /* No uid: the copy is the mail system's, not a user's submission ("from userid"). */
                 const struct ipc_kv kv[] = {{"req", "envelope", 8},
                                             {"sender", m->sender, strlen(m->sender)}};
-                struct ipc_msg req = IPC_MSG_INIT;
-                r = ipc_msg_add_group(&req, kv, ELEMENTSOF(kv));
-                if (r == 0)
-                        r = cleanup_client_send(&c, &req);
-                ipc_msg_free(&req);
+                r = cleanup_client_send_kv(&c, kv, ELEMENTSOF(kv));
         }
         if (r == 0) {
                 _cleanup_free_ char *head = xasprintf("Delivered-To: %s\n", delivered_to);

@@ -107,12 +107,7 @@ static int send_envelope(struct cleanup_client *c, const struct qfile_msg *m, ui
                 add_opt(kv, &n, "protocol", m->protocol);
                 add_opt(kv, &n, "sasl_username", m->sasl_username);
         }
-        struct ipc_msg req = IPC_MSG_INIT;
-        int r = ipc_msg_add_group(&req, kv, n);
-        if (r == 0)
-                r = cleanup_client_send(c, &req);
-        ipc_msg_free(&req);
-        return r;
+        return cleanup_client_send_kv(c, kv, n);
 }
 
 /* Submit one parsed message; the cleanup conversation of mail_proto.h, section 1. */

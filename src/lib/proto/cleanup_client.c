@@ -112,6 +112,16 @@ int cleanup_client_send(struct cleanup_client *c, const struct ipc_msg *m)
         return flush(c, cleanup_submit_send(c->sub, m));
 }
 
+int cleanup_client_send_kv(struct cleanup_client *c, const struct ipc_kv *kv, size_t n)
+{
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_msg_add_group(&m, kv, n);
+        if (r == 0)
+                r = cleanup_client_send(c, &m);
+        ipc_msg_free(&m);
+        return r;
+}
+
 int cleanup_client_send_content(struct cleanup_client *c, const char *data, size_t len)
 {
         /* In slices, so that no more than one slice waits in memory at a time. */

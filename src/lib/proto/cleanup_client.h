@@ -39,6 +39,9 @@ int cleanup_client_open(struct cleanup_client *c, const char *queue_dir, const c
 /* Send one request ({req=rcpt}, {req=envelope}, ...) within the step timeout. 0 or a negative errno. */
 int cleanup_client_send(struct cleanup_client *c, const struct ipc_msg *m);
 
+/* One request made of the attributes kv[0..n) ({req=envelope, sender=...}, ...). 0 or a negative errno. */
+int cleanup_client_send_kv(struct cleanup_client *c, const struct ipc_kv *kv, size_t n);
+
 /* The message bytes as {req=content} chunks of at most MAIL_PROTO_CHUNK_MAX. 0 or a negative errno. */
 int cleanup_client_send_content(struct cleanup_client *c, const char *data, size_t len);
 
