@@ -69,7 +69,7 @@ static double run(struct queue *q, int n, int batch, bool sync_late)
         for (size_t i = 0; i < ids.n; i++)
                 queue_remove(q, ids.v[i], QUEUE_INCOMING, 0);
         fsync(queue_dirfd(q, QUEUE_INCOMING));
-        strv_free(&ids);
+        strv_done(&ids);
         free(files);
         return elapsed;
 }

@@ -114,7 +114,7 @@ static int answer(struct client *c, int status, const struct anvil_answer *ans)
                 r = ipc_msg_add_int(&m, "rate", ans->rate);
         if (r >= 0)
                 r = ipc_conn_queue(&c->conn, &m);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         return r;
 }
 
@@ -151,7 +151,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
                         break;
                 }
                 r = handle(c, &m);
-                ipc_msg_free(&m);
+                ipc_msg_done(&m);
         }
         if (r >= 0 || r == -EAGAIN) {
                 r = ipc_conn_flush(&c->conn);

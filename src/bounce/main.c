@@ -158,14 +158,14 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
         r = dsnlog_read(b->queue, kind == BOUNCE_FAILED ? QUEUE_BOUNCE : QUEUE_DEFER, qid, &l);
         if (r == -ENOENT) {
                 answer(reply, 0, NULL, NULL);
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
                 return;
         }
         if (r < 0) {
                 msg_fields(LOG_LEVEL_WARNING, &lf, "%s: cannot read %s/%s: %s", qid,
                            kind == BOUNCE_FAILED ? "bounce" : "defer", qid, strerror(-r));
                 answer(reply, 4, "reason", "log file unavailable");
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
                 return;
         }
         if (l.n_bad > 0)
@@ -223,7 +223,7 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
         struct buf text = BUF_INIT;
         bounce_compose(&in, &text);
         r = submit(b, env_sender, to, &text, &new_id, &why);
-        buf_free(&text);
+        buf_done(&text);
         if (r < 0) {
                 msg_fields(LOG_LEVEL_WARNING, &lf, "%s: %s %s notification not queued: %s", qid, whom,
                            notice, why ? why : strerror(-r));
@@ -234,8 +234,8 @@ static void handle(struct bounce *b, const struct ipc_msg *req, struct ipc_msg *
         answer(reply, 0, "queue_id", new_id);
 out:
         free(recs);
-        dsnlog_free(&l);
-        qfile_msg_free(&m);
+        dsnlog_done(&l);
+        qfile_msg_done(&m);
 }
 
 static void on_connection(struct service *s, int fd)
@@ -255,8 +255,8 @@ static void on_connection(struct service *s, int fd)
                 if (r < 0)
                         msg_warn("send reply to qmgr: %s", strerror(-r));
         }
-        ipc_msg_free(&req);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req);
+        ipc_msg_done(&reply);
         close(fd);
         service_connection_done(s);
 }
@@ -283,7 +283,7 @@ static int bounce_init(struct service *s)
         config_get_list(b->cfg, "notify_classes", &classes);
         for (size_t i = 0; i < classes.n; i++)
                 b->notify_2bounce |= strcasecmp(classes.v[i], "2bounce") == 0;
-        strv_free(&classes);
+        strv_done(&classes);
         return 0;
 }
 

@@ -61,9 +61,9 @@ void checks_msg_done(struct checks_msg *m)
         free(m->res.reason);
         free(m->res.redirect);
         free(m->res.filter);
-        strv_free(&m->res.bcc);
-        strv_free(&m->boundaries);
-        buf_free(&m->held);
+        strv_done(&m->res.bcc);
+        strv_done(&m->boundaries);
+        buf_done(&m->held);
         free(m->pending_boundary);
         *m = (struct checks_msg){0};
 }
@@ -92,7 +92,7 @@ static void log_action(struct checks_msg *m, enum checks_class cls, const char *
         struct log_fields lf = {.queue_id = m->queue_id};
         msg_fields(LOG_LEVEL_INFO, &lf, "%s: %s: %s %s%s%s", m->queue_id, what, buf_str(&b), m->log_ctx,
                    detail && *detail ? ": " : "", detail ? detail : "");
-        buf_free(&b);
+        buf_done(&b);
 }
 
 static void set_status(struct checks_msg *m, int status, const char *dsn, const char *reason)

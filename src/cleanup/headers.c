@@ -170,7 +170,7 @@ static void put_received_checked(const struct headers_opts *o, struct buf *out, 
         put_received(o, &r, date);
         if (o->check_header(o->check_userdata, r.data, r.len - 1, out))
                 buf_append(out, r.data, r.len);
-        buf_free(&r);
+        buf_done(&r);
 }
 
 static bool atext_phrase(const char *s)
@@ -200,7 +200,7 @@ static void put_from(const struct headers_opts *o, struct buf *out)
                         }
                         buf_putc(out, '"');
                 }
-                buf_free(&name);
+                buf_done(&name);
                 buf_puts(out, " <");
                 put_field(out, sender);
                 buf_puts(out, ">\n");
@@ -398,7 +398,7 @@ void headers_build_header(const struct headers_opts *o, const char *content, siz
                         buf_append(&h, name, name_len + 1);
                         buf_puts(&h, new_value);
                         put_folded(out, h.data, h.len, limit);
-                        buf_free(&h);
+                        buf_done(&h);
                 } else
                         put_folded(out, content + pos, end - pos, limit);
                 pos = end;

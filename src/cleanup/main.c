@@ -25,7 +25,7 @@ static bool list_has(struct config *cfg, const char *param, const char *word)
         bool found = false;
         for (size_t i = 0; i < v.n && !found; i++)
                 found = streq(v.v[i], word);
-        strv_free(&v);
+        strv_done(&v);
         return found;
 }
 
@@ -111,7 +111,7 @@ static int init(struct service *s)
         if (r < 0)
                 msg_error("open queue directory %s: %s; run \"postfix check\" to create it", paths.queue_dir,
                           strerror(-r));
-        instance_paths_free(&paths);
+        instance_paths_done(&paths);
         if (r < 0)
                 return r;
         /* Without the resolver, mail that needs the address maps is deferred, not the daemon stopped. */

@@ -193,6 +193,6 @@ char *rewrite_header_value(const struct rewrite_opts *o, const char *value, size
         return buf_steal(&out);
 
 give_up:
-        buf_free(&out);
+        buf_done(&out);
         return NULL;
 }

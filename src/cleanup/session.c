@@ -104,14 +104,14 @@ static void session_free(struct session *s)
         ipc_conn_done(&s->conn);
         close(s->fd);
         queue_file_free(s->file); /* not committed: the half-made file goes */
-        ipc_msg_free(&s->envelope);
+        ipc_msg_done(&s->envelope);
         free(s->sender);
         for (size_t i = 0; i < s->n_rcpts; i++)
                 rcpt_done(&s->rcpts[i]);
         free(s->rcpts);
-        buf_free(&s->content);
-        buf_free(&s->out);
-        buf_free(&s->raw);
+        buf_done(&s->content);
+        buf_done(&s->out);
+        buf_done(&s->raw);
         checks_msg_done(&s->ck);
         free(s->err_reason);
         free(s);
@@ -153,7 +153,7 @@ static int reply(struct session *s, int status, const char *dsn, const char *rea
         /* No answer at all rather than a partial one: the client then treats the message as not queued. */
         if (r >= 0)
                 r = ipc_conn_queue(&s->conn, &m);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         if (r < 0) {
                 msg_warn("%s: cannot encode the answer to the submitting client: %s", qid(s), strerror(-r));
                 session_free(s);
@@ -182,9 +182,9 @@ static int fail_later(struct session *s, int status, const char *dsn, const char
         s->err_dsn = dsn;
         s->err_reason = buf_steal(&b);
         /* Nothing of this message will be queued: drop what was kept. */
-        buf_free(&s->content);
-        buf_free(&s->out);
-        buf_free(&s->raw);
+        buf_done(&s->content);
+        buf_done(&s->out);
+        buf_done(&s->raw);
         queue_file_free(s->file);
         s->file = NULL;
         return 0;
@@ -786,7 +786,7 @@ static int start_body(struct session *s, bool eof)
         s->in_body = true;
         headers_body_init(&s->body, &ho);
         put_body(s, in + body_offset, s->content.len - body_offset);
-        buf_free(&s->content); /* the header block is in out now */
+        buf_done(&s->content); /* the header block is in out now */
         return write_out(s, false);
 }
 
@@ -854,7 +854,7 @@ static int handle_end(struct session *s)
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
         if (s->ck.res.discard)
                 return discard_reply(s);
-        buf_free(&s->out);
+        buf_done(&s->out);
         if (s->ck.res.hold)
                 queue_file_set_hold(c->queue, s->file);
 
@@ -895,8 +895,8 @@ static void notify_qmgr(struct cleanup *c, const char *queue_id)
                     send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
                         /* nothing to do: see above */
                 }
-                buf_free(&out);
-                ipc_msg_free(&m);
+                buf_done(&out);
+                ipc_msg_done(&m);
         }
         close(fd);
 }
@@ -978,7 +978,7 @@ static void commit_input(struct session *s)
         int r = ipc_conn_next(&s->conn, &m);
         const char *req = r > 0 ? ipc_msg_get_str(&m, "req") : NULL;
         bool abort = req && streq(req, "abort");
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         if (r == 0 && !s->conn.eof)
                 return; /* part of a frame */
         if (abort && !s->conn.eof) {
@@ -1081,7 +1081,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 if (r == 0)
                         break;
                 r = handle(s, &m);
-                ipc_msg_free(&m);
+                ipc_msg_done(&m);
                 if (r < 0)
                         return 0;
         }

@@ -104,7 +104,7 @@ static void edit_maincf(const struct options *o, char **args, int n_args)
                         msg_fatal("write %s: %s", path, strerror(-r));
         }
         free(edits);
-        strv_free(&owned);
+        strv_done(&owned);
 }
 
 /* ---- master.cf ---- */
@@ -209,7 +209,7 @@ static void show_services(const struct options *o, char **args, int n_args)
                 default: break;
                 }
         }
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 /* ---- parameters ---- */
@@ -248,7 +248,7 @@ static void show_params(const struct options *o, char **args, int n_args)
                                 config_add_references(c, m.services[i].overrides[k].value);
                 }
                 if (found)
-                        mastercf_free(&m);
+                        mastercf_done(&m);
         }
         for (size_t i = 0; i < o->overrides.n; i++) {
                 _cleanup_free_ char *name = NULL, *value = NULL;
@@ -264,7 +264,7 @@ static void show_params(const struct options *o, char **args, int n_args)
                 for (size_t i = 0; i < unused.n; i++)
                         msg_warn("%s: unused parameter: %s=%s", config_maincf_path(c), unused.v[i],
                                  config_get_raw(c, unused.v[i]));
-                strv_free(&unused);
+                strv_done(&unused);
         }
 
         struct strv names = STRV_INIT;
@@ -285,7 +285,7 @@ static void show_params(const struct options *o, char **args, int n_args)
                 }
                 print_param(o, name, value);
         }
-        strv_free(&names);
+        strv_done(&names);
         config_free(c);
 }
 
@@ -362,7 +362,7 @@ int main(int argc, char **argv)
         case MODE_SASL_SERVER:
         case MODE_SASL_CLIENT: show_supported(o.mode); break;
         }
-        strv_free(&o.overrides);
+        strv_done(&o.overrides);
         if (fflush(stdout) != 0)
                 msg_fatal("write to standard output: %s", strerror(errno));
         return 0;

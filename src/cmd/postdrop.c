@@ -173,8 +173,8 @@ int main(int argc, char **argv)
         if (r < 0)
                 submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: malformed input: cannot encode the message",
                              (long)uid);
-        qfile_msg_free(&m);
-        buf_free(&in);
+        qfile_msg_done(&m);
+        buf_done(&in);
 
         const char *queue_dir = config_get(cfg, "queue_directory");
         check_space(cfg, queue_dir, out.len, uid);
@@ -183,7 +183,7 @@ int main(int argc, char **argv)
         if (r < 0)
                 submit_fatal(SUBMIT_EX_TEMPFAIL, "uid=%ld: create file in %s/maildrop: %s", (long)uid,
                              queue_dir, strerror(-r));
-        buf_free(&out);
+        buf_done(&out);
 
         /* Wake pickup through the master's public/pickup listener; pickup's timer covers a failure. */
         _cleanup_free_ char *trigger = xasprintf("%s/public/pickup", queue_dir);

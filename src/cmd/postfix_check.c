@@ -12,7 +12,7 @@ int postfix_check(struct config *c, int argc, char **argv)
                 msg_warn("%s", warnings.v[i]);
         for (size_t i = 0; i < errors.n; i++)
                 msg_error("%s", errors.v[i]);
-        strv_free(&errors);
-        strv_free(&warnings);
+        strv_done(&errors);
+        strv_done(&warnings);
         return n ? 1 : 0;
 }

@@ -43,7 +43,7 @@ _printf_(2, 3) static void say(const char *level, const char *fmt, ...)
         buf_putc(&b, '\n');
         va_end(ap);
         fputs(buf_str(&b), stderr);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 #define script_info(...)  say("", __VA_ARGS__)
@@ -107,10 +107,10 @@ static size_t foreign_addresses(struct config *c)
         struct strv errors = STRV_INIT;
         size_t n = instance_check_chroot(c, &m, &errors);
         n += instance_check_listen_addresses(c, &m, &errors);
-        mastercf_free(&m);
+        mastercf_done(&m);
         for (size_t i = 0; i < errors.n; i++)
                 script_error("%s", errors.v[i]);
-        strv_free(&errors);
+        strv_done(&errors);
         return n;
 }
 
@@ -182,7 +182,7 @@ static int start(struct config *c, bool foreground)
                 if (i == POSTFIX_START_WAIT_SEC * 10 - 1)
                         script_fatal("the master did not report ready within %d s", POSTFIX_START_WAIT_SEC);
         }
-        instance_paths_free(&p);
+        instance_paths_done(&p);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 script_error("the Postfix mail system did not start");
                 return 1;
@@ -215,7 +215,7 @@ static int systemd_stop(const char *unit, const char *what)
                 script_info("%s (%s and its sockets)", what, unit);
                 rc = postfix_systemctl_units("stop", &units) == 0 ? 0 : 1;
         }
-        strv_free(&units);
+        strv_done(&units);
         return rc;
 }
 
@@ -244,7 +244,7 @@ static int systemd_reload(struct config *c, const char *unit, const char *what)
         int r = postfix_systemctl_units("stop", &units);
         if (r == 0)
                 r = postfix_systemctl("start", unit);
-        strv_free(&units);
+        strv_done(&units);
         if (r != 0)
                 script_error("the Postfix mail system did not start again: see systemctl status %s", unit);
         return r == 0 ? 0 : 1;
@@ -262,7 +262,7 @@ static int signal_master(struct config *c, int sig, const char *what, bool wait)
         if (unit) {
                 struct instance_paths sp;
                 setup(c, &sp);
-                instance_paths_free(&sp);
+                instance_paths_done(&sp);
                 if (sig == SIGTERM)
                         return systemd_stop(unit, what);
                 if (sig == SIGHUP)
@@ -297,7 +297,7 @@ static int signal_master(struct config *c, int sig, const char *what, bool wait)
                         script_error("the master (pid %d) is still running after %d s", (int)pid,
                                      POSTFIX_STOP_WAIT_SEC);
         }
-        instance_paths_free(&p);
+        instance_paths_done(&p);
         return rc;
 }
 
@@ -327,7 +327,7 @@ int postfix_status(struct config *c, int argc, char **argv)
                 script_info("the Postfix mail system is running: PID: %d", (int)pid);
         else
                 script_info("the Postfix mail system is not running");
-        instance_paths_free(&p);
+        instance_paths_done(&p);
         return running ? 0 : 1;
 }
 
@@ -352,6 +352,6 @@ int postfix_metrics(struct config *c, int argc, char **argv)
                         "sizes are shown alone",
                         strerror(-r));
         fwrite(b.data, 1, b.len, stdout);
-        buf_free(&b);
+        buf_done(&b);
         return fflush(stdout) == 0 ? 0 : 1;
 }

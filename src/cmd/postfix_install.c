@@ -96,7 +96,7 @@ static int create_alias_files(struct config *c, bool *ret_any)
                 } else
                         msg_info("created %s with the default aliases (postmaster: root)", name);
         }
-        strv_free(&specs);
+        strv_done(&specs);
         return rc;
 }
 

@@ -128,7 +128,7 @@ bool postfix_systemd_instance_units(const char *unit, struct strv *ret)
         for (size_t i = 0; i < ret->n; i++)
                 strv_push(&argv, ret->v[i]);
         bool running = postfix_systemd_main_pid(unit) > 0 || run_systemctl(argv.v, NULL, 0) == 0;
-        strv_free(&argv);
+        strv_done(&argv);
         return running;
 }
 
@@ -154,7 +154,7 @@ char *postfix_systemd_listen_state(const char *unit, bool *all_active)
                                 buf_printf(&b, "%s %s\n", socks.v[i], l);
                 }
         }
-        strv_free(&socks);
+        strv_done(&socks);
         return buf_steal(&b);
 }
 
@@ -166,7 +166,7 @@ int postfix_systemctl_units(const char *verb, const struct strv *units)
         for (size_t i = 0; i < units->n; i++)
                 strv_push(&argv, units->v[i]);
         int r = run_systemctl(argv.v, NULL, 0);
-        strv_free(&argv);
+        strv_done(&argv);
         return r;
 }
 

@@ -58,7 +58,7 @@ static void items_add(struct items *s, char *key, char *value, unsigned line)
         s->n++;
 }
 
-static void items_free(struct items *s)
+static void items_done(struct items *s)
 {
         for (size_t i = 0; i < s->n; i++) {
                 free(s->v[i].key);
@@ -129,7 +129,7 @@ static void parse_source(const struct opts *o, const char *label, const char *te
                         dict_fold_key(e->key);
                 items_add(out, TAKE_PTR(e->key), TAKE_PTR(e->value), e->line);
         }
-        tablefile_free(&t);
+        tablefile_done(&t);
 }
 
 /*
@@ -162,7 +162,7 @@ static void resolve_duplicates(const struct opts *o, const char *label, struct i
                 qsort(dups.v, dups.n, sizeof(*dups.v), item_line_cmp);
         for (size_t i = 0; i < dups.n; i++)
                 msg_warn("%s, line %u: duplicate entry: \"%s\"", label, dups.v[i].line, dups.v[i].key);
-        items_free(&dups);
+        items_done(&dups);
 }
 
 static void write_items(const char *type, const char *db, const struct items *s, mode_t mode, uid_t uid,
@@ -235,7 +235,7 @@ static void build_table(const struct opts *o, const char *arg)
         parse_source(o, label, text, len, &s);
         resolve_duplicates(o, label, &s);
         write_items(type, db, &s, mode, uid, gid);
-        items_free(&s);
+        items_done(&s);
 }
 
 /* -d KEY: rewrite each database without KEY; 0 when some table had it. */
@@ -278,7 +278,7 @@ static int delete_key(const struct opts *o, char **args, int n)
                 s.n = out;
                 if (here)
                         write_items(type, db, &s, mode, uid, gid);
-                items_free(&s);
+                items_done(&s);
                 found |= here;
         }
         return found ? 0 : 1;
@@ -393,7 +393,7 @@ static int newaliases(struct opts *o, const char *config_dir)
                 }
                 build_table(o, spec);
         }
-        strv_free(&specs);
+        strv_done(&specs);
         config_free(c);
         return 0;
 }

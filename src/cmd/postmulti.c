@@ -74,7 +74,7 @@ static void load_instances(struct inst **ret, size_t *n)
                                        .dir = xstrdup(dirs.v[i])};
                 config_free(c);
         }
-        strv_free(&dirs);
+        strv_done(&dirs);
         *ret = v;
         *n = k;
 }
@@ -157,8 +157,8 @@ static void update_directories(const char *dir, bool add)
         if (add && !present)
                 buf_printf(&b, "%s%s", b.len ? " " : "", dir);
         set_param(default_dir, "multi_instance_directories", buf_str(&b));
-        buf_free(&b);
-        strv_free(&dirs);
+        buf_done(&b);
+        strv_done(&dirs);
         config_free(c);
 }
 
@@ -354,7 +354,7 @@ static bool instance_running(const char *dir)
         instance_paths_from_config(c, &p);
         pid_t pid;
         bool running = instance_master_pid(&p, &pid) == 0;
-        instance_paths_free(&p);
+        instance_paths_done(&p);
         config_free(c);
         return running;
 }

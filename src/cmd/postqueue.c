@@ -108,8 +108,8 @@ static int flush(struct config *cfg, const char *id, const char *site)
                 if (r == 0)
                         ipc_msg_get_int(&rep, "count", &count);
         }
-        ipc_msg_free(&req);
-        ipc_msg_free(&rep);
+        ipc_msg_done(&req);
+        ipc_msg_done(&rep);
         if (r == 0 && count == 0 && id)
                 msg_warn("%s: no such message in the deferred queue", id);
         else if (r == 0 && count == 0 && site)

@@ -198,7 +198,7 @@ int main(int argc, char **argv)
                         }
                         counts[op] += (unsigned)apply(q, op, ids.v[j], queues, nq);
                 }
-                strv_free(&ids);
+                strv_done(&ids);
         }
         for (int op = 0; op < _OP_MAX; op++)
                 if (seen[op] && counts[op] > 0)

@@ -152,7 +152,7 @@ static void read_message(FILE *in, bool dot_ends, uint64_t limit, const char *wh
         }
         if (ferror(in))
                 submit_fatal(SUBMIT_EX_IOERR, "%s: read standard input: %s", who, strerror(errno));
-        buf_free(&line);
+        buf_done(&line);
 }
 
 static char *strip_angle(const char *s)
@@ -205,8 +205,8 @@ static int run_postdrop(const struct qfile_msg *m, const char *who)
                 }
         }
         close(p[1]);
-        buf_free(&head);
-        buf_free(&tail);
+        buf_done(&head);
+        buf_done(&tail);
         int status;
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
@@ -267,7 +267,7 @@ static int verify(const struct strv *rcpts)
         maps_split_list(lrm, &specs);
         if (specs.n > 0 && maps_open("local_recipient_maps", lrm, &local_rcpt, &err) < 0)
                 submit_fatal(SUBMIT_EX_TEMPFAIL, "%s", err ? err : "local_recipient_maps: cannot open");
-        strv_free(&specs);
+        strv_done(&specs);
         const char *myorigin = config_get(cfg, "myorigin");
         bool any_bad = false;
         for (size_t i = 0; i < rcpts->n; i++) {
@@ -379,17 +379,17 @@ static int smtp_session(const struct opts *o, const char *who, uint64_t limit)
                         reply(st == 0 ? "250 2.0.0 Ok: queued" : "451 4.3.0 Error: queue file write error");
                         if (st != 0)
                                 rc = st;
-                        buf_free(&raw);
-                        buf_free(&content);
+                        buf_done(&raw);
+                        buf_done(&content);
                         free(sender);
                         sender = NULL;
-                        strv_free(&rcpts);
+                        strv_done(&rcpts);
                         break;
                 }
                 case SMTP_VERB_RSET:
                         free(sender);
                         sender = NULL;
-                        strv_free(&rcpts);
+                        strv_done(&rcpts);
                         reply("250 2.0.0 Ok");
                         break;
                 case SMTP_VERB_NOOP: reply("250 2.0.0 Ok"); break;
@@ -403,7 +403,7 @@ static int smtp_session(const struct opts *o, const char *who, uint64_t limit)
         }
 out:
         free(sender);
-        strv_free(&rcpts);
+        strv_done(&rcpts);
         return rc;
 }
 
@@ -546,7 +546,7 @@ int main(int argc, char **argv)
                         submit_fatal(SUBMIT_EX_USAGE,
                                      "%s: Recipient addresses must be specified on the command line", who);
                 int r = verify(&vr);
-                strv_free(&vr);
+                strv_done(&vr);
                 return r;
         }
 
@@ -557,7 +557,7 @@ int main(int argc, char **argv)
         read_message(stdin, o.dot_ends, limit, who, &raw);
         if (o.extract) {
                 submit_extract_header_rcpts(raw.data ? raw.data : "", raw.len, &rcpts, &content);
-                buf_free(&raw);
+                buf_done(&raw);
         } else
                 content = raw;
         if (rcpts.n == 0)
@@ -571,8 +571,8 @@ int main(int argc, char **argv)
                 submit_fatal(SUBMIT_EX_USAGE, "%s: too many recipients", who);
         _cleanup_free_ char *sender = o.sender ? strip_angle(o.sender) : xstrdup(user);
         int r = submit_message(&o, sender, &rcpts, &content, who);
-        strv_free(&rcpts);
-        buf_free(&content);
+        strv_done(&rcpts);
+        buf_done(&content);
         config_free(cfg);
         free(config_dir);
         return r;

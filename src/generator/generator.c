@@ -217,7 +217,7 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
                         r = -EINVAL;
                 }
         }
-        strv_free(&disable);
+        strv_done(&disable);
 
         if (r >= 0) {
                 struct buf b = BUF_INIT;
@@ -265,12 +265,12 @@ int gen_instance(const struct gen_instance *in, struct gen_output *out)
         free(err);
         for (size_t i = 0; i < n_socks; i++) {
                 free(socks[i].unit);
-                inet_listen_set_free(&socks[i].ls);
+                inet_listen_set_done(&socks[i].ls);
         }
         return r < 0 ? -EINVAL : 0;
 }
 
-void gen_output_free(struct gen_output *out)
+void gen_output_done(struct gen_output *out)
 {
         for (size_t i = 0; i < out->n_files; i++) {
                 free(out->files[i].path);
@@ -278,7 +278,7 @@ void gen_output_free(struct gen_output *out)
                 free(out->files[i].symlink);
         }
         free(out->files);
-        strv_free(&out->messages);
+        strv_done(&out->messages);
         *out = (struct gen_output){0};
 }
 

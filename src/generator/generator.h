@@ -60,6 +60,6 @@ char *gen_unit_instance(struct config *c, bool is_default);
  * multi-instance management was never initialised). */
 bool gen_instance_wanted(struct config *c, bool is_default);
 
-void gen_output_free(struct gen_output *out);
+void gen_output_done(struct gen_output *out);
 /* The file with that relative path, or NULL (for tests). */
 const struct gen_file *gen_output_find(const struct gen_output *out, const char *path);

@@ -45,7 +45,7 @@ _printf_(2, 3) static void say(int prio, const char *fmt, ...)
         if (under_systemd && kmsg_fd < 0 &&
             sd_journal_send("MESSAGE=postfix-generator: %s", buf_str(&b), "PRIORITY=%d", prio,
                             "SYSLOG_IDENTIFIER=postfix-generator", NULL) >= 0) {
-                buf_free(&b);
+                buf_done(&b);
                 return;
         }
         struct buf line = BUF_INIT;
@@ -55,8 +55,8 @@ _printf_(2, 3) static void say(int prio, const char *fmt, ...)
         if (write(kmsg_fd >= 0 ? kmsg_fd : STDERR_FILENO, buf_str(&line), line.len) < 0) {
                 /* nowhere left to say it */
         }
-        buf_free(&line);
-        buf_free(&b);
+        buf_done(&line);
+        buf_done(&b);
 }
 
 static int mkdir_parents(const char *dir, const char *rel)
@@ -146,8 +146,8 @@ static void one_instance(const char *dir, bool is_default, bool ipv6, bool check
                 strv_push_take(&out->messages,
                                xasprintf("%s: skipped: %s%s", dir, problems.v[0],
                                          problems.n > 1 ? " (postfix check lists all problems)" : ""));
-                strv_free(&problems);
-                mastercf_free(&m);
+                strv_done(&problems);
+                mastercf_done(&m);
                 config_free(c);
                 return;
         }
@@ -168,7 +168,7 @@ static void one_instance(const char *dir, bool is_default, bool ipv6, bool check
                 if (gen_instance(&in, out) >= 0)
                         strv_push(seen, inst);
         }
-        mastercf_free(&m);
+        mastercf_done(&m);
         config_free(c);
 }
 
@@ -209,9 +209,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < out.messages.n; i++)
                 say(strstr(out.messages.v[i], "skipped") ? 3 : 5, "%s", out.messages.v[i]);
         r = write_files(dir, &out);
-        gen_output_free(&out);
-        strv_free(&seen);
-        strv_free(&dirs);
+        gen_output_done(&out);
+        strv_done(&seen);
+        strv_done(&dirs);
         config_free(c);
         /* Never fail the boot: a write error is logged, the other units of the system still load. */
         return 0;

@@ -35,7 +35,7 @@ int alias_split(const char *value, struct strv *out)
                         buf_truncate(&item, item.len - 1);
                 if (item.len > 0)
                         strv_push_take(out, buf_steal(&item));
-                buf_free(&item);
+                buf_done(&item);
         }
         return 0;
 }
@@ -140,7 +140,7 @@ static int expand_name(struct expand *e, const char *name, unsigned depth)
         r = alias_split(value, &members);
         for (size_t i = 0; r >= 0 && i < members.n; i++)
                 r = expand_member(e, name, members.v[i], depth);
-        strv_free(&members);
+        strv_done(&members);
         return r;
 }
 
@@ -156,13 +156,13 @@ int alias_expand(const char *localpart, const char *delimiter, alias_lookup_fn l
         _cleanup_free_ char *name = xstrdup(localpart);
         fold(name);
         int r = expand_name(&e, name, 0);
-        strv_free(&e.expanded);
+        strv_done(&e.expanded);
         if (r < 0)
-                alias_list_free(ret);
+                alias_list_done(ret);
         return r;
 }
 
-void alias_list_free(struct alias_list *l)
+void alias_list_done(struct alias_list *l)
 {
         for (size_t i = 0; i < l->n; i++)
                 free(l->v[i].value);

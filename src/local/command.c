@@ -239,6 +239,6 @@ void command_deliver(struct local *l, const struct local_message *m, const char 
         close_fd(&pu.in);
         close_fd(&pu.out);
         set_result(st, command, wst, timed_out, &pu.output);
-        buf_free(&msg);
-        buf_free(&pu.output);
+        buf_done(&msg);
+        buf_done(&pu.output);
 }

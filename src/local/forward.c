@@ -167,7 +167,7 @@ char *local_expand(const char *tmpl, macro_lookup_fn lookup, void *userdata)
         buf_putc(&out, '\0');
         return buf_steal(&out);
 undefined:
-        buf_free(&out);
+        buf_done(&out);
         return NULL;
 }
 

@@ -116,7 +116,7 @@ int alias_split(const char *value, struct strv *out);
  */
 int alias_expand(const char *localpart, const char *delimiter, alias_lookup_fn lookup,
                  alias_local_fn is_local, void *userdata, struct alias_list *ret);
-void alias_list_free(struct alias_list *l);
+void alias_list_done(struct alias_list *l);
 
 /* The part before the first recipient_delimiter character ("user+ext" -> "user"); malloc'd. */
 char *local_strip_extension(const char *localpart, const char *delimiter);

@@ -43,7 +43,7 @@ static void alias_owner(struct local *l)
         free(type);
         free(name);
         free(err);
-        strv_free(&tables);
+        strv_done(&tables);
 }
 
 /* allow_mail_to_files / allow_mail_to_commands: which of alias, forward, include. */
@@ -63,7 +63,7 @@ static unsigned classes(struct config *cfg, const char *param)
                         msg_warn("%s: unknown class \"%s\" ignored (use alias, forward, include)", param,
                                  v.v[i]);
         }
-        strv_free(&v);
+        strv_done(&v);
         return bits;
 }
 
@@ -79,7 +79,7 @@ static void export_environment(struct local *l)
                 else if (val)
                         strv_push_take(&l->export_env, xasprintf("%s=%s", v.v[i], val));
         }
-        strv_free(&v);
+        strv_done(&v);
 }
 
 static int local_init(struct service *s)
@@ -141,7 +141,7 @@ static int local_init(struct service *s)
         config_get_list(l->cfg, "mailbox_delivery_lock", &v);
         for (size_t i = 0; i < v.n; i++)
                 l->dotlock |= streq(v.v[i], "dotlock");
-        strv_free(&v);
+        strv_done(&v);
         /* Last: the spawner should not inherit more than it needs. */
         r = spawn_start(l);
         if (r < 0) {

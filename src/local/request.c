@@ -107,7 +107,7 @@ struct account {
         gid_t gid;
 };
 
-static void account_free(struct account *a)
+static void account_done(struct account *a)
 {
         free(a->name);
         free(a->home);
@@ -197,7 +197,7 @@ static void addr_parts_split(struct local *l, const char *addr, struct addr_part
         ret->extension = xstrdup(ret->local[n] ? ret->local + n + 1 : "");
 }
 
-static void addr_parts_free(struct addr_parts *a)
+static void addr_parts_done(struct addr_parts *a)
 {
         free(a->local);
         free(a->user);
@@ -244,7 +244,7 @@ static void command_env(struct rcpt_ctx *c, const struct origin *o, struct strv 
         strv_push(env, "PATH=/usr/bin:/bin");
         for (size_t i = 0; i < l->export_env.n; i++)
                 strv_push(env, l->export_env.v[i]);
-        addr_parts_free(&a);
+        addr_parts_done(&a);
 }
 
 static void deliver_command(struct rcpt_ctx *c, const struct origin *o, const char *command, unsigned depth)
@@ -261,7 +261,7 @@ static void deliver_command(struct rcpt_ctx *c, const struct origin *o, const ch
         command_env(c, o, &env);
         struct local_status st = {0};
         command_deliver(c->rq->l, &c->lm, command, &o->privs, env.v, &st);
-        strv_free(&env);
+        strv_done(&env);
         rcpt_result(c, to, &st, st.reason);
 }
 
@@ -319,7 +319,7 @@ static void deliver_include(struct rcpt_ctx *c, const struct origin *o, const ch
                 inc.privs = account_privs(&acc);
         }
         deliver_list(c, &inc, content, NULL, depth + 1);
-        account_free(&acc);
+        account_done(&acc);
 }
 
 /* An address from a .forward, an :include: file or luser_relay: local ones delivered here, others forwarded.
@@ -373,7 +373,7 @@ static void deliver_list(struct rcpt_ctx *c, const struct origin *o, const char 
         }
         struct strv members = STRV_INIT;
         int r = alias_split(buf_str(&joined), &members);
-        buf_free(&joined);
+        buf_done(&joined);
         if (r < 0)
                 rcpt_fail(c, o->addr, LOCAL_BOUNCED, "5.4.6",
                           "mail forwarding loop for %s (too many destinations)", c->addr);
@@ -388,7 +388,7 @@ static void deliver_list(struct rcpt_ctx *c, const struct origin *o, const char 
                 else
                         deliver_address(c, m, self, depth);
         }
-        strv_free(&members);
+        strv_done(&members);
 }
 
 /* The log address of a local user: the recipient itself, or user@$myorigin when reached through a list. */
@@ -409,7 +409,7 @@ static void deliver_mailbox(struct rcpt_ctx *c, const struct account *acc, const
                 struct strv env = STRV_INIT;
                 command_env(c, &o, &env);
                 command_deliver(l, &c->lm, l->mailbox_command, &o.privs, env.v, &st);
-                strv_free(&env);
+                strv_done(&env);
                 rcpt_result(c, to, &st, st.reason);
                 return;
         }
@@ -454,7 +454,7 @@ static int deliver_forward(struct rcpt_ctx *c, const struct account *acc, const 
                 struct strv probe = STRV_INIT;
                 int k = alias_split(content, &probe);
                 bool empty = k == 0 && probe.n == 0;
-                strv_free(&probe);
+                strv_done(&probe);
                 if (empty)
                         continue;
                 deliver_list(c, &o, content, acc->name, depth + 1);
@@ -485,7 +485,7 @@ static void deliver_user(struct rcpt_ctx *c, const char *name, bool skip_forward
                                 rcpt_fail(c, to, LOCAL_BOUNCED, "5.1.1", "unknown user: \"%s\"", a.user);
                 } else
                         rcpt_fail(c, to, LOCAL_BOUNCED, "5.1.1", "unknown user: \"%s\"", a.user);
-                addr_parts_free(&a);
+                addr_parts_done(&a);
                 return;
         }
         struct account acc;
@@ -493,8 +493,8 @@ static void deliver_user(struct rcpt_ctx *c, const char *name, bool skip_forward
         /* A user reached twice (a .forward loop) gets the mail in its mailbox. */
         if (skip_forward || !first_time(c, 'u', acc.name) || deliver_forward(c, &acc, &a, to, depth) == 0)
                 deliver_mailbox(c, &acc, to, depth);
-        account_free(&acc);
-        addr_parts_free(&a);
+        account_done(&acc);
+        addr_parts_done(&a);
 }
 
 /* A local name through the alias tables; each destination delivered with the aliases' rights. */
@@ -548,8 +548,8 @@ static void deliver_name(struct rcpt_ctx *c, const char *name, unsigned depth)
                         break;
                 }
         }
-        account_free(&owner);
-        alias_list_free(&targets);
+        account_done(&owner);
+        alias_list_done(&targets);
 }
 
 /*
@@ -626,8 +626,8 @@ static void deliver_rcpt(struct request *rq, const struct qfile_rcpt *rcpt, stru
                 local_status_set(&c.total, LOCAL_BOUNCED, "5.4.6", "mail forwarding loop for %s", addr);
         *total = c.total;
         free(c.base);
-        strv_free(&c.seen);
-        strv_free(&c.remote);
+        strv_done(&c.seen);
+        strv_done(&c.remote);
 }
 
 /*
@@ -704,7 +704,7 @@ static void serve_request(void *userdata, const struct delivery_request *dr, int
         struct request rq = {.l = userdata, .queue_id = dr->queue_id, .msg = msg, .times = *t};
         scan_headers(msg->content, msg->content_len, &rq.loops);
         deliver_all(&rq, dr, qfd, reply);
-        strv_free(&rq.loops.delivered_to);
+        strv_done(&rq.loops.delivered_to);
 }
 
 void local_serve(struct local *l, int fd)

@@ -228,7 +228,7 @@ int spawn_command(struct local *l, const char *shell, const char *command, const
                 buf_append(&b, env[i], strlen(env[i]) + 1);
         memcpy(b.data, &h, sizeof h);
         if (b.len > SPAWN_MSG_MAX) {
-                buf_free(&b);
+                buf_done(&b);
                 return -E2BIG;
         }
         union {
@@ -244,7 +244,7 @@ int spawn_command(struct local *l, const char *shell, const char *command, const
         c->cmsg_len = CMSG_LEN(2 * sizeof(int));
         memcpy(CMSG_DATA(c), (int[2]){in, out}, 2 * sizeof(int));
         ssize_t k = sendmsg(l->spawner_fd, &mh, MSG_NOSIGNAL);
-        buf_free(&b);
+        buf_done(&b);
         if (k < 0)
                 return -errno;
         struct spawn_head a;

@@ -40,8 +40,8 @@ int master_load_config(struct master *m, const char *config_dir, struct mastercf
                 for (size_t i = 0; i < errors.n; i++)
                         msg_error("%s", errors.v[i]);
                 msg_error("not using this configuration: postd runs no service in a chroot jail");
-                strv_free(&errors);
-                mastercf_free(ret);
+                strv_done(&errors);
+                mastercf_done(ret);
                 config_free(c);
                 return -EINVAL;
         }
@@ -52,16 +52,16 @@ int master_load_config(struct master *m, const char *config_dir, struct mastercf
                                    errors.v[i]);
                 msg_error("not using this configuration: fix the table types above (postfix check lists "
                           "every problem)");
-                strv_free(&errors);
-                mastercf_free(ret);
+                strv_done(&errors);
+                mastercf_done(ret);
                 config_free(c);
                 return -EINVAL;
         }
-        strv_free(&errors);
+        strv_done(&errors);
         if (m->config)
                 config_free(m->config);
         m->config = c;
-        instance_paths_free(&m->paths);
+        instance_paths_done(&m->paths);
         instance_paths_from_config(c, &m->paths);
         return 0;
 }
@@ -74,12 +74,12 @@ void master_warn_inert(struct master *m, const struct mastercf *cf)
                 _cleanup_free_ char *w = config_inert_warning(m->config, warnings.v[i]);
                 msg_warn("%s", w);
         }
-        strv_free(&warnings);
+        strv_done(&warnings);
         instance_register_mastercf(m->config, cf);
         instance_check_overrides(m->config, cf, &warnings);
         for (size_t i = 0; i < warnings.n; i++)
                 msg_warn("%s", warnings.v[i]);
-        strv_free(&warnings);
+        strv_done(&warnings);
 }
 
 static char *addr_string(const struct sockaddr *sa)
@@ -176,7 +176,7 @@ static size_t inet_endpoints(struct master *m, const struct mastercf_service *sv
                 else
                         msg_fatal("bad inet_protocols value: %s (expected all, ipv4, ipv6)", protos.v[i]);
         }
-        strv_free(&protos);
+        strv_done(&protos);
         if (v6) {
                 /* A host without IPv6 ("all" is the default) listens on IPv4 only, as Postfix does. */
                 int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -224,7 +224,7 @@ static size_t inet_endpoints(struct master *m, const struct mastercf_service *sv
                 } else
                         add_host(eps, &n, f, port, v4, v6, label);
         }
-        strv_free(&ifaces);
+        strv_done(&ifaces);
         if (n == 0)
                 msg_fatal("service %s: inet_interfaces gives no address to listen on", label);
         return n;
@@ -440,7 +440,7 @@ void master_setup_services(struct master *m, const struct mastercf *cf, struct m
                                                  "unit listens; run \"postfix reload\" (it restarts the "
                                                  "unit for new listeners) or systemctl restart %s",
                                                  s->label, s->line, m->unit ? m->unit : "the unit");
-                                        master_service_free(s);
+                                        master_service_done(s);
                                         m->n_services--;
                                 }
                                 continue;
@@ -467,7 +467,7 @@ void master_setup_services(struct master *m, const struct mastercf *cf, struct m
                                 add_listener(s, bind_unix(s->socket_path, s->label), true, key);
                 }
         }
-        strv_free(&disable);
+        strv_done(&disable);
 
         /* A socket systemd listens on that no service takes would accept connections nobody answers. */
         for (size_t i = 0; i < m->n_sd_fds; i++) {
@@ -482,7 +482,7 @@ void master_setup_services(struct master *m, const struct mastercf *cf, struct m
         }
 }
 
-void master_service_free(struct master_service *s)
+void master_service_done(struct master_service *s)
 {
         for (size_t i = 0; i < s->n_listeners; i++) {
                 struct master_listener *l = &s->listeners[i];
@@ -498,7 +498,7 @@ void master_service_free(struct master_service *s)
         free(s->name);
         free(s->path);
         free(s->socket_path);
-        strv_free(&s->argv);
+        strv_done(&s->argv);
         *s = (struct master_service){0};
 }
 

@@ -91,7 +91,7 @@ static void start_services(struct master *m)
 static void free_services(struct master_service *services, size_t n)
 {
         for (size_t i = 0; i < n; i++)
-                master_service_free(&services[i]);
+                master_service_done(&services[i]);
         free(services);
 }
 
@@ -117,7 +117,7 @@ static int on_reload(sd_event_source *src, const struct signalfd_siginfo *si, vo
         struct master_service *old = m->services;
         size_t n_old = m->n_services;
         master_setup_services(m, &cf, old, n_old);
-        mastercf_free(&cf);
+        mastercf_done(&cf);
         free_services(old, n_old);
         start_services(m);
         master_notify(m, MASTER_READY);
@@ -240,7 +240,7 @@ int main(int argc, char **argv)
         master_spawn_init(&m);
 
         master_setup_services(&m, &cf, NULL, 0);
-        mastercf_free(&cf);
+        mastercf_done(&cf);
         start_services(&m);
         msg_info("daemon started -- version %s, configuration %s", POSTD_VERSION, m.paths.config_dir);
         if (!foreground)
@@ -261,7 +261,7 @@ int main(int argc, char **argv)
         master_notify_free(&m);
         sd_event_unref(m.event);
         config_free(m.config);
-        instance_paths_free(&m.paths);
+        instance_paths_done(&m.paths);
         for (size_t i = 0; i < m.n_sd_fds; i++)
                 if (m.sd_fds[i] >= 0)
                         close(m.sd_fds[i]);

@@ -106,7 +106,7 @@ void master_warn_inert(struct master *m, const struct mastercf *cf);
 /* Build m->services from master.cf, reusing listeners of old (a previous generation) where they match. */
 void master_setup_services(struct master *m, const struct mastercf *cf, struct master_service *old,
                            size_t n_old);
-void master_service_free(struct master_service *s);
+void master_service_done(struct master_service *s);
 /* Take systemd's sockets (sd_listen_fds_with_names), if any. */
 void master_take_systemd_fds(struct master *m);
 /* Listener watch on only while the service needs another process: none available and below maxproc. */

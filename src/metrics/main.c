@@ -68,8 +68,8 @@ static void on_connection(struct service *s, int fd)
         else
                 buf_puts(&out, "HTTP/1.0 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\n\r\n");
         write_all(fd, out.data, out.len);
-        buf_free(&body);
-        buf_free(&out);
+        buf_done(&body);
+        buf_done(&out);
         close(fd);
         service_connection_done(s);
 }

@@ -211,7 +211,7 @@ static enum outcome pickup_file(struct pickup *p, int dfd, const char *name)
                 if (out == BAD_FILE)
                         save_bad_file(p, name, "refused by cleanup");
         }
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
         free(data);
         return out;
 }
@@ -258,7 +258,7 @@ static int scan(struct pickup *p)
                 if (pickup_file(p, dfd, names.v[i]) == RETRY_LATER)
                         break; /* cleanup is unavailable: the next wakeup tries again */
         int found = (int)names.n;
-        strv_free(&names);
+        strv_done(&names);
         if (found > 0)
                 p->last_file = time(NULL);
         return found;

@@ -450,7 +450,7 @@ static int on_job_io(sd_event_source *src, int fd, uint32_t revents, void *userd
                 if (got == 0)
                         break;
                 apply_reply(j, &reply);
-                ipc_msg_free(&reply);
+                ipc_msg_done(&reply);
                 if (job_all_answered(j)) {
                         job_finish(j, NULL);
                         return 0;
@@ -522,7 +522,7 @@ static int job_start(struct job *j)
                 r = ipc_msg_add_int(&req, "rcpt_index", (long long)j->idx[k]);
         if (r >= 0)
                 r = ipc_conn_queue(&j->conn, &req);
-        ipc_msg_free(&req);
+        ipc_msg_done(&req);
         if (r < 0) {
                 msg_warn("%s: delivery request too large for %s: %s", m->id, j->t->name, strerror(-r));
                 job_finish(j, "delivery request too large");

@@ -72,7 +72,7 @@ static void handle_request(struct client *c, const struct ipc_msg *m)
                 }
                 if (r >= 0)
                         r = ipc_conn_queue(&c->conn, &reply);
-                ipc_msg_free(&reply);
+                ipc_msg_done(&reply);
                 if (r < 0) /* the client sees the connection close without an answer: a failure */
                         msg_warn("flush request: cannot encode the answer: %s", strerror(-r));
                 ipc_conn_flush(&c->conn);
@@ -104,7 +104,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
                         break;
                 }
                 handle_request(c, &m);
-                ipc_msg_free(&m);
+                ipc_msg_done(&m);
         }
         if (r < 0 || c->conn.eof) {
                 /* The master's wakeup is one byte and a close: not a frame, but a reason to run the queue.

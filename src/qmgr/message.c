@@ -35,7 +35,7 @@ static uint64_t backoff_usec(struct qmgr *q, uint64_t age_usec)
 static void message_free(struct qmsg *m)
 {
         struct qmgr *q = m->q;
-        qfile_msg_free(&m->env);
+        qfile_msg_done(&m->env);
         free(m->rstate);
         if (m->from_deferred)
                 q->n_active_deferred--;
@@ -138,7 +138,7 @@ static bool warning_sent(const struct qmsg *m)
         for (size_t i = 0; i < l.n && !found; i++)
                 found = l.recs[i].index == DSNLOG_NO_INDEX && streq_ptr(l.recs[i].action, WARNED_ACTION) &&
                         streq_ptr(l.recs[i].reason, WARNED_REASON);
-        dsnlog_free(&l);
+        dsnlog_done(&l);
         return found;
 }
 
@@ -241,7 +241,7 @@ static void expire(struct qmsg *m)
                 }
                 m->rstate[i] = r >= 0 ? QR_BOUNCED : QR_DEFERRED;
         }
-        dsnlog_free(&defers);
+        dsnlog_done(&defers);
         if (r < 0)
                 msg_warn("%s: open for update: %s: keeping the message", m->id, strerror(-r));
 }
@@ -377,7 +377,7 @@ int qmgr_activate(struct qmgr *q, const char *id, enum queue_name from)
                 else
                         msg_warn("%s: queue file not marked ready: left in %s", id,
                                  queue_name_to_string(from));
-                qfile_msg_free(&env);
+                qfile_msg_done(&env);
                 queue_move(q->queue, id, QUEUE_ACTIVE, from, 0);
                 return 0;
         }

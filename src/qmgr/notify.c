@@ -68,7 +68,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         _cleanup_free_ char *why =
                 status == 0 ? NULL
                             : xasprintf("bounce service failed: %s", reason ? reason : "no reason given");
-        ipc_msg_free(&reply);
+        ipc_msg_done(&reply);
         notice_end(n, status == 0, why);
         return 0;
 }
@@ -120,7 +120,7 @@ void qmgr_notify(struct qmsg *m, const char *what, uint64_t retry_until_usec, qm
                 r = ipc_msg_add_int(&req, "retry_until_usec", (long long)retry_until_usec);
         if (r >= 0)
                 r = ipc_conn_queue(&n->conn, &req);
-        ipc_msg_free(&req);
+        ipc_msg_done(&req);
         if (r >= 0)
                 r = sd_event_add_io(q->event, &n->io, fd, EPOLLIN | EPOLLOUT, on_io, n);
         if (r >= 0)

@@ -139,7 +139,7 @@ static bool has_pending_rcpt_in(struct qmgr *q, const char *id, const char *site
                 _cleanup_free_ char *domain = resolve_domain_of(m.rcpts[i].address);
                 found = domain && strcasecmp(domain, site) == 0;
         }
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
         return found;
 }
 

@@ -92,7 +92,7 @@ static unsigned parse_families(struct config *c)
                 else if (strcasecmp(v.v[i], "ipv6") == 0)
                         f |= DNS_FAMILY_IPV6;
         }
-        strv_free(&v);
+        strv_done(&v);
         return f ? f : DNS_FAMILY_IPV4 | DNS_FAMILY_IPV6;
 }
 

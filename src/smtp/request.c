@@ -29,8 +29,8 @@ static void request_free(struct request *rq)
         for (size_t i = 0; i < rq->n_rcpts; i++)
                 free(rq->rcpts[i].reason);
         free(rq->rcpts);
-        delivery_request_free(&rq->dr);
-        qfile_msg_free(&rq->msg);
+        delivery_request_done(&rq->dr);
+        qfile_msg_done(&rq->msg);
         free(rq->qdata);
         free(rq->queue_id);
         free(rq->nexthop);
@@ -67,7 +67,7 @@ static void send_reply(struct request *rq)
                 delivery_reply_add(&m, rq->dr.rcpts[i].text, &o);
         }
         int r = ipc_conn_queue(&rq->conn, &m);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         rq->replying = true;
         if (r < 0) {
                 msg_warn("%s: cannot encode the reply to qmgr: %s", rq->queue_id, strerror(-r));
@@ -411,7 +411,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         }
         sd_event_source_set_enabled(rq->io, SD_EVENT_OFF);
         handle_request(rq, &m);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         return 0;
 }
 

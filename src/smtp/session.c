@@ -163,11 +163,11 @@ static void session_free(struct session *s)
         }
         if (s->fd >= 0)
                 close(s->fd);
-        buf_free(&s->out);
+        buf_done(&s->out);
         smtp_reply_parser_done(&s->parser);
         smtp_ehlo_caps_done(&s->caps);
         free(s->key);
-        strv_free(&s->match);
+        strv_done(&s->match);
         if (s->own_policy) {
                 tls_policy_done(s->own_policy);
                 free(s->own_policy);
@@ -310,7 +310,7 @@ static void start_transaction(struct session *s)
         if (s->caps.eightbitmime && smtp_content_is_8bit(rq->msg.content, rq->msg.content_len))
                 buf_puts(&cmd, " BODY=8BITMIME");
         send_line(s, S_MAIL, a->set.mail_timeout, "%s", buf_str(&cmd));
-        buf_free(&cmd);
+        buf_done(&cmd);
 }
 
 static bool next_rcpt(struct session *s)
@@ -409,7 +409,7 @@ static int lookup_password(struct session *s)
                         free(value);
                 }
         }
-        strv_free(&keys);
+        strv_done(&keys);
         return found;
 }
 

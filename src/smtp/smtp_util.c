@@ -174,7 +174,7 @@ int smtp_sasl_options_parse(const char *list, unsigned *ret)
                 if (j == ELEMENTSOF(words))
                         r = -EINVAL;
         }
-        strv_free(&v);
+        strv_done(&v);
         if (r == 0)
                 *ret = flags;
         return r;

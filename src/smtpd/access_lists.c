@@ -19,7 +19,7 @@ void netlist_done(struct netlist *l)
 
 void domlist_done(struct domlist *l)
 {
-        strv_free(&l->names);
+        strv_done(&l->names);
         for (size_t i = 0; i < l->n_tables; i++)
                 dict_close(l->tables[i]);
         free(l->tables);
@@ -58,7 +58,7 @@ int netlist_init(struct netlist *l, const char *param, const char *value, char *
         maps_split_list(value, &items);
         if (items.n > ACCESS_LIST_MAX) {
                 *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
-                strv_free(&items);
+                strv_done(&items);
                 return -E2BIG;
         }
         l->cidrs = xcalloc(items.n ? items.n : 1, sizeof(*l->cidrs));
@@ -85,7 +85,7 @@ int netlist_init(struct netlist *l, const char *param, const char *value, char *
                         /* Host names need DNS, which smtpd does not do in its event loop yet. */
                         msg_warn("%s: ignoring entry \"%s\": not an address, network or table", param, it);
         }
-        strv_free(&items);
+        strv_done(&items);
         return r;
 }
 
@@ -113,7 +113,7 @@ int domlist_init(struct domlist *l, const char *param, const char *value, bool s
         maps_split_list(value, &items);
         if (items.n > ACCESS_LIST_MAX) {
                 *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
-                strv_free(&items);
+                strv_done(&items);
                 return -E2BIG;
         }
         l->subdomains = subdomains;
@@ -131,7 +131,7 @@ int domlist_init(struct domlist *l, const char *param, const char *value, bool s
                         name[len - 1] = '\0';
                 strv_push_take(&l->names, name);
         }
-        strv_free(&items);
+        strv_done(&items);
         return r;
 }
 

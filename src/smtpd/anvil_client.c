@@ -57,7 +57,7 @@ int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **
         struct instance_paths paths;
         instance_paths_from_config(c, &paths);
         a->path = instance_socket_path(&paths, "anvil", true);
-        instance_paths_free(&paths);
+        instance_paths_done(&paths);
         a->service = xstrdup(service);
         a->fd = -1;
         *ret = a;
@@ -142,7 +142,7 @@ static int call(struct smtpd_anvil *a, enum smtpd_anvil_event e, const char *ide
                 close(a->fd);
                 a->fd = -1;
         }
-        ipc_msg_free(&req);
+        ipc_msg_done(&req);
         return r;
 }
 
@@ -157,7 +157,7 @@ int smtpd_anvil_event(struct smtpd_anvil *a, enum smtpd_anvil_event e, const cha
         if (r < 0) {
                 if (r != -EAGAIN && r != -ESTALE && a->fd >= 0)
                         went_down(a, strerror(-r));
-                ipc_msg_free(&reply);
+                ipc_msg_done(&reply);
                 return r;
         }
         if (a->down_warned)
@@ -167,7 +167,7 @@ int smtpd_anvil_event(struct smtpd_anvil *a, enum smtpd_anvil_event e, const cha
         (void)ipc_msg_get_int(&reply, "status", &status);
         (void)ipc_msg_get_int(&reply, "count", &count);
         (void)ipc_msg_get_int(&reply, "rate", &rate);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&reply);
         if (status != 0)
                 return status < 0 ? (int)status : -EPROTO; /* not counted (anvil's table is full) */
         if (e == SMTPD_ANVIL_CONNECT && gen)

@@ -101,7 +101,7 @@ static int smtpd_init(struct service *svc)
         srv->cleanup_private_path = instance_socket_path(&paths, "cleanup", true);
         _cleanup_free_ char *err = NULL;
         int r = smtpd_sasl_new(c, paths.queue_dir, &srv->sasl, &err);
-        instance_paths_free(&paths);
+        instance_paths_done(&paths);
         if (r < 0) {
                 msg_error("%s", err);
                 return r;

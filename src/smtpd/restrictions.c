@@ -139,7 +139,7 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 maps_split_list(lrm, &specs);
                 if (specs.n > 0)
                         r = maps_open("local_recipient_maps", lrm, &a->local_rcpt, err);
-                strv_free(&specs);
+                strv_done(&specs);
         }
         if (r >= 0) {
                 const char *slm = config_get(c, "smtpd_sender_login_maps");
@@ -147,7 +147,7 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 maps_split_list(slm, &specs);
                 if (specs.n > 0)
                         r = maps_open("smtpd_sender_login_maps", slm, &a->sender_logins, err);
-                strv_free(&specs);
+                strv_done(&specs);
         }
         if (r >= 0)
                 r = resolve_new(c, &a->resolve, err);
@@ -183,7 +183,7 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
         bool no_unknown = false;
         for (size_t i = 0; i < overrides.n; i++)
                 no_unknown |= streq(overrides.v[i], "no_unknown_recipient_checks");
-        strv_free(&overrides);
+        strv_done(&overrides);
         a->reject_unlisted_recipient = !no_unknown && config_get_bool(c, "smtpd_reject_unlisted_recipient");
         a->reject_unlisted_sender = config_get_bool(c, "smtpd_reject_unlisted_sender");
         a->soft_bounce = config_get_bool(c, "soft_bounce");
@@ -217,12 +217,12 @@ void smtpd_access_free(struct smtpd_access *a)
         maps_free(a->local_rcpt);
         maps_free(a->sender_logins);
         resolve_free(a->resolve);
-        strv_free(&a->client_restrictions);
-        strv_free(&a->helo_restrictions);
-        strv_free(&a->sender_restrictions);
-        strv_free(&a->data_restrictions);
-        strv_free(&a->relay_restrictions);
-        strv_free(&a->recipient_restrictions);
+        strv_done(&a->client_restrictions);
+        strv_done(&a->helo_restrictions);
+        strv_done(&a->sender_restrictions);
+        strv_done(&a->data_restrictions);
+        strv_done(&a->relay_restrictions);
+        strv_done(&a->recipient_restrictions);
         free(a->null_access_key);
         for (size_t i = 0; i < a->n_tables; i++) {
                 free(a->tables[i].spec);
@@ -235,7 +235,7 @@ void access_decision_done(struct access_decision *d)
 {
         free(d->reply);
         d->reply = NULL;
-        strv_free(&d->lookups);
+        strv_done(&d->lookups);
 }
 
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr)
@@ -1034,8 +1034,8 @@ static void check_stage(struct smtpd_access *a, enum access_stage stage, const s
                                 msg_info("%s", x.logs.v[i]);
                 }
         }
-        strv_free(&x.lookups);
-        strv_free(&x.logs);
+        strv_done(&x.lookups);
+        strv_done(&x.logs);
 }
 
 static void check_lists(struct smtpd_access *a, enum access_stage stage, const struct access_request *rq,

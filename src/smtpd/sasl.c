@@ -88,7 +88,7 @@ static int parse_options(struct config *c, const char *param, unsigned *ret, cha
                 *err = xasprintf("%s: unknown option \"%s\" (valid: noanonymous, noplaintext, noactive, "
                                  "nodictionary, mutual_auth, forward_secrecy)",
                                  param, bad);
-        strv_free(&words);
+        strv_done(&words);
         return r;
 }
 
@@ -239,13 +239,13 @@ static int read_line(int fd, char **ret)
                         continue;
                 if (n <= 0) {
                         int e = n == 0 ? -ECONNRESET : errno == EAGAIN ? -ETIMEDOUT : -errno;
-                        buf_free(&b);
+                        buf_done(&b);
                         return e;
                 }
                 if (c == '\n')
                         break;
                 if (b.len >= DOVECOT_AUTH_LINE_MAX) {
-                        buf_free(&b);
+                        buf_done(&b);
                         return -EPROTO;
                 }
                 buf_putc(&b, c);
@@ -425,7 +425,7 @@ char *sasl_conv_mech_list(const struct sasl_conv *v, bool tls)
                 buf_puts(&b, v->hs.mechs[i].name);
         }
         if (b.len == 0) {
-                buf_free(&b);
+                buf_done(&b);
                 return NULL;
         }
         return buf_steal(&b);

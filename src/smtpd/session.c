@@ -192,7 +192,7 @@ static void replyf(struct session *s, const char *fmt, ...)
         buf_vprintf(&b, fmt, ap);
         va_end(ap);
         reply(s, buf_str(&b));
-        buf_free(&b);
+        buf_done(&b);
 }
 
 /* End the session once the output is written. */
@@ -209,7 +209,7 @@ static void kill_session(struct session *s)
 
 /* ---- the mail transaction ---- */
 
-static void rcpts_free(struct session *s)
+static void rcpts_done(struct session *s)
 {
         for (size_t i = 0; i < s->n_rcpts; i++) {
                 free(s->rcpts[i].addr);
@@ -220,7 +220,7 @@ static void rcpts_free(struct session *s)
         s->n_rcpts = 0;
 }
 
-static void params_free(struct smtp_cmd_params *p)
+static void params_done(struct smtp_cmd_params *p)
 {
         free(p->envid);
         free(p->orcpt_type);
@@ -238,8 +238,8 @@ static void reset_transaction(struct session *s)
         s->queue_id = NULL;
         free(s->sender);
         s->sender = NULL;
-        params_free(&s->mail_params);
-        rcpts_free(s);
+        params_done(&s->mail_params);
+        rcpts_done(s);
         s->rcpt_attempts = 0;
         smtp_cmd_done(&s->pending_rcpt);
         s->in_mail = s->opening = s->ending = false;
@@ -265,7 +265,7 @@ static void log_reject(struct session *s, const char *stage, const char *reply_t
         if (s->helo)
                 buf_printf(&b, " helo=<%s>", s->helo);
         msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = s->queue_id}, "%s", buf_str(&b));
-        buf_free(&b);
+        buf_done(&b);
 }
 
 static void add_rcpt(struct session *s, struct smtp_cmd *c)
@@ -571,7 +571,7 @@ static void ehlo_reply(struct session *s)
         if (s->srv->smtputf8_enable)
                 buf_puts(&b, "\nSMTPUTF8");
         reply(s, buf_str(&b));
-        buf_free(&b);
+        buf_done(&b);
 }
 
 /* MAIL FROM:<user> becomes user@$myorigin here, so restrictions, logs and cleanup see one address. */
@@ -777,7 +777,7 @@ static int send_envelope(struct session *s)
         r = ipc_msg_add_group(&m, kv, n);
         if (r >= 0)
                 r = cleanup_submit_send(s->sub, &m);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         return r;
 }
 
@@ -1090,7 +1090,7 @@ static void log_improper_pipelining(struct session *s, const char *after)
                         buf_putc(&b, (char)p[i]);
         }
         msg_info("improper command pipelining after %s from %s: %s", after, s->client, buf_str(&b));
-        buf_free(&b);
+        buf_done(&b);
 }
 
 /* Input beyond the current command that the client had no right to send yet. true: session ends. */
@@ -1532,7 +1532,7 @@ static void session_free(struct session *s)
         else
                 buf_printf(&b, " commands=%u/%u", ok, total);
         msg_info("%s", buf_str(&b));
-        buf_free(&b);
+        buf_done(&b);
 
         reset_transaction(s);
         anvil_disconnect(s);
@@ -1556,8 +1556,8 @@ static void session_free(struct session *s)
         sd_event_source_disable_unref(s->wait_timer);
         sd_event_source_disable_unref(s->deadline_timer);
         close(s->fd);
-        buf_free(&s->in);
-        buf_free(&s->out);
+        buf_done(&s->in);
+        buf_done(&s->out);
         free(s->tls_info);
         free(s->helo);
         free(s->client);
@@ -1658,8 +1658,8 @@ static void client_lookup_work(void *userdata)
 
 static void client_lookup_free(struct client_lookup *l)
 {
-        strv_free(&l->zones);
-        strv_free(&l->keys);
+        strv_done(&l->zones);
+        strv_done(&l->keys);
         free(l->facts);
         free(l->retry_line);
         free(l);

@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         for (size_t k = 0; k < members.n; k++)
                                 if (members.v[k][0] == '\0')
                                         __builtin_trap(); /* empty members are dropped */
-                strv_free(&members);
+                strv_done(&members);
         }
         struct alias_list out;
         if (alias_expand("a", "+-", lookup, is_local, &t, &out) == 0) {
@@ -61,10 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         for (size_t k = i + 1; k < out.n; k++)
                                 if (out.v[i].kind == out.v[k].kind && streq(out.v[i].value, out.v[k].value))
                                         __builtin_trap(); /* duplicates are removed */
-                alias_list_free(&out);
+                alias_list_done(&out);
         }
-        strv_free(&t.names);
-        strv_free(&t.values);
+        strv_done(&t.names);
+        strv_done(&t.values);
         free(text);
         return 0;
 }

@@ -100,8 +100,8 @@ static void fuzz_mime(const uint8_t *data, size_t size)
         if (raw.len != 0 || out.len != (size > 0 ? size - 1 : 0) ||
             (out.len && memcmp(out.data, data + 1, out.len)))
                 abort();
-        buf_free(&out);
-        buf_free(&raw);
+        buf_done(&out);
+        buf_done(&raw);
         checks_msg_done(&m);
 }
 

@@ -63,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
         }
         headers_result_done(&r);
-        buf_free(&out);
+        buf_done(&out);
 
         free(rewrite_header_value(&rw, msg, len));
         return 0;

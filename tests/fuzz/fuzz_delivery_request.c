@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(delivery_request_indexes(&r, &n));
         if (n > r.n_rcpts)
                 __builtin_trap();
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
         return 0;
 }

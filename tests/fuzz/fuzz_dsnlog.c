@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     !same(again[0].relay, rec->relay) || !same(again[0].reason, rec->reason))
                         abort();
                 free(again);
-                buf_free(&b);
+                buf_done(&b);
         }
         const struct dsnlog_rec **latest;
         size_t nl = dsnlog_latest(&l, &latest);

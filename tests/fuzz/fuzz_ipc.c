@@ -22,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         __builtin_trap();
                 for (size_t j = 0; j < m.n_attrs; j++)
                         (void)ipc_msg_get_str(&m, m.attrs[j].name);
-                buf_free(&b);
-                ipc_msg_free(&m);
+                buf_done(&b);
+                ipc_msg_done(&m);
                 off += used;
         }
         return 0;

@@ -36,9 +36,9 @@ static void check(const uint8_t *buf, size_t size, uint64_t max_content)
         const char *a = maildrop_full_name(&m), *b = maildrop_full_name(&again);
         if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
                 abort();
-        qfile_msg_free(&again);
-        qfile_msg_free(&m);
-        buf_free(&out);
+        qfile_msg_done(&again);
+        qfile_msg_done(&m);
+        buf_done(&out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -65,8 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 free(f);
                         }
                 }
-                buf_free(&fixed);
-                qfile_msg_free(&m);
+                buf_done(&fixed);
+                qfile_msg_done(&m);
         }
         free(copy);
         return 0;

@@ -57,7 +57,7 @@ static void check_edit(const char *text, size_t size, const struct maincf *m)
                 if (!a || strcmp(a->value, maincf_find(m, name)->value) != 0)
                         abort();
         }
-        maincf_free(&after);
+        maincf_done(&after);
         free(out);
 }
 
@@ -81,7 +81,7 @@ static void check_config(const char *text, size_t size)
         struct strv v = STRV_INIT;
         config_check(c, &v);
         config_list_unused(c, &v);
-        strv_free(&v);
+        strv_done(&v);
 
         char *copy = xstrndup(text, size < FUZZ_EXPAND_TEXT_MAX ? size : FUZZ_EXPAND_TEXT_MAX);
         char *out = NULL, *err = NULL;
@@ -89,7 +89,7 @@ static void check_config(const char *text, size_t size)
         if (!out || strlen(out) > CONFIG_EXPAND_OUTPUT_MAX)
                 abort();
         config_split_list(out, &v);
-        strv_free(&v);
+        strv_done(&v);
         free(out);
         free(err);
         free(copy);
@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         check_parse(&m, size);
         check_edit(text, size, &m);
-        maincf_free(&m);
+        maincf_done(&m);
         check_config(text, size);
         return 0;
 }

@@ -37,6 +37,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < m.n_diags; i++)
                 if (!m.diags[i].message || strlen(m.diags[i].message) > 4096)
                         abort();
-        mastercf_free(&m);
+        mastercf_done(&m);
         return 0;
 }

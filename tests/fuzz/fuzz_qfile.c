@@ -26,9 +26,9 @@ static void check(const uint8_t *copy, size_t size, unsigned flags)
         if (qfile_decode(b.data, b.len, &again, NULL) < 0 || again.n_rcpts != m.n_rcpts ||
             again.content_len != m.content_len)
                 abort();
-        qfile_msg_free(&again);
-        buf_free(&b);
-        qfile_msg_free(&m);
+        qfile_msg_done(&again);
+        buf_done(&b);
+        qfile_msg_done(&m);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

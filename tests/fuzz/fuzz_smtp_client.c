@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         break;
         if (out.len < 3 || memcmp(out.data + out.len - 3, ".\r\n", 3) != 0)
                 abort();
-        buf_free(&out);
+        buf_done(&out);
 
         char *user = NULL, *pass = NULL;
         if (smtp_sasl_split(s, &user, &pass) == 0) {

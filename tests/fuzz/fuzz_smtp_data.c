@@ -85,10 +85,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     again.out.len != whole.out.len ||
                     (whole.out.len && memcmp(again.out.data, whole.out.data, whole.out.len)))
                         abort();
-                buf_free(&again.out);
-                buf_free(&wire);
+                buf_done(&again.out);
+                buf_done(&wire);
         }
-        buf_free(&whole.out);
-        buf_free(&bytes.out);
+        buf_done(&whole.out);
+        buf_done(&bytes.out);
         return 0;
 }

@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 smtp_reply_done(&r2);
                 smtp_reply_parser_done(&p2);
-                buf_free(&b);
+                buf_done(&b);
                 char *s = smtp_reply_to_string(&r);
                 free(s);
                 smtp_reply_done(&r);

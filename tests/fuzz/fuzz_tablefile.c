@@ -29,11 +29,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         tablefile_parse_map(text, size, &t);
         check_entries(&t, true);
-        tablefile_free(&t);
+        tablefile_done(&t);
 
         tablefile_parse_lines(text, size, &t);
         check_entries(&t, false);
-        tablefile_free(&t);
+        tablefile_done(&t);
 
         tablefile_parse_aliases(text, size, &t);
         check_entries(&t, true);
@@ -47,12 +47,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         tablefile_alias_target_kind(v.v[j], &arg);
                         free(arg);
                 }
-                strv_free(&v);
+                strv_done(&v);
         }
-        tablefile_free(&t);
+        tablefile_done(&t);
 
         if (tablefile_parse_inline(text, size, &t) == 0)
                 check_entries(&t, true);
-        tablefile_free(&t);
+        tablefile_done(&t);
         return 0;
 }

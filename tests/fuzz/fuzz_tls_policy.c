@@ -52,7 +52,7 @@ static void check_match(const char *list)
         for (size_t i = 0; i < names.n; i++)
                 if (!*names.v[i] || strpbrk(names.v[i], ", \t\r\n") || strlen(names.v[i]) > 254)
                         abort();
-        strv_free(&names);
+        strv_done(&names);
         free(error);
         /* The same text as fingerprints: each result is uppercase hex pairs joined by colons. */
         error = NULL;
@@ -65,7 +65,7 @@ static void check_match(const char *list)
                     strspn(names.v[i], "0123456789ABCDEF:") != len)
                         abort();
         }
-        strv_free(&names);
+        strv_done(&names);
         free(error);
 }
 

@@ -46,7 +46,7 @@ static int show(struct queue *q, const char *id)
         for (size_t i = 0; i < m.n_rcpts; i++)
                 printf("%s %s %s\n", m.rcpts[i].address, qfile_rcpt_state_to_string(m.rcpts[i].state),
                        m.rcpts[i].dsn_status[0] ? m.rcpts[i].dsn_status : "-");
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
         free(data);
         close(fd);
         return 0;
@@ -122,13 +122,13 @@ int main(int argc, char **argv)
                 printf("%s=%s %s=%s %s=%s %s=%s\n", reply.attrs[i].name, reply.attrs[i].value,
                        reply.attrs[i + 1].name, reply.attrs[i + 1].value, reply.attrs[i + 2].name,
                        reply.attrs[i + 2].value, reply.attrs[i + 3].name, reply.attrs[i + 3].value);
-        ipc_msg_free(&req);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req);
+        ipc_msg_done(&reply);
         close(fd);
         free(sock);
-        instance_paths_free(&paths);
+        instance_paths_done(&paths);
         free(id);
-        buf_free(&content);
+        buf_done(&content);
         queue_close(q);
         config_free(c);
         return 0;

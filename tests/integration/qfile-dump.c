@@ -69,7 +69,7 @@ int main(int argc, char **argv)
                 printf("attr %s=%s\n", m.extra[i].name, m.extra[i].value);
         printf("content:\n");
         fwrite(m.content, 1, m.content_len, stdout);
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
         free(data);
         return 0;
 }

@@ -76,13 +76,13 @@ int main(int argc, char **argv)
                         if (ipc_msg_add_str(&req, "req", "new") < 0 ||
                             ipc_msg_add_str(&req, "queue_id", id) < 0 || ipc_send(fd, &req, 2000) < 0)
                                 msg_warn("notify qmgr: send failed");
-                        ipc_msg_free(&req);
+                        ipc_msg_done(&req);
                         close(fd);
                 } else
                         msg_warn("notify qmgr: cannot connect to %s (it will scan incoming/)", path);
         }
         queue_close(q);
-        buf_free(&content);
+        buf_done(&content);
         config_free(c);
         return 0;
 }

@@ -165,7 +165,7 @@ static int read_states(struct queue *q, const char *id, enum qfile_rcpt_state *s
                 r = qfile_decode(data, len, &m, NULL);
         for (size_t i = 0; r >= 0 && i < n && i < m.n_rcpts; i++)
                 st[i] = m.rcpts[i].state;
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
         free(data);
         return r;
 }
@@ -224,10 +224,10 @@ TEST(serve_error_bounces_with_records)
         CHECK_STR(l.recs[0].reason, "nobody here");
         CHECK_STR(l.recs[0].relay, "none");
         CHECK_STR(l.recs[1].rcpt, "a@example.net");
-        dsnlog_free(&l);
+        dsnlog_done(&l);
 
         /* A second request for a recipient already done reports it done, without a second record. */
-        ipc_msg_free(&reply);
+        ipc_msg_done(&reply);
         struct ipc_msg req2 = IPC_MSG_INIT;
         deliver_req(&req2, id, "other text", "error");
         CHECK_INT(ipc_msg_add_int(&req2, "rcpt_index", 0), 0);
@@ -236,11 +236,11 @@ TEST(serve_error_bounces_with_records)
         CHECK_STR(nth(&reply, "reason", 0), "already done");
         CHECK_INT(dsnlog_read(q, QUEUE_BOUNCE, id, &l), 0);
         CHECK_INT(l.n, 2);
-        dsnlog_free(&l);
+        dsnlog_done(&l);
 
-        ipc_msg_free(&req);
-        ipc_msg_free(&req2);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req);
+        ipc_msg_done(&req2);
+        ipc_msg_done(&reply);
         queue_close(q);
         free(dir);
 }
@@ -267,8 +267,8 @@ TEST(serve_discard_and_retry)
         CHECK_INT(st[1], QFILE_RCPT_PENDING);
         CHECK_INT(dsnlog_exists(q, QUEUE_DEFER, id), 1);
         CHECK_INT(dsnlog_exists(q, QUEUE_BOUNCE, id), 0);
-        ipc_msg_free(&req);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req);
+        ipc_msg_done(&reply);
 
         /* discard: both delivered, no per-message log. */
         struct ipc_msg req2 = IPC_MSG_INIT;
@@ -285,8 +285,8 @@ TEST(serve_discard_and_retry)
         CHECK_INT(st[0], QFILE_RCPT_DELIVERED);
         CHECK_INT(st[1], QFILE_RCPT_DELIVERED);
         CHECK_INT(dsnlog_exists(q, QUEUE_BOUNCE, id), 0);
-        ipc_msg_free(&req2);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req2);
+        ipc_msg_done(&reply);
         queue_close(q);
         free(dir);
 }
@@ -306,8 +306,8 @@ TEST(serve_bad_requests)
         CHECK_STR(nth(&reply, "status", 0), "deferred");
         CHECK_STR(nth(&reply, "reason", 0), "queue file unavailable");
         CHECK_STR(d.transport, "");
-        ipc_msg_free(&req);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req);
+        ipc_msg_done(&reply);
 
         /* A queue ID that could name a path outside the queue. */
         struct ipc_msg req2 = IPC_MSG_INIT;
@@ -316,8 +316,8 @@ TEST(serve_bad_requests)
         CHECK_INT(serve(q, &req2, &d, &reply), 0);
         CHECK_STR(nth(&reply, "status", 0), "deferred");
         CHECK_STR(nth(&reply, "reason", 0), "bad delivery request");
-        ipc_msg_free(&req2);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&req2);
+        ipc_msg_done(&reply);
         queue_close(q);
         free(dir);
 }

@@ -36,7 +36,7 @@ TEST(strv_split_skips_empty_fields)
         CHECK_STR(v.v[0], "a");
         CHECK_STR(v.v[2], "c");
         CHECK(v.v[3] == NULL);
-        strv_free(&v);
+        strv_done(&v);
 }
 
 TEST(write_file_atomic_replaces_and_sets_mode)

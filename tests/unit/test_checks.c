@@ -125,7 +125,7 @@ static void run_done(struct run *t)
         checks_msg_done(&t->m);
         for (size_t i = 0; i < 4; i++)
                 table_param_done(&t->conf.tables[i]);
-        buf_free(&t->out);
+        buf_done(&t->out);
 }
 
 /* Headers one by one, then the body in pieces of n bytes (a partial line waits for the rest). */
@@ -144,7 +144,7 @@ static void run_message(struct run *t, const char *const *headers, const char *b
                 checks_body(&t->m, &raw, &t->out, false);
         }
         checks_body(&t->m, &raw, &t->out, true);
-        buf_free(&raw);
+        buf_done(&raw);
 }
 
 static const char *const mime_headers[] = {"Subject: hi", "X-Drop: me",
@@ -240,7 +240,7 @@ TEST(streaming_envelope_actions)
         struct buf raw = BUF_INIT;
         buf_puts(&raw, "late\n");
         checks_body(&t.m, &raw, &t.out, true);
-        buf_free(&raw);
+        buf_done(&raw);
         CHECK_INT(t.m.res.bcc.n, 1);
         run_done(&t);
 }

@@ -36,7 +36,7 @@ static struct headers_result res;
 
 static const char *build(const struct headers_opts *o, const char *msg)
 {
-        buf_free(&out);
+        buf_done(&out);
         headers_result_done(&res);
         headers_build(o, msg, strlen(msg), &out, &res);
         return buf_str(&out);
@@ -111,13 +111,13 @@ TEST(header_check_hook)
         CHECK_INT(seen.n, 4);
         CHECK(strncmp(seen.v[0], "Received: from client.example.org", 33) == 0);
         CHECK_STR(seen.v[2], "X-Drop: a\n\tb"); /* logical header, continuation kept, no last LF */
-        strv_free(&seen);
+        strv_done(&seen);
         /* Local submissions: cleanup's own Received: header is not inspected (as in Postfix). */
         o.local = true;
         build(&o, "To: x\n\nbody\n");
         CHECK_INT(seen.n, 1);
         CHECK_STR(seen.v[0], "To: x");
-        strv_free(&seen);
+        strv_done(&seen);
 }
 
 TEST(no_for_clause_with_several_recipients_and_tls)
@@ -275,7 +275,7 @@ TEST(long_lines_are_split)
                 buf_putc(&unfolded, *p);
         }
         CHECK_STR(buf_str(&unfolded), hdr);
-        buf_free(&unfolded);
+        buf_done(&unfolded);
 }
 
 TEST(long_header_without_blanks_is_hard_folded)
@@ -348,7 +348,7 @@ static void build_streamed(const struct headers_opts *o, const char *msg, size_t
                         break;
         }
         CHECK(in_body);
-        buf_free(&held);
+        buf_done(&held);
 }
 
 TEST(streamed_build_is_the_same_and_holds_only_the_headers)
@@ -396,12 +396,12 @@ TEST(streamed_build_is_the_same_and_holds_only_the_headers)
                                 CHECK(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
                                 /* Never more than the header limit plus one piece and a line is held. */
                                 CHECK(held <= limits[li] + pieces[pi] + 1);
-                                buf_free(&got);
+                                buf_done(&got);
                         }
-                        buf_free(&want);
+                        buf_done(&want);
                 }
         free(longhdr);
-        buf_free(&longline);
-        buf_free(&many);
-        buf_free(&bighdr);
+        buf_done(&longline);
+        buf_done(&many);
+        buf_done(&bighdr);
 }

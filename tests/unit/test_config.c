@@ -418,7 +418,7 @@ TEST(expansion_loops_are_reported_by_name)
                 found = found ||
                         (strstr(problems.v[i], "main.cf line 4: parameter self: recursive expansion"));
         CHECK(found);
-        strv_free(&problems);
+        strv_done(&problems);
         config_free(c);
 }
 
@@ -450,7 +450,7 @@ TEST(expansion_depth_and_size_limits)
         CHECK_INT(r, -E2BIG);
         free(out);
         free(err);
-        buf_free(&b);
+        buf_done(&b);
 
         /* Doubling at each level: 2^40 bytes unless the output limit stops it. */
         config_set(c, "d0", "0123456789abcdef");
@@ -539,16 +539,16 @@ TEST(typed_getters)
         CHECK_INT(v.n, 3);
         CHECK_STR(v.v[0], "127.0.0.1");
         CHECK_STR(v.v[2], "172.16.10.6");
-        strv_free(&v);
+        strv_done(&v);
         config_get_list(c, "alias_maps", &v);
         CHECK_INT(v.n, 3);
         CHECK_STR(v.v[0], "hash:/etc/aliases");
         CHECK_STR(v.v[1], "inline:{a=b, c=d}");
         CHECK_STR(v.v[2], "static:x");
-        strv_free(&v);
+        strv_done(&v);
         config_get_list(c, "relayhost", &v);
         CHECK_INT(v.n, 0);
-        strv_free(&v);
+        strv_done(&v);
         config_free(c);
 }
 
@@ -612,13 +612,13 @@ TEST(per_service_parameters)
         CHECK_INT(unused.n, 2);
         CHECK_STR(unused.v[0], "nosuchservice_destination_recipient_limit");
         CHECK_STR(unused.v[1], "typo_parameter");
-        strv_free(&unused);
+        strv_done(&unused);
 
         /* A reference from master.cf makes a user-defined parameter used. */
         config_add_references(c, "-o smtpd_client_restrictions=$typo_parameter");
         config_list_unused(c, &unused);
         CHECK_INT(unused.n, 1);
-        strv_free(&unused);
+        strv_done(&unused);
         config_free(c);
 }
 
@@ -641,7 +641,7 @@ TEST(check_reports_problems_with_line_numbers)
         CHECK(strstr(p.v[3], "main.cf line 3: bad time value") == p.v[3]);
         CHECK(strstr(p.v[4], "main.cf line 5: bad size value") == p.v[4]);
         CHECK_STR(p.v[5], "main.cf line 7: parameter bad: missing '}' after '${'");
-        strv_free(&p);
+        strv_done(&p);
 
         char *problem = config_check_value(c, "smtpd_tls_wrappermode", "perhaps");
         CHECK(problem && strstr(problem, "smtpd_tls_wrappermode = perhaps"));
@@ -660,12 +660,12 @@ TEST(list_names)
         CHECK_INT(v.n, 2);
         CHECK_STR(v.v[0], "relayhost");
         CHECK_STR(v.v[1], "zz_custom");
-        strv_free(&v);
+        strv_done(&v);
         CHECK_STR(config_get(c, "relayhost"), "y");
         size_t n;
         param_table(&n);
         config_list_names(c, true, &v);
         CHECK_INT(v.n, n + 1);
-        strv_free(&v);
+        strv_done(&v);
         config_free(c);
 }

@@ -49,8 +49,8 @@ TEST(good_request)
         CHECK_INT(n, 2);
         CHECK_INT(idx[0], 0);
         free(idx);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 }
 
 TEST(other_queue_is_parsed)
@@ -64,8 +64,8 @@ TEST(other_queue_is_parsed)
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), 0);
         CHECK_INT(r.queue, QUEUE_DEFERRED);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 
         struct ipc_msg bad = IPC_MSG_INIT;
         CHECK_INT(ipc_msg_add_str(&bad, "req", "deliver"), 0);
@@ -73,8 +73,8 @@ TEST(other_queue_is_parsed)
         CHECK_INT(ipc_msg_add_str(&bad, "queue", "nowhere"), 0);
         CHECK_INT(delivery_request_parse(&bad, &r, &why), -EINVAL);
         CHECK_STR(why, "bad queue name in delivery request");
-        delivery_request_free(&r);
-        ipc_msg_free(&bad);
+        delivery_request_done(&r);
+        ipc_msg_done(&bad);
 }
 
 TEST(missing_queue_id)
@@ -90,8 +90,8 @@ TEST(missing_queue_id)
         /* Still there to be answered "deferred". */
         CHECK_INT(r.n_rcpts, 1);
         CHECK_STR(r.rcpts[0].text, "3");
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 }
 
 TEST(bad_queue_id_and_req)
@@ -105,8 +105,8 @@ TEST(bad_queue_id_and_req)
                 CHECK_INT(delivery_request_parse(&m, &r, &why), -EINVAL);
                 CHECK_STR(why, "bad delivery request");
                 CHECK_STR(r.queue_id, ids[i]);
-                delivery_request_free(&r);
-                ipc_msg_free(&m);
+                delivery_request_done(&r);
+                ipc_msg_done(&m);
         }
         struct ipc_msg m = IPC_MSG_INIT;
         CHECK_INT(ipc_msg_add_str(&m, "req", "flush"), 0);
@@ -114,8 +114,8 @@ TEST(bad_queue_id_and_req)
         struct delivery_request r;
         const char *why = NULL;
         CHECK_INT(delivery_request_parse(&m, &r, &why), -EINVAL);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 }
 
 TEST(bad_index_text)
@@ -152,8 +152,8 @@ TEST(bad_index_text)
         CHECK(delivery_request_rcpt(&r.rcpts[r.n_rcpts - 1], &msg) == NULL);
         struct delivery_request_rcpt one = {.text = "1", .index = 1, .valid = true};
         CHECK(delivery_request_rcpt(&one, &msg) == &rcpts[1]);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 }
 
 /* A message of n rcpt_index attributes after the base ones, built by hand: the builders stop at
@@ -181,16 +181,16 @@ TEST(too_many_indexes)
         CHECK_STR(why, "too many recipients in delivery request");
         /* Bounded, and still answerable. */
         CHECK_INT(r.n_rcpts, DELIVERY_REQUEST_RCPTS_MAX);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 
         struct ipc_msg ok = IPC_MSG_INIT;
         many_indexes(&ok, DELIVERY_REQUEST_RCPTS_MAX);
         CHECK_INT(delivery_request_parse(&ok, &r, &why), 0);
         CHECK_INT(r.n_rcpts, DELIVERY_REQUEST_RCPTS_MAX);
         CHECK_INT(r.rcpts[DELIVERY_REQUEST_RCPTS_MAX - 1].index, DELIVERY_REQUEST_RCPTS_MAX - 1);
-        delivery_request_free(&r);
-        ipc_msg_free(&ok);
+        delivery_request_done(&r);
+        ipc_msg_done(&ok);
 }
 
 TEST(optional_fields_default)
@@ -208,8 +208,8 @@ TEST(optional_fields_default)
         CHECK_INT(r.arrival_usec, 0);
         CHECK_INT(r.active_usec, 0);
         CHECK_INT(r.n_rcpts, 0);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 
         /* Times that are not positive numbers count as absent. */
         struct ipc_msg t = IPC_MSG_INIT;
@@ -220,8 +220,8 @@ TEST(optional_fields_default)
         CHECK_INT(delivery_request_parse(&t, &r, &why), 0);
         CHECK_INT(r.arrival_usec, 0);
         CHECK_INT(r.active_usec, 0);
-        delivery_request_free(&r);
-        ipc_msg_free(&t);
+        delivery_request_done(&r);
+        ipc_msg_done(&t);
 }
 
 TEST(already_done)
@@ -260,9 +260,9 @@ TEST(reply_groups)
         CHECK_STR(reply.attrs[2].value, "4.3.0");
         CHECK_STR(reply.attrs[3].value, "queue file unavailable");
         CHECK_STR(reply.attrs[4].value, "x");
-        ipc_msg_free(&reply);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        ipc_msg_done(&reply);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 }
 
 /* The largest request qmgr makes gets a whole reply in one message, even with the longest reasons. */
@@ -282,7 +282,7 @@ TEST(largest_reply_fits)
         CHECK_INT(ipc_msg_find(&reply, "reason")->value_len, DELIVERY_REPLY_REASON_MAX);
         struct buf b = BUF_INIT;
         CHECK_INT(ipc_encode(&reply, &b), 0);
-        buf_free(&b);
+        buf_done(&b);
 
         /* Past the limits, a group is left out whole (qmgr defers it), never cut. */
         struct ipc_msg full = IPC_MSG_INIT;
@@ -291,9 +291,9 @@ TEST(largest_reply_fits)
         const struct delivery_outcome o = {DELIVERY_SENT, "2.0.0", "ok"};
         CHECK_INT(delivery_reply_add(&full, "5", &o), -E2BIG);
         CHECK_INT(full.n_attrs, IPC_ATTRS_MAX - 2);
-        ipc_msg_free(&full);
-        ipc_msg_free(&reply);
+        ipc_msg_done(&full);
+        ipc_msg_done(&reply);
         free(reason);
-        delivery_request_free(&r);
-        ipc_msg_free(&m);
+        delivery_request_done(&r);
+        ipc_msg_done(&m);
 }

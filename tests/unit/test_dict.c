@@ -403,7 +403,7 @@ TEST(maps_split_keeps_braces)
         CHECK_STR(v.v[1], "inline:{ a=b, { c = d e } }");
         CHECK_STR(v.v[2], "static:x");
         CHECK_STR(v.v[3], "cidr:/c");
-        strv_free(&v);
+        strv_done(&v);
 }
 
 TEST(maps_find_domain_order)

@@ -61,7 +61,7 @@ TEST(round_trip)
         CHECK_STR(recs[0].reason, sample.reason);
         free(recs);
         free(copy);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(optional_fields_absent)
@@ -78,7 +78,7 @@ TEST(optional_fields_absent)
         CHECK_INT(recs[0].index, DSNLOG_NO_INDEX);
         free(recs);
         free(copy);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(format_refuses_what_parse_would_skip)
@@ -104,7 +104,7 @@ TEST(format_refuses_what_parse_would_skip)
         CHECK_INT(dsnlog_format(&r, &b), -E2BIG);
         CHECK_INT(b.len, 0);
         free(big);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(torn_and_damaged_lines_are_skipped)
@@ -138,8 +138,8 @@ TEST(torn_and_damaged_lines_are_skipped)
         CHECK_INT(recs[1].index, 2);
         free(recs);
         free(copy);
-        buf_free(&b);
-        buf_free(&torn);
+        buf_done(&b);
+        buf_done(&torn);
 }
 
 TEST(torn_prefix_is_not_a_shorter_record)
@@ -158,7 +158,7 @@ TEST(torn_prefix_is_not_a_shorter_record)
                 free(withnl);
                 free(copy);
         }
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(bad_lines)
@@ -242,7 +242,7 @@ TEST(too_many_fields)
         CHECK_INT(n, 0);
         free(recs);
         free(line);
-        buf_free(&f);
+        buf_done(&f);
 }
 
 TEST(latest_per_recipient)
@@ -272,7 +272,7 @@ TEST(latest_per_recipient)
         CHECK_STR(latest[2]->reason, "no index");
         free(latest);
         free(l.recs);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(append_read_remove)
@@ -318,13 +318,13 @@ TEST(append_read_remove)
         CHECK_STR(l.recs[0].orig_rcpt, "b@example.com");
         CHECK_STR(l.recs[1].status, "5.0.0");
         CHECK_STR(l.recs[2].reason, "after the tear");
-        dsnlog_free(&l);
+        dsnlog_done(&l);
 
         CHECK_INT(dsnlog_append_rcpt(q, QUEUE_DEFER, qid, 0, &rc, "4.4.1", "none", "connect refused"), 0);
         CHECK_INT(dsnlog_read(q, QUEUE_DEFER, qid, &l), 0);
         CHECK_INT(l.n, 1);
         CHECK_STR(l.recs[0].action, "delayed");
-        dsnlog_free(&l);
+        dsnlog_done(&l);
 
         CHECK_INT(dsnlog_remove(q, qid), 0);
         CHECK_INT(dsnlog_exists(q, QUEUE_BOUNCE, qid), 0);

@@ -39,8 +39,8 @@ static void run(struct fixture *f, const char *dir, const char *maincf, const ch
 
 static void done(struct fixture *f)
 {
-        gen_output_free(&f->out);
-        mastercf_free(&f->m);
+        gen_output_done(&f->out);
+        mastercf_done(&f->m);
         config_free(f->c);
 }
 

@@ -48,9 +48,9 @@ TEST(ipc_round_trip)
         CHECK_STR(ipc_msg_get_str(&d, "rcpt"), "one@example.com"); /* first of repeated names */
         CHECK_STR(d.attrs[4].value, "two@example.com");
         CHECK_STR(ipc_msg_get_str(&d, "empty"), "");
-        ipc_msg_free(&d);
-        ipc_msg_free(&m);
-        buf_free(&b);
+        ipc_msg_done(&d);
+        ipc_msg_done(&m);
+        buf_done(&b);
 }
 
 TEST(ipc_partial_frames_need_more)
@@ -63,16 +63,16 @@ TEST(ipc_partial_frames_need_more)
         for (size_t n = 0; n < b.len; n++)
                 CHECK_INT(ipc_decode_frame(b.data, n, &d, &used), 0);
         CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
-        ipc_msg_free(&d);
+        ipc_msg_done(&d);
         /* an empty message is valid */
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         buf_truncate(&b, 0);
         CHECK_INT(ipc_encode(&m, &b), 0);
         CHECK_INT(b.len, 4);
         CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
         CHECK_INT(d.n_attrs, 0);
-        ipc_msg_free(&d);
-        buf_free(&b);
+        ipc_msg_done(&d);
+        buf_done(&b);
 }
 
 TEST(ipc_rejects_malformed)
@@ -100,7 +100,7 @@ TEST(ipc_rejects_malformed)
         CHECK_INT(ipc_msg_add_str(&m, "bad name", "v"), -EINVAL);
         longname[IPC_NAME_MAX] = '\0';
         CHECK_INT(ipc_msg_add_str(&m, longname, "v"), 0);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
 }
 
 TEST(ipc_limits_on_builder)
@@ -109,7 +109,7 @@ TEST(ipc_limits_on_builder)
         for (unsigned i = 0; i < IPC_ATTRS_MAX; i++)
                 CHECK_INT(ipc_msg_add_str(&m, "r", "x"), 0);
         CHECK_INT(ipc_msg_add_str(&m, "r", "x"), -E2BIG);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
 
         char *big = xmalloc(IPC_BODY_MAX);
         memset(big, 'a', IPC_BODY_MAX);
@@ -122,9 +122,9 @@ TEST(ipc_limits_on_builder)
         size_t used = 0;
         CHECK_INT(ipc_decode_frame(b.data, b.len, &d, &used), 1);
         CHECK_INT(ipc_msg_find(&d, "big")->value_len, IPC_BODY_MAX - 8);
-        ipc_msg_free(&d);
-        ipc_msg_free(&m);
-        buf_free(&b);
+        ipc_msg_done(&d);
+        ipc_msg_done(&m);
+        buf_done(&b);
         free(big);
 
         /* a decoded message with more than IPC_ATTRS_MAX attributes is refused */
@@ -151,7 +151,7 @@ TEST(ipc_blocking_send_recv_and_timeout)
         CHECK_INT(ipc_send(sv[0], &m, 1000), 0);
         CHECK_INT(ipc_recv(sv[1], &d, 1000), 0);
         CHECK_STR(ipc_msg_get_str(&d, "status"), "ok");
-        ipc_msg_free(&d);
+        ipc_msg_done(&d);
         /* nothing to read: times out */
         CHECK_INT(ipc_recv(sv[1], &d, 50), -ETIMEDOUT);
         /* half a message then EOF */
@@ -159,7 +159,7 @@ TEST(ipc_blocking_send_recv_and_timeout)
         close(sv[0]);
         CHECK_INT(ipc_recv(sv[1], &d, 1000), -ECONNRESET);
         close(sv[1]);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
 }
 
 TEST(ipc_conn_buffered)
@@ -180,14 +180,14 @@ TEST(ipc_conn_buffered)
         CHECK_INT(ipc_conn_next(&b, &d), 0);
         CHECK_INT(ipc_conn_read(&b), 0);
         CHECK_INT(ipc_conn_next(&b, &d), 1);
-        ipc_msg_free(&d);
+        ipc_msg_done(&d);
         CHECK_INT(ipc_conn_next(&b, &d), 1);
-        ipc_msg_free(&d);
+        ipc_msg_done(&d);
         CHECK_INT(ipc_conn_next(&b, &d), 0);
         CHECK(!b.eof);
 
         /* a big message does not fit the socket buffer at once: flush reports -EAGAIN until read */
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         char *big = xmalloc(1024 * 1024);
         memset(big, 'z', 1024 * 1024);
         CHECK_INT(ipc_msg_add(&m, "big", big, 1024 * 1024), 0);
@@ -203,7 +203,7 @@ TEST(ipc_conn_buffered)
         }
         CHECK_INT(got, 1);
         CHECK_INT(ipc_msg_find(&d, "big")->value_len, 1024 * 1024);
-        ipc_msg_free(&d);
+        ipc_msg_done(&d);
 
         /* garbage is a protocol error, EOF is seen */
         CHECK_INT(write(sv[0], "\xff\xff\xff\xff", 4), 4);
@@ -214,7 +214,7 @@ TEST(ipc_conn_buffered)
         ipc_conn_done(&a);
         ipc_conn_done(&b);
         close(sv[1]);
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         free(big);
 }
 
@@ -240,8 +240,8 @@ TEST(ipc_group_all_or_nothing)
         struct buf b = BUF_INIT;
         CHECK_INT(ipc_encode(&m, &b), 0);
         CHECK_INT(b.len, IPC_HEADER_SIZE + 7);
-        buf_free(&b);
-        ipc_msg_free(&m);
+        buf_done(&b);
+        ipc_msg_done(&m);
 }
 
 struct sent {
@@ -261,17 +261,17 @@ static int collect(const struct ipc_msg *m, void *userdata)
         size_t used = 0;
         if (ipc_encode(m, &b) < 0 || ipc_decode_frame(b.data, b.len, &d, &used) != 1)
                 return -EBADMSG;
-        buf_free(&b);
+        buf_done(&b);
         if (!streq(d.attrs[0].name, "req") || !streq(d.attrs[0].value, "rcpt") ||
             !streq(d.attrs[1].name, "rcpt")) {
-                ipc_msg_free(&d);
+                ipc_msg_done(&d);
                 return -EBADMSG; /* a head, then a whole group: never a group cut in two */
         }
         for (size_t i = 1; i < d.n_attrs; i++) {
                 strv_push(&s->names, d.attrs[i].name);
                 strv_push(&s->values, d.attrs[i].value);
         }
-        ipc_msg_free(&d);
+        ipc_msg_done(&d);
         return 0;
 }
 
@@ -302,8 +302,8 @@ TEST(ipc_batch_splits_in_whole_groups)
                 CHECK_STR(s.names.v[3 * i + 1], "orcpt");
                 CHECK_STR(s.names.v[3 * i + 2], "notify");
         }
-        strv_free(&s.names);
-        strv_free(&s.values);
+        strv_done(&s.names);
+        strv_done(&s.values);
 }
 
 TEST(ipc_batch_failures)
@@ -341,7 +341,7 @@ static int definite_peer(int fd, bool answer_at_once)
         struct ipc_msg m = IPC_MSG_INIT, reply = IPC_MSG_INIT;
         if (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "end"))
                 return 1;
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         if (!answer_at_once && (ipc_recv(fd, &m, 5000) < 0 || !streq(ipc_msg_get_str(&m, "req"), "abort")))
                 return 2;
         if (ipc_msg_add_str(&reply, "status", answer_at_once ? "0" : "4") < 0 ||
@@ -375,8 +375,8 @@ TEST(ipc_call_definite_asks_to_abort_and_gets_the_answer)
                 CHECK_INT(waitpid(pid, &status, 0), pid);
                 CHECK(WIFEXITED(status));
                 CHECK_INT(WEXITSTATUS(status), 0);
-                ipc_msg_free(&req);
-                ipc_msg_free(&abort);
-                ipc_msg_free(&reply);
+                ipc_msg_done(&req);
+                ipc_msg_done(&abort);
+                ipc_msg_done(&reply);
         }
 }

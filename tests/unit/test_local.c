@@ -77,7 +77,7 @@ TEST(list_members)
         CHECK_STR(v.v[1], "|cmd x, y");
         CHECK_STR(v.v[2], "/f");
         CHECK_STR(v.v[3], ":include:/l");
-        strv_free(&v);
+        strv_done(&v);
         char *s = local_strip_extension("user+ext", "+");
         CHECK_STR(s, "user");
         free(s);

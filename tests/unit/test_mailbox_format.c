@@ -122,5 +122,5 @@ TEST(big_copy_is_compared_in_pieces)
         CHECK_INT(mailbox_copy_present(fd, 0, &c), MAILBOX_COPY_ABSENT);
         CHECK_INT(mailbox_copy_present(-1, 0, &c), -EBADF);
         close(fd);
-        buf_free(&big);
+        buf_done(&big);
 }

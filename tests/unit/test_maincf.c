@@ -29,7 +29,7 @@ TEST(parse_basic_entries_and_whitespace)
         CHECK_STR(m.entries[3].value, "");
         CHECK_STR(m.entries[4].value, "x");
         CHECK_INT(m.entries[4].line, 6);
-        maincf_free(&m);
+        maincf_done(&m);
 }
 
 TEST(parse_continuation_lines_join_with_one_space)
@@ -42,7 +42,7 @@ TEST(parse_continuation_lines_join_with_one_space)
         CHECK_INT(m.entries[0].last_line, 3);
         CHECK_STR(m.entries[1].name, "next");
         CHECK_INT(m.entries[1].line, 4);
-        maincf_free(&m);
+        maincf_done(&m);
 }
 
 TEST(parse_comments_only_at_line_start)
@@ -57,7 +57,7 @@ TEST(parse_comments_only_at_line_start)
         /* A comment line inside a multi-line value neither ends nor joins it. */
         CHECK_STR(m.entries[1].value, "a b");
         CHECK_INT(m.n_diags, 0);
-        maincf_free(&m);
+        maincf_done(&m);
 }
 
 TEST(parse_bad_lines_become_diagnostics)
@@ -78,7 +78,7 @@ TEST(parse_bad_lines_become_diagnostics)
         CHECK_STR(m.diags[2].message, "bad parameter name: \"bad-name\"");
         CHECK_INT(m.diags[3].line, 6);
         CHECK_STR(m.diags[3].message, "missing parameter name before '='");
-        maincf_free(&m);
+        maincf_done(&m);
 }
 
 TEST(parse_last_duplicate_wins_in_find)
@@ -88,7 +88,7 @@ TEST(parse_last_duplicate_wins_in_find)
         CHECK_INT(m.n_entries, 3);
         CHECK_STR(maincf_find(&m, "a")->value, "3");
         CHECK(maincf_find(&m, "zzz") == NULL);
-        maincf_free(&m);
+        maincf_done(&m);
 }
 
 TEST(parse_limits)
@@ -119,8 +119,8 @@ TEST(parse_limits)
         CHECK_INT(m.n_diags, 1);
         CHECK_INT(m.diags[0].line, 1);
         CHECK(strstr(m.diags[0].message, "line too long") != NULL);
-        maincf_free(&m);
-        buf_free(&b);
+        maincf_done(&m);
+        buf_done(&b);
 
         /* Diagnostics are capped, with one summary at the end. */
         for (unsigned i = 0; i < MAINCF_DIAGS_MAX * 2; i++)
@@ -129,8 +129,8 @@ TEST(parse_limits)
         CHECK_INT(m.n_diags, MAINCF_DIAGS_MAX);
         CHECK(strstr(m.diags[MAINCF_DIAGS_MAX - 1].message, "too many errors") != NULL);
         CHECK(strstr(m.diags[MAINCF_DIAGS_MAX - 1].message, "101 more") != NULL);
-        maincf_free(&m);
-        buf_free(&b);
+        maincf_done(&m);
+        buf_done(&b);
 }
 
 TEST(parse_nul_and_control_bytes_are_safe)
@@ -142,7 +142,7 @@ TEST(parse_nul_and_control_bytes_are_safe)
         CHECK_STR(m.entries[0].name, "a");
         CHECK_INT(m.n_diags, 1);
         CHECK_STR(m.diags[0].message, "bad parameter name: \"b?\"");
-        maincf_free(&m);
+        maincf_done(&m);
 }
 
 static char *edit(const char *text, const struct maincf_edit *edits, size_t n)
@@ -229,7 +229,7 @@ TEST(edit_remove_and_comment_out)
         CHECK_INT(parse(out, &m), 0);
         CHECK(maincf_find(&m, "mydestination") == NULL);
         CHECK_INT(m.n_diags, 0);
-        maincf_free(&m);
+        maincf_done(&m);
         free(out);
 }
 

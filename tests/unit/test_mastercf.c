@@ -45,7 +45,7 @@ static int one_error(const char *text, const char *needle)
         if (!ok)
                 fprintf(stderr, "input: %s\n  services %zu, diags %zu, first: %s\n", text, m.n_services,
                         m.n_diags, m.n_diags ? m.diags[0].message : "(none)");
-        mastercf_free(&m);
+        mastercf_done(&m);
         return ok;
 }
 
@@ -100,7 +100,7 @@ TEST(columns_and_defaults)
         CHECK(!m.services[4].unpriv);
         CHECK(mastercf_find(&m, "smtp", MASTERCF_UNIX) == NULL);
         CHECK(mastercf_find(&m, "nosuch", MASTERCF_INET) == NULL);
-        mastercf_free(&m);
+        mastercf_done(&m);
         CHECK(m.services == NULL && m.n_services == 0);
 }
 
@@ -139,7 +139,7 @@ TEST(comments_blank_lines_and_continuation)
         s = mastercf_find(&m, "smtp", MASTERCF_UNIX);
         CHECK(s && s->line == 12);
         CHECK_STR(override(s, "smtp_bind_address"), "0.0.0.0");
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 TEST(crlf_and_missing_final_newline)
@@ -151,14 +151,14 @@ TEST(crlf_and_missing_final_newline)
         CHECK_STR(m.services[0].command, "smtpd");
         CHECK_STR(override(&m.services[0], "a"), "b");
         CHECK_STR(m.services[1].command, "cleanup");
-        mastercf_free(&m);
+        mastercf_done(&m);
 
         parse("", &m);
         CHECK_INT(m.n_services + m.n_diags, 0);
-        mastercf_free(&m);
+        mastercf_done(&m);
         parse("# only a comment", &m);
         CHECK_INT(m.n_services + m.n_diags, 0);
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 TEST(override_forms_and_braced_arguments)
@@ -195,7 +195,7 @@ TEST(override_forms_and_braced_arguments)
         CHECK_STR(s->args.v[4], "inline:{ a = b }");
         CHECK(s->args.v[5] == NULL);
         CHECK_STR(s->port, "smtps");
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 TEST(inet_endpoints)
@@ -223,7 +223,7 @@ TEST(inet_endpoints)
                 CHECK_STR(m.services[0].name, good[i].name);
                 CHECK(streq_ptr(m.services[0].host, good[i].host));
                 CHECK_STR(m.services[0].port, good[i].port);
-                mastercf_free(&m);
+                mastercf_done(&m);
         }
 
         static const char *const bad[] = {
@@ -241,7 +241,7 @@ TEST(inet_endpoints)
         parse("127.0.0.1:10025 unix - - n - - smtp\n", &m);
         CHECK_INT(m.n_diags, 0);
         CHECK(m.services[0].host == NULL && m.services[0].port == NULL);
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 TEST(column_diagnostics)
@@ -280,7 +280,7 @@ TEST(column_diagnostics)
         parse("smtp inet q q q q q smtpd\n", &m);
         CHECK_INT(m.n_services, 0);
         CHECK_INT(m.n_diags, 5);
-        mastercf_free(&m);
+        mastercf_done(&m);
         /* Input echoed in a message is escaped and cut. */
         char msg[300];
         snprintf(msg, sizeof(msg), "smtp in\x01\"et%0200d n - n - - smtpd\n", 0);
@@ -289,7 +289,7 @@ TEST(column_diagnostics)
         CHECK(strstr(m.diags[0].message, "\"in\\x01\\\"et000"));
         CHECK(strstr(m.diags[0].message, "\"..."));
         CHECK(strlen(m.diags[0].message) < 200);
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 TEST(diagnostics_name_their_line_and_good_entries_survive)
@@ -313,13 +313,13 @@ TEST(diagnostics_name_their_line_and_good_entries_survive)
         CHECK(diag_on(&m, 7, "duplicate service \"smtp\" type inet (first defined on line 2)"));
         CHECK_INT(mastercf_find(&m, "smtp", MASTERCF_INET)->maxproc, -1); /* the first one wins */
         CHECK(mastercf_find(&m, "2525", MASTERCF_UNIX));
-        mastercf_free(&m);
+        mastercf_done(&m);
 
         parse("  -o leading=continuation\nsmtp inet n - n - - smtpd\n", &m);
         CHECK_INT(m.n_services, 1);
         CHECK_INT(m.n_diags, 1);
         CHECK(diag_on(&m, 1, "continuation line without a preceding entry"));
-        mastercf_free(&m);
+        mastercf_done(&m);
 
         /* A NUL byte spoils only its own entry. */
         static const char nul[] =
@@ -328,7 +328,7 @@ TEST(diagnostics_name_their_line_and_good_entries_survive)
         CHECK_INT(m.n_services, 2);
         CHECK(diag_on(&m, 2, "NUL"));
         CHECK(mastercf_find(&m, "c", MASTERCF_UNIX));
-        mastercf_free(&m);
+        mastercf_done(&m);
 }
 
 TEST(limits)
@@ -354,7 +354,7 @@ TEST(limits)
         CHECK_INT(m.n_diags, 2);
         CHECK(diag_on(&m, 1, "entry longer than"));
         CHECK(diag_on(&m, 2, "entry longer than"));
-        mastercf_free(&m);
+        mastercf_done(&m);
         buf_truncate(&b, 0);
 
         buf_puts(&b, "many unix - - n - - cmd");
@@ -364,7 +364,7 @@ TEST(limits)
         CHECK_INT(mastercf_parse(b.data, b.len, &m), 0);
         CHECK_INT(m.n_services, 0);
         CHECK(diag_on(&m, 1, "more than 1024 fields"));
-        mastercf_free(&m);
+        mastercf_done(&m);
         buf_truncate(&b, 0);
 
         for (size_t i = 0; i < MASTERCF_SERVICES_MAX + 10; i++)
@@ -374,7 +374,7 @@ TEST(limits)
         CHECK(diag_on(&m, MASTERCF_SERVICES_MAX + 1, "more than 4096 services"));
         CHECK_INT(m.n_diags, 2); /* the limit, then a count of the 9 further ignored entries */
         CHECK(strstr(m.diags[1].message, "9 further"));
-        mastercf_free(&m);
+        mastercf_done(&m);
         buf_truncate(&b, 0);
 
         for (size_t i = 0; i < MASTERCF_DIAGS_MAX + 50; i++)
@@ -382,8 +382,8 @@ TEST(limits)
         CHECK_INT(mastercf_parse(b.data, b.len, &m), 0);
         CHECK_INT(m.n_diags, MASTERCF_DIAGS_MAX + 1);
         CHECK(strstr(m.diags[MASTERCF_DIAGS_MAX].message, "50 further problems not reported"));
-        mastercf_free(&m);
-        buf_free(&b);
+        mastercf_done(&m);
+        buf_done(&b);
 
         /* Refused before any byte is read. */
         CHECK_INT(mastercf_parse("", (size_t)MASTERCF_TEXT_MAX + 1, &m), -EFBIG);
@@ -464,7 +464,7 @@ TEST(shipped_master_cf)
         CHECK_INT(mastercf_find(&m, "qmgr", MASTERCF_UNIX)->maxproc, 1);
         CHECK_INT(mastercf_find(&m, "anvil", MASTERCF_UNIX)->maxproc, 1);
         CHECK_INT(mastercf_find(&m, "pickup", MASTERCF_UNIX)->wakeup, 60);
-        mastercf_free(&m);
+        mastercf_done(&m);
 
         /* The commented examples work once uncommented, as the guides tell operators to do. */
         struct buf b = BUF_INIT;
@@ -487,6 +487,6 @@ TEST(shipped_master_cf)
         s = mastercf_find(&m, "submission", MASTERCF_INET);
         CHECK(s && s->n_overrides == 3);
         CHECK_STR(override(s, "smtpd_client_restrictions"), "permit_sasl_authenticated,reject");
-        mastercf_free(&m);
-        buf_free(&b);
+        mastercf_done(&m);
+        buf_done(&b);
 }

@@ -25,7 +25,7 @@ TEST(optneg_is_three_big_endian_words)
         static const uint8_t want[] = {0, 0, 0, 13, 'O', 0, 0, 0, 6, 0, 0, 0, 3, 0, 0x1f, 0xff, 0xff};
         CHECK_INT(b.len, sizeof want);
         CHECK(memcmp(b.data, want, sizeof want) == 0);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(connect_mail_rcpt_and_macros_layout)
@@ -56,7 +56,7 @@ TEST(connect_mail_rcpt_and_macros_layout)
         milter_put_simple(&b, MILTER_CMD_EOH);
         CHECK_INT(b.len, 5);
         CHECK(memcmp(b.data, "\0\0\0\1N", 5) == 0);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(body_chunks_are_capped)
@@ -68,7 +68,7 @@ TEST(body_chunks_are_capped)
         size_t n = 0;
         CHECK_INT(milter_packet_complete((const uint8_t *)b.data, b.len, &n), 1);
         CHECK_INT(n, b.len);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(packet_framing)

@@ -112,10 +112,10 @@ TEST(round_trip_every_record_type)
         CHECK_INT(qfile_encode_all(&out, &b2), 0);
         CHECK_INT(b2.len, b.len);
         CHECK(memcmp(b.data, b2.data, b.len) == 0);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         CHECK(out.sender == NULL && out.rcpts == NULL);
-        buf_free(&b);
-        buf_free(&b2);
+        buf_done(&b);
+        buf_done(&b2);
 }
 
 TEST(round_trip_minimal)
@@ -134,8 +134,8 @@ TEST(round_trip_minimal)
         CHECK(!out.has_message_size && !out.ready);
         CHECK_INT(out.n_extra, 0);
         CHECK_INT(out.content_len, 0);
-        qfile_msg_free(&out);
-        buf_free(&b);
+        qfile_msg_done(&out);
+        buf_done(&b);
 }
 
 TEST(head_content_tail_is_the_whole_file)
@@ -148,9 +148,9 @@ TEST(head_content_tail_is_the_whole_file)
         CHECK(memcmp(all.data, head.data, head.len) == 0);
         CHECK(memcmp(all.data + head.len + in.content_len, tail.data, tail.len) == 0);
         CHECK_INT(tail.len, QFILE_REC_HDR_LEN + QFILE_END_PAYLOAD_LEN);
-        buf_free(&head);
-        buf_free(&tail);
-        buf_free(&all);
+        buf_done(&head);
+        buf_done(&tail);
+        buf_done(&all);
 }
 
 TEST(truncation_at_every_offset_is_rejected)
@@ -174,7 +174,7 @@ TEST(truncation_at_every_offset_is_rejected)
                 CHECK(err.offset <= len);
                 CHECK(out.sender == NULL && out.rcpts == NULL && out.content == NULL);
         }
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(every_flipped_byte_outside_slots_is_detected)
@@ -199,12 +199,12 @@ TEST(every_flipped_byte_outside_slots_is_detected)
                 b.data[i] ^= 0x20;
                 if (r >= 0) {
                         accepted++;
-                        qfile_msg_free(&out);
+                        qfile_msg_done(&out);
                 }
         }
         CHECK_INT(accepted, 0);
-        qfile_msg_free(&dec);
-        buf_free(&b);
+        qfile_msg_done(&dec);
+        buf_done(&b);
 }
 
 TEST(status_slot_is_outside_the_checksum)
@@ -217,7 +217,7 @@ TEST(status_slot_is_outside_the_checksum)
         uint8_t slot[QFILE_STATUS_SLOT_LEN];
         CHECK_INT(qfile_encode_slot(QFILE_RCPT_DELIVERED, 42, "2.0.0", slot), 0);
         memcpy(b.data + dec.rcpts[1].slot_offset, slot, sizeof slot);
-        qfile_msg_free(&dec);
+        qfile_msg_done(&dec);
         CHECK_INT(qfile_decode(b.data, b.len, &dec, NULL), 0);
         CHECK_INT(dec.rcpts[1].state, QFILE_RCPT_DELIVERED);
         CHECK_INT(dec.rcpts[1].done_usec, 42);
@@ -225,11 +225,11 @@ TEST(status_slot_is_outside_the_checksum)
         CHECK_INT(dec.rcpts[0].state, QFILE_RCPT_PENDING);
         /* A garbage state in the slot is still caught. */
         b.data[dec.rcpts[1].slot_offset] = 9;
-        qfile_msg_free(&dec);
+        qfile_msg_done(&dec);
         struct qfile_error err;
         CHECK_INT(qfile_decode(b.data, b.len, &dec, &err), -EBADMSG);
         CHECK_STR(err.reason, "unknown recipient state");
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(bad_magic_version_flags_and_trailing_data)
@@ -259,11 +259,11 @@ TEST(bad_magic_version_flags_and_trailing_data)
         b.data[12] = 0;
 
         CHECK_INT(qfile_decode(b.data, b.len, &out, NULL), 0);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         buf_putc(&b, 0);
         CHECK_INT(qfile_decode(b.data, b.len, &out, &err), -EBADMSG);
         CHECK_STR(err.reason, "data after end record");
-        buf_free(&b);
+        buf_done(&b);
 }
 
 /* A valid file's bytes up to (not including) its content record, to append hand-made records to. */
@@ -273,7 +273,7 @@ static struct buf prefix_before_content(const struct qfile_msg *m)
         if (qfile_encode(m, &head, &tail) < 0)
                 abort();
         buf_truncate(&head, head.len - QFILE_REC_HDR_LEN);
-        buf_free(&tail);
+        buf_done(&tail);
         return head;
 }
 
@@ -291,7 +291,7 @@ static const char *decode_reason(const struct buf *b)
         struct qfile_msg out;
         int r = qfile_decode(b->data, b->len, &out, &err);
         if (r >= 0) {
-                qfile_msg_free(&out);
+                qfile_msg_done(&out);
                 return "accepted";
         }
         return err.reason;
@@ -353,7 +353,7 @@ TEST(bad_lengths)
         rec(&b, 'C', 0, "", 0);
         rec(&b, 'E', 12, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
         CHECK_STR(decode_reason(&b), "end record length does not match the file");
-        buf_free(&b);
+        buf_done(&b);
 
         /* A time record of the wrong size, right after the header. */
         struct buf t = BUF_INIT;
@@ -374,7 +374,7 @@ TEST(bad_lengths)
         rec(&t, 'S', 0, "", 0);
         rec(&t, 'C', 0, "", 0);
         CHECK_STR(decode_reason(&t), "content record out of order");
-        buf_free(&t);
+        buf_done(&t);
 }
 
 TEST(bad_recipient_records)
@@ -387,7 +387,7 @@ TEST(bad_recipient_records)
         CHECK_INT(qfile_encode_all(&in, &all), 0);
         CHECK_INT(qfile_decode(all.data, all.len, &dec, NULL), 0);
         size_t slot = dec.rcpts[0].slot_offset;
-        qfile_msg_free(&dec);
+        qfile_msg_done(&dec);
 
         /* Reserved slot bytes, the DSN status and the NOTIFY flags are all checked. */
         all.data[slot + 3] = 1;
@@ -409,9 +409,9 @@ TEST(bad_recipient_records)
         CHECK_STR(decode_reason(&all), "empty recipient address");
         all.data[slot + QFILE_STATUS_SLOT_LEN + 1] = 3;
         CHECK_STR(decode_reason(&all), "accepted");
-        buf_free(&head);
-        buf_free(&tail);
-        buf_free(&all);
+        buf_done(&head);
+        buf_done(&tail);
+        buf_done(&all);
 }
 
 TEST(decoder_limits_on_counts)
@@ -425,7 +425,7 @@ TEST(decoder_limits_on_counts)
                 rec(&b, 'A', (uint32_t)n, p, (size_t)n);
         }
         CHECK_STR(decode_reason(&b), "too many attributes");
-        buf_free(&b);
+        buf_done(&b);
 
         /* QFILE_MAX_RECIPIENTS + 1 recipients: encoding refuses, decoding refuses. */
         size_t n = QFILE_MAX_RECIPIENTS + 1;
@@ -440,7 +440,7 @@ TEST(decoder_limits_on_counts)
         struct qfile_msg out;
         CHECK_INT(qfile_decode(enc.data, enc.len, &out, NULL), 0);
         CHECK_INT(out.n_rcpts, QFILE_MAX_RECIPIENTS);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         /* Splice one more recipient record in front of the content record (checksum not reached). */
         struct buf head = BUF_INIT, tail = BUF_INIT;
         CHECK_INT(qfile_encode(&big, &head, &tail), 0);
@@ -464,10 +464,10 @@ TEST(decoder_limits_on_counts)
         CHECK_INT(qfile_decode(more.data, more.len, &out, &err), -EBADMSG);
         CHECK_STR(err.reason, "too many recipients");
         free(many);
-        buf_free(&enc);
-        buf_free(&head);
-        buf_free(&tail);
-        buf_free(&more);
+        buf_done(&enc);
+        buf_done(&head);
+        buf_done(&tail);
+        buf_done(&more);
 }
 
 TEST(encoder_refuses_what_decoder_would)
@@ -519,7 +519,7 @@ TEST(encoder_refuses_what_decoder_would)
         CHECK_INT(qfile_encode_all(&m, &b), 0);
         m.protocol = "SMTP"; /* known attributes count too */
         CHECK_INT(qfile_encode_all(&m, &b), -EINVAL);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(slot_encoding)
@@ -614,7 +614,7 @@ static void make_version_1(struct buf *b)
         crc = qfile_crc32c(crc, b->data + pos, end - pos);
         for (int i = 0; i < 4; i++)
                 b->data[b->len - 4 + i] = (char)(crc >> (8 * i));
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
 }
 
 TEST(version_1_files_are_read_but_hold_no_attempt)
@@ -626,7 +626,7 @@ TEST(version_1_files_are_read_but_hold_no_attempt)
         CHECK_INT(qfile_decode(b.data, b.len, &out, NULL), 0);
         CHECK_INT(out.version, QFILE_VERSION);
         size_t slot = out.rcpts[1].slot_offset;
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
 
         /* An attempted slot in a current file: decoded, and encoded back to the same bytes. */
         struct qfile_rcpt rc = attempted(1712345678000001ull, 0x801, 123456, 4096);
@@ -637,8 +637,8 @@ TEST(version_1_files_are_read_but_hold_no_attempt)
         struct buf again = BUF_INIT;
         CHECK_INT(qfile_encode_all(&out, &again), 0);
         CHECK(again.len == b.len && memcmp(again.data, b.data, b.len) == 0);
-        buf_free(&again);
-        qfile_msg_free(&out);
+        buf_done(&again);
+        qfile_msg_done(&out);
 
         /* Version 1 is still read; the state it did not know is refused there, so no older reader
          * would ever have met it. */
@@ -647,13 +647,13 @@ TEST(version_1_files_are_read_but_hold_no_attempt)
         CHECK_INT(qfile_decode(b.data, b.len, &out, NULL), 0);
         CHECK_INT(out.version, 1);
         CHECK_STR(out.rcpts[0].address, "one@example.com");
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         CHECK_INT(qfile_encode_rcpt_slot(&rc, (uint8_t *)b.data + slot), 0);
         struct qfile_error err;
         CHECK_INT(qfile_decode(b.data, b.len, &out, &err), -EBADMSG);
         CHECK_STR(err.reason, "attempted recipient in a version 1 file");
         CHECK_INT(err.offset, slot);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 /* The streaming encoder, fed in pieces of every size, makes exactly the bytes of the one-shot encoder. */
@@ -692,14 +692,14 @@ TEST(stream_encoder_matches_one_shot)
                         struct qfile_msg out;
                         CHECK_INT(qfile_decode(got.data, got.len, &out, NULL), 0);
                         CHECK_INT(out.content_len, lens[li]);
-                        qfile_msg_free(&out);
-                        buf_free(&head);
-                        buf_free(&tail);
-                        buf_free(&got);
+                        qfile_msg_done(&out);
+                        buf_done(&head);
+                        buf_done(&tail);
+                        buf_done(&got);
                 }
-                buf_free(&want);
+                buf_done(&want);
         }
-        buf_free(&big);
+        buf_done(&big);
 }
 
 TEST(stream_encoder_refuses_content_past_the_limit)
@@ -712,7 +712,7 @@ TEST(stream_encoder_refuses_content_past_the_limit)
         CHECK_INT(qfile_stream_content(&st, "ab", 2), -EFBIG);
         CHECK_INT(st.content_len, QFILE_MAX_CONTENT_LEN - 1);
         CHECK_INT(qfile_stream_content(&st, "a", 1), 0);
-        buf_free(&head);
+        buf_done(&head);
 }
 
 /* What recovery does for a big file, on a buffer: walk to the content record, checksum the content on its
@@ -734,7 +734,7 @@ static int split_decode(const char *data, size_t len, int *ret)
                         if (*ret == 0) {
                                 if (m.content != NULL || m.content_len != plen)
                                         *ret = -EINVAL; /* fails the comparison */
-                                qfile_msg_free(&m);
+                                qfile_msg_done(&m);
                         }
                         return 1;
                 }
@@ -761,7 +761,7 @@ TEST(split_decode_agrees_with_decode)
                         struct qfile_msg m;
                         int whole = qfile_decode(b.data, b.len, &m, NULL);
                         if (whole == 0)
-                                qfile_msg_free(&m);
+                                qfile_msg_done(&m);
                         int split = -1;
                         if (split_decode(b.data, b.len, &split)) {
                                 paths++;
@@ -780,5 +780,5 @@ TEST(split_decode_agrees_with_decode)
         int split = -1;
         CHECK_INT(split_decode(b.data, b.len, &split), 1);
         CHECK_INT(split, -EBADMSG);
-        buf_free(&b);
+        buf_done(&b);
 }

@@ -166,7 +166,7 @@ TEST(layout_create_and_check)
                 CHECK(found);
                 free(want);
         }
-        strv_free(&problems);
+        strv_done(&problems);
 
         /* create refuses the symlink (it never follows one), and repairs everything once it is gone. */
         CHECK(queue_layout_create(dir, &o) < 0);
@@ -175,7 +175,7 @@ TEST(layout_create_and_check)
         free(p);
         CHECK_INT(queue_layout_create(dir, &o), 0);
         CHECK_INT(queue_layout_check(dir, &o, &problems), 0);
-        strv_free(&problems);
+        strv_done(&problems);
 
         struct queue *q = NULL;
         CHECK_INT(queue_open(dir, &q), 0);
@@ -300,7 +300,7 @@ TEST(write_commit_and_read_back)
         CHECK_STR(out.rcpts[0].address, "r@example.com");
         CHECK(out.ready);
         CHECK_INT(out.content_len, sizeof(body) - 1);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
 
         char *path = queue_path(q, QUEUE_DEFERRED, saved_id);
@@ -363,10 +363,10 @@ TEST(streamed_write_commit_and_read_back)
         struct buf want = BUF_INIT;
         CHECK_INT(qfile_encode_all(&m, &want), 0);
         CHECK(memcmp(data, want.data, want.len) == 0);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
-        buf_free(&want);
-        buf_free(&content);
+        buf_done(&want);
+        buf_done(&content);
         free(id);
         queue_close(q);
         free(dir);
@@ -406,7 +406,7 @@ TEST(streamed_mark_all_and_hold)
                 CHECK_INT(out.rcpts[i].done_usec, 5);
         }
         CHECK_STR(out.rcpts[1].orcpt, "rfc822;x@y");
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
         free(id);
         queue_close(q);
@@ -547,7 +547,7 @@ TEST(mark_done_survives_reopen)
         CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[0], QFILE_RCPT_DELIVERED, 1, "bad status"), -EINVAL);
         struct qfile_rcpt bogus = {.slot_offset = 33};
         CHECK_INT(queue_mark_rcpt(fd, &bogus, QFILE_RCPT_DELIVERED, 1, "2.0.0"), -EINVAL);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
         close(fd);
 
@@ -562,7 +562,7 @@ TEST(mark_done_survives_reopen)
         CHECK_INT(out.rcpts[2].state, QFILE_RCPT_BOUNCED);
         CHECK_STR(out.rcpts[2].dsn_status, "5.1.1");
         CHECK_STR(out.rcpts[2].address, "c@x");
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
         free(id);
         queue_close(q);
@@ -610,19 +610,19 @@ TEST(attempt_record_then_mark)
         CHECK(again.attempt_usec == 1712345678000001ull && again.mbox_dev == 0x801 && again.mbox_ino == 99 &&
               again.mbox_size == 12345);
         free(data);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         CHECK_INT(load(q, id, QUEUE_ACTIVE, &out, &data), 0); /* the checksum does not cover slots */
         CHECK_INT(out.rcpts[0].state, QFILE_RCPT_PENDING);
         CHECK_INT(out.rcpts[1].state, QFILE_RCPT_ATTEMPTED);
         CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0"), 0);
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
         close(fd);
         CHECK_INT(load(q, id, QUEUE_ACTIVE, &out, &data), 0);
         CHECK_INT(out.rcpts[1].state, QFILE_RCPT_DELIVERED);
         CHECK(out.rcpts[1].attempt_usec == 0 && out.rcpts[1].mbox_ino == 0);
         CHECK_STR(out.rcpts[1].dsn_status, "2.0.0");
-        qfile_msg_free(&out);
+        qfile_msg_done(&out);
         free(data);
         free(id);
         queue_close(q);
@@ -660,17 +660,17 @@ TEST(delivery_locks_are_per_recipient)
 
         /* Marked by the first, then released: the next delivery sees it done. */
         CHECK_INT(queue_mark_rcpt(fd1, &m1.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0"), 0);
-        qfile_msg_free(&m1);
+        qfile_msg_done(&m1);
         free(d1);
         close(fd1);
         CHECK_INT(queue_open_for_delivery(q, id, QUEUE_ACTIVE, overlap, 1, &fd3, &d3, &l3, &m3), 0);
         CHECK_INT(m3.rcpts[1].state, QFILE_RCPT_DELIVERED);
         CHECK_INT(m3.rcpts[0].state, QFILE_RCPT_PENDING);
         CHECK_INT(queue_open_for_delivery(q, id, QUEUE_DEFERRED, overlap, 1, &fd1, &d1, &l1, &m1), -ENOENT);
-        qfile_msg_free(&m3);
+        qfile_msg_done(&m3);
         free(d3);
         close(fd3);
-        qfile_msg_free(&m2);
+        qfile_msg_done(&m2);
         free(d2);
         close(fd2);
         free(id);
@@ -748,7 +748,7 @@ TEST(recovery_removes_half_written_and_keeps_complete)
         CHECK_INT(count_entries(dir, "active"), 0);
         CHECK_INT(queue_recover(q, QUEUE_CORRUPT, &s), -EINVAL);
 
-        buf_free(&full);
+        buf_done(&full);
         free(ids[0]);
         free(ids[1]);
         queue_close(q);
@@ -802,8 +802,8 @@ TEST(recovery_checks_big_files_in_chunks)
                              "00005AAAAA", "00006AAAAA", "00008AAAAA"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 CHECK(exists_at(cfd, bad[i]));
-        buf_free(&full);
-        buf_free(&content);
+        buf_done(&full);
+        buf_done(&content);
         queue_close(q);
         free(dir);
 }

@@ -225,7 +225,7 @@ TEST(sasl_keys_and_values)
         CHECK_STR(keys.v[1], "[mail.isp.example]");
         CHECK_STR(keys.v[2], "mail.isp.example:587");
         CHECK_STR(keys.v[3], "mail.isp.example");
-        strv_free(&keys);
+        strv_done(&keys);
 
         char *user = NULL, *pass = NULL;
         CHECK_INT(smtp_sasl_split("alice:pa:ss", &user, &pass), 0);

@@ -245,7 +245,7 @@ TEST(envid_limit_and_too_many_params)
         CHECK_INT(smtp_cmd_parse(b.data, b.len, NULL, &cmd), -EINVAL);
         CHECK_STR(cmd.reply, "555 5.5.4 Unsupported option: X");
         smtp_cmd_done(&cmd);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(options)

@@ -297,7 +297,7 @@ TEST(encoder)
                                 smtp_dot_encode(&enc, e[i].in, n, &out);
                         smtp_dot_encoder_finish(&enc, &out);
                         CHECK_STR(buf_str(&out), e[i].out);
-                        buf_free(&out);
+                        buf_done(&out);
                 }
         }
 }
@@ -325,6 +325,6 @@ TEST(encode_decode_round_trip)
                 CHECK_STR(res.out, expect);
                 free(expect);
                 free(res.out);
-                buf_free(&wire);
+                buf_done(&wire);
         }
 }

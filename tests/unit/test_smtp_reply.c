@@ -29,7 +29,7 @@ TEST(format)
         buf_truncate(&b, 0);
         smtp_reply_format(&b, 354, NULL, "End data with <CR><LF>.<CR><LF>");
         CHECK_STR(buf_str(&b), "354 End data with <CR><LF>.<CR><LF>\r\n");
-        buf_free(&b);
+        buf_done(&b);
 }
 
 static int parse_all(const char *in, size_t chunk, struct smtp_reply *r, size_t *consumed)
@@ -149,7 +149,7 @@ TEST(nul_and_limits)
         CHECK_INT(strlen(r.text), SMTP_REPLY_LINE_MAX - 4);
         smtp_reply_done(&r);
         smtp_reply_parser_done(&p);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 TEST(pipelined_replies)

@@ -427,7 +427,7 @@ TEST(rbl_client)
         CHECK_INT(zones.n, 2);
         CHECK_STR(zones.v[0], "bl.example");
         CHECK_STR(zones.v[1], "strict.example");
-        strv_free(&zones);
+        strv_done(&zones);
 
         struct smtpd_client_dns dns = {.n_rbl = 2};
         snprintf(dns.rbl[0].zone, sizeof dns.rbl[0].zone, "bl.example");

@@ -61,10 +61,10 @@ TEST(maildrop_parse_accepts_and_rebuilds)
         CHECK_STR(maildrop_full_name(&again), "Jo User");
         CHECK_INT(again.content_len, 15);
         CHECK(memcmp(again.content, "Subject: x\n\nhi\n", 15) == 0);
-        qfile_msg_free(&again);
-        qfile_msg_free(&got);
-        buf_free(&rebuilt);
-        buf_free(&b);
+        qfile_msg_done(&again);
+        qfile_msg_done(&got);
+        buf_done(&rebuilt);
+        buf_done(&b);
 }
 
 TEST(maildrop_parse_refuses)
@@ -81,7 +81,7 @@ TEST(maildrop_parse_refuses)
         CHECK_INT(maildrop_parse(b.data, b.len, 4, &got, &err), -EFBIG);
         CHECK_STR(err.reason, "message file too big");
         CHECK_INT(maildrop_parse(b.data, b.len, 5, &got, &err), 0);
-        qfile_msg_free(&got);
+        qfile_msg_done(&got);
 
         /* Control characters in addresses would forge log lines and headers. */
         m.sender = (char *)"jo\nfake: line";
@@ -119,7 +119,7 @@ TEST(maildrop_parse_refuses)
         CHECK(err.reason != NULL);
         CHECK_INT(maildrop_parse("From: x\n\nbody\n", 14, 0, &got, &err), -EBADMSG);
         CHECK_INT(maildrop_parse("", 0, 0, &got, &err), -EBADMSG);
-        buf_free(&b);
+        buf_done(&b);
 }
 
 /* ---- authorized_submit_users ---- */
@@ -141,7 +141,7 @@ static int match(const char *list, const char *user)
         strv_split(&l, list, ", ");
         const char *failed = NULL;
         int r = submit_list_match(l.v, l.n, user, fake_lookup, NULL, &failed);
-        strv_free(&l);
+        strv_done(&l);
         return r;
 }
 
@@ -220,7 +220,7 @@ static char *joined(const char *text)
                 buf_puts(&b, out.v[i]);
                 buf_putc(&b, '|');
         }
-        strv_free(&out);
+        strv_done(&out);
         return buf_steal(&b);
 }
 
@@ -258,8 +258,8 @@ TEST(extract_header_rcpts)
         CHECK_STR(r.v[3], "more@z");
         CHECK_STR(r.v[4], "c@x");
         CHECK_STR(buf_str(&out), "From: me\nTO: a@x,\n b@y\nSubject: s\nCc: c@x\n\nTo: body@x\n");
-        strv_free(&r);
-        buf_free(&out);
+        strv_done(&r);
+        buf_done(&out);
 
         /* Resent- headers take over; a message without headers has no recipients. */
         msg = "To: old@x\nResent-To: new@x\nResent-Bcc: rb@x\n\nbody\n";
@@ -268,13 +268,13 @@ TEST(extract_header_rcpts)
         CHECK_STR(r.v[0], "new@x");
         CHECK_STR(r.v[1], "rb@x");
         CHECK_STR(buf_str(&out), "To: old@x\nResent-To: new@x\n\nbody\n");
-        strv_free(&r);
-        buf_free(&out);
+        strv_done(&r);
+        buf_done(&out);
         msg = "just a body line\nTo: x@y\n";
         submit_extract_header_rcpts(msg, strlen(msg), &r, &out);
         CHECK_INT(r.n, 0);
         CHECK_STR(buf_str(&out), msg);
-        buf_free(&out);
+        buf_done(&out);
 }
 
 /* ---- mailq layout ---- */
@@ -309,15 +309,15 @@ TEST(showq_layout)
                            "\n"
                            "-- 2 Kbytes in 3 Requests.\n";
         CHECK_STR(buf_str(&out), want);
-        buf_free(&out);
+        buf_done(&out);
 
         showq_format_list(NULL, 0, &out);
         CHECK_STR(buf_str(&out), "Mail queue is empty\n");
-        buf_free(&out);
+        buf_done(&out);
 
         showq_format_list(e, 1, &out);
         CHECK(strstr(buf_str(&out), "\n-- 2 Kbytes in 1 Request.\n") != NULL);
-        buf_free(&out);
+        buf_done(&out);
 }
 
 TEST(showq_json)
@@ -331,7 +331,7 @@ TEST(showq_json)
                   "1700000000, \"message_size\": 10, \"forced_expire\": false, \"sender\": \"s@x\", "
                   "\"recipients\": [{\"address\": \"a\\\"q@x\", \"delay_reason\": \"why\\u000a\"}, "
                   "{\"address\": \"b@x\"}]}\n");
-        buf_free(&out);
+        buf_done(&out);
 }
 
 /* The address limit is per argument or header: recipients from earlier ones never push later ones out
@@ -347,13 +347,13 @@ TEST(extract_addresses_limit_is_per_call)
         }
         CHECK_INT(out.n, 3000);
         CHECK_STR(out.v[2999], "u2999@example.test");
-        strv_free(&out);
+        strv_done(&out);
 
         struct buf list = BUF_INIT;
         for (int i = 0; i < MAILDROP_MAX_RECIPIENTS + 5; i++)
                 buf_printf(&list, "%sv%d@example.test", i ? ", " : "", i);
         CHECK_INT(submit_extract_addresses(list.data, list.len, &out), SUBMIT_ADDRS_MAX);
         CHECK(out.n > MAILDROP_MAX_RECIPIENTS);
-        strv_free(&out);
-        buf_free(&list);
+        strv_done(&out);
+        buf_done(&list);
 }

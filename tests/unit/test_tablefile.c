@@ -40,7 +40,7 @@ TEST(map_keys_values_comments_continuations)
         CHECK_STR(t.entries[3].key, "last");
         CHECK_STR(t.entries[3].value, "value");
         CHECK_INT(t.entries[3].line, 9);
-        tablefile_free(&t);
+        tablefile_done(&t);
 }
 
 TEST(map_bad_lines_are_reported_and_skipped)
@@ -54,7 +54,7 @@ TEST(map_bad_lines_are_reported_and_skipped)
         CHECK(strstr(t.diags[0].message, "continuation") != NULL);
         CHECK_INT(t.diags[1].line, 2);
         CHECK_STR(t.diags[1].message, "expected format: key whitespace value");
-        tablefile_free(&t);
+        tablefile_done(&t);
 }
 
 TEST(map_nul_byte_and_long_line_skipped)
@@ -66,7 +66,7 @@ TEST(map_nul_byte_and_long_line_skipped)
         CHECK_STR(t.entries[1].key, "c");
         CHECK_INT(t.n_diags, 1);
         CHECK_INT(t.diags[0].line, 2);
-        tablefile_free(&t);
+        tablefile_done(&t);
 
         size_t n = TABLEFILE_LINE_MAX + 10;
         char *big = xmalloc(n + 20);
@@ -78,7 +78,7 @@ TEST(map_nul_byte_and_long_line_skipped)
         CHECK_STR(t.entries[0].key, "ok");
         CHECK_INT(t.n_diags, 1);
         CHECK(strstr(t.diags[0].message, "longer") != NULL);
-        tablefile_free(&t);
+        tablefile_done(&t);
 }
 
 TEST(lines_keep_blanks_inside)
@@ -91,7 +91,7 @@ TEST(lines_keep_blanks_inside)
         CHECK(t.entries[0].value == NULL);
         CHECK_STR(t.entries[1].key, "/x y/i OK");
         CHECK_INT(t.entries[1].line, 4);
-        tablefile_free(&t);
+        tablefile_done(&t);
 }
 
 TEST(aliases_format)
@@ -121,7 +121,7 @@ TEST(aliases_format)
         CHECK_STR(t.diags[0].message, "need name:value pair");
         CHECK_INT(t.diags[1].line, 9);
         CHECK_INT(t.diags[2].line, 10);
-        tablefile_free(&t);
+        tablefile_done(&t);
 }
 
 TEST(alias_targets_split_and_classify)
@@ -150,7 +150,7 @@ TEST(alias_targets_split_and_classify)
         CHECK_INT(tablefile_alias_target_kind(v.v[4], &arg), ALIAS_TARGET_FILE);
         CHECK_STR(arg, "/var/mail/box");
         free(arg);
-        strv_free(&v);
+        strv_done(&v);
 }
 
 TEST(inline_syntax)
@@ -166,13 +166,13 @@ TEST(inline_syntax)
         CHECK_STR(t.entries[2].value, "value with spaces");
         CHECK_STR(t.entries[3].key, "e");
         CHECK_STR(t.entries[3].value, "f=g");
-        tablefile_free(&t);
+        tablefile_done(&t);
 
         const char *bad[] = {"a=b", "{ a }", "{ =b }", "{ { a = b }", "{ a=b", "{ a=b} }"};
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
                 CHECK_INT(tablefile_parse_inline(bad[i], strlen(bad[i]), &t), -EINVAL);
                 CHECK(t.n_diags >= 1);
-                tablefile_free(&t);
+                tablefile_done(&t);
         }
 }
 
@@ -185,5 +185,5 @@ TEST(aliases_empty_quoted_name)
         CHECK_STR(t.diags[0].message, "need name:value pair");
         CHECK_INT(t.n_entries, 1);
         CHECK_STR(t.entries[0].key, "a\"b");
-        tablefile_free(&t);
+        tablefile_done(&t);
 }

@@ -347,9 +347,9 @@ static char *expand(const char *list, const char *hostname, const char *nexthop,
         struct buf b = BUF_INIT;
         for (size_t i = 0; i < names.n; i++)
                 buf_printf(&b, "%s%s", i ? " " : "", names.v[i]);
-        strv_free(&names);
+        strv_done(&names);
         if (*ret < 0) {
-                buf_free(&b);
+                buf_done(&b);
                 return error;
         }
         free(error);
@@ -402,10 +402,10 @@ TEST(fingerprints_in_one_form)
         CHECK_INT((int)fps.n, 2);
         CHECK_STR(fps.v[0], "AB:CD:0F");
         CHECK_STR(fps.v[1], "01:02:FF");
-        strv_free(&fps);
+        strv_done(&fps);
         CHECK_INT(tls_fingerprints_parse("smtp_tls_policy_maps match", "AB:CD|12:34", "|", &fps, &error), 0);
         CHECK_INT((int)fps.n, 2);
-        strv_free(&fps);
+        strv_done(&fps);
 
         static const char *const bad[] = {"AB:C", "XY:12", "", " , ", "nexthop"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -413,7 +413,7 @@ TEST(fingerprints_in_one_form)
                           -EINVAL);
                 CHECK(error && strstr(error, "smtp_tls_fingerprint_cert_match"));
                 free(error);
-                strv_free(&fps);
+                strv_done(&fps);
         }
         /* Longer than any digest (SHA-512 has 64 bytes). */
         char big[2 * TLS_FINGERPRINT_MAX + 3];
@@ -421,5 +421,5 @@ TEST(fingerprints_in_one_form)
         big[sizeof big - 1] = '\0';
         CHECK_INT(tls_fingerprints_parse("p", big, ", ", &fps, &error), -EINVAL);
         free(error);
-        strv_free(&fps);
+        strv_done(&fps);
 }

@@ -232,7 +232,7 @@ TEST(split_value)
         CHECK_STR(v.v[0], "a@x");
         CHECK_STR(v.v[1], "\"b c\"@y");
         CHECK_STR(v.v[2], "d@z");
-        strv_free(&v);
+        strv_done(&v);
 }
 
 /* ---- the resolver's side: virtual alias domains ---- */

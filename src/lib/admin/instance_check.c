@@ -56,7 +56,7 @@ static size_t check_table_value(const char *where, const char *name, const char 
                         n++;
                 }
         }
-        strv_free(&elements);
+        strv_done(&elements);
         return n;
 }
 
@@ -94,10 +94,10 @@ static size_t check_tables(struct config *c, const struct mastercf *master, bool
                         n += check_table_value(where, svc->overrides[o].name, expanded,
                                                types_only || (def->flags & PARAM_F_CREATED), &seen_here,
                                                errors);
-                        strv_free(&seen_here);
+                        strv_done(&seen_here);
                 }
         }
-        strv_free(&seen);
+        strv_done(&seen);
         return n;
 }
 
@@ -209,9 +209,9 @@ size_t instance_check_listen_addresses(struct config *c, const struct mastercf *
                         n++;
                 }
                 free(err);
-                inet_listen_set_free(&ls);
+                inet_listen_set_done(&ls);
         }
-        strv_free(&disable);
+        strv_done(&disable);
         return n;
 }
 
@@ -295,8 +295,8 @@ static void check_virtual_alias_domains(struct config *c, struct strv *warnings)
                                                   config_maincf_path(c), virtual_alias.v[i]));
                                 break;
                         }
-        strv_free(&local);
-        strv_free(&virtual_alias);
+        strv_done(&local);
+        strv_done(&virtual_alias);
 }
 
 size_t instance_check(struct config *c, const struct mastercf *master, struct strv *errors,
@@ -326,24 +326,24 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
         config_check(c, &problems);
         for (size_t i = 0; i < problems.n; i++, n++)
                 strv_push_take(errors, xasprintf("%s/%s", config_directory(c), problems.v[i]));
-        strv_free(&problems);
+        strv_done(&problems);
 
         struct strv unused = STRV_INIT;
         config_list_unused(c, &unused);
         for (size_t i = 0; i < unused.n; i++)
                 strv_push_take(warnings, xasprintf("%s: unused parameter: %s=%s", config_maincf_path(c),
                                                    unused.v[i], config_get_raw(c, unused.v[i])));
-        strv_free(&unused);
+        strv_done(&unused);
         struct strv inert = STRV_INIT;
         config_list_inert(c, &inert);
         for (size_t i = 0; i < inert.n; i++)
                 strv_push_take(warnings, config_inert_warning(c, inert.v[i]));
-        strv_free(&inert);
+        strv_done(&inert);
 
         n += instance_check_tables(c, master, errors);
         n += check_accounts_and_directories(c, errors, warnings);
         instance_check_traps(c, master, warnings);
         check_virtual_alias_domains(c, warnings);
-        mastercf_free(&own);
+        mastercf_done(&own);
         return n;
 }

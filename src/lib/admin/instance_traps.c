@@ -37,9 +37,9 @@ static void instance_listeners(struct config *c, const struct mastercf *m, struc
                                 strv_push(addrs, ls.v[i]);
                                 strv_push_take(labels, xasprintf("%s/%s", svc->name, svc->type_name));
                         }
-                inet_listen_set_free(&ls);
+                inet_listen_set_done(&ls);
         }
-        strv_free(&disable);
+        strv_done(&disable);
 }
 
 /* "0.0.0.0:25" takes every IPv4 address of port 25, "[::]:25" every IPv6 one. */
@@ -108,14 +108,14 @@ static size_t check_shared_ports(struct config *c, const struct strv *addrs, con
                                                                   dirs.v[d], oa.v[j]));
                                                 n++;
                                         }
-                        strv_free(&oa);
-                        strv_free(&ol);
+                        strv_done(&oa);
+                        strv_done(&ol);
                 }
-                mastercf_free(&om);
+                mastercf_done(&om);
                 config_free(oc);
         }
-        strv_free(&dirs);
-        mastercf_free(&dm);
+        strv_done(&dirs);
+        mastercf_done(&dm);
         config_free(dc);
         return n;
 }
@@ -170,7 +170,7 @@ static size_t check_ports_free(struct config *c, const struct strv *addrs, const
         instance_paths_from_config(c, &p);
         pid_t pid = 0;
         bool running = instance_master_pid(&p, &pid) == 0;
-        instance_paths_free(&p);
+        instance_paths_done(&p);
         if (running || systemd_booted())
                 return 0;
         size_t n = 0;
@@ -224,7 +224,7 @@ size_t instance_check_traps(struct config *c, const struct mastercf *m, struct s
                         n++;
                 }
         }
-        strv_free(&disable);
+        strv_done(&disable);
 
         /* Postfix's rule: a single non-loopback inet_interfaces address is also the smtp client's
          * source address; a relay that only accepts another address then times out (seed 000). */
@@ -239,15 +239,15 @@ size_t instance_check_traps(struct config *c, const struct mastercf *m, struct s
                                   ifaces.v[0], ifaces.v[0]));
                 n++;
         }
-        strv_free(&ifaces);
+        strv_done(&ifaces);
 
         if (m) {
                 struct strv addrs = STRV_INIT, labels = STRV_INIT;
                 instance_listeners(c, m, &addrs, &labels);
                 n += check_shared_ports(c, &addrs, &labels, warnings);
                 n += check_ports_free(c, &addrs, &labels, warnings);
-                strv_free(&addrs);
-                strv_free(&labels);
+                strv_done(&addrs);
+                strv_done(&labels);
         }
         return n;
 }

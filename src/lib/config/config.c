@@ -208,9 +208,9 @@ void config_free(struct config *c)
                         free(e);
                 }
         free(c->buckets);
-        maincf_free(&c->mcf);
-        strv_free(&c->services);
-        strv_free(&c->references);
+        maincf_done(&c->mcf);
+        strv_done(&c->services);
+        strv_done(&c->references);
         free(c->dir);
         free(c->maincf_path);
         free(c->hostname);
@@ -766,7 +766,7 @@ bool config_is_referenced(struct config *c, const char *name)
                 bool found = false;
                 for (size_t i = 0; i < v.n && !found; i++)
                         found = streq(v.v[i], name);
-                strv_free(&v);
+                strv_done(&v);
                 if (found)
                         return true;
         }
@@ -794,7 +794,7 @@ void config_list_names(struct config *c, bool with_defaults, struct strv *out)
         for (size_t i = 0; i < all.n; i++)
                 if (i == 0 || !streq(all.v[i], all.v[i - 1]))
                         strv_push(out, all.v[i]);
-        strv_free(&all);
+        strv_done(&all);
 }
 
 void config_list_unused(struct config *c, struct strv *out)
@@ -804,7 +804,7 @@ void config_list_unused(struct config *c, struct strv *out)
         for (size_t i = 0; i < names.n; i++)
                 if (!config_is_known(c, names.v[i]) && !config_is_referenced(c, names.v[i]))
                         strv_push(out, names.v[i]);
-        strv_free(&names);
+        strv_done(&names);
 }
 
 bool config_setting_is_inert(struct config *c, const char *name, const char *value)
@@ -824,7 +824,7 @@ void config_list_inert(struct config *c, struct strv *out)
         for (size_t i = 0; i < names.n; i++)
                 if (config_setting_is_inert(c, names.v[i], config_get_raw(c, names.v[i])))
                         strv_push(out, names.v[i]);
-        strv_free(&names);
+        strv_done(&names);
 }
 
 char *config_inert_warning(struct config *c, const char *name)

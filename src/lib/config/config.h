@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "buf.h"
+#include "macro.h"
 #include "maincf.h"
 #include "params.h"
 
@@ -20,6 +21,8 @@ struct config;
 int config_load(const char *config_dir, struct config **ret);
 struct config *config_new_defaults(void); /* no main.cf: built-in defaults only */
 void config_free(struct config *c);
+DEFINE_POINTER_CLEANUP(struct config, config_free)
+#define _cleanup_config_ _cleanup_(config_freep)
 const char *config_directory(const struct config *c);
 /* Override as master.cf "-o name=value" does (value may contain $refs). */
 void config_set(struct config *c, const char *name, const char *value);

@@ -26,7 +26,7 @@ static int add_listen(struct inet_listen_set *ls, char *addr)
         return 0;
 }
 
-void inet_listen_set_free(struct inet_listen_set *ls)
+void inet_listen_set_done(struct inet_listen_set *ls)
 {
         for (size_t i = 0; i < ls->n; i++)
                 free(ls->v[i]);
@@ -83,7 +83,7 @@ int inet_listen_service(struct config *c, const struct mastercf_service *svc, bo
                 } else
                         r = add_host(ls, f, port, v4, v6, err);
         }
-        strv_free(&ifaces);
+        strv_done(&ifaces);
         if (r == -E2BIG && !*err)
                 *err = xasprintf("more than %d listening addresses", INET_LISTEN_MAX);
         return r;
@@ -108,7 +108,7 @@ int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, 
                         r = -EINVAL;
                 }
         }
-        strv_free(&protos);
+        strv_done(&protos);
         /* As the master: a host without IPv6 listens on IPv4 only. */
         if (!have_ipv6)
                 *v6 = false;

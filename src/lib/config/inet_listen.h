@@ -16,7 +16,7 @@ struct inet_listen_set {
         size_t n;
 };
 
-void inet_listen_set_free(struct inet_listen_set *ls);
+void inet_listen_set_done(struct inet_listen_set *ls);
 
 /*
  * Add the listeners of one inet service: its own host, else every inet_interfaces address ("all"

@@ -38,7 +38,7 @@ void instance_paths_from_config(struct config *c, struct instance_paths *ret)
         *ret = p;
 }
 
-void instance_paths_free(struct instance_paths *p)
+void instance_paths_done(struct instance_paths *p)
 {
         free(p->config_dir);
         free(p->queue_dir);

@@ -23,9 +23,9 @@ struct instance_paths {
  */
 const char *instance_default_config_dir(void);
 
-/* Fill *ret from the instance's config (values are copies; free with instance_paths_free). */
+/* Fill *ret from the instance's config (values are copies; free with instance_paths_done). */
 void instance_paths_from_config(struct config *c, struct instance_paths *ret);
-void instance_paths_free(struct instance_paths *p);
+void instance_paths_done(struct instance_paths *p);
 
 /* Path of the socket or fifo of a unix/fifo service: private/NAME or public/NAME. malloc'd. */
 char *instance_socket_path(const struct instance_paths *p, const char *service, bool private_);

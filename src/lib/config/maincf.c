@@ -181,7 +181,7 @@ int maincf_parse(const char *text, size_t len, struct maincf *ret)
                 pos = next;
         }
         finish_logical_line(&p);
-        buf_free(&p.cur);
+        buf_done(&p.cur);
 
         if (p.dropped_diags > 0) {
                 /* add_diag keeps one slot free for this summary. */
@@ -192,7 +192,7 @@ int maincf_parse(const char *text, size_t len, struct maincf *ret)
         return 0;
 }
 
-void maincf_free(struct maincf *m)
+void maincf_done(struct maincf *m)
 {
         for (size_t i = 0; i < m->n_entries; i++) {
                 free(m->entries[i].name);
@@ -296,10 +296,10 @@ int maincf_edit(const char *text, size_t len, const struct maincf_edit *edits, s
                 put_assignment(&out, e);
         }
         free(done);
-        maincf_free(&m);
+        maincf_done(&m);
 
         if (out.len > MAINCF_FILE_MAX) {
-                buf_free(&out);
+                buf_done(&out);
                 return -EFBIG;
         }
         if (ret_len)

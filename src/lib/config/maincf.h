@@ -37,10 +37,10 @@ struct maincf {
  * Parse main.cf text. Syntax: "#" starts a comment line (after optional whitespace), blank lines
  * are ignored, "name = value" starts an entry, a line that starts with whitespace continues the
  * previous entry. Bad lines become diagnostics, never failures. Returns 0, or -EFBIG when len
- * exceeds MAINCF_FILE_MAX. *ret is always initialised; free with maincf_free().
+ * exceeds MAINCF_FILE_MAX. *ret is always initialised; free with maincf_done().
  */
 int maincf_parse(const char *text, size_t len, struct maincf *ret);
-void maincf_free(struct maincf *m);
+void maincf_done(struct maincf *m);
 /* The last (effective) entry for name, or NULL. */
 const struct maincf_entry *maincf_find(const struct maincf *m, const char *name);
 

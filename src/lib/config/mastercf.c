@@ -82,7 +82,7 @@ static void service_clear(struct mastercf_service *s)
         for (size_t i = 0; i < ELEMENTSOF(s->column); i++)
                 free(s->column[i]);
         free(s->command);
-        strv_free(&s->args);
+        strv_done(&s->args);
         for (size_t i = 0; i < s->n_overrides; i++) {
                 free(s->overrides[i].name);
                 free(s->overrides[i].value);
@@ -93,7 +93,7 @@ static void service_clear(struct mastercf_service *s)
         *s = (struct mastercf_service){0};
 }
 
-void mastercf_free(struct mastercf *m)
+void mastercf_done(struct mastercf *m)
 {
         if (!m)
                 return;
@@ -636,7 +636,7 @@ int mastercf_parse(const char *text, size_t len, struct mastercf *ret)
                 if (!too_long)
                         buf_append(&entry, l, ll);
         }
-        buf_free(&entry);
+        buf_done(&entry);
 
         if (p.suppressed > 0) {
                 /* Room for this one line is kept by going one past the cap on purpose. */

@@ -57,10 +57,10 @@ struct mastercf {
 /*
  * Parse the text of a master.cf (need not be NUL-terminated). Problems with single entries do not fail
  * the parse: the entry is skipped and a diagnostic naming its line is kept. Returns 0, or -EFBIG when
- * len exceeds MASTERCF_TEXT_MAX. Pure: no I/O, no logging. Free *ret with mastercf_free().
+ * len exceeds MASTERCF_TEXT_MAX. Pure: no I/O, no logging. Free *ret with mastercf_done().
  */
 int mastercf_parse(const char *text, size_t len, struct mastercf *ret);
-void mastercf_free(struct mastercf *m);
+void mastercf_done(struct mastercf *m);
 /* "DIR/master.cf" (malloc'd). */
 char *mastercf_path(const char *config_dir);
 /* Read and parse config_dir's master.cf: 0, or -errno from reading it (-ENOENT: none) or -EFBIG. The

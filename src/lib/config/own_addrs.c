@@ -64,7 +64,7 @@ void own_addrs_init(struct own_addrs *o, struct config *c)
                 } else
                         add_text(o, v.v[i]);
         }
-        strv_free(&v);
+        strv_done(&v);
 }
 
 bool own_addrs_contains(const struct own_addrs *o, const struct netaddr *n)

@@ -273,7 +273,7 @@ static void render_deliveries(const struct metrics_shm *m, const char *instance,
                         label_value(&l, v[k].name);
                         buf_printf(&l, "\",status=\"%s\"", status_names[s]);
                         sample(out, "postd_deliveries_total", instance, buf_str(&l), v[k].status[s]);
-                        buf_free(&l);
+                        buf_done(&l);
                 }
         family(out, "postd_delivery_delay_seconds", "histogram",
                "Time from arrival to delivery of recipients sent, by transport.");
@@ -289,7 +289,7 @@ static void render_deliveries(const struct metrics_shm *m, const char *instance,
                         else
                                 buf_puts(&l, "\",le=\"+Inf\"");
                         sample(out, "postd_delivery_delay_seconds_bucket", instance, buf_str(&l), cum);
-                        buf_free(&l);
+                        buf_done(&l);
                 }
                 struct buf l = BUF_INIT;
                 buf_puts(&l, ",transport=\"");
@@ -299,7 +299,7 @@ static void render_deliveries(const struct metrics_shm *m, const char *instance,
                 buf_printf(out, "postd_delivery_delay_seconds_sum{instance=\"");
                 label_value(out, instance);
                 buf_printf(out, "\"%s} %.6f\n", buf_str(&l), (double)v[k].sum_usec / 1e6);
-                buf_free(&l);
+                buf_done(&l);
         }
 }
 

@@ -56,6 +56,6 @@ int metrics_instance_text(struct config *c, const struct metrics_shm *attached, 
         int r = attached ? 0 : metrics_map(path, &m);
         metrics_render(attached ? attached : r == 0 ? m : NULL, instance, &q, out);
         metrics_unmap(m);
-        instance_paths_free(&p);
+        instance_paths_done(&p);
         return r;
 }

@@ -407,7 +407,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
                 *eq = '\0';
                 config_set(s.config, overrides.v[i], eq + 1);
         }
-        strv_free(&overrides);
+        strv_done(&overrides);
         log_setup_daemon(config_get(s.config, "syslog_name"), s.daemon,
                          config_get(s.config, "maillog_file"));
 

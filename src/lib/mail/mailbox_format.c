@@ -55,7 +55,7 @@ static int render_copy(const struct mailbox_copy *c, copy_sink sink, void *userd
                 buf_putc(&b, '\n'); /* the empty line that ends a message in an mbox */
         if (r == 0)
                 r = flush_buf(&b, sink, userdata);
-        buf_free(&b);
+        buf_done(&b);
         return r < 0 ? r : 0;
 }
 

@@ -81,7 +81,7 @@ static int domain_list_open_value(const char *param, const char *value, bool par
         ret->parent_matches = parent_matches;
         if (items.n > RESOLVE_LIST_MAX) {
                 *err = xasprintf("%s: more than %d entries", param, RESOLVE_LIST_MAX);
-                strv_free(&items);
+                strv_done(&items);
                 return -E2BIG;
         }
         ret->v = xcalloc(items.n ? items.n : 1, sizeof *ret->v);
@@ -95,7 +95,7 @@ static int domain_list_open_value(const char *param, const char *value, bool par
                 if (item[0] != '[' && strchr(item, ':')) {
                         int r = maps_open(param, item, &p->maps, err);
                         if (r < 0) {
-                                strv_free(&items);
+                                strv_done(&items);
                                 return r;
                         }
                 } else {
@@ -107,7 +107,7 @@ static int domain_list_open_value(const char *param, const char *value, bool par
                 }
                 ret->n++;
         }
-        strv_free(&items);
+        strv_done(&items);
         return 0;
 }
 
@@ -199,7 +199,7 @@ static void load_interfaces(struct resolve *r, struct config *c, const char *par
                         add_local_addr(r, &a);
                 /* Host names (proxy_interfaces may hold them) would need DNS: not local by literal. */
         }
-        strv_free(&items);
+        strv_done(&items);
 }
 
 /* Is virtual_alias_domains Postfix's default, a reference to virtual_alias_maps and nothing else? */

@@ -83,7 +83,7 @@ static bool strv_has_nocase(const struct strv *v, const char *s)
 
 static int fail(struct virtual_result *ret, enum virtual_status status, const char *where, int r)
 {
-        strv_free(&ret->addresses);
+        strv_done(&ret->addresses);
         ret->status = status;
         ret->where = xstrdup(where);
         return r;
@@ -143,7 +143,7 @@ int virtual_expand(const struct virtual_ops *ops, const char *address, struct vi
                 /* What is expanded plus what waits: Postfix's bound on the recipient list it builds. */
                 if (r == 0 && ret->addresses.n + n > ops->expansion_limit)
                         r = fail(ret, VIRTUAL_EXPANSION_LIMIT, e.address, -E2BIG);
-                strv_free(&items);
+                strv_done(&items);
                 free(e.address);
         }
         for (size_t i = 0; i < n; i++)
@@ -154,7 +154,7 @@ int virtual_expand(const struct virtual_ops *ops, const char *address, struct vi
 
 void virtual_result_done(struct virtual_result *r)
 {
-        strv_free(&r->addresses);
+        strv_done(&r->addresses);
         free(r->where);
         r->where = NULL;
 }
@@ -180,11 +180,11 @@ int virtual_map_one(const struct virtual_ops *ops, const char *address, char **r
                 if (found > 0)
                         virtual_split_value(value, &items);
                 if (items.n == 0) {
-                        strv_free(&items);
+                        strv_done(&items);
                         break;
                 }
                 char *next = canonical_item(ops, current, items.v[0]);
-                strv_free(&items);
+                strv_done(&items);
                 bool same = strcasecmp(next, current) == 0;
                 free(current);
                 current = next;

@@ -140,14 +140,14 @@ void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void 
         struct delivery_request dr;
         const char *why = NULL;
         r = delivery_request_parse(&req, &dr, &why);
-        ipc_msg_free(&req);
+        ipc_msg_done(&req);
         struct ipc_msg reply = IPC_MSG_INIT;
         if (r < 0 || !dr.queue_named || dr.queue != QUEUE_ACTIVE) {
                 msg_warn("bad delivery request (req, queue_id or queue missing or invalid)");
                 delivery_reply_defer_all(&reply, &dr, "bad delivery request");
                 ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
-                ipc_msg_free(&reply);
-                delivery_request_free(&dr);
+                ipc_msg_done(&reply);
+                delivery_request_done(&dr);
                 return;
         }
 
@@ -176,9 +176,9 @@ void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void 
                 if (r < 0)
                         msg_warn("%s: send reply to qmgr: %s", dr.queue_id, strerror(-r));
         }
-        ipc_msg_free(&reply);
-        delivery_request_free(&dr);
-        qfile_msg_free(&msg);
+        ipc_msg_done(&reply);
+        delivery_request_done(&dr);
+        qfile_msg_done(&msg);
 }
 
 struct serve_each {

@@ -114,11 +114,10 @@ int cleanup_client_send(struct cleanup_client *c, const struct ipc_msg *m)
 
 int cleanup_client_send_kv(struct cleanup_client *c, const struct ipc_kv *kv, size_t n)
 {
-        struct ipc_msg m = IPC_MSG_INIT;
+        _cleanup_ipc_msg_ struct ipc_msg m = IPC_MSG_INIT;
         int r = ipc_msg_add_group(&m, kv, n);
         if (r == 0)
                 r = cleanup_client_send(c, &m);
-        ipc_msg_free(&m);
         return r;
 }
 

@@ -180,7 +180,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 }
                 if (r > 0) {
                         on_reply(sub, &m); /* may free sub */
-                        ipc_msg_free(&m);
+                        ipc_msg_done(&m);
                         return 0;
                 }
                 if (sub->conn.eof) {
@@ -221,12 +221,11 @@ static int start_open(struct cleanup_submit *sub, int fd)
                 msg_warn("watch %s: %s", sub->path, strerror(-r));
                 return r;
         }
-        struct ipc_msg m = IPC_MSG_INIT;
+        _cleanup_ipc_msg_ struct ipc_msg m = IPC_MSG_INIT;
         const struct ipc_kv kv[] = {{"req", "open", 4}, {"origin", sub->origin, strlen(sub->origin)}};
         r = ipc_msg_add_group(&m, kv, ELEMENTSOF(kv));
         if (r >= 0)
                 r = cleanup_submit_send(sub, &m);
-        ipc_msg_free(&m);
         if (r < 0)
                 msg_warn("send to %s: %s", sub->path, strerror(-r));
         return r;
@@ -321,7 +320,7 @@ void cleanup_submit_free(struct cleanup_submit *sub)
         ipc_conn_done(&sub->conn);
         if (sub->fd >= 0)
                 close(sub->fd);
-        buf_free(&sub->chunk);
+        buf_done(&sub->chunk);
         free(sub->qid);
         free(sub->path);
         free(sub->origin);
@@ -367,13 +366,12 @@ static int send_chunk(struct cleanup_submit *sub)
 {
         if (sub->chunk.len == 0)
                 return 0;
-        struct ipc_msg m = IPC_MSG_INIT;
+        _cleanup_ipc_msg_ struct ipc_msg m = IPC_MSG_INIT;
         int r = ipc_msg_add_str(&m, "req", "content");
         if (r >= 0)
                 r = ipc_msg_add(&m, "data", sub->chunk.data, sub->chunk.len);
         if (r >= 0)
                 r = cleanup_submit_send(sub, &m);
-        ipc_msg_free(&m);
         buf_truncate(&sub->chunk, 0);
         return r;
 }
@@ -400,11 +398,10 @@ int cleanup_submit_end(struct cleanup_submit *sub)
         int r = send_chunk(sub);
         if (r < 0)
                 return r;
-        struct ipc_msg m = IPC_MSG_INIT;
+        _cleanup_ipc_msg_ struct ipc_msg m = IPC_MSG_INIT;
         r = ipc_msg_add_str(&m, "req", "end");
         if (r >= 0)
                 r = cleanup_submit_send(sub, &m);
-        ipc_msg_free(&m);
         if (r < 0)
                 return r;
         sub->state = SUBMIT_ENDING;
@@ -415,11 +412,10 @@ int cleanup_submit_abort(struct cleanup_submit *sub)
 {
         if (sub->state != SUBMIT_ENDING || sub->aborted)
                 return -EALREADY;
-        struct ipc_msg m = IPC_MSG_INIT;
+        _cleanup_ipc_msg_ struct ipc_msg m = IPC_MSG_INIT;
         int r = ipc_msg_add_str(&m, "req", "abort");
         if (r >= 0)
                 r = cleanup_submit_send(sub, &m);
-        ipc_msg_free(&m);
         if (r >= 0)
                 sub->aborted = true;
         return r;

@@ -88,7 +88,7 @@ int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret
         return 0;
 }
 
-void delivery_request_free(struct delivery_request *r)
+void delivery_request_done(struct delivery_request *r)
 {
         for (size_t i = 0; i < r->n_rcpts; i++)
                 free(r->rcpts[i].text);

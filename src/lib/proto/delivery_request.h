@@ -45,10 +45,10 @@ struct delivery_request {
  * not a queue ID, an unknown queue name) or -E2BIG (more than DELIVERY_REQUEST_RCPTS_MAX recipients),
  * with *why set to the reason to log and reply. The recipients are read first and kept on failure too
  * (at most DELIVERY_REQUEST_RCPTS_MAX), so that each of them can be answered; *ret always needs
- * delivery_request_free.
+ * delivery_request_done.
  */
 int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **why);
-void delivery_request_free(struct delivery_request *r);
+void delivery_request_done(struct delivery_request *r);
 
 /* The valid recipient positions (malloc'd, never NULL), in request order: what to lock in the file. */
 size_t *delivery_request_indexes(const struct delivery_request *r, size_t *ret_n);

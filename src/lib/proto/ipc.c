@@ -42,7 +42,7 @@ bool ipc_valid_name(const char *name, size_t len)
         return true;
 }
 
-void ipc_msg_free(struct ipc_msg *m)
+void ipc_msg_done(struct ipc_msg *m)
 {
         for (size_t i = 0; i < m->n_attrs; i++) {
                 free(m->attrs[i].name);
@@ -130,7 +130,7 @@ int ipc_batch_init(struct ipc_batch *b, const struct ipc_kv *head, size_t n_head
         *b = (struct ipc_batch){IPC_MSG_INIT, head, n_head, send, userdata, 0};
         int r = ipc_msg_add_group(&b->msg, head, n_head);
         if (r < 0)
-                ipc_msg_free(&b->msg);
+                ipc_msg_done(&b->msg);
         return r;
 }
 
@@ -163,7 +163,7 @@ int ipc_batch_finish(struct ipc_batch *b)
 
 void ipc_batch_done(struct ipc_batch *b)
 {
-        ipc_msg_free(&b->msg);
+        ipc_msg_done(&b->msg);
 }
 
 const struct ipc_attr *ipc_msg_find(const struct ipc_msg *m, const char *name)
@@ -248,7 +248,7 @@ int ipc_decode_body(const void *body, size_t len, struct ipc_msg *ret)
         *ret = m;
         return 0;
 bad:
-        ipc_msg_free(&m);
+        ipc_msg_done(&m);
         return -EBADMSG;
 }
 
@@ -347,7 +347,7 @@ int ipc_send(int fd, const struct ipc_msg *m, int timeout_ms)
         int r = ipc_encode(m, &b);
         if (r >= 0)
                 r = send_until(fd, b.data, b.len, now_ms() + timeout_ms);
-        buf_free(&b);
+        buf_done(&b);
         return r;
 }
 
@@ -428,8 +428,8 @@ void ipc_conn_init(struct ipc_conn *c, int fd)
 
 void ipc_conn_done(struct ipc_conn *c)
 {
-        buf_free(&c->in);
-        buf_free(&c->out);
+        buf_done(&c->in);
+        buf_done(&c->out);
         c->out_off = 0;
 }
 

@@ -46,7 +46,8 @@ struct ipc_msg {
                 NULL, 0, 0, 0 \
         }
 
-void ipc_msg_free(struct ipc_msg *m);
+void ipc_msg_done(struct ipc_msg *m);
+#define _cleanup_ipc_msg_ _cleanup_(ipc_msg_done)
 /*
  * Builders: -EINVAL for a bad name, -E2BIG when the message would exceed a limit (the message is then
  * unchanged). Every result must be checked: a message silently missing attributes (recipients!) is
@@ -109,7 +110,7 @@ _warn_unused_ int ipc_encode(const struct ipc_msg *m, struct buf *out);
 /*
  * Pure decoder of one frame at the start of data. Returns 1 and fills *ret and *ret_consumed when a
  * whole frame is there, 0 when more bytes are needed, -EMSGSIZE or -EBADMSG when the bytes can never
- * form a valid message. *ret is only touched on success (free it with ipc_msg_free).
+ * form a valid message. *ret is only touched on success (free it with ipc_msg_done).
  */
 int ipc_decode_frame(const void *data, size_t len, struct ipc_msg *ret, size_t *ret_consumed);
 /* Decode a body without its length header (exactly len bytes). 0, or -EBADMSG / -EMSGSIZE. */

@@ -117,15 +117,15 @@ int submit_access_check(const char *list_value, const char *user, char **ret_err
                         if (sub.v[j][0] != '#')
                                 strv_push_take(&elems,
                                                p == e ? xstrdup(sub.v[j]) : xasprintf("!%s", sub.v[j]));
-                strv_free(&sub);
+                strv_done(&sub);
         }
         const char *failed = NULL;
         r = submit_list_match(elems.v, elems.n, user, dict_lookup_cb, &err, &failed);
         if (r < 0 && !err)
                 err = xasprintf("%s: %s", failed ? failed : "table", strerror(-r));
 done:
-        strv_free(&raw);
-        strv_free(&elems);
+        strv_done(&raw);
+        strv_done(&elems);
         if (ret_err)
                 *ret_err = err;
         else
@@ -191,7 +191,7 @@ int submit_config_dir_allowed(const char *config_dir)
                 config_get_list(c, params[i], &l);
                 for (size_t j = 0; j < l.n && !ok; j++)
                         ok = same_dir(l.v[j], config_dir);
-                strv_free(&l);
+                strv_done(&l);
         }
         config_free(c);
         return ok;
@@ -305,8 +305,8 @@ size_t submit_extract_addresses(const char *text, size_t len, struct strv *out)
                 }
         }
         acc_flush(&a, out, &added);
-        buf_free(&a.plain);
-        buf_free(&a.route);
+        buf_done(&a.plain);
+        buf_done(&a.route);
         return added;
 }
 
@@ -375,7 +375,7 @@ end:;
         }
         if (collect)
                 submit_extract_addresses(buf_str(&value), value.len, rcpts);
-        buf_free(&value);
+        buf_done(&value);
         buf_append(out, msg + hdr_end, len - hdr_end);
 }
 
@@ -416,7 +416,7 @@ void submit_harden_process(void)
                 *eq = '\0';
                 setenv(keep.v[i], eq + 1, 1);
         }
-        strv_free(&keep);
+        strv_done(&keep);
 }
 
 /* One path of the configuration: no symbolic link and not writable by everyone. */

@@ -276,12 +276,12 @@ int dsnlog_append(struct queue *q, enum queue_name which, const char *qid, const
         struct buf line = BUF_INIT;
         int r = dsnlog_format(rec, &line);
         if (r < 0) {
-                buf_free(&line);
+                buf_done(&line);
                 return r;
         }
         _cleanup_close_ int dfd = open_log_dir(q, which);
         if (dfd < 0) {
-                buf_free(&line);
+                buf_done(&line);
                 return dfd;
         }
         bool created = true;
@@ -292,7 +292,7 @@ int dsnlog_append(struct queue *q, enum queue_name which, const char *qid, const
         }
         if (fd < 0) {
                 r = -errno;
-                buf_free(&line);
+                buf_done(&line);
                 return r;
         }
         if (created && geteuid() == 0) {
@@ -316,7 +316,7 @@ int dsnlog_append(struct queue *q, enum queue_name which, const char *qid, const
         close(fd);
         if (r >= 0 && created && fsync(dfd) < 0)
                 r = -errno;
-        buf_free(&line);
+        buf_done(&line);
         return r;
 }
 
@@ -375,7 +375,7 @@ int dsnlog_read(struct queue *q, enum queue_name which, const char *qid, struct 
         return r == -E2BIG ? 0 : r; /* the first records are kept: better a partial report than none */
 }
 
-void dsnlog_free(struct dsnlog *l)
+void dsnlog_done(struct dsnlog *l)
 {
         free(l->recs);
         free(l->data);

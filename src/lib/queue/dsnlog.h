@@ -44,7 +44,7 @@ struct dsnlog_rec {
         const char *reason;    /* the text in parentheses of the to= line */
 };
 
-/* Parsed records of one file; free with dsnlog_free. */
+/* Parsed records of one file; free with dsnlog_done. */
 struct dsnlog {
         char *data; /* the file's bytes, decoded in place; records point into it */
         struct dsnlog_rec *recs;
@@ -82,7 +82,7 @@ int dsnlog_append_rcpt(struct queue *q, enum queue_name which, const char *qid, 
 
 /* Read and parse which/QID. -ENOENT when there is none. */
 int dsnlog_read(struct queue *q, enum queue_name which, const char *qid, struct dsnlog *ret);
-void dsnlog_free(struct dsnlog *l);
+void dsnlog_done(struct dsnlog *l);
 
 /* 1 when which/QID exists, 0 when not, <0 on error. */
 int dsnlog_exists(struct queue *q, enum queue_name which, const char *qid);

@@ -83,7 +83,7 @@ int maildrop_parse(const void *data, size_t len, uint64_t max_content, struct qf
         *ret = m;
         return 0;
 fail:
-        qfile_msg_free(&m);
+        qfile_msg_done(&m);
         return r;
 }
 

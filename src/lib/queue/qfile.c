@@ -408,7 +408,7 @@ int qfile_encode_all(const struct qfile_msg *m, struct buf *out)
                 buf_append(out, m->content, m->content_len);
                 buf_append(out, tail.data, tail.len);
         }
-        buf_free(&tail);
+        buf_done(&tail);
         return r;
 }
 
@@ -806,7 +806,7 @@ int qfile_decode_flags(const void *data, size_t len, unsigned flags, struct qfil
                 *err = (struct qfile_error){NULL, 0};
         int r = decode(&d, &m);
         if (r < 0) {
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
                 *ret = (struct qfile_msg){0};
                 return r;
         }
@@ -829,9 +829,9 @@ int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, 
         if (err)
                 *err = (struct qfile_error){NULL, 0};
         int r = b.len > 0 ? decode(&d, &m) : fail(&d, 0, "empty file");
-        buf_free(&b);
+        buf_done(&b);
         if (r < 0) {
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
                 *ret = (struct qfile_msg){0};
                 return r;
         }
@@ -839,7 +839,7 @@ int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, 
         return 0;
 }
 
-void qfile_msg_free(struct qfile_msg *m)
+void qfile_msg_done(struct qfile_msg *m)
 {
         free(m->sender);
         for (size_t i = 0; i < m->n_rcpts; i++) {

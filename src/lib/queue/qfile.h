@@ -163,7 +163,7 @@ int qfile_decode_slot(const uint8_t slot[static QFILE_STATUS_SLOT_LEN], struct q
 
 /*
  * Decode a whole queue file. Pure: reads only data[0..len), allocates the strings of ret (free with
- * qfile_msg_free), and ret->content points into data. -EBADMSG for anything malformed, truncated or
+ * qfile_msg_done), and ret->content points into data. -EBADMSG for anything malformed, truncated or
  * with a bad checksum; -EPROTONOSUPPORT for a version this build does not know. err (optional) says why.
  */
 int qfile_decode(const void *data, size_t len, struct qfile_msg *ret, struct qfile_error *err);
@@ -186,7 +186,7 @@ int qfile_decode_split(const void *head, size_t head_len, uint64_t content_len, 
                        const void *tail, size_t tail_len, struct qfile_msg *ret, struct qfile_error *err);
 
 /* Free what a decoded (or hand-built, xmalloc'd) message owns; leaves m zeroed. */
-void qfile_msg_free(struct qfile_msg *m);
+void qfile_msg_done(struct qfile_msg *m);
 
 /* CRC-32C (Castagnoli), as used by the end record; crc is 0 to start. */
 uint32_t qfile_crc32c(uint32_t crc, const void *data, size_t len);

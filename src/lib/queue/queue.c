@@ -420,8 +420,8 @@ int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned f
                 };
                 r = write_all(f->fd, iov, 3);
         }
-        buf_free(&head);
-        buf_free(&tail);
+        buf_done(&head);
+        buf_done(&tail);
         if (r < 0)
                 return r;
         f->written = true;
@@ -456,7 +456,7 @@ int queue_file_begin(struct queue_file *f, const struct qfile_msg *m)
         int r = qfile_stream_begin(m, &head, &f->stream);
         if (r >= 0)
                 r = pwrite_all(f->fd, head.data, head.len, 0);
-        buf_free(&head);
+        buf_done(&head);
         if (r < 0)
                 return r;
         f->streaming = true;
@@ -525,7 +525,7 @@ int queue_file_finish(struct queue_file *f, unsigned flags)
         int r = pwrite_all(f->fd, len_field, sizeof len_field, (off_t)f->stream.head_len - 4);
         if (r >= 0)
                 r = pwrite_all(f->fd, tail.data, tail.len, f->write_off);
-        buf_free(&tail);
+        buf_done(&tail);
         f->streaming = false;
         if (r < 0)
                 return r;
@@ -728,13 +728,13 @@ int queue_open_for_delivery(struct queue *q, const char *id, enum queue_name n, 
         }
         if (r >= 0 && n_idx > 0) {
                 /* Another agent may have marked a slot between our read and our lock. */
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
                 free(data);
                 data = NULL;
                 r = read_decode(fd, &data, &len, &m);
         }
         if (r < 0) {
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
                 free(data);
                 close(fd);
                 return r;
@@ -892,7 +892,7 @@ static int decode_buf(const struct buf *b, struct qfile_error *err)
         struct qfile_msg m;
         int r = qfile_decode(b->data ? b->data : "", b->len, &m, err);
         if (r >= 0)
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
         return r;
 }
 
@@ -903,7 +903,7 @@ static int decode_buf(const struct buf *b, struct qfile_error *err)
  */
 static int check_streaming(int fd, uint64_t size, struct qfile_error *err)
 {
-        _cleanup_(buf_free) struct buf head = BUF_INIT;
+        _cleanup_(buf_done) struct buf head = BUF_INIT;
         int r = read_prefix(fd, &head, QFILE_HEADER_LEN, size);
         if (r < 0)
                 return r;
@@ -957,7 +957,7 @@ static int check_streaming(int fd, uint64_t size, struct qfile_error *err)
         struct qfile_msg m;
         r = qfile_decode_split(head.data, (size_t)content_at, content_len, crc, tail, (size_t)k, &m, err);
         if (r >= 0)
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
         return r;
 }
 
@@ -990,7 +990,7 @@ static int check_file(int dirfd, const char *name, struct qfile_error *err)
         struct qfile_msg m;
         r = qfile_decode(data, len, &m, err);
         if (r >= 0)
-                qfile_msg_free(&m);
+                qfile_msg_done(&m);
         return r;
 }
 
@@ -1048,7 +1048,7 @@ static int recover_active(struct queue *q, struct queue_recover_stats *s)
                 }
                 s->requeued++;
         }
-        strv_free(&names);
+        strv_done(&names);
         return r;
 }
 
@@ -1105,7 +1105,7 @@ static int recover_incoming(struct queue *q, enum queue_name complete_to, struct
                 }
                 s->complete++;
         }
-        strv_free(&names);
+        strv_done(&names);
         return r;
 }
 

@@ -108,17 +108,17 @@ static size_t show_queue(struct queue *q, enum queue_name qn, bool json, bool *f
                         showq_format_entry(&e, &out);
                 }
                 fputs(buf_str(&out), out_file);
-                buf_free(&out);
+                buf_done(&out);
                 *first = false;
                 *total += e.size;
                 shown++;
                 free(rc);
                 free(pos);
-                dsnlog_free(&log);
-                qfile_msg_free(&m);
+                dsnlog_done(&log);
+                qfile_msg_done(&m);
                 free(data);
         }
-        strv_free(&names);
+        strv_done(&names);
         return shown;
 }
 
@@ -137,7 +137,7 @@ int showq_list_queue(const char *queue_dir, bool json, FILE *out_file)
                 struct buf out = BUF_INIT;
                 showq_format_trailer(n, total, &out);
                 fputs(buf_str(&out), out_file);
-                buf_free(&out);
+                buf_done(&out);
         }
         queue_close(q);
         return 0;

@@ -399,7 +399,7 @@ int dict_load_source(const char *name, const char *label, dict_source_parser par
                          t->diags[i].message);
         if (r < 0) {
                 *err = xasprintf("%s: %s", name, strerror(-r));
-                tablefile_free(t);
+                tablefile_done(t);
                 return r;
         }
         return 0;

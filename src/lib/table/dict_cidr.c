@@ -46,7 +46,7 @@ static int cidr_open(const char *name, struct dict **ret, char **err)
                 }
                 c->rules[c->n_rules++] = (struct cidr_rule){.net = net, .result = TAKE_PTR(e->value)};
         }
-        tablefile_free(&t);
+        tablefile_done(&t);
         *ret = &c->d;
         return 0;
 }

@@ -16,12 +16,12 @@ static int inline_open(const char *name, struct dict **ret, char **err)
         int r = tablefile_parse_inline(name, strlen(name), &t);
         if (r < 0) {
                 *err = xasprintf("inline:%s: %s", name, t.n_diags ? t.diags[0].message : "syntax error");
-                tablefile_free(&t);
+                tablefile_done(&t);
                 return r;
         }
         struct dict_inline *in = xcalloc(1, sizeof(*in));
         dict_mem_init(&in->mem, &t, true, NULL);
-        tablefile_free(&t);
+        tablefile_done(&t);
         *ret = &in->d;
         return 0;
 }

@@ -69,7 +69,7 @@ static char *take_pattern(const char *p, char delim, const char **end)
                         buf_putc(&pat, *p);
         }
         if (*p != delim) {
-                buf_free(&pat);
+                buf_done(&pat);
                 return NULL;
         }
         *end = p + 1;
@@ -112,7 +112,7 @@ int dict_pattern_parse(const char *line, const char *allowed_flags, struct dict_
         buf_append(&flags, "", 0);
         for (; *q && !blank(*q); q++) {
                 if (!strchr(allowed_flags, *q)) {
-                        buf_free(&flags);
+                        buf_done(&flags);
                         return fail(ret, why, xasprintf("unknown regexp option \"%c\"", *q));
                 }
                 buf_putc(&flags, *q);
@@ -299,7 +299,7 @@ static int load_parsed(const char *name, struct tablefile *tf, const struct dict
 {
         *ret = (struct dict_pattern_table){.ops = ops};
         int r = load_entries(name, tf, ops, ret, err);
-        tablefile_free(tf);
+        tablefile_done(tf);
         if (r < 0)
                 dict_pattern_table_done(ret);
         return r;
@@ -321,7 +321,7 @@ int dict_pattern_load_text(const char *label_name, const char *text, size_t len,
         struct tablefile tf = TABLEFILE_INIT;
         int r = tablefile_parse_lines(text, len, &tf);
         if (r < 0) {
-                tablefile_free(&tf);
+                tablefile_done(&tf);
                 *err = xasprintf("%s: %s", label_name, strerror(-r));
                 return r;
         }

@@ -20,7 +20,7 @@ static int texthash_open(const char *name, struct dict **ret, char **err)
                 return r;
         struct dict_texthash *h = xcalloc(1, sizeof(*h));
         dict_mem_init(&h->mem, &t, true, name);
-        tablefile_free(&t);
+        tablefile_done(&t);
         *ret = &h->d;
         return 0;
 }

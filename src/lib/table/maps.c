@@ -47,7 +47,7 @@ int maps_open(const char *param_name, const char *list, struct maps **ret, char 
         maps_split_list(list, &specs);
         if (specs.n > MAPS_TABLES_MAX) {
                 *err = xasprintf("%s: more than %d tables", param_name, MAPS_TABLES_MAX);
-                strv_free(&specs);
+                strv_done(&specs);
                 return -E2BIG;
         }
 
@@ -60,13 +60,13 @@ int maps_open(const char *param_name, const char *list, struct maps **ret, char 
                 if (r < 0) {
                         /* dict messages about files already name them; the spec adds the type. */
                         *err = xasprintf("%s: %s: %s", param_name, specs.v[i], why);
-                        strv_free(&specs);
+                        strv_done(&specs);
                         maps_free(m);
                         return r;
                 }
                 m->n++;
         }
-        strv_free(&specs);
+        strv_done(&specs);
         *ret = m;
         return 0;
 }

@@ -85,7 +85,7 @@ const char *buf_str(const struct buf *b)
         return b->data ? b->data : "";
 }
 
-void buf_free(struct buf *b)
+void buf_done(struct buf *b)
 {
         free(b->data);
         *b = (struct buf)BUF_INIT;
@@ -106,7 +106,7 @@ void strv_push(struct strv *s, const char *str)
         strv_push_take(s, xstrdup(str));
 }
 
-void strv_free(struct strv *s)
+void strv_done(struct strv *s)
 {
         for (size_t i = 0; i < s->n; i++)
                 free(s->v[i]);

@@ -27,7 +27,8 @@ void buf_truncate(struct buf *b, size_t len);
 /* Returns the string (never NULL: "" for an empty buffer); the caller owns it, the buffer is reset. */
 char *buf_steal(struct buf *b);
 const char *buf_str(const struct buf *b);
-void buf_free(struct buf *b);
+void buf_done(struct buf *b);
+#define _cleanup_buf_ _cleanup_(buf_done)
 
 /* A NULL-terminated vector of owned strings. */
 struct strv {
@@ -43,6 +44,7 @@ struct strv {
 
 void strv_push(struct strv *s, const char *str); /* copies str */
 void strv_push_take(struct strv *s, char *str);  /* takes ownership */
-void strv_free(struct strv *s);
+void strv_done(struct strv *s);
+#define _cleanup_strv_ _cleanup_(strv_done)
 /* Split on any of the separator characters, skipping empty fields (Postfix list syntax: ", \t\r\n"). */
 void strv_split(struct strv *s, const char *text, const char *separators);

@@ -28,13 +28,13 @@ int read_file(const char *path, size_t limit, char **ret, size_t *ret_len)
                         if (errno == EINTR)
                                 continue;
                         int r = -errno;
-                        buf_free(&b);
+                        buf_done(&b);
                         return r;
                 }
                 if (n == 0)
                         break;
                 if (b.len + (size_t)n > limit) {
-                        buf_free(&b);
+                        buf_done(&b);
                         return -EFBIG;
                 }
                 buf_append(&b, chunk, (size_t)n);

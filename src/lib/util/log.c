@@ -175,7 +175,7 @@ static void log_journal(enum log_level level, const struct log_fields *f, const 
                 struct buf b = BUF_INIT;
                 buf_printf(&b, "%s[%d]: %s%s\n", log_tag(), (int)getpid(), level_prefix[level], text);
                 (void)write_full(STDERR_FILENO, b.data, b.len);
-                buf_free(&b);
+                buf_done(&b);
         }
         for (size_t i = 0; i < n; i++)
                 free(owned[i]);
@@ -220,9 +220,9 @@ void msg_vlog(enum log_level level, const struct log_fields *f, const char *fmt,
                         format_stream(level, buf_str(&text), &line);
                         (void)write_full(log_state.also_fd, line.data, line.len);
                 }
-                buf_free(&line);
+                buf_done(&line);
         }
-        buf_free(&text);
+        buf_done(&text);
         errno = saved_errno;
 }
 

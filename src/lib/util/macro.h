@@ -57,6 +57,18 @@ static inline void closep(int *fd)
 #define _cleanup_free_  _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 
+/*
+ * Ownership conventions (systemd's): TYPE_free(p) frees the object p points to; TYPE_done(p) frees only
+ * what an object (usually on the stack or embedded) holds. _cleanup_(TYPE_done) works as it is; for
+ * pointers, DEFINE_POINTER_CLEANUP(type, TYPE_free) makes TYPE_freep for _cleanup_(TYPE_freep).
+ */
+#define DEFINE_POINTER_CLEANUP(type, func)   \
+        static inline void func##p(type **p) \
+        {                                    \
+                if (*p)                      \
+                        func(*p);            \
+        }
+
 /* Hand ownership out of a _cleanup_ variable. */
 #define TAKE_PTR(p)                      \
         ({                               \

@@ -43,7 +43,7 @@ static void add_entry(struct tablefile *t, char *key, char *value, unsigned line
         t->entries[t->n_entries++] = (struct tablefile_entry){.key = key, .value = value, .line = line};
 }
 
-void tablefile_free(struct tablefile *t)
+void tablefile_done(struct tablefile *t)
 {
         for (size_t i = 0; i < t->n_entries; i++) {
                 free(t->entries[i].key);
@@ -72,7 +72,7 @@ static int flush_logical(struct tablefile *t, struct logical *l, line_fn fn, siz
                 return 0;
         l->active = false;
         if (l->discard) {
-                buf_free(&l->text);
+                buf_done(&l->text);
                 return 0;
         }
         size_t n = l->text.len;
@@ -80,7 +80,7 @@ static int flush_logical(struct tablefile *t, struct logical *l, line_fn fn, siz
                 n--;
         buf_truncate(&l->text, n);
         if (++*count > TABLEFILE_LINES_MAX) {
-                buf_free(&l->text);
+                buf_done(&l->text);
                 add_diag(t, l->line, "more than %d lines", TABLEFILE_LINES_MAX);
                 return -E2BIG;
         }
@@ -143,7 +143,7 @@ static int for_each_logical_line(const char *text, size_t len, struct tablefile 
         }
         if (r == 0)
                 r = flush_logical(t, &l, fn, &count);
-        buf_free(&l.text);
+        buf_done(&l.text);
         return r;
 }
 

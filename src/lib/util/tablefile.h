@@ -60,7 +60,7 @@ int tablefile_parse_aliases(const char *text, size_t len, struct tablefile *ret)
  * Returns -EINVAL with a diagnostic explaining the first problem.
  */
 int tablefile_parse_inline(const char *text, size_t len, struct tablefile *ret);
-void tablefile_free(struct tablefile *t);
+void tablefile_done(struct tablefile *t);
 
 /* Split an alias value on commas outside double quotes; targets are trimmed, empty ones dropped. */
 int tablefile_split_alias_targets(const char *value, struct strv *out);

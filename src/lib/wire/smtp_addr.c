@@ -289,7 +289,7 @@ static int finish_no_domain(const unsigned char *s, size_t len, size_t i, bool b
         else if (!bracket && i < len && s[i] != ' ' && s[i] != '\t')
                 r = -EINVAL;
         if (r < 0) {
-                buf_free(local);
+                buf_done(local);
                 return r;
         }
         ret->local = buf_steal(local);
@@ -381,7 +381,7 @@ int smtp_addr_parse(const char *str, size_t len, unsigned flags, struct smtp_add
         *ret_end = i;
         return 0;
 fail:
-        buf_free(&local);
+        buf_done(&local);
         return r;
 }
 

@@ -63,7 +63,7 @@ int smtp_xtext_decode(const char *s, size_t len, size_t max, char **ret)
         *ret = buf_steal(&b);
         return 0;
 bad:
-        buf_free(&b);
+        buf_done(&b);
         return -EINVAL;
 }
 

@@ -44,7 +44,7 @@ void smtp_reply_printf(struct buf *out, int code, const char *enhanced, const ch
         buf_vprintf(&text, fmt, ap);
         va_end(ap);
         smtp_reply_format(out, code, enhanced, buf_str(&text));
-        buf_free(&text);
+        buf_done(&text);
 }
 
 void smtp_reply_done(struct smtp_reply *r)
@@ -95,8 +95,8 @@ void smtp_reply_parser_init(struct smtp_reply_parser *p)
 
 void smtp_reply_parser_done(struct smtp_reply_parser *p)
 {
-        buf_free(&p->line);
-        buf_free(&p->text);
+        buf_done(&p->line);
+        buf_done(&p->text);
         *p = (struct smtp_reply_parser){0};
 }
 

@@ -70,7 +70,7 @@ int tls_protocols_parse(const char *param, const char *value, int *ret_min, int 
                 if (idx < 0) {
                         *ret_error = xasprintf("%s: unknown TLS protocol \"%.*s\" (known: %s)", param,
                                                TLS_POLICY_NAME_MAX, *name ? name : token, KNOWN_PROTOCOLS);
-                        strv_free(&tokens);
+                        strv_done(&tokens);
                         return -EINVAL;
                 }
                 switch (op) {
@@ -87,7 +87,7 @@ int tls_protocols_parse(const char *param, const char *value, int *ret_min, int 
                         break;
                 }
         }
-        strv_free(&tokens);
+        strv_done(&tokens);
 
         unsigned enabled = included ? included : (1u << N_PROTOCOLS) - 1;
         enabled &= ~excluded;
@@ -178,13 +178,13 @@ int tls_ciphers_build(const char *grade_param, const char *grade, const char *hi
                 if (!valid_cipher_name(name)) {
                         *ret_error = xasprintf("%s: invalid cipher name \"%.*s\"", exclude_param,
                                                TLS_POLICY_NAME_MAX, names.v[i]);
-                        strv_free(&names);
-                        buf_free(&out);
+                        strv_done(&names);
+                        buf_done(&out);
                         return -EINVAL;
                 }
                 buf_printf(&out, ":!%s", name);
         }
-        strv_free(&names);
+        strv_done(&names);
         *ret_list = buf_steal(&out);
         return 0;
 }
@@ -310,7 +310,7 @@ int tls_dest_policy_parse(const char *value, struct tls_dest_policy *ret, char *
                                        tls_level_name(ret->level));
                 r = -EINVAL;
         }
-        strv_free(&tokens);
+        strv_done(&tokens);
         if (r < 0)
                 tls_dest_policy_done(ret);
         return r;
@@ -379,7 +379,7 @@ int tls_match_expand(const char *param, const char *list, const char *separators
                         r = -EINVAL;
                 }
         }
-        strv_free(&tokens);
+        strv_done(&tokens);
         if (r == 0 && ret->n == before) {
                 *ret_error = xasprintf("%s = %s names no certificate name to match", param, list);
                 r = -EINVAL;
@@ -425,7 +425,7 @@ int tls_fingerprints_parse(const char *param, const char *list, const char *sepa
                 } else
                         strv_push_take(ret, fp);
         }
-        strv_free(&tokens);
+        strv_done(&tokens);
         if (r == 0 && ret->n == before) {
                 *ret_error =
                         xasprintf("%s is empty: the fingerprint level needs the server certificate's or "
