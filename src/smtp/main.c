@@ -184,7 +184,7 @@ static int init(struct service *s)
                 msg_error("open queue directory %s: %s", config_get(c, "queue_directory"), strerror(-r));
                 return r;
         }
-        return session_tls_init(&agent);
+        return smtp_tls_init(&agent);
 }
 
 static void on_connection(struct service *s, int fd)

@@ -140,8 +140,10 @@ void tls_cache_put(struct agent *a, const char *key, SSL_SESSION *sess);
 SSL_SESSION *tls_cache_get(struct agent *a, const char *key);
 void tls_cache_flush(struct agent *a);
 
+/* tls.c: the agent's TLS context and its protocol and cipher settings, from main.cf. 0 or a negative errno. */
+int smtp_tls_init(struct agent *a);
+
 /* session.c */
-int session_tls_init(struct agent *a);
 /* Start a new connection for rq to addr (host and port from addr). */
 void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr);
 /* Take an idle cached connection for key and run rq's transaction on it: true when one was found. */
