@@ -289,7 +289,7 @@ static void after_ehlo(struct session *s)
         struct agent *a = s->a;
         if (!s->tls && s->level != TLS_NONE && a->ssl_ctx) {
                 /* Unusable TLS settings: defer rather than send in the clear what should be protected. */
-                if (s->tls_error && (s->caps.starttls || s->level >= TLS_ENCRYPT)) {
+                if (s->tls_error && (s->caps.starttls || smtp_tls_mandatory(s))) {
                         _cleanup_free_ char *reason = xasprintf("TLS is unavailable: %s", s->tls_error);
                         setup_failed(s, "4.7.5", reason);
                         return;
@@ -298,7 +298,7 @@ static void after_ehlo(struct session *s)
                         send_line(s, S_STARTTLS, a->set.helo_timeout, "STARTTLS");
                         return;
                 }
-                if (s->level >= TLS_ENCRYPT) {
+                if (smtp_tls_mandatory(s)) {
                         _cleanup_free_ char *reason = xasprintf(
                                 "TLS is required, but was not offered by host %s[%s]", s->host, s->addr);
                         setup_failed(s, "4.7.4", reason);
@@ -513,7 +513,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
         case S_STARTTLS:
                 if (cls == 2) {
                         start_tls(s);
-                } else if (s->level >= TLS_ENCRYPT) {
+                } else if (smtp_tls_mandatory(s)) {
                         _cleanup_free_ char *reason = reply_reason(s, r);
                         setup_failed(s, "4.7.4", reason);
                 } else
@@ -850,11 +850,27 @@ static struct session *session_new(struct agent *a, struct request *rq)
         return s;
 }
 
+static void connect_now(struct session *s);
+
+/* The TLSA records of a dane destination are in: decide its TLS, then connect. */
+static void on_tlsa(const struct dns_tlsa *t, void *userdata)
+{
+        struct session *s = userdata;
+        const char *dsn = NULL;
+        _cleanup_free_ char *why = NULL;
+        if (smtp_tls_plan_dane(s, t, &dsn, &why) < 0) {
+                setup_failed(s, dsn, why);
+                return;
+        }
+        connect_now(s);
+}
+
 void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr)
 {
         struct session *s = session_new(a, rq);
         int family = addr->sa.ss_family;
         rq->session = s;
+        s->dest = *addr;
         if (family == AF_UNIX) {
                 /* Postfix's form for a local socket: relay=myhostname[private/dovecot-lmtp]. */
                 snprintf(s->host, sizeof s->host, "%s", a->set.myhostname);
@@ -874,10 +890,30 @@ void session_connect(struct agent *a, struct request *rq, const struct dns_addr 
 
         const char *tls_dsn = NULL;
         _cleanup_free_ char *tls_why = NULL;
-        if (smtp_tls_plan(s, &tls_dsn, &tls_why) < 0) {
+        int r = smtp_tls_plan(s, &tls_dsn, &tls_why);
+        if (r < 0) {
                 setup_failed(s, tls_dsn, tls_why);
                 return;
         }
+        if (r > 0) {
+                /* dane: the host's TLSA records decide; the connection waits for them. */
+                r = dns_tlsa_async(a->event, s->host, s->port, on_tlsa, s);
+                if (r < 0) {
+                        _cleanup_free_ char *why =
+                                xasprintf("TLSA lookup error for %s:%u: %s", s->host, s->port, strerror(-r));
+                        setup_failed(s, "4.7.5", why);
+                }
+                return;
+        }
+        connect_now(s);
+}
+
+/* Open the connection to s->dest (the TLS plan is made). */
+static void connect_now(struct session *s)
+{
+        struct agent *a = s->a;
+        const struct dns_addr *addr = &s->dest;
+        int family = addr->sa.ss_family;
         s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s->fd < 0) {
                 connect_failed(s, errno, false);

@@ -50,6 +50,10 @@ struct session {
         struct smtp_ehlo_caps caps;
         bool tls, tls_wants_write;
         enum tls_level level;          /* this destination's: smtp_tls_policy_maps, else main.cf */
+        bool dane;                     /* level dane or dane-only with usable TLSA records: authenticate */
+        struct dns_addr dest;          /* the address to connect to (kept while TLSA are looked up) */
+        struct tls_dest_policy *dp;    /* the policy entry, while the plan waits for the TLSA lookup */
+        struct dns_tlsa *tlsa;         /* the usable TLSA records when dane */
         struct strv match;             /* names the certificate must show at verify and secure */
         struct tls_policy *own_policy; /* protocols and ciphers of a policy entry; NULL: the agent's */
         char *tls_error;               /* TLS would be used but cannot be: why (deferred with it) */
@@ -68,11 +72,20 @@ static inline char *limit_reason(char *reason)
         return reason;
 }
 
+/* The server must do TLS, and the delivery is deferred otherwise. */
+static inline bool smtp_tls_mandatory(const struct session *s)
+{
+        return s->level >= TLS_ENCRYPT || s->dane;
+}
+
 /* tls.c: the client side of STARTTLS. Errors come back as a reason (and DSN); session.c defers with them. */
 
 /* Decide this connection's TLS before connecting: level, protocols and ciphers, the names a certificate
  * must show, and the session cache key. 0, or <0 with *ret_dsn and *ret_reason (free it) to defer with. */
 int smtp_tls_plan(struct session *s, const char **ret_dsn, char **ret_reason);
+/* smtp_tls_plan returns 1 at dane and dane-only when the host's TLSA records decide: the caller looks them
+ * up (dns_tlsa_async) and hands them here. 0, or <0 with *ret_dsn and *ret_reason as above. */
+int smtp_tls_plan_dane(struct session *s, const struct dns_tlsa *t, const char **ret_dsn, char **ret_reason);
 /* After the server's 220 to STARTTLS: the connection's SSL object. 0, or <0 with *ret_reason. */
 int smtp_tls_start(struct session *s, char **ret_reason);
 /* One step of the handshake: 1 established and the peer passed the level's checks (logged), 0 waiting

@@ -35,6 +35,7 @@ struct smtp_settings {
         const char *bind4_param, *bind6_param;
         unsigned families; /* DNS_FAMILY_* from inet_protocols */
         enum dns_lookup_mode lookup_mode;
+        bool dnssec;          /* smtp_dns_support_level = dnssec: answers carry their DNSSEC status (DANE) */
         struct own_addrs own; /* an MX-style next hop resolving to one of these loops back */
         uint64_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
                 data_xfer_timeout, data_done_timeout, quit_timeout; /* microseconds */
@@ -44,7 +45,10 @@ struct smtp_settings {
         unsigned mx_address_limit;
         bool skip_5xx_greeting;
         enum tls_level tls_level;
-        char *tls_level_error; /* the level setting is not understood: every delivery is deferred */
+        enum tls_level
+                dane_insecure_mx;     /* smtp_tls_dane_insecure_mx_policy: TLS_MAY, TLS_DANE, TLS_ENCRYPT */
+        char *dane_insecure_mx_error; /* its value is not understood: such deliveries are deferred */
+        char *tls_level_error;        /* the level setting is not understood: every delivery is deferred */
         int tls_loglevel;
         char *tls_verify_match, *tls_secure_match; /* smtp_tls_{verify,secure}_cert_match */
         const char *tls_verify_match_param, *tls_secure_match_param;
@@ -64,6 +68,7 @@ struct agent {
         sd_event *event;
         struct smtp_settings set;
         SSL_CTX *ssl_ctx;
+        bool dane_ok; /* SSL_CTX_dane_enable succeeded: TLSA records can be checked */
         /* Protocols and ciphers of opportunistic ([0]: may) and mandatory ([1]: encrypt and up) TLS;
          * when unusable, why (naming the parameter) in tls_policy_error[i] instead. */
         struct tls_policy *tls_policy[2];

@@ -17,6 +17,7 @@
 #include "tls_policy.h"
 
 static int apply_tls_policy(SSL *ssl, const struct tls_policy *p, char **ret_error);
+static int dane_enable(struct session *s, char **ret_reason);
 
 static char *join_names(const struct strv *names)
 {
@@ -84,6 +85,39 @@ static bool fingerprint_matches(struct session *s, X509 *cert)
         return false;
 }
 
+/* With DANE the chain must have matched one of the TLSA records (OpenSSL checked it, and at DANE-TA(2) the
+ * host name too). The record that matched is logged. */
+static bool dane_verified(struct session *s, X509 *cert, long vr, char **ret_reason)
+{
+        X509 *mcert = NULL;
+        EVP_PKEY *mspki = NULL;
+        int depth = cert && vr == X509_V_OK ? SSL_get0_dane_authority(s->ssl, &mcert, &mspki) : -1;
+        if (depth < 0) {
+                *ret_reason =
+                        xasprintf("Server certificate not verified: %s[%s]: %s (DANE, %zu TLSA record%s "
+                                  "of %s)",
+                                  s->host, s->addr,
+                                  !cert             ? "no certificate presented"
+                                  : vr != X509_V_OK ? X509_verify_cert_error_string(vr)
+                                                    : "no TLSA record matched",
+                                  s->tlsa->n, s->tlsa->n == 1 ? "" : "s", s->tlsa->qname);
+                ERR_clear_error();
+                return false;
+        }
+        uint8_t usage = 0, selector = 0, mtype = 0;
+        if (SSL_get0_dane_tlsa(s->ssl, &usage, &selector, &mtype, NULL, NULL) < 0) {
+                *ret_reason = xasprintf("Server certificate not verified: %s[%s]: OpenSSL reports no "
+                                        "matching TLSA record",
+                                        s->host, s->addr);
+                return false;
+        }
+        if (s->a->set.tls_loglevel >= 1)
+                msg_info("%s: DANE TLSA %u %u %u of %s matched the %s at depth %d", s->relay, usage,
+                         selector, mtype, s->tlsa->qname,
+                         usage == 3 ? "end entity certificate" : "trust anchor", depth);
+        return true;
+}
+
 /* At fingerprint, verify and secure the certificate must be the one expected: its fingerprint, or a chain
  * to a trusted CA and a name the level expects. Otherwise nothing is sent: the recipients are deferred
  * (4.7.5) with Postfix's wording. */
@@ -93,6 +127,8 @@ static bool tls_verified(struct session *s, bool *ret_trusted, char **ret_reason
         long vr = SSL_get_verify_result(s->ssl);
         bool trusted = cert && vr == X509_V_OK;
         *ret_trusted = trusted;
+        if (s->dane)
+                return dane_verified(s, cert, vr, ret_reason);
         if (s->level == TLS_FINGERPRINT) {
                 if (fingerprint_matches(s, cert))
                         return true;
@@ -130,9 +166,10 @@ static int tls_established(struct session *s, char **ret_reason)
         if (!tls_verified(s, &trusted, ret_reason))
                 return -EPERM;
         /* A fingerprint match verifies the very certificate, trusted chain or not. */
-        const char *trust = s->level == TLS_FINGERPRINT || (trusted && s->level >= TLS_VERIFY) ? "Verified"
-                            : trusted                                                          ? "Trusted"
-                                                                                               : "Untrusted";
+        const char *trust = s->dane || s->level == TLS_FINGERPRINT || (trusted && s->level >= TLS_VERIFY)
+                                    ? "Verified"
+                            : trusted ? "Trusted"
+                                      : "Untrusted";
         s->tls = true;
         if (a->set.tls_loglevel >= 1) {
                 int alg_bits = 0;
@@ -192,7 +229,7 @@ int smtp_tls_start(struct session *s, char **ret_reason)
                 return -ENOMEM;
         }
         const struct tls_policy *policy =
-                s->own_policy ? s->own_policy : a->tls_policy[s->level >= TLS_ENCRYPT];
+                s->own_policy ? s->own_policy : a->tls_policy[smtp_tls_mandatory(s)];
         _cleanup_free_ char *policy_error = NULL;
         if (!policy || apply_tls_policy(s->ssl, policy, &policy_error) < 0) {
                 ERR_clear_error();
@@ -207,6 +244,8 @@ int smtp_tls_start(struct session *s, char **ret_reason)
                 *ret_reason = xasprintf("TLS is unavailable: OpenSSL refuses the server name %s", s->host);
                 return -EINVAL;
         }
+        if (s->dane && dane_enable(s, ret_reason) < 0)
+                return -EINVAL;
         SSL_SESSION *cached = s->tls_cache_key ? tls_cache_get(a, s->tls_cache_key) : NULL;
         if (cached && SSL_set_session(s->ssl, cached) != 1)
                 ERR_clear_error(); /* not resumable here: a full handshake instead */
@@ -228,7 +267,7 @@ static int lookup_dest_policy(struct maps *m, const char *hop, const struct dns_
 static int build_own_policy(struct session *s, const struct tls_dest_policy *dp, char **ret_error)
 {
         struct config *c = service_config(s->a->svc);
-        bool mandatory = s->level >= TLS_ENCRYPT;
+        bool mandatory = smtp_tls_mandatory(s);
         const char *protocols_param = mandatory ? "smtp_tls_mandatory_protocols" : "smtp_tls_protocols";
         const char *ciphers_param = mandatory ? "smtp_tls_mandatory_ciphers" : "smtp_tls_ciphers";
         _cleanup_free_ char *exclude = xasprintf("%s, %s", config_get(c, "smtp_tls_exclude_ciphers"),
@@ -286,19 +325,6 @@ static int tls_choose_level(struct session *s, const char *hop, const struct dns
                 if (r > 0)
                         s->level = dp->level;
         }
-        if (s->level == TLS_DANE) {
-                /* Without a DNSSEC-validated TLSA lookup, Postfix's dane is opportunistic TLS. */
-                msg_warn("%s: TLS level dane: postd has no DNSSEC-validated TLSA lookups yet; using may",
-                         hop);
-                s->level = TLS_MAY;
-        }
-        if (s->level == TLS_DANE_ONLY) {
-                *ret_reason =
-                        xasprintf("TLS security level %s (for %s) is not supported by postd; use verify "
-                                  ", secure or fingerprint",
-                                  tls_level_name(s->level), hop);
-                return -EOPNOTSUPP;
-        }
         if (s->level != TLS_NONE && !a->ssl_ctx) {
                 *ret_reason = xstrdup("TLS is unavailable: no TLS client context");
                 return -EINVAL;
@@ -306,21 +332,165 @@ static int tls_choose_level(struct session *s, const char *hop, const struct dns
         return 0;
 }
 
-int smtp_tls_plan(struct session *s, const char **ret_dsn, char **ret_reason)
+/* dane and dane-only before the TLSA lookup, RFC 7672 section 2.2: 1 when the TLSA records decide (the
+ * caller looks them up), 0 when the level became may or encrypt without them, <0 to defer. */
+static int dane_precheck(struct session *s, char **ret_reason)
+{
+        struct agent *a = s->a;
+        bool only = s->level == TLS_DANE_ONLY;
+        const char *why = NULL;
+        if (!a->set.dnssec)
+                why = "smtp_dns_support_level is not dnssec: no DNSSEC-validated lookups";
+        else if (!s->dest.addr_secure)
+                why = "the host's address records are not DNSSEC-validated";
+        if (why) {
+                if (only) {
+                        *ret_reason = xasprintf("TLS level dane-only for %s: %s (%s); dane-only needs "
+                                                "smtp_dns_support_level = dnssec and a signed destination",
+                                                s->relay, "no DANE", why);
+                        return -EPERM;
+                }
+                if (!a->set.dnssec)
+                        msg_warn("%s: TLS level dane: %s; using may", s->relay, why);
+                else if (a->set.tls_loglevel >= 1)
+                        msg_info("%s: TLS level dane: %s; using may", s->relay, why);
+                s->level = TLS_MAY;
+                return 0;
+        }
+        if (!a->dane_ok) {
+                *ret_reason = xstrdup("TLS is unavailable: OpenSSL's DANE support could not be enabled");
+                return -EINVAL;
+        }
+        if (!s->dest.mx_secure && !only) {
+                /* An MX host from an unsigned zone may still publish TLSA records in a signed one. */
+                if (a->set.dane_insecure_mx_error) {
+                        *ret_reason = xstrdup(a->set.dane_insecure_mx_error);
+                        return -EINVAL;
+                }
+                if (a->set.dane_insecure_mx != TLS_DANE) {
+                        s->level = a->set.dane_insecure_mx;
+                        if (a->set.tls_loglevel >= 1)
+                                msg_info("%s: MX record not DNSSEC-validated: TLS level %s "
+                                         "(smtp_tls_dane_insecure_mx_policy)",
+                                         s->relay, tls_level_name(s->level));
+                        return 0;
+                }
+        }
+        return 1;
+}
+
+/* Usable for SMTP (RFC 7672 3.1): DANE-TA(2) and DANE-EE(3); a certificate or public key; the whole
+ * thing, SHA2-256 or SHA2-512 of the right length. PKIX-TA(0) and PKIX-EE(1) are not. */
+static bool tlsa_usable(const struct dns_tlsa_rr *rr)
+{
+        if ((rr->usage != 2 && rr->usage != 3) || rr->selector > 1)
+                return false;
+        return (rr->mtype == 0 && rr->len > 0) || (rr->mtype == 1 && rr->len == 32) ||
+               (rr->mtype == 2 && rr->len == 64);
+}
+
+/* The TLSA lookup decides, RFC 7672 section 2.2: 0 (the level is set) or <0 with the reason to defer. */
+static int dane_decide(struct session *s, const struct dns_tlsa *t, char **ret_reason)
+{
+        bool only = s->level == TLS_DANE_ONLY;
+        if (t->status == DNS_TLSA_ERROR) {
+                /* Never in clear: an attacker may be hiding the records. */
+                *ret_reason = xasprintf("TLSA lookup error for %s:%u", s->host, s->port);
+                return -EAGAIN;
+        }
+        if (t->status == DNS_TLSA_NONE || t->status == DNS_TLSA_INSECURE) {
+                const char *what =
+                        t->status == DNS_TLSA_NONE ? "no TLSA records" : "TLSA records not validated";
+                if (only) {
+                        *ret_reason = xasprintf("TLS level dane-only for %s: %s (%s); the destination "
+                                                "offers no DANE",
+                                                s->relay, what, t->qname);
+                        return -EPERM;
+                }
+                if (s->a->set.tls_loglevel >= 1)
+                        msg_info("%s: %s (%s): TLS level may", s->relay, what, t->qname);
+                s->level = TLS_MAY;
+                return 0;
+        }
+        struct dns_tlsa *usable = xcalloc(1, sizeof *usable);
+        snprintf(usable->qname, sizeof usable->qname, "%s", t->qname);
+        usable->status = DNS_TLSA_FOUND;
+        for (size_t i = 0; i < t->n; i++)
+                if (tlsa_usable(&t->rr[i]))
+                        usable->rr[usable->n++] = t->rr[i];
+        if (usable->n == 0) {
+                free(usable);
+                if (only) {
+                        *ret_reason = xasprintf("TLS level dane-only for %s: the %zu TLSA records of %s "
+                                                "are all unusable for SMTP",
+                                                s->relay, t->n + t->skipped, t->qname);
+                        return -EPERM;
+                }
+                /* Published but unusable: the server promised TLS, not a way to check it. */
+                msg_info("%s: the %zu TLSA records of %s are all unusable: TLS level encrypt", s->relay,
+                         t->n + t->skipped, t->qname);
+                s->level = TLS_ENCRYPT;
+                return 0;
+        }
+        s->tlsa = usable;
+        s->dane = true;
+        return 0;
+}
+
+/* The connection authenticates its server with TLSA records (RFC 7671, 7672) through OpenSSL's DANE. */
+static int dane_enable(struct session *s, char **ret_reason)
+{
+        /* The base domain is the name DANE-TA(2) chains are checked against; DANE-EE(3) is the key. */
+        if (SSL_dane_enable(s->ssl, s->host) <= 0) {
+                ERR_clear_error();
+                *ret_reason = xasprintf("TLS is unavailable: OpenSSL refuses DANE for %s", s->host);
+                return -EINVAL;
+        }
+        (void)SSL_dane_set_flags(s->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+        size_t added = 0;
+        for (size_t i = 0; i < s->tlsa->n; i++) {
+                const struct dns_tlsa_rr *rr = &s->tlsa->rr[i];
+                int r = SSL_dane_tlsa_add(s->ssl, rr->usage, rr->selector, rr->mtype, rr->data, rr->len);
+                if (r < 0) {
+                        ERR_clear_error();
+                        *ret_reason = xasprintf("TLS is unavailable: OpenSSL failed to take the TLSA "
+                                                "record %u %u %u of %s",
+                                                rr->usage, rr->selector, rr->mtype, s->tlsa->qname);
+                        return -EINVAL;
+                }
+                added += r > 0;
+        }
+        ERR_clear_error();
+        if (added == 0) { /* all refused: authentication cannot succeed; fail closed */
+                *ret_reason = xasprintf("TLS is unavailable: OpenSSL can use none of the TLSA records of %s",
+                                        s->tlsa->qname);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void drop_dest_policy(struct session *s)
+{
+        if (s->dp) {
+                tls_dest_policy_done(s->dp);
+                free(s->dp);
+                s->dp = NULL;
+        }
+}
+
+/* The rest of the plan once the level is final. */
+static int plan_finish(struct session *s, const char **ret_dsn, char **ret_reason)
 {
         struct agent *a = s->a;
         const char *hop = s->rq->hop_name;
         struct dns_nexthop nh = {0};
         if (dns_nexthop_parse(hop, 25, &nh) < 0)
                 snprintf(nh.host, sizeof nh.host, "%s", s->host);
-        _cleanup_(tls_dest_policy_done) struct tls_dest_policy dp = {0};
-        int r = tls_choose_level(s, hop, &nh, &dp, ret_dsn, ret_reason);
-        if (r < 0)
-                return r;
+        const struct tls_dest_policy dp = *s->dp;
         if (s->level == TLS_NONE)
                 return 0;
         *ret_dsn = "4.7.5";
-        bool mandatory = s->level >= TLS_ENCRYPT;
+        bool mandatory = smtp_tls_mandatory(s);
         char *error = NULL;
         if (dp.ciphers || dp.protocols || dp.exclude) {
                 if (build_own_policy(s, &dp, &error) < 0) {
@@ -358,12 +528,45 @@ int smtp_tls_plan(struct session *s, const char **ret_dsn, char **ret_reason)
                         return -EINVAL;
                 }
         }
+        if (s->dane)
+                return 0; /* not resumed: a resumed session is not checked against the TLSA records again */
         _cleanup_free_ char *names = join_names(&s->match);
         const struct tls_policy *p = s->own_policy ? s->own_policy : a->tls_policy[mandatory];
         s->tls_cache_key =
                 xasprintf("%s&%s&%s&%x-%x&%s", s->relay, tls_level_name(s->level), names,
                           p ? p->min_version : 0, p ? p->max_version : 0, p ? p->cipher_list : "");
         return 0;
+}
+
+int smtp_tls_plan(struct session *s, const char **ret_dsn, char **ret_reason)
+{
+        const char *hop = s->rq->hop_name;
+        struct dns_nexthop nh = {0};
+        if (dns_nexthop_parse(hop, 25, &nh) < 0)
+                snprintf(nh.host, sizeof nh.host, "%s", s->host);
+        drop_dest_policy(s);
+        s->dp = xcalloc(1, sizeof *s->dp);
+        int r = tls_choose_level(s, hop, &nh, s->dp, ret_dsn, ret_reason);
+        if (r >= 0 && (s->level == TLS_DANE || s->level == TLS_DANE_ONLY)) {
+                *ret_dsn = "4.7.5";
+                r = dane_precheck(s, ret_reason);
+                if (r > 0)
+                        return 1; /* s->dp stays for smtp_tls_plan_dane */
+        }
+        if (r >= 0)
+                r = plan_finish(s, ret_dsn, ret_reason);
+        drop_dest_policy(s);
+        return r;
+}
+
+int smtp_tls_plan_dane(struct session *s, const struct dns_tlsa *t, const char **ret_dsn, char **ret_reason)
+{
+        *ret_dsn = "4.7.5";
+        int r = dane_decide(s, t, ret_reason);
+        if (r >= 0)
+                r = plan_finish(s, ret_dsn, ret_reason);
+        drop_dest_policy(s);
+        return r;
 }
 
 /* Protocols and ciphers of opportunistic (may) or mandatory (encrypt and up) TLS. Unusable settings are
@@ -449,6 +652,13 @@ int smtp_tls_init(struct agent *a)
         } else if (SSL_CTX_set_default_verify_paths(ctx) != 1)
                 msg_warn("cannot load the system's trusted CA certificates: verify and secure will defer");
         ERR_clear_error();
+        /* The TLSA checks of dane and dane-only (smtp_tls_plan_dane); those deliveries defer without. */
+        a->dane_ok = SSL_CTX_dane_enable(ctx) > 0;
+        if (!a->dane_ok) {
+                ERR_clear_error();
+                msg_error("OpenSSL cannot enable DANE on the TLS client context: deliveries at TLS level "
+                          "dane or dane-only with TLSA records are deferred");
+        }
         a->ssl_ctx = ctx;
         load_tls_policy(a, c, false);
         load_tls_policy(a, c, true);
@@ -478,4 +688,7 @@ void smtp_tls_done(struct session *s)
         s->tls_error = NULL;
         free(s->tls_cache_key);
         s->tls_cache_key = NULL;
+        drop_dest_policy(s);
+        free(s->tlsa);
+        s->tlsa = NULL;
 }
