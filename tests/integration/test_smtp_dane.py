@@ -55,13 +55,18 @@ def cert_sha256(cert):
     return hashlib.sha256(der("x509", "-in", cert, "-outform", "DER")).hexdigest()
 
 
-def sign_zone(directory, origin, records, break_rrsig_of=None):
-    """Write and sign a zone; returns its DS record file (the trust anchor). break_rrsig_of names an
-    owner whose RRSIG gets a corrupted signature: a validating resolver then calls its data bogus."""
+def write_zone(directory, origin, records):
     zone = directory / f"{origin}.zone"
     zone.write_text(f"$ORIGIN {origin}.\n$TTL 300\n"
                     f"@ IN SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 300\n"
                     f"@ IN NS ns.{origin}.\nns IN A {DNS_ADDR}\n" + "".join(r + "\n" for r in records))
+    return zone
+
+
+def sign_zone(directory, origin, records, break_rrsig_of=None):
+    """Write and sign a zone; returns its DS record file (the trust anchor). break_rrsig_of names an
+    owner whose RRSIG gets a corrupted signature: a validating resolver then calls its data bogus."""
+    zone = write_zone(directory, origin, records)
 
     def run(*cmd):
         return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=directory,
@@ -91,8 +96,9 @@ class Resolver:
         self.dir = directory
         self.proc = None
 
-    def start(self, zones):
-        """zones: {origin: (records, break_rrsig_of)}. Returns the resolv.conf to bind-mount."""
+    def start(self, zones, unsigned=None, trust_ad=True):
+        """zones: {origin: (records, break_rrsig_of)} signed; unsigned: {origin: records}, served as
+        insecure (no trust anchor). Returns the resolv.conf to bind-mount."""
         conf = ["server:", f"  interface: {DNS_ADDR}", "  port: 53", "  do-daemonize: no",
                 '  username: ""', '  chroot: ""', f'  directory: "{self.dir}"', '  pidfile: ""',
                 "  use-syslog: no", "  do-ip6: no", "  access-control: 127.0.0.0/8 allow",
@@ -104,6 +110,11 @@ class Resolver:
             conf.append(f'  trust-anchor-file: "{ds}"')
             auth += ["auth-zone:", f'  name: "{origin}"', f'  zonefile: "{signed}"', "  for-upstream: yes",
                      "  for-downstream: no", "  fallback-enabled: no"]
+        for origin, records in (unsigned or {}).items():
+            zone = write_zone(self.dir, origin, records)
+            conf.append(f'  domain-insecure: "{origin}"')
+            auth += ["auth-zone:", f'  name: "{origin}"', f'  zonefile: "{zone}"', "  for-upstream: yes",
+                     "  for-downstream: no", "  fallback-enabled: no"]
         path = self.dir / "unbound.conf"
         path.write_text("\n".join(conf + auth) + "\n")
         self.log = open(self.dir / "unbound.log", "wb")
@@ -111,7 +122,7 @@ class Resolver:
                                      stderr=subprocess.STDOUT)
         wait_for(self.answering, 10, f"unbound on {DNS_ADDR}", interval=0.1)
         resolv = self.dir / "resolv.conf"
-        resolv.write_text(f"nameserver {DNS_ADDR}\noptions trust-ad timeout:2 attempts:1\n")
+        resolv.write_text(f"nameserver {DNS_ADDR}\noptions {'trust-ad ' if trust_ad else ''}timeout:2 attempts:1\n")
         return resolv
 
     def answering(self):
@@ -222,7 +233,7 @@ def test_dane_wrong_digest_is_deferred(mail_instance, resolver, peer, certs, ca)
     qid, replies = deliver(inst, f"dane.test:{peer.port}", "bob@example.net")
     assert_deferred(inst, qid, replies, peer, "Server certificate not verified")
     assert "DANE, 1 TLSA record of" in replies[0]["reason"], replies
-    assert peer.sessions and peer.sessions[0].tls is False or not peer.messages()
+    assert peer.sessions and peer.sessions[0].tls  # the handshake was made, then nothing sent
 
 
 def test_dane_bogus_tlsa_is_deferred_without_connecting(mail_instance, resolver, peer, certs, ca):
@@ -297,3 +308,81 @@ def test_policy_map_dane_only_entry(mail_instance, resolver, peer, certs, ca):
     qid, replies = deliver(inst, f"dane.test:{peer.port}", "bob@example.net")
     assert_sent(inst, replies, peer)
     inst.wait_log(rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
+
+
+def test_unsigned_zone_tlsa_records_are_ignored(mail_instance, resolver, peer, certs, ca):
+    # RFC 7672 2.2: TLSA records from an unsigned zone mean nothing (this one would not even match).
+    serve_chain(peer, certs, ca, "mx.plain.test")
+    resolv = resolver.start({}, unsigned={"plain.test": mx("plain.test", "mx.plain.test") +
+                                          tlsa("mx.plain.test", peer.port, "3 1 1 " + "ab" * 32)})
+    inst = dane_instance(mail_instance, resolv)
+    qid, replies = deliver(inst, f"plain.test:{peer.port}", "bob@example.net")
+    assert_sent(inst, replies, peer)
+    inst.wait_log(rf"mx\.plain\.test\[127\.0\.10\.25\]:{peer.port}: TLS level dane: the host's address "
+                  r"records are not DNSSEC-validated; using may")
+    inst.wait_log(rf"Untrusted TLS connection established to mx\.plain\.test\[127\.0\.10\.25\]:{peer.port}")
+
+
+def test_dane_only_unsigned_zone_is_deferred(mail_instance, resolver, peer, certs, ca):
+    serve_chain(peer, certs, ca, "mx.plain.test")
+    resolv = resolver.start({}, unsigned={"plain.test": mx("plain.test", "mx.plain.test")})
+    inst = dane_instance(mail_instance, resolv, level="dane-only")
+    qid, replies = deliver(inst, f"plain.test:{peer.port}", "bob@example.net")
+    assert_deferred(inst, qid, replies, peer, "TLS level dane-only for mx.plain.test")
+    assert peer.sessions == []
+
+
+def insecure_mx_zones(peer, leaf):
+    """An unsigned domain whose MX host lives in a signed zone with a matching TLSA record."""
+    return ({"dane.test": ([f"mx.dane.test. IN A {PEER_ADDR}"] +
+                           tlsa("mx.dane.test", peer.port, f"3 1 1 {spki_sha256(leaf)}"), None)},
+            {"plain.test": ["plain.test. IN MX 10 mx.dane.test."]})
+
+
+def test_insecure_mx_uses_the_hosts_tlsa_by_default(mail_instance, resolver, peer, certs, ca):
+    # smtp_tls_dane_insecure_mx_policy is empty: dane, since the main.cf level is dane (Postfix >= 3.6).
+    leaf = serve_chain(peer, certs, ca, "mx.dane.test")
+    signed, unsigned = insecure_mx_zones(peer, leaf)
+    inst = dane_instance(mail_instance, resolver.start(signed, unsigned=unsigned))
+    qid, replies = deliver(inst, f"plain.test:{peer.port}", "bob@example.net")
+    assert_sent(inst, replies, peer)
+    inst.wait_log(rf"Verified TLS connection established to mx\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
+
+
+def test_insecure_mx_policy_may(mail_instance, resolver, peer, certs, ca):
+    leaf = serve_chain(peer, certs, ca, "mx.dane.test")
+    signed, unsigned = insecure_mx_zones(peer, leaf)
+    inst = dane_instance(mail_instance, resolver.start(signed, unsigned=unsigned),
+                         extra="smtp_tls_dane_insecure_mx_policy = may\n")
+    qid, replies = deliver(inst, f"plain.test:{peer.port}", "bob@example.net")
+    assert_sent(inst, replies, peer)
+    inst.wait_log(rf"mx\.dane\.test\[127\.0\.10\.25\]:{peer.port}: MX record not DNSSEC-validated: TLS "
+                  r"level may \(smtp_tls_dane_insecure_mx_policy\)")
+    inst.wait_log(rf"Untrusted TLS connection established to mx\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
+
+
+def test_unusable_tlsa_records_mean_encrypt(mail_instance, resolver, peer, certs, ca):
+    # PKIX-EE(1) is unusable for SMTP (RFC 7672 3.1.3): TLS is still required, so a server that does
+    # not offer STARTTLS gets nothing.
+    resolv = resolver.start({"dane.test": (mx("dane.test", "mx.dane.test") +
+                                           tlsa("mx.dane.test", peer.port, "1 1 1 " + "ab" * 32), None)})
+    inst = dane_instance(mail_instance, resolv)
+    qid, replies = deliver(inst, f"dane.test:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "deferred" and replies[0]["dsn"] == "4.7.4", replies
+    assert replies[0]["reason"].startswith("TLS is required, but was not offered"), replies
+    assert peer.messages() == []
+    inst.wait_log(rf"the 1 TLSA records of _{peer.port}\._tcp\.mx\.dane\.test are all unusable: TLS level "
+                  r"encrypt")
+
+
+def test_resolv_conf_without_trust_ad_is_named(mail_instance, resolver, peer, certs, ca):
+    # glibc drops the AD bit without "options trust-ad": nothing validates, and the log says why.
+    leaf = serve_chain(peer, certs, ca, "mx.dane.test")
+    resolv = resolver.start({"dane.test": (mx("dane.test", "mx.dane.test") +
+                                           tlsa("mx.dane.test", peer.port, f"3 1 1 {spki_sha256(leaf)}"), None)},
+                            trust_ad=False)
+    inst = dane_instance(mail_instance, resolv)
+    qid, replies = deliver(inst, f"dane.test:{peer.port}", "bob@example.net")
+    assert_sent(inst, replies, peer)
+    inst.wait_log(r"warning: smtp_dns_support_level = dnssec, but /etc/resolv\.conf has no \"options trust-ad\"")
+    inst.wait_log(rf"Untrusted TLS connection established to mx\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
