@@ -446,6 +446,8 @@ static int dane_enable(struct session *s, char **ret_reason)
                 *ret_reason = xasprintf("TLS is unavailable: OpenSSL refuses DANE for %s", s->host);
                 return -EINVAL;
         }
+        /* Returns the previous flags; it cannot fail. A DANE-EE(3) match is the key itself: names and
+         * dates of that certificate do not matter (RFC 7672 3.1.1). */
         (void)SSL_dane_set_flags(s->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
         size_t added = 0;
         for (size_t i = 0; i < s->tlsa->n; i++) {

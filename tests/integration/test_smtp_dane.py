@@ -386,3 +386,28 @@ def test_resolv_conf_without_trust_ad_is_named(mail_instance, resolver, peer, ce
     assert_sent(inst, replies, peer)
     inst.wait_log(r"warning: smtp_dns_support_level = dnssec, but /etc/resolv\.conf has no \"options trust-ad\"")
     inst.wait_log(rf"Untrusted TLS connection established to mx\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
+
+
+def test_dane_server_without_starttls_is_deferred(mail_instance, resolver, peer, certs, ca):
+    # Usable TLSA records make TLS mandatory: a server that does not offer STARTTLS (an attacker
+    # stripping it, say) gets nothing in clear.
+    leaf, _ = make_leaf(certs, ca, "mx.dane.test")
+    resolv = resolver.start({"dane.test": (mx("dane.test", "mx.dane.test") +
+                                           tlsa("mx.dane.test", peer.port, f"3 1 1 {spki_sha256(leaf)}"), None)})
+    inst = dane_instance(mail_instance, resolv)
+    qid, replies = deliver(inst, f"dane.test:{peer.port}", "bob@example.net")
+    assert replies[0]["status"] == "deferred" and replies[0]["dsn"] == "4.7.4", replies
+    assert replies[0]["reason"].startswith("TLS is required, but was not offered"), replies
+    assert peer.messages() == []
+
+
+def test_dane_bracketed_nexthop_uses_the_hosts_tlsa(mail_instance, resolver, peer, certs, ca):
+    # [host]:port: no MX lookup; the host's own validated address and TLSA records decide.
+    leaf = serve_chain(peer, certs, ca, "relay.dane.test")
+    resolv = resolver.start({"dane.test": ([f"relay.dane.test. IN A {PEER_ADDR}"] +
+                                           tlsa("relay.dane.test", peer.port, f"3 1 1 {spki_sha256(leaf)}"),
+                                           None)})
+    inst = dane_instance(mail_instance, resolv, level="dane-only")
+    qid, replies = deliver(inst, f"[relay.dane.test]:{peer.port}", "bob@example.net")
+    assert_sent(inst, replies, peer)
+    inst.wait_log(rf"Verified TLS connection established to relay\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
