@@ -103,16 +103,19 @@ class Resolver:
                 '  username: ""', '  chroot: ""', f'  directory: "{self.dir}"', '  pidfile: ""',
                 "  use-syslog: no", "  do-ip6: no", "  access-control: 127.0.0.0/8 allow",
                 '  module-config: "validator iterator"', '  local-zone: "test." nodefault',
+                # nothing leaves the host: every name outside the test zones is refused, never
+                # looked up from the root servers
+                '  local-zone: "." refuse',
                 "  val-log-level: 2", "  verbosity: 1"]
         auth = []
         for origin, (records, broken) in zones.items():
             ds, signed = sign_zone(self.dir, origin, records, broken)
-            conf.append(f'  trust-anchor-file: "{ds}"')
+            conf += [f'  trust-anchor-file: "{ds}"', f'  local-zone: "{origin}." transparent']
             auth += ["auth-zone:", f'  name: "{origin}"', f'  zonefile: "{signed}"', "  for-upstream: yes",
                      "  for-downstream: no", "  fallback-enabled: no"]
         for origin, records in (unsigned or {}).items():
             zone = write_zone(self.dir, origin, records)
-            conf.append(f'  domain-insecure: "{origin}"')
+            conf += [f'  domain-insecure: "{origin}"', f'  local-zone: "{origin}." transparent']
             auth += ["auth-zone:", f'  name: "{origin}"', f'  zonefile: "{zone}"', "  for-upstream: yes",
                      "  for-downstream: no", "  fallback-enabled: no"]
         path = self.dir / "unbound.conf"
