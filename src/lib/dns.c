@@ -262,23 +262,28 @@ static int lookup_mx(const char *name, bool dnssec, struct mx *mx, size_t max, b
         return (int)n;
 }
 
-/* With DNSSEC: did the address records of host validate? At least one family must have records (an
- * address from /etc/hosts has no DNS answer at all) and every family asked about must be secure. */
-static bool addrs_secure(const char *host, unsigned families)
+/* With DNSSEC: did the address records of host validate? 1 when at least one family has records (an
+ * address from /etc/hosts has no DNS answer at all) and every family asked about is secure; 0 when some
+ * answer is insecure; -EAGAIN when one failed: SERVFAIL is also how a validating resolver answers bogus
+ * data, and taking that for "insecure" would let whoever can break a signature turn DANE off. */
+static int addrs_secure(const char *host, unsigned families)
 {
         _cleanup_free_ struct answer *ans = xmalloc(sizeof *ans);
-        bool any = false;
+        bool any = false, insecure = false;
         const int types[] = {families & DNS_FAMILY_IPV4 ? ns_t_a : 0,
                              families & DNS_FAMILY_IPV6 ? ns_t_aaaa : 0};
         for (size_t i = 0; i < ELEMENTSOF(types); i++) {
                 if (!types[i])
                         continue;
-                if (query(host, types[i], true, ans) < 0 || ans->rcode != ns_r_noerror || !ans->ad)
-                        return false;
-                if (ns_msg_count(ans->msg, ns_s_an) > 0)
+                if (query(host, types[i], true, ans) < 0 ||
+                    (ans->rcode != ns_r_noerror && ans->rcode != ns_r_nxdomain))
+                        return -EAGAIN;
+                if (ans->rcode != ns_r_noerror || !ans->ad)
+                        insecure = true;
+                else if (ns_msg_count(ans->msg, ns_s_an) > 0)
                         any = true;
         }
-        return any;
+        return any && !insecure;
 }
 
 /* Mark the addresses from index first on as the lookup of host found them. */
@@ -287,10 +292,11 @@ static void mark_secure(struct dns_result *res, size_t first, const char *host, 
 {
         if (first >= res->n)
                 return;
-        bool addr_secure = dnssec && addrs_secure(host, families);
+        int r = dnssec ? addrs_secure(host, families) : 0;
         for (size_t i = first; i < res->n; i++) {
                 res->addrs[i].mx_secure = dnssec && mx_secure;
-                res->addrs[i].addr_secure = addr_secure;
+                res->addrs[i].addr_secure = r > 0;
+                res->addrs[i].addr_error = r < 0;
         }
 }
 

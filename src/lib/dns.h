@@ -61,6 +61,7 @@ struct dns_addr {
         /* With nh->dnssec: the name came from a DNSSEC-validated MX answer (or is the next hop itself),
          * and its address records validated too. RFC 7672 2.2: TLSA records only for a secure host. */
         bool mx_secure, addr_secure;
+        bool addr_error; /* asking for that status failed (SERVFAIL: bogus, or no answer): DANE defers */
 };
 
 struct dns_result {

@@ -339,6 +339,12 @@ static int dane_precheck(struct session *s, char **ret_reason)
         struct agent *a = s->a;
         bool only = s->level == TLS_DANE_ONLY;
         const char *why = NULL;
+        if (a->set.dnssec && s->dest.addr_error) {
+                /* Not "insecure": the answer may have been made to fail; never less than DANE then. */
+                *ret_reason = xasprintf("address lookup error for %s (DNSSEC status of its A/AAAA records)",
+                                        s->host);
+                return -EAGAIN;
+        }
         if (!a->set.dnssec)
                 why = "smtp_dns_support_level is not dnssec: no DNSSEC-validated lookups";
         else if (!s->dest.addr_secure)

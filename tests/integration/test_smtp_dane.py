@@ -65,7 +65,8 @@ def write_zone(directory, origin, records):
 
 def sign_zone(directory, origin, records, break_rrsig_of=None):
     """Write and sign a zone; returns its DS record file (the trust anchor). break_rrsig_of names an
-    owner whose RRSIG gets a corrupted signature: a validating resolver then calls its data bogus."""
+    owner (or (owner, type)) whose RRSIG gets a corrupted signature: a validating resolver then calls
+    that data bogus."""
     zone = write_zone(directory, origin, records)
 
     def run(*cmd):
@@ -77,11 +78,13 @@ def sign_zone(directory, origin, records, break_rrsig_of=None):
     run(tool("ldns-signzone"), "-f", str(zone) + ".signed", str(zone), ksk, zsk)
     signed = directory / f"{zone.name}.signed"
     if break_rrsig_of:
+        owner, rrtype = break_rrsig_of if isinstance(break_rrsig_of, tuple) else (break_rrsig_of, None)
         lines = signed.read_text().splitlines()
         broken = 0
         for i, line in enumerate(lines):
             f = line.split()
-            if f and f[0] == break_rrsig_of and len(f) > 5 and f[3] == "RRSIG" and f[4] != "NSEC3":
+            if (f and f[0] == owner and len(f) > 5 and f[3] == "RRSIG" and f[4] != "NSEC3"
+                    and rrtype in (None, f[4])):
                 sig = bytearray(base64.b64decode("".join(f[12:])))
                 sig[5] ^= 0xff
                 lines[i] = "\t".join(f[:12] + [base64.b64encode(bytes(sig)).decode()])
@@ -414,3 +417,17 @@ def test_dane_bracketed_nexthop_uses_the_hosts_tlsa(mail_instance, resolver, pee
     qid, replies = deliver(inst, f"[relay.dane.test]:{peer.port}", "bob@example.net")
     assert_sent(inst, replies, peer)
     inst.wait_log(rf"Verified TLS connection established to relay\.dane\.test\[127\.0\.10\.25\]:{peer.port}")
+
+
+def test_dane_bogus_address_records_are_deferred(mail_instance, resolver, peer, certs, ca):
+    # The host's AAAA answer is bogus (SERVFAIL) while its A record is fine: taking that for
+    # "insecure" would let an attacker who breaks one signature turn DANE into may.
+    leaf = serve_chain(peer, certs, ca, "mx.bogus.test")
+    host = "mx.bogus.test"
+    resolv = resolver.start({"bogus.test": (mx("bogus.test", host) + [f"{host}. IN AAAA 2001:db8::25"] +
+                                            tlsa(host, peer.port, f"3 1 1 {spki_sha256(leaf)}"),
+                                            (f"{host}.", "AAAA"))})
+    inst = dane_instance(mail_instance, resolv, extra="inet_protocols = all\n")
+    qid, replies = deliver(inst, f"bogus.test:{peer.port}", "bob@example.net")
+    assert_deferred(inst, qid, replies, peer, f"address lookup error for {host}")
+    assert peer.sessions == []
