@@ -131,12 +131,10 @@ static int load_settings(struct config *c, struct smtp_settings *set)
         set->dnssec = set->lookup_mode != DNS_LOOKUP_NATIVE &&
                       dns_support_dnssec(config_get(c, pname("dns_support_level")));
         if (set->dnssec && dns_trust_ad() == 0)
-                msg_warn(
-                        "%s = dnssec, but /etc/resolv.conf has no \"options trust-ad\": the C library drops "
-                        "the resolver's AD bit, so no answer counts as DNSSEC-validated and DANE is not "
-                        "used "
-                        "(name a validating resolver on this host there and add the option)",
-                        pname("dns_support_level"));
+                msg_warn("%s = dnssec, but /etc/resolv.conf has no \"options trust-ad\": the C library "
+                         "drops the resolver's AD bit, so no answer counts as DNSSEC-validated and DANE is "
+                         "not used (name a validating resolver on this host there and add the option)",
+                         pname("dns_support_level"));
         own_addrs_init(&set->own, c);
         set->connect_timeout = set->lmtp && config_get_time(c, "lmtp_connect_timeout") <= 0
                                        ? LMTP_CONNECT_TIMEOUT_DEFAULT_SEC * 1000000ULL

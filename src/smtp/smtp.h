@@ -45,10 +45,9 @@ struct smtp_settings {
         unsigned mx_address_limit;
         bool skip_5xx_greeting;
         enum tls_level tls_level;
-        enum tls_level
-                dane_insecure_mx;     /* smtp_tls_dane_insecure_mx_policy: TLS_MAY, TLS_DANE, TLS_ENCRYPT */
-        char *dane_insecure_mx_error; /* its value is not understood: such deliveries are deferred */
-        char *tls_level_error;        /* the level setting is not understood: every delivery is deferred */
+        enum tls_level dane_insecure_mx; /* smtp_tls_dane_insecure_mx_policy: may, dane or encrypt */
+        char *dane_insecure_mx_error;    /* its value is not understood: such deliveries are deferred */
+        char *tls_level_error; /* the level setting is not understood: every delivery is deferred */
         int tls_loglevel;
         char *tls_verify_match, *tls_secure_match; /* smtp_tls_{verify,secure}_cert_match */
         const char *tls_verify_match_param, *tls_secure_match_param;

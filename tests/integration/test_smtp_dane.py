@@ -431,3 +431,14 @@ def test_dane_bogus_address_records_are_deferred(mail_instance, resolver, peer, 
     qid, replies = deliver(inst, f"bogus.test:{peer.port}", "bob@example.net")
     assert_deferred(inst, qid, replies, peer, f"address lookup error for {host}")
     assert peer.sessions == []
+
+
+def test_insecure_mx_policy_not_understood_defers(mail_instance, resolver, peer, certs, ca):
+    leaf = serve_chain(peer, certs, ca, "mx.dane.test")
+    signed, unsigned = insecure_mx_zones(peer, leaf)
+    inst = dane_instance(mail_instance, resolver.start(signed, unsigned=unsigned),
+                         extra="smtp_tls_dane_insecure_mx_policy = sometimes\n")
+    qid, replies = deliver(inst, f"plain.test:{peer.port}", "bob@example.net")
+    assert_deferred(inst, qid, replies, peer,
+                    "smtp_tls_dane_insecure_mx_policy = sometimes: unknown policy (use may, dane or encrypt)")
+    assert peer.sessions == []
