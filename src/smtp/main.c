@@ -45,6 +45,22 @@ static uint64_t time_usec(struct config *c, const char *name)
         return (uint64_t)(v > 0 ? v : 1) * 1000000ULL;
 }
 
+/* smtp_tls_dane_insecure_mx_policy: what dane does with an MX host found through an unsigned MX answer.
+ * Empty is Postfix's default: dane when the main.cf level is dane, else may. */
+static enum tls_level parse_insecure_mx_policy(const char *v, enum tls_level main_level, char **ret_error)
+{
+        if (isempty(v))
+                return main_level == TLS_DANE ? TLS_DANE : TLS_MAY;
+        int level = tls_level_parse(v);
+        if (level == TLS_MAY || level == TLS_DANE || level == TLS_ENCRYPT)
+                return (enum tls_level)level;
+        *ret_error = xasprintf("%s = %s: unknown policy (use may, dane or encrypt); dane deliveries to MX "
+                               "hosts from an unsigned MX answer are deferred until it is fixed",
+                               pname("tls_dane_insecure_mx_policy"), v);
+        msg_error("%s", *ret_error);
+        return TLS_DANE;
+}
+
 /* The main.cf level. A value not understood defers every delivery with the reason: guessing could mean
  * less protection than the operator asked for. */
 static enum tls_level parse_tls_level(const char *v, char **ret_error)
@@ -55,8 +71,8 @@ static enum tls_level parse_tls_level(const char *v, char **ret_error)
         if (level >= 0)
                 return (enum tls_level)level;
         *ret_error =
-                xasprintf("%s = %s: unknown TLS security level (use none, may, encrypt, dane, verify or "
-                          "secure); deliveries are deferred until it is fixed",
+                xasprintf("%s = %s: unknown TLS security level (use none, may, encrypt, dane, dane-only, "
+                          "fingerprint, verify or secure); deliveries are deferred until it is fixed",
                           pname("tls_security_level"), v);
         msg_error("%s", *ret_error);
         return TLS_SECURE;
@@ -112,6 +128,13 @@ static int load_settings(struct config *c, struct smtp_settings *set)
                                                  config_get(c, pname("host_lookup")), &warning);
         if (warning)
                 msg_warn("%s", warning);
+        set->dnssec = set->lookup_mode != DNS_LOOKUP_NATIVE &&
+                      dns_support_dnssec(config_get(c, pname("dns_support_level")));
+        if (set->dnssec && dns_trust_ad() == 0)
+                msg_warn("%s = dnssec, but /etc/resolv.conf has no \"options trust-ad\": the C library "
+                         "drops the resolver's AD bit, so no answer counts as DNSSEC-validated and DANE is "
+                         "not used (name a validating resolver on this host there and add the option)",
+                         pname("dns_support_level"));
         own_addrs_init(&set->own, c);
         set->connect_timeout = set->lmtp && config_get_time(c, "lmtp_connect_timeout") <= 0
                                        ? LMTP_CONNECT_TIMEOUT_DEFAULT_SEC * 1000000ULL
@@ -130,6 +153,8 @@ static int load_settings(struct config *c, struct smtp_settings *set)
         set->mx_address_limit = lim > 0 && lim < DNS_ADDRS_MAX ? (unsigned)lim : 0;
         set->skip_5xx_greeting = config_get_bool(c, pname("skip_5xx_greeting"));
         set->tls_level = parse_tls_level(config_get(c, pname("tls_security_level")), &set->tls_level_error);
+        set->dane_insecure_mx = parse_insecure_mx_policy(config_get(c, pname("tls_dane_insecure_mx_policy")),
+                                                         set->tls_level, &set->dane_insecure_mx_error);
         set->tls_loglevel = (int)config_get_int(c, pname("tls_loglevel"));
         set->tls_verify_match_param = pname("tls_verify_cert_match");
         set->tls_verify_match = xstrdup(config_get(c, set->tls_verify_match_param));
@@ -184,7 +209,7 @@ static int init(struct service *s)
                 msg_error("open queue directory %s: %s", config_get(c, "queue_directory"), strerror(-r));
                 return r;
         }
-        return session_tls_init(&agent);
+        return smtp_tls_init(&agent);
 }
 
 static void on_connection(struct service *s, int fd)

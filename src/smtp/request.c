@@ -255,6 +255,7 @@ static void try_next_hop(struct request *rq)
                         return;
                 }
                 nh.mode = a->set.lookup_mode;
+                nh.dnssec = a->set.dnssec;
                 struct dns_result lit;
                 if (dns_resolve_literal(&nh, &lit)) {
                         on_resolved(&lit, rq);

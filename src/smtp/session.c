@@ -3,8 +3,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,65 +15,11 @@
 #include "delivery.h"
 #include "log.h"
 #include "macro.h"
-#include "smtp.h"
+#include "session.h"
 #include "smtp_util.h"
 #include "tls_policy.h"
 
 #define SESSION_READ_CHUNK 16384
-
-enum sstate {
-        S_CONNECT,
-        S_GREETING,
-        S_EHLO,
-        S_HELO,
-        S_STARTTLS,
-        S_TLS_HANDSHAKE,
-        S_AUTH,
-        S_AUTH_LOGIN_USER,
-        S_AUTH_LOGIN_PASS,
-        S_RSET,
-        S_MAIL,
-        S_RCPT,
-        S_DATA,
-        S_DATA_XFER,
-        S_DATA_DONE,
-        S_IDLE,
-        S_QUIT,
-};
-
-struct session {
-        struct agent *a;
-        struct request *rq; /* NULL while idle in the cache */
-        struct session *next;
-        bool cached;
-        int fd;
-        SSL *ssl;
-        sd_event_source *io, *timer;
-        enum sstate state;
-        bool in_callback, dead, reused;
-        char host[DNS_HOST_MAX + 1];
-        char addr[DNS_HOST_MAX + 1]; /* an IP address, or an LMTP socket path as written */
-        uint16_t port;
-        char relay[SMTP_RELAY_MAX];
-        char *key;
-        char bind_addr[64];
-        const char *bind_param;
-        struct buf out;
-        size_t out_off;
-        struct smtp_reply_parser parser;
-        struct smtp_ehlo_caps caps;
-        bool tls, tls_wants_write;
-        enum tls_level level;          /* this destination's: smtp_tls_policy_maps, else main.cf */
-        struct strv match;             /* names the certificate must show at verify and secure */
-        struct tls_policy *own_policy; /* protocols and ciphers of a policy entry; NULL: the agent's */
-        char *tls_error;               /* TLS would be used but cannot be: why (deferred with it) */
-        char *tls_cache_key;           /* TLS sessions resume only under the same key */
-        char *auth_user, *auth_pass;
-        size_t rcpt_cur; /* RCPT TO being answered; in LMTP also the recipient of each reply after DATA */
-        size_t n_accepted;
-        size_t data_off;
-        bool data_bol, data_end;
-};
 
 static const char *state_doing(enum sstate st, bool lmtp)
 {
@@ -151,29 +95,13 @@ static void session_free(struct session *s)
         cache_unlink(s);
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
-        if (s->ssl) {
-                /* close_notify keeps the session resumable. A connection that never passed the checks
-                 * (s->tls false) goes without it, and OpenSSL then refuses to resume its session. */
-                if (s->tls) {
-                        ERR_clear_error();
-                        (void)SSL_shutdown(s->ssl);
-                        ERR_clear_error();
-                }
-                SSL_free(s->ssl);
-        }
+        smtp_tls_done(s);
         if (s->fd >= 0)
                 close(s->fd);
         buf_done(&s->out);
         smtp_reply_parser_done(&s->parser);
         smtp_ehlo_caps_done(&s->caps);
         free(s->key);
-        strv_done(&s->match);
-        if (s->own_policy) {
-                tls_policy_done(s->own_policy);
-                free(s->own_policy);
-        }
-        free(s->tls_error);
-        free(s->tls_cache_key);
         free(s->auth_user);
         if (s->auth_pass) {
                 explicit_bzero(s->auth_pass, strlen(s->auth_pass));
@@ -193,13 +121,6 @@ static void session_close(struct session *s)
                 s->dead = true;
         else
                 session_free(s);
-}
-
-static char *limit_reason(char *reason)
-{
-        if (strlen(reason) > SMTP_REASON_MAX)
-                reason[SMTP_REASON_MAX] = '\0';
-        return reason;
 }
 
 /* Failed before the transaction: the request tries the next address. */
@@ -368,7 +289,7 @@ static void after_ehlo(struct session *s)
         struct agent *a = s->a;
         if (!s->tls && s->level != TLS_NONE && a->ssl_ctx) {
                 /* Unusable TLS settings: defer rather than send in the clear what should be protected. */
-                if (s->tls_error && (s->caps.starttls || s->level >= TLS_ENCRYPT)) {
+                if (s->tls_error && (s->caps.starttls || smtp_tls_mandatory(s))) {
                         _cleanup_free_ char *reason = xasprintf("TLS is unavailable: %s", s->tls_error);
                         setup_failed(s, "4.7.5", reason);
                         return;
@@ -377,7 +298,7 @@ static void after_ehlo(struct session *s)
                         send_line(s, S_STARTTLS, a->set.helo_timeout, "STARTTLS");
                         return;
                 }
-                if (s->level >= TLS_ENCRYPT) {
+                if (smtp_tls_mandatory(s)) {
                         _cleanup_free_ char *reason = xasprintf(
                                 "TLS is required, but was not offered by host %s[%s]", s->host, s->addr);
                         setup_failed(s, "4.7.4", reason);
@@ -463,208 +384,33 @@ static void proceed_auth(struct session *s)
         }
 }
 
-static char *join_names(const struct strv *names)
-{
-        struct buf b = BUF_INIT;
-        for (size_t i = 0; i < names->n; i++)
-                buf_printf(&b, "%s%s", i ? ", " : "", names->v[i]);
-        return buf_steal(&b);
-}
+/* ---- STARTTLS ---- */
 
-/* Does cert name one of s->match? An address literal is compared as an address, a name as RFC 6125 says
- * (".example.com": any subdomain). An OpenSSL error counts as no match: never verified by accident. */
-static bool cert_matches(X509 *cert, const struct strv *names)
+static void tls_handshake(struct session *s)
 {
-        for (size_t i = 0; i < names->n; i++) {
-                const char *name = names->v[i];
-                struct in6_addr tmp;
-                bool literal = inet_pton(AF_INET, name, &tmp) == 1 || inet_pton(AF_INET6, name, &tmp) == 1;
-                int r = literal ? X509_check_ip_asc(cert, name, 0)
-                                : X509_check_host(cert, name, strlen(name),
-                                                  X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL);
-                if (r == 1)
-                        return true;
-        }
-        ERR_clear_error();
-        return false;
-}
-
-/* Digest of the public key as Postfix takes it: the DER SubjectPublicKeyInfo ("openssl x509 -pubkey |
- * openssl pkey -pubin -outform DER | openssl dgst"). 1 done, else OpenSSL failed. */
-static int pubkey_digest(X509 *cert, const EVP_MD *md, unsigned char *d, unsigned *n)
-{
-        unsigned char *der = NULL;
-        int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-        if (len <= 0)
-                return 0;
-        int r = EVP_Digest(der, (size_t)len, d, n, md, NULL);
-        OPENSSL_free(der);
-        return r;
-}
-
-/* "AB:CD:..." of the certificate (pubkey false) or of its public key; NULL when OpenSSL cannot. */
-static char *cert_fingerprint(X509 *cert, const EVP_MD *md, bool pubkey)
-{
-        unsigned char d[EVP_MAX_MD_SIZE];
-        unsigned n = 0;
-        if (!md || (pubkey ? pubkey_digest(cert, md, d, &n) : X509_digest(cert, md, d, &n)) != 1) {
-                ERR_clear_error();
-                return NULL;
-        }
-        struct buf out = BUF_INIT;
-        for (unsigned i = 0; i < n; i++)
-                buf_printf(&out, "%s%02X", i ? ":" : "", d[i]);
-        return buf_steal(&out);
-}
-
-/* The fingerprint level: the certificate's or its public key's digest is one of s->match; no CA needed. */
-static bool fingerprint_matches(struct session *s, X509 *cert)
-{
-        const EVP_MD *md = EVP_get_digestbyname(s->a->set.tls_fingerprint_digest);
-        _cleanup_free_ char *of_cert = cert ? cert_fingerprint(cert, md, false) : NULL;
-        _cleanup_free_ char *of_key = cert ? cert_fingerprint(cert, md, true) : NULL;
-        for (size_t i = 0; i < s->match.n; i++)
-                if ((of_cert && streq(s->match.v[i], of_cert)) || (of_key && streq(s->match.v[i], of_key)))
-                        return true;
-        return false;
-}
-
-/* At fingerprint, verify and secure the certificate must be the one expected: its fingerprint, or a chain
- * to a trusted CA and a name the level expects. Otherwise nothing is sent: the recipients are deferred
- * (4.7.5) with Postfix's wording. */
-static bool tls_verified(struct session *s, bool *ret_trusted)
-{
-        X509 *cert = SSL_get0_peer_certificate(s->ssl);
-        long vr = SSL_get_verify_result(s->ssl);
-        bool trusted = cert && vr == X509_V_OK;
-        *ret_trusted = trusted;
-        if (s->level == TLS_FINGERPRINT) {
-                if (fingerprint_matches(s, cert))
-                        return true;
-                _cleanup_free_ char *reason =
-                        xasprintf("Server certificate not verified: %s of %s[%s] matches none of the %zu %s "
-                                  "fingerprint%s (fingerprint level)",
-                                  cert ? "the certificate" : "no certificate", s->host, s->addr, s->match.n,
-                                  s->a->set.tls_fingerprint_digest, s->match.n == 1 ? "" : "s");
+        _cleanup_free_ char *reason = NULL;
+        int r = smtp_tls_handshake(s, &reason);
+        if (r < 0) {
                 setup_failed(s, "4.7.5", reason);
-                return false;
-        }
-        if (s->level < TLS_VERIFY)
-                return true;
-        if (!trusted) {
-                _cleanup_free_ char *reason =
-                        xasprintf("Server certificate not trusted: %s[%s]: %s", s->host, s->addr,
-                                  cert ? X509_verify_cert_error_string(vr) : "no certificate presented");
-                setup_failed(s, "4.7.5", reason);
-                return false;
-        }
-        if (!cert_matches(cert, &s->match)) {
-                _cleanup_free_ char *names = join_names(&s->match);
-                _cleanup_free_ char *reason = limit_reason(
-                        xasprintf("Server certificate not verified: the certificate of %s[%s] names none of "
-                                  "%s (%s level)",
-                                  s->host, s->addr, names, tls_level_name(s->level)));
-                setup_failed(s, "4.7.5", reason);
-                return false;
-        }
-        return true;
-}
-
-static void tls_established(struct session *s)
-{
-        struct agent *a = s->a;
-        bool trusted;
-        if (!tls_verified(s, &trusted))
                 return;
-        /* A fingerprint match verifies the very certificate, trusted chain or not. */
-        const char *trust = s->level == TLS_FINGERPRINT || (trusted && s->level >= TLS_VERIFY) ? "Verified"
-                            : trusted                                                          ? "Trusted"
-                                                                                               : "Untrusted";
-        s->tls = true;
-        if (a->set.tls_loglevel >= 1) {
-                int alg_bits = 0;
-                const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
-                int bits = SSL_CIPHER_get_bits(c, &alg_bits);
-                if (SSL_session_reused(s->ssl))
-                        msg_info("%s: Reusing old session", s->relay);
-                msg_info("%s TLS connection established to %s: %s with cipher %s (%d/%d bits)", trust,
-                         s->relay, SSL_get_version(s->ssl), SSL_CIPHER_get_name(c), bits, alg_bits);
         }
+        if (r == 0)
+                return;
+        /* RFC 3207: forget what the server said before TLS; ask again under protection. */
         smtp_ehlo_caps_done(&s->caps);
         memset(&s->caps, 0, sizeof s->caps);
         send_hello(s);
 }
 
-static void tls_handshake(struct session *s)
-{
-        ERR_clear_error();
-        int r = SSL_connect(s->ssl);
-        if (r == 1) {
-                tls_established(s);
-                return;
-        }
-        int e = SSL_get_error(s->ssl, r);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                s->tls_wants_write = e == SSL_ERROR_WANT_WRITE;
-                return;
-        }
-        char err[256];
-        ERR_error_string_n(ERR_peek_last_error(), err, sizeof err);
-        _cleanup_free_ char *reason = xasprintf("TLS handshake with %s[%s] failed: %s", s->host, s->addr,
-                                                ERR_peek_last_error() ? err : "connection closed");
-        setup_failed(s, "4.7.5", reason);
-}
-
-/* Per connection rather than on the shared context, so that a per-destination level can pick its own. */
-static int apply_tls_policy(SSL *ssl, const struct tls_policy *p, char **ret_error)
-{
-        if (SSL_set_min_proto_version(ssl, p->min_version) != 1 ||
-            SSL_set_max_proto_version(ssl, p->max_version) != 1) {
-                *ret_error = xasprintf("OpenSSL refuses the TLS protocol range 0x%04x..0x%04x",
-                                       p->min_version, p->max_version);
-                return -EINVAL;
-        }
-        if (SSL_set_cipher_list(ssl, p->cipher_list) != 1) {
-                *ret_error = xasprintf("%s: the cipher list \"%s\" matches no cipher", p->cipher_origin,
-                                       p->cipher_list);
-                return -EINVAL;
-        }
-        return 0;
-}
-
 static void start_tls(struct session *s)
 {
-        struct agent *a = s->a;
-        s->ssl = SSL_new(a->ssl_ctx);
-        if (!s->ssl || SSL_set_fd(s->ssl, s->fd) != 1 || SSL_set_app_data(s->ssl, s) != 1) {
-                ERR_clear_error();
-                setup_failed(s, "4.7.5", "cannot set up TLS (out of memory?)");
-                return;
-        }
-        const struct tls_policy *policy =
-                s->own_policy ? s->own_policy : a->tls_policy[s->level >= TLS_ENCRYPT];
-        _cleanup_free_ char *policy_error = NULL;
-        if (!policy || apply_tls_policy(s->ssl, policy, &policy_error) < 0) {
-                ERR_clear_error();
-                _cleanup_free_ char *reason =
-                        xasprintf("TLS is unavailable: %s", policy_error ? policy_error : "no TLS settings");
+        _cleanup_free_ char *reason = NULL;
+        if (smtp_tls_start(s, &reason) < 0) {
                 setup_failed(s, "4.7.5", reason);
                 return;
         }
-        struct in6_addr tmp;
-        bool literal = inet_pton(AF_INET, s->host, &tmp) == 1 || inet_pton(AF_INET6, s->host, &tmp) == 1;
-        if (!literal && SSL_set_tlsext_host_name(s->ssl, s->host) != 1) {
-                ERR_clear_error();
-                _cleanup_free_ char *reason =
-                        xasprintf("TLS is unavailable: OpenSSL refuses the server name %s", s->host);
-                setup_failed(s, "4.7.5", reason);
-                return;
-        }
-        SSL_SESSION *cached = s->tls_cache_key ? tls_cache_get(a, s->tls_cache_key) : NULL;
-        if (cached && SSL_set_session(s->ssl, cached) != 1)
-                ERR_clear_error(); /* not resumable here: a full handshake instead */
         s->state = S_TLS_HANDSHAKE;
-        set_timer(s, a->set.helo_timeout);
+        set_timer(s, s->a->set.helo_timeout);
         tls_handshake(s);
 }
 
@@ -767,7 +513,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
         case S_STARTTLS:
                 if (cls == 2) {
                         start_tls(s);
-                } else if (s->level >= TLS_ENCRYPT) {
+                } else if (smtp_tls_mandatory(s)) {
                         _cleanup_free_ char *reason = reply_reason(s, r);
                         setup_failed(s, "4.7.4", reason);
                 } else
@@ -1094,165 +840,6 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
-/* The policy table's entry for this next hop, in Postfix's order: the next hop as written ("[host]:port"),
- * then for a domain the domain and each ".parent". 1 found, 0 not, <0 the table failed. */
-static int lookup_dest_policy(struct maps *m, const char *hop, const struct dns_nexthop *nh,
-                              char **ret_value)
-{
-        int r = maps_find(m, hop, ret_value);
-        if (r != 0 || hop[0] == '[')
-                return r;
-        return maps_find_domain(m, nh->host, ret_value);
-}
-
-/* Protocols and ciphers from a policy entry's attributes over main.cf's settings for its level. */
-static int build_own_policy(struct session *s, const struct tls_dest_policy *dp, char **ret_error)
-{
-        struct config *c = service_config(s->a->svc);
-        bool mandatory = s->level >= TLS_ENCRYPT;
-        const char *protocols_param = mandatory ? "smtp_tls_mandatory_protocols" : "smtp_tls_protocols";
-        const char *ciphers_param = mandatory ? "smtp_tls_mandatory_ciphers" : "smtp_tls_ciphers";
-        _cleanup_free_ char *exclude = xasprintf("%s, %s", config_get(c, "smtp_tls_exclude_ciphers"),
-                                                 dp->exclude ? dp->exclude : "");
-        const struct tls_policy_settings settings = {
-                .protocols_param = dp->protocols ? "smtp_tls_policy_maps protocols" : protocols_param,
-                .protocols = dp->protocols ? dp->protocols : config_get(c, protocols_param),
-                .ciphers_param = dp->ciphers ? "smtp_tls_policy_maps ciphers" : ciphers_param,
-                .ciphers = dp->ciphers ? dp->ciphers : config_get(c, ciphers_param),
-                .exclude_param = dp->exclude ? "smtp_tls_policy_maps exclude" : "smtp_tls_exclude_ciphers",
-                .exclude = exclude,
-                .high_cipherlist = config_get(c, "tls_high_cipherlist"),
-                .medium_cipherlist = config_get(c, "tls_medium_cipherlist"),
-        };
-        s->own_policy = xcalloc(1, sizeof *s->own_policy);
-        _cleanup_free_ char *warning = NULL;
-        int r = tls_policy_build(&settings, s->own_policy, &warning, ret_error);
-        if (warning)
-                msg_warn("%s", warning);
-        if (r < 0) {
-                free(s->own_policy);
-                s->own_policy = NULL;
-        }
-        return r;
-}
-
-/* The level this destination gets: its smtp_tls_policy_maps entry, else main.cf's. A level postd cannot
- * provide, or a broken entry, defers: a policy never silently means less protection. Returns 0, or the
- * reason (*ret_reason, with *ret_dsn) to defer with. */
-static int tls_choose_level(struct session *s, const char *hop, const struct dns_nexthop *nh,
-                            struct tls_dest_policy *dp, const char **ret_dsn, char **ret_reason)
-{
-        struct agent *a = s->a;
-        s->level = a->set.tls_level;
-        *ret_dsn = "4.7.5";
-        if (a->set.tls_level_error) {
-                *ret_reason = xstrdup(a->set.tls_level_error);
-                return -EINVAL;
-        }
-        if (a->set.tls_policy_maps) {
-                _cleanup_free_ char *value = NULL, *error = NULL;
-                int r = lookup_dest_policy(a->set.tls_policy_maps, hop, nh, &value);
-                if (r < 0) {
-                        *ret_dsn = "4.3.0";
-                        *ret_reason = xasprintf(
-                                "TLS policy lookup for %s: smtp_tls_policy_maps is unavailable", hop);
-                        return r;
-                }
-                if (r > 0 && tls_dest_policy_parse(value, dp, &error) < 0) {
-                        *ret_reason = xasprintf("smtp_tls_policy_maps: invalid policy \"%s\" for %s: %s; "
-                                                "deliveries there are deferred until the entry is fixed",
-                                                value, hop, error);
-                        return -EINVAL;
-                }
-                if (r > 0)
-                        s->level = dp->level;
-        }
-        if (s->level == TLS_DANE) {
-                /* Without a DNSSEC-validated TLSA lookup, Postfix's dane is opportunistic TLS. */
-                msg_warn("%s: TLS level dane: postd has no DNSSEC-validated TLSA lookups yet; using may",
-                         hop);
-                s->level = TLS_MAY;
-        }
-        if (s->level == TLS_DANE_ONLY) {
-                *ret_reason =
-                        xasprintf("TLS security level %s (for %s) is not supported by postd; use verify "
-                                  ", secure or fingerprint",
-                                  tls_level_name(s->level), hop);
-                return -EOPNOTSUPP;
-        }
-        if (s->level != TLS_NONE && !a->ssl_ctx) {
-                *ret_reason = xstrdup("TLS is unavailable: no TLS client context");
-                return -EINVAL;
-        }
-        return 0;
-}
-
-/* Decide this connection's TLS: level, protocols and ciphers, the names a certificate must show, and
- * the session cache key. false when the delivery was deferred instead. */
-static bool tls_setup(struct session *s)
-{
-        struct agent *a = s->a;
-        const char *hop = s->rq->hop_name;
-        struct dns_nexthop nh = {0};
-        if (dns_nexthop_parse(hop, 25, &nh) < 0)
-                snprintf(nh.host, sizeof nh.host, "%s", s->host);
-        _cleanup_(tls_dest_policy_done) struct tls_dest_policy dp = {0};
-        const char *dsn = NULL;
-        _cleanup_free_ char *reason = NULL;
-        if (tls_choose_level(s, hop, &nh, &dp, &dsn, &reason) < 0) {
-                setup_failed(s, dsn, reason);
-                return false;
-        }
-        if (s->level == TLS_NONE)
-                return true;
-        bool mandatory = s->level >= TLS_ENCRYPT;
-        char *error = NULL;
-        if (dp.ciphers || dp.protocols || dp.exclude) {
-                if (build_own_policy(s, &dp, &error) < 0) {
-                        s->tls_error = error; /* deferred when TLS would be used */
-                        error = NULL;
-                }
-        } else if (a->tls_policy_error[mandatory])
-                s->tls_error = xstrdup(a->tls_policy_error[mandatory]);
-        if (s->level == TLS_FINGERPRINT) {
-                const char *param =
-                        dp.match ? "smtp_tls_policy_maps match" : a->set.tls_fingerprint_match_param;
-                if (!EVP_get_digestbyname(a->set.tls_fingerprint_digest))
-                        error = xasprintf("%s = %s: OpenSSL knows no such digest (use sha256)",
-                                          a->set.tls_fingerprint_digest_param,
-                                          a->set.tls_fingerprint_digest);
-                else
-                        (void)tls_fingerprints_parse(param,
-                                                     dp.match ? dp.match : a->set.tls_fingerprint_match,
-                                                     dp.match ? "|" : ", \t\r\n|", &s->match, &error);
-                if (error) {
-                        _cleanup_free_ char *why = error;
-                        setup_failed(s, "4.7.5", why);
-                        return false;
-                }
-        } else if (s->level >= TLS_VERIFY) {
-                bool secure = s->level == TLS_SECURE;
-                const char *param = dp.match ? "smtp_tls_policy_maps match"
-                                    : secure ? a->set.tls_secure_match_param
-                                             : a->set.tls_verify_match_param;
-                const char *list = dp.match ? dp.match
-                                   : secure ? a->set.tls_secure_match
-                                            : a->set.tls_verify_match;
-                /* hostname: the server's name (the MX host); nexthop: the destination as configured. */
-                if (tls_match_expand(param, list, ", \t\r\n:", s->host, nh.host, &s->match, &error) < 0) {
-                        _cleanup_free_ char *why = error;
-                        setup_failed(s, "4.7.5", why);
-                        return false;
-                }
-        }
-        _cleanup_free_ char *names = join_names(&s->match);
-        const struct tls_policy *p = s->own_policy ? s->own_policy : a->tls_policy[mandatory];
-        s->tls_cache_key =
-                xasprintf("%s&%s&%s&%x-%x&%s", s->relay, tls_level_name(s->level), names,
-                          p ? p->min_version : 0, p ? p->max_version : 0, p ? p->cipher_list : "");
-        return true;
-}
-
 static struct session *session_new(struct agent *a, struct request *rq)
 {
         struct session *s = xcalloc(1, sizeof *s);
@@ -1263,11 +850,27 @@ static struct session *session_new(struct agent *a, struct request *rq)
         return s;
 }
 
+static void connect_now(struct session *s);
+
+/* The TLSA records of a dane destination are in: decide its TLS, then connect. */
+static void on_tlsa(const struct dns_tlsa *t, void *userdata)
+{
+        struct session *s = userdata;
+        const char *dsn = NULL;
+        _cleanup_free_ char *why = NULL;
+        if (smtp_tls_plan_dane(s, t, &dsn, &why) < 0) {
+                setup_failed(s, dsn, why);
+                return;
+        }
+        connect_now(s);
+}
+
 void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr)
 {
         struct session *s = session_new(a, rq);
         int family = addr->sa.ss_family;
         rq->session = s;
+        s->dest = *addr;
         if (family == AF_UNIX) {
                 /* Postfix's form for a local socket: relay=myhostname[private/dovecot-lmtp]. */
                 snprintf(s->host, sizeof s->host, "%s", a->set.myhostname);
@@ -1285,8 +888,32 @@ void session_connect(struct agent *a, struct request *rq, const struct dns_addr 
                 snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->host, s->addr, s->port);
         }
 
-        if (!tls_setup(s))
+        const char *tls_dsn = NULL;
+        _cleanup_free_ char *tls_why = NULL;
+        int r = smtp_tls_plan(s, &tls_dsn, &tls_why);
+        if (r < 0) {
+                setup_failed(s, tls_dsn, tls_why);
                 return;
+        }
+        if (r > 0) {
+                /* dane: the host's TLSA records decide; the connection waits for them. */
+                r = dns_tlsa_async(a->event, s->host, s->port, on_tlsa, s);
+                if (r < 0) {
+                        _cleanup_free_ char *why =
+                                xasprintf("TLSA lookup error for %s:%u: %s", s->host, s->port, strerror(-r));
+                        setup_failed(s, "4.7.5", why);
+                }
+                return;
+        }
+        connect_now(s);
+}
+
+/* Open the connection to s->dest (the TLS plan is made). */
+static void connect_now(struct session *s)
+{
+        struct agent *a = s->a;
+        const struct dns_addr *addr = &s->dest;
+        int family = addr->sa.ss_family;
         s->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s->fd < 0) {
                 connect_failed(s, errno, false);
@@ -1367,93 +994,4 @@ void session_cache_flush(struct agent *a)
                 (void)write_out(s);
                 session_free(s);
         }
-}
-
-/* Protocols and ciphers of opportunistic (may) or mandatory (encrypt and up) TLS. Unusable settings are
- * logged once here; each delivery that would use them is then deferred with the reason. */
-static void load_tls_policy(struct agent *a, struct config *c, bool mandatory)
-{
-        const char *protocols_param = mandatory ? "smtp_tls_mandatory_protocols" : "smtp_tls_protocols";
-        const char *ciphers_param = mandatory ? "smtp_tls_mandatory_ciphers" : "smtp_tls_ciphers";
-        const struct tls_policy_settings settings = {
-                .protocols_param = protocols_param,
-                .protocols = config_get(c, protocols_param),
-                .ciphers_param = ciphers_param,
-                .ciphers = config_get(c, ciphers_param),
-                .exclude_param = "smtp_tls_exclude_ciphers",
-                .exclude = config_get(c, "smtp_tls_exclude_ciphers"),
-                .high_cipherlist = config_get(c, "tls_high_cipherlist"),
-                .medium_cipherlist = config_get(c, "tls_medium_cipherlist"),
-        };
-        struct tls_policy *policy = xcalloc(1, sizeof(*policy));
-        _cleanup_free_ char *warning = NULL;
-        char *error = NULL;
-        if (tls_policy_build(&settings, policy, &warning, &error) == 0) {
-                if (warning)
-                        msg_warn("%s", warning);
-                /* Try it on a throw-away connection: a cipher list OpenSSL rejects is found at start. */
-                SSL *probe = SSL_new(a->ssl_ctx);
-                if (!probe)
-                        error = xstrdup("cannot create a TLS connection object (out of memory?)");
-                else
-                        (void)apply_tls_policy(probe, policy, &error);
-                SSL_free(probe);
-                ERR_clear_error();
-        }
-        if (error) {
-                /* Only the settings of the main.cf level are worth a message at start; the other set
-                 * matters to policy-table destinations, which are deferred with the reason. */
-                if (mandatory == (a->set.tls_level >= TLS_ENCRYPT))
-                        msg_error("%s: deliveries that would use TLS are deferred", error);
-                tls_policy_done(policy);
-                free(policy);
-                a->tls_policy_error[mandatory] = error;
-                return;
-        }
-        a->tls_policy[mandatory] = policy;
-}
-
-/* OpenSSL has a new session for a connection (after the handshake; in TLS 1.3 when a ticket arrives):
- * keep it for the next connection under the same key. 1: the cache took it. */
-static int on_new_tls_session(SSL *ssl, SSL_SESSION *sess)
-{
-        struct session *s = SSL_get_app_data(ssl);
-        if (!s || !s->tls_cache_key || s->a->set.tls_session_timeout == 0)
-                return 0;
-        tls_cache_put(s->a, s->tls_cache_key, sess);
-        return 1;
-}
-
-int session_tls_init(struct agent *a)
-{
-        if (a->set.tls_level == TLS_NONE && !a->set.tls_policy_maps)
-                return 0;
-        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-        if (!ctx) {
-                msg_error("cannot create the TLS client context");
-                return -ENOMEM;
-        }
-        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        /* The result is judged after the handshake, so "may" and "encrypt" go on with any certificate. */
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-        /* Sessions live in this process's own cache (tls_cache.c), keyed by server and policy. */
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-        SSL_CTX_sess_set_new_cb(ctx, on_new_tls_session);
-        struct config *c = service_config(a->svc);
-        const char *file = config_get(c, "smtp_tls_CAfile"), *path = config_get(c, "smtp_tls_CApath");
-        if (!isempty(file) || !isempty(path)) {
-                if (SSL_CTX_load_verify_locations(ctx, isempty(file) ? NULL : file,
-                                                  isempty(path) ? NULL : path) != 1) {
-                        /* Nothing is trusted then: verify and secure defer, may and encrypt go on. */
-                        msg_warn("cannot load the trusted CA certificates (smtp_tls_CAfile=%s, "
-                                 "smtp_tls_CApath=%s): check that they exist and are readable",
-                                 file, path);
-                }
-        } else if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-                msg_warn("cannot load the system's trusted CA certificates: verify and secure will defer");
-        ERR_clear_error();
-        a->ssl_ctx = ctx;
-        load_tls_policy(a, c, false);
-        load_tls_policy(a, c, true);
-        return 0;
 }

@@ -35,6 +35,7 @@ struct smtp_settings {
         const char *bind4_param, *bind6_param;
         unsigned families; /* DNS_FAMILY_* from inet_protocols */
         enum dns_lookup_mode lookup_mode;
+        bool dnssec;          /* smtp_dns_support_level = dnssec: answers carry their DNSSEC status (DANE) */
         struct own_addrs own; /* an MX-style next hop resolving to one of these loops back */
         uint64_t connect_timeout, helo_timeout, mail_timeout, rcpt_timeout, data_init_timeout,
                 data_xfer_timeout, data_done_timeout, quit_timeout; /* microseconds */
@@ -44,6 +45,8 @@ struct smtp_settings {
         unsigned mx_address_limit;
         bool skip_5xx_greeting;
         enum tls_level tls_level;
+        enum tls_level dane_insecure_mx; /* smtp_tls_dane_insecure_mx_policy: may, dane or encrypt */
+        char *dane_insecure_mx_error;    /* its value is not understood: such deliveries are deferred */
         char *tls_level_error; /* the level setting is not understood: every delivery is deferred */
         int tls_loglevel;
         char *tls_verify_match, *tls_secure_match; /* smtp_tls_{verify,secure}_cert_match */
@@ -64,6 +67,7 @@ struct agent {
         sd_event *event;
         struct smtp_settings set;
         SSL_CTX *ssl_ctx;
+        bool dane_ok; /* SSL_CTX_dane_enable succeeded: TLSA records can be checked */
         /* Protocols and ciphers of opportunistic ([0]: may) and mandatory ([1]: encrypt and up) TLS;
          * when unusable, why (naming the parameter) in tls_policy_error[i] instead. */
         struct tls_policy *tls_policy[2];
@@ -140,8 +144,10 @@ void tls_cache_put(struct agent *a, const char *key, SSL_SESSION *sess);
 SSL_SESSION *tls_cache_get(struct agent *a, const char *key);
 void tls_cache_flush(struct agent *a);
 
+/* tls.c: the agent's TLS context and its protocol and cipher settings, from main.cf. 0 or a negative errno. */
+int smtp_tls_init(struct agent *a);
+
 /* session.c */
-int session_tls_init(struct agent *a);
 /* Start a new connection for rq to addr (host and port from addr). */
 void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr);
 /* Take an idle cached connection for key and run rq's transaction on it: true when one was found. */

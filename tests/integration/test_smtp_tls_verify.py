@@ -281,7 +281,8 @@ def test_policy_map_protocols_attribute(tls_instance, peer, certs, ca):
     ("encrypt match=nexthop", "match= applies to the verify, secure and fingerprint levels"),
     ("fingerprint", "smtp_tls_fingerprint_cert_match is empty"),
     ("fingerprint match=AB:CD:XY", '"AB:CD:XY" is not a fingerprint'),
-    ("dane-only", "TLS security level dane-only (for [localhost]:{port}) is not supported by postd"),
+    # without smtp_dns_support_level = dnssec there are no validated TLSA records (test_smtp_dane.py has DANE)
+    ("dane-only", "dane-only needs smtp_dns_support_level = dnssec"),
 ])
 def test_policy_map_entry_postd_cannot_honour_defers(tls_instance, peer, certs, ca, entry, cause):
     peer.starttls = make_leaf(certs, ca, "localhost")
@@ -299,7 +300,7 @@ def test_policy_dane_without_dnssec_is_may(tls_instance, peer, certs):
     qid, replies = deliver(inst, f"[localhost]:{peer.port}", "bob@example.net")
     assert_sent(inst, replies, peer)
     assert peer.sessions[0].tls
-    inst.wait_log(r"TLS level dane: postd has no DNSSEC-validated TLSA lookups yet; using may")
+    inst.wait_log(r"TLS level dane: smtp_dns_support_level is not dnssec: no DNSSEC-validated lookups; using may")
 
 
 # ---- TLS session resumption (in-process cache of each smtp process) ----

@@ -119,7 +119,8 @@ TEST(lookup_mode_settings)
         CHECK_INT(mode("", false, "NATIVE,dns", &w), DNS_LOOKUP_DNS_NATIVE);
         CHECK(!w);
         CHECK_INT(mode("dnssec", false, "dns", &w), DNS_LOOKUP_DNS);
-        CHECK(w);
+        CHECK(!w); /* DNS, with the DNSSEC status of each answer (dns_support_dnssec) */
+        CHECK(dns_support_dnssec("DNSSEC") && !dns_support_dnssec("enabled") && !dns_support_dnssec(""));
         CHECK_INT(mode("sometimes", false, "dns", &w), DNS_LOOKUP_DNS);
         CHECK(w);
         CHECK_INT(mode("", false, "nis", &w), DNS_LOOKUP_DNS);

@@ -314,8 +314,8 @@ static const struct param_def params[] = {
         {"smtp_destination_recipient_limit", PARAM_INT, "$default_destination_recipient_limit", 0, 0,
          "recipients per SMTP delivery"},
         {"smtp_dns_support_level", PARAM_STRING, "", 0, 0,
-         "DNS use of the SMTP client: disabled (no MX lookups; getaddrinfo), enabled, dnssec (as enabled); "
-         "empty: disable_dns_lookups decides"},
+         "DNS use of the SMTP client: disabled (no MX lookups; getaddrinfo), enabled, dnssec (the AD bit "
+         "of a local validating resolver, for DANE); empty: disable_dns_lookups decides"},
         {"smtp_fallback_relay", PARAM_LIST, "", 0, 0, "hosts tried when the relayhost or the MX hosts fail"},
         {"smtp_generic_maps", PARAM_LIST, "", 0, PARAM_F_TABLES | PARAM_F_INERT,
          "address mapping for outbound SMTP"},
@@ -346,6 +346,9 @@ static const struct param_def params[] = {
         {"smtp_tls_cert_file", PARAM_STRING, "", 0, 0, "client certificate of the SMTP client"},
         {"smtp_tls_ciphers", PARAM_STRING, "medium", 0, 0,
          "cipher grade of opportunistic TLS in the SMTP client"},
+        {"smtp_tls_dane_insecure_mx_policy", PARAM_STRING, "", 0, 0,
+         "TLS level dane for an MX host from an unsigned MX answer: may, dane (use its TLSA records) or "
+         "encrypt; empty: dane when smtp_tls_security_level is dane, else may"},
         {"smtp_tls_exclude_ciphers", PARAM_LIST, "", 0, 0,
          "ciphers or cipher types the SMTP client never uses with TLS 1.2 and below"},
         {"smtp_tls_fingerprint_cert_match", PARAM_LIST, "", 0, 0,
@@ -365,7 +368,7 @@ static const struct param_def params[] = {
         {"smtp_tls_secure_cert_match", PARAM_LIST, "nexthop, dot-nexthop", 0, 0,
          "names a server certificate must show at the secure level"},
         {"smtp_tls_security_level", PARAM_STRING, "", 0, 0,
-         "TLS level of the SMTP client: none, may, encrypt, dane (as may), verify, secure"},
+         "TLS level of the SMTP client: none, may, encrypt, dane, dane-only, fingerprint, verify, secure"},
         {"smtp_tls_session_cache_database", PARAM_STRING, "", 0, PARAM_F_TABLES | PARAM_F_CREATED,
          "TLS session cache of the SMTP client (postd: kept in each smtp process's memory, see "
          "docs/TLS.md)"},

@@ -181,32 +181,77 @@ static int mx_compare(const void *a, const void *b)
         return (int)x->pref - (int)y->pref;
 }
 
-/* MX records of name: >= 0 count, -ENOENT domain does not exist, -ENODATA none, -EAGAIN try again. */
-static int lookup_mx(const char *name, struct mx *mx, size_t max)
+/* One answer, whatever its rcode: the caller reads the records and the AD bit. */
+struct answer {
+        unsigned char buf[DNS_ANSWER_MAX];
+        ns_msg msg;
+        int rcode;
+        bool ad; /* the resolver validated it (kept by glibc only with "options trust-ad") */
+};
+
+/* Append an EDNS0 OPT record with the DO bit (RFC 3225) to the query q of *len bytes: a validating
+ * resolver then says whether it validated. -ENOSPC when it does not fit. */
+static int add_do_bit(unsigned char *q, size_t size, int *len)
+{
+        static const unsigned char opt[] = {
+                0,    0, ns_t_opt, /* root name, type OPT */
+                0x04, 0,           /* UDP payload size 1024 */
+                0,    0,           /* extended rcode, version */
+                0x80, 0,           /* flags: DO */
+                0,    0,           /* no options */
+        };
+        if ((size_t)*len + sizeof opt > size || *len < NS_HFIXEDSZ)
+                return -ENOSPC;
+        memcpy(q + *len, opt, sizeof opt);
+        *len += (int)sizeof opt;
+        q[11] = 1; /* ARCOUNT: the header's last field; res_nmkquery left it 0 */
+        return 0;
+}
+
+/* One query through the resolv.conf servers; dnssec asks for validation. 0 with ret parsed (any rcode),
+ * -EAGAIN when nothing usable came back (no server answered, or garbage). */
+static int query(const char *name, int type, bool dnssec, struct answer *ret)
 {
         struct __res_state st;
         memset(&st, 0, sizeof st);
         if (res_ninit(&st) < 0)
                 return -EAGAIN;
-        _cleanup_free_ unsigned char *answer = xmalloc(DNS_ANSWER_MAX);
-        int len = res_nquery(&st, name, ns_c_in, ns_t_mx, answer, DNS_ANSWER_MAX);
-        int herr = st.res_h_errno;
+        unsigned char q[NS_MAXDNAME + 64];
+        int qlen = res_nmkquery(&st, ns_o_query, name, ns_c_in, type, NULL, 0, NULL, q, sizeof q);
+        if (qlen >= 0 && dnssec && add_do_bit(q, sizeof q, &qlen) < 0)
+                qlen = -1;
+        int len = qlen < 0 ? -1 : res_nsend(&st, q, qlen, ret->buf, sizeof ret->buf);
         res_nclose(&st);
-        if (len < 0)
-                return herr == HOST_NOT_FOUND ? -ENOENT : herr == NO_DATA ? -ENODATA : -EAGAIN;
-        ns_msg msg;
-        if (ns_initparse(answer, len, &msg) < 0)
+        if (len < NS_HFIXEDSZ || ns_initparse(ret->buf, len, &ret->msg) < 0)
                 return -EAGAIN;
+        ret->rcode = ns_msg_getflag(ret->msg, ns_f_rcode);
+        ret->ad = ns_msg_getflag(ret->msg, ns_f_ad);
+        return 0;
+}
+
+/* MX records of name: >= 0 count, -ENOENT domain does not exist, -ENODATA none, -EAGAIN try again.
+ * *ret_secure: the answer (records or their absence) was DNSSEC-validated. */
+static int lookup_mx(const char *name, bool dnssec, struct mx *mx, size_t max, bool *ret_secure)
+{
+        _cleanup_free_ struct answer *ans = xmalloc(sizeof *ans);
+        *ret_secure = false;
+        if (query(name, ns_t_mx, dnssec, ans) < 0)
+                return -EAGAIN;
+        if (ans->rcode == ns_r_nxdomain)
+                return -ENOENT;
+        if (ans->rcode != ns_r_noerror)
+                return -EAGAIN;
+        *ret_secure = dnssec && ans->ad;
         size_t n = 0;
-        int count = ns_msg_count(msg, ns_s_an);
+        int count = ns_msg_count(ans->msg, ns_s_an);
         for (int i = 0; i < count && n < max; i++) {
                 ns_rr rr;
-                if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_mx ||
+                if (ns_parserr(&ans->msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_mx ||
                     ns_rr_rdlen(rr) < 3)
                         continue;
                 const unsigned char *rd = ns_rr_rdata(rr);
                 mx[n].pref = ns_get16(rd);
-                if (ns_name_uncompress(ns_msg_base(msg), ns_msg_end(msg), rd + 2, mx[n].host,
+                if (ns_name_uncompress(ns_msg_base(ans->msg), ns_msg_end(ans->msg), rd + 2, mx[n].host,
                                        sizeof mx[n].host) < 0)
                         continue;
                 n++;
@@ -215,6 +260,44 @@ static int lookup_mx(const char *name, struct mx *mx, size_t max)
                 return -ENODATA;
         qsort(mx, n, sizeof *mx, mx_compare);
         return (int)n;
+}
+
+/* With DNSSEC: did the address records of host validate? 1 when at least one family has records (an
+ * address from /etc/hosts has no DNS answer at all) and every family asked about is secure; 0 when some
+ * answer is insecure; -EAGAIN when one failed: SERVFAIL is also how a validating resolver answers bogus
+ * data, and taking that for "insecure" would let whoever can break a signature turn DANE off. */
+static int addrs_secure(const char *host, unsigned families)
+{
+        _cleanup_free_ struct answer *ans = xmalloc(sizeof *ans);
+        bool any = false, insecure = false;
+        const int types[] = {families & DNS_FAMILY_IPV4 ? ns_t_a : 0,
+                             families & DNS_FAMILY_IPV6 ? ns_t_aaaa : 0};
+        for (size_t i = 0; i < ELEMENTSOF(types); i++) {
+                if (!types[i])
+                        continue;
+                if (query(host, types[i], true, ans) < 0 ||
+                    (ans->rcode != ns_r_noerror && ans->rcode != ns_r_nxdomain))
+                        return -EAGAIN;
+                if (ans->rcode != ns_r_noerror || !ans->ad)
+                        insecure = true;
+                else if (ns_msg_count(ans->msg, ns_s_an) > 0)
+                        any = true;
+        }
+        return any && !insecure;
+}
+
+/* Mark the addresses from index first on as the lookup of host found them. */
+static void mark_secure(struct dns_result *res, size_t first, const char *host, unsigned families,
+                        bool mx_secure, bool dnssec)
+{
+        if (first >= res->n)
+                return;
+        int r = dnssec ? addrs_secure(host, families) : 0;
+        for (size_t i = first; i < res->n; i++) {
+                res->addrs[i].mx_secure = dnssec && mx_secure;
+                res->addrs[i].addr_secure = r > 0;
+                res->addrs[i].addr_error = r < 0;
+        }
 }
 
 int dns_resolve(const struct dns_nexthop *nh, unsigned families, struct dns_result *ret)
@@ -226,12 +309,15 @@ int dns_resolve(const struct dns_nexthop *nh, unsigned families, struct dns_resu
                 families = DNS_FAMILY_IPV4 | DNS_FAMILY_IPV6;
 
         int r;
+        bool mx_secure = !nh->mx; /* "[host]": the name is the configuration's, not an answer's */
         if (nh->mx && nh->mode != DNS_LOOKUP_NATIVE) {
                 struct mx mx[DNS_MX_MAX];
-                int n = lookup_mx(nh->host, mx, ELEMENTSOF(mx));
+                int n = lookup_mx(nh->host, nh->dnssec, mx, ELEMENTSOF(mx), &mx_secure);
                 /* "dns, native": what DNS cannot tell, the native name service may (/etc/hosts). */
-                if ((n == -EAGAIN || n == -ENOENT) && nh->mode == DNS_LOOKUP_DNS_NATIVE)
+                if ((n == -EAGAIN || n == -ENOENT) && nh->mode == DNS_LOOKUP_DNS_NATIVE) {
                         n = -ENODATA;
+                        mx_secure = false;
+                }
                 if (n == -ENOENT) {
                         ret->error = -ENOENT;
                         ret->permanent = true;
@@ -253,9 +339,12 @@ int dns_resolve(const struct dns_nexthop *nh, unsigned families, struct dns_resu
                 }
                 if (n > 0) {
                         bool temp = false;
-                        for (int i = 0; i < n; i++)
+                        for (int i = 0; i < n; i++) {
+                                size_t first = ret->n;
                                 if (lookup_host(mx[i].host, families, nh->port, ret) == -EAGAIN)
                                         temp = true;
+                                mark_secure(ret, first, mx[i].host, families, mx_secure, nh->dnssec);
+                        }
                         if (ret->n > 0)
                                 return 0;
                         ret->error = temp ? -EAGAIN : -ENOENT;
@@ -268,6 +357,7 @@ int dns_resolve(const struct dns_nexthop *nh, unsigned families, struct dns_resu
                 /* No MX records: the domain's own address records (RFC 5321 5.1). */
         }
         r = lookup_host(nh->host, families, nh->port, ret);
+        mark_secure(ret, 0, nh->host, families, mx_secure, nh->dnssec);
         if (ret->n > 0)
                 return 0;
         ret->error = r == -EAGAIN ? -EAGAIN : -ENOENT;
@@ -298,10 +388,7 @@ enum dns_lookup_mode dns_lookup_mode_parse(const char *support_level, bool disab
         if (support_level && *support_level) {
                 if (strcasecmp(support_level, "disabled") == 0)
                         return DNS_LOOKUP_NATIVE;
-                if (strcasecmp(support_level, "dnssec") == 0)
-                        *ret_warning = xstrdup("smtp_dns_support_level = dnssec: DNSSEC validation is not "
-                                               "implemented; DNS is used as with \"enabled\"");
-                else if (strcasecmp(support_level, "enabled") != 0)
+                if (strcasecmp(support_level, "enabled") != 0 && !dns_support_dnssec(support_level))
                         *ret_warning = xasprintf("invalid smtp_dns_support_level value \"%s\": using "
                                                  "\"enabled\" (valid: disabled, enabled, dnssec)",
                                                  support_level);
@@ -318,6 +405,102 @@ enum dns_lookup_mode dns_lookup_mode_parse(const char *support_level, bool disab
                 return DNS_LOOKUP_DNS;
         }
         return dns && native ? DNS_LOOKUP_DNS_NATIVE : native ? DNS_LOOKUP_NATIVE : DNS_LOOKUP_DNS;
+}
+
+bool dns_support_dnssec(const char *support_level)
+{
+        return support_level && strcasecmp(support_level, "dnssec") == 0;
+}
+
+int dns_trust_ad(void)
+{
+        struct __res_state st;
+        memset(&st, 0, sizeof st);
+        if (res_ninit(&st) < 0)
+                return -EIO;
+        bool trust = (st.options & RES_TRUSTAD) != 0;
+        res_nclose(&st);
+        return trust;
+}
+
+/* ---- TLSA ---- */
+
+int dns_tlsa_lookup(const char *host, uint16_t port, struct dns_tlsa *ret)
+{
+        memset(ret, 0, sizeof *ret);
+        ret->status = DNS_TLSA_ERROR;
+        size_t hl = strlen(host);
+        if (hl > 0 && host[hl - 1] == '.')
+                hl--;
+        int w = snprintf(ret->qname, sizeof ret->qname, "_%u._tcp.%.*s", port, (int)hl, host);
+        if (w < 0 || (size_t)w >= sizeof ret->qname || hl == 0)
+                return -EINVAL;
+        _cleanup_free_ struct answer *ans = xmalloc(sizeof *ans);
+        if (query(ret->qname, ns_t_tlsa, true, ans) < 0)
+                return 0;
+        /* SERVFAIL is what a validating resolver answers for data that fails validation (bogus). */
+        if (ans->rcode != ns_r_noerror && ans->rcode != ns_r_nxdomain)
+                return 0;
+        if (!ans->ad) {
+                ret->status = DNS_TLSA_INSECURE;
+                return 0;
+        }
+        int count = ns_msg_count(ans->msg, ns_s_an);
+        for (int i = 0; ans->rcode == ns_r_noerror && i < count; i++) {
+                ns_rr rr;
+                if (ns_parserr(&ans->msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_tlsa)
+                        continue;
+                size_t len = ns_rr_rdlen(rr);
+                if (len < 4 || len - 3 > DNS_TLSA_DATA_MAX || ret->n >= DNS_TLSA_MAX) {
+                        ret->skipped++; /* no data, or more than we keep: unusable */
+                        continue;
+                }
+                const unsigned char *rd = ns_rr_rdata(rr);
+                struct dns_tlsa_rr *t = &ret->rr[ret->n++];
+                t->usage = rd[0];
+                t->selector = rd[1];
+                t->mtype = rd[2];
+                t->len = (uint16_t)(len - 3);
+                memcpy(t->data, rd + 3, len - 3);
+        }
+        ret->status = ret->n + ret->skipped > 0 ? DNS_TLSA_FOUND : DNS_TLSA_NONE;
+        return 0;
+}
+
+struct tlsa_query {
+        char host[DNS_HOST_MAX + 1];
+        uint16_t port;
+        struct dns_tlsa res;
+        dns_tlsa_callback cb;
+        void *userdata;
+};
+
+static void tlsa_work(void *userdata)
+{
+        struct tlsa_query *q = userdata;
+        (void)dns_tlsa_lookup(q->host, q->port, &q->res);
+}
+
+static void tlsa_done(void *userdata)
+{
+        struct tlsa_query *q = userdata;
+        q->cb(&q->res, q->userdata);
+        free(q);
+}
+
+int dns_tlsa_async(sd_event *e, const char *host, uint16_t port, dns_tlsa_callback cb, void *userdata)
+{
+        if (strlen(host) > DNS_HOST_MAX)
+                return -EINVAL;
+        struct tlsa_query *q = xcalloc(1, sizeof *q);
+        snprintf(q->host, sizeof q->host, "%s", host);
+        q->port = port;
+        q->cb = cb;
+        q->userdata = userdata;
+        int r = worker_run(e, tlsa_work, tlsa_done, q);
+        if (r < 0)
+                free(q);
+        return r;
 }
 
 /* ---- asynchronous lookups ---- */

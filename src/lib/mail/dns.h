@@ -27,6 +27,7 @@ struct dns_nexthop {
         uint16_t port;
         bool mx;                   /* look up MX records (no brackets) */
         enum dns_lookup_mode mode; /* DNS_LOOKUP_DNS from dns_nexthop_parse; the caller sets it */
+        bool dnssec;               /* smtp_dns_support_level = dnssec: record which answers were secure */
 };
 
 /*
@@ -36,6 +37,15 @@ struct dns_nexthop {
  */
 enum dns_lookup_mode dns_lookup_mode_parse(const char *support_level, bool disable_dns,
                                            const char *host_lookup, char **ret_warning);
+
+/* Pure: smtp_dns_support_level asks for DNSSEC ("dnssec", any case). */
+bool dns_support_dnssec(const char *support_level);
+
+/*
+ * Does the resolver configuration (/etc/resolv.conf) pass the AD bit on? glibc clears it unless
+ * "options trust-ad" is set: without it every answer counts as insecure. -errno when it cannot be read.
+ */
+int dns_trust_ad(void);
 
 /*
  * Pure. default_port applies when no ":port" is given; the port may be a number or one of the
@@ -48,6 +58,10 @@ struct dns_addr {
         char host[DNS_HOST_MAX + 1]; /* the name the address belongs to (MX host, or the next hop) */
         struct sockaddr_storage sa;  /* port filled in */
         socklen_t salen;
+        /* With nh->dnssec: the name came from a DNSSEC-validated MX answer (or is the next hop itself),
+         * and its address records validated too. RFC 7672 2.2: TLSA records only for a secure host. */
+        bool mx_secure, addr_secure;
+        bool addr_error; /* asking for that status failed (SERVFAIL: bogus, or no answer): DANE defers */
 };
 
 struct dns_result {
@@ -60,6 +74,40 @@ struct dns_result {
 
 /* Address families wanted: from inet_protocols ("all", "ipv4", "ipv6", "ipv4, ipv6"). */
 enum { DNS_FAMILY_IPV4 = 1 << 0, DNS_FAMILY_IPV6 = 1 << 1 };
+
+/* ---- TLSA (RFC 6698) for DANE (RFC 7672) ---- */
+
+#define DNS_TLSA_MAX      16   /* records used from one answer */
+#define DNS_TLSA_DATA_MAX 1024 /* longer association data (a whole certificate) is skipped */
+
+enum dns_tlsa_status {
+        DNS_TLSA_FOUND, /* a validated (AD) answer with records */
+        DNS_TLSA_NONE,  /* a validated answer that there are none (NODATA or NXDOMAIN) */
+        DNS_TLSA_INSECURE, /* an answer without the AD bit: unsigned zone, or a resolver that does not validate */
+        DNS_TLSA_ERROR, /* SERVFAIL (a validating resolver's answer to bogus data), timeout, garbage */
+};
+
+struct dns_tlsa_rr {
+        uint8_t usage, selector, mtype;
+        uint16_t len;
+        unsigned char data[DNS_TLSA_DATA_MAX];
+};
+
+struct dns_tlsa {
+        enum dns_tlsa_status status;
+        char qname[DNS_HOST_MAX + 16]; /* _port._tcp.host */
+        struct dns_tlsa_rr rr[DNS_TLSA_MAX];
+        size_t n;
+        size_t skipped; /* records too long to keep: the caller counts them as unusable */
+};
+
+/* Blocking: TLSA records of _port._tcp.host with their DNSSEC status. Fills *ret; 0 or -EINVAL (bad name). */
+int dns_tlsa_lookup(const char *host, uint16_t port, struct dns_tlsa *ret);
+
+/* dns_tlsa_lookup in a worker thread; cb runs from e's loop (the result is the callee's until it returns).
+ * 0, or a negative errno: nothing was started and cb is never called. */
+typedef void (*dns_tlsa_callback)(const struct dns_tlsa *res, void *userdata);
+int dns_tlsa_async(sd_event *e, const char *host, uint16_t port, dns_tlsa_callback cb, void *userdata);
 
 /* Blocking lookup (MX, then A/AAAA for each exchanger in preference order). Fills *ret; returns ret->error.
  */
