@@ -51,6 +51,7 @@ struct proxy {
         char *mail_dsn;   /* its DSN parameters, for a filter that announces DSN */
         struct strv exts; /* the filter's EHLO keywords, upper case */
         bool at_bol;      /* content: the next byte starts a line (dot-stuffing) */
+        bool in_content;  /* between DATA's 354 and the final dot: no QUIT can be sent then */
         bool backlogged;  /* the session was told to stop reading: "drained" follows */
         unsigned busy;    /* inside one of our event callbacks: proxy_close only marks */
         bool closed;      /* proxy_close was called while busy: freed when the callback ends */
@@ -194,6 +195,11 @@ static void fail(struct proxy *p, const char *fmt, ...)
         sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
         if (waiting && p->busy)
                 p->ops->replied(p->owner, PROXY_FAILED_REPLY);
+        else if (p->backlogged && p->busy) {
+                /* The session stopped reading for us: let it go on, its final dot learns of the failure. */
+                p->backlogged = false;
+                p->ops->drained(p->owner);
+        }
 }
 
 static void send_line(struct proxy *p, const char *line)
@@ -489,8 +495,12 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         if (p->state == P_CONNECTING) {
                 p->state = P_GREETING; /* so that fail() answers the pending MAIL FROM */
                 fail(p, "connect: timed out (smtpd_proxy_timeout = %llds)", p->cfg->timeout_sec);
-        } else
-                fail(p, "timeout after %s (smtpd_proxy_timeout = %llds)", p->step, p->cfg->timeout_sec);
+        } else if (p->state == P_IDLE)
+                fail(p, "timeout sending the message content (smtpd_proxy_timeout = %llds)",
+                     p->cfg->timeout_sec);
+        else
+                fail(p, "timeout waiting for the reply to %s (smtpd_proxy_timeout = %llds)", p->step,
+                     p->cfg->timeout_sec);
         if (--p->busy == 0 && p->closed)
                 proxy_free(p);
         return 0;
@@ -611,6 +621,7 @@ void proxy_content(struct proxy *p, const char *line, size_t len, bool partial)
 {
         if (p->state == P_BROKEN)
                 return;
+        p->in_content = true;
         /* RFC 5321 4.5.2: a line that starts with a dot gets one more. */
         if (p->at_bol && len > 0 && line[0] == '.')
                 buf_putc(&p->out, '.');
@@ -633,6 +644,7 @@ int proxy_end(struct proxy *p)
                 return -EPIPE;
         if (!p->at_bol)
                 buf_puts(&p->out, "\r\n");
+        p->in_content = false;
         start_step(p, P_END, "END-OF-MESSAGE", ".");
         return p->state == P_BROKEN ? -EPIPE : 0;
 }
@@ -641,8 +653,10 @@ void proxy_close(struct proxy *p)
 {
         if (!p || p->closed)
                 return;
-        /* One transaction per connection, as Postfix: QUIT without waiting for its answer. */
-        if (p->state == P_IDLE && p->out_off == p->out.len)
+        /* One transaction per connection, as Postfix: QUIT without waiting for its answer. Never inside
+         * the content: the filter would take it for a line of the message, and closing without the
+         * final dot is what drops the message there. */
+        if (p->state == P_IDLE && !p->in_content && p->out_off == p->out.len)
                 (void)send(p->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
         p->state = P_BROKEN;
         sd_event_source_set_enabled(p->io, SD_EVENT_OFF);

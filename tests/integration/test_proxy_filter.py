@@ -8,6 +8,7 @@ import pathlib
 import re
 import smtplib
 import socket
+import threading
 import time
 import uuid
 
@@ -296,7 +297,7 @@ def test_filter_too_slow_gets_451_after_smtpd_proxy_timeout(mail_instance, proxy
         waited = time.monotonic() - start
     assert (code, text) == (451, b"4.3.0 Error: queue file write error")
     assert 1.5 <= waited < 5.5, waited
-    inst.wait_log(rf"warning: proxy filter 127\.0\.0\.1:{fport}: timeout after END-OF-MESSAGE "
+    inst.wait_log(rf"warning: proxy filter 127\.0\.0\.1:{fport}: timeout waiting for the reply to END-OF-MESSAGE "
                   r"\(smtpd_proxy_timeout = 2s\)")
     inst.wait_log(r"proxy-reject: END-OF-MESSAGE from unknown\[127\.0\.0\.2\]: 451 4\.3\.0 Error: queue file "
                   r"write error")
@@ -357,3 +358,96 @@ def test_bad_proxy_filter_setting_is_named(mail_instance):
     with socket.create_connection(("127.0.0.1", inst.port), timeout=5):  # the master starts smtpd now
         inst.wait_log(r"smtpd_proxy_filter = 127\.0\.0\.1:no-such-port-name-here: .*write host:port, "
                       r"inet:host:port or unix:path")
+
+
+class DroppingFilter:
+    """A raw SMTP peer that accepts the envelope, says 354, reads a little of the content, then hangs up
+    (stall=False) or stops reading until smtpd gives up on it (stall=True)."""
+
+    def __init__(self, stall=False):
+        self.stall = stall
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(60)
+        self.port = self.sock.getsockname()[1]
+        self.dropped = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(30)
+            f = conn.makefile("rb")
+            conn.sendall(b"220 dropping filter\r\n")
+            for _ in range(20):  # bounded: the handshake and envelope are a few lines
+                line = f.readline()
+                if not line:
+                    return
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    conn.sendall(b"250-dropping filter\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    conn.sendall(b"354 go ahead\r\n")
+                    f.read(65536)
+                    if self.stall:  # read nothing more until the test has its answer (bounded)
+                        self.release.wait(30)
+                    break
+                else:
+                    conn.sendall(b"250 2.0.0 Ok\r\n")
+        self.dropped.set()
+
+    def close(self):
+        self.release.set()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("stall", [False, True], ids=["hangs-up", "stops-reading"])
+def test_filter_failing_during_data_gets_451_not_a_stall(mail_instance, stall):
+    """The filter goes away (or stops reading until smtpd_proxy_timeout) in the middle of a large message:
+    smtpd goes on reading the client (it had paused while the filter was slow) and its final dot gets
+    451; nothing is queued."""
+    peer = DroppingFilter(stall)
+    try:
+        inst = mail_instance(master_cf=proxied_master_cf(peer.port, extra="  -o smtpd_proxy_timeout=2s\n"),
+                             main_extra="message_size_limit = 100000000\n")
+        inst.start()
+        # More than the kernel's socket buffers hold between smtpd and the filter (a few MB on lo), so that
+        # smtpd's own bound on unsent content is reached and it stops reading the client.
+        body = ("x" * 998 + "\r\n") * (16 * 1024)  # 16 MB
+        with client(inst.port) as s:
+            s.ehlo("client.example.org")
+            assert s.mail("alice@example.org")[0] == 250
+            assert s.rcpt(RCPT)[0] == 250
+            start = time.monotonic()
+            code, text = s.data(f"Subject: big\r\n\r\n{body}")
+            waited = time.monotonic() - start
+            peer.release.set()
+        assert (code, text) == (451, b"4.3.0 Error: queue file write error")
+        assert waited < 30, waited
+        inst.wait_log(rf"warning: proxy filter 127\.0\.0\.1:{peer.port}: " +
+                      ("timeout sending the message content" if stall else ""))
+        wait_for(peer.dropped.is_set, 30, "the filter's connection closed")
+        assert_nothing_queued(inst)
+    finally:
+        peer.close()
+
+
+def test_large_message_streams_through_the_filter(mail_instance, proxy_filter):
+    """A message larger than smtpd's backlog bound passes whole: smtpd pauses the client while the filter
+    reads, and never holds the whole message."""
+    reinject = free_port()
+    handler, fport = proxy_filter(reinject)
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject))
+    inst.start()
+    lines = [f"line {i:07d} " + "y" * 80 for i in range(30000)]  # about 2.7 MB
+    with client(inst.port) as s:
+        s.sendmail("alice@example.org", [RCPT], "Subject: large\r\n\r\n" + "\r\n".join(lines) + "\r\n")
+    wait_for(lambda: b"line 0029999" in inst.mbox(TEST_USER), 60, "the large message delivered")
+    box = inst.mbox(TEST_USER).decode()
+    assert box.count("line ") == 30000 and box.count("X-Filtered:") == 1
