@@ -131,6 +131,14 @@ int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_pr
                 smtpd_proxy_cfg_free(cfg);
                 return r;
         }
+        /* Usually set with -o in master.cf, where the master's warning about inert parameters does not
+         * look: say it here, once per smtpd process. */
+        const char *opts = config_get(c, "smtpd_proxy_options");
+        if (!isempty(opts))
+                msg_warn("smtpd_proxy_options = %s: not implemented by postd yet (speed_adjust included): "
+                         "smtpd "
+                         "connects to the filter at MAIL FROM and streams the message as it arrives",
+                         opts);
         *ret = cfg;
         return 0;
 }

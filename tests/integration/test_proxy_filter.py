@@ -306,10 +306,10 @@ def test_filter_too_slow_gets_451_after_smtpd_proxy_timeout(mail_instance, proxy
 
 def test_rset_ends_the_filters_transaction(mail_instance, proxy_filter):
     """RSET (and the end of each transaction) ends the filter's connection with QUIT; the next MAIL FROM
-    opens a new one, as Postfix does."""
+    opens a new one, as Postfix does. speed_adjust is not acted on, and smtpd says so."""
     reinject = free_port()
     handler, fport = proxy_filter(reinject)
-    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject))
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, "  -o smtpd_proxy_options=speed_adjust\n"))
     inst.start()
     with client(inst.port) as s:
         s.ehlo("client.example.org")
@@ -320,6 +320,7 @@ def test_rset_ends_the_filters_transaction(mail_instance, proxy_filter):
         assert s.rcpt(RCPT)[0] == 250
     wait_for(lambda: handler.quits == 2, 10, "the filter's QUIT after the client's QUIT")
     assert handler.contents == []
+    inst.wait_log(r"warning: smtpd_proxy_options = speed_adjust: not implemented by postd yet")
 
 
 def test_unix_socket_filter(mail_instance, proxy_filter):
