@@ -21,6 +21,8 @@
 
 /* Read size of one recv from the filter. */
 #define PROXY_READ_CHUNK 4096u
+/* Written bytes at the head of the output buffer beyond which the rest is moved down. */
+#define PROXY_COMPACT_AT (64u * 1024)
 
 enum proxy_state {
         P_CONNECTING,
@@ -240,6 +242,11 @@ static bool flush(struct proxy *p)
         }
         if (p->out_off == p->out.len) {
                 buf_truncate(&p->out, 0);
+                p->out_off = 0;
+        } else if (p->out_off >= PROXY_COMPACT_AT) {
+                /* A filter that always lags a little must not make the buffer hold the whole message. */
+                memmove(p->out.data, p->out.data + p->out_off, p->out.len - p->out_off);
+                buf_truncate(&p->out, p->out.len - p->out_off);
                 p->out_off = 0;
         }
         return true;
