@@ -363,10 +363,13 @@ def test_bad_proxy_filter_setting_is_named(mail_instance):
 
 class DroppingFilter:
     """A raw SMTP peer that accepts the envelope, says 354, reads a little of the content, then hangs up
-    (stall=False) or stops reading until smtpd gives up on it (stall=True)."""
+    (stall=False) or stops reading until smtpd gives up on it (stall=True); or (slow=True) reads the whole
+    message in small pieces with pauses, and accepts it."""
 
-    def __init__(self, stall=False):
+    def __init__(self, stall=False, slow=False):
         self.stall = stall
+        self.slow = slow
+        self.received = 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
@@ -393,6 +396,12 @@ class DroppingFilter:
                 verb = line[:4].upper()
                 if verb == b"EHLO":
                     conn.sendall(b"250-dropping filter\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA" and self.slow:
+                    conn.sendall(b"354 go ahead\r\n")
+                    if self.read_slowly(conn, f):
+                        conn.sendall(b"250 2.0.0 Ok: the slow filter took it\r\n")
+                    f.readline()  # QUIT
+                    break
                 elif verb == b"DATA":
                     conn.sendall(b"354 go ahead\r\n")
                     f.read(65536)
@@ -402,6 +411,21 @@ class DroppingFilter:
                 else:
                     conn.sendall(b"250 2.0.0 Ok\r\n")
         self.dropped.set()
+
+    def read_slowly(self, conn, f, limit=200 << 20):
+        """Read up to the final dot, 4 KiB at a time with a pause between, slower than smtpd writes: smtpd
+        always has bytes waiting for this filter. True when the dot came."""
+        tail = b""
+        while self.received < limit:  # bounded by the size, and by the 30 s socket timeout per read
+            chunk = f.read1(4096)
+            if not chunk:
+                return False
+            self.received += len(chunk)
+            tail = (tail + chunk)[-5:]
+            if tail == b"\r\n.\r\n":
+                return True
+            time.sleep(0.001)
+        return False
 
     def close(self):
         self.release.set()
@@ -452,3 +476,38 @@ def test_large_message_streams_through_the_filter(mail_instance, proxy_filter):
     wait_for(lambda: b"line 0029999" in inst.mbox(TEST_USER), 60, "the large message delivered")
     box = inst.mbox(TEST_USER).decode()
     assert box.count("line ") == 30000 and box.count("X-Filtered:") == 1
+
+
+def test_smtpd_memory_stays_bounded_with_a_slow_filter(mail_instance):
+    """16 MiB through a filter that reads in small pieces: smtpd pauses the client instead of buffering, so
+    its peak RSS stays far below the message size."""
+    peer = DroppingFilter(slow=True)
+    try:
+        inst = mail_instance(master_cf=proxied_master_cf(peer.port), main_extra="message_size_limit = 0\n")
+        inst.start()
+        size = 16 << 20
+        body = ("z" * 78 + "\r\n") * (size // 80)
+        with client(inst.port) as s:
+            s.ehlo("client.example.org")
+            assert s.mail("alice@example.org")[0] == 250
+            assert s.rcpt(RCPT)[0] == 250
+            code, text = s.data(f"Subject: slow\r\n\r\n{body}")
+            assert (code, text) == (250, b"2.0.0 Ok: the slow filter took it")
+            hwm = [vm_hwm_kib(pid) for pid in inst.daemon_pids("smtpd")]
+        assert peer.received >= size
+        print(f"[figure] smtpd peak RSS, {size >> 20} MiB message through a slow before-queue filter: "
+              f"{max(h for h in hwm if h)} KiB")
+        assert hwm and all(h is None or h < 12 * 1024 for h in hwm), hwm
+    finally:
+        peer.close()
+
+
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
