@@ -106,6 +106,24 @@ class UnixProxyController(UnixSocketController if UnixSocketController else obje
 
 
 @pytest.fixture
+def mail_instance(mail_instance, request):
+    """conftest's factory, plus a check at the end: no smtpd died meanwhile (a crash after the client's
+    last reply, in the filter connection's teardown, would otherwise go unseen; sanitizer builds abort)."""
+    made = []
+
+    def make(*args, **kw):
+        inst = mail_instance(*args, **kw)
+        made.append(inst)
+        return inst
+
+    yield make
+    expected_exit = "bad_proxy_filter_setting" in request.node.name  # smtpd refuses to start there
+    for inst in made:
+        died = re.findall(r"process \S+/smtpd pid \d+ (?:killed by signal \d+|exit status \d+)", inst.logtext())
+        assert expected_exit or not died, died
+
+
+@pytest.fixture
 def proxy_filter():
     require(Controller, "python3-aiosmtpd (apt-get install python3-aiosmtpd)")
     started = []
