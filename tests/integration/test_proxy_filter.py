@@ -72,7 +72,7 @@ class ProxyHandler:
         if self.reply_delay:
             await asyncio.sleep(self.reply_delay)
         if b"Subject: reject me" in content:
-            return "550 5.7.1 Rejected by the test proxy: it says reject me"
+            return "550-5.7.1 Rejected by the test proxy:\r\n550 5.7.1 it says reject me"
         data = b"X-Filtered: by the test proxy\r\n" + content
         try:
             with smtplib.SMTP("127.0.0.1", self.target_port, timeout=30) as s:
@@ -229,9 +229,10 @@ def test_filter_reject_reaches_the_client_and_nothing_is_queued(mail_instance, p
     with client(inst.port) as s:
         with pytest.raises(smtplib.SMTPDataError) as e:
             s.sendmail("alice@example.org", [RCPT], message("x", subject="reject me"))
-    assert (e.value.smtp_code, e.value.smtp_error) == (550, b"5.7.1 Rejected by the test proxy: it says reject me")
+    # Relayed verbatim, both lines of it.
+    assert (e.value.smtp_code, e.value.smtp_error) == (550, b"5.7.1 Rejected by the test proxy:\n5.7.1 it says reject me")
     inst.wait_log(r"NOQUEUE: proxy-reject: END-OF-MESSAGE from unknown\[127\.0\.0\.2\]: 550 5\.7\.1 Rejected by "
-                  r"the test proxy: it says reject me; from=<alice@example\.org>")
+                  r"the test proxy: 5\.7\.1 it says reject me; from=<alice@example\.org>")
     assert handler.forwarded == 0 and len(handler.contents) == 1
     assert_nothing_queued(inst)
     assert inst.mbox(TEST_USER) == b""
