@@ -214,6 +214,8 @@ def test_seed000_before_queue_chain_through_two_instances(mail_instance, proxy_f
                r"by the test proxy; from=<alice@example\.org> to=<postd-test@mx\.example\.test> proto=ESMTP "
                r"helo=<client\.example\.org>")
     assert f"proxy {token}".encode() not in a.mbox(TEST_USER)
+    # The filter's replies count as smtpd's own in the disconnect line.
+    a.wait_log(r"disconnect from unknown\[127\.0\.0\.2\] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
     # smtpd made its TCP connection under its allow-list (the smtpd-proxy-inet role), not without one.
     for pid in a.daemon_pids("smtpd"):
         mode, n = seccomp(pid)
@@ -250,6 +252,7 @@ def test_filter_down_answers_451_at_mail_and_queues_nothing(mail_instance):
         code, _ = s.rcpt(RCPT)
         assert code == 503
     inst.wait_log(rf"warning: connect to proxy filter 127\.0\.0\.1:{dead}: Connection refused")
+    inst.wait_log(r"disconnect from unknown\[127\.0\.0\.2\] ehlo=1 mail=0/1 rcpt=0/1 quit=1 commands=2/4")
     assert_nothing_queued(inst)
 
 
