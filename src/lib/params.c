@@ -431,7 +431,7 @@ static const struct param_def params[] = {
         {"smtpd_proxy_filter", PARAM_STRING, "", 0, 0,
          "before-queue content filter (host:port, inet:host:port or unix:path) that receives each mail "
          "transaction instead of cleanup"},
-        {"smtpd_proxy_options", PARAM_LIST, "", 0, PARAM_F_INERT,
+        {"smtpd_proxy_options", PARAM_LIST, "", 0, 0,
          "smtpd_proxy_filter options (speed_adjust: receive the whole message before connecting)"},
         {"smtpd_proxy_timeout", PARAM_TIME, "100s", 's', 0,
          "time limit to connect to the before-queue filter and for each of its replies"},

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@ enum proxy_state {
         P_COMMAND,  /* MAIL, RCPT, DATA: the reply goes to the client */
         P_IDLE,     /* between commands, or streaming content */
         P_END,      /* the final dot sent */
+        P_REPLAY,   /* speed_adjust: the kept content goes out; then the final dot */
         P_BROKEN,
 };
 
@@ -49,14 +51,28 @@ struct proxy {
         struct strv xf_attrs; /* "NAME=value" (xtext): what XFORWARD may tell, if the filter asks */
         struct strv xforward; /* XFORWARD lines still to send */
         size_t xforward_next;
-        char *mail_cmd;   /* sent after the handshake */
-        char *mail_dsn;   /* its DSN parameters, for a filter that announces DSN */
-        struct strv exts; /* the filter's EHLO keywords, upper case */
-        bool at_bol;      /* content: the next byte starts a line (dot-stuffing) */
-        bool in_content;  /* between DATA's 354 and the final dot: no QUIT can be sent then */
-        bool backlogged;  /* the session was told to stop reading: "drained" follows */
-        unsigned busy;    /* inside one of our event callbacks: proxy_close only marks */
-        bool closed;      /* proxy_close was called while busy: freed when the callback ends */
+        char *mail_cmd;              /* sent after the handshake */
+        char *mail_dsn;              /* its DSN parameters, for a filter that announces DSN */
+        struct strv exts;            /* the filter's EHLO keywords, upper case */
+        bool at_bol;                 /* content: the next byte starts a line (dot-stuffing) */
+        bool in_content;             /* between DATA's 354 and the final dot: no QUIT can be sent then */
+        bool backlogged;             /* the session was told to stop reading: "drained" follows */
+        struct proxy_replay *replay; /* speed_adjust: the transaction to replay, owned here */
+        size_t replay_rcpt;          /* its next RCPT to send */
+        uint64_t replay_off;         /* its content sent so far */
+        unsigned busy;               /* inside one of our event callbacks: proxy_close only marks */
+        bool closed;                 /* proxy_close was called while busy: freed when the callback ends */
+};
+
+/* speed_adjust: a whole transaction, kept until its final dot. */
+struct proxy_replay {
+        char *mail_cmd, *mail_dsn;
+        struct strv rcpts, rcpt_dsns; /* in step */
+        int fd;                       /* memfd: the content as the filter gets it (stuffed, CRLF) */
+        uint64_t len;                 /* bytes in fd */
+        struct buf pending;           /* not yet written to fd */
+        bool at_bol;
+        int error; /* a write to fd failed: negative errno */
 };
 
 /* ---- the configuration ---- */
@@ -104,6 +120,27 @@ static int set_inet(struct smtpd_proxy_cfg *cfg, const char *v, const char **why
         return 0;
 }
 
+/* smtpd_proxy_options. speed_adjust keeps each message in memory until its final dot, so it needs a bound. */
+static void set_options(struct smtpd_proxy_cfg *cfg, struct config *c)
+{
+        struct strv opts = STRV_INIT;
+        strv_split(&opts, config_get(c, "smtpd_proxy_options"), ", \t\r\n");
+        for (size_t i = 0; i < opts.n; i++) {
+                if (strcasecmp(opts.v[i], "speed_adjust") == 0)
+                        cfg->speed_adjust = true;
+                else
+                        msg_warn("smtpd_proxy_options: unknown option \"%s\" ignored (known: speed_adjust)",
+                                 opts.v[i]);
+        }
+        strv_free(&opts);
+        if (cfg->speed_adjust && config_get_int(c, "message_size_limit") <= 0) {
+                msg_warn("smtpd_proxy_options = speed_adjust needs a message_size_limit: smtpd keeps each "
+                         "message in memory until it is complete; without a limit it connects to the filter "
+                         "at MAIL FROM instead");
+                cfg->speed_adjust = false;
+        }
+}
+
 int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_proxy_cfg **ret, char **err)
 {
         *ret = NULL;
@@ -133,14 +170,7 @@ int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_pr
                 smtpd_proxy_cfg_free(cfg);
                 return r;
         }
-        /* Usually set with -o in master.cf, where the master's warning about inert parameters does not
-         * look: say it here, once per smtpd process. */
-        const char *opts = config_get(c, "smtpd_proxy_options");
-        if (!isempty(opts))
-                msg_warn("smtpd_proxy_options = %s: not implemented by postd yet (speed_adjust included): "
-                         "smtpd "
-                         "connects to the filter at MAIL FROM and streams the message as it arrives",
-                         opts);
+        set_options(cfg, c);
         *ret = cfg;
         return 0;
 }
@@ -166,7 +196,7 @@ static void update_events(struct proxy *p)
         if (p->state == P_BROKEN || p->closed)
                 return;
         uint32_t ev = EPOLLIN;
-        if (p->state == P_CONNECTING || p->out_off < p->out.len)
+        if (p->state == P_CONNECTING || p->state == P_REPLAY || p->out_off < p->out.len)
                 ev |= EPOLLOUT;
         sd_event_source_set_io_events(p->io, ev);
 }
@@ -365,6 +395,65 @@ static void next_handshake_step(struct proxy *p)
         }
 }
 
+/* The reply the session waits for (with speed_adjust: a refusal, or the reply to the final dot). */
+static void answer(struct proxy *p, const struct smtp_reply *r)
+{
+        p->state = P_IDLE;
+        arm_timer(p);
+        _cleanup_free_ char *text = xasprintf("%d %s", r->code, r->text ? r->text : "");
+        p->ops->replied(p->owner, text);
+}
+
+/* Queue kept content while less than a read chunk's worth waits; the final dot after the last byte. */
+static void replay_fill(struct proxy *p)
+{
+        struct proxy_replay *rp = p->replay;
+        while (p->state == P_REPLAY && p->out.len - p->out_off < PROXY_COMPACT_AT) {
+                if (p->replay_off >= rp->len) {
+                        p->in_content = false;
+                        start_step(p, P_END, "END-OF-MESSAGE", ".");
+                        return;
+                }
+                size_t want = PROXY_READ_CHUNK * 4;
+                buf_reserve(&p->out, want);
+                ssize_t n = pread(rp->fd, p->out.data + p->out.len, want, (off_t)p->replay_off);
+                if (n <= 0) {
+                        fail(p, "cannot read the kept message: %s", n < 0 ? strerror(errno) : "short file");
+                        return;
+                }
+                p->out.len += (size_t)n;
+                p->out.data[p->out.len] = '\0';
+                p->replay_off += (uint64_t)n;
+        }
+}
+
+/* A reply while replaying: the next RCPT, DATA, or the content; any refusal ends the replay. */
+static void replay_step(struct proxy *p, const struct smtp_reply *r)
+{
+        struct proxy_replay *rp = p->replay;
+        bool data = strcmp(p->step, "DATA") == 0;
+        if (data ? r->code != 354 : r->code / 100 != 2) {
+                answer(p, r);
+                return;
+        }
+        if (data) {
+                p->state = P_REPLAY;
+                p->step = "the message content";
+                p->in_content = true;
+                replay_fill(p);
+                kick(p);
+                return;
+        }
+        if (p->replay_rcpt < rp->rcpts.n) {
+                size_t i = p->replay_rcpt++;
+                _cleanup_free_ char *cmd =
+                        xasprintf("%s%s", rp->rcpts.v[i], proxy_has_ext(p, "DSN") ? rp->rcpt_dsns.v[i] : "");
+                start_step(p, P_COMMAND, "RCPT TO", cmd);
+                return;
+        }
+        start_step(p, P_COMMAND, "DATA", "DATA");
+}
+
 /* One complete reply from the filter. May end with ops->replied: the caller touches p only if !closed. */
 static void on_reply(struct proxy *p, const struct smtp_reply *r)
 {
@@ -396,13 +485,12 @@ static void on_reply(struct proxy *p, const struct smtp_reply *r)
                 next_handshake_step(p);
                 return;
         case P_COMMAND:
-        case P_END: {
-                p->state = P_IDLE;
-                arm_timer(p);
-                _cleanup_free_ char *text = xasprintf("%d %s", r->code, r->text ? r->text : "");
-                p->ops->replied(p->owner, text);
+                if (p->replay)
+                        replay_step(p, r);
+                else
+                        answer(p, r);
                 return;
-        }
+        case P_END: answer(p, r); return;
         default: fail(p, "unexpected reply after %s: %s", p->step, flat);
         }
 }
@@ -454,6 +542,7 @@ static void proxy_free(struct proxy *p)
         strv_free(&p->exts);
         free(p->mail_cmd);
         free(p->mail_dsn);
+        proxy_replay_free(p->replay);
         free(p);
 }
 
@@ -490,8 +579,15 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 if (revents & (EPOLLIN | EPOLLERR | EPOLLHUP))
                         do_read(p);
                 if (!p->closed && p->state != P_BROKEN && flush(p)) {
-                        arm_timer(p);
-                        update_events(p);
+                        if (p->state == P_REPLAY) {
+                                replay_fill(p);
+                                if (p->state != P_BROKEN)
+                                        flush(p);
+                        }
+                        if (p->state != P_BROKEN) {
+                                arm_timer(p);
+                                update_events(p);
+                        }
                 }
                 if (!p->closed && p->backlogged && !proxy_backlogged(p)) {
                         p->backlogged = false;
@@ -510,7 +606,7 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         if (p->state == P_CONNECTING) {
                 p->state = P_GREETING; /* so that fail() answers the pending MAIL FROM */
                 fail(p, "connect: timed out (smtpd_proxy_timeout = %llds)", p->cfg->timeout_sec);
-        } else if (p->state == P_IDLE)
+        } else if (p->state == P_IDLE || p->state == P_REPLAY)
                 fail(p, "timeout sending the message content (smtpd_proxy_timeout = %llds)",
                      p->cfg->timeout_sec);
         else
@@ -591,7 +687,19 @@ static void rfc2822_date(char *out, size_t size)
         snprintf(out, size, "%s (%s)", when, tm.tm_zone ? tm.tm_zone : "UTC");
 }
 
-void proxy_received_header(struct proxy *p, const struct proxy_client *cl, const char *single_rcpt)
+/* Content as the filter gets it: RFC 5321 4.5.2 dot-stuffing, CRLF line ends. */
+static void stuff(struct buf *out, bool *at_bol, const char *line, size_t len, bool partial)
+{
+        if (*at_bol && len > 0 && line[0] == '.')
+                buf_putc(out, '.');
+        buf_append(out, line, len);
+        if (!partial)
+                buf_puts(out, "\r\n");
+        *at_bol = !partial;
+}
+
+/* The Received: header smtpd writes, its lines separated by "\n" (no final one). */
+static void received_text(const struct proxy_client *cl, const char *single_rcpt, struct buf *out)
 {
         struct buf b = BUF_INIT;
         buf_puts(&b, "Received: from ");
@@ -623,6 +731,14 @@ void proxy_received_header(struct proxy *p, const struct proxy_client *cl, const
         char date[96];
         rfc2822_date(date, sizeof date);
         buf_printf(&b, "; %s", date);
+        buf_append(out, b.data, b.len);
+        buf_free(&b);
+}
+
+void proxy_received_header(struct proxy *p, const struct proxy_client *cl, const char *single_rcpt)
+{
+        struct buf b = BUF_INIT;
+        received_text(cl, single_rcpt, &b);
         /* One line at a time: the content path turns "\n" into CRLF. */
         for (const char *line = buf_str(&b); *line;) {
                 size_t len = strcspn(line, "\n");
@@ -637,13 +753,7 @@ void proxy_content(struct proxy *p, const char *line, size_t len, bool partial)
         if (p->state == P_BROKEN)
                 return;
         p->in_content = true;
-        /* RFC 5321 4.5.2: a line that starts with a dot gets one more. */
-        if (p->at_bol && len > 0 && line[0] == '.')
-                buf_putc(&p->out, '.');
-        buf_append(&p->out, line, len);
-        if (!partial)
-                buf_puts(&p->out, "\r\n");
-        p->at_bol = !partial;
+        stuff(&p->out, &p->at_bol, line, len, partial);
         if (proxy_backlogged(p))
                 p->backlogged = true;
         /* Write in large pieces: the event loop sends the rest. */
@@ -685,4 +795,106 @@ void proxy_close(struct proxy *p)
 const char *proxy_filter_name(const struct proxy *p)
 {
         return p->cfg->name;
+}
+
+/* ---- speed_adjust: the transaction kept until its final dot ---- */
+
+int proxy_replay_new(const char *mail_cmd, const char *mail_dsn, struct proxy_replay **ret)
+{
+        /* Memory, not a file in the queue: smtpd may create no files (docs/PRIVILEGES.md); the size is
+         * bounded by message_size_limit (smtpd_proxy_cfg_new insists on one). */
+        int fd = memfd_create("postd-smtpd-proxy", MFD_CLOEXEC);
+        if (fd < 0) {
+                int r = -errno;
+                msg_warn("smtpd_proxy_options = speed_adjust: cannot keep a message: memfd_create: %s",
+                         strerror(errno));
+                return r;
+        }
+        struct proxy_replay *r = xcalloc(1, sizeof *r);
+        r->mail_cmd = xstrdup(mail_cmd);
+        r->mail_dsn = xstrdup(mail_dsn);
+        r->rcpts = (struct strv)STRV_INIT;
+        r->rcpt_dsns = (struct strv)STRV_INIT;
+        r->fd = fd;
+        r->at_bol = true;
+        *ret = r;
+        return 0;
+}
+
+void proxy_replay_free(struct proxy_replay *r)
+{
+        if (!r)
+                return;
+        free(r->mail_cmd);
+        free(r->mail_dsn);
+        strv_free(&r->rcpts);
+        strv_free(&r->rcpt_dsns);
+        if (r->fd >= 0)
+                close(r->fd);
+        buf_free(&r->pending);
+        free(r);
+}
+
+void proxy_replay_rcpt(struct proxy_replay *r, const char *cmd, const char *dsn)
+{
+        strv_push(&r->rcpts, cmd);
+        strv_push(&r->rcpt_dsns, dsn);
+}
+
+/* Move what waits in memory into the memory file. */
+static void replay_write(struct proxy_replay *r)
+{
+        size_t off = 0;
+        while (r->error == 0 && off < r->pending.len) {
+                ssize_t w = write(r->fd, r->pending.data + off, r->pending.len - off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0) {
+                        r->error = w < 0 ? -errno : -EIO;
+                        msg_warn("smtpd_proxy_options = speed_adjust: cannot keep the message: %s",
+                                 strerror(-r->error));
+                        break;
+                }
+                off += (size_t)w;
+                r->len += (uint64_t)w;
+        }
+        buf_truncate(&r->pending, 0);
+}
+
+void proxy_replay_content(struct proxy_replay *r, const char *line, size_t len, bool partial)
+{
+        stuff(&r->pending, &r->at_bol, line, len, partial);
+        if (r->pending.len >= PROXY_COMPACT_AT)
+                replay_write(r);
+}
+
+void proxy_replay_received_header(struct proxy_replay *r, const struct proxy_client *cl,
+                                  const char *single_rcpt)
+{
+        struct buf b = BUF_INIT;
+        received_text(cl, single_rcpt, &b);
+        for (const char *line = buf_str(&b); *line;) {
+                size_t len = strcspn(line, "\n");
+                proxy_replay_content(r, line, len, false);
+                line += len + (line[len] == '\n');
+        }
+        buf_free(&b);
+}
+
+int proxy_open_replay(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
+                      struct proxy_replay *r, const struct proxy_ops *ops, struct session *owner,
+                      struct proxy **ret)
+{
+        if (!r->at_bol)
+                stuff(&r->pending, &r->at_bol, "", 0, false);
+        replay_write(r);
+        int k = r->error;
+        if (k == 0)
+                k = proxy_open(e, cfg, cl, r->mail_cmd, r->mail_dsn, ops, owner, ret);
+        if (k < 0) {
+                proxy_replay_free(r);
+                return k;
+        }
+        (*ret)->replay = r;
+        return 0;
 }

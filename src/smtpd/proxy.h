@@ -22,6 +22,7 @@ struct smtpd_proxy_cfg {
         socklen_t addr_len;
         char *ehlo;            /* smtpd_proxy_ehlo */
         long long timeout_sec; /* smtpd_proxy_timeout */
+        bool speed_adjust;     /* smtpd_proxy_options: connect only once the message is complete */
 };
 
 /*
@@ -80,3 +81,25 @@ bool proxy_backlogged(const struct proxy *p);
 void proxy_close(struct proxy *p);
 /* "MAIL FROM", "RCPT TO", "DATA", "END-OF-MESSAGE"... for the log. */
 const char *proxy_filter_name(const struct proxy *p);
+
+/*
+ * smtpd_proxy_options = speed_adjust: smtpd answers MAIL, RCPT and DATA itself (after its own checks) and
+ * keeps the transaction, the content in a memory file bounded by message_size_limit; at the final dot it
+ * connects and replays it all. The filter's first refusal, or its reply to the final dot, is the client's.
+ */
+struct proxy_replay;
+/* <0 (logged) when no memory file can be had. */
+int proxy_replay_new(const char *mail_cmd, const char *mail_dsn, struct proxy_replay **ret);
+void proxy_replay_free(struct proxy_replay *r);
+/* One accepted recipient: the command, and its DSN parameters for a filter that announces DSN. */
+void proxy_replay_rcpt(struct proxy_replay *r, const char *cmd, const char *dsn);
+void proxy_replay_received_header(struct proxy_replay *r, const struct proxy_client *cl,
+                                  const char *single_rcpt);
+void proxy_replay_content(struct proxy_replay *r, const char *line, size_t len, bool partial);
+/*
+ * The final dot: connect and replay; r is the proxy's from now on (freed with it, or here on failure). The
+ * outcome comes through ops->replied once. <0 (logged) when nothing could be started.
+ */
+int proxy_open_replay(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
+                      struct proxy_replay *r, const struct proxy_ops *ops, struct session *owner,
+                      struct proxy **ret);

@@ -123,6 +123,7 @@ struct session {
         struct smtp_data data;
         /* smtpd_proxy_filter: the filter's connection for this transaction, and the step it answers. */
         struct proxy *proxy;
+        struct proxy_replay *replay; /* speed_adjust: the transaction kept until its final dot */
         bool proxy_busy;
         enum { PROXY_STEP_MAIL, PROXY_STEP_RCPT, PROXY_STEP_DATA, PROXY_STEP_END } proxy_step;
 
@@ -247,6 +248,8 @@ static void reset_transaction(struct session *s)
         s->sub = NULL;
         proxy_close(s->proxy);
         s->proxy = NULL;
+        proxy_replay_free(s->replay);
+        s->replay = NULL;
         s->proxy_busy = false;
         free(s->queue_id);
         s->queue_id = NULL;
@@ -686,7 +689,7 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                         s->rcpt_attempts--; /* counted when it runs again */
                 return;
         }
-        if (s->proxy) {
+        if (s->proxy || s->replay) {
                 proxy_rcpt(s, c);
                 return;
         }
@@ -814,6 +817,10 @@ static int data_line(const char *p, size_t len, unsigned flags, void *userdata)
                 proxy_content(s->proxy, p, len, flags & SMTP_DATA_LINE_PARTIAL);
                 return 0;
         }
+        if (s->replay) {
+                proxy_replay_content(s->replay, p, len, flags & SMTP_DATA_LINE_PARTIAL);
+                return 0;
+        }
         if (s->data_failed || !s->sub)
                 return 0;
         if (submit_content(s->sub, p, len) < 0 ||
@@ -837,7 +844,7 @@ static void do_data(struct session *s)
         }
         if (access_rejects(s, ACCESS_STAGE_DATA, s->helo, NULL, "DATA"))
                 return;
-        if (s->proxy) {
+        if (s->proxy || s->replay) {
                 proxy_data(s);
                 return;
         }
@@ -884,7 +891,7 @@ static void data_end(struct session *s)
         }
         smtp_data_done(&s->data);
         s->in_data = false;
-        if (s->proxy) {
+        if (s->proxy || s->replay) {
                 proxy_finish(s);
                 return;
         }
@@ -953,36 +960,52 @@ static void proxy_mail(struct session *s)
                 buf_printf(&dsn, " ENVID=%s", x);
         }
         struct proxy_client cl = proxy_client_of(s);
-        int r = proxy_open(service_event(s->srv->service), s->srv->proxy, &cl, buf_str(&cmd), buf_str(&dsn),
-                           &proxy_ops, s, &s->proxy);
+        int r;
+        if (s->srv->proxy->speed_adjust)
+                r = proxy_replay_new(buf_str(&cmd), buf_str(&dsn), &s->replay);
+        else
+                r = proxy_open(service_event(s->srv->service), s->srv->proxy, &cl, buf_str(&cmd),
+                               buf_str(&dsn), &proxy_ops, s, &s->proxy);
         buf_free(&cmd);
         buf_free(&dsn);
         if (r < 0) {
                 s->proxy = NULL;
+                s->replay = NULL;
                 proxy_failed(s);
-                return;
+        } else if (s->replay)
+                reply(s, "250 2.1.0 Ok"); /* speed_adjust: the filter hears of it at the final dot */
+        else {
+                s->proxy_busy = true;
+                s->proxy_step = PROXY_STEP_MAIL;
         }
-        s->proxy_busy = true;
-        s->proxy_step = PROXY_STEP_MAIL;
 }
 
 /* A recipient smtpd's restrictions accepted: the filter has the last word on it. */
 static void proxy_rcpt(struct session *s, struct smtp_cmd *c)
 {
-        struct buf cmd = BUF_INIT;
+        struct buf cmd = BUF_INIT, dsn = BUF_INIT;
         buf_printf(&cmd, "RCPT TO:<%s>", c->addr.addr);
-        if (proxy_has_ext(s->proxy, "DSN")) {
-                char tmp[64];
-                if (c->params.notify)
-                        buf_printf(&cmd, " NOTIFY=%s", notify_text(c->params.notify, tmp, sizeof tmp));
-                if (c->params.orcpt) {
-                        _cleanup_free_ char *x = smtp_xtext_encode(c->params.orcpt, strlen(c->params.orcpt));
-                        buf_printf(&cmd, " ORCPT=%s;%s",
-                                   c->params.orcpt_type ? c->params.orcpt_type : "rfc822", x);
-                }
+        char tmp[64];
+        if (c->params.notify)
+                buf_printf(&dsn, " NOTIFY=%s", notify_text(c->params.notify, tmp, sizeof tmp));
+        if (c->params.orcpt) {
+                _cleanup_free_ char *x = smtp_xtext_encode(c->params.orcpt, strlen(c->params.orcpt));
+                buf_printf(&dsn, " ORCPT=%s;%s", c->params.orcpt_type ? c->params.orcpt_type : "rfc822", x);
         }
+        if (s->replay) {
+                /* speed_adjust: smtpd's own checks decide now, the filter at the final dot. */
+                proxy_replay_rcpt(s->replay, buf_str(&cmd), buf_str(&dsn));
+                buf_free(&cmd);
+                buf_free(&dsn);
+                add_rcpt(s, c);
+                reply(s, "250 2.1.5 Ok");
+                return;
+        }
+        if (proxy_has_ext(s->proxy, "DSN"))
+                buf_puts(&cmd, buf_str(&dsn));
         int r = proxy_command(s->proxy, buf_str(&cmd));
         buf_free(&cmd);
+        buf_free(&dsn);
         if (r < 0) {
                 proxy_failed(s);
                 return;
@@ -995,6 +1018,13 @@ static void proxy_rcpt(struct session *s, struct smtp_cmd *c)
 
 static void proxy_data(struct session *s)
 {
+        if (s->replay) {
+                struct proxy_client cl = proxy_client_of(s);
+                proxy_replay_received_header(s->replay, &cl, s->n_rcpts == 1 ? s->rcpts[0].addr : NULL);
+                start_data(s);
+                reply(s, "354 End data with <CR><LF>.<CR><LF>");
+                return;
+        }
         if (proxy_command(s->proxy, "DATA") < 0) {
                 proxy_failed(s);
                 return;
@@ -1006,6 +1036,23 @@ static void proxy_data(struct session *s)
 /* The final dot: the filter's reply (its downstream's verdict) becomes the client's. */
 static void proxy_finish(struct session *s)
 {
+        if (s->replay) {
+                /* speed_adjust: now connect and replay; the replay is the proxy's from here. */
+                struct proxy_client cl = proxy_client_of(s);
+                struct proxy_replay *r = s->replay;
+                s->replay = NULL;
+                if (proxy_open_replay(service_event(s->srv->service), s->srv->proxy, &cl, r, &proxy_ops, s,
+                                      &s->proxy) < 0) {
+                        s->proxy = NULL;
+                        log_whatsup(s, "proxy-reject", "END-OF-MESSAGE", PROXY_FAILED_REPLY, s->sender,
+                                    s->n_rcpts ? s->rcpts[0].addr : NULL);
+                        proxy_failed(s);
+                        return;
+                }
+                s->proxy_busy = true;
+                s->proxy_step = PROXY_STEP_END;
+                return;
+        }
         if (proxy_end(s->proxy) < 0) {
                 log_whatsup(s, "proxy-reject", "END-OF-MESSAGE", PROXY_FAILED_REPLY, s->sender,
                             s->n_rcpts ? s->rcpts[0].addr : NULL);

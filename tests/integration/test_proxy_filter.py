@@ -27,6 +27,7 @@ RCPT = f"{TEST_USER}@mx.example.test"
 # The client connects from here; smtpd reaches the filter from 127.0.0.1: XFORWARD must say .2.
 CLIENT_ADDR = "127.0.0.2"
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+SPEED_ADJUST = "  -o smtpd_proxy_options=speed_adjust\n"
 
 REINJECT_OPTIONS = ("  -o content_filter=\n"
                     "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,"
@@ -48,8 +49,10 @@ class ProxyHandler:
         self.quits = 0
         self.forwarded = 0
         self.reply_delay = 0.0
+        self.ehlos = 0  # connections that got as far as EHLO
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.ehlos += 1
         session.host_name = hostname
         return responses[:-1] + ["250-XFORWARD NAME ADDR PORT PROTO HELO SOURCE", responses[-1]]
 
@@ -328,10 +331,10 @@ def test_filter_too_slow_gets_451_after_smtpd_proxy_timeout(mail_instance, proxy
 
 def test_rset_ends_the_filters_transaction(mail_instance, proxy_filter):
     """RSET (and the end of each transaction) ends the filter's connection with QUIT; the next MAIL FROM
-    opens a new one, as Postfix does. speed_adjust is not acted on, and smtpd says so."""
+    opens a new one, as Postfix does. An unknown smtpd_proxy_options word is named."""
     reinject = free_port()
     handler, fport = proxy_filter(reinject)
-    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, "  -o smtpd_proxy_options=speed_adjust\n"))
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, "  -o smtpd_proxy_options=speedy\n"))
     inst.start()
     with client(inst.port) as s:
         s.ehlo("client.example.org")
@@ -342,7 +345,7 @@ def test_rset_ends_the_filters_transaction(mail_instance, proxy_filter):
         assert s.rcpt(RCPT)[0] == 250
     wait_for(lambda: handler.quits == 2, 10, "the filter's QUIT after the client's QUIT")
     assert handler.contents == []
-    inst.wait_log(r"warning: smtpd_proxy_options = speed_adjust: not implemented by postd yet")
+    inst.wait_log(r"warning: smtpd_proxy_options: unknown option \"speedy\" ignored \(known: speed_adjust\)")
 
 
 def test_unix_socket_filter(mail_instance, proxy_filter):
@@ -454,14 +457,16 @@ class DroppingFilter:
         self.sock.close()
 
 
+@pytest.mark.parametrize("speed_adjust", [False, True], ids=["streamed", "speed_adjust"])
 @pytest.mark.parametrize("stall", [False, True], ids=["hangs-up", "stops-reading"])
-def test_filter_failing_during_data_gets_451_not_a_stall(mail_instance, stall):
+def test_filter_failing_during_data_gets_451_not_a_stall(mail_instance, stall, speed_adjust):
     """The filter goes away (or stops reading until smtpd_proxy_timeout) in the middle of a large message:
     smtpd goes on reading the client (it had paused while the filter was slow) and its final dot gets
     451; nothing is queued."""
     peer = DroppingFilter(stall)
     try:
-        inst = mail_instance(master_cf=proxied_master_cf(peer.port, extra="  -o smtpd_proxy_timeout=2s\n"),
+        extra = "  -o smtpd_proxy_timeout=2s\n" + (SPEED_ADJUST if speed_adjust else "")
+        inst = mail_instance(master_cf=proxied_master_cf(peer.port, extra=extra),
                              main_extra="message_size_limit = 100000000\n")
         inst.start()
         # More than the kernel's socket buffers hold between smtpd and the filter (a few MB on lo), so that
@@ -485,12 +490,13 @@ def test_filter_failing_during_data_gets_451_not_a_stall(mail_instance, stall):
         peer.close()
 
 
-def test_large_message_streams_through_the_filter(mail_instance, proxy_filter):
-    """A message larger than smtpd's backlog bound passes whole: smtpd pauses the client while the filter
-    reads, and never holds the whole message."""
+@pytest.mark.parametrize("speed_adjust", [False, True], ids=["streamed", "speed_adjust"])
+def test_large_message_passes_whole(mail_instance, proxy_filter, speed_adjust):
+    """A message larger than smtpd's backlog bound passes whole: streamed (smtpd pauses the client while the
+    filter reads) or kept whole and replayed (speed_adjust)."""
     reinject = free_port()
     handler, fport = proxy_filter(reinject)
-    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject))
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, SPEED_ADJUST if speed_adjust else ""))
     inst.start()
     lines = [f"line {i:07d} " + "y" * 80 for i in range(30000)]  # about 2.7 MB
     with client(inst.port) as s:
@@ -498,6 +504,7 @@ def test_large_message_streams_through_the_filter(mail_instance, proxy_filter):
     wait_for(lambda: b"line 0029999" in inst.mbox(TEST_USER), 60, "the large message delivered")
     box = inst.mbox(TEST_USER).decode()
     assert box.count("line ") == 30000 and box.count("X-Filtered:") == 1
+    assert "\n".join(lines) in box.replace("\r\n", "\n")
 
 
 def test_smtpd_memory_stays_bounded_with_a_slow_filter(mail_instance):
@@ -535,3 +542,78 @@ def vm_kib(pid, field):
     except OSError:
         return None
     return None
+
+
+def test_speed_adjust_connects_only_after_the_final_dot(mail_instance, proxy_filter):
+    """smtpd_proxy_options = speed_adjust: smtpd answers MAIL, RCPT and DATA itself and keeps the message;
+    the filter hears of it only when it is complete, and its reply to the final dot is the client's."""
+    reinject = free_port()
+    handler, fport = proxy_filter(reinject)
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, SPEED_ADJUST))
+    inst.start()
+    token = uuid.uuid4().hex
+    with client(inst.port) as s:
+        s.ehlo("client.example.org")
+        assert s.mail("alice@example.org", ["SIZE=300"]) == (250, b"2.1.0 Ok")
+        assert s.rcpt(RCPT) == (250, b"2.1.5 Ok")
+        code, _ = s.docmd("DATA")
+        assert code == 354
+        time.sleep(0.3)  # nothing may reach the filter before the final dot (a bounded, negative check)
+        assert handler.ehlos == 0
+        s.send(smtplib.quotedata(message(token)).encode() + b".\r\n")
+        code, text = s.getreply()
+        assert (code, text) == (250, b"2.0.0 Ok: filtered by the test proxy")
+    assert handler.ehlos == 1 and handler.mail_params == [["SIZE=300"]]
+    assert "ADDR=127.0.0.2" in " ".join(handler.xforward).split()
+    assert handler.contents[0].startswith(b"Received: from client.example.org (unknown [127.0.0.2])\r\n")
+    wait_for(lambda: f"proxy {token}".encode() in inst.mbox(TEST_USER), 60, "the message delivered")
+    box = inst.mbox(TEST_USER).decode()
+    assert box.count("X-Filtered:") == 1 and "\n.a line that starts with a dot\n" in box, box
+    inst.wait_log(r"NOQUEUE: proxy-accept: END-OF-MESSAGE from unknown\[127\.0\.0\.2\]: 250 2\.0\.0 Ok: filtered")
+
+
+def test_speed_adjust_refusals_come_at_the_final_dot(mail_instance, proxy_filter):
+    """With speed_adjust the filter's refusal of a recipient (or of the content) is the reply to the final
+    dot; a filter that is down is 451 there; nothing is queued either way."""
+    reinject = free_port()
+    handler, fport = proxy_filter(reinject)
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, SPEED_ADJUST))
+    with open(inst.aliases, "a") as f:
+        f.write(f"filter-refuses: {TEST_USER}\n")
+    inst.newaliases()
+    inst.start()
+    with client(inst.port) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("alice@example.org", ["filter-refuses@mx.example.test", RCPT], message("r1"))
+        assert (e.value.smtp_code, e.value.smtp_error) == (
+            550, b"5.1.1 <filter-refuses@mx.example.test>: refused by the test proxy")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("alice@example.org", [RCPT], message("r2", subject="reject me"))
+        assert e.value.smtp_code == 550 and b"it says reject me" in e.value.smtp_error
+    assert handler.forwarded == 0 and len(handler.contents) == 1
+    assert_nothing_queued(inst)
+    dead = free_port()
+    down = mail_instance(name="postfix-down", master_cf=proxied_master_cf(dead, extra=SPEED_ADJUST))
+    down.start()
+    with client(down.port) as s:
+        s.ehlo("client.example.org")
+        assert s.mail("alice@example.org")[0] == 250
+        assert s.rcpt(RCPT)[0] == 250
+        assert s.data(message("down")) == (451, b"4.3.0 Error: queue file write error")
+    down.wait_log(rf"warning: connect to proxy filter 127\.0\.0\.1:{dead}: Connection refused")
+    assert_nothing_queued(down)
+
+
+def test_speed_adjust_needs_a_size_limit(mail_instance, proxy_filter):
+    """Without message_size_limit smtpd would keep messages of any size in memory: it says so and connects
+    at MAIL FROM instead."""
+    reinject = free_port()
+    handler, fport = proxy_filter(reinject)
+    inst = mail_instance(master_cf=proxied_master_cf(fport, reinject, SPEED_ADJUST),
+                         main_extra="message_size_limit = 0\n")
+    inst.start()
+    with client(inst.port) as s:
+        s.ehlo("client.example.org")
+        assert s.mail("alice@example.org")[0] == 250
+        assert handler.ehlos == 1
+    inst.wait_log(r"warning: smtpd_proxy_options = speed_adjust needs a message_size_limit")
