@@ -8,6 +8,7 @@
 #include "instance.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "proxy.h"
 #include "queue_space.h"
 #include "service.h"
 #include "smtpd.h"
@@ -101,6 +102,8 @@ static int smtpd_init(struct service *svc)
         srv->cleanup_private_path = instance_socket_path(&paths, "cleanup", true);
         _cleanup_free_ char *err = NULL;
         int r = smtpd_sasl_new(c, paths.queue_dir, &srv->sasl, &err);
+        if (r >= 0)
+                r = smtpd_proxy_cfg_new(c, paths.queue_dir, &srv->proxy, &err);
         instance_paths_done(&paths);
         if (r < 0) {
                 msg_error("%s", err);
@@ -111,6 +114,9 @@ static int smtpd_init(struct service *svc)
         /* Dovecot's auth service over TCP needs inet sockets, which smtpd's own allow-list refuses. */
         if (srv->sasl && smtpd_sasl_uses_inet(srv->sasl))
                 service_set_sandbox_role(svc, "smtpd-sasl-inet");
+        /* A TCP smtpd_proxy_filter: stream sockets, but neither bind nor listen (docs/PRIVILEGES.md). */
+        else if (smtpd_proxy_cfg_inet(srv->proxy))
+                service_set_sandbox_role(svc, "smtpd-proxy-inet");
 
         r = smtpd_anvil_new(c, service_name(svc), &srv->anvil, &err);
         if (r < 0) {
@@ -161,6 +167,7 @@ int main(int argc, char **argv)
         smtpd_tls_free(srv.tls);
         smtpd_sasl_free(srv.sasl);
         smtpd_anvil_free(srv.anvil);
+        smtpd_proxy_cfg_free(srv.proxy);
         free(srv.myhostname);
         free(srv.myorigin);
         free(srv.banner);

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mail_proto.h"
+#include "proxy.h"
 #include "queue_space.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
@@ -120,6 +121,11 @@ struct session {
         bool opening, ending;
         bool in_data, data_failed;
         struct smtp_data data;
+        /* smtpd_proxy_filter: the filter's connection for this transaction, and the step it answers. */
+        struct proxy *proxy;
+        struct proxy_replay *replay; /* speed_adjust: the transaction kept until its final dot */
+        bool proxy_busy;
+        enum { PROXY_STEP_MAIL, PROXY_STEP_RCPT, PROXY_STEP_DATA, PROXY_STEP_END } proxy_step;
 
         /* AUTH (sasl.c): the conversation with Dovecot, and its result. */
         struct sasl_conv *sasl;
@@ -141,6 +147,12 @@ static void finish(struct session *s);
 static int start_fact_lookup(struct session *s, const struct strv *keys, bool greeting);
 static void client_lookup_done(void *userdata);
 static void sasl_event(struct session *s, const struct sasl_event *ev);
+static void start_data(struct session *s);
+/* smtpd_proxy_filter: the transaction's steps go to the filter instead of cleanup. */
+static void proxy_mail(struct session *s);
+static void proxy_rcpt(struct session *s, struct smtp_cmd *c);
+static void proxy_data(struct session *s);
+static void proxy_finish(struct session *s);
 
 static const char *client_name(const struct session *s)
 {
@@ -234,6 +246,11 @@ static void reset_transaction(struct session *s)
 {
         cleanup_submit_free(s->sub);
         s->sub = NULL;
+        proxy_close(s->proxy);
+        s->proxy = NULL;
+        proxy_replay_free(s->replay);
+        s->replay = NULL;
+        s->proxy_busy = false;
         free(s->queue_id);
         s->queue_id = NULL;
         free(s->sender);
@@ -250,12 +267,12 @@ static void reset_transaction(struct session *s)
                 sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
 }
 
-static void log_reject(struct session *s, const char *stage, const char *reply_text, const char *sender,
-                       const char *rcpt)
+/* Postfix's "QID: reject: STAGE from CLIENT: REPLY; from=<> to=<> proto= helo=<>" and its kin. */
+static void log_whatsup(struct session *s, const char *whatsup, const char *stage, const char *reply_text,
+                        const char *sender, const char *rcpt)
 {
-        metrics_count(METRIC_SMTPD_REJECTS);
         struct buf b = BUF_INIT;
-        buf_printf(&b, "%s: reject: %s from %s: %s;", s->queue_id ? s->queue_id : "NOQUEUE", stage,
+        buf_printf(&b, "%s: %s: %s from %s: %s;", s->queue_id ? s->queue_id : "NOQUEUE", whatsup, stage,
                    s->client, reply_text);
         if (sender)
                 buf_printf(&b, " from=<%s>", sender);
@@ -266,6 +283,13 @@ static void log_reject(struct session *s, const char *stage, const char *reply_t
                 buf_printf(&b, " helo=<%s>", s->helo);
         msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = s->queue_id}, "%s", buf_str(&b));
         buf_done(&b);
+}
+
+static void log_reject(struct session *s, const char *stage, const char *reply_text, const char *sender,
+                       const char *rcpt)
+{
+        metrics_count(METRIC_SMTPD_REJECTS);
+        log_whatsup(s, "reject", stage, reply_text, sender, rcpt);
 }
 
 static void add_rcpt(struct session *s, struct smtp_cmd *c)
@@ -640,6 +664,10 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
         }
         s->mail_params = c->params;
         c->params = (struct smtp_cmd_params){0};
+        if (s->srv->proxy) {
+                proxy_mail(s);
+                return;
+        }
         reply(s, "250 2.1.0 Ok");
 }
 
@@ -662,6 +690,10 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
         if (access_rejects(s, ACCESS_STAGE_RCPT, s->helo, c->addr.addr, "RCPT")) {
                 if (s->lookup)
                         s->rcpt_attempts--; /* counted when it runs again */
+                return;
+        }
+        if (s->proxy || s->replay) {
+                proxy_rcpt(s, c);
                 return;
         }
         if (s->sub) {
@@ -784,6 +816,14 @@ static int send_envelope(struct session *s)
 static int data_line(const char *p, size_t len, unsigned flags, void *userdata)
 {
         struct session *s = userdata;
+        if (s->proxy) {
+                proxy_content(s->proxy, p, len, flags & SMTP_DATA_LINE_PARTIAL);
+                return 0;
+        }
+        if (s->replay) {
+                proxy_replay_content(s->replay, p, len, flags & SMTP_DATA_LINE_PARTIAL);
+                return 0;
+        }
         if (s->data_failed || !s->sub)
                 return 0;
         if (cleanup_submit_content(s->sub, p, len) < 0 ||
@@ -807,12 +847,23 @@ static void do_data(struct session *s)
         }
         if (access_rejects(s, ACCESS_STAGE_DATA, s->helo, NULL, "DATA"))
                 return;
+        if (s->proxy || s->replay) {
+                proxy_data(s);
+                return;
+        }
         if (send_envelope(s) < 0) {
                 msg_warn("%s: cannot send the envelope to %s", s->queue_id, s->srv->cleanup_path);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
                 return;
         }
+        start_data(s);
+        reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+/* The client's content goes to data_line from now on. */
+static void start_data(struct session *s)
+{
         struct smtp_data_options o = {
                 .max_size = s->srv->message_size_limit,
                 .bare_newline = s->bare_newline == SMTPD_BARE_NEWLINE_REJECT ? SMTP_BARE_NEWLINE_REJECT
@@ -822,7 +873,6 @@ static void do_data(struct session *s)
         smtp_data_init(&s->data, &o, data_line, s);
         s->in_data = true;
         s->data_failed = false;
-        reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 /* The client sent the final dot. */
@@ -844,6 +894,10 @@ static void data_end(struct session *s)
         }
         smtp_data_done(&s->data);
         s->in_data = false;
+        if (s->proxy || s->replay) {
+                proxy_finish(s);
+                return;
+        }
         if (s->data_failed || cleanup_submit_end(s->sub) < 0) {
                 msg_warn("%s: cannot send the message to %s", s->queue_id, s->srv->cleanup_path);
                 cleanup_failed_reply(s);
@@ -852,6 +906,216 @@ static void data_end(struct session *s)
         }
         s->ending = true;
         arm_wait_timer(s);
+}
+
+/* ---- smtpd_proxy_filter: the filter answers MAIL, RCPT, DATA and the end of the message ---- */
+
+static struct proxy_client proxy_client_of(struct session *s)
+{
+        return (struct proxy_client){
+                .name = client_name(s),
+                .addr = s->addr,
+                .port = s->port,
+                .helo = s->helo,
+                .proto = proto_name(s),
+                .tls = s->tls_info,
+                .auth_sender = s->srv->sasl_auth_header ? s->sasl_username : NULL,
+                .myhostname = s->srv->myhostname,
+        };
+}
+
+static void proxy_replied(struct session *s, const char *text);
+
+static void proxy_drained(struct session *s)
+{
+        pump(s);
+        finish(s);
+}
+
+static const struct proxy_ops proxy_ops = {
+        .replied = proxy_replied,
+        .drained = proxy_drained,
+};
+
+/* The filter could not take the step: the client gets the generic 451, the transaction ends. */
+static void proxy_failed(struct session *s)
+{
+        reply(s, PROXY_FAILED_REPLY);
+        reset_transaction(s);
+}
+
+/* MAIL FROM passed smtpd's own checks: connect to the filter, which answers it. */
+static void proxy_mail(struct session *s)
+{
+        const struct smtp_cmd_params *mp = &s->mail_params;
+        struct buf cmd = BUF_INIT, dsn = BUF_INIT;
+        buf_printf(&cmd, "MAIL FROM:<%s>", s->sender);
+        if (mp->size_given)
+                buf_printf(&cmd, " SIZE=%llu", (unsigned long long)mp->size);
+        if (mp->body != SMTP_BODY_NONE)
+                buf_puts(&cmd, mp->body == SMTP_BODY_8BITMIME ? " BODY=8BITMIME" : " BODY=7BIT");
+        if (mp->smtputf8)
+                buf_puts(&cmd, " SMTPUTF8");
+        if (mp->ret != SMTP_RET_NONE)
+                buf_puts(&dsn, mp->ret == SMTP_RET_FULL ? " RET=FULL" : " RET=HDRS");
+        if (mp->envid) {
+                _cleanup_free_ char *x = smtp_xtext_encode(mp->envid, strlen(mp->envid));
+                buf_printf(&dsn, " ENVID=%s", x);
+        }
+        struct proxy_client cl = proxy_client_of(s);
+        int r;
+        if (s->srv->proxy->speed_adjust)
+                r = proxy_replay_new(buf_str(&cmd), buf_str(&dsn), &s->replay);
+        else
+                r = proxy_open(service_event(s->srv->service), s->srv->proxy, &cl, buf_str(&cmd),
+                               buf_str(&dsn), &proxy_ops, s, &s->proxy);
+        buf_done(&cmd);
+        buf_done(&dsn);
+        if (r < 0) {
+                s->proxy = NULL;
+                s->replay = NULL;
+                proxy_failed(s);
+        } else if (s->replay)
+                reply(s, "250 2.1.0 Ok"); /* speed_adjust: the filter hears of it at the final dot */
+        else {
+                s->proxy_busy = true;
+                s->proxy_step = PROXY_STEP_MAIL;
+        }
+}
+
+/* A recipient smtpd's restrictions accepted: the filter has the last word on it. */
+static void proxy_rcpt(struct session *s, struct smtp_cmd *c)
+{
+        struct buf cmd = BUF_INIT, dsn = BUF_INIT;
+        buf_printf(&cmd, "RCPT TO:<%s>", c->addr.addr);
+        char tmp[64];
+        if (c->params.notify)
+                buf_printf(&dsn, " NOTIFY=%s", notify_text(c->params.notify, tmp, sizeof tmp));
+        if (c->params.orcpt) {
+                _cleanup_free_ char *x = smtp_xtext_encode(c->params.orcpt, strlen(c->params.orcpt));
+                buf_printf(&dsn, " ORCPT=%s;%s", c->params.orcpt_type ? c->params.orcpt_type : "rfc822", x);
+        }
+        if (s->replay) {
+                /* speed_adjust: smtpd's own checks decide now, the filter at the final dot. */
+                proxy_replay_rcpt(s->replay, buf_str(&cmd), buf_str(&dsn));
+                buf_done(&cmd);
+                buf_done(&dsn);
+                add_rcpt(s, c);
+                reply(s, "250 2.1.5 Ok");
+                return;
+        }
+        if (proxy_has_ext(s->proxy, "DSN"))
+                buf_puts(&cmd, buf_str(&dsn));
+        int r = proxy_command(s->proxy, buf_str(&cmd));
+        buf_done(&cmd);
+        buf_done(&dsn);
+        if (r < 0) {
+                proxy_failed(s);
+                return;
+        }
+        s->proxy_busy = true;
+        s->proxy_step = PROXY_STEP_RCPT;
+        s->pending_rcpt = *c;
+        *c = (struct smtp_cmd){0};
+}
+
+static void proxy_data(struct session *s)
+{
+        if (s->replay) {
+                struct proxy_client cl = proxy_client_of(s);
+                proxy_replay_received_header(s->replay, &cl, s->n_rcpts == 1 ? s->rcpts[0].addr : NULL);
+                start_data(s);
+                reply(s, "354 End data with <CR><LF>.<CR><LF>");
+                return;
+        }
+        if (proxy_command(s->proxy, "DATA") < 0) {
+                proxy_failed(s);
+                return;
+        }
+        s->proxy_busy = true;
+        s->proxy_step = PROXY_STEP_DATA;
+}
+
+/* The final dot: the filter's reply (its downstream's verdict) becomes the client's. */
+static void proxy_finish(struct session *s)
+{
+        if (s->replay) {
+                /* speed_adjust: now connect and replay; the replay is the proxy's from here. */
+                struct proxy_client cl = proxy_client_of(s);
+                struct proxy_replay *r = s->replay;
+                s->replay = NULL;
+                if (proxy_open_replay(service_event(s->srv->service), s->srv->proxy, &cl, r, &proxy_ops, s,
+                                      &s->proxy) < 0) {
+                        s->proxy = NULL;
+                        log_whatsup(s, "proxy-reject", "END-OF-MESSAGE", PROXY_FAILED_REPLY, s->sender,
+                                    s->n_rcpts ? s->rcpts[0].addr : NULL);
+                        proxy_failed(s);
+                        return;
+                }
+                s->proxy_busy = true;
+                s->proxy_step = PROXY_STEP_END;
+                return;
+        }
+        if (proxy_end(s->proxy) < 0) {
+                log_whatsup(s, "proxy-reject", "END-OF-MESSAGE", PROXY_FAILED_REPLY, s->sender,
+                            s->n_rcpts ? s->rcpts[0].addr : NULL);
+                proxy_failed(s);
+                return;
+        }
+        s->proxy_busy = true;
+        s->proxy_step = PROXY_STEP_END;
+}
+
+static void proxy_end_replied(struct session *s, const char *text, bool ok)
+{
+        _cleanup_free_ char *flat = xstrdup(text);
+        for (char *q = flat; *q; q++)
+                if (*q == '\n')
+                        *q = ' ';
+        s->last_cmd = "END-OF-MESSAGE";
+        log_whatsup(s, ok ? "proxy-accept" : "proxy-reject", "END-OF-MESSAGE", flat, s->sender,
+                    s->n_rcpts ? s->rcpts[0].addr : NULL);
+        reply(s, text);
+        if (ok) {
+                /* Delivered, as far as this client is concerned: as after a queued message. */
+                s->errors = 0;
+                s->junk_cmds = 0;
+        }
+        reset_transaction(s);
+}
+
+static void proxy_replied(struct session *s, const char *text)
+{
+        bool ok = text[0] == '2', failed = strcmp(text, PROXY_FAILED_REPLY) == 0;
+        s->proxy_busy = false;
+        switch (s->proxy_step) {
+        case PROXY_STEP_MAIL:
+                reply(s, text);
+                if (!ok)
+                        reset_transaction(s);
+                break;
+        case PROXY_STEP_RCPT:
+                if (ok)
+                        add_rcpt(s, &s->pending_rcpt);
+                smtp_cmd_done(&s->pending_rcpt);
+                reply(s, text);
+                if (failed)
+                        reset_transaction(s);
+                break;
+        case PROXY_STEP_DATA:
+                if (strncmp(text, "354", 3) == 0) {
+                        struct proxy_client cl = proxy_client_of(s);
+                        proxy_received_header(s->proxy, &cl, s->n_rcpts == 1 ? s->rcpts[0].addr : NULL);
+                        start_data(s);
+                }
+                reply(s, text);
+                if (failed)
+                        reset_transaction(s);
+                break;
+        case PROXY_STEP_END: proxy_end_replied(s, text, ok); break;
+        }
+        pump(s);
+        finish(s);
 }
 
 /* Smuggling defence (smtpd_forbid_bare_newline = reject): nothing of this session goes further. */
@@ -1192,7 +1456,8 @@ static bool output_full(const struct session *s)
 static bool waiting(const struct session *s)
 {
         return s->lookup || s->opening || s->ending || s->sasl_busy || s->tls_handshaking ||
-               s->tls_start_after_flush || s->paused || cleanup_submit_backlogged(s->sub) || output_full(s);
+               s->tls_start_after_flush || s->paused || cleanup_submit_backlogged(s->sub) || output_full(s) ||
+               s->proxy_busy || proxy_backlogged(s->proxy);
 }
 
 /* Handle what the input buffer holds. Returns true when something was consumed. */
@@ -1402,7 +1667,7 @@ static bool can_read(const struct session *s)
         /* Nothing is read before the greeting's lookup ends: a wrapper-mode client's first bytes are TLS. */
         return !s->lookup && !s->eof && !s->closing && !s->dead && !s->tls_handshaking &&
                !s->tls_start_after_flush && s->in.len < SMTPD_INPUT_MAX &&
-               !cleanup_submit_backlogged(s->sub) && !output_full(s);
+               !cleanup_submit_backlogged(s->sub) && !output_full(s) && !proxy_backlogged(s->proxy);
 }
 
 /* Read what is there. Returns true when bytes arrived. */
@@ -1584,8 +1849,8 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
-        if (s->opening || s->ending) {
-                /* Waiting on cleanup, not on the client: its own timer covers that. */
+        if (s->opening || s->ending || s->proxy_busy) {
+                /* Waiting on cleanup or the proxy filter, not on the client: their own timers cover that. */
                 sd_event_source_set_time(src, usec + (uint64_t)s->srv->timeout_sec * 1000000ULL);
                 sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
                 return 0;
@@ -1613,8 +1878,9 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
-        if (s->opening || s->ending) {
-                /* cleanup decides the message's fate first: cut now, the client could not know it. */
+        if (s->opening || s->ending || s->proxy_busy) {
+                /* cleanup (or the filter) decides the message's fate first: cut now, the client could not
+                 * know it. */
                 sd_event_source_set_time(src, usec + 1000000ULL);
                 sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
                 return 0;

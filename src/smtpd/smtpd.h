@@ -29,6 +29,7 @@ enum smtpd_tls_level { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
 struct smtpd_access;
 struct smtpd_tls;
 struct smtpd_anvil;
+struct smtpd_proxy_cfg;
 struct session;
 
 /* Settings read once at start; shared read-only by every session of the process. */
@@ -69,6 +70,7 @@ struct smtpd {
         struct smtpd_anvil *anvil;  /* NULL: every smtpd_client_*_limit is 0 */
         long long junk_command_limit;
         long long session_deadline_sec; /* postd_smtpd_session_deadline; 0: none */
+        struct smtpd_proxy_cfg *proxy;  /* smtpd_proxy_filter (proxy.h); NULL: mail goes to cleanup */
 };
 
 /* session.c */

@@ -149,6 +149,21 @@ static int try_udp_and_unix_sockets(void)
         return u >= 0 && x >= 0 ? 0 : 1;
 }
 
+/* smtpd-proxy-inet: a TCP client socket, but neither listen nor bind. */
+static int try_tcp_client_socket(void)
+{
+        int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        return fd >= 0 ? 0 : 1;
+}
+
+static int try_listen(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd >= 0)
+                listen(fd, 1);
+        return 1;
+}
+
 static int try_packet_socket(void)
 {
         socket(AF_PACKET, SOCK_RAW, 0);
@@ -196,6 +211,18 @@ TEST(role_groups_fit_the_role)
         if (EXPECT_KILLS)
                 CHECK(killed_by_filter(in_role("local", try_execve)));
         CHECK(streq(sandbox_role_groups("virtual"), "core write setid"));
+}
+
+TEST(role_smtpd_proxy_connects_but_never_listens)
+{
+        CHECK(streq(sandbox_role_groups("smtpd-proxy-inet"), "core dns connect"));
+        CHECK(exited_ok(in_role("smtpd-proxy-inet", try_tcp_client_socket)));
+        CHECK(exited_ok(in_role("smtpd-proxy-inet", try_udp_and_unix_sockets)));
+        if (!EXPECT_KILLS)
+                return;
+        CHECK(killed_by_filter(in_role("smtpd-proxy-inet", try_listen)));
+        CHECK(killed_by_filter(in_role("smtpd-proxy-inet", try_execve)));
+        CHECK(killed_by_filter(in_role("smtpd-proxy-inet", try_open_write)));
 }
 
 /* The SIGSYS handler reports the refused call (what the master logs), then the process dies of SIGSYS. */

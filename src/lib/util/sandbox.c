@@ -75,13 +75,14 @@ int sandbox_apply_baseline(void)
  * both together.
  */
 enum {
-        G_CORE = 1 << 0,  /* memory, threads, time, signals, event loop, descriptors, read-only files,
-                             unix sockets (IPC with the other roles, the journal) */
-        G_WRITE = 1 << 1, /* create, write, rename, remove files (queue, logs, mailboxes) */
-        G_DNS = 1 << 2,   /* UDP sockets for the resolver, netlink for getaddrinfo */
-        G_INET = 1 << 3,  /* TCP/UDP sockets of both families, bind (the SMTP/LMTP client) */
-        G_PROC = 1 << 4,  /* fork, wait, kill: children that switch to a recipient (local); never execve */
-        G_SETID = 1 << 5, /* switch to the recipient's uid and gids (local) */
+        G_CORE = 1 << 0,    /* memory, threads, time, signals, event loop, descriptors, read-only files,
+                               unix sockets (IPC with the other roles, the journal) */
+        G_WRITE = 1 << 1,   /* create, write, rename, remove files (queue, logs, mailboxes) */
+        G_DNS = 1 << 2,     /* UDP sockets for the resolver, netlink for getaddrinfo */
+        G_INET = 1 << 3,    /* TCP/UDP sockets of both families, bind (the SMTP/LMTP client) */
+        G_PROC = 1 << 4,    /* fork, wait, kill: children that switch to a recipient (local); never execve */
+        G_SETID = 1 << 5,   /* switch to the recipient's uid and gids (local) */
+        G_CONNECT = 1 << 6, /* TCP client sockets of both families, no bind or listen (smtpd_proxy_filter) */
 };
 
 static const char *const group_core[] = {
@@ -152,6 +153,8 @@ static const struct sandbox_role {
         {"smtpd", G_CORE | G_DNS},
         /* smtpd_sasl_path = inet:host:port: Dovecot's auth service over TCP (smtpd/main.c chooses it) */
         {"smtpd-sasl-inet", G_CORE | G_DNS | G_INET},
+        /* smtpd_proxy_filter = host:port: one outgoing TCP connection per transaction (smtpd/proxy.c) */
+        {"smtpd-proxy-inet", G_CORE | G_DNS | G_CONNECT},
         {"cleanup", G_CORE | G_WRITE},
         {"qmgr", G_CORE | G_WRITE},
         {"smtp", G_CORE | G_WRITE | G_DNS | G_INET},
@@ -182,7 +185,7 @@ static const struct sandbox_role *find_role(const char *name)
 const char *sandbox_role_groups(const char *role)
 {
         /* In the order of the G_ bits. */
-        static const char *const names[] = {"core", "write", "dns", "inet", "proc", "setid"};
+        static const char *const names[] = {"core", "write", "dns", "inet", "proc", "setid", "connect"};
         static char text[64];
         const struct sandbox_role *r = find_role(role);
         if (!r)
@@ -268,18 +271,20 @@ static int add_net(scmp_filter_ctx ctx, unsigned groups)
         int r = 0;
         static const int families[] = {AF_INET, AF_INET6};
         for (size_t i = 0; i < ELEMENTSOF(families); i++) {
-                if (groups & G_INET)
+                if (groups & G_INET) {
                         r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, families[i]));
-                else {
-                        /* The resolver's UDP queries; its TCP retry of a truncated answer fails
-                         * (a temporary lookup failure) instead of giving smtpd a stream socket. */
-                        r = r
-                                    ?: rule2(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, families[i]),
-                                             ARG_MASKED(1, SOCK_TYPE_MASK, SOCK_DGRAM));
-                        r = r
-                                    ?: rule2(ctx, SCMP_ACT_ERRNO(EACCES), "socket", ARG_EQ(0, families[i]),
-                                             ARG_MASKED(1, SOCK_TYPE_MASK, SOCK_STREAM));
+                        continue;
                 }
+                /* The resolver's UDP queries. */
+                r = r
+                            ?: rule2(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, families[i]),
+                                     ARG_MASKED(1, SOCK_TYPE_MASK, SOCK_DGRAM));
+                /* Without the connect group the resolver's TCP retry of a truncated answer fails (a
+                 * temporary lookup failure) instead of giving smtpd a stream socket. */
+                r = r
+                            ?: rule2(ctx, (groups & G_CONNECT) ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EACCES),
+                                     "socket", ARG_EQ(0, families[i]),
+                                     ARG_MASKED(1, SOCK_TYPE_MASK, SOCK_STREAM));
         }
         /* getaddrinfo() asks the kernel for the host's addresses (AI_ADDRCONFIG) over rtnetlink. */
         r = r
@@ -344,7 +349,7 @@ static int load_role(const struct sandbox_role *role, bool log_only)
                 r = r ?: rule0(ctx, SCMP_ACT_ALLOW, "open");
                 r = r ?: rule0(ctx, SCMP_ACT_ALLOW, "creat");
         }
-        if (g & (G_DNS | G_INET))
+        if (g & (G_DNS | G_INET | G_CONNECT))
                 r = r ?: add_net(ctx, g);
         if (g & G_INET)
                 r = r ?: allow_names(ctx, group_inet);
