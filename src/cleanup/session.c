@@ -1,11 +1,13 @@
 /* session.c: one submission per connection: open, envelope, content, end (src/lib/mail_proto.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "checks.h"
@@ -18,6 +20,7 @@
 #include "dsn_notify.h"
 #include "maps.h"
 #include "metrics.h"
+#include "milter.h"
 
 enum session_state {
         STATE_OPEN,     /* waiting for {req=open} */
@@ -75,6 +78,11 @@ struct session {
          */
         bool bounce_all;
 
+        /* The milter conversation (smtpd_milters or non_smtpd_milters), until the end of the message. */
+        struct milter_run *milter;
+        bool milter_discard, milter_hold;
+        char milter_dsn[16]; /* a refusal's DSN: err_dsn points here */
+
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
         const char *err_dsn;
@@ -116,6 +124,7 @@ static void session_free(struct session *s)
         buf_free(&s->out);
         buf_free(&s->raw);
         checks_msg_done(&s->ck);
+        milter_run_free(s->milter);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -362,6 +371,9 @@ static int expand_virtual(struct session *s, const struct qfile_rcpt *r, struct 
 }
 
 static const char *env(const struct session *s, const char *name);
+static int milter_start(struct session *s, const char *sender);
+static int milter_feed(struct session *s);
+static void milter_finish(struct session *s);
 
 /* Whether the submitting service's receive_override_options (a re-injection listener's) name option. */
 static bool overridden(const struct session *s, const char *option)
@@ -532,6 +544,8 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
                 return fail_later(s, 5, "5.5.4", "invalid envelope: no recipient");
         s->sender = rewrite_address(&c->rewrite, sender);
         s->n_envelope_rcpts = s->n_rcpts;
+        if (milter_start(s, sender) < 0)
+                return 0;
         if (apply_address_maps(s) < 0 || s->err_status)
                 return 0;
         if (strlen(s->sender) > QFILE_MAX_ADDRESS_LEN)
@@ -643,6 +657,8 @@ static int begin_file(struct session *s)
 /* Write what out holds to the file. 0, or fail_later(). */
 static int flush_out(struct session *s)
 {
+        if (s->milter && milter_feed(s) < 0)
+                return 0; /* refused or discarded: nothing more is written */
         int r = queue_file_append(s->file, s->out.data, s->out.len);
         buf_truncate(&s->out, 0);
         return r < 0 ? write_error(s, r) : 0;
@@ -720,7 +736,7 @@ static int write_out(struct session *s, bool eof)
                 s->bounce_all = true;
         else if (res->status)
                 return fail_later(s, res->status, res->dsn, "%s", res->reason);
-        if (res->discard) {
+        if (res->discard || s->milter_discard) {
                 buf_truncate(&s->out, 0);
                 return 0;
         }
@@ -832,6 +848,179 @@ static int bounce_all(struct session *s)
         return r;
 }
 
+/* ---- milters (milter.h, docs/CONTENT_INSPECTION.md "Milters") ---- */
+
+/* "QID: milter-reject: END-OF-MESSAGE from host[addr]: 5.7.1 text; from=<s> to=<r> proto=P helo=<h>" */
+static void milter_log(struct session *s, const char *what, const char *detail)
+{
+        _cleanup_free_ char *ctx = checks_log_ctx(s);
+        const char *semi = strstr(ctx, "; ");
+        int head = semi ? (int)(semi - ctx) : (int)strlen(ctx);
+        struct log_fields lf = {.queue_id = qid(s)};
+        msg_fields(LOG_LEVEL_INFO, &lf, "%s: milter-%s: %s %.*s: %s%s", qid(s), what,
+                   milter_run_verdict(s->milter)->stage, head, ctx, detail, semi ? semi : "");
+}
+
+/* The verdict so far: 0 to go on, else -1 once the message is refused (fail_later) or discarded. */
+static int milter_outcome(struct session *s)
+{
+        struct milter_verdict *v = milter_run_verdict(s->milter);
+        if (v->status) {
+                _cleanup_free_ char *d = xasprintf("%s %s", v->dsn, v->text);
+                milter_log(s, "reject", d);
+                snprintf(s->milter_dsn, sizeof s->milter_dsn, "%s", v->dsn);
+                fail_later(s, v->status, s->milter_dsn, "%s", v->text);
+                return -1;
+        }
+        if (v->discard) {
+                milter_log(s, "discard", "milter triggers DISCARD action");
+                s->milter_discard = true;
+                buf_truncate(&s->out, 0);
+                return -1;
+        }
+        return 0;
+}
+
+/* smtpd_milters for mail from smtpd, non_smtpd_milters for local submissions (sendmail). */
+static void milter_list(const struct session *s, const struct milter_spec **ret, size_t *ret_n)
+{
+        const struct milter_conf *mc = &s->c->milters;
+        *ret_n = 0;
+        if (s->internal || overridden(s, "no_milters"))
+                return; /* forwarded mail, and bounces unless internal_mail_filter_classes has bounce */
+        *ret = s->local ? mc->non_smtpd : mc->smtpd;
+        *ret_n = s->local ? mc->n_non_smtpd : mc->n_smtpd;
+}
+
+/* Connect, HELO, MAIL and each RCPT, once the envelope is here (smtpd sends it at DATA). */
+static int milter_start(struct session *s, const char *sender)
+{
+        const struct milter_spec *specs = NULL;
+        size_t n = 0;
+        milter_list(s, &specs, &n);
+        if (n == 0)
+                return 0;
+        struct cleanup *c = s->c;
+        struct milter_facts f = {
+                .queue_id = queue_file_id(s->file),
+                .myhostname = c->myhostname,
+                .daemon_name = c->milters.daemon_name,
+                .daemon_addr = env(s, "server_address"),
+                .v = c->milters.v,
+                .client_name = s->local ? "localhost" : env(s, "client_name"),
+                .client_addr = s->local ? "127.0.0.1" : env(s, "client_address"),
+                .client_port = s->local ? NULL : env(s, "client_port"),
+                .helo = s->local ? NULL : env(s, "helo_name"),
+                .tls = env(s, "tls"),
+                .auth_type = env(s, "sasl_method"),
+                .auth_authen = env(s, "sasl_username"),
+                .sender = sender,
+                .protocol = env(s, "protocol"),
+                .local = s->local,
+        };
+        s->milter = milter_run_new(&c->milters, specs, n, &f, queue_dirfd(c->queue, QUEUE_INCOMING));
+        if (milter_run_envelope(s->milter, sender, NULL, 0) < 0)
+                return milter_outcome(s);
+        /* A recipient a milter refuses refuses the message: smtpd said 250 to it already, and the
+         * whole message is still the client's to bounce or retry, so nothing acknowledged is lost. */
+        for (size_t i = 0; i < s->n_rcpts; i++)
+                if (milter_run_rcpt(s->milter,
+                                    s->rcpts[i].orig_rcpt ? s->rcpts[i].orig_rcpt : s->rcpts[i].address) < 0)
+                        return milter_outcome(s);
+        return 0;
+}
+
+/* What flush_out() is about to write goes to the milters first. -1 when they refused or discarded. */
+static int milter_feed(struct session *s)
+{
+        if (s->out.len == 0 || milter_run_content(s->milter, s->out.data, s->out.len) == 0)
+                return 0;
+        return milter_outcome(s);
+}
+
+static int emit_append(void *userdata, const void *data, size_t len)
+{
+        struct session *s = userdata;
+        return queue_file_append(s->file, data, len);
+}
+
+/* DELRCPT, ADDRCPT, CHGFROM on the envelope. Postfix compares the address as the client gave it. */
+static void milter_edit_envelope(struct session *s, const struct milter_edits *e)
+{
+        for (size_t d = 0; d < e->del_rcpts.n; d++)
+                for (size_t i = 0; i < s->n_rcpts;) {
+                        struct qfile_rcpt *r = &s->rcpts[i];
+                        if (strcasecmp(r->address, e->del_rcpts.v[d]) != 0 &&
+                            !(r->orig_rcpt && strcasecmp(r->orig_rcpt, e->del_rcpts.v[d]) == 0)) {
+                                i++;
+                                continue;
+                        }
+                        rcpt_done(r);
+                        memmove(r, r + 1, (s->n_rcpts - i - 1) * sizeof *r);
+                        s->n_rcpts--;
+                }
+        for (size_t i = 0; i < e->add_rcpts.n && !s->err_status; i++)
+                add_checks_rcpt(s, e->add_rcpts.v[i], 0);
+        if (e->new_sender) {
+                free(s->sender);
+                s->sender = rewrite_address(&s->c->rewrite, e->new_sender);
+        }
+}
+
+/* Copy the content written so far aside, empty the file (its inode, so its queue ID, stays), then write
+ * the envelope again and the content as the edits say, the body streamed across. */
+static int milter_rewrite_file(struct session *s, const struct milter_edits *e)
+{
+        off_t off;
+        uint64_t len;
+        int r = queue_file_content_range(s->file, &off, &len);
+        if (r < 0)
+                return r;
+        int scratch = milter_scratch_open(queue_dirfd(s->c->queue, QUEUE_INCOMING));
+        if (scratch < 0)
+                return scratch;
+        r = milter_copy_range(queue_file_fd(s->file), off, len, scratch);
+        if (r >= 0)
+                r = queue_file_restart(s->file);
+        if (r >= 0)
+                r = begin_file(s);
+        if (r >= 0)
+                r = milter_edit_content(scratch, e, s->c->header_size_limit, emit_append, s);
+        close(scratch);
+        return r;
+}
+
+/* End of message: the final verdict, quarantine, and the changes, all before the file is finished. */
+static void milter_finish(struct session *s)
+{
+        if (milter_run_end(s->milter) < 0) {
+                milter_outcome(s);
+                return;
+        }
+        struct milter_verdict *v = milter_run_verdict(s->milter);
+        if (v->hold) {
+                _cleanup_free_ char *d =
+                        xasprintf("milter triggers HOLD action%s%s", v->hold_reason ? ": " : "",
+                                  v->hold_reason ? v->hold_reason : "");
+                milter_log(s, "hold", d);
+                s->milter_hold = true;
+        }
+        struct milter_edits *e = milter_run_edits(s->milter);
+        if (!milter_edits_any(e))
+                return;
+        milter_edit_envelope(s, e);
+        if (s->err_status)
+                return;
+        if (s->n_rcpts == 0) {
+                milter_log(s, "discard", "milter removed every recipient");
+                s->milter_discard = true;
+                return;
+        }
+        int r = milter_rewrite_file(s, e);
+        if (r < 0)
+                write_error(s, r);
+}
+
 /* A message that DISCARD dropped: the client hears "250", nothing is queued (Postfix's behaviour). */
 static int discard_reply(struct session *s)
 {
@@ -851,12 +1040,16 @@ static int handle_end(struct session *s)
                 checks_body(&s->ck, &s->raw, &s->out, true); /* the last line, without its LF */
         if (!s->err_status)
                 write_out(s, true);
+        if (!s->err_status && s->milter && !s->milter_discard)
+                milter_finish(s);
+        milter_run_free(s->milter); /* the filters are done with this message */
+        s->milter = NULL;
         if (s->err_status)
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
-        if (s->ck.res.discard)
+        if (s->ck.res.discard || s->milter_discard)
                 return discard_reply(s);
         buf_free(&s->out);
-        if (s->ck.res.hold)
+        if (s->ck.res.hold || s->milter_hold)
                 queue_file_set_hold(c->queue, s->file);
 
         int r = queue_file_finish(s->file, QUEUE_NOSYNC);
@@ -878,7 +1071,7 @@ void session_committed(struct session *s, int result)
 {
         s->in_commit = false;
         if (result == 0) {
-                if (!s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
+                if (!s->ck.res.hold && !s->milter_hold) /* held mail waits in hold/ for postsuper -H */
                         commit_notify_qmgr(s->c, queue_file_id(s->file));
                 metrics_count(s->origin_counter);
         } else if (s->cancelled) {

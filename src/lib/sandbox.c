@@ -82,6 +82,7 @@ enum {
         G_INET = 1 << 3,  /* TCP/UDP sockets of both families, bind (the SMTP/LMTP client) */
         G_PROC = 1 << 4,  /* fork, wait, kill: children that switch to a recipient (local); never execve */
         G_SETID = 1 << 5, /* switch to the recipient's uid and gids (local) */
+        G_TCP = 1 << 6,   /* outgoing TCP of both families, no bind/listen (cleanup's inet: milters) */
 };
 
 static const char *const group_core[] = {
@@ -153,6 +154,9 @@ static const struct sandbox_role {
         /* smtpd_sasl_path = inet:host:port: Dovecot's auth service over TCP (smtpd/main.c chooses it) */
         {"smtpd-sasl-inet", G_CORE | G_DNS | G_INET},
         {"cleanup", G_CORE | G_WRITE},
+        /* smtpd_milters / non_smtpd_milters with an inet: filter (cleanup/main.c chooses it); DNS for a
+         * filter named by host name */
+        {"cleanup-milter", G_CORE | G_WRITE | G_DNS | G_TCP},
         {"qmgr", G_CORE | G_WRITE},
         {"smtp", G_CORE | G_WRITE | G_DNS | G_INET},
         {"lmtp", G_CORE | G_WRITE | G_DNS | G_INET}, /* the smtp program in LMTP mode */
@@ -182,7 +186,7 @@ static const struct sandbox_role *find_role(const char *name)
 const char *sandbox_role_groups(const char *role)
 {
         /* In the order of the G_ bits. */
-        static const char *const names[] = {"core", "write", "dns", "inet", "proc", "setid"};
+        static const char *const names[] = {"core", "write", "dns", "inet", "proc", "setid", "tcp"};
         static char text[64];
         const struct sandbox_role *r = find_role(role);
         if (!r)
@@ -268,7 +272,7 @@ static int add_net(scmp_filter_ctx ctx, unsigned groups)
         int r = 0;
         static const int families[] = {AF_INET, AF_INET6};
         for (size_t i = 0; i < ELEMENTSOF(families); i++) {
-                if (groups & G_INET)
+                if (groups & (G_INET | G_TCP))
                         r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "socket", ARG_EQ(0, families[i]));
                 else {
                         /* The resolver's UDP queries; its TCP retry of a truncated answer fails
@@ -344,7 +348,7 @@ static int load_role(const struct sandbox_role *role, bool log_only)
                 r = r ?: rule0(ctx, SCMP_ACT_ALLOW, "open");
                 r = r ?: rule0(ctx, SCMP_ACT_ALLOW, "creat");
         }
-        if (g & (G_DNS | G_INET))
+        if (g & (G_DNS | G_INET | G_TCP))
                 r = r ?: add_net(ctx, g);
         if (g & G_INET)
                 r = r ?: allow_names(ctx, group_inet);

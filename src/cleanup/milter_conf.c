@@ -1,0 +1,203 @@
+/* milter_conf.c: smtpd_milters, non_smtpd_milters and the milter_* parameters, read once at start. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "milter.h"
+#include "milter_proto.h"
+#include "params.h"
+
+int milter_default_parse(const char *text, enum milter_default *ret)
+{
+        static const char *const names[] = {
+                [MILTER_DEFAULT_ACCEPT] = "accept",
+                [MILTER_DEFAULT_TEMPFAIL] = "tempfail",
+                [MILTER_DEFAULT_REJECT] = "reject",
+                [MILTER_DEFAULT_QUARANTINE] = "quarantine",
+        };
+        for (size_t i = 0; text && i < ELEMENTSOF(names); i++)
+                if (streq(text, names[i])) {
+                        *ret = (enum milter_default)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static bool endpoint_valid(const char *e)
+{
+        if (strncmp(e, "unix:", 5) == 0)
+                return e[5] == '/';
+        if (strncmp(e, "inet:", 5) == 0 || strncmp(e, "inet6:", 6) == 0) {
+                const char *colon = strrchr(e + 5, ':');
+                return colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1);
+        }
+        return false;
+}
+
+/* One "name=value" of the {...} form. */
+static int spec_option(struct milter_spec *sp, const char *opt, char **ret_why)
+{
+        const char *eq = strchr(opt, '=');
+        if (!eq) {
+                *ret_why = xasprintf("\"%s\" is not name=value", opt);
+                return -EINVAL;
+        }
+        _cleanup_free_ char *name = xstrndup(opt, (size_t)(eq - opt));
+        const char *value = eq + 1;
+        long long secs;
+        int *timeout = streq(name, "connect_timeout")   ? &sp->connect_timeout_ms
+                       : streq(name, "command_timeout") ? &sp->command_timeout_ms
+                       : streq(name, "content_timeout") ? &sp->content_timeout_ms
+                                                        : NULL;
+        if (timeout) {
+                if (param_parse_time(value, 's', &secs) < 0 || secs <= 0 || secs > 3600) {
+                        *ret_why = xasprintf("%s=%s: expected a time such as 10s", name, value);
+                        return -EINVAL;
+                }
+                *timeout = (int)secs * 1000;
+                return 0;
+        }
+        if (streq(name, "default_action")) {
+                if (milter_default_parse(value, &sp->default_action) < 0) {
+                        *ret_why = xasprintf("default_action=%s: expected accept, tempfail, reject or "
+                                             "quarantine",
+                                             value);
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (streq(name, "protocol")) {
+                long v = strtol(value, NULL, 10);
+                if (v < 2 || v > MILTER_VERSION) {
+                        *ret_why = xasprintf("protocol=%s: expected 2 to 6", value);
+                        return -EINVAL;
+                }
+                sp->version = (unsigned)v;
+                return 0;
+        }
+        *ret_why = xasprintf("unknown setting \"%s\" (known: connect_timeout, command_timeout, "
+                             "content_timeout, default_action, protocol)",
+                             name);
+        return -EINVAL;
+}
+
+int milter_spec_parse(const char *element, struct milter_spec *sp, char **ret_why)
+{
+        struct strv words = STRV_INIT;
+        size_t len = strlen(element);
+        if (element[0] == '{') {
+                if (len < 2 || element[len - 1] != '}') {
+                        *ret_why = xstrdup("a { ... } group without its closing brace");
+                        return -EINVAL;
+                }
+                _cleanup_free_ char *inner = xstrndup(element + 1, len - 2);
+                strv_split(&words, inner, ", \t\r\n");
+        } else
+                strv_push(&words, element);
+        int r = 0;
+        if (words.n == 0 || !endpoint_valid(words.v[0])) {
+                *ret_why = xasprintf("\"%s\" is not inet:host:port, inet6:host:port or unix:/path",
+                                     words.n ? words.v[0] : "");
+                r = -EINVAL;
+        }
+        for (size_t i = 1; r == 0 && i < words.n; i++)
+                r = spec_option(sp, words.v[i], ret_why);
+        if (r == 0)
+                sp->endpoint = xstrdup(words.v[0]);
+        strv_free(&words);
+        return r;
+}
+
+static int timeout_ms(struct config *cfg, const char *param)
+{
+        long long v = config_get_time(cfg, param);
+        return (int)((v > 0 && v <= 3600 ? v : 30) * 1000);
+}
+
+static void read_list(struct config *cfg, const char *param, const struct milter_spec *defaults,
+                      struct milter_spec **ret, size_t *ret_n)
+{
+        struct strv v = STRV_INIT;
+        config_get_list(cfg, param, &v);
+        *ret = v.n ? xcalloc(v.n, sizeof **ret) : NULL;
+        *ret_n = 0;
+        for (size_t i = 0; i < v.n; i++) {
+                struct milter_spec sp = *defaults;
+                char *why = NULL;
+                if (milter_spec_parse(v.v[i], &sp, &why) < 0) {
+                        /* Mail must not pass unfiltered by mistake: the default action then applies. */
+                        msg_error("%s: bad milter \"%s\": %s; fix it in main.cf. Until then the milter is "
+                                  "treated as unreachable (milter_default_action)",
+                                  param, v.v[i], why);
+                        free(why);
+                        sp.endpoint = xstrdup("unix:/nonexistent/bad-milter-setting");
+                }
+                (*ret)[(*ret_n)++] = sp;
+        }
+        strv_free(&v);
+}
+
+void milter_conf_init(struct milter_conf *mc, struct config *cfg)
+{
+        *mc = (struct milter_conf){0};
+        struct milter_spec defaults = {
+                .connect_timeout_ms = timeout_ms(cfg, "milter_connect_timeout"),
+                .command_timeout_ms = timeout_ms(cfg, "milter_command_timeout"),
+                .content_timeout_ms = timeout_ms(cfg, "milter_content_timeout"),
+                .default_action = MILTER_DEFAULT_TEMPFAIL,
+                .version = MILTER_VERSION,
+        };
+        const char *action = config_get(cfg, "milter_default_action");
+        if (milter_default_parse(action, &defaults.default_action) < 0)
+                msg_error("milter_default_action = %s: expected accept, tempfail, reject or quarantine; "
+                          "using tempfail",
+                          action ? action : "");
+        long long version = config_get_int(cfg, "milter_protocol");
+        if (version < 2 || version > MILTER_VERSION)
+                msg_error("milter_protocol = %lld: expected 2 to 6; using 6", version);
+        else
+                defaults.version = (unsigned)version;
+        read_list(cfg, "smtpd_milters", &defaults, &mc->smtpd, &mc->n_smtpd);
+        read_list(cfg, "non_smtpd_milters", &defaults, &mc->non_smtpd, &mc->n_non_smtpd);
+        static const char *const macro_params[_MILTER_STAGE_MAX] = {
+                [MILTER_STAGE_CONNECT] = "milter_connect_macros",
+                [MILTER_STAGE_HELO] = "milter_helo_macros",
+                [MILTER_STAGE_MAIL] = "milter_mail_macros",
+                [MILTER_STAGE_RCPT] = "milter_rcpt_macros",
+                [MILTER_STAGE_DATA] = "milter_data_macros",
+                [MILTER_STAGE_EOH] = "milter_end_of_header_macros",
+                [MILTER_STAGE_EOM] = "milter_end_of_data_macros",
+        };
+        for (size_t i = 0; i < _MILTER_STAGE_MAX; i++)
+                config_get_list(cfg, macro_params[i], &mc->macros[i]);
+        mc->daemon_name = xstrdup(config_get(cfg, "milter_macro_daemon_name"));
+        mc->v = xstrdup(config_get(cfg, "milter_macro_v"));
+}
+
+void milter_conf_done(struct milter_conf *mc)
+{
+        for (size_t i = 0; i < mc->n_smtpd; i++)
+                free(mc->smtpd[i].endpoint);
+        for (size_t i = 0; i < mc->n_non_smtpd; i++)
+                free(mc->non_smtpd[i].endpoint);
+        free(mc->smtpd);
+        free(mc->non_smtpd);
+        for (size_t i = 0; i < _MILTER_STAGE_MAX; i++)
+                strv_free(&mc->macros[i]);
+        free(mc->daemon_name);
+        free(mc->v);
+        *mc = (struct milter_conf){0};
+}
+
+bool milter_conf_needs_inet(const struct milter_conf *mc)
+{
+        for (size_t i = 0; i < mc->n_smtpd; i++)
+                if (strncmp(mc->smtpd[i].endpoint, "inet", 4) == 0)
+                        return true;
+        for (size_t i = 0; i < mc->n_non_smtpd; i++)
+                if (strncmp(mc->non_smtpd[i].endpoint, "inet", 4) == 0)
+                        return true;
+        return false;
+}
