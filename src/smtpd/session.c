@@ -760,6 +760,9 @@ static int send_envelope(struct session *s)
                 kv[n++] = KV_STR("smtputf8", "1");
         if (s->tls_info)
                 kv[n++] = KV_STR("tls", s->tls_info);
+        char server[INET6_ADDRSTRLEN];
+        if (smtpd_server_address(s->fd, server, sizeof server) == 0)
+                kv[n++] = KV_STR("server_address", server); /* the milters' {daemon_addr} */
         if (!isempty(s->srv->content_filter))
                 kv[n++] = KV_STR("filter", s->srv->content_filter);
         if (!isempty(s->srv->receive_override))

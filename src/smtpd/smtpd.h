@@ -344,3 +344,7 @@ int sasl_conv_start(struct sasl_conv *v, sd_event *e, const struct sasl_start *s
 int sasl_conv_continue(struct sasl_conv *v, sd_event *e, const char *response);
 /* The client said "*": the request is dropped with the connection. */
 void sasl_conv_abort(struct sasl_conv *v);
+
+/* milter_hooks.c: the local address of the client's connection fd ("192.0.2.1", "::1") for cleanup's
+ * milters ({daemon_addr}); -EAFNOSUPPORT for a unix socket. */
+int smtpd_server_address(int fd, char *out, size_t size);

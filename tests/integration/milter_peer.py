@@ -18,13 +18,15 @@ class MilterPeer:
     """eom: packets (bytes) sent before the final answer; final: the final answer packet.
     reject_at: a command byte (b"R", b"M", ...) answered with `stage_reply` instead of continue."""
 
-    def __init__(self, eom=(), final=None, reject_at=None, stage_reply=None, actions=0x1FF, protocol=0):
+    def __init__(self, eom=(), final=None, reject_at=None, stage_reply=None, actions=0x1FF, protocol=0,
+                 hang_at=None):
         self.eom = list(eom)
         self.final = final or packet(b"c")
         self.reject_at = reject_at
         self.stage_reply = stage_reply or packet(b"r")
         self.actions = actions
         self.protocol = protocol
+        self.hang_at = hang_at  # a command byte never answered (the MTA's timeout must end the wait)
         self.seen = []  # (command byte, data) in order, every connection
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -88,7 +90,7 @@ class MilterPeer:
     def _answer(self, cmd):
         if cmd == b"O":
             return packet(b"O", struct.pack(">III", 6, self.actions, self.protocol))
-        if cmd in (b"D", b"A", b"Q", b"K"):
+        if cmd in (b"D", b"A", b"Q", b"K") or cmd == self.hang_at:
             return None
         if cmd == self.reject_at:
             return self.stage_reply
@@ -97,6 +99,10 @@ class MilterPeer:
         return packet(b"c")
 
     # ---- what the tests look at ----
+    def offered_version(self):
+        with self.lock:
+            return [struct.unpack(">III", d[:12]) for c, d in self.seen if c == b"O"]
+
     def commands(self):
         with self.lock:
             return [c for c, _ in self.seen]

@@ -1,0 +1,24 @@
+/* milter_hooks.c: what smtpd tells cleanup for the milters (cleanup/milter.h): the facts of the session
+ * that cleanup cannot see itself, such as the server address the client connected to ({daemon_addr}). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "smtpd.h"
+
+int smtpd_server_address(int fd, char *out, size_t size)
+{
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+                return -errno;
+        const void *a = NULL;
+        if (ss.ss_family == AF_INET)
+                a = &((struct sockaddr_in *)&ss)->sin_addr;
+        else if (ss.ss_family == AF_INET6)
+                a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        if (!a || !inet_ntop(ss.ss_family, a, out, (socklen_t)size))
+                return -EAFNOSUPPORT;
+        return 0;
+}
