@@ -105,7 +105,7 @@ static int init(struct service *s)
         c->config = service_config(s);
         read_settings(c);
         /* An inet: milter needs TCP sockets, which cleanup's own allow-list refuses. */
-        if (milter_conf_needs_inet(&c->milters))
+        if (milter_conf_needs_inet(&c->milters, c->config))
                 service_set_sandbox_role(s, "cleanup-milter");
 
         struct instance_paths paths;

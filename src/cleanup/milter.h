@@ -43,13 +43,21 @@ struct milter_conf {
         struct strv macros[_MILTER_STAGE_MAX]; /* milter_*_macros: the names each stage sends */
         char *daemon_name;                     /* milter_macro_daemon_name */
         char *v;                               /* milter_macro_v */
+        struct milter_spec defaults;           /* milter_*_timeout, milter_default_action, milter_protocol */
+        char *smtpd_text;                      /* smtpd_milters as cleanup's main.cf has it */
 };
 
 /* milter_conf.c: read every milter_* parameter. A bad milter is logged (naming the fix) and left out. */
 void milter_conf_init(struct milter_conf *mc, struct config *cfg);
 void milter_conf_done(struct milter_conf *mc);
-/* Whether any filter is reached over TCP (cleanup then needs the "cleanup-milter" seccomp role). */
-bool milter_conf_needs_inet(const struct milter_conf *mc);
+/* Whether any filter is reached over TCP (cleanup then needs the "cleanup-milter" seccomp role): in
+ * main.cf, or in a master.cf -o smtpd_milters / non_smtpd_milters of some service. */
+bool milter_conf_needs_inet(const struct milter_conf *mc, struct config *cfg);
+/* A milter list as a service's -o smtpd_milters gives it (smtpd passes its value with each message):
+ * *ret is mc's own list when the text is main.cf's, else a new one for milter_specs_free(). */
+void milter_specs_for(const struct milter_conf *mc, const char *text, struct milter_spec **ret,
+                      size_t *ret_n, bool *ret_owned);
+void milter_specs_free(struct milter_spec *v, size_t n);
 /* "accept", "tempfail", "reject", "quarantine": 0, or -EINVAL. */
 int milter_default_parse(const char *text, enum milter_default *ret);
 /* One smtpd_milters element ("inet:h:p" or "{ inet:h:p, connect_timeout=10s, default_action=accept }")

@@ -80,6 +80,8 @@ struct session {
 
         /* The milter conversation (smtpd_milters or non_smtpd_milters), until the end of the message. */
         struct milter_run *milter;
+        struct milter_spec *milter_specs; /* the smtpd service's own -o smtpd_milters, when it has one */
+        size_t n_milter_specs;
         bool milter_discard, milter_hold;
         char milter_dsn[16]; /* a refusal's DSN: err_dsn points here */
 
@@ -125,6 +127,7 @@ static void session_free(struct session *s)
         buf_free(&s->raw);
         checks_msg_done(&s->ck);
         milter_run_free(s->milter);
+        milter_specs_free(s->milter_specs, s->n_milter_specs);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -882,12 +885,25 @@ static int milter_outcome(struct session *s)
 }
 
 /* smtpd_milters for mail from smtpd, non_smtpd_milters for local submissions (sendmail). */
-static void milter_list(const struct session *s, const struct milter_spec **ret, size_t *ret_n)
+static void milter_list(struct session *s, const struct milter_spec **ret, size_t *ret_n)
 {
         const struct milter_conf *mc = &s->c->milters;
         *ret_n = 0;
         if (s->internal || overridden(s, "no_milters"))
                 return; /* forwarded mail, and bounces unless internal_mail_filter_classes has bounce */
+        /* smtpd's own smtpd_milters: a listener's -o smtpd_milters=... applies, as in Postfix. */
+        const struct ipc_attr *own = s->local ? NULL : ipc_msg_find(&s->envelope, "milters");
+        if (own) {
+                struct milter_spec *v;
+                bool owned;
+                milter_specs_for(mc, own->value, &v, ret_n, &owned);
+                if (owned) {
+                        s->milter_specs = v;
+                        s->n_milter_specs = *ret_n;
+                }
+                *ret = v;
+                return;
+        }
         *ret = s->local ? mc->non_smtpd : mc->smtpd;
         *ret_n = s->local ? mc->n_non_smtpd : mc->n_smtpd;
 }

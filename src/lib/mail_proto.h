@@ -24,6 +24,7 @@
  *                [full_name (pickup: sendmail -F, for a From: header cleanup adds)]
  *                [smtputf8=1] [tls=TEXT e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"]
  *                [server_address (smtpd: the local address the client connected to, for the milters)]
+ *                [milters (smtpd: its smtpd_milters, -o included, for cleanup to run; "" none)]
  *                [sasl_method] [receive_override (the listener's receive_override_options)]}
  *               orcpt/notify apply to the rcpt just before them, in the same message: orcpt "TYPE;ADDR"
  *               (e.g. "rfc822;a@b", decoded), notify "NEVER" or a comma list of SUCCESS, FAILURE, DELAY.

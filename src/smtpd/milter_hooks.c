@@ -22,3 +22,9 @@ int smtpd_server_address(int fd, char *out, size_t size)
                 return -EAFNOSUPPORT;
         return 0;
 }
+
+const char *smtpd_milters_value(struct config *c)
+{
+        const char *v = config_get(c, "smtpd_milters");
+        return v ? v : "";
+}

@@ -762,7 +762,8 @@ static int send_envelope(struct session *s)
                 kv[n++] = KV_STR("tls", s->tls_info);
         char server[INET6_ADDRSTRLEN];
         if (smtpd_server_address(s->fd, server, sizeof server) == 0)
-                kv[n++] = KV_STR("server_address", server); /* the milters' {daemon_addr} */
+                kv[n++] = KV_STR("server_address", server);               /* the milters' {daemon_addr} */
+        kv[n++] = KV_STR("milters", smtpd_milters_value(s->srv->config)); /* cleanup runs them */
         if (!isempty(s->srv->content_filter))
                 kv[n++] = KV_STR("filter", s->srv->content_filter);
         if (!isempty(s->srv->receive_override))

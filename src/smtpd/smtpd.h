@@ -348,3 +348,5 @@ void sasl_conv_abort(struct sasl_conv *v);
 /* milter_hooks.c: the local address of the client's connection fd ("192.0.2.1", "::1") for cleanup's
  * milters ({daemon_addr}); -EAFNOSUPPORT for a unix socket. */
 int smtpd_server_address(int fd, char *out, size_t size);
+/* This service's smtpd_milters (a listener's -o included), passed to cleanup with every message: "" none. */
+const char *smtpd_milters_value(struct config *c);

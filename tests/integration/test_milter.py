@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from conftest import run
-from mailinstance import TEST_USER, free_port, wait_for
+from mailinstance import DEFAULT_MASTER_CF, TEST_USER, free_port, wait_for
 from milter_peer import MilterPeer, cstr, packet
 
 RCPT = f"{TEST_USER}@localhost"
@@ -41,8 +41,8 @@ def peer():
         p.stop()
 
 
-def make(mail_instance, extra=""):
-    inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n" + extra)
+def make(mail_instance, extra="", master_cf=None):
+    inst = mail_instance(main_extra="mynetworks = 127.0.0.0/8\n" + extra, master_cf=master_cf)
     STARTED.append(inst)
     inst.start()
     return inst
@@ -53,8 +53,8 @@ def message(token, extra_headers=()):
     return ("\r\n".join(hdrs) + f"\r\n\r\nbody line {token}\r\nsecond line\r\n").encode()
 
 
-def send(inst, token, rcpts=(RCPT,), extra_headers=()):
-    with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+def send(inst, token, rcpts=(RCPT,), extra_headers=(), port=None):
+    with smtplib.SMTP("127.0.0.1", port or inst.port, timeout=60) as s:
         s.ehlo("client.example")
         return s.sendmail(SENDER, list(rcpts), message(token, extra_headers))
 
@@ -267,3 +267,19 @@ def test_milter_command_timeout_and_protocol_version(mail_instance, peer):
     version, actions, protocol = p.offered_version()[0]
     assert version == 2 and actions <= 0x3F and protocol <= 0x7F
     assert b"T" not in p.commands()  # DATA came with version 4: never sent to a version 2 filter
+
+
+def test_listener_override_of_smtpd_milters(mail_instance, peer):
+    # main.cf has no milter; one listener names one with -o (an inet: filter that only master.cf names: cleanup
+    # must still get its TCP-capable allow-list), another turns the main.cf one off.
+    p = peer(eom=[packet(b"h", cstr("X-Milter", "per-listener"))])
+    other = free_port()
+    master_cf = DEFAULT_MASTER_CF + (f"127.0.0.1:{other} inet n - n - - smtpd\n"
+                                     f"  -o smtpd_milters={p.endpoint()}\n")
+    inst = make(mail_instance, master_cf=master_cf)
+    token, token2 = uuid.uuid4().hex, uuid.uuid4().hex
+    send(inst, token)  # the main listener: no milter
+    send(inst, token2, port=other)
+    assert "X-Milter" not in head_of(delivered(inst, token))
+    assert "X-Milter: per-listener" in head_of(delivered(inst, token2))
+    assert len(p.envelope(b"M")) == 1
