@@ -133,6 +133,9 @@ int milter_run_envelope(struct milter_run *r, const char *sender, const char *co
                         size_t n_params);
 /* One recipient as the client gave it. */
 int milter_run_rcpt(struct milter_run *r, const char *rcpt);
+/* RCPT asked about as the client gives it: *status 0, or 4/5 with dsn and *text (malloc'd). A refusal of
+ * this recipient leaves the conversation going; a refusal at an earlier stage answers every recipient. */
+void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, char dsn[16], char **text);
 /* The message as written to the queue file (header block, blank line, body), in pieces. */
 int milter_run_content(struct milter_run *r, const char *data, size_t len);
 /* End of message: the final verdict and the edits. */

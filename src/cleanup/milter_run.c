@@ -223,6 +223,7 @@ struct milter_run *milter_run_new(const struct milter_conf *mc, const struct mil
         r->facts = *facts;
         r->dir_fd = dir_fd;
         r->e.body_fd = -1;
+        r->v.stage = "CONNECT";
         r->f = xcalloc(n ? n : 1, sizeof *r->f);
         r->n = n;
         for (size_t i = 0; i < n; i++) {
@@ -363,6 +364,24 @@ int milter_run_rcpt(struct milter_run *r, const char *rcpt)
                       "RCPT", 2);
         r->facts.rcpt = NULL;
         return e;
+}
+
+void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, char dsn[16], char **text)
+{
+        *status = 0;
+        bool earlier = stopped(r);
+        if (!earlier)
+                (void)milter_run_rcpt(r, rcpt);
+        if (!r->v.status)
+                return; /* accepted, or DISCARD: the message is dropped at its end, the RCPT gets 250 */
+        *status = r->v.status;
+        snprintf(dsn, 16, "%s", r->v.dsn);
+        *text = xstrdup(r->v.text);
+        if (earlier)
+                return;
+        /* This recipient only: the conversation goes on with the next RCPT. */
+        r->v.status = 0;
+        r->v.stage = "RCPT";
 }
 
 /* A header value as the protocol carries it: folded lines end in CRLF. */

@@ -81,6 +81,7 @@ struct session {
         /* The milter conversation (smtpd_milters or non_smtpd_milters), until the end of the message. */
         struct milter_run *milter;
         struct milter_spec *milter_specs; /* the smtpd service's own -o smtpd_milters, when it has one */
+        struct ipc_msg milter_facts; /* the first {req=rcpt_check}: who the client is, for the milters */
         size_t n_milter_specs;
         bool milter_discard, milter_hold;
         char milter_dsn[16]; /* a refusal's DSN: err_dsn points here */
@@ -128,6 +129,7 @@ static void session_free(struct session *s)
         checks_msg_done(&s->ck);
         milter_run_free(s->milter);
         milter_specs_free(s->milter_specs, s->n_milter_specs);
+        ipc_msg_free(&s->milter_facts);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -374,14 +376,14 @@ static int expand_virtual(struct session *s, const struct qfile_rcpt *r, struct 
 }
 
 static const char *env(const struct session *s, const char *name);
-static int milter_start(struct session *s, const char *sender);
+static int milter_start(struct session *s, const struct ipc_msg *facts, const char *sender);
 static int milter_feed(struct session *s);
 static void milter_finish(struct session *s);
+static int milter_outcome(struct session *s);
 
 /* Whether the submitting service's receive_override_options (a re-injection listener's) name option. */
-static bool overridden(const struct session *s, const char *option)
+static bool option_listed(const char *v, const char *option)
 {
-        const char *v = env(s, "receive_override");
         size_t n = strlen(option);
         for (const char *p = v; p && *p;) {
                 p += strspn(p, ", \t");
@@ -391,6 +393,11 @@ static bool overridden(const struct session *s, const char *option)
                 p += w;
         }
         return false;
+}
+
+static bool overridden(const struct session *s, const char *option)
+{
+        return option_listed(env(s, "receive_override"), option);
 }
 
 /* canonical maps for the sender and each recipient, then virtual_alias_maps for each recipient. */
@@ -547,8 +554,8 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
                 return fail_later(s, 5, "5.5.4", "invalid envelope: no recipient");
         s->sender = rewrite_address(&c->rewrite, sender);
         s->n_envelope_rcpts = s->n_rcpts;
-        if (milter_start(s, sender) < 0)
-                return 0;
+        if (s->milter ? milter_outcome(s) < 0 : milter_start(s, &s->envelope, sender) < 0)
+                return 0; /* (a conversation that {req=rcpt_check} started has had its RCPTs) */
         if (apply_address_maps(s) < 0 || s->err_status)
                 return 0;
         if (strlen(s->sender) > QFILE_MAX_ADDRESS_LEN)
@@ -885,14 +892,21 @@ static int milter_outcome(struct session *s)
 }
 
 /* smtpd_milters for mail from smtpd, non_smtpd_milters for local submissions (sendmail). */
-static void milter_list(struct session *s, const struct milter_spec **ret, size_t *ret_n)
+static const char *fact(const struct ipc_msg *m, const char *name)
+{
+        const char *v = ipc_msg_get_str(m, name);
+        return isempty(v) ? NULL : v;
+}
+
+static void milter_list(struct session *s, const struct ipc_msg *facts, const struct milter_spec **ret,
+                        size_t *ret_n)
 {
         const struct milter_conf *mc = &s->c->milters;
         *ret_n = 0;
-        if (s->internal || overridden(s, "no_milters"))
+        if (s->internal || option_listed(fact(facts, "receive_override"), "no_milters"))
                 return; /* forwarded mail, and bounces unless internal_mail_filter_classes has bounce */
         /* smtpd's own smtpd_milters: a listener's -o smtpd_milters=... applies, as in Postfix. */
-        const struct ipc_attr *own = s->local ? NULL : ipc_msg_find(&s->envelope, "milters");
+        const struct ipc_attr *own = s->local ? NULL : ipc_msg_find(facts, "milters");
         if (own) {
                 struct milter_spec *v;
                 bool owned;
@@ -908,42 +922,97 @@ static void milter_list(struct session *s, const struct milter_spec **ret, size_
         *ret_n = s->local ? mc->n_non_smtpd : mc->n_smtpd;
 }
 
-/* Connect, HELO, MAIL and each RCPT, once the envelope is here (smtpd sends it at DATA). */
-static int milter_start(struct session *s, const char *sender)
+/* Connect, HELO and MAIL; facts (which must outlive the conversation) says who the client is. */
+static void milter_begin(struct session *s, const struct ipc_msg *facts, const char *sender,
+                         const struct milter_spec *specs, size_t n)
 {
-        const struct milter_spec *specs = NULL;
-        size_t n = 0;
-        milter_list(s, &specs, &n);
-        if (n == 0)
-                return 0;
         struct cleanup *c = s->c;
         struct milter_facts f = {
                 .queue_id = queue_file_id(s->file),
                 .myhostname = c->myhostname,
                 .daemon_name = c->milters.daemon_name,
-                .daemon_addr = env(s, "server_address"),
+                .daemon_addr = fact(facts, "server_address"),
                 .v = c->milters.v,
-                .client_name = s->local ? "localhost" : env(s, "client_name"),
-                .client_addr = s->local ? "127.0.0.1" : env(s, "client_address"),
-                .client_port = s->local ? NULL : env(s, "client_port"),
-                .helo = s->local ? NULL : env(s, "helo_name"),
-                .tls = env(s, "tls"),
-                .auth_type = env(s, "sasl_method"),
-                .auth_authen = env(s, "sasl_username"),
+                .client_name = s->local ? "localhost" : fact(facts, "client_name"),
+                .client_addr = s->local ? "127.0.0.1" : fact(facts, "client_address"),
+                .client_port = s->local ? NULL : fact(facts, "client_port"),
+                .helo = s->local ? NULL : fact(facts, "helo_name"),
+                .tls = fact(facts, "tls"),
+                .auth_type = fact(facts, "sasl_method"),
+                .auth_authen = fact(facts, "sasl_username"),
                 .sender = sender,
-                .protocol = env(s, "protocol"),
+                .protocol = fact(facts, "protocol"),
                 .local = s->local,
         };
         s->milter = milter_run_new(&c->milters, specs, n, &f, queue_dirfd(c->queue, QUEUE_INCOMING));
-        if (milter_run_envelope(s->milter, sender, NULL, 0) < 0)
-                return milter_outcome(s);
-        /* A recipient a milter refuses refuses the message: smtpd said 250 to it already, and the
-         * whole message is still the client's to bounce or retry, so nothing acknowledged is lost. */
+        (void)milter_run_envelope(s->milter, sender, NULL, 0);
+}
+
+/* Connect, HELO, MAIL and each RCPT once the envelope is here: for local submissions, and for a source
+ * that did not ask about each RCPT ({req=rcpt_check}) as it came. */
+static int milter_start(struct session *s, const struct ipc_msg *facts, const char *sender)
+{
+        const struct milter_spec *specs = NULL;
+        size_t n = 0;
+        milter_list(s, facts, &specs, &n);
+        if (n == 0)
+                return 0;
+        milter_begin(s, facts, sender, specs, n);
+        if (milter_outcome(s) < 0)
+                return -1;
+        /* Here a recipient a milter refuses refuses the message: the source said 250 to it already, and
+         * the whole message is still the client's to bounce or retry, so nothing acknowledged is lost. */
         for (size_t i = 0; i < s->n_rcpts; i++)
                 if (milter_run_rcpt(s->milter,
                                     s->rcpts[i].orig_rcpt ? s->rcpts[i].orig_rcpt : s->rcpts[i].address) < 0)
                         return milter_outcome(s);
         return 0;
+}
+
+/*
+ * {req=rcpt_check, rcpt=ADDR, sender=.., client facts as in the envelope}: smtpd asks before it answers
+ * RCPT TO. The first one starts the conversation (connect, HELO, MAIL); each runs the RCPT stage. The
+ * answer is {status=0} or {status=4|5, dsn, reason}: a refused recipient is refused at RCPT time and the
+ * conversation goes on; a refusal at an earlier stage refuses every recipient.
+ */
+static int handle_rcpt_check(struct session *s, struct ipc_msg *m)
+{
+        const char *rcpt = ipc_msg_get_str(m, "rcpt");
+        if (!rcpt || s->err_status)
+                return reply(s, s->err_status ? s->err_status : 5, s->err_dsn ? s->err_dsn : "5.5.4",
+                             s->err_reason ? s->err_reason : "invalid rcpt_check", NULL);
+        if (!s->milter && !s->milter_facts.n_attrs) {
+                s->milter_facts = *m; /* the conversation's facts point into it */
+                *m = (struct ipc_msg)IPC_MSG_INIT;
+                const struct milter_spec *specs = NULL;
+                size_t n = 0;
+                milter_list(s, &s->milter_facts, &specs, &n);
+                const char *sender = ipc_msg_get_str(&s->milter_facts, "sender");
+                if (n)
+                        milter_begin(s, &s->milter_facts, sender ? sender : "", specs, n);
+        }
+        if (!s->milter)
+                return reply(s, 0, NULL, NULL, NULL);
+        int status = 0;
+        char dsn[16] = "";
+        _cleanup_free_ char *text = NULL;
+        milter_run_rcpt_check(s->milter, rcpt, &status, dsn, &text);
+        if (status) {
+                const char *f = s->milter_facts.n_attrs ? fact(&s->milter_facts, "sender") : NULL;
+                struct log_fields lf = {.queue_id = qid(s)};
+                msg_fields(LOG_LEVEL_INFO, &lf,
+                           "%s: milter-reject: %s from %s[%s]: %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                           qid(s), milter_run_verdict(s->milter)->stage,
+                           fact(&s->milter_facts, "client_name") ? fact(&s->milter_facts, "client_name")
+                                                                 : "unknown",
+                           fact(&s->milter_facts, "client_address")
+                                   ? fact(&s->milter_facts, "client_address")
+                                   : "unknown",
+                           dsn, text, f ? f : "", rcpt,
+                           fact(&s->milter_facts, "protocol") ? fact(&s->milter_facts, "protocol") : "SMTP",
+                           fact(&s->milter_facts, "helo_name") ? fact(&s->milter_facts, "helo_name") : "");
+        }
+        return reply(s, status, status ? dsn : NULL, text, NULL);
 }
 
 /* What flush_out() is about to write goes to the milters first. -1 when they refused or discarded. */
@@ -1192,6 +1261,8 @@ static int handle(struct session *s, struct ipc_msg *m)
         case STATE_ENVELOPE:
                 if (streq(req, "rcpt"))
                         return handle_rcpts(s, m);
+                if (streq(req, "rcpt_check"))
+                        return handle_rcpt_check(s, m) < 0 ? -1 : 0;
                 if (streq(req, "envelope")) {
                         handle_envelope(s, m);
                         s->state = STATE_CONTENT;
@@ -1286,6 +1357,7 @@ void session_start(struct cleanup *c, int fd)
         s->c = c;
         s->fd = fd;
         s->envelope = (struct ipc_msg)IPC_MSG_INIT;
+        s->milter_facts = (struct ipc_msg)IPC_MSG_INIT;
         ipc_conn_init(&s->conn, fd);
         sd_event *e = service_event(c->service);
         int r = sd_event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);

@@ -18,6 +18,12 @@
  *      source:  {req=rcpt, rcpt=ADDR [orcpt=..] [notify=N] rcpt=...}   zero or more times: recipients
  *               ahead of the envelope, as many messages as they take (ipc_batch: a recipient's group never
  *               straddles two messages), so that the count of recipients is not bounded by one message
+ *      smtpd:   {req=rcpt_check, rcpt=ADDR, sender=ADDR, client_name, client_address, client_port,
+ *                [helo_name] protocol [tls] [server_address] milters [receive_override] [sasl_method
+ *                sasl_username]}   only when its smtpd_milters apply, once per RCPT before it answers it:
+ *      cleanup: {status=0} or {status=4|5, dsn=X.Y.Z, reason=TEXT}   the milters' verdict on that
+ *               recipient (the first check also runs their connect, HELO and MAIL stages). smtpd adds
+ *               only an accepted recipient, and sends it again with {req=rcpt}/{req=envelope} as usual.
  *      source:  {req=envelope, sender=ADDR ("" for <>), [rcpt=ADDR [orcpt=..] [notify=N] rcpt=... ,]
  *                client_name, client_address, client_port, helo_name, protocol (SMTP|ESMTP|ESMTPS|...),
  *                [sasl_username] [envid] [size] [uid (pickup: the submitting user's uid)]

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "smtpd.h"
@@ -27,4 +28,18 @@ const char *smtpd_milters_value(struct config *c)
 {
         const char *v = config_get(c, "smtpd_milters");
         return v ? v : "";
+}
+
+bool smtpd_milters_judge_rcpt(struct config *c, const char *receive_override)
+{
+        if (isempty(config_get(c, "smtpd_milters")))
+                return false;
+        for (const char *p = receive_override; p && *p;) {
+                p += strspn(p, ", \t");
+                size_t w = strcspn(p, ", \t");
+                if (w == strlen("no_milters") && strncmp(p, "no_milters", w) == 0)
+                        return false;
+                p += w;
+        }
+        return true;
 }

@@ -274,6 +274,8 @@ struct submit_ops {
         void (*finished)(struct session *s, int status, const char *dsn, const char *reason);
         /* Content backlog drained below SMTPD_CLEANUP_BACKLOG_MAX: the session may read again. */
         void (*drained)(struct session *s);
+        /* cleanup answered {req=rcpt_check} (the milters' RCPT verdict): 0, or 4/5 with dsn and reason. */
+        void (*rcpt_checked)(struct session *s, int status, const char *dsn, const char *reason);
 };
 
 /*
@@ -284,6 +286,9 @@ int submit_open(sd_event *e, const char *path, const char *fallback, const struc
                 struct session *owner, struct submit **ret);
 /* Drop the connection: before {req=end} cleanup removes the file. NULL is fine. */
 void submit_close(struct submit *sub);
+/* Ask cleanup's milters about one recipient ({req=rcpt_check}); the answer comes through
+ * ops->rcpt_checked. Only between the open answer and the envelope, one question at a time. */
+int submit_rcpt_check(struct submit *sub, const struct ipc_msg *m);
 /* Queue one message (the envelope) for cleanup. */
 int submit_send(struct submit *sub, const struct ipc_msg *m);
 /* Content bytes (LF line ends); queued in chunks of MAIL_PROTO_CHUNK_MAX. */
@@ -350,3 +355,6 @@ void sasl_conv_abort(struct sasl_conv *v);
 int smtpd_server_address(int fd, char *out, size_t size);
 /* This service's smtpd_milters (a listener's -o included), passed to cleanup with every message: "" none. */
 const char *smtpd_milters_value(struct config *c);
+/* Whether cleanup's milters judge each RCPT: smtpd_milters set and receive_override_options without
+ * no_milters. */
+bool smtpd_milters_judge_rcpt(struct config *c, const char *receive_override);

@@ -14,7 +14,7 @@
 #include "queue.h"
 #include "smtpd.h"
 
-enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_ENDING, SUBMIT_DONE };
+enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_CHECKING, SUBMIT_ENDING, SUBMIT_DONE };
 
 struct submit {
         struct session *owner;
@@ -102,6 +102,8 @@ static void broken(struct submit *sub, const char *why)
         sd_event_source_set_enabled(sub->src, SD_EVENT_OFF);
         if (st == SUBMIT_OPENING)
                 sub->ops->opened(sub->owner, 4, NULL, "queue file write error");
+        else if (st == SUBMIT_CHECKING)
+                sub->ops->rcpt_checked(sub->owner, 4, "4.3.0", "queue file write error");
         else if (st == SUBMIT_ENDING && queued_anyway(sub)) {
                 msg_warn("%s: cleanup died after committing the message: it is queued", sub->qid);
                 sub->ops->finished(sub->owner, 0, "2.0.0", NULL);
@@ -127,6 +129,11 @@ static void on_reply(struct submit *sub, const struct ipc_msg *m)
                 if (status == 0)
                         sub->qid = xstrdup(qid);
                 sub->ops->opened(sub->owner, (int)status, qid, reason ? reason : "queue file write error");
+                return;
+        }
+        if (sub->state == SUBMIT_CHECKING) {
+                sub->state = SUBMIT_OPEN;
+                sub->ops->rcpt_checked(sub->owner, (int)status, dsn, reason ? reason : "Command rejected");
                 return;
         }
         if (sub->state == SUBMIT_ENDING) {
@@ -347,6 +354,16 @@ int submit_send(struct submit *sub, const struct ipc_msg *m)
                 sub->backlogged = true;
         update_events(sub);
         return 0;
+}
+
+int submit_rcpt_check(struct submit *sub, const struct ipc_msg *m)
+{
+        if (sub->state != SUBMIT_OPEN)
+                return -EINVAL;
+        int r = submit_send(sub, m);
+        if (r >= 0)
+                sub->state = SUBMIT_CHECKING;
+        return r;
 }
 
 static int send_chunk(struct submit *sub)

@@ -19,13 +19,14 @@ class MilterPeer:
     reject_at: a command byte (b"R", b"M", ...) answered with `stage_reply` instead of continue."""
 
     def __init__(self, eom=(), final=None, reject_at=None, stage_reply=None, actions=0x1FF, protocol=0,
-                 hang_at=None):
+                 hang_at=None, reject_rcpt=None):
         self.eom = list(eom)
         self.final = final or packet(b"c")
         self.reject_at = reject_at
         self.stage_reply = stage_reply or packet(b"r")
         self.actions = actions
         self.protocol = protocol
+        self.reject_rcpt = reject_rcpt  # answer RCPT of this address with stage_reply
         self.hang_at = hang_at  # a command byte never answered (the MTA's timeout must end the wait)
         self.seen = []  # (command byte, data) in order, every connection
         self.lock = threading.Lock()
@@ -76,7 +77,7 @@ class MilterPeer:
                 cmd, data = body[:1], body[1:]
                 with self.lock:
                     self.seen.append((cmd, data))
-                reply = self._answer(cmd)
+                reply = self._answer(cmd, data)
                 if reply is None:
                     continue
                 conn.sendall(reply)
@@ -87,12 +88,14 @@ class MilterPeer:
         finally:
             conn.close()
 
-    def _answer(self, cmd):
+    def _answer(self, cmd, data=b""):
         if cmd == b"O":
             return packet(b"O", struct.pack(">III", 6, self.actions, self.protocol))
         if cmd in (b"D", b"A", b"Q", b"K") or cmd == self.hang_at:
             return None
         if cmd == self.reject_at:
+            return self.stage_reply
+        if cmd == b"R" and self.reject_rcpt and data.startswith(f"<{self.reject_rcpt}>".encode()):
             return self.stage_reply
         if cmd == b"E":
             return b"".join(self.eom) + self.final

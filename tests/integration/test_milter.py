@@ -118,13 +118,30 @@ def test_milter_reject_at_end_of_message(mail_instance, peer):
     assert inst.queue_files("incoming") == [] and inst.queue_files("active") == []
 
 
-def test_milter_tempfail_and_reject_at_rcpt(mail_instance, peer):
+def test_milter_tempfail_at_rcpt(mail_instance, peer):
     p = peer(reject_at=b"R", stage_reply=packet(b"t"))
     inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\n")
-    with pytest.raises(smtplib.SMTPDataError) as e:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
         send(inst, uuid.uuid4().hex)
-    assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.7.1")
-    wait_log(inst, r"milter-reject: RCPT from \S+\[127\.0\.0\.1\]: 4\.7\.1 ")
+    code, text = e.value.recipients[RCPT]
+    assert code == 451 and text.startswith(b"4.7.1"), e.value
+    wait_log(inst, r"milter-reject: RCPT from \S+\[127\.0\.0\.1\]: 4\.7\.1 Service unavailable - try again "
+                   r"later; from=<sender@client\.example> to=<%s>" % re.escape(RCPT))
+
+
+def test_milter_rejects_one_recipient_at_rcpt_time(mail_instance, peer):
+    bad = "bad@discard.test"  # would be accepted (and dropped) but for the milter
+    p = peer(reject_rcpt=bad, stage_reply=packet(b"y", cstr("550 5.7.1 No mail for bad")))
+    inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\ntransport_maps = inline:{{discard.test=discard:}}\n")
+    token = uuid.uuid4().hex
+    refused = send(inst, token, rcpts=(RCPT, bad))
+    assert refused == {bad: (550, b"5.7.1 No mail for bad")}, refused
+    delivered(inst, token)
+    wait_log(inst, r"milter-reject: RCPT from \S+\[127\.0\.0\.1\]: 5\.7\.1 No mail for bad; "
+                   r"from=<sender@client\.example> to=<bad@discard\.test>")
+    # the conversation went on after the refused RCPT: one connection, both RCPTs, then the message
+    assert p.envelope(b"R") == [f"<{RCPT}>", f"<{bad}>"] and b"E" in p.commands()
+    assert p.commands().count(b"O") == 1
 
 
 def test_milter_discard(mail_instance, peer):
@@ -141,9 +158,10 @@ def test_milter_discard(mail_instance, peer):
 def test_milter_down_default_tempfail_then_accept(mail_instance):
     port = free_port()  # nothing listens there
     inst = make(mail_instance, f"smtpd_milters = inet:127.0.0.1:{port}\n")
-    with pytest.raises(smtplib.SMTPDataError) as e:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
         send(inst, uuid.uuid4().hex)
-    assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.7.1")
+    code, text = e.value.recipients[RCPT]
+    assert code == 451 and text.startswith(b"4.7.1"), e.value
     wait_log(inst, r"warning: connect to Milter service inet:127\.0\.0\.1:%d: Connection refused" % port)
     inst.postconf("milter_default_action = accept")
     r = inst.postfix("reload")
@@ -154,7 +172,7 @@ def test_milter_down_default_tempfail_then_accept(mail_instance):
         try:
             send(inst, token)
             return True
-        except (smtplib.SMTPException, OSError):
+        except (smtplib.SMTPException, OSError):  # SMTPRecipientsRefused too
             return False  # daemons started before the reload may still answer, or be on their way out
     wait_for(accepted, 30, "mail accepted with milter_default_action = accept")
     delivered(inst, token)
@@ -259,9 +277,10 @@ def test_milter_command_timeout_and_protocol_version(mail_instance, peer):
     inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\nmilter_command_timeout = 2s\n"
                                "milter_protocol = 2\n")
     t0 = time.monotonic()
-    with pytest.raises(smtplib.SMTPDataError) as e:
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as e:  # MAIL goes to the milters with the first RCPT
         send(inst, uuid.uuid4().hex)
-    assert e.value.smtp_code == 451 and e.value.smtp_error.startswith(b"4.7.1")
+    code, text = e.value.recipients[RCPT]
+    assert code == 451 and text.startswith(b"4.7.1"), e.value
     assert time.monotonic() - t0 < 30
     wait_log(inst, r"warning: milter inet:127\.0\.0\.1:\d+: MAIL: Connection timed out")
     version, actions, protocol = p.offered_version()[0]
