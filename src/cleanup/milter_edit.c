@@ -115,10 +115,12 @@ static void apply_edit(struct hdr_list *l, const struct milter_hdr_edit *e)
         uint32_t seen = 0;
         for (size_t i = 0; i < l->n; i++)
                 if (has_name(l->v[i], e->name) && ++seen == (e->index ? e->index : 1)) {
+                        free(text);
+                        /* the header keeps its own spelling of the name */
+                        text = *e->value ? xasprintf("%.*s: %s\n", (int)strlen(e->name), l->v[i], e->value)
+                                         : NULL;
                         free(l->v[i]);
-                        l->v[i] = *e->value ? text : NULL;
-                        if (!*e->value)
-                                free(text);
+                        l->v[i] = text;
                         return;
                 }
         if (*e->value)

@@ -1125,7 +1125,7 @@ static int handle_end(struct session *s)
                 checks_body(&s->ck, &s->raw, &s->out, true); /* the last line, without its LF */
         if (!s->err_status)
                 write_out(s, true);
-        if (!s->err_status && s->milter && !s->milter_discard)
+        if (!s->err_status && s->milter && !s->milter_discard && !s->ck.res.discard)
                 milter_finish(s);
         milter_run_free(s->milter); /* the filters are done with this message */
         s->milter = NULL;
