@@ -891,13 +891,14 @@ static int milter_outcome(struct session *s)
         return 0;
 }
 
-/* smtpd_milters for mail from smtpd, non_smtpd_milters for local submissions (sendmail). */
+/* An attribute of the message that says who the client is (the envelope, or the first rcpt_check). */
 static const char *fact(const struct ipc_msg *m, const char *name)
 {
         const char *v = ipc_msg_get_str(m, name);
         return isempty(v) ? NULL : v;
 }
 
+/* smtpd_milters for mail from smtpd, non_smtpd_milters for local submissions (sendmail). */
 static void milter_list(struct session *s, const struct ipc_msg *facts, const struct milter_spec **ret,
                         size_t *ret_n)
 {

@@ -302,3 +302,26 @@ def test_listener_override_of_smtpd_milters(mail_instance, peer):
     assert "X-Milter" not in head_of(delivered(inst, token))
     assert "X-Milter: per-listener" in head_of(delivered(inst, token2))
     assert len(p.envelope(b"M")) == 1
+
+
+def test_milter_down_default_quarantine_and_reject(mail_instance):
+    port = free_port()  # nothing listens there
+    inst = make(mail_instance, f"smtpd_milters = inet:127.0.0.1:{port}\nmilter_default_action = quarantine\n")
+    token = uuid.uuid4().hex
+    send(inst, token)  # accepted, into hold/
+    qid = wait_log(inst, r"(\w+): milter-hold: \S+ from \S+\[127\.0\.0\.1\]: milter triggers HOLD action").group(1)
+    wait_for(lambda: qid in inst.queue_files("hold"), 20, "the message in hold/")
+    inst.postconf("milter_default_action = reject")
+    r = inst.postfix("reload")
+    assert r.returncode == 0, r.stderr
+
+    def refused():
+        try:
+            send(inst, uuid.uuid4().hex)
+        except smtplib.SMTPRecipientsRefused as e:
+            return e.recipients[RCPT]
+        except (smtplib.SMTPException, OSError):
+            return None
+        return None
+    code, text = wait_for(refused, 30, "RCPT refused with milter_default_action = reject")
+    assert code == 550 and text.startswith(b"5.7.1"), text
