@@ -178,9 +178,12 @@ def test_milter_down_default_tempfail_then_accept(mail_instance):
     delivered(inst, token)
 
 
-def test_milter_per_milter_default_action_and_garbage(mail_instance, peer):
+@pytest.mark.parametrize("garbage", [packet(b"Z"), b"\xff\xff\xff\xffE", packet(b"y", cstr("299 not a code")),
+                                     packet(b"h", cstr("X-Only-Name"))],
+                         ids=["unknown-reply", "huge-length", "bad-replycode", "short-header"])
+def test_milter_per_milter_default_action_and_garbage(mail_instance, peer, garbage):
     # A filter that answers garbage at end of message is as good as down: its own default_action applies.
-    p = peer(final=packet(b"Z"))
+    p = peer(final=garbage)
     inst = make(mail_instance, f"smtpd_milters = {{ {p.endpoint()}, default_action=accept }}\n")
     token = uuid.uuid4().hex
     send(inst, token)
