@@ -43,9 +43,10 @@ struct milter_run {
         struct milter_verdict v;
         struct milter_edits e;
         size_t n_edits;
-        struct buf hdr;  /* the header block until its end is seen */
-        bool in_body;    /* headers and EOH were sent */
-        struct buf wire; /* one packet (or a macro packet and its command) being built */
+        const struct filter *body_owner; /* the filter whose replacement body body_fd holds */
+        struct buf hdr;                  /* the header block until its end is seen */
+        bool in_body;                    /* headers and EOH were sent */
+        struct buf wire;                 /* one packet (or a macro packet and its command) being built */
 };
 
 /* How a filter's answer left things. */
@@ -602,7 +603,15 @@ static int take_edit(struct milter_run *r, struct filter *f, const struct milter
                 free(e->new_sender);
                 e->new_sender = bare_address(rep->text);
                 return 0;
-        case MILTER_REPLY_REPLBODY: return body_piece(r, rep->data, rep->len);
+        case MILTER_REPLY_REPLBODY:
+                if (r->body_owner != f && e->body_fd >= 0) {
+                        /* a later filter's replacement replaces the earlier one's, as in Sendmail */
+                        if (ftruncate(e->body_fd, 0) < 0 || lseek(e->body_fd, 0, SEEK_SET) < 0)
+                                return -errno;
+                        e->body_cr = false;
+                }
+                r->body_owner = f;
+                return body_piece(r, rep->data, rep->len);
         case MILTER_REPLY_QUARANTINE:
                 r->v.hold = true;
                 free(r->v.hold_reason);

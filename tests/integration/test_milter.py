@@ -328,3 +328,17 @@ def test_milter_down_default_quarantine_and_reject(mail_instance):
         return None
     code, text = wait_for(refused, 30, "RCPT refused with milter_default_action = reject")
     assert code == 550 and text.startswith(b"5.7.1"), text
+
+
+def test_two_milters_in_a_row(mail_instance, peer):
+    # Both see the message; both add a header; the second's replacement body wins over the first's.
+    p1 = peer(eom=[packet(b"h", cstr("X-First", "1")), packet(b"b", b"first body\r\n")])
+    p2 = peer(eom=[packet(b"h", cstr("X-Second", "2")), packet(b"b", b"second body\r\n")])
+    inst = make(mail_instance, f"smtpd_milters = {p1.endpoint()}, {{ {p2.endpoint()}, command_timeout=10s }}\n")
+    token = uuid.uuid4().hex
+    send(inst, token)
+    msg = delivered(inst, token)
+    head, body = msg.split("\n\n", 1)
+    assert "X-First: 1" in head and "X-Second: 2" in head
+    assert body.startswith("second body\n") and "first body" not in body, body
+    assert b"E" in p1.commands() and b"E" in p2.commands()
