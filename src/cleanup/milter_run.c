@@ -62,7 +62,12 @@ static void set_verdict(struct milter_run *r, int status, const char *dsn, const
         r->v.status = status;
         snprintf(r->v.dsn, sizeof r->v.dsn, "%s", dsn);
         free(r->v.text);
-        r->v.text = xstrdup(text);
+        /* The text ends up in an SMTP reply line: its first line only, no control characters (a
+         * multi-line "550-..." reply or a stray CR must not inject anything into the SMTP stream). */
+        r->v.text = xstrndup(text, strcspn(text, "\r\n"));
+        for (char *p = r->v.text; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = ' ';
 }
 
 static void filter_close(struct filter *f)

@@ -129,6 +129,18 @@ def test_milter_tempfail_at_rcpt(mail_instance, peer):
                    r"later; from=<sender@client\.example> to=<%s>" % re.escape(RCPT))
 
 
+def test_milter_multiline_reply_is_cut_to_one_line(mail_instance, peer):
+    p = peer(final=packet(b"y", cstr("550-5.7.1 first line\r\n550 5.7.1 second\r\nRSET")))
+    inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\n")
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+        s.ehlo("client.example")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail(SENDER, [RCPT], message(uuid.uuid4().hex))
+        assert e.value.smtp_code == 550 and e.value.smtp_error == b"5.7.1 first line", e.value
+        # nothing else came in that reply: the next answer is the next command's
+        assert s.noop()[0] == 250
+
+
 def test_milter_rejects_one_recipient_at_rcpt_time(mail_instance, peer):
     bad = "bad@discard.test"  # would be accepted (and dropped) but for the milter
     p = peer(reject_rcpt=bad, stage_reply=packet(b"y", cstr("550 5.7.1 No mail for bad")))
