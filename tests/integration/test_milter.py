@@ -354,3 +354,29 @@ def test_two_milters_in_a_row(mail_instance, peer):
     assert "X-First: 1" in head and "X-Second: 2" in head
     assert body.startswith("second body\n") and "first body" not in body, body
     assert b"E" in p1.commands() and b"E" in p2.commands()
+
+
+def test_20mib_message_through_a_milter_that_edits_it(mail_instance, peer, capsys):
+    """The body streams to the milter and, for the rewrite an edit needs, from the old content to the new:
+    cleanup never holds the message."""
+    p = peer(eom=[packet(b"h", cstr("X-Milter", "big")), packet(b"m", struct.pack(">I", 1) + cstr("Subject", "edited"))])
+    inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\nmessage_size_limit = 40000000\n")
+    line = "z" * 76 + "\r\n"
+    body = line * (20 * 1024 * 1024 // len(line)) + "the very last line\r\n"
+    msg = f"From: <{SENDER}>\r\nTo: <{RCPT}>\r\nSubject: big one\r\n\r\n{body}".encode()
+    t0 = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=120) as s:
+        s.sendmail(SENDER, [RCPT], msg)
+    took = time.monotonic() - t0
+    qid = wait_log(inst, r"cleanup\[\d+\]: (\w+): message-id=").group(1)
+    inst.wait_log(r"%s: to=<postd-test@localhost>, .*status=sent" % qid, timeout=120)
+    peak = max(int(re.search(r"VmHWM:\s+(\d+) kB", open(f"/proc/{pid}/status").read()).group(1))
+               for pid in inst.daemon_pids("cleanup"))
+    with capsys.disabled():
+        print(f"\n[figure] 20 MiB message through a milter that edits headers: cleanup peak RSS {peak} KiB, "
+              f"client's DATA..250 {took:.2f} s")
+    assert peak < 16 * 1024, peak
+    box = inst.mbox(TEST_USER)
+    assert b"X-Milter: big\n" in box and b"Subject: edited\n" in box and b"Subject: big one" not in box
+    assert box.rstrip(b"\n").endswith(b"the very last line")
+    assert len(p.body()) == len(body)  # every body byte reached the milter, CRLF as sent
