@@ -16,15 +16,23 @@ static char *domain_of(const char *address)
         return at && at[1] ? xstrdup(at + 1) : NULL;
 }
 
-/* The envelope's tls text is "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384": its version or its cipher. */
-static char *tls_part(const char *tls, bool cipher)
+/* The envelope's tls text is "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)": its version,
+ * its cipher, or the cipher's bits in use (the number before the slash). */
+static char *tls_part(const char *tls, const char *which)
 {
         if (isempty(tls))
                 return NULL;
         const char *with = strstr(tls, " with cipher ");
-        if (cipher)
-                return with ? dup_or_null(with + strlen(" with cipher ")) : NULL;
-        return xstrndup(tls, with ? (size_t)(with - tls) : strcspn(tls, " "));
+        if (streq(which, "version"))
+                return xstrndup(tls, with ? (size_t)(with - tls) : strcspn(tls, " "));
+        if (!with)
+                return NULL;
+        const char *cipher = with + strlen(" with cipher ");
+        if (streq(which, "cipher"))
+                return *cipher ? xstrndup(cipher, strcspn(cipher, " ")) : NULL;
+        const char *bits = strstr(cipher, " (");
+        size_t n = bits ? strspn(bits + 2, "0123456789") : 0;
+        return n ? xstrndup(bits + 2, n) : NULL;
 }
 
 /* The client's macros, which a local submission has as localhost [127.0.0.1] like Postfix's. */
@@ -57,9 +65,11 @@ char *milter_macro_value(const struct milter_facts *f, const char *name)
         if (streq(name, "{daemon_addr}") || streq(name, "{if_addr}"))
                 return dup_or_null(f->daemon_addr);
         if (streq(name, "{tls_version}"))
-                return tls_part(f->tls, false);
+                return tls_part(f->tls, "version");
         if (streq(name, "{cipher}"))
-                return tls_part(f->tls, true);
+                return tls_part(f->tls, "cipher");
+        if (streq(name, "{cipher_bits}"))
+                return tls_part(f->tls, "bits");
         if (streq(name, "{auth_type}"))
                 return dup_or_null(f->auth_type);
         if (streq(name, "{auth_authen}"))

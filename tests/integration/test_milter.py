@@ -2,8 +2,11 @@
 (milter_peer.py) on loopback: macros and envelope the filter sees, reject/tempfail/discard/quarantine,
 header, recipient, sender and body changes applied to the queued message, milter_default_action when the
 filter is down, receive_override_options=no_milters, and sendmail mail through non_smtpd_milters."""
+import os
 import re
 import smtplib
+import ssl
+import subprocess
 import struct
 import time
 import uuid
@@ -380,3 +383,32 @@ def test_20mib_message_through_a_milter_that_edits_it(mail_instance, peer, capsy
     assert b"X-Milter: big\n" in box and b"Subject: edited\n" in box and b"Subject: big one" not in box
     assert box.rstrip(b"\n").endswith(b"the very last line")
     assert len(p.body()) == len(body)  # every body byte reached the milter, CRLF as sent
+
+
+def test_milter_sees_tls_macros(mail_instance, peer):
+    p = peer()
+    inst = mail_instance(main_extra=f"mynetworks = 127.0.0.0/8\nsmtpd_milters = {p.endpoint()}\n"
+                                    "smtpd_tls_security_level = may\n")
+    STARTED.append(inst)
+    d = inst.root / "tls"
+    d.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mx.example.test",
+                    "-days", "2", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+                   check=True, capture_output=True)
+    os.chmod(d / "key.pem", 0o600)
+    inst.postconf(f"smtpd_tls_cert_file = {d}/cert.pem", f"smtpd_tls_key_file = {d}/key.pem")
+    inst.start()
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    token = uuid.uuid4().hex
+    with smtplib.SMTP("127.0.0.1", inst.port, timeout=60) as s:
+        s.ehlo("client.example")
+        s.starttls(context=ctx)
+        s.ehlo("client.example")
+        s.sendmail(SENDER, [RCPT], message(token))
+    delivered(inst, token)
+    m = p.macros()
+    assert m["{tls_version}"].startswith("TLSv1."), m
+    assert m["{cipher}"] and " " not in m["{cipher}"], m
+    assert int(m["{cipher_bits}"]) >= 128, m

@@ -149,7 +149,7 @@ TEST(macro_values)
         struct milter_facts f = {.queue_id = "3F1A2B4C5D",
                                  .client_name = "mx.example",
                                  .client_addr = "192.0.2.1",
-                                 .tls = "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384",
+                                 .tls = "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
                                  .sender = "",
                                  .rcpt = "u@example.org"};
         char *v;
@@ -160,6 +160,8 @@ TEST(macro_values)
         CHECK_STR(v = milter_macro_value(&f, "{tls_version}"), "TLSv1.3");
         free(v);
         CHECK_STR(v = milter_macro_value(&f, "{cipher}"), "TLS_AES_256_GCM_SHA384");
+        free(v);
+        CHECK_STR(v = milter_macro_value(&f, "{cipher_bits}"), "256");
         free(v);
         CHECK_STR(v = milter_macro_value(&f, "{mail_addr}"), ""); /* the null sender is a value */
         free(v);
