@@ -97,6 +97,7 @@ char *milter_macro_value(const struct milter_facts *f, const char *name);
 /* The outcome of the conversation so far. */
 struct milter_verdict {
         int status;   /* 0 go on; 4 or 5: the message is refused with dsn and text */
+        int code;     /* the SMTP code: a replycode's own (554, 421...), else 550 or 451 */
         char dsn[16]; /* "5.7.1" */
         char *text;   /* the reply's text after code and dsn */
         bool discard; /* accepted, then dropped */
@@ -135,7 +136,8 @@ int milter_run_envelope(struct milter_run *r, const char *sender, const char *co
 int milter_run_rcpt(struct milter_run *r, const char *rcpt);
 /* RCPT asked about as the client gives it: *status 0, or 4/5 with dsn and *text (malloc'd). A refusal of
  * this recipient leaves the conversation going; a refusal at an earlier stage answers every recipient. */
-void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, char dsn[16], char **text);
+void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, int *code, char dsn[16],
+                           char **text);
 /* The message as written to the queue file (header block, blank line, body), in pieces. */
 int milter_run_content(struct milter_run *r, const char *data, size_t len);
 /* End of message: the final verdict and the edits. */

@@ -60,6 +60,7 @@ static bool stopped(const struct milter_run *r)
 static void set_verdict(struct milter_run *r, int status, const char *dsn, const char *text)
 {
         r->v.status = status;
+        r->v.code = status == 5 ? 550 : 451;
         snprintf(r->v.dsn, sizeof r->v.dsn, "%s", dsn);
         free(r->v.text);
         /* The text ends up in an SMTP reply line: its first line only, no control characters (a
@@ -116,6 +117,7 @@ static void replycode_verdict(struct milter_run *r, const char *line)
                     *p                ? p
                     : code / 100 == 4 ? "Service unavailable"
                                       : "Command rejected");
+        r->v.code = code;
 }
 
 /* A final answer to a command (not a modification request). */
@@ -372,7 +374,8 @@ int milter_run_rcpt(struct milter_run *r, const char *rcpt)
         return e;
 }
 
-void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, char dsn[16], char **text)
+void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, int *code, char dsn[16],
+                           char **text)
 {
         *status = 0;
         bool earlier = stopped(r);
@@ -381,6 +384,7 @@ void milter_run_rcpt_check(struct milter_run *r, const char *rcpt, int *status, 
         if (!r->v.status)
                 return; /* accepted, or DISCARD: the message is dropped at its end, the RCPT gets 250 */
         *status = r->v.status;
+        *code = r->v.code;
         snprintf(dsn, 16, "%s", r->v.dsn);
         *text = xstrdup(r->v.text);
         if (earlier)

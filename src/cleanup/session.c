@@ -85,6 +85,7 @@ struct session {
         size_t n_milter_specs;
         bool milter_discard, milter_hold;
         char milter_dsn[16]; /* a refusal's DSN: err_dsn points here */
+        int reply_code;      /* a milter's own SMTP code for the next refusal sent (0: smtpd chooses) */
 
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
@@ -167,6 +168,8 @@ static int reply(struct session *s, int status, const char *dsn, const char *rea
                 r = ipc_msg_add_str(&m, "dsn", dsn);
         if (r >= 0 && reason)
                 r = ipc_msg_add_str(&m, "reason", reason);
+        if (r >= 0 && status && s->reply_code / 100 == status)
+                r = ipc_msg_add_int(&m, "code", s->reply_code); /* a milter's 554, 421... */
         /* No answer at all rather than a partial one: the client then treats the message as not queued. */
         if (r >= 0)
                 r = ipc_conn_queue(&s->conn, &m);
@@ -879,6 +882,8 @@ static int milter_outcome(struct session *s)
                 _cleanup_free_ char *d = xasprintf("%s %s", v->dsn, v->text);
                 milter_log(s, "reject", d);
                 snprintf(s->milter_dsn, sizeof s->milter_dsn, "%s", v->dsn);
+                if (!s->err_status)
+                        s->reply_code = v->code;
                 fail_later(s, v->status, s->milter_dsn, "%s", v->text);
                 return -1;
         }
@@ -994,10 +999,10 @@ static int handle_rcpt_check(struct session *s, struct ipc_msg *m)
         }
         if (!s->milter)
                 return reply(s, 0, NULL, NULL, NULL);
-        int status = 0;
+        int status = 0, code = 0;
         char dsn[16] = "";
         _cleanup_free_ char *text = NULL;
-        milter_run_rcpt_check(s->milter, rcpt, &status, dsn, &text);
+        milter_run_rcpt_check(s->milter, rcpt, &status, &code, dsn, &text);
         if (status) {
                 const char *f = s->milter_facts.n_attrs ? fact(&s->milter_facts, "sender") : NULL;
                 struct log_fields lf = {.queue_id = qid(s)};
@@ -1013,7 +1018,11 @@ static int handle_rcpt_check(struct session *s, struct ipc_msg *m)
                            fact(&s->milter_facts, "protocol") ? fact(&s->milter_facts, "protocol") : "SMTP",
                            fact(&s->milter_facts, "helo_name") ? fact(&s->milter_facts, "helo_name") : "");
         }
-        return reply(s, status, status ? dsn : NULL, text, NULL);
+        s->reply_code = code;
+        int r = reply(s, status, status ? dsn : NULL, text, NULL);
+        if (r >= 0)
+                s->reply_code = 0;
+        return r;
 }
 
 /* What flush_out() is about to write goes to the milters first. -1 when they refused or discarded. */

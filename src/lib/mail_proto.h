@@ -41,7 +41,8 @@
  *      source:  {req=end}
  *      cleanup: {status=0, queue_id=QID}              durably queued (file + directory entry fsync'd):
  *                                                     only now may smtpd answer 250
- *               {status=4|5, dsn=X.Y.Z, reason=TEXT}  not queued; nothing was acknowledged
+ *               {status=4|5, dsn=X.Y.Z, reason=TEXT [code=NNN]}  not queued; nothing was acknowledged
+ *               (code: a milter's own SMTP reply code, which smtpd then uses; also in rcpt_check's answer)
  *    A source that disconnects before {req=end} leaves nothing behind: cleanup removes the file. A source
  *    that cannot hand over every recipient and attribute (an encoding error) never sends {req=end}: the
  *    message is not queued and its client is told 4xx.

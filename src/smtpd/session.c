@@ -312,7 +312,8 @@ static void on_rcpt_checked(struct session *s, int status, const char *dsn, cons
                 const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
                                   : status == 5                                        ? "5.7.1"
                                                                                        : "4.7.1";
-                replyf(s, "%d %s %s", status == 5 ? 550 : 451, enh, reason);
+                int code = submit_reply_code(s->sub, status);
+                replyf(s, "%d %s %s", code ? code : status == 5 ? 550 : 451, enh, reason);
         }
         smtp_cmd_done(&s->pending_rcpt);
         if (s->wait_timer)
@@ -365,6 +366,8 @@ static void on_finished(struct session *s, int status, const char *dsn, const ch
                 /* Content rejected by cleanup's header/body checks (5.7.x) is Postfix's 550; else 554. */
                 bool content = status == 5 && !isempty(dsn) && strncmp(dsn, "5.7.", 4) == 0;
                 int code = status == 5 ? (content ? 550 : 554) : 451;
+                if (submit_reply_code(s->sub, status)) /* a milter's own code */
+                        code = submit_reply_code(s->sub, status);
                 const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
                                   : status == 5                                        ? "5.3.0"
                                                                                        : "4.3.0";

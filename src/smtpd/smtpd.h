@@ -289,6 +289,8 @@ void submit_close(struct submit *sub);
 /* Ask cleanup's milters about one recipient ({req=rcpt_check}); the answer comes through
  * ops->rcpt_checked. Only between the open answer and the envelope, one question at a time. */
 int submit_rcpt_check(struct submit *sub, const struct ipc_msg *m);
+/* The SMTP code cleanup gave with its last refusal of class status (a milter's own 554, 421...), or 0. */
+int submit_reply_code(const struct submit *sub, int status);
 /* Queue one message (the envelope) for cleanup. */
 int submit_send(struct submit *sub, const struct ipc_msg *m);
 /* Content bytes (LF line ends); queued in chunks of MAIL_PROTO_CHUNK_MAX. */

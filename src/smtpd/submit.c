@@ -32,6 +32,7 @@ struct submit {
         bool backlogged;  /* told the owner to stop reading; "drained" follows */
         bool failed;      /* the connection broke while content was streaming */
         bool aborted;     /* {req=abort} sent */
+        int code;         /* the last answer's SMTP code (a milter's own), 0 if none */
 };
 
 static size_t backlog(const struct submit *sub)
@@ -119,6 +120,8 @@ static void on_reply(struct submit *sub, const struct ipc_msg *m)
         const char *qid = ipc_msg_get_str(m, "queue_id");
         const char *reason = ipc_msg_get_str(m, "reason");
         const char *dsn = ipc_msg_get_str(m, "dsn");
+        long long code = 0;
+        sub->code = ipc_msg_get_int(m, "code", &code) == 0 && code >= 400 && code < 600 ? (int)code : 0;
 
         if (sub->state == SUBMIT_OPENING) {
                 if (status == 0 && isempty(qid)) {
@@ -354,6 +357,11 @@ int submit_send(struct submit *sub, const struct ipc_msg *m)
                 sub->backlogged = true;
         update_events(sub);
         return 0;
+}
+
+int submit_reply_code(const struct submit *sub, int status)
+{
+        return sub && sub->code / 100 == status ? sub->code : 0;
 }
 
 int submit_rcpt_check(struct submit *sub, const struct ipc_msg *m)

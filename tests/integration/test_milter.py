@@ -115,7 +115,8 @@ def test_milter_reject_at_end_of_message(mail_instance, peer):
     inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\n")
     with pytest.raises(smtplib.SMTPDataError) as e:
         send(inst, uuid.uuid4().hex)
-    assert e.value.smtp_code == 550 and b"5.7.1 Spam detected by the test" in e.value.smtp_error
+    # the milter's own code, as Postfix passes it on
+    assert e.value.smtp_code == 554 and e.value.smtp_error == b"5.7.1 Spam detected by the test", e.value
     wait_log(inst, r"milter-reject: END-OF-MESSAGE from \S+\[127\.0\.0\.1\]: 5\.7\.1 Spam detected by the "
                   r"test; from=<sender@client\.example> to=<")
     assert inst.queue_files("incoming") == [] and inst.queue_files("active") == []
@@ -146,11 +147,11 @@ def test_milter_multiline_reply_is_cut_to_one_line(mail_instance, peer):
 
 def test_milter_rejects_one_recipient_at_rcpt_time(mail_instance, peer):
     bad = "bad@discard.test"  # would be accepted (and dropped) but for the milter
-    p = peer(reject_rcpt=bad, stage_reply=packet(b"y", cstr("550 5.7.1 No mail for bad")))
+    p = peer(reject_rcpt=bad, stage_reply=packet(b"y", cstr("553 5.7.1 No mail for bad")))
     inst = make(mail_instance, f"smtpd_milters = {p.endpoint()}\ntransport_maps = inline:{{discard.test=discard:}}\n")
     token = uuid.uuid4().hex
     refused = send(inst, token, rcpts=(RCPT, bad))
-    assert refused == {bad: (550, b"5.7.1 No mail for bad")}, refused
+    assert refused == {bad: (553, b"5.7.1 No mail for bad")}, refused
     delivered(inst, token)
     wait_log(inst, r"milter-reject: RCPT from \S+\[127\.0\.0\.1\]: 5\.7\.1 No mail for bad; "
                    r"from=<sender@client\.example> to=<bad@discard\.test>")
