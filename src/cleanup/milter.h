@@ -8,22 +8,7 @@
 
 #include "buf.h"
 #include "config.h"
-
-/* What happens to a message when a milter cannot be reached, times out or answers garbage. */
-enum milter_default {
-        MILTER_DEFAULT_ACCEPT,     /* go on without that milter */
-        MILTER_DEFAULT_TEMPFAIL,   /* 451 4.7.1: the client tries again later */
-        MILTER_DEFAULT_REJECT,     /* 550 5.7.1 */
-        MILTER_DEFAULT_QUARANTINE, /* accept, but into the hold queue */
-};
-
-/* One configured filter. */
-struct milter_spec {
-        char *endpoint; /* "inet:127.0.0.1:8891", "inet6:[::1]:8891" or "unix:/run/f.sock", as configured */
-        int connect_timeout_ms, command_timeout_ms, content_timeout_ms;
-        enum milter_default default_action;
-        unsigned version; /* milter_protocol: 2..6 */
-};
+#include "milter_spec.h"
 
 /* The stages that carry macros, in protocol order. */
 enum milter_stage {
@@ -58,11 +43,6 @@ bool milter_conf_needs_inet(const struct milter_conf *mc, struct config *cfg);
 void milter_specs_for(const struct milter_conf *mc, const char *text, struct milter_spec **ret,
                       size_t *ret_n, bool *ret_owned);
 void milter_specs_free(struct milter_spec *v, size_t n);
-/* "accept", "tempfail", "reject", "quarantine": 0, or -EINVAL. */
-int milter_default_parse(const char *text, enum milter_default *ret);
-/* One smtpd_milters element ("inet:h:p" or "{ inet:h:p, connect_timeout=10s, default_action=accept }")
- * with the global settings as defaults in *sp. 0, or -EINVAL with *ret_why (malloc'd) saying why. */
-int milter_spec_parse(const char *element, struct milter_spec *sp, char **ret_why);
 
 /* milter_conn.c: one connection, every wait bounded. */
 /* Connect as the spec says; a failure is logged as Postfix does ("connect to Milter service ..."). */

@@ -184,3 +184,16 @@ def test_settings_postd_does_not_act_on_are_named(mail_instance):
     # The master says it too at every start, for instances nobody runs postfix check on.
     inst.start()
     inst.wait_log(r"warning: .*main\.cf: parameter always_bcc is not implemented by postd yet")
+
+
+def test_bad_milter_settings_are_named(mail_instance):
+    inst = mail_instance(main_extra="smtpd_milters = inet:127.0.0.1, { unix:/run/ok.sock, default_action=maybe }\n"
+                                    "milter_default_action = panic\n")
+    r = inst.cmd("postfix", "check")
+    assert "smtpd_milters: bad milter \"inet:127.0.0.1\": \"inet:127.0.0.1\" is not inet:host:port" in r.stderr, \
+        r.stderr
+    assert "default_action=maybe: expected accept, tempfail, reject or quarantine" in r.stderr, r.stderr
+    assert "milter_default_action = panic: expected accept, tempfail, reject or quarantine" in r.stderr, r.stderr
+    inst.postconf("smtpd_milters = inet:127.0.0.1:8891, unix:/run/f.sock", "milter_default_action = accept")
+    r = inst.cmd("postfix", "check")
+    assert "milter" not in r.stderr, r.stderr
