@@ -7,6 +7,7 @@
 
 #include "checks.h"
 #include "commit.h"
+#include "milter.h"
 
 #include "instance.h"
 #include "queue.h"
@@ -53,6 +54,7 @@ struct cleanup {
         size_t line_length_limit;
         uint64_t ipc_timeout_usec;
         struct checks_conf checks; /* header_checks, mime_header_checks, nested_header_checks, body_checks */
+        struct milter_conf milters; /* smtpd_milters, non_smtpd_milters, milter_* */
         struct commit *commit;
 };
 

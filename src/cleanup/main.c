@@ -84,6 +84,7 @@ static void read_settings(struct cleanup *c)
         c->virtual_recursion_limit = positive(cfg, "virtual_alias_recursion_limit");
         c->virtual_expansion_limit = positive(cfg, "virtual_alias_expansion_limit");
         c->virtual_address_length_limit = positive(cfg, "virtual_alias_address_length_limit");
+        milter_conf_init(&c->milters, cfg);
         c->address_maps = !table_param_empty(&c->sender_canonical_maps) ||
                           !table_param_empty(&c->recipient_canonical_maps) ||
                           !table_param_empty(&c->canonical_maps) ||
@@ -103,6 +104,9 @@ static int init(struct service *s)
         c->service = s;
         c->config = service_config(s);
         read_settings(c);
+        /* An inet: milter needs TCP sockets, which cleanup's own allow-list refuses. */
+        if (milter_conf_needs_inet(&c->milters, c->config))
+                service_set_sandbox_role(s, "cleanup-milter");
 
         struct instance_paths paths;
         instance_paths_from_config(c->config, &paths);

@@ -1,5 +1,6 @@
 /* session.c: one submission per connection: open, envelope, content, end (src/lib/proto/mail_proto.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "checks.h"
@@ -20,6 +22,7 @@
 #include "dsn_notify.h"
 #include "maps.h"
 #include "metrics.h"
+#include "milter.h"
 
 enum session_state {
         STATE_OPEN,     /* waiting for {req=open} */
@@ -77,6 +80,15 @@ struct session {
          */
         bool bounce_all;
 
+        /* The milter conversation (smtpd_milters or non_smtpd_milters), until the end of the message. */
+        struct milter_run *milter;
+        struct milter_spec *milter_specs; /* the smtpd service's own -o smtpd_milters, when it has one */
+        struct ipc_msg milter_facts; /* the first {req=rcpt_check}: who the client is, for the milters */
+        size_t n_milter_specs;
+        bool milter_discard, milter_hold;
+        char milter_dsn[16]; /* a refusal's DSN: err_dsn points here */
+        int reply_code;      /* a milter's own SMTP code for the next refusal sent (0: smtpd chooses) */
+
         /* A failure found before {req=end} is answered at {req=end}: the protocol has one reply there. */
         int err_status;
         const char *err_dsn;
@@ -113,6 +125,9 @@ static void session_free(struct session *s)
         buf_done(&s->out);
         buf_done(&s->raw);
         checks_msg_done(&s->ck);
+        milter_run_free(s->milter);
+        milter_specs_free(s->milter_specs, s->n_milter_specs);
+        ipc_msg_done(&s->milter_facts);
         free(s->err_reason);
         free(s);
         service_connection_done(svc);
@@ -150,6 +165,8 @@ static int reply(struct session *s, int status, const char *dsn, const char *rea
                 r = ipc_msg_add_str(&m, "dsn", dsn);
         if (r >= 0 && reason)
                 r = ipc_msg_add_str(&m, "reason", reason);
+        if (r >= 0 && status && s->reply_code / 100 == status)
+                r = ipc_msg_add_int(&m, "code", s->reply_code); /* a milter's 554, 421... */
         /* No answer at all rather than a partial one: the client then treats the message as not queued. */
         if (r >= 0)
                 r = ipc_conn_queue(&s->conn, &m);
@@ -359,11 +376,14 @@ static int expand_virtual(struct session *s, const struct qfile_rcpt *r, struct 
 }
 
 static const char *env(const struct session *s, const char *name);
+static int milter_start(struct session *s, const struct ipc_msg *facts, const char *sender);
+static int milter_feed(struct session *s);
+static void milter_finish(struct session *s);
+static int milter_outcome(struct session *s);
 
 /* Whether the submitting service's receive_override_options (a re-injection listener's) name option. */
-static bool overridden(const struct session *s, const char *option)
+static bool option_listed(const char *v, const char *option)
 {
-        const char *v = env(s, "receive_override");
         size_t n = strlen(option);
         for (const char *p = v; p && *p;) {
                 p += strspn(p, ", \t");
@@ -373,6 +393,11 @@ static bool overridden(const struct session *s, const char *option)
                 p += w;
         }
         return false;
+}
+
+static bool overridden(const struct session *s, const char *option)
+{
+        return option_listed(env(s, "receive_override"), option);
 }
 
 /* canonical maps for the sender and each recipient, then virtual_alias_maps for each recipient. */
@@ -529,6 +554,8 @@ static int handle_envelope(struct session *s, struct ipc_msg *m)
                 return fail_later(s, 5, "5.5.4", "invalid envelope: no recipient");
         s->sender = rewrite_address(&c->rewrite, sender);
         s->n_envelope_rcpts = s->n_rcpts;
+        if (s->milter ? milter_outcome(s) < 0 : milter_start(s, &s->envelope, sender) < 0)
+                return 0; /* (a conversation that {req=rcpt_check} started has had its RCPTs) */
         if (apply_address_maps(s) < 0 || s->err_status)
                 return 0;
         if (strlen(s->sender) > QFILE_MAX_ADDRESS_LEN)
@@ -640,6 +667,8 @@ static int begin_file(struct session *s)
 /* Write what out holds to the file. 0, or fail_later(). */
 static int flush_out(struct session *s)
 {
+        if (s->milter && milter_feed(s) < 0)
+                return 0; /* refused or discarded: nothing more is written */
         int r = queue_file_append(s->file, s->out.data, s->out.len);
         buf_truncate(&s->out, 0);
         return r < 0 ? write_error(s, r) : 0;
@@ -717,7 +746,7 @@ static int write_out(struct session *s, bool eof)
                 s->bounce_all = true;
         else if (res->status)
                 return fail_later(s, res->status, res->dsn, "%s", res->reason);
-        if (res->discard) {
+        if (res->discard || s->milter_discard) {
                 buf_truncate(&s->out, 0);
                 return 0;
         }
@@ -829,6 +858,261 @@ static int bounce_all(struct session *s)
         return r;
 }
 
+/* ---- milters (milter.h, docs/CONTENT_INSPECTION.md "Milters") ---- */
+
+/* "QID: milter-reject: END-OF-MESSAGE from host[addr]: 5.7.1 text; from=<s> to=<r> proto=P helo=<h>" */
+static void milter_log(struct session *s, const char *what, const char *detail)
+{
+        _cleanup_free_ char *ctx = checks_log_ctx(s);
+        const char *semi = strstr(ctx, "; ");
+        int head = semi ? (int)(semi - ctx) : (int)strlen(ctx);
+        struct log_fields lf = {.queue_id = qid(s)};
+        msg_fields(LOG_LEVEL_INFO, &lf, "%s: milter-%s: %s %.*s: %s%s", qid(s), what,
+                   milter_run_verdict(s->milter)->stage, head, ctx, detail, semi ? semi : "");
+}
+
+/* The verdict so far: 0 to go on, else -1 once the message is refused (fail_later) or discarded. */
+static int milter_outcome(struct session *s)
+{
+        struct milter_verdict *v = milter_run_verdict(s->milter);
+        if (v->status) {
+                _cleanup_free_ char *d = xasprintf("%s %s", v->dsn, v->text);
+                milter_log(s, "reject", d);
+                snprintf(s->milter_dsn, sizeof s->milter_dsn, "%s", v->dsn);
+                if (!s->err_status)
+                        s->reply_code = v->code;
+                fail_later(s, v->status, s->milter_dsn, "%s", v->text);
+                return -1;
+        }
+        if (v->discard) {
+                milter_log(s, "discard", "milter triggers DISCARD action");
+                s->milter_discard = true;
+                buf_truncate(&s->out, 0);
+                return -1;
+        }
+        return 0;
+}
+
+/* An attribute of the message that says who the client is (the envelope, or the first rcpt_check). */
+static const char *fact(const struct ipc_msg *m, const char *name)
+{
+        const char *v = ipc_msg_get_str(m, name);
+        return isempty(v) ? NULL : v;
+}
+
+/* smtpd_milters for mail from smtpd, non_smtpd_milters for local submissions (sendmail). */
+static void milter_list(struct session *s, const struct ipc_msg *facts, const struct milter_spec **ret,
+                        size_t *ret_n)
+{
+        const struct milter_conf *mc = &s->c->milters;
+        *ret_n = 0;
+        if (s->internal || option_listed(fact(facts, "receive_override"), "no_milters"))
+                return; /* forwarded mail, and bounces unless internal_mail_filter_classes has bounce */
+        /* smtpd's own smtpd_milters: a listener's -o smtpd_milters=... applies, as in Postfix. */
+        const struct ipc_attr *own = s->local ? NULL : ipc_msg_find(facts, "milters");
+        if (own) {
+                struct milter_spec *v;
+                bool owned;
+                milter_specs_for(mc, own->value, &v, ret_n, &owned);
+                if (owned) {
+                        s->milter_specs = v;
+                        s->n_milter_specs = *ret_n;
+                }
+                *ret = v;
+                return;
+        }
+        *ret = s->local ? mc->non_smtpd : mc->smtpd;
+        *ret_n = s->local ? mc->n_non_smtpd : mc->n_smtpd;
+}
+
+/* Connect, HELO and MAIL; facts (which must outlive the conversation) says who the client is. */
+static void milter_begin(struct session *s, const struct ipc_msg *facts, const char *sender,
+                         const struct milter_spec *specs, size_t n)
+{
+        struct cleanup *c = s->c;
+        struct milter_facts f = {
+                .queue_id = queue_file_id(s->file),
+                .myhostname = c->myhostname,
+                .daemon_name = c->milters.daemon_name,
+                .daemon_addr = fact(facts, "server_address"),
+                .v = c->milters.v,
+                .client_name = s->local ? "localhost" : fact(facts, "client_name"),
+                .client_addr = s->local ? "127.0.0.1" : fact(facts, "client_address"),
+                .client_port = s->local ? NULL : fact(facts, "client_port"),
+                .helo = s->local ? NULL : fact(facts, "helo_name"),
+                .tls = fact(facts, "tls"),
+                .auth_type = fact(facts, "sasl_method"),
+                .auth_authen = fact(facts, "sasl_username"),
+                .sender = sender,
+                .protocol = fact(facts, "protocol"),
+                .local = s->local,
+        };
+        s->milter = milter_run_new(&c->milters, specs, n, &f, queue_dirfd(c->queue, QUEUE_INCOMING));
+        (void)milter_run_envelope(s->milter, sender, NULL, 0);
+}
+
+/* Connect, HELO, MAIL and each RCPT once the envelope is here: for local submissions, and for a source
+ * that did not ask about each RCPT ({req=rcpt_check}) as it came. */
+static int milter_start(struct session *s, const struct ipc_msg *facts, const char *sender)
+{
+        const struct milter_spec *specs = NULL;
+        size_t n = 0;
+        milter_list(s, facts, &specs, &n);
+        if (n == 0)
+                return 0;
+        milter_begin(s, facts, sender, specs, n);
+        if (milter_outcome(s) < 0)
+                return -1;
+        /* Here a recipient a milter refuses refuses the message: the source said 250 to it already, and
+         * the whole message is still the client's to bounce or retry, so nothing acknowledged is lost. */
+        for (size_t i = 0; i < s->n_rcpts; i++)
+                if (milter_run_rcpt(s->milter,
+                                    s->rcpts[i].orig_rcpt ? s->rcpts[i].orig_rcpt : s->rcpts[i].address) < 0)
+                        return milter_outcome(s);
+        return 0;
+}
+
+/*
+ * {req=rcpt_check, rcpt=ADDR, sender=.., client facts as in the envelope}: smtpd asks before it answers
+ * RCPT TO. The first one starts the conversation (connect, HELO, MAIL); each runs the RCPT stage. The
+ * answer is {status=0} or {status=4|5, dsn, reason}: a refused recipient is refused at RCPT time and the
+ * conversation goes on; a refusal at an earlier stage refuses every recipient.
+ */
+static int handle_rcpt_check(struct session *s, struct ipc_msg *m)
+{
+        const char *rcpt = ipc_msg_get_str(m, "rcpt");
+        if (!rcpt || s->err_status)
+                return reply(s, s->err_status ? s->err_status : 5, s->err_dsn ? s->err_dsn : "5.5.4",
+                             s->err_reason ? s->err_reason : "invalid rcpt_check", NULL);
+        if (!s->milter && !s->milter_facts.n_attrs) {
+                s->milter_facts = *m; /* the conversation's facts point into it */
+                *m = (struct ipc_msg)IPC_MSG_INIT;
+                const struct milter_spec *specs = NULL;
+                size_t n = 0;
+                milter_list(s, &s->milter_facts, &specs, &n);
+                const char *sender = ipc_msg_get_str(&s->milter_facts, "sender");
+                if (n)
+                        milter_begin(s, &s->milter_facts, sender ? sender : "", specs, n);
+        }
+        if (!s->milter)
+                return reply(s, 0, NULL, NULL, NULL);
+        int status = 0, code = 0;
+        char dsn[16] = "";
+        _cleanup_free_ char *text = NULL;
+        milter_run_rcpt_check(s->milter, rcpt, &status, &code, dsn, &text);
+        if (status) {
+                const char *f = s->milter_facts.n_attrs ? fact(&s->milter_facts, "sender") : NULL;
+                struct log_fields lf = {.queue_id = qid(s)};
+                msg_fields(LOG_LEVEL_INFO, &lf,
+                           "%s: milter-reject: %s from %s[%s]: %s %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                           qid(s), milter_run_verdict(s->milter)->stage,
+                           fact(&s->milter_facts, "client_name") ? fact(&s->milter_facts, "client_name")
+                                                                 : "unknown",
+                           fact(&s->milter_facts, "client_address")
+                                   ? fact(&s->milter_facts, "client_address")
+                                   : "unknown",
+                           dsn, text, f ? f : "", rcpt,
+                           fact(&s->milter_facts, "protocol") ? fact(&s->milter_facts, "protocol") : "SMTP",
+                           fact(&s->milter_facts, "helo_name") ? fact(&s->milter_facts, "helo_name") : "");
+        }
+        s->reply_code = code;
+        int r = reply(s, status, status ? dsn : NULL, text, NULL);
+        if (r >= 0)
+                s->reply_code = 0;
+        return r;
+}
+
+/* What flush_out() is about to write goes to the milters first. -1 when they refused or discarded. */
+static int milter_feed(struct session *s)
+{
+        if (s->out.len == 0 || milter_run_content(s->milter, s->out.data, s->out.len) == 0)
+                return 0;
+        return milter_outcome(s);
+}
+
+static int emit_append(void *userdata, const void *data, size_t len)
+{
+        struct session *s = userdata;
+        return queue_file_append(s->file, data, len);
+}
+
+/* DELRCPT, ADDRCPT, CHGFROM on the envelope. Postfix compares the address as the client gave it. */
+static void milter_edit_envelope(struct session *s, const struct milter_edits *e)
+{
+        for (size_t d = 0; d < e->del_rcpts.n; d++)
+                for (size_t i = 0; i < s->n_rcpts;) {
+                        struct qfile_rcpt *r = &s->rcpts[i];
+                        if (strcasecmp(r->address, e->del_rcpts.v[d]) != 0 &&
+                            !(r->orig_rcpt && strcasecmp(r->orig_rcpt, e->del_rcpts.v[d]) == 0)) {
+                                i++;
+                                continue;
+                        }
+                        rcpt_done(r);
+                        memmove(r, r + 1, (s->n_rcpts - i - 1) * sizeof *r);
+                        s->n_rcpts--;
+                }
+        for (size_t i = 0; i < e->add_rcpts.n && !s->err_status; i++)
+                add_checks_rcpt(s, e->add_rcpts.v[i], 0);
+        if (e->new_sender) {
+                free(s->sender);
+                s->sender = rewrite_address(&s->c->rewrite, e->new_sender);
+        }
+}
+
+/* Copy the content written so far aside, empty the file (its inode, so its queue ID, stays), then write
+ * the envelope again and the content as the edits say, the body streamed across. */
+static int milter_rewrite_file(struct session *s, const struct milter_edits *e)
+{
+        off_t off;
+        uint64_t len;
+        int r = queue_file_content_range(s->file, &off, &len);
+        if (r < 0)
+                return r;
+        int scratch = milter_scratch_open(queue_dirfd(s->c->queue, QUEUE_INCOMING));
+        if (scratch < 0)
+                return scratch;
+        r = milter_copy_range(queue_file_fd(s->file), off, len, scratch);
+        if (r >= 0)
+                r = queue_file_restart(s->file);
+        if (r >= 0)
+                r = begin_file(s);
+        if (r >= 0)
+                r = milter_edit_content(scratch, e, s->c->header_size_limit, emit_append, s);
+        close(scratch);
+        return r;
+}
+
+/* End of message: the final verdict, quarantine, and the changes, all before the file is finished. */
+static void milter_finish(struct session *s)
+{
+        if (milter_run_end(s->milter) < 0) {
+                milter_outcome(s);
+                return;
+        }
+        struct milter_verdict *v = milter_run_verdict(s->milter);
+        if (v->hold) {
+                _cleanup_free_ char *d =
+                        xasprintf("milter triggers HOLD action%s%s", v->hold_reason ? ": " : "",
+                                  v->hold_reason ? v->hold_reason : "");
+                milter_log(s, "hold", d);
+                s->milter_hold = true;
+        }
+        struct milter_edits *e = milter_run_edits(s->milter);
+        if (!milter_edits_any(e))
+                return;
+        milter_edit_envelope(s, e);
+        if (s->err_status)
+                return;
+        if (s->n_rcpts == 0) {
+                milter_log(s, "discard", "milter removed every recipient");
+                s->milter_discard = true;
+                return;
+        }
+        int r = milter_rewrite_file(s, e);
+        if (r < 0)
+                write_error(s, r);
+}
+
 /* A message that DISCARD dropped: the client hears "250", nothing is queued (Postfix's behaviour). */
 static int discard_reply(struct session *s)
 {
@@ -850,12 +1134,16 @@ static int handle_end(struct session *s)
                 checks_body(&s->ck, &s->raw, &s->out, true); /* the last line, without its LF */
         if (!s->err_status)
                 write_out(s, true);
+        if (!s->err_status && s->milter && !s->milter_discard && !s->ck.res.discard)
+                milter_finish(s);
+        milter_run_free(s->milter); /* the filters are done with this message */
+        s->milter = NULL;
         if (s->err_status)
                 return final_reply(s, s->err_status, s->err_dsn, s->err_reason);
-        if (s->ck.res.discard)
+        if (s->ck.res.discard || s->milter_discard)
                 return discard_reply(s);
         buf_done(&s->out);
-        if (s->ck.res.hold)
+        if (s->ck.res.hold || s->milter_hold)
                 queue_file_set_hold(c->queue, s->file);
 
         int r = queue_file_finish(s->file, QUEUE_NOSYNC);
@@ -907,7 +1195,7 @@ static void on_committed(void *owner, int result)
         struct session *s = owner;
         s->in_commit = false;
         if (result == 0) {
-                if (!s->ck.res.hold) /* held mail waits in hold/ for postsuper -H */
+                if (!s->ck.res.hold && !s->milter_hold) /* held mail waits in hold/ for postsuper -H */
                         notify_qmgr(s->c, queue_file_id(s->file));
                 metrics_count(s->origin_counter);
         } else if (s->cancelled) {
@@ -1012,6 +1300,8 @@ static int handle(struct session *s, struct ipc_msg *m)
         case STATE_ENVELOPE:
                 if (streq(req, "rcpt"))
                         return handle_rcpts(s, m);
+                if (streq(req, "rcpt_check"))
+                        return handle_rcpt_check(s, m) < 0 ? -1 : 0;
                 if (streq(req, "envelope")) {
                         handle_envelope(s, m);
                         s->state = STATE_CONTENT;
@@ -1106,6 +1396,7 @@ void session_start(struct cleanup *c, int fd)
         s->c = c;
         s->fd = fd;
         s->envelope = (struct ipc_msg)IPC_MSG_INIT;
+        s->milter_facts = (struct ipc_msg)IPC_MSG_INIT;
         ipc_conn_init(&s->conn, fd);
         sd_event *e = service_event(c->service);
         int r = sd_event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);

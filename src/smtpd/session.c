@@ -311,6 +311,42 @@ static void cleanup_failed_reply(struct session *s)
         reply(s, "451 4.3.0 Error: queue file write error");
 }
 
+static int send_rcpt_check(struct session *s, const struct smtp_cmd *c);
+
+/* Ask cleanup's milters about the pending recipient; the answer comes to on_rcpt_checked(). */
+static void check_pending_rcpt(struct session *s)
+{
+        if (send_rcpt_check(s, &s->pending_rcpt) < 0) {
+                s->opening = false;
+                smtp_cmd_done(&s->pending_rcpt);
+                cleanup_failed_reply(s);
+                return;
+        }
+        s->opening = true;
+        arm_wait_timer(s);
+}
+
+static void on_rcpt_checked(void *userdata, int status, const char *dsn, const char *reason)
+{
+        struct session *s = userdata;
+        s->opening = false;
+        if (status == 0) {
+                add_rcpt(s, &s->pending_rcpt);
+                reply(s, "250 2.1.5 Ok");
+        } else {
+                const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
+                                  : status == 5                                        ? "5.7.1"
+                                                                                       : "4.7.1";
+                int code = cleanup_submit_reply_code(s->sub, status);
+                replyf(s, "%d %s %s", code ? code : status == 5 ? 550 : 451, enh, reason);
+        }
+        smtp_cmd_done(&s->pending_rcpt);
+        if (s->wait_timer)
+                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
+        pump(s);
+        finish(s);
+}
+
 static void on_opened(void *userdata, int status, const char *queue_id, const char *reason)
 {
         struct session *s = userdata;
@@ -324,6 +360,10 @@ static void on_opened(void *userdata, int status, const char *queue_id, const ch
                 else
                         msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id},
                                    "%s: client=%s", queue_id, s->client);
+                if (smtpd_milters_judge_rcpt(s->srv->config, s->srv->receive_override)) {
+                        check_pending_rcpt(s); /* the milters say whether this recipient is welcome */
+                        return;
+                }
                 add_rcpt(s, &s->pending_rcpt);
                 reply(s, "250 2.1.5 Ok");
         } else {
@@ -353,6 +393,8 @@ static void on_finished(void *userdata, int status, const char *dsn, const char 
                 /* Content rejected by cleanup's header/body checks (5.7.x) is Postfix's 550; else 554. */
                 bool content = status == 5 && !isempty(dsn) && strncmp(dsn, "5.7.", 4) == 0;
                 int code = status == 5 ? (content ? 550 : 554) : 451;
+                if (cleanup_submit_reply_code(s->sub, status)) /* a milter's own code */
+                        code = cleanup_submit_reply_code(s->sub, status);
                 const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
                                   : status == 5                                        ? "5.3.0"
                                                                                        : "4.3.0";
@@ -374,6 +416,7 @@ static const struct cleanup_submit_ops submit_ops = {
         .opened = on_opened,
         .finished = on_finished,
         .drained = on_drained,
+        .rcpt_checked = on_rcpt_checked,
 };
 
 static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
@@ -696,6 +739,12 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                 proxy_rcpt(s, c);
                 return;
         }
+        if (s->sub && smtpd_milters_judge_rcpt(s->srv->config, s->srv->receive_override)) {
+                s->pending_rcpt = *c;
+                *c = (struct smtp_cmd){0};
+                check_pending_rcpt(s);
+                return;
+        }
         if (s->sub) {
                 add_rcpt(s, c);
                 reply(s, "250 2.1.5 Ok");
@@ -795,6 +844,10 @@ static int send_envelope(struct session *s)
                 kv[n++] = KV_STR("smtputf8", "1");
         if (s->tls_info)
                 kv[n++] = KV_STR("tls", s->tls_info);
+        char server[INET6_ADDRSTRLEN];
+        if (smtpd_server_address(s->fd, server, sizeof server) == 0)
+                kv[n++] = KV_STR("server_address", server);               /* the milters' {daemon_addr} */
+        kv[n++] = KV_STR("milters", smtpd_milters_value(s->srv->config)); /* cleanup runs them */
         if (!isempty(s->srv->content_filter))
                 kv[n++] = KV_STR("filter", s->srv->content_filter);
         if (!isempty(s->srv->receive_override))
@@ -809,6 +862,41 @@ static int send_envelope(struct session *s)
         r = ipc_msg_add_group(&m, kv, n);
         if (r >= 0)
                 r = cleanup_submit_send(s->sub, &m);
+        ipc_msg_done(&m);
+        return r;
+}
+
+/* {req=rcpt_check}: the recipient and what cleanup's milters see of the session (milter_hooks.c). */
+static int send_rcpt_check(struct session *s, const struct smtp_cmd *c)
+{
+        char port[24], server[INET6_ADDRSTRLEN];
+        snprintf(port, sizeof port, "%d", s->port);
+        struct ipc_kv kv[16];
+        size_t n = 0;
+        kv[n++] = KV_STR("req", "rcpt_check");
+        kv[n++] = KV_STR("rcpt", c->addr.addr);
+        kv[n++] = KV_STR("sender", s->sender);
+        kv[n++] = KV_STR("client_name", client_name(s));
+        kv[n++] = KV_STR("client_address", s->addr);
+        kv[n++] = KV_STR("client_port", port);
+        if (s->helo)
+                kv[n++] = KV_STR("helo_name", s->helo);
+        kv[n++] = KV_STR("protocol", proto_name(s));
+        if (s->tls_info)
+                kv[n++] = KV_STR("tls", s->tls_info);
+        if (smtpd_server_address(s->fd, server, sizeof server) == 0)
+                kv[n++] = KV_STR("server_address", server);
+        kv[n++] = KV_STR("milters", smtpd_milters_value(s->srv->config));
+        if (!isempty(s->srv->receive_override))
+                kv[n++] = KV_STR("receive_override", s->srv->receive_override);
+        if (s->sasl_username) {
+                kv[n++] = KV_STR("sasl_method", s->sasl_method);
+                kv[n++] = KV_STR("sasl_username", s->sasl_username);
+        }
+        struct ipc_msg m = IPC_MSG_INIT;
+        int r = ipc_msg_add_group(&m, kv, n);
+        if (r >= 0)
+                r = cleanup_submit_rcpt_check(s->sub, &m);
         ipc_msg_done(&m);
         return r;
 }

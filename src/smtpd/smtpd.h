@@ -310,3 +310,12 @@ int sasl_conv_start(struct sasl_conv *v, sd_event *e, const struct sasl_start *s
 int sasl_conv_continue(struct sasl_conv *v, sd_event *e, const char *response);
 /* The client said "*": the request is dropped with the connection. */
 void sasl_conv_abort(struct sasl_conv *v);
+
+/* milter_hooks.c: the local address of the client's connection fd ("192.0.2.1", "::1") for cleanup's
+ * milters ({daemon_addr}); -EAFNOSUPPORT for a unix socket. */
+int smtpd_server_address(int fd, char *out, size_t size);
+/* This service's smtpd_milters (a listener's -o included), passed to cleanup with every message: "" none. */
+const char *smtpd_milters_value(struct config *c);
+/* Whether cleanup's milters judge each RCPT: smtpd_milters set and receive_override_options without
+ * no_milters. */
+bool smtpd_milters_judge_rcpt(struct config *c, const char *receive_override);

@@ -229,7 +229,7 @@ OVERRIDE_CF = DEFAULT_MASTER_CF.replace(
     "{port}    inet  n       -       n       -       -       smtpd\n",
     "{port}    inet  n       -       n       -       -       smtpd\n"
     "  -o smtpd_tls_wrapermode=yes\n"
-    "  -o smtpd_milters=inet:localhost:8891\n"
+    "  -o always_bcc=archive@example.org\n"
     "  -o smtpd_client_restrictions=$mua_client_restrictions\n")
 
 
@@ -237,7 +237,7 @@ def test_master_cf_overrides_checked_like_main_cf(mail_instance):
     inst = mail_instance(master_cf=OVERRIDE_CF, main_extra="mua_client_restrictions = permit_mynetworks, reject\n")
     where = rf"{inst.etc}/master\.cf line 1 \(service {inst.port}/inet\)"
     typo = where + r": -o smtpd_tls_wrapermode=yes: unused parameter: neither Postfix nor postd knows it \(a typo\?\)"
-    inert = (where + r": -o smtpd_milters=inet:localhost:8891: parameter not implemented by postd yet: "
+    inert = (where + r": -o always_bcc=archive@example\.org: parameter not implemented by postd yet: "
              r"the setting has no effect")
     inst.start()
     inst.wait_log(r"master\[\d+\]: warning: " + typo)

@@ -175,12 +175,25 @@ def test_port_taken_by_another_process_is_warned_about(tmp_path, confdir):
 
 
 def test_settings_postd_does_not_act_on_are_named(mail_instance):
-    # A milter postd cannot call, next to settings that only turn features off (what postd does anyway).
-    inst = mail_instance(main_extra="smtpd_milters = inet:127.0.0.1:8891\nbiff = no\nmailbox_size_limit = 0\n")
+    # A copy postd would not make, next to settings that only turn features off (what postd does anyway).
+    inst = mail_instance(main_extra="always_bcc = archive@example.org\nbiff = no\nmailbox_size_limit = 0\n")
     r = inst.cmd("postfix", "check")
-    assert ("parameter smtpd_milters is not implemented by postd yet: the setting "
-            "\"inet:127.0.0.1:8891\" has no effect") in r.stderr, r.stderr
+    assert ("parameter always_bcc is not implemented by postd yet: the setting "
+            "\"archive@example.org\" has no effect") in r.stderr, r.stderr
     assert "biff" not in r.stderr and "mailbox_size_limit" not in r.stderr, r.stderr
     # The master says it too at every start, for instances nobody runs postfix check on.
     inst.start()
-    inst.wait_log(r"warning: .*main\.cf: parameter smtpd_milters is not implemented by postd yet")
+    inst.wait_log(r"warning: .*main\.cf: parameter always_bcc is not implemented by postd yet")
+
+
+def test_bad_milter_settings_are_named(mail_instance):
+    inst = mail_instance(main_extra="smtpd_milters = inet:127.0.0.1, { unix:/run/ok.sock, default_action=maybe }\n"
+                                    "milter_default_action = panic\n")
+    r = inst.cmd("postfix", "check")
+    assert "smtpd_milters: bad milter \"inet:127.0.0.1\": \"inet:127.0.0.1\" is not inet:host:port" in r.stderr, \
+        r.stderr
+    assert "default_action=maybe: expected accept, tempfail, reject or quarantine" in r.stderr, r.stderr
+    assert "milter_default_action = panic: expected accept, tempfail, reject or quarantine" in r.stderr, r.stderr
+    inst.postconf("smtpd_milters = inet:127.0.0.1:8891, unix:/run/f.sock", "milter_default_action = accept")
+    r = inst.cmd("postfix", "check")
+    assert "milter" not in r.stderr, r.stderr

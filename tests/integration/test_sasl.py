@@ -571,3 +571,28 @@ def test_broken_sasl_auth_clients_adds_the_old_form(mail_instance, dovecot):
         assert "250-AUTH PLAIN LOGIN" in lines, lines
         assert ("250-AUTH=PLAIN LOGIN" in lines) == want_old, lines
         inst.stop()
+
+
+def test_milter_sees_the_sasl_login(mail_instance, dovecot):
+    """smtpd_milters get {auth_type} and {auth_authen} (cleanup runs them with what smtpd passed)."""
+    from milter_peer import MilterPeer
+    p = MilterPeer()
+    try:
+        inst = sasl_instance(mail_instance, f"inet:127.0.0.1:{dovecot.inet_port}",
+                             "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n"
+                             f"smtpd_milters = {p.endpoint()}\n")
+        wait_port(inst.port)
+        c = Raw(inst.port)
+        c.reply()
+        c.cmd("EHLO client.example")
+        assert c.cmd(f"AUTH PLAIN {plain('bob')}") == "235 2.7.0 Authentication successful"
+        assert c.cmd("MAIL FROM:<bob@example.org>").startswith("250")
+        assert c.cmd("RCPT TO:<x@remote.example>").startswith("250")
+        assert c.cmd("DATA").startswith("354")
+        assert c.cmd("Subject: milter sasl\r\n\r\nhello\r\n.").startswith("250 2.0.0 Ok: queued as ")
+        c.cmd("QUIT")
+        c.close()
+        m = p.macros()
+        assert m["{auth_type}"] == "PLAIN" and m["{auth_authen}"] == "bob", m
+    finally:
+        p.stop()

@@ -2,7 +2,9 @@
 #include "unit.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <sys/ptrace.h>
@@ -156,11 +158,23 @@ static int try_tcp_client_socket(void)
         return fd >= 0 ? 0 : 1;
 }
 
+/* cleanup-milter: a TCP client socket and connect(), but no bind or listen. */
+static int try_tcp_connect(void)
+{
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sin = {
+                .sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(0x7f000001)};
+        if (fd < 0)
+                return 1;
+        (void)connect(fd, (struct sockaddr *)&sin, sizeof sin); /* refused or not: the call is allowed */
+        return 0;
+}
+
 static int try_listen(void)
 {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0)
-                listen(fd, 1);
+                (void)listen(fd, 1);
         return 1;
 }
 
@@ -187,6 +201,8 @@ TEST(role_smtpd_is_killed_by_execve_fork_and_writing)
         CHECK(killed_by_filter(in_role("smtpd", try_packet_socket)));
         CHECK(killed_by_filter(in_role("cleanup", try_execve)));
         CHECK(killed_by_filter(in_role("qmgr", try_tcp_socket)));
+        CHECK(killed_by_filter(in_role("cleanup", try_tcp_connect)));
+        CHECK(killed_by_filter(in_role("cleanup-milter", try_listen)));
 }
 
 TEST(role_smtpd_keeps_what_it_needs)
@@ -211,6 +227,10 @@ TEST(role_groups_fit_the_role)
         if (EXPECT_KILLS)
                 CHECK(killed_by_filter(in_role("local", try_execve)));
         CHECK(streq(sandbox_role_groups("virtual"), "core write setid"));
+        /* cleanup with an inet: milter: TCP out, nothing in */
+        CHECK(streq(sandbox_role_groups("cleanup-milter"), "core write dns connect"));
+        CHECK(exited_ok(in_role("cleanup-milter", try_tcp_connect)));
+        CHECK(exited_ok(in_role("cleanup-milter", try_open_write)));
 }
 
 TEST(role_smtpd_proxy_connects_but_never_listens)

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "dict.h"
 #include "fileio.h"
+#include "milter_spec.h"
 #include "inet_listen.h"
 #include "mastercf.h"
 #include "params.h"
@@ -319,6 +320,7 @@ size_t instance_check(struct config *c, const struct mastercf *master, struct st
                 n += check_master_cf(c, master, errors);
                 n += instance_check_chroot(c, master, errors);
                 instance_check_overrides(c, master, warnings);
+                milter_check(c, master, warnings);
                 n += instance_check_listen_addresses(c, master, errors);
         }
 

@@ -15,7 +15,7 @@
 #include "mail_proto.h"
 #include "queue.h"
 
-enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_ENDING, SUBMIT_DONE };
+enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_CHECKING, SUBMIT_ENDING, SUBMIT_DONE };
 
 struct cleanup_submit {
         void *owner;
@@ -34,6 +34,7 @@ struct cleanup_submit {
         bool backlogged;  /* told the owner to stop reading; "drained" follows */
         bool failed;      /* the connection broke while content was streaming */
         bool aborted;     /* {req=abort} sent */
+        int code;         /* the last answer's SMTP code (a milter's own), 0 if none */
 };
 
 static size_t backlog(const struct cleanup_submit *sub)
@@ -114,6 +115,8 @@ static void broken(struct cleanup_submit *sub, const char *why)
         sd_event_source_set_enabled(sub->src, SD_EVENT_OFF);
         if (st == SUBMIT_OPENING)
                 sub->ops->opened(sub->owner, 4, NULL, "queue file write error");
+        else if (st == SUBMIT_CHECKING)
+                sub->ops->rcpt_checked(sub->owner, 4, "4.3.0", "queue file write error");
         else if (st == SUBMIT_ENDING && queued_anyway(sub)) {
                 msg_warn("%s: cleanup died after committing the message: it is queued", sub->qid);
                 sub->ops->finished(sub->owner, 0, "2.0.0", NULL);
@@ -129,6 +132,8 @@ static void on_reply(struct cleanup_submit *sub, const struct ipc_msg *m)
         const char *qid = ipc_msg_get_str(m, "queue_id");
         const char *reason = ipc_msg_get_str(m, "reason");
         const char *dsn = ipc_msg_get_str(m, "dsn");
+        long long code = 0;
+        sub->code = ipc_msg_get_int(m, "code", &code) == 0 && code >= 400 && code < 600 ? (int)code : 0;
 
         if (sub->state == SUBMIT_OPENING) {
                 if (status == 0 && isempty(qid)) {
@@ -139,6 +144,11 @@ static void on_reply(struct cleanup_submit *sub, const struct ipc_msg *m)
                 if (status == 0)
                         sub->qid = xstrdup(qid);
                 sub->ops->opened(sub->owner, (int)status, qid, reason ? reason : "queue file write error");
+                return;
+        }
+        if (sub->state == SUBMIT_CHECKING) {
+                sub->state = SUBMIT_OPEN;
+                sub->ops->rcpt_checked(sub->owner, (int)status, dsn, reason ? reason : "Command rejected");
                 return;
         }
         if (sub->state == SUBMIT_ENDING) {
@@ -360,6 +370,21 @@ int cleanup_submit_send(struct cleanup_submit *sub, const struct ipc_msg *m)
                 sub->backlogged = true;
         update_events(sub);
         return 0;
+}
+
+int cleanup_submit_reply_code(const struct cleanup_submit *sub, int status)
+{
+        return sub && sub->code / 100 == status ? sub->code : 0;
+}
+
+int cleanup_submit_rcpt_check(struct cleanup_submit *sub, const struct ipc_msg *m)
+{
+        if (sub->state != SUBMIT_OPEN)
+                return -EINVAL;
+        int r = cleanup_submit_send(sub, m);
+        if (r >= 0)
+                sub->state = SUBMIT_CHECKING;
+        return r;
 }
 
 static int send_chunk(struct cleanup_submit *sub)

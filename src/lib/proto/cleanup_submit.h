@@ -25,6 +25,8 @@ struct cleanup_submit_ops {
         void (*finished)(void *owner, int status, const char *dsn, const char *reason);
         /* Content backlog drained below CLEANUP_SUBMIT_BACKLOG_MAX: the owner may produce again. */
         void (*drained)(void *owner);
+        /* cleanup answered {req=rcpt_check} (the milters' RCPT verdict): 0, or 4/5 with dsn and reason. */
+        void (*rcpt_checked)(void *owner, int status, const char *dsn, const char *reason);
 };
 
 /*
@@ -38,6 +40,11 @@ int cleanup_submit_open(sd_event *e, const char *path, const char *fallback, con
 void cleanup_submit_free(struct cleanup_submit *sub);
 /* Queue one request (recipients, envelope...) for cleanup. */
 int cleanup_submit_send(struct cleanup_submit *sub, const struct ipc_msg *m);
+/* Ask cleanup's milters about one recipient ({req=rcpt_check}); the answer comes through
+ * ops->rcpt_checked. Only between the open answer and the envelope, one question at a time. */
+int cleanup_submit_rcpt_check(struct cleanup_submit *sub, const struct ipc_msg *m);
+/* The SMTP code cleanup gave with its last refusal of class status (a milter's own 554, 421...), or 0. */
+int cleanup_submit_reply_code(const struct cleanup_submit *sub, int status);
 /* Content bytes (LF line ends); queued in chunks of MAIL_PROTO_CHUNK_MAX. */
 int cleanup_submit_content(struct cleanup_submit *sub, const char *p, size_t n);
 /* Flush the content and send {req=end}; the answer comes through ops->finished. */

@@ -18,11 +18,20 @@
  *      source:  {req=rcpt, rcpt=ADDR [orcpt=..] [notify=N] rcpt=...}   zero or more times: recipients
  *               ahead of the envelope, as many messages as they take (ipc_batch: a recipient's group never
  *               straddles two messages), so that the count of recipients is not bounded by one message
+ *      smtpd:   {req=rcpt_check, rcpt=ADDR, sender=ADDR, client_name, client_address, client_port,
+ *                [helo_name] protocol [tls] [server_address] milters [receive_override] [sasl_method
+ *                sasl_username]}   only when its smtpd_milters apply, once per RCPT before it answers it:
+ *      cleanup: {status=0} or {status=4|5, dsn=X.Y.Z, reason=TEXT}   the milters' verdict on that
+ *               recipient (the first check also runs their connect, HELO and MAIL stages). smtpd adds
+ *               only an accepted recipient, and sends it again with {req=rcpt}/{req=envelope} as usual.
  *      source:  {req=envelope, sender=ADDR ("" for <>), [rcpt=ADDR [orcpt=..] [notify=N] rcpt=... ,]
  *                client_name, client_address, client_port, helo_name, protocol (SMTP|ESMTP|ESMTPS|...),
  *                [sasl_username] [envid] [size] [uid (pickup: the submitting user's uid)]
  *                [full_name (pickup: sendmail -F, for a From: header cleanup adds)]
- *                [smtputf8=1] [tls=TEXT e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"]}
+ *                [smtputf8=1] [tls=TEXT e.g. "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384"]
+ *                [server_address (smtpd: the local address the client connected to, for the milters)]
+ *                [milters (smtpd: its smtpd_milters, -o included, for cleanup to run; "" none)]
+ *                [sasl_method] [receive_override (the listener's receive_override_options)]}
  *               orcpt/notify apply to the rcpt just before them, in the same message: orcpt "TYPE;ADDR"
  *               (e.g. "rfc822;a@b", decoded), notify "NEVER" or a comma list of SUCCESS, FAILURE, DELAY.
  *               smtpd also sends [ret=FULL|HDRS] and [body=8BITMIME] from MAIL FROM when given (cleanup
@@ -32,7 +41,8 @@
  *      source:  {req=end}
  *      cleanup: {status=0, queue_id=QID}              durably queued (file + directory entry fsync'd):
  *                                                     only now may smtpd answer 250
- *               {status=4|5, dsn=X.Y.Z, reason=TEXT}  not queued; nothing was acknowledged
+ *               {status=4|5, dsn=X.Y.Z, reason=TEXT [code=NNN]}  not queued; nothing was acknowledged
+ *               (code: a milter's own SMTP reply code, which smtpd then uses; also in rcpt_check's answer)
  *    A source that disconnects before {req=end} leaves nothing behind: cleanup removes the file. A source
  *    that cannot hand over every recipient and attribute (an encoding error) never sends {req=end}: the
  *    message is not queued and its client is told 4xx.

@@ -513,6 +513,26 @@ int queue_file_append(struct queue_file *f, const void *data, size_t len)
         return 0;
 }
 
+int queue_file_content_range(const struct queue_file *f, off_t *ret_off, uint64_t *ret_len)
+{
+        if (!f->streaming)
+                return -EINVAL;
+        *ret_off = (off_t)f->stream.head_len;
+        *ret_len = (uint64_t)(f->write_off - (off_t)f->stream.head_len);
+        return 0;
+}
+
+int queue_file_restart(struct queue_file *f)
+{
+        if (!f->streaming || f->written || f->committed)
+                return -EINVAL;
+        if (ftruncate(f->fd, 0) < 0)
+                return -errno;
+        f->streaming = false;
+        f->write_off = 0;
+        return 0;
+}
+
 int queue_file_finish(struct queue_file *f, unsigned flags)
 {
         if (!f->streaming)

@@ -111,6 +111,17 @@ int queue_file_begin(struct queue_file *f, const struct qfile_msg *m);
 int queue_file_append(struct queue_file *f, const void *data, size_t len);
 int queue_file_finish(struct queue_file *f, unsigned flags);
 /*
+ * Before queue_file_finish(): where the streamed content starts in the file and how long it is so far
+ * (cleanup copies it aside when a milter edits the message).
+ */
+int queue_file_content_range(const struct queue_file *f, off_t *ret_off, uint64_t *ret_len);
+/*
+ * Before queue_file_finish(): drop everything written (the file keeps its inode, so its queue ID), so
+ * that queue_file_begin() can start again with another envelope. The name is still temporary: no reader
+ * and no recovery ever sees the emptied file as a message.
+ */
+int queue_file_restart(struct queue_file *f);
+/*
  * Before the commit: set every recipient's status slot of a file written with queue_file_begin() (the
  * slots are outside the checksum), then fdatasync. cleanup uses it for local mail that content checks
  * reject: the message is queued with its recipients bounced, so that the sender is notified.

@@ -82,7 +82,8 @@ enum {
         G_INET = 1 << 3,    /* TCP/UDP sockets of both families, bind (the SMTP/LMTP client) */
         G_PROC = 1 << 4,    /* fork, wait, kill: children that switch to a recipient (local); never execve */
         G_SETID = 1 << 5,   /* switch to the recipient's uid and gids (local) */
-        G_CONNECT = 1 << 6, /* TCP client sockets of both families, no bind or listen (smtpd_proxy_filter) */
+        G_CONNECT = 1 << 6, /* TCP client sockets of both families, no bind or listen (smtpd_proxy_filter,
+                               cleanup's inet: milters) */
 };
 
 static const char *const group_core[] = {
@@ -156,6 +157,9 @@ static const struct sandbox_role {
         /* smtpd_proxy_filter = host:port: one outgoing TCP connection per transaction (smtpd/proxy.c) */
         {"smtpd-proxy-inet", G_CORE | G_DNS | G_CONNECT},
         {"cleanup", G_CORE | G_WRITE},
+        /* smtpd_milters / non_smtpd_milters with an inet: filter (cleanup/main.c chooses it); DNS for a
+         * filter named by host name */
+        {"cleanup-milter", G_CORE | G_WRITE | G_DNS | G_CONNECT},
         {"qmgr", G_CORE | G_WRITE},
         {"smtp", G_CORE | G_WRITE | G_DNS | G_INET},
         {"lmtp", G_CORE | G_WRITE | G_DNS | G_INET}, /* the smtp program in LMTP mode */
