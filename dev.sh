@@ -13,7 +13,7 @@ APT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-14-
               policycoreutils-python-utils selinux-policy-dev setools python3-setools python3-selinux
               dovecot-core dovecot-lmtpd libnet-ssleay-perl libio-socket-ssl-perl
               python3-prometheus-client python3-aiosmtpd libpcre2-dev liblmdb-dev
-              unbound ldnsutils)
+              unbound ldnsutils opendkim opendkim-tools python3-dkim rspamd)
 
 need_root() {
         if [ "$(id -u)" != 0 ]; then
