@@ -17,6 +17,10 @@
 #include "smtp.h"
 #include "smtp_util.h"
 
+static const struct session_ops request_session_ops;
+static void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
+                               const char *dsn, const char *reason);
+
 static void request_free(struct request *rq)
 {
         sd_event_source_unref(rq->io);
@@ -102,8 +106,8 @@ static void request_finish(struct request *rq)
         send_reply(rq);
 }
 
-void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
-                        const char *dsn, const char *reason)
+static void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
+                               const char *dsn, const char *reason)
 {
         uint64_t now = delivery_now_usec();
         const struct delivery_outcome happened = {delivery_status_of(st), dsn, reason};
@@ -143,13 +147,13 @@ static void try_next_address(struct request *rq)
         if (a->set.mx_address_limit > 0 && limit > a->set.mx_address_limit)
                 limit = a->set.mx_address_limit;
         if (rq->addrs && rq->addr_next < limit) {
-                session_connect(a, rq, &rq->addrs->addrs[rq->addr_next++]);
+                session_connect(a, rq, &request_session_ops, &rq->addrs->addrs[rq->addr_next++]);
                 return;
         }
         try_next_hop(rq);
 }
 
-const char *request_rcpt_domain(const struct request *rq)
+static const char *request_rcpt_domain(const struct request *rq)
 {
         for (size_t i = 0; i < rq->n_rcpts; i++) {
                 const char *at = strrchr(rq->rcpts[i].q->address, '@');
@@ -208,7 +212,7 @@ static void on_resolved(const struct dns_result *res, void *userdata)
         try_next_address(rq);
 }
 
-const char *request_cache_key(const struct request *rq)
+static const char *request_cache_key(const struct request *rq)
 {
         return rq->hop_name;
 }
@@ -247,7 +251,8 @@ static void try_next_hop(struct request *rq)
                         msg_warn("%s: %s", rq->queue_id, rq->last_reason);
                         continue;
                 }
-                if (a->set.cache_on_demand && !rq->no_reuse && session_reuse(a, rq, rq->hop_name))
+                if (a->set.cache_on_demand && !rq->no_reuse &&
+                    session_reuse(a, rq, &request_session_ops, rq->hop_name))
                         return;
                 if (kind == 1) { /* an LMTP unix socket: its one "address" */
                         unix_hop.n = 1;
@@ -272,14 +277,14 @@ static void try_next_hop(struct request *rq)
         }
 }
 
-void request_session_failed(struct request *rq, const char *dsn, const char *reason, bool permanent)
+static void request_session_failed(struct request *rq, const char *dsn, const char *reason, bool permanent)
 {
         rq->session = NULL;
         set_last(rq, dsn, reason, permanent);
         try_next_address(rq);
 }
 
-void request_reuse_failed(struct request *rq)
+static void request_reuse_failed(struct request *rq)
 {
         rq->session = NULL;
         rq->no_reuse = true;
@@ -287,7 +292,7 @@ void request_reuse_failed(struct request *rq)
         try_next_hop(rq);
 }
 
-void request_session_done(struct request *rq)
+static void request_session_done(struct request *rq)
 {
         rq->session = NULL;
         request_finish(rq);
@@ -440,3 +445,12 @@ void request_start(struct agent *a, int fd)
                 request_free(rq);
         }
 }
+
+static const struct session_ops request_session_ops = {
+        .rcpt_final = request_rcpt_final,
+        .failed = request_session_failed,
+        .done = request_session_done,
+        .reuse_failed = request_reuse_failed,
+        .cache_key = request_cache_key,
+        .rcpt_domain = request_rcpt_domain,
+};

@@ -127,6 +127,7 @@ static void session_close(struct session *s)
 static void setup_failed(struct session *s, const char *dsn, const char *reason)
 {
         struct request *rq = s->rq;
+        const struct session_ops *ops = s->ops; /* s may be freed by session_close */
         char d[SMTP_ENHANCED_MAX];
         snprintf(d, sizeof d, "%s", dsn);
         d[0] = '4'; /* another host may still take it: never final from here */
@@ -135,9 +136,9 @@ static void setup_failed(struct session *s, const char *dsn, const char *reason)
         if (!rq)
                 return;
         if (reused)
-                request_reuse_failed(rq); /* a stale cached connection: start over with a fresh one */
+                ops->reuse_failed(rq); /* a stale cached connection: start over with a fresh one */
         else
-                request_session_failed(rq, d, reason, false);
+                ops->failed(rq, d, reason, false);
 }
 
 static void transaction_end(struct session *s, bool reusable);
@@ -149,7 +150,7 @@ static void transaction_failed(struct session *s, const char *dsn, const char *r
         for (size_t i = 0; rq && i < rq->n_rcpts; i++) {
                 struct rcpt *r = &rq->rcpts[i];
                 if (r->status == RCPT_PENDING || r->status == RCPT_ACCEPTED)
-                        request_rcpt_final(rq, r, s->relay, RCPT_DEFERRED, dsn, reason);
+                        s->ops->rcpt_final(rq, r, s->relay, RCPT_DEFERRED, dsn, reason);
         }
         transaction_end(s, false);
 }
@@ -219,7 +220,7 @@ static void start_transaction(struct session *s)
                         (unsigned long long)size, (unsigned long long)s->caps.size_limit, s->host, s->addr);
                 for (size_t i = 0; i < rq->n_rcpts; i++)
                         if (rq->rcpts[i].status == RCPT_PENDING)
-                                request_rcpt_final(rq, &rq->rcpts[i], s->relay, RCPT_BOUNCED, "5.3.4",
+                                s->ops->rcpt_final(rq, &rq->rcpts[i], s->relay, RCPT_BOUNCED, "5.3.4",
                                                    reason);
                 transaction_end(s, true);
                 return;
@@ -262,10 +263,11 @@ static void transaction_end(struct session *s, bool reusable)
 {
         struct request *rq = s->rq;
         struct agent *a = s->a;
+        const struct session_ops *ops = s->ops; /* s may be freed by session_close */
         s->rq = NULL;
         if (reusable && a->set.cache_on_demand && a->n_cache < SMTP_CACHE_MAX && rq) {
                 free(s->key);
-                s->key = xstrdup(request_cache_key(rq));
+                s->key = xstrdup(ops->cache_key(rq));
                 s->state = S_IDLE;
                 s->cached = true;
                 s->next = a->cache;
@@ -277,7 +279,7 @@ static void transaction_end(struct session *s, bool reusable)
         } else
                 session_close(s);
         if (rq)
-                request_session_done(rq);
+                ops->done(rq);
 }
 
 /* ---- connection setup: EHLO, STARTTLS, AUTH ---- */
@@ -424,7 +426,7 @@ static bool loops_back(struct session *s, const struct smtp_reply *r)
         /* An LMTP server is a mail store, not a relay: it may well greet with this host's name. */
         if (s->a->set.lmtp || !smtp_reply_names_myself(r->text, s->a->set.myhostname))
                 return false;
-        const char *domain = request_rcpt_domain(rq);
+        const char *domain = s->ops->rcpt_domain(rq);
         _cleanup_free_ char *reason = smtp_loop_reason(domain, domain);
         msg_fields(LOG_LEVEL_WARNING,
                    &(struct log_fields){.queue_id = rq->queue_id, .catalog_id = CATALOG_LOOPS_BACK},
@@ -447,7 +449,7 @@ static void lmtp_rcpt_reply(struct session *s, const struct smtp_reply *r, const
         }
         _cleanup_free_ char *text = smtp_reply_to_string(r);
         _cleanup_free_ char *reason = cls == 2 ? limit_reason(xstrdup(text)) : reply_reason(s, r);
-        request_rcpt_final(rq, &rq->rcpts[s->rcpt_cur++], s->relay,
+        s->ops->rcpt_final(rq, &rq->rcpts[s->rcpt_cur++], s->relay,
                            cls == 2   ? RCPT_SENT
                            : cls == 5 ? RCPT_BOUNCED
                                       : RCPT_DEFERRED,
@@ -557,7 +559,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                         _cleanup_free_ char *reason = reply_reason(s, r);
                         for (size_t i = 0; i < rq->n_rcpts; i++)
                                 if (rq->rcpts[i].status == RCPT_PENDING)
-                                        request_rcpt_final(rq, &rq->rcpts[i], s->relay,
+                                        s->ops->rcpt_final(rq, &rq->rcpts[i], s->relay,
                                                            cls == 5 ? RCPT_BOUNCED : RCPT_DEFERRED, dsn,
                                                            reason);
                         transaction_end(s, true);
@@ -570,7 +572,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                         s->n_accepted++;
                 } else {
                         _cleanup_free_ char *reason = reply_reason(s, r);
-                        request_rcpt_final(rq, rc, s->relay, cls == 5 ? RCPT_BOUNCED : RCPT_DEFERRED, dsn,
+                        s->ops->rcpt_final(rq, rc, s->relay, cls == 5 ? RCPT_BOUNCED : RCPT_DEFERRED, dsn,
                                            reason);
                 }
                 if (next_rcpt(s))
@@ -607,7 +609,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                 }
                 for (size_t i = 0; i < rq->n_rcpts; i++)
                         if (rq->rcpts[i].status == RCPT_ACCEPTED)
-                                request_rcpt_final(rq, &rq->rcpts[i], s->relay, st, dsn, reason);
+                                s->ops->rcpt_final(rq, &rq->rcpts[i], s->relay, st, dsn, reason);
                 transaction_end(s, cls != 3);
                 return;
         }
@@ -865,9 +867,11 @@ static void on_tlsa(const struct dns_tlsa *t, void *userdata)
         connect_now(s);
 }
 
-void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr)
+void session_connect(struct agent *a, struct request *rq, const struct session_ops *ops,
+                     const struct dns_addr *addr)
 {
         struct session *s = session_new(a, rq);
+        s->ops = ops;
         int family = addr->sa.ss_family;
         rq->session = s;
         s->dest = *addr;
@@ -957,13 +961,14 @@ static void connect_now(struct session *s)
         /* Completion (or failure) shows as EPOLLOUT. */
 }
 
-bool session_reuse(struct agent *a, struct request *rq, const char *key)
+bool session_reuse(struct agent *a, struct request *rq, const struct session_ops *ops, const char *key)
 {
         for (struct session *s = a->cache; s; s = s->next) {
                 if (!s->key || !streq(s->key, key))
                         continue;
                 cache_unlink(s);
                 s->rq = rq;
+                s->ops = ops;
                 s->reused = true;
                 rq->session = s;
                 send_line(s, S_RSET, a->set.helo_timeout, "RSET");

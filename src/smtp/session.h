@@ -29,7 +29,8 @@ enum sstate {
 
 struct session {
         struct agent *a;
-        struct request *rq; /* NULL while idle in the cache */
+        struct request *rq;            /* NULL while idle in the cache */
+        const struct session_ops *ops; /* rq's: what the session reports to it */
         struct session *next;
         bool cached;
         int fd;

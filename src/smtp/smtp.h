@@ -123,18 +123,26 @@ struct request {
 
 /* request.c */
 void request_start(struct agent *a, int fd);
-/* A session reports: the recipients' status changed (final ones are logged and marked). */
-void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
-                        const char *dsn, const char *reason);
-/* The session could not deliver to this address before the transaction began: try the next. */
-void request_session_failed(struct request *rq, const char *dsn, const char *reason, bool permanent);
-/* The session finished the transaction (every recipient it was given is final). */
-void request_session_done(struct request *rq);
-/* A cached connection turned out unusable before the transaction: connect afresh to the same hop. */
-void request_reuse_failed(struct request *rq);
-const char *request_cache_key(const struct request *rq);
-/* The first recipient's domain (the next hop when none has one): what "mail for X" names. */
-const char *request_rcpt_domain(const struct request *rq);
+
+/*
+ * What a session reports to the request it serves, and asks of it: request.c implements them
+ * (request_session_ops), and session.c calls no request function by name.
+ */
+struct session_ops {
+        /* The recipient's status changed (final ones are logged and marked). */
+        void (*rcpt_final)(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
+                           const char *dsn, const char *reason);
+        /* No delivery to this address before the transaction began: try the next. */
+        void (*failed)(struct request *rq, const char *dsn, const char *reason, bool permanent);
+        /* The transaction is over (every recipient the session was given is final). */
+        void (*done)(struct request *rq);
+        /* A cached connection turned out unusable before the transaction: connect afresh to the same hop. */
+        void (*reuse_failed)(struct request *rq);
+        /* The connection cache key of the request's next hop. */
+        const char *(*cache_key)(const struct request *rq);
+        /* The first recipient's domain (the next hop when none has one): what "mail for X" names. */
+        const char *(*rcpt_domain)(const struct request *rq);
+};
 
 /* tls_cache.c: the in-process client TLS session cache (one per smtp process, no tlsmgr). */
 struct tls_cached;
@@ -148,8 +156,9 @@ void tls_cache_flush(struct agent *a);
 int smtp_tls_init(struct agent *a);
 
 /* session.c */
-/* Start a new connection for rq to addr (host and port from addr). */
-void session_connect(struct agent *a, struct request *rq, const struct dns_addr *addr);
+/* Start a new connection for rq to addr (host and port from addr); the session reports through ops. */
+void session_connect(struct agent *a, struct request *rq, const struct session_ops *ops,
+                     const struct dns_addr *addr);
 /* Take an idle cached connection for key and run rq's transaction on it: true when one was found. */
-bool session_reuse(struct agent *a, struct request *rq, const char *key);
+bool session_reuse(struct agent *a, struct request *rq, const struct session_ops *ops, const char *key);
 void session_cache_flush(struct agent *a);
