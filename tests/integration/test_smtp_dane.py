@@ -18,7 +18,6 @@ import subprocess
 
 import pytest
 
-import mailinstance
 from mailinstance import wait_for
 from smtp_peer import SmtpPeer
 from test_client_dns import start_with_dns
