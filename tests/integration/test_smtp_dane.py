@@ -1,8 +1,8 @@
 """test_smtp_dane.py: DANE in the smtp client (smtp_tls_security_level = dane / dane-only, RFC 7672)
 against a real validating resolver.
 
-Each test signs its zones here (ldns-keygen, ldns-signzone) and starts unbound on 127.0.10.53 serving
-them (auth-zone, validated as if they came from upstream) with the zones' own keys as trust anchors,
+Each test signs its zones here (ldns-keygen, ldns-signzone) and starts unbound on an address of its
+own (127.53.x.y, picked free at random: another run of these tests may be going on) serving them (auth-zone, validated as if they came from upstream) with the zones' own keys as trust anchors,
 so answers carry the AD bit. The instance runs in a mount namespace whose resolv.conf names that
 resolver with "options trust-ad". The MX hosts point at an SMTP peer (smtp_peer.SmtpPeer, Python's
 ssl) on 127.0.10.25 whose certificate comes from a test CA; TLSA records are computed from those
@@ -11,6 +11,7 @@ certificates with openssl. Nothing leaves 127.0.0.0/8.
 import base64
 import hashlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -18,14 +19,12 @@ import subprocess
 
 import pytest
 
-import mailinstance
 from mailinstance import wait_for
 from smtp_peer import SmtpPeer
 from test_client_dns import start_with_dns
 from test_smtp_client import SMTP_ONLY_MASTER_CF, deliver
 from test_smtp_tls_verify import OPENSSL_TIMEOUT, make_ca, make_leaf
 
-DNS_ADDR = "127.0.10.53"
 PEER_ADDR = "127.0.10.25"
 TOOL_TIMEOUT = 30
 
@@ -55,19 +54,19 @@ def cert_sha256(cert):
     return hashlib.sha256(der("x509", "-in", cert, "-outform", "DER")).hexdigest()
 
 
-def write_zone(directory, origin, records):
+def write_zone(directory, origin, records, ns_addr):
     zone = directory / f"{origin}.zone"
     zone.write_text(f"$ORIGIN {origin}.\n$TTL 300\n"
                     f"@ IN SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 300\n"
-                    f"@ IN NS ns.{origin}.\nns IN A {DNS_ADDR}\n" + "".join(r + "\n" for r in records))
+                    f"@ IN NS ns.{origin}.\nns IN A {ns_addr}\n" + "".join(r + "\n" for r in records))
     return zone
 
 
-def sign_zone(directory, origin, records, break_rrsig_of=None):
+def sign_zone(directory, origin, records, ns_addr, break_rrsig_of=None):
     """Write and sign a zone; returns its DS record file (the trust anchor). break_rrsig_of names an
     owner (or (owner, type)) whose RRSIG gets a corrupted signature: a validating resolver then calls
     that data bogus."""
-    zone = write_zone(directory, origin, records)
+    zone = write_zone(directory, origin, records, ns_addr)
 
     def run(*cmd):
         return subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=directory,
@@ -94,15 +93,42 @@ def sign_zone(directory, origin, records, break_rrsig_of=None):
     return directory / f"{ksk}.ds", signed
 
 
+def port_53_free(addr):
+    """Nothing has addr:53 (UDP or TCP); sockets without SO_REUSEPORT, as unbound's will be."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+            u.bind((addr, 53))
+            t.bind((addr, 53))
+        return True
+    except OSError:
+        return False
+
+
 class Resolver:
+    ATTEMPTS = 5
+
     def __init__(self, directory):
         self.dir = directory
         self.proc = None
+        self.addr = None
 
     def start(self, zones, unsigned=None, trust_ad=True):
         """zones: {origin: (records, break_rrsig_of)} signed; unsigned: {origin: records}, served as
         insecure (no trust anchor). Returns the resolv.conf to bind-mount."""
-        conf = ["server:", f"  interface: {DNS_ADDR}", "  port: 53", "  do-daemonize: no",
+        for _ in range(self.ATTEMPTS):
+            self.addr = f"127.53.{random.randint(1, 254)}.{random.randint(1, 254)}"
+            if port_53_free(self.addr) and self.try_start(zones, unsigned or {}):
+                resolv = self.dir / "resolv.conf"
+                resolv.write_text(f"nameserver {self.addr}\n"
+                                  f"options {'trust-ad ' if trust_ad else ''}timeout:2 attempts:1\n")
+                return resolv
+        pytest.fail(f"unbound did not start in {self.ATTEMPTS} attempts:\n" +
+                    (self.dir / "unbound.log").read_text())
+
+    def try_start(self, zones, unsigned):
+        """Start unbound on self.addr; False when it exited (the address was taken meanwhile)."""
+        self.stop()
+        conf = ["server:", f"  interface: {self.addr}", "  port: 53", "  so-reuseport: no", "  do-daemonize: no",
                 '  username: ""', '  chroot: ""', f'  directory: "{self.dir}"', '  pidfile: ""',
                 "  use-syslog: no", "  do-ip6: no", "  access-control: 127.0.0.0/8 allow",
                 '  module-config: "validator iterator"', '  local-zone: "test." nodefault',
@@ -112,12 +138,12 @@ class Resolver:
                 "  val-log-level: 2", "  verbosity: 1"]
         auth = []
         for origin, (records, broken) in zones.items():
-            ds, signed = sign_zone(self.dir, origin, records, broken)
+            ds, signed = sign_zone(self.dir, origin, records, self.addr, broken)
             conf += [f'  trust-anchor-file: "{ds}"', f'  local-zone: "{origin}." transparent']
             auth += ["auth-zone:", f'  name: "{origin}"', f'  zonefile: "{signed}"', "  for-upstream: yes",
                      "  for-downstream: no", "  fallback-enabled: no"]
-        for origin, records in (unsigned or {}).items():
-            zone = write_zone(self.dir, origin, records)
+        for origin, records in unsigned.items():
+            zone = write_zone(self.dir, origin, records, self.addr)
             conf += [f'  domain-insecure: "{origin}"', f'  local-zone: "{origin}." transparent']
             auth += ["auth-zone:", f'  name: "{origin}"', f'  zonefile: "{zone}"', "  for-upstream: yes",
                      "  for-downstream: no", "  fallback-enabled: no"]
@@ -126,27 +152,26 @@ class Resolver:
         self.log = open(self.dir / "unbound.log", "wb")
         self.proc = subprocess.Popen([tool("unbound"), "-d", "-c", str(path)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
-        wait_for(self.answering, 10, f"unbound on {DNS_ADDR}", interval=0.1)
-        resolv = self.dir / "resolv.conf"
-        resolv.write_text(f"nameserver {DNS_ADDR}\noptions {'trust-ad ' if trust_ad else ''}timeout:2 attempts:1\n")
-        return resolv
+        return wait_for(self.answering, 10, f"unbound on {self.addr}", interval=0.1) == "up"
 
     def answering(self):
         if self.proc.poll() is not None:
-            pytest.fail("unbound exited:\n" + (self.dir / "unbound.log").read_text())
+            return "exited"
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(0.5)
-            s.sendto(bytes.fromhex("abcd01000001000000000000") + b"\x04test\x00\x00\x06\x00\x01", (DNS_ADDR, 53))
+            s.sendto(bytes.fromhex("abcd01000001000000000000") + b"\x04test\x00\x00\x06\x00\x01", (self.addr, 53))
             try:
-                return s.recv(512)[:2] == b"\xab\xcd"
+                return "up" if s.recv(512)[:2] == b"\xab\xcd" else None
             except OSError:
-                return False
+                return None
 
     def stop(self):
         if self.proc:
-            self.proc.terminate()
+            if self.proc.poll() is None:
+                self.proc.terminate()
             self.proc.wait(timeout=10)
             self.log.close()
+            self.proc = None
 
 
 @pytest.fixture
