@@ -91,7 +91,7 @@ static const char *check_text(enum checks_action_kind k, const char *t, size_t n
         }
 }
 
-int checks_action_parse(const char *value, bool header, struct checks_action *ret, const char **why)
+int checks_action_parse(const char *value, bool header, struct checks_action *ret, const char **ret_why)
 {
         const char *p = value;
         while (blank(*p))
@@ -104,9 +104,9 @@ int checks_action_parse(const char *value, bool header, struct checks_action *re
                 if (strlen(actions[i].word) == wl && strncasecmp(p, actions[i].word, wl) == 0)
                         def = &actions[i];
         if (!def) {
-                *why = "unknown action (expected REJECT, DISCARD, HOLD, WARN, INFO, IGNORE, REDIRECT, "
-                       "FILTER, "
-                       "PREPEND, REPLACE, BCC, DUNNO or OK)";
+                *ret_why = "unknown action (expected REJECT, DISCARD, HOLD, WARN, INFO, IGNORE, REDIRECT, "
+                           "FILTER, "
+                           "PREPEND, REPLACE, BCC, DUNNO or OK)";
                 return -EINVAL;
         }
         const char *t = p + wl;
@@ -116,16 +116,16 @@ int checks_action_parse(const char *value, bool header, struct checks_action *re
         while (n > 0 && blank(t[n - 1]))
                 n--;
         if (n > CHECKS_ACTION_TEXT_MAX) {
-                *why = "action text too long";
+                *ret_why = "action text too long";
                 return -EINVAL;
         }
         if (!clean_text(t, n)) {
-                *why = "control character in the action text";
+                *ret_why = "control character in the action text";
                 return -EINVAL;
         }
         const char *bad = check_text(def->kind, t, n, header);
         if (bad) {
-                *why = bad;
+                *ret_why = bad;
                 return -EINVAL;
         }
         *ret = (struct checks_action){def->kind, t, n};

@@ -35,6 +35,6 @@ struct checks_action {
  * header rule (PREPEND/REPLACE text must then be a header, "Name: value"). 0, or -EINVAL with *why a
  * static text naming the problem (unknown action, missing or bad text).
  */
-int checks_action_parse(const char *value, bool header, struct checks_action *ret, const char **why);
+int checks_action_parse(const char *value, bool header, struct checks_action *ret, const char **ret_why);
 /* The lower-case name used in log lines: "reject", "warning", "prepend"... */
 const char *checks_action_log_name(enum checks_action_kind k);

@@ -37,13 +37,14 @@ bool is_table_spec(const char *s)
         return !isdigit((unsigned char)s[0]);
 }
 
-static int open_table(const char *param, const char *spec, struct dict ***tables, size_t *n, char **err)
+static int open_table(const char *param, const char *spec, struct dict ***tables, size_t *n,
+                      char **ret_error)
 {
         struct dict *d = NULL;
         _cleanup_free_ char *why = NULL;
         int r = dict_open(spec, &d, &why);
         if (r < 0) {
-                *err = xasprintf("%s: %s: %s", param, spec, why);
+                *ret_error = xasprintf("%s: %s: %s", param, spec, why);
                 return r;
         }
         *tables = xrealloc(*tables, (*n + 1) * sizeof(**tables));
@@ -51,13 +52,13 @@ static int open_table(const char *param, const char *spec, struct dict ***tables
         return 0;
 }
 
-int netlist_init(struct netlist *l, const char *param, const char *value, char **err)
+int netlist_init(struct netlist *l, const char *param, const char *value, char **ret_error)
 {
         struct strv items = STRV_INIT;
         int r = 0;
         maps_split_list(value, &items);
         if (items.n > ACCESS_LIST_MAX) {
-                *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
+                *ret_error = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
                 strv_done(&items);
                 return -E2BIG;
         }
@@ -65,7 +66,7 @@ int netlist_init(struct netlist *l, const char *param, const char *value, char *
         for (size_t i = 0; i < items.n; i++) {
                 const char *it = items.v[i];
                 if (is_table_spec(it)) {
-                        r = open_table(param, it, &l->tables, &l->n_tables, err);
+                        r = open_table(param, it, &l->tables, &l->n_tables, ret_error);
                         if (r < 0)
                                 break;
                         continue;
@@ -106,20 +107,20 @@ int netlist_match(struct netlist *l, const char *addr_text)
         return 0;
 }
 
-int domlist_init(struct domlist *l, const char *param, const char *value, bool subdomains, char **err)
+int domlist_init(struct domlist *l, const char *param, const char *value, bool subdomains, char **ret_error)
 {
         struct strv items = STRV_INIT;
         int r = 0;
         maps_split_list(value, &items);
         if (items.n > ACCESS_LIST_MAX) {
-                *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
+                *ret_error = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
                 strv_done(&items);
                 return -E2BIG;
         }
         l->subdomains = subdomains;
         for (size_t i = 0; i < items.n; i++) {
                 if (is_table_spec(items.v[i])) {
-                        r = open_table(param, items.v[i], &l->tables, &l->n_tables, err);
+                        r = open_table(param, items.v[i], &l->tables, &l->n_tables, ret_error);
                         if (r < 0)
                                 break;
                         continue;

@@ -32,13 +32,13 @@ struct domlist {
 bool is_table_spec(const char *s);
 
 /* Parse a list parameter; *err (malloc'd) names the parameter and the problem. */
-int netlist_init(struct netlist *l, const char *param, const char *value, char **err);
+int netlist_init(struct netlist *l, const char *param, const char *value, char **ret_error);
 /* Printable address in the list: 1, 0, or <0 when a table failed. */
 int netlist_match(struct netlist *l, const char *addr_text);
 void netlist_done(struct netlist *l);
 
 /* subdomains: "example.com" also matches "sub.example.com" (parent_domain_matches_subdomains). */
-int domlist_init(struct domlist *l, const char *param, const char *value, bool subdomains, char **err);
+int domlist_init(struct domlist *l, const char *param, const char *value, bool subdomains, char **ret_error);
 /* domain: lower case, no trailing dot. 1 listed, 0 not, <0 table failure. */
 int domlist_match(struct domlist *l, const char *domain);
 void domlist_done(struct domlist *l);

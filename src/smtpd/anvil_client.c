@@ -32,7 +32,7 @@ struct smtpd_anvil {
 
 static const char *const event_req[SMTPD_ANVIL_N] = {"connect", "disconnect", "message", "rcpt", "auth"};
 
-int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **ret, char **err)
+int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **ret, char **ret_error)
 {
         struct smtpd_anvil *a = xcalloc(1, sizeof *a);
         struct smtpd_anvil_limits *l = &a->limits;
@@ -49,7 +49,7 @@ int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **
                 return 0;
         }
         int r = netlist_init(&a->exceptions, "smtpd_client_event_limit_exceptions",
-                             config_get(c, "smtpd_client_event_limit_exceptions"), err);
+                             config_get(c, "smtpd_client_event_limit_exceptions"), ret_error);
         if (r < 0) {
                 free(a);
                 return r;

@@ -91,7 +91,7 @@ static int set_unix(struct smtpd_proxy_cfg *cfg, const char *path, const char *q
 
 /* host:port, [host]:port, :port or port; the host defaults to the local one, as in Postfix. *why: the
  * resolver's reason (static) when the name or port does not resolve. */
-static int set_inet(struct smtpd_proxy_cfg *cfg, const char *v, const char **why)
+static int set_inet(struct smtpd_proxy_cfg *cfg, const char *v, const char **ret_why)
 {
         _cleanup_free_ char *host = NULL;
         const char *port;
@@ -111,7 +111,7 @@ static int set_inet(struct smtpd_proxy_cfg *cfg, const char *v, const char **why
         struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
         int r = getaddrinfo(isempty(host) ? "localhost" : host, port, &hints, &res);
         if (r != 0) {
-                *why = r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r);
+                *ret_why = r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r);
                 return -EHOSTUNREACH;
         }
         memcpy(&cfg->addr, res->ai_addr, res->ai_addrlen);
@@ -141,7 +141,8 @@ static void set_options(struct smtpd_proxy_cfg *cfg, struct config *c)
         }
 }
 
-int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_proxy_cfg **ret, char **err)
+int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_proxy_cfg **ret,
+                        char **ret_error)
 {
         *ret = NULL;
         const char *v = config_get(c, "smtpd_proxy_filter");
@@ -160,13 +161,14 @@ int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_pr
         else
                 r = set_inet(cfg, strncasecmp(v, "inet:", 5) == 0 ? v + 5 : v, &why);
         if (r < 0) {
-                *err = xasprintf("smtpd_proxy_filter = %s: %s; write host:port, inet:host:port or unix:path "
-                                 "(a numeric address or a name the host resolves, a port number or service "
-                                 "name)",
-                                 v,
-                                 why            ? why
-                                 : r == -EINVAL ? "bad syntax"
-                                                : strerror(-r));
+                *ret_error = xasprintf(
+                        "smtpd_proxy_filter = %s: %s; write host:port, inet:host:port or unix:path "
+                        "(a numeric address or a name the host resolves, a port number or service "
+                        "name)",
+                        v,
+                        why            ? why
+                        : r == -EINVAL ? "bad syntax"
+                                       : strerror(-r));
                 smtpd_proxy_cfg_free(cfg);
                 return r;
         }

@@ -32,7 +32,8 @@ struct smtpd_proxy_cfg {
  * host), "unix:path" (relative to queue_dir). Names are resolved here, once, before the sandbox. *ret stays
  * NULL when the parameter is empty; *err (malloc'd) names the parameter, the value and the fix.
  */
-int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_proxy_cfg **ret, char **err);
+int smtpd_proxy_cfg_new(struct config *c, const char *queue_dir, struct smtpd_proxy_cfg **ret,
+                        char **ret_error);
 void smtpd_proxy_cfg_free(struct smtpd_proxy_cfg *cfg);
 /* The filter is reached over TCP (smtpd then needs the "connect" call group). */
 bool smtpd_proxy_cfg_inet(const struct smtpd_proxy_cfg *cfg);

@@ -62,11 +62,11 @@ struct restriction {
 static const struct restriction *find_restriction(const char *name);
 
 static int restrictions_init(struct smtpd_access *a, struct config *c, const char *param, struct strv *out,
-                             char **err)
+                             char **ret_error)
 {
         config_get_list(c, param, out);
         if (out->n > ACCESS_LIST_MAX) {
-                *err = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
+                *ret_error = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
                 return -E2BIG;
         }
         for (size_t i = 0; i < out->n; i++) {
@@ -78,8 +78,8 @@ static int restrictions_init(struct smtpd_access *a, struct config *c, const cha
                 if (!rs || !rs->takes_arg)
                         continue;
                 if (i + 1 >= out->n) {
-                        *err = xasprintf("%s: restriction \"%s\" requires %s argument", param, out->v[i],
-                                         rs->takes_table ? "a type:table" : "a DNS zone");
+                        *ret_error = xasprintf("%s: restriction \"%s\" requires %s argument", param,
+                                               out->v[i], rs->takes_table ? "a type:table" : "a DNS zone");
                         return -EINVAL;
                 }
                 if (!rs->takes_table) {
@@ -93,11 +93,11 @@ static int restrictions_init(struct smtpd_access *a, struct config *c, const cha
                 if (have)
                         continue;
                 if (a->n_tables >= ACCESS_TABLES_MAX) {
-                        *err = xasprintf("%s: more than %d access tables", param, ACCESS_TABLES_MAX);
+                        *ret_error = xasprintf("%s: more than %d access tables", param, ACCESS_TABLES_MAX);
                         return -E2BIG;
                 }
                 struct maps *m = NULL;
-                int r = maps_open(param, spec, &m, err);
+                int r = maps_open(param, spec, &m, ret_error);
                 if (r < 0)
                         return r;
                 a->tables[a->n_tables++] = (struct access_table){xstrdup(spec), m};
@@ -117,28 +117,28 @@ static bool list_has_guard(const struct strv *l)
         return false;
 }
 
-int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
+int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **ret_error)
 {
         struct smtpd_access *a = xcalloc(1, sizeof(*a));
         int r;
 
-        r = netlist_init(&a->mynetworks, "mynetworks", config_get(c, "mynetworks"), err);
+        r = netlist_init(&a->mynetworks, "mynetworks", config_get(c, "mynetworks"), ret_error);
         if (r >= 0)
                 r = netlist_init(&a->bare_newline_exclusions, "smtpd_forbid_bare_newline_exclusions",
-                                 config_get(c, "smtpd_forbid_bare_newline_exclusions"), err);
+                                 config_get(c, "smtpd_forbid_bare_newline_exclusions"), ret_error);
         if (r >= 0)
                 r = domlist_init(&a->mydestination, "mydestination", config_get(c, "mydestination"), false,
-                                 err);
+                                 ret_error);
         /* Postfix's parent_domain_matches_subdomains default includes relay_domains. */
         if (r >= 0)
                 r = domlist_init(&a->relay_domains, "relay_domains", config_get(c, "relay_domains"), true,
-                                 err);
+                                 ret_error);
         if (r >= 0) {
                 const char *lrm = config_get(c, "local_recipient_maps");
                 struct strv specs = STRV_INIT;
                 maps_split_list(lrm, &specs);
                 if (specs.n > 0)
-                        r = maps_open("local_recipient_maps", lrm, &a->local_rcpt, err);
+                        r = maps_open("local_recipient_maps", lrm, &a->local_rcpt, ret_error);
                 strv_done(&specs);
         }
         if (r >= 0) {
@@ -146,27 +146,28 @@ int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err)
                 struct strv specs = STRV_INIT;
                 maps_split_list(slm, &specs);
                 if (specs.n > 0)
-                        r = maps_open("smtpd_sender_login_maps", slm, &a->sender_logins, err);
+                        r = maps_open("smtpd_sender_login_maps", slm, &a->sender_logins, ret_error);
                 strv_done(&specs);
         }
         if (r >= 0)
-                r = resolve_new(c, &a->resolve, err);
+                r = resolve_new(c, &a->resolve, ret_error);
         if (r >= 0)
-                r = restrictions_init(a, c, "smtpd_client_restrictions", &a->client_restrictions, err);
+                r = restrictions_init(a, c, "smtpd_client_restrictions", &a->client_restrictions, ret_error);
         if (r >= 0)
-                r = restrictions_init(a, c, "smtpd_helo_restrictions", &a->helo_restrictions, err);
+                r = restrictions_init(a, c, "smtpd_helo_restrictions", &a->helo_restrictions, ret_error);
         if (r >= 0)
-                r = restrictions_init(a, c, "smtpd_sender_restrictions", &a->sender_restrictions, err);
+                r = restrictions_init(a, c, "smtpd_sender_restrictions", &a->sender_restrictions, ret_error);
         if (r >= 0)
-                r = restrictions_init(a, c, "smtpd_data_restrictions", &a->data_restrictions, err);
+                r = restrictions_init(a, c, "smtpd_data_restrictions", &a->data_restrictions, ret_error);
         if (r >= 0)
-                r = restrictions_init(a, c, "smtpd_relay_restrictions", &a->relay_restrictions, err);
+                r = restrictions_init(a, c, "smtpd_relay_restrictions", &a->relay_restrictions, ret_error);
         if (r >= 0)
-                r = restrictions_init(a, c, "smtpd_recipient_restrictions", &a->recipient_restrictions, err);
+                r = restrictions_init(a, c, "smtpd_recipient_restrictions", &a->recipient_restrictions,
+                                      ret_error);
         /* Postfix refuses to run as an open relay by accident: one of the lists must be able to say no. */
         if (r >= 0 && !list_has_guard(&a->relay_restrictions) &&
             !list_has_guard(&a->recipient_restrictions)) {
-                *err = xstrdup(
+                *ret_error = xstrdup(
                         "parameters smtpd_relay_restrictions and smtpd_recipient_restrictions: specify "
                         "at least one working instance of: reject_unauth_destination, "
                         "defer_unauth_destination, reject, defer or defer_if_permit");

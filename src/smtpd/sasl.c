@@ -78,36 +78,37 @@ static int split_inet(const char *hostport, char **host, char **port)
         return 0;
 }
 
-static int parse_options(struct config *c, const char *param, unsigned *ret, char **err)
+static int parse_options(struct config *c, const char *param, unsigned *ret, char **ret_error)
 {
         struct strv words = STRV_INIT;
         config_get_list(c, param, &words);
         const char *bad = NULL;
         int r = dovecot_auth_security_options((const char *const *)words.v, words.n, ret, &bad);
         if (r < 0)
-                *err = xasprintf("%s: unknown option \"%s\" (valid: noanonymous, noplaintext, noactive, "
-                                 "nodictionary, mutual_auth, forward_secrecy)",
-                                 param, bad);
+                *ret_error =
+                        xasprintf("%s: unknown option \"%s\" (valid: noanonymous, noplaintext, noactive, "
+                                  "nodictionary, mutual_auth, forward_secrecy)",
+                                  param, bad);
         strv_done(&words);
         return r;
 }
 
-int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **ret, char **err)
+int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **ret, char **ret_error)
 {
         *ret = NULL;
         if (!config_get_bool(c, "smtpd_sasl_auth_enable"))
                 return 0;
         const char *type = config_get(c, "smtpd_sasl_type");
         if (!type || strcasecmp(type, "dovecot") != 0) {
-                *err = xasprintf("smtpd_sasl_type = %s is not supported: postd authenticates through "
-                                 "Dovecot only; set smtpd_sasl_type = dovecot and smtpd_sasl_path to "
-                                 "Dovecot's auth socket (e.g. private/auth)",
-                                 type ? type : "");
+                *ret_error = xasprintf("smtpd_sasl_type = %s is not supported: postd authenticates through "
+                                       "Dovecot only; set smtpd_sasl_type = dovecot and smtpd_sasl_path to "
+                                       "Dovecot's auth socket (e.g. private/auth)",
+                                       type ? type : "");
                 return -EPROTONOSUPPORT;
         }
         const char *path = config_get(c, "smtpd_sasl_path");
         if (isempty(path)) {
-                *err = xstrdup(
+                *ret_error = xstrdup(
                         "smtpd_sasl_path is empty: set it to Dovecot's auth socket, e.g. private/auth "
                         "(under queue_directory) or inet:127.0.0.1:12345");
                 return -EINVAL;
@@ -117,7 +118,7 @@ int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **
         if (strncmp(path, "inet:", 5) == 0) {
                 _cleanup_free_ char *h = NULL, *p = NULL;
                 if (split_inet(path + 5, &h, &p) < 0) {
-                        *err = xasprintf("smtpd_sasl_path = %s: expected inet:host:port", path);
+                        *ret_error = xasprintf("smtpd_sasl_path = %s: expected inet:host:port", path);
                         smtpd_sasl_free(s);
                         return -EINVAL;
                 }
@@ -126,9 +127,9 @@ int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **
                 const char *p = strncmp(path, "unix:", 5) == 0 ? path + 5 : path;
                 s->path = p[0] == '/' ? xstrdup(p) : xasprintf("%s/%s", queue_dir, p);
         }
-        int r = parse_options(c, "smtpd_sasl_security_options", &s->opts, err);
+        int r = parse_options(c, "smtpd_sasl_security_options", &s->opts, ret_error);
         if (r >= 0)
-                r = parse_options(c, "smtpd_sasl_tls_security_options", &s->tls_opts, err);
+                r = parse_options(c, "smtpd_sasl_tls_security_options", &s->tls_opts, ret_error);
         if (r < 0) {
                 smtpd_sasl_free(s);
                 return r;

@@ -156,7 +156,7 @@ struct access_decision {
  * local_recipient_maps and the TYPE:TABLE arguments of the restriction lists). *err (malloc'd) names
  * the parameter and the problem.
  */
-int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **err);
+int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **ret_error);
 void smtpd_access_free(struct smtpd_access *a);
 /* The zones of every reject_rbl_client in the restriction lists ("zone" of "zone=127.0.0.2"). */
 void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out);
@@ -220,7 +220,7 @@ struct smtpd_anvil_answer {
 };
 
 /* *ret stays NULL when every limit is 0 (smtpd then never asks anvil). *err (malloc'd) names the problem. */
-int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **ret, char **err);
+int smtpd_anvil_new(struct config *c, const char *service, struct smtpd_anvil **ret, char **ret_error);
 void smtpd_anvil_free(struct smtpd_anvil *a);
 const struct smtpd_anvil_limits *smtpd_anvil_limits(const struct smtpd_anvil *a);
 /* In smtpd_client_event_limit_exceptions (or no anvil at all): no event of this client is counted. */
@@ -268,7 +268,7 @@ struct smtpd_sasl;
  * smtpd_sasl_* settings; *ret stays NULL when smtpd_sasl_auth_enable = no. Relative smtpd_sasl_path
  * names are under queue_dir. *err (malloc'd) names the parameter and the fix.
  */
-int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **ret, char **err);
+int smtpd_sasl_new(struct config *c, const char *queue_dir, struct smtpd_sasl **ret, char **ret_error);
 void smtpd_sasl_free(struct smtpd_sasl *s);
 bool smtpd_sasl_tls_auth_only(const struct smtpd_sasl *s);
 /* smtpd_sasl_path is inet:host:port (TCP), not a unix socket. */

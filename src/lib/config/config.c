@@ -249,7 +249,7 @@ void config_set(struct config *c, const char *name, const char *value)
 
 /* ---- values ---- */
 
-static const char *lookup_expanded(struct config *c, struct centry *e, unsigned *depth, char **err);
+static const char *lookup_expanded(struct config *c, struct centry *e, unsigned *depth, char **ret_error);
 
 static bool entry_is_set(const struct centry *e)
 {
@@ -261,7 +261,7 @@ static bool entry_is_set(const struct centry *e)
  * plus $mydomain (when mydomain is set) or ".localdomain". mydomain: $myhostname minus its first
  * label, or "localdomain" when that leaves nothing.
  */
-static const char *dynamic_default(struct config *c, struct centry *e, unsigned *depth, char **err)
+static const char *dynamic_default(struct config *c, struct centry *e, unsigned *depth, char **ret_error)
 {
         if (e->dynamic_default)
                 return e->dynamic_default;
@@ -278,7 +278,7 @@ static const char *dynamic_default(struct config *c, struct centry *e, unsigned 
                         e->dynamic_default = xasprintf("%s.localdomain", c->hostname);
         } else if (streq(name, "mydomain")) {
                 struct centry *host = get_entry(c, "myhostname", false);
-                const char *h = host ? lookup_expanded(c, host, depth, err) : "";
+                const char *h = host ? lookup_expanded(c, host, depth, ret_error) : "";
                 const char *dot = strchr(h, '.');
                 e->dynamic_default = xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
         } else
@@ -286,7 +286,7 @@ static const char *dynamic_default(struct config *c, struct centry *e, unsigned 
         return e->dynamic_default;
 }
 
-static const char *entry_raw(struct config *c, struct centry *e, unsigned *depth, char **err)
+static const char *entry_raw(struct config *c, struct centry *e, unsigned *depth, char **ret_error)
 {
         if (e->override)
                 return e->override;
@@ -297,7 +297,7 @@ static const char *entry_raw(struct config *c, struct centry *e, unsigned *depth
         if (e->service_default)
                 return e->service_default;
         if (e->def->flags & PARAM_F_DYNAMIC)
-                return dynamic_default(c, e, depth, err);
+                return dynamic_default(c, e, depth, ret_error);
         return e->def->def;
 }
 
@@ -496,21 +496,21 @@ static void expand_text(struct expander *x, const char *s, size_t len, struct bu
 }
 
 /* The expanded value of an entry ("" when it has none), cached until the next config_set. */
-static const char *lookup_expanded(struct config *c, struct centry *e, unsigned *depth, char **err)
+static const char *lookup_expanded(struct config *c, struct centry *e, unsigned *depth, char **ret_error)
 {
         if (e->cached) {
-                if (e->error && !*err)
-                        *err = xstrdup(e->error);
+                if (e->error && !*ret_error)
+                        *ret_error = xstrdup(e->error);
                 return e->expanded;
         }
         if (e->expanding) {
-                if (!*err)
-                        *err = xasprintf("parameter %s: recursive expansion", e->name);
+                if (!*ret_error)
+                        *ret_error = xasprintf("parameter %s: recursive expansion", e->name);
                 return "";
         }
         if (*depth >= CONFIG_EXPAND_DEPTH_MAX) {
-                if (!*err)
-                        *err = xasprintf("parameter %s: too many nested expansions", e->name);
+                if (!*ret_error)
+                        *ret_error = xasprintf("parameter %s: too many nested expansions", e->name);
                 return "";
         }
         e->expanding = true;
@@ -529,12 +529,12 @@ static const char *lookup_expanded(struct config *c, struct centry *e, unsigned 
         e->expanded = buf_steal(&out);
         e->error = own_err;
         e->cached = true;
-        if (own_err && !*err)
-                *err = xstrdup(own_err);
+        if (own_err && !*ret_error)
+                *ret_error = xstrdup(own_err);
         return e->expanded;
 }
 
-int config_expand(struct config *c, const char *text, char **ret, char **err)
+int config_expand(struct config *c, const char *text, char **ret, char **ret_error)
 {
         char *e = NULL;
         unsigned depth = 0;
@@ -545,8 +545,8 @@ int config_expand(struct config *c, const char *text, char **ret, char **err)
         if (!e)
                 return 0;
         int r = strstr(e, "recursive") ? -ELOOP : (strstr(e, "too") ? -E2BIG : -EINVAL);
-        if (err)
-                *err = e;
+        if (ret_error)
+                *ret_error = e;
         else
                 free(e);
         return r;

@@ -57,7 +57,7 @@ const char *config_maincf_path(const struct config *c);
  * set (malloc'd; best effort on error). Returns 0, or -ELOOP (recursion, with *err = "parameter X:
  * recursive expansion"), -E2BIG (too deep or too long) or -EINVAL (syntax), with *err malloc'd.
  */
-int config_expand(struct config *c, const char *text, char **ret, char **err);
+int config_expand(struct config *c, const char *text, char **ret, char **ret_error);
 
 /* The definition behind name (table entry, or the base of a per-service name), or NULL if unknown. */
 const struct param_def *config_param_def(struct config *c, const char *name);

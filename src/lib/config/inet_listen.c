@@ -35,7 +35,7 @@ void inet_listen_set_done(struct inet_listen_set *ls)
 
 /* One address as written (numeric only: the generator runs before the network and must not resolve). */
 static int add_host(struct inet_listen_set *ls, const char *host, uint16_t port, bool v4, bool v6,
-                    char **err)
+                    char **ret_error)
 {
         _cleanup_free_ char *h = xstrdup(host);
         size_t hl = strlen(h);
@@ -48,23 +48,24 @@ static int add_host(struct inet_listen_set *ls, const char *host, uint16_t port,
                 return v4 ? add_listen(ls, xasprintf("%s:%u", h, port)) : 0;
         if (inet_pton(AF_INET6, h, bin) == 1)
                 return v6 ? add_listen(ls, xasprintf("[%s]:%u", h, port)) : 0;
-        *err = xasprintf("address \"%s\" is not numeric (listeners are computed before name service is up; "
-                         "write the IP address)",
-                         host);
+        *ret_error =
+                xasprintf("address \"%s\" is not numeric (listeners are computed before name service is up; "
+                          "write the IP address)",
+                          host);
         return -EINVAL;
 }
 
 int inet_listen_service(struct config *c, const struct mastercf_service *svc, bool v4, bool v6,
-                        struct inet_listen_set *ls, char **err)
+                        struct inet_listen_set *ls, char **ret_error)
 {
         uint16_t port = 0;
         int r = mastercf_port_number(svc->port, &port);
         if (r < 0) {
-                *err = xasprintf("master.cf line %u: unknown port \"%s\"", svc->line, svc->port);
+                *ret_error = xasprintf("master.cf line %u: unknown port \"%s\"", svc->line, svc->port);
                 return r;
         }
         if (svc->host)
-                return add_host(ls, svc->host, port, v4, v6, err);
+                return add_host(ls, svc->host, port, v4, v6, ret_error);
 
         struct strv ifaces = STRV_INIT;
         config_get_list(c, "inet_interfaces", &ifaces);
@@ -81,15 +82,15 @@ int inet_listen_service(struct config *c, const struct mastercf_service *svc, bo
                         if (v6 && r >= 0)
                                 r = add_listen(ls, xasprintf("[::1]:%u", port));
                 } else
-                        r = add_host(ls, f, port, v4, v6, err);
+                        r = add_host(ls, f, port, v4, v6, ret_error);
         }
         strv_done(&ifaces);
-        if (r == -E2BIG && !*err)
-                *err = xasprintf("more than %d listening addresses", INET_LISTEN_MAX);
+        if (r == -E2BIG && !*ret_error)
+                *ret_error = xasprintf("more than %d listening addresses", INET_LISTEN_MAX);
         return r;
 }
 
-int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, char **err)
+int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, char **ret_error)
 {
         struct strv protos = STRV_INIT;
         int r = 0;
@@ -103,8 +104,8 @@ int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, 
                 else if (streq(protos.v[i], "ipv6"))
                         *v6 = true;
                 else {
-                        *err = xasprintf("bad inet_protocols value \"%s\" (expected all, ipv4, ipv6)",
-                                         protos.v[i]);
+                        *ret_error = xasprintf("bad inet_protocols value \"%s\" (expected all, ipv4, ipv6)",
+                                               protos.v[i]);
                         r = -EINVAL;
                 }
         }
@@ -164,7 +165,7 @@ static int address_local(const struct sockaddr_storage *ss, socklen_t len)
 }
 
 int inet_listen_check_local(const struct mastercf_service *svc, const struct inet_listen_set *ls,
-                            const char *maincf, char **err)
+                            const char *maincf, char **ret_error)
 {
         for (size_t i = 0; i < ls->n; i++) {
                 struct sockaddr_storage ss;
@@ -173,16 +174,17 @@ int inet_listen_check_local(const struct mastercf_service *svc, const struct ine
                 if (!listener_address(ls->v[i], &ss, &len, &host) || address_local(&ss, len) >= 0)
                         continue;
                 if (svc->host)
-                        *err = xasprintf(
+                        *ret_error = xasprintf(
                                 "master.cf line %u: service \"%s/inet\" listens on %s, an address no "
                                 "network interface of this host has (bind: %s): add the address to "
                                 "an interface, or fix the service name in master.cf",
                                 svc->line, svc->name, host, strerror(EADDRNOTAVAIL));
                 else
-                        *err = xasprintf("inet_interfaces names %s, an address no network interface of this "
-                                         "host has (bind: %s): add the address to an interface, or fix "
-                                         "inet_interfaces in %s",
-                                         host, strerror(EADDRNOTAVAIL), maincf);
+                        *ret_error = xasprintf(
+                                "inet_interfaces names %s, an address no network interface of this "
+                                "host has (bind: %s): add the address to an interface, or fix "
+                                "inet_interfaces in %s",
+                                host, strerror(EADDRNOTAVAIL), maincf);
                 return -EADDRNOTAVAIL;
         }
         return 0;

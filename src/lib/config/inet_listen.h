@@ -24,10 +24,10 @@ void inet_listen_set_done(struct inet_listen_set *ls);
  * resolved (this runs at boot, before name service): a non-numeric address is -EINVAL with *err.
  */
 int inet_listen_service(struct config *c, const struct mastercf_service *svc, bool v4, bool v6,
-                        struct inet_listen_set *ls, char **err);
+                        struct inet_listen_set *ls, char **ret_error);
 
 /* inet_protocols -> v4/v6 (v6 only when the host has IPv6). -EINVAL with *err for a bad value. */
-int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, char **err);
+int inet_listen_protocols(struct config *c, bool have_ipv6, bool *v4, bool *v6, char **ret_error);
 
 /* The master_service_disable entry that disables svc ("inet", "smtp/inet"), or NULL. */
 const char *inet_listen_disabled_by(struct strv *disable, const struct mastercf_service *svc);
@@ -40,4 +40,4 @@ const char *inet_listen_disabled_by(struct strv *disable, const struct mastercf_
  * (inet_interfaces in maincf, or svc's master.cf line); 0 when every address is local.
  */
 int inet_listen_check_local(const struct mastercf_service *svc, const struct inet_listen_set *ls,
-                            const char *maincf, char **err);
+                            const char *maincf, char **ret_error);

@@ -233,7 +233,7 @@ static bool hostname_valid(const char *s)
  * Split an inet column 1 into host and port: "port", "host:port", "[v6addr]:port" (also "[v4addr]:port").
  * On error returns -EINVAL and *why says what is wrong.
  */
-static int split_endpoint(const char *name, char **ret_host, char **ret_port, const char **why)
+static int split_endpoint(const char *name, char **ret_host, char **ret_port, const char **ret_why)
 {
         _cleanup_free_ char *host = NULL;
         const char *port;
@@ -241,17 +241,17 @@ static int split_endpoint(const char *name, char **ret_host, char **ret_port, co
         if (name[0] == '[') {
                 const char *close = strchr(name, ']');
                 if (!close) {
-                        *why = "missing ']'";
+                        *ret_why = "missing ']'";
                         return -EINVAL;
                 }
                 host = xstrndup(name + 1, (size_t)(close - name - 1));
                 unsigned char addr[16];
                 if (inet_pton(AF_INET6, host, addr) != 1 && inet_pton(AF_INET, host, addr) != 1) {
-                        *why = "not an IP address inside []";
+                        *ret_why = "not an IP address inside []";
                         return -EINVAL;
                 }
                 if (close[1] != ':') {
-                        *why = "expected ':port' after ']'";
+                        *ret_why = "expected ':port' after ']'";
                         return -EINVAL;
                 }
                 port = close + 2;
@@ -260,11 +260,11 @@ static int split_endpoint(const char *name, char **ret_host, char **ret_port, co
                 if (colon) {
                         host = xstrndup(name, (size_t)(colon - name));
                         if (strchr(host, ':')) {
-                                *why = "an IPv6 address must be written in [], as [::1]:25";
+                                *ret_why = "an IPv6 address must be written in [], as [::1]:25";
                                 return -EINVAL;
                         }
                         if (!hostname_valid(host)) {
-                                *why = "bad host name or address";
+                                *ret_why = "bad host name or address";
                                 return -EINVAL;
                         }
                         port = colon + 1;
@@ -272,8 +272,8 @@ static int split_endpoint(const char *name, char **ret_host, char **ret_port, co
                         port = name;
         }
         if (!port_syntax_valid(port)) {
-                *why = isdigit((unsigned char)port[0]) ? "port number not in 1..65535"
-                                                       : "bad port or service name";
+                *ret_why = isdigit((unsigned char)port[0]) ? "port number not in 1..65535"
+                                                           : "bad port or service name";
                 return -EINVAL;
         }
         *ret_host = TAKE_PTR(host);

@@ -74,13 +74,13 @@ static void domain_list_done(struct domain_list *l)
 }
 
 static int domain_list_open_value(const char *param, const char *value, bool parent_matches,
-                                  struct domain_list *ret, char **err)
+                                  struct domain_list *ret, char **ret_error)
 {
         struct strv items = STRV_INIT;
         config_split_list(value, &items);
         ret->parent_matches = parent_matches;
         if (items.n > RESOLVE_LIST_MAX) {
-                *err = xasprintf("%s: more than %d entries", param, RESOLVE_LIST_MAX);
+                *ret_error = xasprintf("%s: more than %d entries", param, RESOLVE_LIST_MAX);
                 strv_done(&items);
                 return -E2BIG;
         }
@@ -93,7 +93,7 @@ static int domain_list_open_value(const char *param, const char *value, bool par
                         item++;
                 /* A "type:name" table (a domain never contains ':' outside [IPv6:...] literals). */
                 if (item[0] != '[' && strchr(item, ':')) {
-                        int r = maps_open(param, item, &p->maps, err);
+                        int r = maps_open(param, item, &p->maps, ret_error);
                         if (r < 0) {
                                 strv_done(&items);
                                 return r;
@@ -112,9 +112,9 @@ static int domain_list_open_value(const char *param, const char *value, bool par
 }
 
 static int domain_list_open(struct config *c, const char *param, bool parent_matches,
-                            struct domain_list *ret, char **err)
+                            struct domain_list *ret, char **ret_error)
 {
-        return domain_list_open_value(param, config_get(c, param), parent_matches, ret, err);
+        return domain_list_open_value(param, config_get(c, param), parent_matches, ret, ret_error);
 }
 
 /* 1 when domain (folded) matches one entry, honouring "!" and order; <0 when a table failed. */
@@ -218,15 +218,16 @@ static bool is_virtual_alias_maps_reference(struct config *c)
                streq(p, "$(virtual_alias_maps)");
 }
 
-int resolve_new(struct config *c, struct resolve **ret, char **err)
+int resolve_new(struct config *c, struct resolve **ret, char **ret_error)
 {
         struct resolve *r = xcalloc(1, sizeof *r);
-        *err = NULL;
-        int e = domain_list_open(c, "mydestination", false, &r->mydestination, err);
+        *ret_error = NULL;
+        int e = domain_list_open(c, "mydestination", false, &r->mydestination, ret_error);
         if (e >= 0)
-                e = domain_list_open(c, "relay_domains", true, &r->relay_domains, err);
+                e = domain_list_open(c, "relay_domains", true, &r->relay_domains, ret_error);
         if (e >= 0)
-                e = maps_open("transport_maps", config_get(c, "transport_maps"), &r->transport_maps, err);
+                e = maps_open("transport_maps", config_get(c, "transport_maps"), &r->transport_maps,
+                              ret_error);
         if (e < 0) {
                 resolve_free(r);
                 return e;

@@ -25,7 +25,7 @@ struct resolve_result {
  * Open the tables of mydestination, relay_domains and transport_maps and read the transport
  * parameters of c. On failure *err (malloc'd) names the parameter and the table.
  */
-int resolve_new(struct config *c, struct resolve **ret, char **err);
+int resolve_new(struct config *c, struct resolve **ret, char **ret_error);
 /* resolve_new() for a daemon: a failure is logged (an unsupported table type with its journal
  * catalog id, so `journalctl -x` explains it) and returned. */
 int resolve_open_logged(struct config *c, struct resolve **ret);

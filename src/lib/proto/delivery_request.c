@@ -54,7 +54,7 @@ static void read_rcpts(const struct ipc_msg *m, struct delivery_request *ret, bo
         }
 }
 
-int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **why)
+int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **ret_why)
 {
         *ret = (struct delivery_request){.queue = QUEUE_ACTIVE};
         bool too_many = false;
@@ -69,20 +69,20 @@ int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret
         ret->active_usec = get_usec(m, "active_usec");
 
         if (!type || !streq(type, "deliver") || !id || !queue_id_valid(id)) {
-                *why = "bad delivery request";
+                *ret_why = "bad delivery request";
                 return -EINVAL;
         }
         ret->queue_named = queue != NULL;
         if (queue) {
                 int qn = queue_name_from_string(queue);
                 if (qn < 0) {
-                        *why = "bad queue name in delivery request";
+                        *ret_why = "bad queue name in delivery request";
                         return -EINVAL;
                 }
                 ret->queue = (enum queue_name)qn;
         }
         if (too_many) {
-                *why = "too many recipients in delivery request";
+                *ret_why = "too many recipients in delivery request";
                 return -E2BIG;
         }
         return 0;

@@ -47,7 +47,7 @@ struct delivery_request {
  * (at most DELIVERY_REQUEST_RCPTS_MAX), so that each of them can be answered; *ret always needs
  * delivery_request_done.
  */
-int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **why);
+int delivery_request_parse(const struct ipc_msg *m, struct delivery_request *ret, const char **ret_why);
 void delivery_request_done(struct delivery_request *r);
 
 /* The valid recipient positions (malloc'd, never NULL), in request order: what to lock in the file. */

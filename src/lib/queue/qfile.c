@@ -483,7 +483,7 @@ static bool has_nul(const uint8_t *p, size_t n)
 }
 
 static int decode_attempt_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc,
-                               size_t *bad_at, const char **why)
+                               size_t *bad_at, const char **ret_why)
 {
         struct qfile_rcpt a = {.state = QFILE_RCPT_ATTEMPTED,
                                .mbox_size = get_le64(s) >> 8,
@@ -493,9 +493,9 @@ static int decode_attempt_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], st
         if (!attempt_ok(&a)) {
                 if (bad_at)
                         *bad_at = a.attempt_usec == 0 ? 8 : 1;
-                if (why)
-                        *why = a.attempt_usec == 0 ? "attempted recipient without attempt time"
-                                                   : "mailbox size or device without inode";
+                if (ret_why)
+                        *ret_why = a.attempt_usec == 0 ? "attempted recipient without attempt time"
+                                                       : "mailbox size or device without inode";
                 return -EBADMSG;
         }
         rc->state = a.state;
@@ -509,14 +509,14 @@ static int decode_attempt_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], st
 }
 
 int qfile_decode_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc, size_t *bad_at,
-                      const char **why)
+                      const char **ret_why)
 {
         size_t at = 0;
         const char *reason = NULL;
         const char *dsn = (const char *)s + 16;
         size_t dl = strnlen(dsn, 16);
         if (s[0] == QFILE_RCPT_ATTEMPTED)
-                return decode_attempt_slot(s, rc, bad_at, why);
+                return decode_attempt_slot(s, rc, bad_at, ret_why);
         if (s[0] >= _QFILE_RCPT_STATE_MAX)
                 reason = "unknown recipient state";
         for (int i = 1; i < 8 && !reason; i++)
@@ -530,8 +530,8 @@ int qfile_decode_slot(const uint8_t s[static QFILE_STATUS_SLOT_LEN], struct qfil
         if (reason) {
                 if (bad_at)
                         *bad_at = at;
-                if (why)
-                        *why = reason;
+                if (ret_why)
+                        *ret_why = reason;
                 return -EBADMSG;
         }
         rc->state = s[0];

@@ -159,7 +159,7 @@ int qfile_encode_rcpt_slot(const struct qfile_rcpt *rc, uint8_t out[static QFILE
 /* Decode one status slot into rc's state, done_usec and dsn_status (and the attempt fields); -EBADMSG with
  * *why (and the offset inside the slot in *bad_at), both optional, for a malformed one. Pure. */
 int qfile_decode_slot(const uint8_t slot[static QFILE_STATUS_SLOT_LEN], struct qfile_rcpt *rc,
-                      size_t *bad_at, const char **why);
+                      size_t *bad_at, const char **ret_why);
 
 /*
  * Decode a whole queue file. Pure: reads only data[0..len), allocates the strings of ret (free with

@@ -86,14 +86,14 @@ bool dict_file_changed(const char *path, const struct dict_file_id *id)
 static char *unsupported_message(const char *type);
 
 int dict_table_write(const char *type, const char *db_path, char *const *keys, char *const *values, size_t n,
-                     mode_t mode, uid_t uid, gid_t gid, char **err)
+                     mode_t mode, uid_t uid, gid_t gid, char **ret_error)
 {
         if (!streq(type, "lmdb"))
-                return dict_db_write(db_path, keys, values, n, mode, uid, gid, err);
+                return dict_db_write(db_path, keys, values, n, mode, uid, gid, ret_error);
 #if HAVE_LMDB
-        return dict_lmdb_write(db_path, keys, values, n, mode, uid, gid, err);
+        return dict_lmdb_write(db_path, keys, values, n, mode, uid, gid, ret_error);
 #else
-        *err = unsupported_message(type);
+        *ret_error = unsupported_message(type);
         return -EPROTONOSUPPORT;
 #endif
 }
@@ -136,17 +136,17 @@ static const char *strip_proxy(const char *spec)
         return spec;
 }
 
-int dict_split_spec(const char *spec, char **ret_type, char **ret_name, char **err)
+int dict_split_spec(const char *spec, char **ret_type, char **ret_name, char **ret_error)
 {
         spec = strip_proxy(spec);
         if (strlen(spec) > DICT_SPEC_MAX) {
-                *err = xasprintf("table specification longer than %d bytes: \"%.40s...\"", DICT_SPEC_MAX,
-                                 spec);
+                *ret_error = xasprintf("table specification longer than %d bytes: \"%.40s...\"",
+                                       DICT_SPEC_MAX, spec);
                 return -ENAMETOOLONG;
         }
         const char *colon = strchr(spec, ':');
         if (!colon || colon == spec) {
-                *err = xasprintf("expecting \"type:name\" form instead of \"%s\"", spec);
+                *ret_error = xasprintf("expecting \"type:name\" form instead of \"%s\"", spec);
                 return -EINVAL;
         }
         *ret_type = xstrndup(spec, (size_t)(colon - spec));
@@ -162,25 +162,25 @@ void dict_set_unavailable_fallback(bool on)
         unavailable_fallback = on;
 }
 
-int dict_open_strict(const char *spec, struct dict **ret, char **err)
+int dict_open_strict(const char *spec, struct dict **ret, char **ret_error)
 {
         _cleanup_free_ char *type = NULL, *name = NULL;
-        int r = dict_split_spec(spec, &type, &name, err);
+        int r = dict_split_spec(spec, &type, &name, ret_error);
         if (r < 0)
                 return r;
 
         const struct dict_type *t = find_type(type);
         if (!t) {
-                *err = unsupported_message(type);
+                *ret_error = unsupported_message(type);
                 return -EPROTONOSUPPORT;
         }
         if (*name == '\0') {
-                *err = xasprintf("missing table name in \"%s\"", strip_proxy(spec));
+                *ret_error = xasprintf("missing table name in \"%s\"", strip_proxy(spec));
                 return -EINVAL;
         }
 
         struct dict *d = NULL;
-        r = t->open(name, &d, err);
+        r = t->open(name, &d, ret_error);
         if (r < 0)
                 return r;
         d->type = t;
@@ -190,15 +190,15 @@ int dict_open_strict(const char *spec, struct dict **ret, char **err)
         return 0;
 }
 
-int dict_open(const char *spec, struct dict **ret, char **err)
+int dict_open(const char *spec, struct dict **ret, char **ret_error)
 {
-        int r = dict_open_strict(spec, ret, err);
+        int r = dict_open_strict(spec, ret, ret_error);
         if (r >= 0 || !unavailable_fallback)
                 return r;
         struct dict *d = NULL;
-        dict_unavailable_new(spec, *err, &d);
-        free(*err);
-        *err = NULL;
+        dict_unavailable_new(spec, *ret_error, &d);
+        free(*ret_error);
+        *ret_error = NULL;
         d->type = &dict_type_unavailable;
         d->spec = xstrdup(strip_proxy(spec));
         d->name = xstrdup(d->spec);
@@ -249,32 +249,32 @@ const char *dict_name(const struct dict *d)
         return d->name;
 }
 
-int dict_check_type(const char *spec, char **err)
+int dict_check_type(const char *spec, char **ret_error)
 {
         _cleanup_free_ char *type = NULL, *name = NULL;
-        int r = dict_split_spec(spec, &type, &name, err);
+        int r = dict_split_spec(spec, &type, &name, ret_error);
         if (r < 0)
                 return r;
         if (!find_type(type)) {
-                *err = unsupported_message(type);
+                *ret_error = unsupported_message(type);
                 return -EPROTONOSUPPORT;
         }
         return 0;
 }
 
-int dict_check_spec(const char *spec, char **err)
+int dict_check_spec(const char *spec, char **ret_error)
 {
-        int r = dict_check_type(spec, err);
+        int r = dict_check_type(spec, ret_error);
         if (r < 0)
                 return r;
         _cleanup_free_ char *type = NULL, *name = NULL;
-        r = dict_split_spec(spec, &type, &name, err);
+        r = dict_split_spec(spec, &type, &name, ret_error);
         if (r < 0)
                 return r;
         if (!dict_type_is_db(type)) {
                 /* Opening validates the syntax of inline:/static:/cidr:/regexp: as well. */
                 struct dict *d = NULL;
-                r = dict_open(spec, &d, err);
+                r = dict_open(spec, &d, ret_error);
                 dict_close(d);
                 return r;
         }
@@ -283,9 +283,10 @@ int dict_check_spec(const char *spec, char **err)
         struct stat db_st, src_st;
         if (stat(db, &db_st) < 0) {
                 r = -errno;
-                *err = xasprintf("open database %s: %s (build it with \"postmap %s\", or \"postalias %s\" "
-                                 "for an aliases file)",
-                                 db, strerror(errno), spec, spec);
+                *ret_error =
+                        xasprintf("open database %s: %s (build it with \"postmap %s\", or \"postalias %s\" "
+                                  "for an aliases file)",
+                                  db, strerror(errno), spec, spec);
                 return r;
         }
         /* The classic trap: the source was edited but postmap was not run again. */
@@ -384,13 +385,13 @@ void dict_mem_done(struct dict_mem *m)
 }
 
 int dict_load_source(const char *name, const char *label, dict_source_parser parse, struct tablefile *t,
-                     char **err)
+                     char **ret_error)
 {
         _cleanup_free_ char *text = NULL;
         size_t len = 0;
         int r = read_file(name, DICT_SOURCE_SIZE_MAX, &text, &len);
         if (r < 0) {
-                *err = xasprintf("open %s: %s", name, strerror(-r));
+                *ret_error = xasprintf("open %s: %s", name, strerror(-r));
                 return r;
         }
         r = parse(text, len, t);
@@ -398,7 +399,7 @@ int dict_load_source(const char *name, const char *label, dict_source_parser par
                 msg_warn("%s%s%s, line %u: %s", label, *label ? " " : "", name, t->diags[i].line,
                          t->diags[i].message);
         if (r < 0) {
-                *err = xasprintf("%s: %s", name, strerror(-r));
+                *ret_error = xasprintf("%s: %s", name, strerror(-r));
                 tablefile_done(t);
                 return r;
         }

@@ -25,7 +25,7 @@ struct dict;
  * type:name directly (there is no proxymap service). Problems in single lines
  * of a cidr:/regexp: file are logged as warnings and those lines skipped, as Postfix does.
  */
-int dict_open(const char *spec, struct dict **ret, char **err);
+int dict_open(const char *spec, struct dict **ret, char **ret_error);
 /*
  * Roles call this with true at start: from then on a table that cannot be opened (missing FILE.db,
  * unreadable or broken file, unknown type) is logged once as a warning naming the fix, and dict_open()
@@ -35,7 +35,7 @@ int dict_open(const char *spec, struct dict **ret, char **err);
 void dict_set_unavailable_fallback(bool on);
 #define DICT_UNAVAILABLE_RETRY_SEC 5
 /* dict_open() without the stand-in, whatever dict_set_unavailable_fallback() said. */
-int dict_open_strict(const char *spec, struct dict **ret, char **err);
+int dict_open_strict(const char *spec, struct dict **ret, char **ret_error);
 /* 1 found (*ret_value malloc'd, caller frees), 0 not found, <0 error. */
 int dict_get(struct dict *d, const char *key, char **ret_value);
 void dict_close(struct dict *d);
@@ -45,9 +45,9 @@ const char *dict_supported_types(void); /* "btree, cidr, hash, inline, regexp, s
 size_t dict_type_count(void);
 const char *dict_type_nth(size_t i);
 /* For postfix check: type supported and, for file-based types, the source/db file exists. */
-int dict_check_spec(const char *spec, char **err);
+int dict_check_spec(const char *spec, char **ret_error);
 /* Only the "type:name" form and a supported type (for tables that are created later). */
-int dict_check_type(const char *spec, char **err);
+int dict_check_type(const char *spec, char **ret_error);
 
 /* The spec as opened ("hash:/etc/postfix/transport") and its parts. */
 const char *dict_spec(const struct dict *d);
@@ -58,7 +58,7 @@ const char *dict_name(const struct dict *d);
  * Split "type:name" into its parts (malloc'd). A spec without a type is -EINVAL with
  * *err = "expecting \"type:name\" form instead of \"foo\"".
  */
-int dict_split_spec(const char *spec, char **ret_type, char **ret_name, char **err);
+int dict_split_spec(const char *spec, char **ret_type, char **ret_name, char **ret_error);
 
 /* Call fn for each entry of a hash:, btree:, texthash: or inline: table; others: -EOPNOTSUPP.
  * A negative return of fn stops the walk and is returned. */
@@ -94,13 +94,13 @@ bool dict_file_changed(const char *path, const struct dict_file_id *id);
  * to the new file. *err names the file and the cause.
  */
 int dict_db_write(const char *db_path, char *const *keys, char *const *values, size_t n, mode_t mode,
-                  uid_t uid, gid_t gid, char **err);
+                  uid_t uid, gid_t gid, char **ret_error);
 
 /* dict_db_write() for hash:/btree:, dict_lmdb_write() for lmdb: (the same contract). */
 int dict_lmdb_write(const char *db_path, char *const *keys, char *const *values, size_t n, mode_t mode,
-                    uid_t uid, gid_t gid, char **err);
+                    uid_t uid, gid_t gid, char **ret_error);
 int dict_table_write(const char *type, const char *db_path, char *const *keys, char *const *values, size_t n,
-                     mode_t mode, uid_t uid, gid_t gid, char **err);
+                     mode_t mode, uid_t uid, gid_t gid, char **ret_error);
 
 /* Postfix's default key folding: ASCII lower case, in place. */
 void dict_fold_key(char *key);
@@ -113,7 +113,7 @@ void dict_fold_key(char *key);
 struct dict_type {
         const char *name;
         bool fold; /* keys are folded to lower case before get() */
-        int (*open)(const char *name, struct dict **ret, char **err);
+        int (*open)(const char *name, struct dict **ret, char **ret_error);
         int (*get)(struct dict *d, const char *key, char **ret_value);
         int (*walk)(struct dict *d, dict_walk_fn fn, void *userdata); /* NULL: not supported */
         void (*close)(struct dict *d);
@@ -140,7 +140,7 @@ int dict_unavailable_new(const char *spec, const char *why, struct dict **ret);
  */
 typedef int (*dict_source_parser)(const char *text, size_t len, struct tablefile *ret);
 int dict_load_source(const char *name, const char *label, dict_source_parser parse, struct tablefile *t,
-                     char **err);
+                     char **ret_error);
 
 /* A sorted in-memory table (texthash:, inline:). */
 struct dict_mem {

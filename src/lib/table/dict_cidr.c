@@ -19,10 +19,10 @@ struct dict_cidr {
         size_t n_rules;
 };
 
-static int cidr_open(const char *name, struct dict **ret, char **err)
+static int cidr_open(const char *name, struct dict **ret, char **ret_error)
 {
         struct tablefile t = TABLEFILE_INIT;
-        int r = dict_load_source(name, "cidr map", tablefile_parse_map, &t, err);
+        int r = dict_load_source(name, "cidr map", tablefile_parse_map, &t, ret_error);
         if (r < 0)
                 return r;
 

@@ -31,18 +31,18 @@ static const char *gdbm_error_text(void)
         return gdbm_strerror(gdbm_errno);
 }
 
-static int gdbm_open_file(struct dict_gdbm *g, char **err)
+static int gdbm_open_file(struct dict_gdbm *g, char **ret_error)
 {
         int fd = open(g->db_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 int r = -errno;
-                *err = xasprintf("open database %s: %s", g->db_path, strerror(errno));
+                *ret_error = xasprintf("open database %s: %s", g->db_path, strerror(errno));
                 return r;
         }
         struct stat st;
         if (fstat(fd, &st) < 0) {
                 int r = -errno;
-                *err = xasprintf("open database %s: %s", g->db_path, strerror(errno));
+                *ret_error = xasprintf("open database %s: %s", g->db_path, strerror(errno));
                 close(fd);
                 return r;
         }
@@ -50,7 +50,7 @@ static int gdbm_open_file(struct dict_gdbm *g, char **err)
         errno = 0;
         GDBM_FILE db = gdbm_fd_open(fd, g->db_path, 0, GDBM_READER | GDBM_NOLOCK | GDBM_CLOERROR, NULL);
         if (!db) {
-                *err = xasprintf("open database %s: %s", g->db_path, gdbm_error_text());
+                *ret_error = xasprintf("open database %s: %s", g->db_path, gdbm_error_text());
                 return -EBADMSG;
         }
         if (g->db)
@@ -60,11 +60,11 @@ static int gdbm_open_file(struct dict_gdbm *g, char **err)
         return 0;
 }
 
-static int gdbm_dict_open(const char *name, struct dict **ret, char **err)
+static int gdbm_dict_open(const char *name, struct dict **ret, char **ret_error)
 {
         struct dict_gdbm *g = xcalloc(1, sizeof(*g));
         g->db_path = dict_db_path(name);
-        int r = gdbm_open_file(g, err);
+        int r = gdbm_open_file(g, ret_error);
         if (r < 0) {
                 free(g->db_path);
                 free(g);
@@ -160,13 +160,13 @@ const struct dict_type dict_type_btree = {
 };
 
 int dict_db_write(const char *db_path, char *const *keys, char *const *values, size_t n, mode_t mode,
-                  uid_t uid, gid_t gid, char **err)
+                  uid_t uid, gid_t gid, char **ret_error)
 {
         _cleanup_free_ char *tmp = xasprintf("%s.tmpXXXXXX", db_path);
         int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
                 int r = -errno;
-                *err = xasprintf("create %s: %s", tmp, strerror(errno));
+                *ret_error = xasprintf("create %s: %s", tmp, strerror(errno));
                 return r;
         }
 
@@ -174,14 +174,14 @@ int dict_db_write(const char *db_path, char *const *keys, char *const *values, s
         errno = 0;
         GDBM_FILE db = gdbm_fd_open(fd, tmp, 0, GDBM_NEWDB | GDBM_NOLOCK | GDBM_CLOERROR, NULL);
         if (!db) {
-                *err = xasprintf("create database %s: %s", tmp, gdbm_error_text());
+                *ret_error = xasprintf("create database %s: %s", tmp, gdbm_error_text());
                 unlink(tmp);
                 return -EIO;
         }
         for (size_t i = 0; i < n; i++) {
                 size_t kl = strlen(keys[i]), vl = strlen(values[i]);
                 if (kl > DICT_KEY_MAX || vl > DICT_SOURCE_SIZE_MAX) {
-                        *err = xasprintf("%s: entry \"%.40s...\" too long", db_path, keys[i]);
+                        *ret_error = xasprintf("%s: entry \"%.40s...\" too long", db_path, keys[i]);
                         r = -E2BIG;
                         goto fail;
                 }
@@ -189,7 +189,7 @@ int dict_db_write(const char *db_path, char *const *keys, char *const *values, s
                 datum v = {.dptr = values[i], .dsize = (int)vl};
                 errno = 0;
                 if (gdbm_store(db, k, v, GDBM_REPLACE) != 0) {
-                        *err = xasprintf("write %s: %s", tmp, gdbm_error_text());
+                        *ret_error = xasprintf("write %s: %s", tmp, gdbm_error_text());
                         r = -EIO;
                         goto fail;
                 }
@@ -197,30 +197,31 @@ int dict_db_write(const char *db_path, char *const *keys, char *const *values, s
         fd = gdbm_fdesc(db);
         if (fchmod(fd, mode) < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0)) {
                 r = -errno;
-                *err = xasprintf("set mode/owner of %s: %s", tmp, strerror(errno));
+                *ret_error = xasprintf("set mode/owner of %s: %s", tmp, strerror(errno));
                 goto fail;
         }
         errno = 0;
         if (gdbm_sync(db) != 0 || fsync(fd) < 0) {
                 r = errno ? -errno : -EIO;
-                *err = xasprintf("sync %s: %s", tmp, errno ? strerror(errno) : gdbm_strerror(gdbm_errno));
+                *ret_error =
+                        xasprintf("sync %s: %s", tmp, errno ? strerror(errno) : gdbm_strerror(gdbm_errno));
                 goto fail;
         }
         if (gdbm_close(db) != 0) {
                 db = NULL;
                 r = -EIO;
-                *err = xasprintf("close %s: %s", tmp, gdbm_error_text());
+                *ret_error = xasprintf("close %s: %s", tmp, gdbm_error_text());
                 goto fail;
         }
         db = NULL;
         if (rename(tmp, db_path) < 0) {
                 r = -errno;
-                *err = xasprintf("rename %s to %s: %s", tmp, db_path, strerror(errno));
+                *ret_error = xasprintf("rename %s to %s: %s", tmp, db_path, strerror(errno));
                 goto fail;
         }
         r = fsync_parent_dir(db_path);
         if (r < 0) {
-                *err = xasprintf("sync directory of %s: %s", db_path, strerror(-r));
+                *ret_error = xasprintf("sync directory of %s: %s", db_path, strerror(-r));
                 return r;
         }
         return 0;

@@ -10,12 +10,13 @@ struct dict_inline {
         struct dict_mem mem;
 };
 
-static int inline_open(const char *name, struct dict **ret, char **err)
+static int inline_open(const char *name, struct dict **ret, char **ret_error)
 {
         struct tablefile t = TABLEFILE_INIT;
         int r = tablefile_parse_inline(name, strlen(name), &t);
         if (r < 0) {
-                *err = xasprintf("inline:%s: %s", name, t.n_diags ? t.diags[0].message : "syntax error");
+                *ret_error =
+                        xasprintf("inline:%s: %s", name, t.n_diags ? t.diags[0].message : "syntax error");
                 tablefile_done(&t);
                 return r;
         }

@@ -25,12 +25,12 @@ struct dict_lmdb {
         struct dict_file_id id; /* of the open file */
 };
 
-static int lmdb_open_file(struct dict_lmdb *l, char **err)
+static int lmdb_open_file(struct dict_lmdb *l, char **ret_error)
 {
         struct stat st;
         if (stat(l->db_path, &st) < 0) {
                 int r = -errno;
-                *err = xasprintf("open database %s: %s", l->db_path, strerror(errno));
+                *ret_error = xasprintf("open database %s: %s", l->db_path, strerror(errno));
                 return r;
         }
         MDB_env *env = NULL;
@@ -46,7 +46,7 @@ static int lmdb_open_file(struct dict_lmdb *l, char **err)
         if (txn)
                 mdb_txn_abort(txn);
         if (rc != 0) {
-                *err = xasprintf("open database %s: %s", l->db_path, mdb_strerror(rc));
+                *ret_error = xasprintf("open database %s: %s", l->db_path, mdb_strerror(rc));
                 if (env)
                         mdb_env_close(env);
                 return rc > 0 ? -rc : -EBADMSG;
@@ -59,11 +59,11 @@ static int lmdb_open_file(struct dict_lmdb *l, char **err)
         return 0;
 }
 
-static int lmdb_dict_open(const char *name, struct dict **ret, char **err)
+static int lmdb_dict_open(const char *name, struct dict **ret, char **ret_error)
 {
         struct dict_lmdb *l = xcalloc(1, sizeof(*l));
         l->db_path = dict_db_file("lmdb", name);
-        int r = lmdb_open_file(l, err);
+        int r = lmdb_open_file(l, ret_error);
         if (r < 0) {
                 free(l->db_path);
                 free(l);
@@ -166,13 +166,13 @@ static size_t lmdb_map_size(char *const *keys, char *const *values, size_t n)
 }
 
 static int lmdb_fill(MDB_env *env, const char *tmp, char *const *keys, char *const *values, size_t n,
-                     char **err)
+                     char **ret_error)
 {
         MDB_txn *txn;
         MDB_dbi dbi;
         int rc = mdb_txn_begin(env, NULL, 0, &txn);
         if (rc != 0) {
-                *err = xasprintf("write %s: %s", tmp, mdb_strerror(rc));
+                *ret_error = xasprintf("write %s: %s", tmp, mdb_strerror(rc));
                 return -EIO;
         }
         rc = mdb_dbi_open(txn, NULL, 0, &dbi);
@@ -181,8 +181,8 @@ static int lmdb_fill(MDB_env *env, const char *tmp, char *const *keys, char *con
                 MDB_val v = {.mv_size = strlen(values[i]), .mv_data = values[i]};
                 if (k.mv_size == 0 || k.mv_size > (size_t)mdb_env_get_maxkeysize(env)) {
                         mdb_txn_abort(txn);
-                        *err = xasprintf("%s: key \"%.40s\" is empty or longer than LMDB's %d bytes", tmp,
-                                         keys[i], mdb_env_get_maxkeysize(env));
+                        *ret_error = xasprintf("%s: key \"%.40s\" is empty or longer than LMDB's %d bytes",
+                                               tmp, keys[i], mdb_env_get_maxkeysize(env));
                         return -E2BIG;
                 }
                 rc = mdb_put(txn, dbi, &k, &v, 0);
@@ -193,18 +193,18 @@ static int lmdb_fill(MDB_env *env, const char *tmp, char *const *keys, char *con
                         return 0;
         } else
                 mdb_txn_abort(txn);
-        *err = xasprintf("write %s: %s", tmp, mdb_strerror(rc));
+        *ret_error = xasprintf("write %s: %s", tmp, mdb_strerror(rc));
         return -EIO;
 }
 
 int dict_lmdb_write(const char *db_path, char *const *keys, char *const *values, size_t n, mode_t mode,
-                    uid_t uid, gid_t gid, char **err)
+                    uid_t uid, gid_t gid, char **ret_error)
 {
         _cleanup_free_ char *tmp = xasprintf("%s.tmpXXXXXX", db_path);
         int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
                 int r = -errno;
-                *err = xasprintf("create %s: %s", tmp, strerror(errno));
+                *ret_error = xasprintf("create %s: %s", tmp, strerror(errno));
                 return r;
         }
         int r = 0;
@@ -215,11 +215,11 @@ int dict_lmdb_write(const char *db_path, char *const *keys, char *const *values,
         if (rc == 0)
                 rc = mdb_env_open(env, tmp, MDB_NOSUBDIR | MDB_NOLOCK, 0600);
         if (rc != 0) {
-                *err = xasprintf("create database %s: %s", tmp, mdb_strerror(rc));
+                *ret_error = xasprintf("create database %s: %s", tmp, mdb_strerror(rc));
                 r = -EIO;
                 goto fail;
         }
-        r = lmdb_fill(env, tmp, keys, values, n, err);
+        r = lmdb_fill(env, tmp, keys, values, n, ret_error);
         if (r < 0)
                 goto fail;
         /* The commit synced the data; the rename below must not overtake it. */
@@ -228,19 +228,19 @@ int dict_lmdb_write(const char *db_path, char *const *keys, char *const *values,
         if (fchmod(fd, mode) < 0 || ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) ||
             fsync(fd) < 0) {
                 r = -errno;
-                *err = xasprintf("set mode/owner of %s: %s", tmp, strerror(errno));
+                *ret_error = xasprintf("set mode/owner of %s: %s", tmp, strerror(errno));
                 goto fail;
         }
         close(fd);
         fd = -1;
         if (rename(tmp, db_path) < 0) {
                 r = -errno;
-                *err = xasprintf("rename %s to %s: %s", tmp, db_path, strerror(errno));
+                *ret_error = xasprintf("rename %s to %s: %s", tmp, db_path, strerror(errno));
                 goto fail;
         }
         r = fsync_parent_dir(db_path);
         if (r < 0)
-                *err = xasprintf("sync directory of %s: %s", db_path, strerror(-r));
+                *ret_error = xasprintf("sync directory of %s: %s", db_path, strerror(-r));
         return r;
 fail:
         if (env)

@@ -76,15 +76,15 @@ static char *take_pattern(const char *p, char delim, const char **end)
         return buf_steal(&pat);
 }
 
-static int fail(struct dict_pattern_rule *r, char **why, char *msg)
+static int fail(struct dict_pattern_rule *r, char **ret_why, char *msg)
 {
         dict_pattern_rule_done(r);
-        *why = msg;
+        *ret_why = msg;
         return -EINVAL;
 }
 
 int dict_pattern_parse(const char *line, const char *allowed_flags, struct dict_pattern_rule *ret,
-                       char **why)
+                       char **ret_why)
 {
         const char *p = line;
         *ret = (struct dict_pattern_rule){.kind = DICT_PATTERN_MATCH};
@@ -103,17 +103,18 @@ int dict_pattern_parse(const char *line, const char *allowed_flags, struct dict_
         }
         char delim = *p;
         if (bad_delimiter(delim))
-                return fail(ret, why, xstrdup("no regexp delimiter: expected \"/pattern/flags result\""));
+                return fail(ret, ret_why,
+                            xstrdup("no regexp delimiter: expected \"/pattern/flags result\""));
         const char *q;
         ret->pattern = take_pattern(p + 1, delim, &q);
         if (!ret->pattern)
-                return fail(ret, why, xasprintf("missing closing '%c' of the regexp", delim));
+                return fail(ret, ret_why, xasprintf("missing closing '%c' of the regexp", delim));
         struct buf flags = BUF_INIT;
         buf_append(&flags, "", 0);
         for (; *q && !blank(*q); q++) {
                 if (!strchr(allowed_flags, *q)) {
                         buf_done(&flags);
-                        return fail(ret, why, xasprintf("unknown regexp option \"%c\"", *q));
+                        return fail(ret, ret_why, xasprintf("unknown regexp option \"%c\"", *q));
                 }
                 buf_putc(&flags, *q);
         }
@@ -121,15 +122,15 @@ int dict_pattern_parse(const char *line, const char *allowed_flags, struct dict_
         while (blank(*q))
                 q++;
         if (ret->kind == DICT_PATTERN_IF && *q)
-                return fail(ret, why, xstrdup("text after \"if /pattern/\""));
+                return fail(ret, ret_why, xstrdup("text after \"if /pattern/\""));
         if (ret->kind == DICT_PATTERN_MATCH && !*q)
-                return fail(ret, why, xstrdup("missing right-hand side after the pattern"));
+                return fail(ret, ret_why, xstrdup("missing right-hand side after the pattern"));
         if (ret->kind == DICT_PATTERN_MATCH) {
                 ret->max_ref = max_ref(q);
                 if (ret->max_ref < 0)
-                        return fail(ret, why, xasprintf("bad $ substitution in \"%s\"", q));
+                        return fail(ret, ret_why, xasprintf("bad $ substitution in \"%s\"", q));
                 if (ret->max_ref > 0 && ret->negate)
-                        return fail(ret, why, xstrdup("$number substitution in a negated rule"));
+                        return fail(ret, ret_why, xstrdup("$number substitution in a negated rule"));
                 ret->result = xstrdup(q);
         }
         return 0;
@@ -182,10 +183,11 @@ struct dict_pattern_dict {
         struct dict_pattern_table t;
 };
 
-int dict_pattern_open(const char *name, const struct dict_pattern_ops *ops, struct dict **ret, char **err)
+int dict_pattern_open(const char *name, const struct dict_pattern_ops *ops, struct dict **ret,
+                      char **ret_error)
 {
         struct dict_pattern_dict *d = xcalloc(1, sizeof(*d));
-        int r = dict_pattern_load(name, ops, &d->t, err);
+        int r = dict_pattern_load(name, ops, &d->t, ret_error);
         if (r < 0) {
                 free(d);
                 return r;
@@ -220,24 +222,24 @@ void dict_pattern_table_done(struct dict_pattern_table *t)
 
 /* Parse and compile one line into e. 0, or <0 with *why. */
 static int build_entry(const struct dict_pattern_ops *ops, const char *line, struct dict_pattern_entry *e,
-                       char **why)
+                       char **ret_why)
 {
         struct dict_pattern_rule r;
-        int k = dict_pattern_parse(line, ops->flags, &r, why);
+        int k = dict_pattern_parse(line, ops->flags, &r, ret_why);
         if (k < 0)
                 return k;
         *e = (struct dict_pattern_entry){.kind = r.kind, .negate = r.negate};
         if (r.kind == DICT_PATTERN_ENDIF)
                 return 0;
         size_t groups = 0;
-        k = ops->compile(&r, &e->compiled, &groups, why);
+        k = ops->compile(&r, &e->compiled, &groups, ret_why);
         if (k < 0) {
                 dict_pattern_rule_done(&r);
                 return k;
         }
         if ((size_t)r.max_ref > groups) {
-                *why = xasprintf("out-of-range replacement index \"$%d\" (the pattern has %zu groups)",
-                                 r.max_ref, groups);
+                *ret_why = xasprintf("out-of-range replacement index \"$%d\" (the pattern has %zu groups)",
+                                     r.max_ref, groups);
                 ops->free(e->compiled);
                 e->compiled = NULL;
                 dict_pattern_rule_done(&r);
@@ -250,7 +252,7 @@ static int build_entry(const struct dict_pattern_ops *ops, const char *line, str
 }
 
 static int load_entries(const char *name, struct tablefile *tf, const struct dict_pattern_ops *ops,
-                        struct dict_pattern_table *t, char **err)
+                        struct dict_pattern_table *t, char **ret_error)
 {
         size_t open_ifs[DICT_PATTERN_IF_DEPTH_MAX], depth = 0;
         t->rules = xcalloc(tf->n_entries + 1, sizeof *t->rules);
@@ -260,8 +262,8 @@ static int load_entries(const char *name, struct tablefile *tf, const struct dic
                 struct dict_pattern_entry e;
                 if (build_entry(ops, line, &e, &why) < 0) {
                         if (dict_pattern_is_if(line)) {
-                                *err = xasprintf("%s %s, line %u: %s", ops->label, name, tf->entries[i].line,
-                                                 why);
+                                *ret_error = xasprintf("%s %s, line %u: %s", ops->label, name,
+                                                       tf->entries[i].line, why);
                                 return -EINVAL;
                         }
                         msg_warn("%s %s, line %u: %s: skipping this rule", ops->label, name,
@@ -271,9 +273,9 @@ static int load_entries(const char *name, struct tablefile *tf, const struct dic
                 if (e.kind == DICT_PATTERN_IF) {
                         if (depth >= DICT_PATTERN_IF_DEPTH_MAX) {
                                 ops->free(e.compiled);
-                                *err = xasprintf("%s %s, line %u: if/endif nested deeper than %d",
-                                                 ops->label, name, tf->entries[i].line,
-                                                 DICT_PATTERN_IF_DEPTH_MAX);
+                                *ret_error = xasprintf("%s %s, line %u: if/endif nested deeper than %d",
+                                                       ops->label, name, tf->entries[i].line,
+                                                       DICT_PATTERN_IF_DEPTH_MAX);
                                 return -EINVAL;
                         }
                         open_ifs[depth++] = t->n_rules;
@@ -295,10 +297,10 @@ static int load_entries(const char *name, struct tablefile *tf, const struct dic
 }
 
 static int load_parsed(const char *name, struct tablefile *tf, const struct dict_pattern_ops *ops,
-                       struct dict_pattern_table *ret, char **err)
+                       struct dict_pattern_table *ret, char **ret_error)
 {
         *ret = (struct dict_pattern_table){.ops = ops};
-        int r = load_entries(name, tf, ops, ret, err);
+        int r = load_entries(name, tf, ops, ret, ret_error);
         tablefile_done(tf);
         if (r < 0)
                 dict_pattern_table_done(ret);
@@ -306,26 +308,27 @@ static int load_parsed(const char *name, struct tablefile *tf, const struct dict
 }
 
 int dict_pattern_load(const char *name, const struct dict_pattern_ops *ops, struct dict_pattern_table *ret,
-                      char **err)
+                      char **ret_error)
 {
         struct tablefile tf = TABLEFILE_INIT;
-        int r = dict_load_source(name, ops->label, tablefile_parse_lines, &tf, err);
+        int r = dict_load_source(name, ops->label, tablefile_parse_lines, &tf, ret_error);
         if (r < 0)
                 return r;
-        return load_parsed(name, &tf, ops, ret, err);
+        return load_parsed(name, &tf, ops, ret, ret_error);
 }
 
 int dict_pattern_load_text(const char *label_name, const char *text, size_t len,
-                           const struct dict_pattern_ops *ops, struct dict_pattern_table *ret, char **err)
+                           const struct dict_pattern_ops *ops, struct dict_pattern_table *ret,
+                           char **ret_error)
 {
         struct tablefile tf = TABLEFILE_INIT;
         int r = tablefile_parse_lines(text, len, &tf);
         if (r < 0) {
                 tablefile_done(&tf);
-                *err = xasprintf("%s: %s", label_name, strerror(-r));
+                *ret_error = xasprintf("%s: %s", label_name, strerror(-r));
                 return r;
         }
-        return load_parsed(label_name, &tf, ops, ret, err);
+        return load_parsed(label_name, &tf, ops, ret, ret_error);
 }
 
 int dict_pattern_get(const struct dict_pattern_table *t, const char *key, char **ret_value)

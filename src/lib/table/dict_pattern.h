@@ -28,7 +28,7 @@ struct dict_pattern_rule {
  * problem; free ret with dict_pattern_rule_done().
  */
 int dict_pattern_parse(const char *line, const char *allowed_flags, struct dict_pattern_rule *ret,
-                       char **why);
+                       char **ret_why);
 void dict_pattern_rule_done(struct dict_pattern_rule *r);
 /* True when the line starts an "if" (a broken "if" must fail the table, not just skip a rule). */
 bool dict_pattern_is_if(const char *line);
@@ -46,7 +46,7 @@ struct dict_pattern_ops {
         const char *label; /* "regexp map" */
         const char *flags; /* allowed flag letters */
         /* Compile a parsed rule; 0 or -EINVAL with *why. *ret_groups: capture groups in the pattern. */
-        int (*compile)(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups, char **why);
+        int (*compile)(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups, char **ret_why);
         /* 1 match (groups filled for up to n_groups groups, group 0 the whole match), 0 none, <0 error. */
         int (*match)(void *compiled, const char *key, size_t *groups, size_t n_groups);
         void (*free)(void *compiled);
@@ -69,17 +69,19 @@ struct dict_pattern_table {
 
 /* Load the rules of file name; bad rules are warned about and skipped, a bad "if" fails the table. */
 int dict_pattern_load(const char *name, const struct dict_pattern_ops *ops, struct dict_pattern_table *ret,
-                      char **err);
+                      char **ret_error);
 /* Build a table from text already read (pure apart from the warnings; the fuzz target's entry). */
 int dict_pattern_load_text(const char *label_name, const char *text, size_t len,
-                           const struct dict_pattern_ops *ops, struct dict_pattern_table *ret, char **err);
+                           const struct dict_pattern_ops *ops, struct dict_pattern_table *ret,
+                           char **ret_error);
 /* The first matching rule's result, $n expanded: 1 found (*ret_value malloc'd), 0 none, <0 error. */
 int dict_pattern_get(const struct dict_pattern_table *t, const char *key, char **ret_value);
 void dict_pattern_table_done(struct dict_pattern_table *t);
 
 /* The dict_type hooks of a pattern table type: open with its ops, then the shared get and close. */
 struct dict;
-int dict_pattern_open(const char *name, const struct dict_pattern_ops *ops, struct dict **ret, char **err);
+int dict_pattern_open(const char *name, const struct dict_pattern_ops *ops, struct dict **ret,
+                      char **ret_error);
 int dict_pattern_dict_get(struct dict *d, const char *key, char **ret_value);
 void dict_pattern_dict_close(struct dict *d);
 

@@ -41,7 +41,8 @@ static uint32_t pcre_options(const char *flags)
         return o;
 }
 
-static int pcre_compile_rule(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups, char **why)
+static int pcre_compile_rule(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups,
+                             char **ret_why)
 {
         int code;
         PCRE2_SIZE off;
@@ -50,8 +51,8 @@ static int pcre_compile_rule(const struct dict_pattern_rule *r, void **ret, size
         if (!re) {
                 PCRE2_UCHAR msg[256];
                 pcre2_get_error_message(code, msg, sizeof msg);
-                *why = xasprintf("pcre \"%s\": %s at offset %zu", r->pattern, (const char *)msg,
-                                 (size_t)off);
+                *ret_why = xasprintf("pcre \"%s\": %s at offset %zu", r->pattern, (const char *)msg,
+                                     (size_t)off);
                 return -EINVAL;
         }
         uint32_t n = 0;
@@ -107,9 +108,9 @@ const struct dict_pattern_ops dict_pcre_ops = {
         .free = pcre_free_rule,
 };
 
-static int pcre_open(const char *name, struct dict **ret, char **err)
+static int pcre_open(const char *name, struct dict **ret, char **ret_error)
 {
-        return dict_pattern_open(name, &dict_pcre_ops, ret, err);
+        return dict_pattern_open(name, &dict_pcre_ops, ret, ret_error);
 }
 
 const struct dict_type dict_type_pcre = {

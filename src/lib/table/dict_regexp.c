@@ -8,7 +8,7 @@
 #include "dict_pattern.h"
 #include "macro.h"
 
-static int regexp_compile(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups, char **why)
+static int regexp_compile(const struct dict_pattern_rule *r, void **ret, size_t *ret_groups, char **ret_why)
 {
         /* Postfix's defaults: extended syntax, case-insensitive; each flag letter toggles one. */
         int cflags = REG_EXTENDED | REG_ICASE;
@@ -21,7 +21,7 @@ static int regexp_compile(const struct dict_pattern_rule *r, void **ret, size_t 
         if (k != 0) {
                 char msg[256];
                 regerror(k, re, msg, sizeof msg);
-                *why = xasprintf("regexp \"%s\": %s", r->pattern, msg);
+                *ret_why = xasprintf("regexp \"%s\": %s", r->pattern, msg);
                 free(re);
                 return -EINVAL;
         }
@@ -56,9 +56,9 @@ static const struct dict_pattern_ops regexp_ops = {
         .free = regexp_free,
 };
 
-static int regexp_open(const char *name, struct dict **ret, char **err)
+static int regexp_open(const char *name, struct dict **ret, char **ret_error)
 {
-        return dict_pattern_open(name, &regexp_ops, ret, err);
+        return dict_pattern_open(name, &regexp_ops, ret, ret_error);
 }
 
 const struct dict_type dict_type_regexp = {

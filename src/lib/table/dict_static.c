@@ -15,7 +15,7 @@ static bool blank(char c)
         return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-static int static_open(const char *name, struct dict **ret, char **err)
+static int static_open(const char *name, struct dict **ret, char **ret_error)
 {
         const char *p = name;
         size_t n = strlen(name);

@@ -12,10 +12,10 @@ struct dict_texthash {
         struct dict_mem mem;
 };
 
-static int texthash_open(const char *name, struct dict **ret, char **err)
+static int texthash_open(const char *name, struct dict **ret, char **ret_error)
 {
         struct tablefile t = TABLEFILE_INIT;
-        int r = dict_load_source(name, "", tablefile_parse_map, &t, err);
+        int r = dict_load_source(name, "", tablefile_parse_map, &t, ret_error);
         if (r < 0)
                 return r;
         struct dict_texthash *h = xcalloc(1, sizeof(*h));

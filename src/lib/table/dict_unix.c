@@ -10,10 +10,10 @@
 /* getpwnam_r buffer: start small, double on ERANGE up to this. */
 #define DICT_UNIX_BUF_MAX (1024 * 1024)
 
-static int unix_open(const char *name, struct dict **ret, char **err)
+static int unix_open(const char *name, struct dict **ret, char **ret_error)
 {
         if (!streq(name, "passwd.byname")) {
-                *err = xasprintf("unix:%s: unknown table (supported: passwd.byname)", name);
+                *ret_error = xasprintf("unix:%s: unknown table (supported: passwd.byname)", name);
                 return -EINVAL;
         }
         *ret = xcalloc(1, sizeof(struct dict));

@@ -41,12 +41,12 @@ void maps_split_list(const char *list, struct strv *out)
         }
 }
 
-int maps_open(const char *param_name, const char *list, struct maps **ret, char **err)
+int maps_open(const char *param_name, const char *list, struct maps **ret, char **ret_error)
 {
         struct strv specs = STRV_INIT;
         maps_split_list(list, &specs);
         if (specs.n > MAPS_TABLES_MAX) {
-                *err = xasprintf("%s: more than %d tables", param_name, MAPS_TABLES_MAX);
+                *ret_error = xasprintf("%s: more than %d tables", param_name, MAPS_TABLES_MAX);
                 strv_done(&specs);
                 return -E2BIG;
         }
@@ -59,7 +59,7 @@ int maps_open(const char *param_name, const char *list, struct maps **ret, char 
                 int r = dict_open(specs.v[i], &m->dicts[m->n], &why);
                 if (r < 0) {
                         /* dict messages about files already name them; the spec adds the type. */
-                        *err = xasprintf("%s: %s: %s", param_name, specs.v[i], why);
+                        *ret_error = xasprintf("%s: %s: %s", param_name, specs.v[i], why);
                         strv_done(&specs);
                         maps_free(m);
                         return r;

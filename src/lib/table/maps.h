@@ -18,7 +18,7 @@ struct maps;
  * "transport_maps: sdbm:/etc/postfix/transport: unsupported dictionary type: sdbm (...)".
  * An empty list gives an empty set of tables in which nothing is found.
  */
-int maps_open(const char *param_name, const char *list, struct maps **ret, char **err);
+int maps_open(const char *param_name, const char *list, struct maps **ret, char **ret_error);
 void maps_free(struct maps *m);
 
 /* First table that has key wins: 1 found (*ret_value malloc'd), 0 not found, <0 a table failed. */
