@@ -17,8 +17,8 @@
 #include "service.h"
 
 /* How long bounce waits for qmgr's request, and for each step of cleanup's conversation but the last. */
-#define BOUNCE_REQUEST_TIMEOUT_MS (60 * 1000)
-#define BOUNCE_STEP_TIMEOUT_MS    (30 * 1000)
+#define BOUNCE_REQUEST_TIMEOUT_USEC (60 * USEC_PER_SEC)
+#define BOUNCE_STEP_TIMEOUT_USEC    (30 * USEC_PER_SEC)
 
 struct bounce {
         struct config *cfg;
@@ -40,7 +40,8 @@ static int submit(struct bounce *b, const char *sender, const char *rcpt, const 
         long long status = -1;
         _cleanup_free_ char *reason = NULL; /* before every goto: clang refuses to jump past it */
         /* cleanup treats it as locally generated mail: "Received: by HOST (Postfix) id ...". */
-        int r = cleanup_client_open(&c, b->queue_dir, "bounce", BOUNCE_STEP_TIMEOUT_MS, ret_why);
+        int r = cleanup_client_open(&c, b->queue_dir, "bounce", USEC_TO_MS(BOUNCE_STEP_TIMEOUT_USEC),
+                                    ret_why);
         if (r < 0)
                 goto done;
         /* A notification never asks for notifications about itself. */
@@ -246,12 +247,12 @@ static void on_connection(struct service *s, int fd)
                 fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
         struct bounce *b = service_userdata(s);
         struct ipc_msg req = IPC_MSG_INIT, reply = IPC_MSG_INIT;
-        int r = ipc_recv(fd, &req, BOUNCE_REQUEST_TIMEOUT_MS);
+        int r = ipc_recv(fd, &req, USEC_TO_MS(BOUNCE_REQUEST_TIMEOUT_USEC));
         if (r < 0)
                 msg_warn("read notification request: %s", strerror(-r));
         else {
                 handle(b, &req, &reply);
-                r = ipc_send(fd, &reply, BOUNCE_REQUEST_TIMEOUT_MS);
+                r = ipc_send(fd, &reply, USEC_TO_MS(BOUNCE_REQUEST_TIMEOUT_USEC));
                 if (r < 0)
                         msg_warn("send reply to qmgr: %s", strerror(-r));
         }

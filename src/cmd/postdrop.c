@@ -22,8 +22,8 @@
 /* Attempts at a free temporary name / final name in maildrop/ before giving up. */
 #define NAME_ATTEMPTS 100
 /* How long the pickup wakeup may take; pickup also scans on its timer, so this is only a hint. */
-#define WAKEUP_TIMEOUT_MS 1000
-#define READ_CHUNK        (64u * 1024)
+#define WAKEUP_TIMEOUT_USEC (1000 * USEC_PER_MSEC)
+#define READ_CHUNK          (64u * 1024)
 
 static uint64_t now_usec(void)
 {
@@ -187,7 +187,7 @@ int main(int argc, char **argv)
 
         /* Wake pickup through the master's public/pickup listener; pickup's timer covers a failure. */
         _cleanup_free_ char *trigger = xasprintf("%s/public/pickup", queue_dir);
-        (void)submit_trigger(trigger, WAKEUP_TIMEOUT_MS);
+        (void)submit_trigger(trigger, USEC_TO_MS(WAKEUP_TIMEOUT_USEC));
         config_free(cfg);
         return 0;
 }

@@ -23,9 +23,9 @@
 #include "queue.h"
 
 /* How long stop waits for the master to let go of its pid file (it gives its children 35 s). */
-#define POSTFIX_STOP_WAIT_SEC 60
+#define POSTFIX_STOP_WAIT_USEC (60 * USEC_PER_SEC)
 /* How long start waits for the master to report that it is ready. */
-#define POSTFIX_START_WAIT_SEC 120
+#define POSTFIX_START_WAIT_USEC (120 * USEC_PER_SEC)
 
 /*
  * Messages of these commands read "postfix-NAME/postfix-script: text", as Postfix's script prints them.
@@ -172,15 +172,16 @@ static int start(struct config *c, bool foreground)
         }
         /* The master's foreground half exits once the daemon is ready (0) or has died (1). */
         int status = 0;
-        for (int i = 0; i < POSTFIX_START_WAIT_SEC * 10; i++) {
+        for (int i = 0; i < USEC_TO_SEC(POSTFIX_START_WAIT_USEC) * 10; i++) {
                 pid_t w = waitpid(child, &status, WNOHANG);
                 if (w == child)
                         break;
                 if (w < 0 && errno != EINTR)
                         script_fatal("waitpid: %s", strerror(errno));
                 nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
-                if (i == POSTFIX_START_WAIT_SEC * 10 - 1)
-                        script_fatal("the master did not report ready within %d s", POSTFIX_START_WAIT_SEC);
+                if (i == USEC_TO_SEC(POSTFIX_START_WAIT_USEC) * 10 - 1)
+                        script_fatal("the master did not report ready within %d s",
+                                     USEC_TO_SEC(POSTFIX_START_WAIT_USEC));
         }
         instance_paths_done(&p);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -286,7 +287,7 @@ static int signal_master(struct config *c, int sig, const char *what, bool wait)
         int rc = 0;
         if (wait) {
                 rc = 1;
-                for (int i = 0; i < POSTFIX_STOP_WAIT_SEC * 10; i++) {
+                for (int i = 0; i < USEC_TO_SEC(POSTFIX_STOP_WAIT_USEC) * 10; i++) {
                         if (!running_pid(&p, &pid)) {
                                 rc = 0;
                                 break;
@@ -295,7 +296,7 @@ static int signal_master(struct config *c, int sig, const char *what, bool wait)
                 }
                 if (rc)
                         script_error("the master (pid %d) is still running after %d s", (int)pid,
-                                     POSTFIX_STOP_WAIT_SEC);
+                                     USEC_TO_SEC(POSTFIX_STOP_WAIT_USEC));
         }
         instance_paths_done(&p);
         return rc;

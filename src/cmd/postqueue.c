@@ -23,9 +23,9 @@
 #include "submit.h"
 
 /* How long the showq service may take to answer. */
-#define SHOWQ_TIMEOUT_MS (60 * 1000)
-#define FLUSH_TIMEOUT_MS (60 * 1000)
-#define EX_UNAVAILABLE   69
+#define SHOWQ_TIMEOUT_USEC (60 * USEC_PER_SEC)
+#define FLUSH_TIMEOUT_USEC (60 * USEC_PER_SEC)
+#define EX_UNAVAILABLE     69
 
 enum mode { MODE_NONE, MODE_LIST, MODE_JSON, MODE_FLUSH, MODE_FLUSH_ID, MODE_SITE };
 
@@ -39,7 +39,7 @@ static int list_through_showq(struct config *cfg, enum mode mode)
         _cleanup_free_ char *path =
                 xasprintf("%s/%s", config_get(cfg, "queue_directory"), MAIL_PROTO_SHOWQ_SOCKET);
         int fd = -1;
-        int r = ipc_connect_unix(path, SHOWQ_TIMEOUT_MS, &fd);
+        int r = ipc_connect_unix(path, USEC_TO_MS(SHOWQ_TIMEOUT_USEC), &fd);
         if (r < 0) {
                 msg_warn("connect to %s: %s", path, strerror(-r));
                 submit_fatal(EX_UNAVAILABLE, "Queue report unavailable - mail system is down");
@@ -47,7 +47,7 @@ static int list_through_showq(struct config *cfg, enum mode mode)
         int fl = fcntl(fd, F_GETFL);
         if (fl >= 0)
                 fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-        struct timeval tv = {.tv_sec = SHOWQ_TIMEOUT_MS / 1000};
+        struct timeval tv = {.tv_sec = USEC_TO_SEC(SHOWQ_TIMEOUT_USEC)};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         const char *req = mode == MODE_JSON ? "json\n" : "list\n";
@@ -91,7 +91,7 @@ static int flush(struct config *cfg, const char *id, const char *site)
         _cleanup_free_ char *path =
                 xasprintf("%s/%s", config_get(cfg, "queue_directory"), MAIL_PROTO_QMGR_SOCKET);
         int fd = -1;
-        int r = ipc_connect_unix(path, FLUSH_TIMEOUT_MS, &fd);
+        int r = ipc_connect_unix(path, USEC_TO_MS(FLUSH_TIMEOUT_USEC), &fd);
         struct ipc_msg req = IPC_MSG_INIT, rep = IPC_MSG_INIT;
         long long status = -1, count = -1;
         if (r == 0) {
@@ -101,7 +101,7 @@ static int flush(struct config *cfg, const char *id, const char *site)
                 if (r == 0 && site)
                         r = ipc_msg_add_str(&req, "site", site);
                 if (r == 0)
-                        r = ipc_call(fd, &req, &rep, FLUSH_TIMEOUT_MS);
+                        r = ipc_call(fd, &req, &rep, USEC_TO_MS(FLUSH_TIMEOUT_USEC));
                 close(fd);
                 if (r == 0 && (ipc_msg_get_int(&rep, "status", &status) < 0 || status != 0))
                         r = -EIO;

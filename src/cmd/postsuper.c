@@ -16,7 +16,7 @@
 /* Queue IDs read from stdin ("-") and operations on one command line. */
 #define POSTSUPER_STDIN_IDS_MAX 1000000
 #define POSTSUPER_OPS_MAX       1000
-#define WAKEUP_TIMEOUT_MS       1000
+#define WAKEUP_TIMEOUT_USEC     (1000 * USEC_PER_MSEC)
 
 enum op { OP_DELETE, OP_HOLD, OP_RELEASE, OP_REQUEUE, _OP_MAX };
 
@@ -206,7 +206,7 @@ int main(int argc, char **argv)
                                  counts[op] == 1 ? "" : "s");
         if (seen[OP_REQUEUE] && counts[OP_REQUEUE] > 0) {
                 _cleanup_free_ char *trigger = xasprintf("%s/public/pickup", qdir);
-                (void)submit_trigger(trigger, WAKEUP_TIMEOUT_MS);
+                (void)submit_trigger(trigger, USEC_TO_MS(WAKEUP_TIMEOUT_USEC));
         }
         queue_close(q);
         config_free(cfg);

@@ -196,7 +196,7 @@ int forward_submit(struct local *l, const struct local_message *m, const struct 
         long long status = -1;
         _cleanup_free_ char *reason = NULL; /* before every goto: clang refuses to jump past it */
         /* Locally generated mail for cleanup, as Postfix's local resubmits a forward. */
-        int r = cleanup_client_open(&c, l->queue_dir, "local", LOCAL_CLEANUP_STEP_MS, ret_why);
+        int r = cleanup_client_open(&c, l->queue_dir, "local", USEC_TO_MS(LOCAL_CLEANUP_STEP_USEC), ret_why);
         if (r < 0)
                 goto done;
         r = send_rcpts(&c, orig, rcpts);

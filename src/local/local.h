@@ -25,8 +25,8 @@
 #define LOCAL_HEADERS_SCAN_MAX 100000
 /* Dotlock: attempts, pause between them, and the age after which a lock file is stale. */
 #define LOCAL_DOTLOCK_ATTEMPTS    20
-#define LOCAL_DOTLOCK_DELAY_MS    250
-#define LOCAL_DOTLOCK_STALE_SEC   500
+#define LOCAL_DOTLOCK_DELAY_USEC  (250 * USEC_PER_MSEC)
+#define LOCAL_DOTLOCK_STALE_USEC  (500 * USEC_PER_SEC)
 #define LOCAL_FCNTL_LOCK_ATTEMPTS 20
 /* Longest reason text passed from a delivery child to its parent. */
 #define LOCAL_REASON_MAX 480
@@ -35,7 +35,7 @@
 /* Largest .forward or :include: file read. */
 #define LOCAL_LIST_FILE_MAX (256u * 1024)
 /* Steps of cleanup's conversation when forwarding (the final one waits mail_proto_cleanup_timeout_ms). */
-#define LOCAL_CLEANUP_STEP_MS (30 * 1000)
+#define LOCAL_CLEANUP_STEP_USEC (30 * USEC_PER_SEC)
 
 /* Where a destination was found: allow_mail_to_commands / allow_mail_to_files name these classes. */
 enum local_class {
@@ -183,7 +183,7 @@ void local_limit_file_size(uint64_t bytes);
 #define SPAWN_MSG_MAX     (64u * 1024)
 #define SPAWN_STRINGS_MAX 1024
 /* How long a killed command's end is waited for. */
-#define SPAWN_EXIT_WAIT_MS (10 * 1000)
+#define SPAWN_EXIT_WAIT_USEC (10 * USEC_PER_SEC)
 
 /* Fork the spawner (from init, before the allow-list without execve is installed). -errno. */
 int spawn_start(struct local *l);

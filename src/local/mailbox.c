@@ -245,7 +245,7 @@ static void mbox_child(void *userdata, int chan, struct local_status *st)
                 if (locked < 0 && errno != EAGAIN && errno != EACCES)
                         break;
                 if (locked < 0)
-                        usleep(LOCAL_DOTLOCK_DELAY_MS * 1000);
+                        usleep(LOCAL_DOTLOCK_DELAY_USEC);
         }
         if (locked < 0) {
                 local_status_set(st, LOCAL_DEFERRED, "4.2.0", "cannot lock %s %s: %s", c->what, c->path,
@@ -305,12 +305,13 @@ static int dotlock_acquire(const char *lock_path)
                 if (errno != EEXIST)
                         return -errno;
                 struct stat s;
-                if (lstat(lock_path, &s) == 0 && time(NULL) - s.st_mtime > LOCAL_DOTLOCK_STALE_SEC) {
+                if (lstat(lock_path, &s) == 0 &&
+                    time(NULL) - s.st_mtime > USEC_TO_SEC(LOCAL_DOTLOCK_STALE_USEC)) {
                         msg_warn("removing stale lock file %s", lock_path);
                         unlink(lock_path);
                         continue;
                 }
-                usleep(LOCAL_DOTLOCK_DELAY_MS * 1000);
+                usleep(LOCAL_DOTLOCK_DELAY_USEC);
         }
         return -EAGAIN;
 }

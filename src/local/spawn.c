@@ -279,7 +279,7 @@ int spawn_wait_exit(struct local *l)
 {
         struct pollfd p = {.fd = l->spawner_fd, .events = POLLIN};
         int status = SIGKILL; /* what an answer that never comes stands for */
-        for (int i = 0; i < SPAWN_EXIT_WAIT_MS / 100; i++) {
+        for (int i = 0; i < USEC_TO_MS(SPAWN_EXIT_WAIT_USEC) / 100; i++) {
                 if (poll(&p, 1, 100) < 0 && errno != EINTR)
                         break;
                 int r = spawn_read_exit(l, &status);

@@ -128,7 +128,7 @@ static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 {
         struct master *m = userdata;
         msg_warn("%u process(es) still running after %d s: killing them", m->n_procs,
-                 MASTER_STOP_TIMEOUT_SEC);
+                 USEC_TO_SEC(MASTER_STOP_TIMEOUT_USEC));
         master_signal_children(m, SIGKILL, false);
         /* SIGKILL cannot be ignored: waiting for each is bounded. */
         for (struct master_proc *p = m->procs; p; p = p->next)
@@ -155,8 +155,8 @@ static int on_stop(sd_event_source *src, const struct signalfd_siginfo *si, void
         }
         uint64_t now = 0;
         sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        sd_event_add_time(m->event, &m->stop_timer, CLOCK_MONOTONIC,
-                          now + (uint64_t)MASTER_STOP_TIMEOUT_SEC * 1000000ULL, 0, on_stop_timeout, m);
+        sd_event_add_time(m->event, &m->stop_timer, CLOCK_MONOTONIC, now + MASTER_STOP_TIMEOUT_USEC, 0,
+                          on_stop_timeout, m);
         return 0;
 }
 

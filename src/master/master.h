@@ -12,9 +12,9 @@
 #include "service.h"
 
 /* After SIGTERM the children get this long (more than their own stop bound) before SIGKILL. */
-#define MASTER_STOP_TIMEOUT_SEC (SERVICE_STOP_TIMEOUT_SEC + 5)
-#define MASTER_LISTEN_BACKLOG   4096   /* the kernel caps it at net.core.somaxconn */
-#define MASTER_PROCS_MAX        100000 /* all services together */
+#define MASTER_STOP_TIMEOUT_USEC (SERVICE_STOP_TIMEOUT_USEC + 5 * USEC_PER_SEC)
+#define MASTER_LISTEN_BACKLOG    4096   /* the kernel caps it at net.core.somaxconn */
+#define MASTER_PROCS_MAX         100000 /* all services together */
 /*
  * Queue recovery before READY=1 may take long with a big backlog: every so often the master tells systemd
  * to wait EXTEND_TIMEOUT_USEC longer, so TimeoutStartSec= never kills a start that is making progress.
@@ -92,7 +92,7 @@ struct master {
 };
 
 /* STATUS= is refreshed this often; counting the queue is one readdir per queue directory. */
-#define MASTER_STATUS_INTERVAL_SEC 3
+#define MASTER_STATUS_INTERVAL_USEC (3 * USEC_PER_SEC)
 /* Queue files counted per directory at most; beyond it STATUS= says "N+". */
 #define MASTER_STATUS_SCAN_MAX 100000
 /* Listener addresses named in STATUS= at most; the rest are summed up as "+N more". */

@@ -162,7 +162,7 @@ static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata)
         struct master *m = userdata;
         if (m->state == MASTER_READY)
                 send_status(m);
-        return rearm(src, usec, (uint64_t)MASTER_STATUS_INTERVAL_SEC * 1000000ULL);
+        return rearm(src, usec, MASTER_STATUS_INTERVAL_USEC);
 }
 
 /* The interval is half of WatchdogSec=, as sd_watchdog_enabled(3) advises. */
@@ -182,8 +182,7 @@ void master_notify_start_timers(struct master *m)
         if (!getenv("NOTIFY_SOCKET"))
                 return; /* nobody to tell: no timers */
         int r = sd_event_add_time(m->event, &m->status_timer, CLOCK_MONOTONIC,
-                                  now + (uint64_t)MASTER_STATUS_INTERVAL_SEC * 1000000ULL, 0,
-                                  on_status_timer, m);
+                                  now + MASTER_STATUS_INTERVAL_USEC, 0, on_status_timer, m);
         if (r < 0)
                 msg_warn("STATUS= refresh timer: %s", strerror(-r));
         uint64_t wd = 0;

@@ -12,8 +12,8 @@
 #include "service.h"
 
 /* How long a client may take to send its request, and its largest size. */
-#define METRICS_REQUEST_TIMEOUT_MS 2000
-#define METRICS_REQUEST_MAX        8192
+#define METRICS_REQUEST_TIMEOUT_USEC (2000 * USEC_PER_MSEC)
+#define METRICS_REQUEST_MAX          8192
 
 /* The request's first bytes, up to the end of its header block: enough to tell HTTP from a bare reader. */
 static size_t read_request(int fd, char *req, size_t size)
@@ -21,7 +21,7 @@ static size_t read_request(int fd, char *req, size_t size)
         size_t len = 0;
         while (len + 1 < size) {
                 struct pollfd p = {.fd = fd, .events = POLLIN};
-                if (poll(&p, 1, METRICS_REQUEST_TIMEOUT_MS) <= 0)
+                if (poll(&p, 1, USEC_TO_MS(METRICS_REQUEST_TIMEOUT_USEC)) <= 0)
                         break;
                 ssize_t k = read(fd, req + len, size - 1 - len);
                 if (k <= 0)

@@ -22,15 +22,15 @@
 /* Files handled per wakeup; the rest wait for the next one (the master wakes us every 60 s). */
 #define PICKUP_SCAN_MAX 10000
 /* A temporary name older than this belongs to a postdrop that died: remove it. */
-#define PICKUP_TMP_MAX_AGE_SEC (24 * 3600)
+#define PICKUP_TMP_MAX_AGE_USEC ((24 * 3600) * USEC_PER_SEC)
 /*
  * A wakeup that finds maildrop empty ends the process unless a file came in this recently: the master
  * starts pickup again for the next wakeup (its timer or postdrop's), so an idle instance does not keep
  * a process whose only work is a readdir a minute, while a burst of submissions still reuses one.
  */
-#define PICKUP_LINGER_SEC 5
+#define PICKUP_LINGER_USEC (5 * USEC_PER_SEC)
 /* Time limit of each request to cleanup but the last (the last waits for the durable commit). */
-#define PICKUP_STEP_TIMEOUT_MS (30 * 1000)
+#define PICKUP_STEP_TIMEOUT_USEC (30 * USEC_PER_SEC)
 
 struct pickup {
         struct queue *queue;
@@ -117,7 +117,7 @@ static enum outcome submit(struct pickup *p, const char *name, const struct qfil
         struct cleanup_client c = CLEANUP_CLIENT_INIT;
         enum outcome out = RETRY_LATER;
         _cleanup_free_ char *why = NULL, *reason = NULL;
-        int r = cleanup_client_open(&c, p->queue_dir, "pickup", PICKUP_STEP_TIMEOUT_MS, &why);
+        int r = cleanup_client_open(&c, p->queue_dir, "pickup", USEC_TO_MS(PICKUP_STEP_TIMEOUT_USEC), &why);
         if (r < 0) {
                 msg_warn("maildrop/%s: %s", name, why);
                 goto done;
@@ -220,7 +220,7 @@ static void remove_stale_tmp(int dfd, const char *name)
 {
         struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            time(NULL) - st.st_mtime > PICKUP_TMP_MAX_AGE_SEC && unlinkat(dfd, name, 0) == 0)
+            time(NULL) - st.st_mtime > USEC_TO_SEC(PICKUP_TMP_MAX_AGE_USEC) && unlinkat(dfd, name, 0) == 0)
                 msg_warn("maildrop/%s: removed an unfinished file older than one day", name);
 }
 
@@ -292,7 +292,8 @@ static int pickup_init(struct service *s)
 static void pickup_wakeup(struct service *s)
 {
         struct pickup *p = service_userdata(s);
-        if (scan(p) == 0 && (p->last_file == 0 || time(NULL) - p->last_file >= PICKUP_LINGER_SEC))
+        if (scan(p) == 0 &&
+            (p->last_file == 0 || time(NULL) - p->last_file >= USEC_TO_SEC(PICKUP_LINGER_USEC)))
                 service_request_exit(s);
 }
 

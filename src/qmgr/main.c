@@ -138,9 +138,8 @@ static void client_new(struct qmgr *q, int fd, bool from_service)
         ipc_conn_init(&c->conn, fd);
         q->n_clients++;
         if (sd_event_add_io(q->event, &c->io, fd, EPOLLIN, on_client_io, c) < 0 ||
-            sd_event_add_time_relative(q->event, &c->timer, CLOCK_MONOTONIC,
-                                       (uint64_t)QMGR_CLIENT_TIMEOUT_SEC * 1000000ULL, 0, on_client_timeout,
-                                       c) < 0)
+            sd_event_add_time_relative(q->event, &c->timer, CLOCK_MONOTONIC, QMGR_CLIENT_TIMEOUT_USEC, 0,
+                                       on_client_timeout, c) < 0)
                 client_free(c);
 }
 

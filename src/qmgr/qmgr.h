@@ -20,7 +20,7 @@
 /* Client connections (cleanup notifications, flush requests, master wakeups) at once. */
 #define QMGR_CLIENTS_MAX 256
 /* A client that sends nothing for this long is dropped. */
-#define QMGR_CLIENT_TIMEOUT_SEC 30
+#define QMGR_CLIENT_TIMEOUT_USEC (30 * USEC_PER_SEC)
 /* Transports (master.cf services) the scheduler keeps track of. */
 #define QMGR_TRANSPORTS_MAX 256
 /* Deliveries in flight per transport, whatever the destinations (each is a connection of qmgr's). */

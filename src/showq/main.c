@@ -12,7 +12,7 @@
 #include "showq.h"
 
 /* A client that sends no request or reads no answer in this long is dropped. */
-#define SHOWQ_CLIENT_TIMEOUT_SEC 60
+#define SHOWQ_CLIENT_TIMEOUT_USEC (60 * USEC_PER_SEC)
 
 /* The request: one line, "list" or "json"; anything else gets the mailq layout. */
 static bool read_request_json(int fd)
@@ -37,7 +37,7 @@ static void on_connection(struct service *s, int fd)
         int fl = fcntl(fd, F_GETFL);
         if (fl >= 0)
                 fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-        struct timeval tv = {.tv_sec = SHOWQ_CLIENT_TIMEOUT_SEC};
+        struct timeval tv = {.tv_sec = USEC_TO_SEC(SHOWQ_CLIENT_TIMEOUT_USEC)};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         bool json = read_request_json(fd);

@@ -19,7 +19,7 @@ static struct agent agent;
 
 /* Connect timeout for Postfix's lmtp_connect_timeout = 0 ("the system's limit"): about what Linux takes
  * to give up on a TCP connection; a unix socket connects at once anyway. */
-#define LMTP_CONNECT_TIMEOUT_DEFAULT_SEC 127
+#define LMTP_CONNECT_TIMEOUT_DEFAULT_USEC (127 * USEC_PER_SEC)
 
 /*
  * The parameter behind suffix in this mode: "smtp_X", or for LMTP "lmtp_X" (Postfix's LMTP client reads
@@ -137,7 +137,7 @@ static int load_settings(struct config *c, struct smtp_settings *set)
                          pname("dns_support_level"));
         own_addrs_init(&set->own, c);
         set->connect_timeout = set->lmtp && config_get_time(c, "lmtp_connect_timeout") <= 0
-                                       ? LMTP_CONNECT_TIMEOUT_DEFAULT_SEC * 1000000ULL
+                                       ? LMTP_CONNECT_TIMEOUT_DEFAULT_USEC
                                        : time_usec(c, pname("connect_timeout"));
         set->helo_timeout = time_usec(c, set->lmtp ? "lmtp_lhlo_timeout" : pname("helo_timeout"));
         set->mail_timeout = time_usec(c, pname("mail_timeout"));

@@ -15,9 +15,9 @@
  * anvil answers from memory in microseconds; this bounds the wait for one that is started on demand by
  * the master (the first request) or stuck. Each session waits at most this long per event.
  */
-#define ANVIL_CALL_TIMEOUT_MS 5000
+#define ANVIL_CALL_TIMEOUT_USEC (5000 * USEC_PER_MSEC)
 /* After a failure smtpd serves without limits and asks again only after this long. */
-#define ANVIL_RETRY_SEC 10
+#define ANVIL_RETRY_USEC (10 * USEC_PER_SEC)
 
 struct smtpd_anvil {
         char *path; /* private/anvil */
@@ -93,7 +93,7 @@ static void went_down(struct smtpd_anvil *a, const char *why)
         if (a->fd >= 0)
                 close(a->fd);
         a->fd = -1;
-        a->retry_at = time(NULL) + ANVIL_RETRY_SEC;
+        a->retry_at = time(NULL) + USEC_TO_SEC(ANVIL_RETRY_USEC);
         if (!a->down_warned)
                 msg_warn("problem talking to service %s: %s; client connection and rate limits are off "
                          "until it "
@@ -108,7 +108,7 @@ static int ensure_connected(struct smtpd_anvil *a)
                 return 0;
         if (time(NULL) < a->retry_at)
                 return -EAGAIN;
-        int r = ipc_connect_unix(a->path, ANVIL_CALL_TIMEOUT_MS, &a->fd);
+        int r = ipc_connect_unix(a->path, USEC_TO_MS(ANVIL_CALL_TIMEOUT_USEC), &a->fd);
         if (r < 0) {
                 a->fd = -1;
                 went_down(a, strerror(-r));
@@ -136,7 +136,7 @@ static int call(struct smtpd_anvil *a, enum smtpd_anvil_event e, const char *ide
                         r = -ESTALE;
                         break;
                 }
-                r = ipc_call(a->fd, &req, reply, ANVIL_CALL_TIMEOUT_MS);
+                r = ipc_call(a->fd, &req, reply, USEC_TO_MS(ANVIL_CALL_TIMEOUT_USEC));
                 if (r >= 0 || fresh || r == -ETIMEDOUT)
                         break;
                 close(a->fd);

@@ -27,7 +27,7 @@
 #include "worker.h"
 
 /* Time allowed for connecting, for the handshake and for each answer of Dovecot. */
-#define SASL_TIMEOUT_SEC 30
+#define SASL_TIMEOUT_USEC (30 * USEC_PER_SEC)
 
 struct smtpd_sasl {
         char *path;    /* unix socket path, or NULL */
@@ -163,7 +163,7 @@ bool smtpd_sasl_tls_auth_only(const struct smtpd_sasl *s)
 
 static int set_timeouts(int fd)
 {
-        struct timeval tv = {.tv_sec = SASL_TIMEOUT_SEC};
+        struct timeval tv = {.tv_sec = USEC_TO_SEC(SASL_TIMEOUT_USEC)};
         if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
             setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
                 return -errno;

@@ -105,7 +105,7 @@ static int lock_file(int fd)
                         return 0;
                 if (errno != EAGAIN && errno != EACCES)
                         return -errno;
-                usleep(VIRTUAL_LOCK_DELAY_MS * 1000);
+                usleep(VIRTUAL_LOCK_DELAY_USEC);
         }
         return -EAGAIN;
 }

@@ -14,8 +14,8 @@
 /* Received:/Delivered-To: headers looked at for the loop check (beyond that the header is absurd). */
 #define VIRTUAL_HEADERS_SCAN_MAX 100000
 /* Attempts at the mbox's fcntl lock, and the pause between them. */
-#define VIRTUAL_LOCK_ATTEMPTS 20
-#define VIRTUAL_LOCK_DELAY_MS 250
+#define VIRTUAL_LOCK_ATTEMPTS   20
+#define VIRTUAL_LOCK_DELAY_USEC (250 * USEC_PER_MSEC)
 
 struct virtual_agent {
         struct queue *queue;

@@ -19,7 +19,7 @@
 #include "qfile.h"
 #include "queue.h"
 
-#define DR_TIMEOUT_MS (120 * 1000)
+#define DR_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
 static void usage(void)
 {
@@ -115,7 +115,7 @@ int main(int argc, char **argv)
                 r = ipc_msg_add_int(&req, "rcpt_index", (long long)i);
         if (r < 0)
                 msg_fatal("delivery request: %s", strerror(-r));
-        r = ipc_call(fd, &req, &reply, DR_TIMEOUT_MS);
+        r = ipc_call(fd, &req, &reply, USEC_TO_MS(DR_TIMEOUT_USEC));
         if (r < 0)
                 msg_fatal("delivery request to %s: %s", sock, strerror(-r));
         for (size_t i = 0; i + 3 < reply.n_attrs; i += 4)

@@ -11,7 +11,7 @@ import struct
 IPC_BODY_MAX = 4 * 1024 * 1024
 IPC_NAME_MAX = 64
 CHUNK_MAX = 64 * 1024  # MAIL_PROTO_CHUNK_MAX
-DEFAULT_TIMEOUT = 120.0  # MAIL_PROTO_CLEANUP_TIMEOUT_MS: covers the group commit's fsyncs
+DEFAULT_TIMEOUT = 120.0  # MAIL_PROTO_CLEANUP_TIMEOUT_USEC: covers the group commit's fsyncs
 
 
 def _bytes(value):

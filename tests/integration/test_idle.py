@@ -10,7 +10,7 @@ cleanup   unix  n       -       n       -       0       cleanup
 pickup    unix  n       -       n       60      1       pickup
 """
 MESSAGE = "Subject: idle\n\nbody\n"
-LINGER = 5  # PICKUP_LINGER_SEC in src/pickup/main.c
+LINGER = 5  # PICKUP_LINGER_USEC in src/pickup/main.c
 
 
 def test_pickup_exits_when_idle_and_comes_back_for_mail(mail_instance):

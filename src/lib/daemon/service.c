@@ -315,7 +315,8 @@ static int on_listener(sd_event_source *src, int fd, uint32_t revents, void *use
 static int on_stop_timer(sd_event_source *src, uint64_t usec, void *userdata)
 {
         struct service *s = userdata;
-        msg_warn("stop timeout: %u connection(s) still open after %d s", s->conns, SERVICE_STOP_TIMEOUT_SEC);
+        msg_warn("stop timeout: %u connection(s) still open after %d s", s->conns,
+                 USEC_TO_SEC(SERVICE_STOP_TIMEOUT_USEC));
         sd_event_exit(s->event, 0);
         return 0;
 }
@@ -330,8 +331,8 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
                 s->ops->on_stop(s);
         uint64_t now = 0;
         sd_event_now(s->event, CLOCK_MONOTONIC, &now);
-        sd_event_add_time(s->event, &s->stop_timer, CLOCK_MONOTONIC,
-                          now + (uint64_t)SERVICE_STOP_TIMEOUT_SEC * 1000000ULL, 0, on_stop_timer, s);
+        sd_event_add_time(s->event, &s->stop_timer, CLOCK_MONOTONIC, now + SERVICE_STOP_TIMEOUT_USEC, 0,
+                          on_stop_timer, s);
         update_state(s);
         return 0;
 }

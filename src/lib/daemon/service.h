@@ -25,8 +25,8 @@
  */
 #define SERVICE_LISTEN_FDS_START 3
 #define SERVICE_LISTEN_FDS_MAX   64 /* one per inet_interfaces address and protocol is plenty */
-#define SERVICE_STOP_TIMEOUT_SEC \
-        30 /* after SIGTERM, in-flight work gets this long; the master waits longer */
+/* after SIGTERM, in-flight work gets this long; the master waits longer */
+#define SERVICE_STOP_TIMEOUT_USEC (30 * USEC_PER_SEC)
 
 /* SECCOMP: value is the system call the role's allow-list refused; the process dies of SIGSYS next. */
 enum { SERVICE_STATUS_BUSY = 0, SERVICE_STATUS_AVAILABLE = 1, SERVICE_STATUS_SECCOMP = 2 };

@@ -10,13 +10,13 @@
 #include "macro.h"
 
 /* Delays beyond this (about 3 years) are shown as this: the queue lifetime is far shorter. */
-#define DELIVERY_DELAY_MAX_SEC 99999999ULL
+#define DELIVERY_DELAY_MAX_USEC (99999999 * USEC_PER_SEC)
 
 void delivery_format_delay(uint64_t usec, char buf[static DELIVERY_DELAY_BUF])
 {
         uint64_t centi = (usec + 5000) / 10000;
-        if (centi > DELIVERY_DELAY_MAX_SEC * 100)
-                centi = DELIVERY_DELAY_MAX_SEC * 100;
+        if (centi > DELIVERY_DELAY_MAX_USEC / 10000)
+                centi = DELIVERY_DELAY_MAX_USEC / 10000;
         unsigned long long whole = centi / 100, frac = centi % 100;
         if (frac == 0)
                 snprintf(buf, DELIVERY_DELAY_BUF, "%llu", whole);

@@ -131,7 +131,7 @@ void agent_serve(struct queue *q, int fd, agent_decide_fn decide, void *userdata
 void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void *userdata)
 {
         struct ipc_msg req = IPC_MSG_INIT;
-        int r = ipc_recv(fd, &req, AGENT_REQUEST_TIMEOUT_MS);
+        int r = ipc_recv(fd, &req, USEC_TO_MS(AGENT_REQUEST_TIMEOUT_USEC));
         if (r < 0) {
                 msg_warn("read delivery request: %s", strerror(-r));
                 return;
@@ -145,7 +145,7 @@ void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void 
         if (r < 0 || !dr.queue_named || dr.queue != QUEUE_ACTIVE) {
                 msg_warn("bad delivery request (req, queue_id or queue missing or invalid)");
                 delivery_reply_defer_all(&reply, &dr, "bad delivery request");
-                ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
+                ipc_send(fd, &reply, USEC_TO_MS(AGENT_REQUEST_TIMEOUT_USEC));
                 ipc_msg_done(&reply);
                 delivery_request_done(&dr);
                 return;
@@ -163,7 +163,7 @@ void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void 
                 delivery_reply_defer_all(&reply, &dr,
                                          r == -EBUSY ? "recipient is being delivered by another process"
                                                      : "queue file unavailable");
-                ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
+                ipc_send(fd, &reply, USEC_TO_MS(AGENT_REQUEST_TIMEOUT_USEC));
         } else {
                 struct delivery_times t = {
                         .arrival_usec = dr.arrival_usec ? dr.arrival_usec : msg.arrival_usec,
@@ -172,7 +172,7 @@ void agent_serve_request(struct queue *q, int fd, agent_request_fn handle, void 
                         .conn_usec = agent_usec,
                 };
                 handle(userdata, &dr, qfd, &msg, &t, &reply);
-                r = ipc_send(fd, &reply, AGENT_REQUEST_TIMEOUT_MS);
+                r = ipc_send(fd, &reply, USEC_TO_MS(AGENT_REQUEST_TIMEOUT_USEC));
                 if (r < 0)
                         msg_warn("%s: send reply to qmgr: %s", dr.queue_id, strerror(-r));
         }

@@ -11,7 +11,7 @@
 #include "queue.h"
 
 /* How long an agent waits for qmgr's request and for its reply to be taken. */
-#define AGENT_REQUEST_TIMEOUT_MS (60 * 1000)
+#define AGENT_REQUEST_TIMEOUT_USEC (60 * USEC_PER_SEC)
 /* Longest reason kept from a nexthop text ("error:5.1.1 TEXT"): resolve.h bounds nexthops already. */
 #define AGENT_REASON_MAX 1024
 /* Digits of the subject and detail parts of an enhanced status code (RFC 3463: 1 to 3 each). */
@@ -53,7 +53,7 @@ typedef void (*agent_decide_fn)(void *userdata, const char *nexthop, const char 
                                 struct agent_verdict *ret);
 
 /*
- * Serve one delivery request (mail_proto.h part 3) on fd, blocking with AGENT_REQUEST_TIMEOUT_MS: read
+ * Serve one delivery request (mail_proto.h part 3) on fd, blocking with AGENT_REQUEST_TIMEOUT_USEC: read
  * it, lock the recipients' slots, apply decide's verdict to each pending recipient (bounce/QID or
  * defer/QID record first, then the fsync'd mark), log each "to=..., relay=none, ..." line with the
  * final outcome, reply. A bounce record that cannot be written turns the recipient into "deferred".
@@ -77,7 +77,7 @@ typedef void (*agent_request_fn)(void *userdata, const struct delivery_request *
 
 /*
  * The one receiving end of qmgr's delivery request (mail_proto.h part 3) for the blocking agents (local,
- * virtual, error, discard): read the request on fd (AGENT_REQUEST_TIMEOUT_MS), refuse a bad one, open
+ * virtual, error, discard): read the request on fd (AGENT_REQUEST_TIMEOUT_USEC), refuse a bad one, open
  * the queue file for its recipients, call handle, send the reply. A request that cannot be served
  * (bad, file missing, recipients locked by another agent) is answered "deferred" for every recipient.
  */

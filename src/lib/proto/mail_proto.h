@@ -99,11 +99,11 @@
  * How long a source waits for cleanup's final answer before it sends {req=abort}, and then again for the
  * answer to that: covers the group commit's fsyncs. A shorter ipc_timeout (seconds) shortens it.
  */
-#define MAIL_PROTO_CLEANUP_TIMEOUT_MS (120 * 1000)
+#define MAIL_PROTO_CLEANUP_TIMEOUT_USEC (120 * USEC_PER_SEC)
 
 static inline int mail_proto_cleanup_timeout_ms(long long ipc_timeout_sec)
 {
-        return ipc_timeout_sec > 0 && ipc_timeout_sec * 1000 < MAIL_PROTO_CLEANUP_TIMEOUT_MS
+        return ipc_timeout_sec > 0 && ipc_timeout_sec * 1000 < USEC_TO_MS(MAIL_PROTO_CLEANUP_TIMEOUT_USEC)
                        ? (int)(ipc_timeout_sec * 1000)
-                       : MAIL_PROTO_CLEANUP_TIMEOUT_MS;
+                       : USEC_TO_MS(MAIL_PROTO_CLEANUP_TIMEOUT_USEC);
 }

@@ -30,10 +30,10 @@ int dict_open(const char *spec, struct dict **ret, char **ret_error);
  * Roles call this with true at start: from then on a table that cannot be opened (missing FILE.db,
  * unreadable or broken file, unknown type) is logged once as a warning naming the fix, and dict_open()
  * returns a stand-in whose lookups fail with -EAGAIN (callers answer 4xx or defer) while opening is
- * retried every DICT_UNAVAILABLE_RETRY_SEC; the real table serves as soon as it opens.
+ * retried every DICT_UNAVAILABLE_RETRY_USEC; the real table serves as soon as it opens.
  */
 void dict_set_unavailable_fallback(bool on);
-#define DICT_UNAVAILABLE_RETRY_SEC 5
+#define DICT_UNAVAILABLE_RETRY_USEC (5 * USEC_PER_SEC)
 /* dict_open() without the stand-in, whatever dict_set_unavailable_fallback() said. */
 int dict_open_strict(const char *spec, struct dict **ret, char **ret_error);
 /* 1 found (*ret_value malloc'd, caller frees), 0 not found, <0 error. */

@@ -21,7 +21,7 @@ struct dict_unavailable {
 static void schedule_retry(struct dict_unavailable *u)
 {
         clock_gettime(CLOCK_MONOTONIC, &u->next_try);
-        u->next_try.tv_sec += DICT_UNAVAILABLE_RETRY_SEC;
+        u->next_try.tv_sec += USEC_TO_SEC(DICT_UNAVAILABLE_RETRY_USEC);
 }
 
 static bool retry_due(const struct dict_unavailable *u)

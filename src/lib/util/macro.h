@@ -54,6 +54,12 @@ static inline void closep(int *fd)
                 close(*fd);
 }
 
+/* Time constants are microseconds (as sd-event's); these convert where an API wants another unit. */
+#define USEC_PER_SEC   1000000ULL
+#define USEC_PER_MSEC  1000ULL
+#define USEC_TO_MS(u)  ((int)((u) / USEC_PER_MSEC))
+#define USEC_TO_SEC(u) ((int)((u) / USEC_PER_SEC))
+
 #define _cleanup_free_  _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 
