@@ -326,6 +326,30 @@ static void check_pending_rcpt(struct session *s)
         arm_wait_timer(s);
 }
 
+/*
+ * cleanup refused (status 4 or 5): the reply code is a milter's own when it gave one, else code; the
+ * enhanced status is cleanup's when its class matches, else X.detail (detail "7.1" or "3.0").
+ */
+static void refusal_reply(struct session *s, int status, const char *dsn, const char *reason, int code,
+                          const char *detail)
+{
+        int milter_code = cleanup_submit_reply_code(s->sub, status);
+        char fallback[8];
+        snprintf(fallback, sizeof fallback, "%c.%s", status == 5 ? '5' : '4', detail);
+        const char *enh = !isempty(dsn) && dsn[0] == fallback[0] ? dsn : fallback;
+        replyf(s, "%d %s %s", milter_code ? milter_code : code, enh, reason);
+}
+
+/* cleanup answered the RCPT being held (open or milter check): go on with the session. */
+static void end_wait_for_cleanup(struct session *s)
+{
+        smtp_cmd_done(&s->pending_rcpt);
+        if (s->wait_timer)
+                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
+        pump(s);
+        finish(s);
+}
+
 static void on_rcpt_checked(void *userdata, int status, const char *dsn, const char *reason)
 {
         struct session *s = userdata;
@@ -333,18 +357,9 @@ static void on_rcpt_checked(void *userdata, int status, const char *dsn, const c
         if (status == 0) {
                 add_rcpt(s, &s->pending_rcpt);
                 reply(s, "250 2.1.5 Ok");
-        } else {
-                const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
-                                  : status == 5                                        ? "5.7.1"
-                                                                                       : "4.7.1";
-                int code = cleanup_submit_reply_code(s->sub, status);
-                replyf(s, "%d %s %s", code ? code : status == 5 ? 550 : 451, enh, reason);
-        }
-        smtp_cmd_done(&s->pending_rcpt);
-        if (s->wait_timer)
-                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
-        pump(s);
-        finish(s);
+        } else
+                refusal_reply(s, status, dsn, reason, status == 5 ? 550 : 451, "7.1");
+        end_wait_for_cleanup(s);
 }
 
 static void on_opened(void *userdata, int status, const char *queue_id, const char *reason)
@@ -372,11 +387,7 @@ static void on_opened(void *userdata, int status, const char *queue_id, const ch
                 s->sub = NULL;
                 cleanup_failed_reply(s);
         }
-        smtp_cmd_done(&s->pending_rcpt);
-        if (s->wait_timer)
-                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
-        pump(s);
-        finish(s);
+        end_wait_for_cleanup(s);
 }
 
 static void on_finished(void *userdata, int status, const char *dsn, const char *reason)
@@ -392,13 +403,7 @@ static void on_finished(void *userdata, int status, const char *dsn, const char 
         } else {
                 /* Content rejected by cleanup's header/body checks (5.7.x) is Postfix's 550; else 554. */
                 bool content = status == 5 && !isempty(dsn) && strncmp(dsn, "5.7.", 4) == 0;
-                int code = status == 5 ? (content ? 550 : 554) : 451;
-                if (cleanup_submit_reply_code(s->sub, status)) /* a milter's own code */
-                        code = cleanup_submit_reply_code(s->sub, status);
-                const char *enh = !isempty(dsn) && dsn[0] == (status == 5 ? '5' : '4') ? dsn
-                                  : status == 5                                        ? "5.3.0"
-                                                                                       : "4.3.0";
-                replyf(s, "%d %s %s", code, enh, reason);
+                refusal_reply(s, status, dsn, reason, status == 5 ? (content ? 550 : 554) : 451, "3.0");
         }
         reset_transaction(s);
         pump(s);
@@ -1544,8 +1549,8 @@ static bool output_full(const struct session *s)
 static bool waiting(const struct session *s)
 {
         return s->lookup || s->opening || s->ending || s->sasl_busy || s->tls_handshaking ||
-               s->tls_start_after_flush || s->paused || cleanup_submit_backlogged(s->sub) || output_full(s) ||
-               s->proxy_busy || proxy_backlogged(s->proxy);
+               s->tls_start_after_flush || s->paused || cleanup_submit_backlogged(s->sub) ||
+               output_full(s) || s->proxy_busy || proxy_backlogged(s->proxy);
 }
 
 /* Handle what the input buffer holds. Returns true when something was consumed. */
