@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,6 +80,10 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int timeout_ms
                 close(fd);
                 return r;
         }
+        /* Packets without an answer (SMFIP_NR_*) follow each other: Nagle would hold each one back until
+         * the filter's (delayed) ACK of the last. */
+        if (sa->sa_family != AF_UNIX)
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         *ret_fd = fd;
         return 0;
 }
@@ -165,6 +171,10 @@ int milter_read_packet(int fd, struct buf *in, int timeout_ms, size_t *ret_len)
                         return -ECONNRESET;
                 if (errno != EAGAIN && errno != EINTR)
                         return -errno;
+                /* A filter that writes its answer in pieces (libmilter: each modification request, then
+                 * the final reply) waits under Nagle for our ACK of the first: send it at once, not after
+                 * the 40 ms delayed-ACK timer. Not kept by the kernel, so set before each wait. */
+                (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
                 int r = wait_fd(fd, POLLIN, deadline);
                 if (r < 0)
                         return r;
