@@ -81,9 +81,14 @@ def test_filter_and_reinjection_listener_in_one_instance(mail_instance, content_
         assert box.count(f"Subject: filter {t}") == 1, box
     assert box.count("X-Filtered: by the test filter") == 2, box
     assert handler.seen == 2
+    # The copies are in the mailbox before local and smtp log them: wait for the lines, then count.
+    to_filter = rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{fport}, .*status=sent"
+    to_mailbox = r"relay=local, .*status=sent"
+    wait_for(lambda: len(re.findall(to_filter, inst.logtext())) >= 2 and
+             len(re.findall(to_mailbox, inst.logtext())) >= 2, 30, "the delivery log lines")
     log = inst.logtext()
-    assert len(re.findall(rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{fport}, .*status=sent", log)) == 2, log
-    assert len(re.findall(r"relay=local, .*status=sent", log)) == 2, log
+    assert len(re.findall(to_filter, log)) == 2, log
+    assert len(re.findall(to_mailbox, log)) == 2, log
 
 
 def test_seed000_chain_through_two_instances(mail_instance, content_filter):
@@ -104,7 +109,7 @@ def test_seed000_chain_through_two_instances(mail_instance, content_filter):
     assert box.count(f"Subject: filter {token}") == 1 and box.count("X-Filtered:") == 1, box
     assert f"filter {token}".encode() not in a.mbox(TEST_USER)
     assert handler.seen == 1
-    assert re.search(rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{fport}, .*status=sent", a.logtext())
+    a.wait_log(rf"relay=127\.0\.0\.1\[127\.0\.0\.1\]:{fport}, .*status=sent", 30)
 
 
 def test_filter_down_defers_and_keeps_the_mail(mail_instance):
