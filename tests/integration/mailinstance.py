@@ -13,6 +13,8 @@ import socket
 import subprocess
 import time
 
+import pytest
+
 from conftest import BIN, run
 
 # Accounts dev.sh creates: the mail owner and the setgid group as Postfix packages do, and a
@@ -39,6 +41,19 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def no_crash_guard(started):
+    """An autouse fixture for a test module: after each test, no daemon of the instances the test put in
+    started (a list the module appends to) may have crashed; the client's answers alone would not show
+    it (smtpd still answers 250 for a message a dying cleanup had committed)."""
+    @pytest.fixture(autouse=True)
+    def no_daemon_crash():
+        started.clear()
+        yield
+        for inst in started:
+            assert not re.search(r"killed by signal|exit status \d+", inst.logtext()), inst.logtext()
+    return no_daemon_crash
 
 
 def wait_for(pred, timeout=10.0, what="condition", interval=0.05):

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from conftest import run, tool
+import mailinstance
 from mailinstance import TEST_USER, wait_for
 
 RCPT = f"{TEST_USER}@localhost"
@@ -52,13 +53,7 @@ BODY_REGEXP = r"""# body_checks (regexp:)
 # message that a dying cleanup had committed, so the client's answer alone would not show it).
 STARTED = []
 
-
-@pytest.fixture(autouse=True)
-def no_daemon_crash():
-    STARTED.clear()
-    yield
-    for inst in STARTED:
-        assert not re.search(r"killed by signal|exit status \d+", inst.logtext()), inst.logtext()
+no_daemon_crash = mailinstance.no_crash_guard(STARTED)
 
 
 def make(mail_instance, extra="", files=None):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from conftest import run
+import mailinstance
 from mailinstance import DEFAULT_MASTER_CF, TEST_USER, free_port, wait_for
 from milter_peer import MilterPeer, cstr, packet
 
@@ -21,13 +22,7 @@ RCPT = f"{TEST_USER}@localhost"
 SENDER = "sender@client.example"
 STARTED = []
 
-
-@pytest.fixture(autouse=True)
-def no_daemon_crash():
-    STARTED.clear()
-    yield
-    for inst in STARTED:
-        assert not re.search(r"killed by signal|exit status \d+", inst.logtext()), inst.logtext()
+no_daemon_crash = mailinstance.no_crash_guard(STARTED)
 
 
 @pytest.fixture

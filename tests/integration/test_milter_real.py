@@ -9,12 +9,12 @@ import signal
 import smtplib
 import socket
 import subprocess
-import time
 import uuid
 
 import pytest
 
 from conftest import require
+import mailinstance
 from mailinstance import TEST_USER, free_port, wait_for
 
 try:
@@ -26,13 +26,7 @@ RCPT = f"{TEST_USER}@localhost"
 SENDER = "sender@client.example"
 STARTED = []
 
-
-@pytest.fixture(autouse=True)
-def no_daemon_crash():
-    STARTED.clear()
-    yield
-    for inst in STARTED:
-        assert not re.search(r"killed by signal|exit status \d+", inst.logtext()), inst.logtext()
+no_daemon_crash = mailinstance.no_crash_guard(STARTED)
 
 
 def listening(port):
