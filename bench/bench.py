@@ -577,6 +577,8 @@ def versions():
 
 
 def fmt(v):
+    if isinstance(v, int):
+        return f"{v:,}"
     return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
@@ -647,7 +649,7 @@ def print_table(variants, results, meta):
                ("MTA CPU ms/msg", "mta_cpu_ms_per_msg"), ("machine CPU ms/msg", "cpu_ms_per_msg"),
                ("fsync-type calls/msg", "syncs_per_msg"), ("msgs per fsync", "msgs_per_sync"),
                ("syscalls/msg", "syscalls_per_msg"), ("context switches/msg", "cswitch_per_msg"),
-               ("ms per msg per session", "latency_ms")]
+               ("ms/msg per session", "latency_ms")]
     print()
     print(f"Medians of {ROUNDS} runs each; {meta['date']}; {meta['machine']}")
     print(f"Postfix {meta['postfix']}; postd {meta['postd']}")

@@ -136,7 +136,7 @@ def main():
               f"1 session x {n} x 1 KiB; raw output in {out}", flush=True)
         with bench.DefaultMainCf(mtas[0].etc):
             for mta in mtas:
-                took, c = fresh(mta, counted, n)
+                took, c = fresh(mta, counted, n, out)
                 per = {k: v / n for k, v in c.items()}
                 print(f"  {mta.name:8} counted: {n / took:.0f} msg/s ({took * 1000 / n:.2f} ms/msg); per message: "
                       f"CPU {per.get('task-clock', 0):.2f} ms, {per.get('context-switches', 0):.1f} context "
@@ -145,11 +145,11 @@ def main():
                       f"{per.get('syscalls:sys_enter_fsync', 0):.2f} fsync, "
                       f"{per.get('syscalls:sys_enter_fdatasync', 0):.2f} fdatasync", flush=True)
             for mta in mtas:
-                took = fresh(mta, straced, n)
+                took = fresh(mta, straced, n, out)
                 print(f"  {mta.name:8} under strace: {n / took:.0f} msg/s; summary in {out}/{mta.name}-strace.txt",
                       flush=True)
             for mta in mtas:
-                took = fresh(mta, recorded, n)
+                took = fresh(mta, recorded, n, out)
                 print(f"  {mta.name:8} under perf record: {n / took:.0f} msg/s; reports in "
                       f"{out}/{mta.name}-report-*.txt", flush=True)
     finally:
