@@ -89,8 +89,9 @@ def straced(mta, n, out):
 
 def recorded(mta, n, out):
     data = out / f"{mta.name}-perf.data"
-    p = subprocess.Popen(["perf", "record", "-q", "-a", "-g", "-F", "999", "-G", mta.cgroup_rel(), "-o", str(data)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cpu-clock: this VM has no hardware cycle counter; -G needs an explicit event before it.
+    p = subprocess.Popen(["perf", "record", "-q", "-a", "-g", "-F", "999", "-e", "cpu-clock", "-G", mta.cgroup_rel(),
+                          "-o", str(data)], stdout=subprocess.DEVNULL, stderr=open(out / f"{mta.name}-perf.log", "w"))
     time.sleep(0.5)
     took = smtp_source(mta, n)
     wait_delivered(mta)
