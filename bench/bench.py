@@ -259,9 +259,9 @@ class Sampler(threading.Thread):
 class Mta:
     name = "?"
 
-    def __init__(self, root, sink_port):
+    def __init__(self, root, sink_port, port=None):
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.etc = root / "etc"
         self.spool = root / "spool"
         self.data = root / "data"
@@ -391,8 +391,8 @@ class Postfix(Mta):
     name = "Postfix"
     postfix_cmd = POSTFIX_CMD
 
-    def __init__(self, root, sink_port):
-        super().__init__(root, sink_port)
+    def __init__(self, root, sink_port, port=None):
+        super().__init__(root, sink_port, port)
         self.spool.mkdir(mode=0o755)  # Postfix creates the queue's subdirectories, not the queue itself
         (self.etc / "main.cf").write_text(self.common_main_cf("postfix-bench"))
         # Debian's master.cf as installed, with this instance's listener and no chroot (a private
@@ -426,8 +426,8 @@ class Postd(Mta):
     name = "postd"
     postfix_cmd = str(POSTD_BIN / "postfix")
 
-    def __init__(self, root, sink_port):
-        super().__init__(root, sink_port)
+    def __init__(self, root, sink_port, port=None):
+        super().__init__(root, sink_port, port)
         (self.etc / "main.cf").write_text(self.common_main_cf("postd-bench")
                                           + f"daemon_directory = {POSTD_BIN}\n"
                                           + f"command_directory = {POSTD_BIN}\n")

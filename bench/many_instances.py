@@ -50,6 +50,23 @@ def kib(pid, path, field):
     return 0
 
 
+def listen_ports(n):
+    """n free ports below the kernel's ephemeral range: a port picked inside it (bind to port 0) can be taken
+    by any outgoing connection on this shared machine before the instance binds it."""
+    lo = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = []
+    for port in range(max(1024, lo - 12000), lo):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise bench.BenchError(f"fewer than {n} free ports under {lo}")
+
+
 def cgroup_pids(inst):
     try:
         return [int(x) for x in (inst.cgroup / "cgroup.procs").read_text().split()]
@@ -145,8 +162,9 @@ def main():
     sides = []
     try:
         sink = bench.free_port()  # nothing is sent
-        pf = [bench.Postfix(base / f"pf{k}", sink) for k in range(n)]
-        pd = [bench.Postd(base / f"pd{k}", sink) for k in range(n)]
+        ports = listen_ports(2 * n)
+        pf = [bench.Postfix(base / f"pf{k}", sink, ports[k]) for k in range(n)]
+        pd = [bench.Postd(base / f"pd{k}", sink, ports[n + k]) for k in range(n)]
         sides = [pf, pd]
         pd_default = base / "postd-default"
         pd_default.mkdir()

@@ -169,10 +169,15 @@ def configure(mta, n):
 
 
 def raise_nofile(n):
-    want = 2 * n + 4096
+    """The client holds n sockets: the soft limit goes up to the hard one (which this machine's container does
+    not let even root raise)."""
+    want = n + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < n + 64:
+        raise bench.BenchError(f"RLIMIT_NOFILE hard limit {hard} is too low for {n} sessions; raise it "
+                               f"(ulimit -Hn, or LimitNOFILE= of the service running this) and retry")
     if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))  # root may raise the hard limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
 
 
 def mib(kb):
