@@ -149,7 +149,7 @@ def measure(mta, n, fill):
         raise bench.BenchError(f"{mta.name}: {got} messages in deferred/, expected {n}")
     print(f"  {mta.name}: {n} deferred in {fill_s:.0f} s", flush=True)
     out = {"fill_s": fill_s}
-    bench.os.sync()
+    os.sync()
     for flag in ("-p", "-j"):
         runs = [postqueue(mta, flag) for _ in range(LIST_RUNS)]
         lines = runs[-1][2]

@@ -112,6 +112,7 @@ instances) run_py "$top/bench/many_instances.py" "$@" ;;
 profile) run_py "$top/bench/profile_one.py" "$@" ;;
 all)
         run_py "$top/bench/bench.py"
+        run_py "$top/bench/profile_one.py"
         run_py "$top/bench/deferred.py"
         run_py "$top/bench/many_instances.py"
         run_py "$top/bench/sessions.py"
