@@ -44,6 +44,13 @@ STALL_TIMEOUT = 60.0  # no delivery progress for this long = the MTA is stuck
 MIN_RATE = 10.0  # msg/s: deadlines assume at least this rate, plus a fixed margin
 QUIET_CPU = 0.15  # CPUs busy with other work that still count as a quiet machine
 QUIET_TIMEOUT = 60.0
+CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup/unified")  # cgroup v2: every MTA runs in its own cgroup
+PERF = "/usr/bin/perf"
+# Counted per MTA cgroup by `perf stat -G` (in-kernel counters, no tracing of each call): every way a
+# process can ask for its data on disk, all syscalls, and context switches.
+SYNC_EVENTS = ("syscalls:sys_enter_fsync", "syscalls:sys_enter_fdatasync", "syscalls:sys_enter_sync_file_range",
+               "syscalls:sys_enter_syncfs", "syscalls:sys_enter_sync", "syscalls:sys_enter_msync")
+OTHER_EVENTS = ("raw_syscalls:sys_enter", "context-switches")
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 FAILURE_MARKS = (b"status=deferred", b"status=bounced", b"fatal:", b"panic:")
 
@@ -166,6 +173,47 @@ def pss_kb(pid):
     return 0
 
 
+def cgroup_dir():
+    """The unified (v2) cgroup hierarchy, or None: without it the per-MTA counts are not taken."""
+    for root in (CGROUP_ROOT, pathlib.Path("/sys/fs/cgroup")):
+        if (root / "cgroup.procs").exists() and (root / "cgroup.controllers").exists():
+            return root
+    return None
+
+
+class Counters:
+    """perf stat -a -G CGROUP over one run: fsync-type calls, syscalls and context switches of every process
+    in the MTA's cgroup (the master and every daemon it forks, whatever their names)."""
+
+    def __init__(self, cgroup_rel, out):
+        self.out = out
+        events = SYNC_EVENTS + OTHER_EVENTS
+        self.proc = None
+        if not cgroup_rel or not os.access(PERF, os.X_OK):
+            return
+        argv = [PERF, "stat", "-x", ",", "-o", str(out), "-a", "-e", ",".join(events),
+                "-G", ",".join([cgroup_rel] * len(events))]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # perf opens its counters before the load starts
+
+    def finish(self):
+        """Event name -> count, or {} when perf could not count."""
+        if not self.proc:
+            return {}
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return {}
+        counts = {}
+        for line in self.out.read_text(errors="replace").splitlines():
+            f = line.split(",")
+            if len(f) > 3 and f[0].strip().isdigit():
+                counts[f[2]] = counts.get(f[2], 0) + int(f[0])
+        return counts
+
+
 def wait_quiet():
     """Wait (bounded) until other work on the machine uses under QUIET_CPU of one CPU; returns what it used."""
     deadline = time.monotonic() + QUIET_TIMEOUT
@@ -211,9 +259,9 @@ class Sampler(threading.Thread):
 class Mta:
     name = "?"
 
-    def __init__(self, root, sink_port):
+    def __init__(self, root, sink_port, port=None):
         self.root = root
-        self.port = free_port()
+        self.port = port or free_port()
         self.etc = root / "etc"
         self.spool = root / "spool"
         self.data = root / "data"
@@ -224,6 +272,21 @@ class Mta:
         shutil.chown(self.data, MAIL_OWNER)
         self.sink_port = sink_port
         self.log_offset = 0
+        self.cgroup = None
+        cg = cgroup_dir()
+        if cg:
+            self.cgroup = cg / f"postd-bench-{os.getpid()}-{self.name}-{root.name}"
+            self.cgroup.mkdir(exist_ok=True)
+
+    def cgroup_rel(self):
+        return str(self.cgroup.relative_to(self.cgroup.parent)) if self.cgroup else None
+
+    def remove_cgroup(self):
+        if self.cgroup:
+            try:
+                self.cgroup.rmdir()
+            except OSError as e:
+                print(f"bench: cgroup {self.cgroup} left behind: {e}", file=sys.stderr)
 
     def common_main_cf(self, syslog_name):
         return (f"compatibility_level = 3.6\n"
@@ -245,13 +308,19 @@ class Mta:
                 f"maillog_file = {self.log}\n"
                 f"maillog_file_prefixes = {self.root}\n")
 
+    def enter_cgroup(self):
+        """In the child of `postfix start`: the master and all it forks are counted in the MTA's cgroup."""
+        if self.cgroup:
+            (self.cgroup / "cgroup.procs").write_text(str(os.getpid()))
+
     def command(self, *args, timeout=60):
         env = dict(os.environ)
         for k in ("MAIL_CONFIG", "INVOCATION_ID", "JOURNAL_STREAM", "POSTD_LOG"):
             env.pop(k, None)
         try:
             return subprocess.run([self.postfix_cmd, "-c", str(self.etc), *args], capture_output=True,
-                                  text=True, env=env, timeout=timeout)
+                                  text=True, env=env, timeout=timeout,
+                                  preexec_fn=self.enter_cgroup if args[:1] == ("start",) else None)
         except subprocess.TimeoutExpired:
             raise BenchError(f"{self.name}: `postfix {' '.join(args)}` did not finish in {timeout}s")
 
@@ -322,8 +391,8 @@ class Postfix(Mta):
     name = "Postfix"
     postfix_cmd = POSTFIX_CMD
 
-    def __init__(self, root, sink_port):
-        super().__init__(root, sink_port)
+    def __init__(self, root, sink_port, port=None):
+        super().__init__(root, sink_port, port)
         self.spool.mkdir(mode=0o755)  # Postfix creates the queue's subdirectories, not the queue itself
         (self.etc / "main.cf").write_text(self.common_main_cf("postfix-bench"))
         # Debian's master.cf as installed, with this instance's listener and no chroot (a private
@@ -357,8 +426,8 @@ class Postd(Mta):
     name = "postd"
     postfix_cmd = str(POSTD_BIN / "postfix")
 
-    def __init__(self, root, sink_port):
-        super().__init__(root, sink_port)
+    def __init__(self, root, sink_port, port=None):
+        super().__init__(root, sink_port, port)
         (self.etc / "main.cf").write_text(self.common_main_cf("postd-bench")
                                           + f"daemon_directory = {POSTD_BIN}\n"
                                           + f"command_directory = {POSTD_BIN}\n")
@@ -369,6 +438,7 @@ class Postd(Mta):
 def measure(mta, sessions, messages, size):
     mta.start()
     sampler = None
+    counters = None
     try:
         time.sleep(SETTLE_SECONDS)
         idle_pids = mta.pids()
@@ -379,6 +449,7 @@ def measure(mta, sessions, messages, size):
         background = wait_quiet()
         sampler = Sampler(mta)
         sampler.start()
+        counters = Counters(mta.cgroup_rel(), mta.root / "perf-stat.csv")
         busy0, all0 = cpu_busy_jiffies()
         mta_cpu0 = tree_cpu_seconds(mta.master_pid())
         t0 = time.monotonic()
@@ -416,8 +487,18 @@ def measure(mta, sessions, messages, size):
         t2 = time.monotonic()
         busy1, all1 = cpu_busy_jiffies()
         mta_cpu1 = tree_cpu_seconds(mta.master_pid())
+        counts = counters.finish()
+        counters = None
+        syncs = sum(counts.get(e, 0) for e in SYNC_EVENTS)
+        nan = float("nan")
         ncpu = os.cpu_count() or 1
         return {
+            "latency_ms": (t1 - t0) * 1000 / messages * sessions,
+            "syncs_per_msg": syncs / messages if counts else nan,
+            "msgs_per_sync": messages / syncs if syncs else nan,
+            "syscalls_per_msg": counts.get("raw_syscalls:sys_enter", nan) / messages if counts else nan,
+            "cswitch_per_msg": counts.get("context-switches", nan) / messages if counts else nan,
+            "counts": counts,
             "accepted": messages / (t1 - t0),
             "e2e": messages / (t2 - t0),
             "peak_rss_mb": sampler.peak_kb / 1024,
@@ -435,29 +516,35 @@ def measure(mta, sessions, messages, size):
     finally:
         if sampler:
             sampler.finish()
+        if counters:
+            counters.finish()
         mta.stop()
 
 
 # ---- /etc/postfix/main.cf: alternate_config_directories for the run only ----
 class DefaultMainCf:
-    def __init__(self, config_dir):
-        self.config_dir = config_dir
+    """`param = DIRS` (alternate_config_directories or multi_instance_directories) appended to
+    /etc/postfix/main.cf for the run: Postfix's `postfix -c DIR` accepts a DIR the default main.cf lists.
+    The file is restored afterwards (removed when it did not exist)."""
+
+    def __init__(self, config_dirs, param="alternate_config_directories"):
+        self.config_dirs = str(config_dirs)
+        self.param = param
         self.saved = None
         self.existed = POSTFIX_DEFAULT_MAIN_CF.exists()
 
     def __enter__(self):
-        line = f"\n# bench/run.sh (removed after the run)\nalternate_config_directories = {self.config_dir}\n"
+        line = f"\n# bench/run.sh (removed after the run)\n{self.param} = {self.config_dirs}\n"
         if self.existed:
             self.saved = POSTFIX_DEFAULT_MAIN_CF.read_bytes()
             st = POSTFIX_DEFAULT_MAIN_CF.stat()
             self.mode = st.st_mode & 0o7777
             text = self.saved.decode()
-            if "alternate_config_directories" in text:
-                # Keep what the admin listed; a later definition overrides an earlier one in main.cf.
-                m = re.findall(r"^alternate_config_directories\s*=\s*(.*)$", text, re.M)
-                prev = m[-1] if m else ""
+            # Keep what the admin listed; a later definition overrides an earlier one in main.cf.
+            m = re.findall(rf"^{self.param}\s*=\s*(.*)$", text, re.M)
+            if m and m[-1].strip():
                 line = (f"\n# bench/run.sh (removed after the run)\n"
-                        f"alternate_config_directories = {prev}, {self.config_dir}\n")
+                        f"{self.param} = {m[-1]}, {self.config_dirs}\n")
             POSTFIX_DEFAULT_MAIN_CF.write_bytes(self.saved + line.encode())
         else:
             POSTFIX_DEFAULT_MAIN_CF.write_text("compatibility_level = 3.6" + line)
@@ -490,7 +577,9 @@ def versions():
 
 
 def fmt(v):
-    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
 
 
 def main():
@@ -499,12 +588,15 @@ def main():
     small = max(1, MESSAGES // 5)
     variants = [
         ("20 sessions, 1 KiB", 20, MESSAGES, 1024),
+        ("50 sessions, 1 KiB", 50, MESSAGES, 1024),
+        ("100 sessions, 1 KiB", 100, MESSAGES, 1024),
         ("1 session, 1 KiB", 1, small, 1024),
         ("20 sessions, 100 KiB", 20, small, 102400),
     ]
     base = pathlib.Path(tempfile.mkdtemp(prefix="postd-bench-", dir="/tmp"))
     os.chmod(base, 0o755)
     sink = None
+    mtas = []
     results = {}
     meta = versions()
     try:
@@ -529,12 +621,16 @@ def main():
                               f"end-to-end {fmt(r['e2e']):>6} msg/s, peak RSS {r['peak_rss_mb']:.1f} MB "
                               f"({r['peak_procs']} procs), idle RSS {r['idle_rss_mb']:.1f} MB, "
                               f"MTA CPU {r['mta_cpu_ms_per_msg']:.2f} ms/msg, machine CPU {r['cpu_ms_per_msg']:.2f} "
-                              f"ms/msg, background {r['background_cpu']:.2f} CPU", flush=True)
+                              f"ms/msg, {r['msgs_per_sync']:.2f} msg/fsync, {r['syscalls_per_msg']:.0f} syscalls/msg, "
+                              f"{r['cswitch_per_msg']:.1f} cs/msg, background {r['background_cpu']:.2f} CPU",
+                              flush=True)
         print_table(variants, results, meta)
         out = os.environ.get("BENCH_JSON")
         if out:
             pathlib.Path(out).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     finally:
+        for mta in mtas:
+            mta.remove_cgroup()
         if sink and sink.poll() is None:
             sink.terminate()
             try:
@@ -550,7 +646,10 @@ def main():
 def print_table(variants, results, meta):
     metrics = [("accepted msg/s", "accepted"), ("end-to-end msg/s", "e2e"), ("peak RSS MB", "peak_rss_mb"),
                ("idle RSS MB", "idle_rss_mb"), ("idle PSS MB", "idle_pss_mb"),
-               ("MTA CPU ms/msg", "mta_cpu_ms_per_msg"), ("machine CPU ms/msg", "cpu_ms_per_msg")]
+               ("MTA CPU ms/msg", "mta_cpu_ms_per_msg"), ("machine CPU ms/msg", "cpu_ms_per_msg"),
+               ("fsync-type calls/msg", "syncs_per_msg"), ("msgs per fsync", "msgs_per_sync"),
+               ("syscalls/msg", "syscalls_per_msg"), ("context switches/msg", "cswitch_per_msg"),
+               ("ms/msg per session", "latency_ms")]
     print()
     print(f"Medians of {ROUNDS} runs each; {meta['date']}; {meta['machine']}")
     print(f"Postfix {meta['postfix']}; postd {meta['postd']}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: benchmark postd against Debian's Postfix 3.7 on this machine, same durability, alternating runs.
 #
-# Usage (as root, Debian 12): bench/run.sh
+# Usage (as root, Debian 12): bench/run.sh [throughput|sessions|deferred|instances|profile|all|setup] [ARGS]
+# (default throughput: bench/bench.py; ARGS go to the script).
 # Environment: BENCH_MESSAGES (default 10000: messages of the 20-session 1 KiB runs; the -s 1 and 100 KiB
 # runs send a fifth of it), BENCH_ROUNDS (default 2, at least 2), BENCH_KEEP=1 keeps the temp dir.
 #
@@ -48,7 +49,7 @@ install_postfix() {
         chmod 755 "$POLICY"
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends postfix >/dev/null
         restore_policy
 }
 
@@ -73,7 +74,7 @@ build_postd() {
 packages() {
         local missing=()
         for p in meson ninja-build pkg-config build-essential libsystemd-dev libssl-dev libgdbm-dev \
-                libseccomp-dev python3; do
+                libseccomp-dev python3 linux-perf strace time; do
                 dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
         done
         if [ ${#missing[@]} -gt 0 ]; then
@@ -94,8 +95,28 @@ disable_postfix
 build_postd
 
 # Postfix accepts `postfix -c DIR` for a non-default DIR only when the default main.cf lists it in
-# alternate_config_directories; bench.py adds its dir to /etc/postfix/main.cf and restores the file.
-env -u INVOCATION_ID -u JOURNAL_STREAM -u MAIL_CONFIG \
-        POSTD_BUILD_DIR="$top/build-bench" PYTHONPATH="$top/tests/integration" \
-        /usr/bin/python3 "$top/bench/bench.py"
+# alternate_config_directories; the scripts add their dirs to /etc/postfix/main.cf and restore the file.
+run_py() {
+        env -u INVOCATION_ID -u JOURNAL_STREAM -u MAIL_CONFIG \
+                POSTD_BUILD_DIR="$top/build-bench" PYTHONPATH="$top/tests/integration" \
+                /usr/bin/python3 "$@"
+}
+what=${1:-throughput}
+[ $# -gt 0 ] && shift
+case $what in
+setup) ;;
+throughput) run_py "$top/bench/bench.py" "$@" ;;
+sessions) run_py "$top/bench/sessions.py" "$@" ;;
+deferred) run_py "$top/bench/deferred.py" "$@" ;;
+instances) run_py "$top/bench/many_instances.py" "$@" ;;
+profile) run_py "$top/bench/profile_one.py" "$@" ;;
+all)
+        run_py "$top/bench/bench.py"
+        run_py "$top/bench/profile_one.py"
+        run_py "$top/bench/deferred.py"
+        run_py "$top/bench/many_instances.py"
+        run_py "$top/bench/sessions.py"
+        ;;
+*) die "unknown benchmark '$what' (setup, throughput, sessions, deferred, instances, profile, all)" ;;
+esac
 echo "bench: Postfix stays installed but disabled (systemctl disable postfix; nothing of it runs)."
