@@ -87,7 +87,7 @@ def main():
         inst.start()  # creates the queue layout
         inst.stop()
         t = time.monotonic()
-        r = subprocess.run([str(BIN / "fill_deferred"), "-c", str(inst.etc), "-n", str(args.messages)],
+        r = subprocess.run([str(BIN.parent / "bench" / "fill_deferred"), "-c", str(inst.etc), "-n", str(args.messages)],
                            capture_output=True, text=True, env=dict(os.environ, **inst.env))
         if r.returncode != 0:
             sys.exit(f"fill_deferred failed: {r.stderr}")

@@ -5,10 +5,14 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 export POSTD_BUILD_DIR="${POSTD_BUILD_DIR:-$here/../build}"
-for prog in master postfix smtpd cleanup fill_deferred; do
+for prog in master postfix smtpd cleanup; do
         if [ ! -x "$POSTD_BUILD_DIR/src/$prog" ]; then
                 echo "backlog_start.sh: $POSTD_BUILD_DIR/src/$prog is not built (meson compile -C $POSTD_BUILD_DIR)" >&2
                 exit 1
         fi
 done
+if [ ! -x "$POSTD_BUILD_DIR/bench/fill_deferred" ]; then
+        echo "backlog_start.sh: $POSTD_BUILD_DIR/bench/fill_deferred is not built (meson compile -C $POSTD_BUILD_DIR)" >&2
+        exit 1
+fi
 exec /usr/bin/python3 "$here/backlog_start.py" "$@"

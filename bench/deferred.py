@@ -62,7 +62,7 @@ def fill_postd(mta, n):
     """N queue files straight into deferred/ with postd's bench tool (the instance stopped)."""
     t0 = time.monotonic()
     env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
-    r = subprocess.run([str(bench.POSTD_BIN / "fill_deferred"), "-c", str(mta.etc), "-n", str(n),
+    r = subprocess.run([str(bench.POSTD_BIN.parent / "bench" / "fill_deferred"), "-c", str(mta.etc), "-n", str(n),
                         "-r", "sink@example.net", "-f", "bench@example.org"], capture_output=True, text=True,
                        env=env, timeout=FILL_TIMEOUT)
     if r.returncode != 0:

@@ -51,7 +51,7 @@ def run_once(kind, n, rcpts):
         env = dict(os.environ, **inst.env)
         to = [f"bench{r}@localhost" for r in range(rcpts)]
         for _ in range(n):
-            subprocess.run([str(BIN / "queue-inject"), "-c", str(inst.etc), "-n", "-f", "sender@example.test",
+            subprocess.run([str(BIN.parent / "tests" / "queue-inject"), "-c", str(inst.etc), "-n", "-f", "sender@example.test",
                             *to], input=BODY, text=True, env=env, check=True, stdout=subprocess.DEVNULL)
         t0 = time.monotonic()
         inst.start()

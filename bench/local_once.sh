@@ -6,7 +6,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 export POSTD_BUILD_DIR="${POSTD_BUILD_DIR:-$here/../build}"
-for prog in src/master src/local src/qmgr src/queue-inject; do
+for prog in src/master src/local src/qmgr tests/queue-inject; do
         if [ ! -x "$POSTD_BUILD_DIR/$prog" ]; then
                 echo "local_once.sh: $POSTD_BUILD_DIR/$prog is not built (meson compile -C $POSTD_BUILD_DIR)" >&2
                 exit 1

@@ -181,7 +181,7 @@ def main():
         for label, fill in rounds:
             if fill > 0:
                 due = ["-d", "0", "-r", "someone@dead.example"] if args.due else []
-                r = subprocess.run([str(BIN / "fill_deferred"), "-c", str(inst.etc), "-n", str(fill), *due],
+                r = subprocess.run([str(BIN.parent / "bench" / "fill_deferred"), "-c", str(inst.etc), "-n", str(fill), *due],
                                    capture_output=True, text=True, timeout=3600)
                 assert r.returncode == 0, r.stderr
                 print(f"fill_deferred: {r.stdout.strip()}", flush=True)
