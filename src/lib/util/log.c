@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/uio.h>
 #include <syslog.h>
@@ -181,18 +182,30 @@ static void log_journal(enum log_level level, const struct log_fields *f, const 
                 free(owned[i]);
 }
 
+static char short_hostname[256];
+
+/* The host name up to its first dot, as syslog shows it ("localhost" when it has none). */
+static void find_short_hostname(void)
+{
+        if (gethostname(short_hostname, sizeof short_hostname - 1) < 0 || !short_hostname[0])
+                snprintf(short_hostname, sizeof short_hostname, "localhost");
+        char *dot = strchr(short_hostname, '.');
+        if (dot)
+                *dot = '\0';
+}
+
 /* "Mon DD HH:MM:SS host tag[pid]: level: text", as syslog writes it. */
 static void format_stream(enum log_level level, const char *text, struct buf *line)
 {
-        char stamp[32] = "", host[256] = "localhost";
+        char stamp[32] = "";
         time_t now = time(NULL);
         struct tm tm;
         if (localtime_r(&now, &tm))
                 strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
-        gethostname(host, sizeof host - 1);
-        char *dot = strchr(host, '.');
-        if (dot)
-                *dot = '\0';
+        /* Asked once per process: uname(2) on every line showed in the per-message syscall counts. */
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pthread_once(&once, find_short_hostname);
+        const char *host = short_hostname;
         buf_printf(line, "%s %s %s[%d]: %s%s\n", stamp, host, log_tag(), (int)getpid(), level_prefix[level],
                    text);
 }
