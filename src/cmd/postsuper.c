@@ -86,7 +86,7 @@ static int apply(struct queue *q, enum op op, const char *id, const enum queue_n
         return 0;
 }
 
-static void all_ids(struct queue *q, const enum queue_name *queues, size_t nq, struct strv *out)
+static void all_ids(struct queue *q, const enum queue_name *queues, size_t nq, struct strv *ret)
 {
         for (size_t i = 0; i < nq; i++) {
                 int dfd = queue_dirfd(q, queues[i]);
@@ -101,19 +101,19 @@ static void all_ids(struct queue *q, const enum queue_name *queues, size_t nq, s
                 struct dirent *de;
                 while ((de = readdir(d)))
                         if (queue_id_valid(de->d_name))
-                                strv_push(out, de->d_name);
+                                strv_push(ret, de->d_name);
                 closedir(d);
         }
 }
 
-static void stdin_ids(struct strv *out)
+static void stdin_ids(struct strv *ret)
 {
         char line[256];
         size_t n = 0;
         while (fgets(line, sizeof line, stdin) && n++ < POSTSUPER_STDIN_IDS_MAX) {
                 line[strcspn(line, " \t\r\n")] = '\0';
                 if (*line)
-                        strv_push(out, line);
+                        strv_push(ret, line);
         }
 }
 

@@ -7,7 +7,7 @@
 #include "alloc.h"
 #include "local.h"
 
-int alias_split(const char *value, struct strv *out)
+int alias_split(const char *value, struct strv *ret)
 {
         const char *p = value;
         while (*p) {
@@ -15,7 +15,7 @@ int alias_split(const char *value, struct strv *out)
                         p++;
                 if (!*p)
                         break;
-                if (out->n >= ALIAS_MEMBERS_MAX)
+                if (ret->n >= ALIAS_MEMBERS_MAX)
                         return -E2BIG;
                 struct buf item = BUF_INIT;
                 bool quoted = false;
@@ -34,7 +34,7 @@ int alias_split(const char *value, struct strv *out)
                 while (item.len > 0 && isspace((unsigned char)item.data[item.len - 1]))
                         buf_truncate(&item, item.len - 1);
                 if (item.len > 0)
-                        strv_push_take(out, buf_steal(&item));
+                        strv_push_take(ret, buf_steal(&item));
                 buf_done(&item);
         }
         return 0;

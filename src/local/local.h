@@ -106,7 +106,7 @@ typedef int (*alias_lookup_fn)(void *userdata, const char *key, char **ret);
 typedef int (*alias_local_fn)(void *userdata, const char *domain);
 
 /* Split an alias value into members: commas outside quotes, blanks trimmed, quotes removed. Pure. */
-int alias_split(const char *value, struct strv *out);
+int alias_split(const char *value, struct strv *ret);
 
 /*
  * Expand localpart (already folded) through lookup: recursion bounded by ALIAS_DEPTH_MAX, each name

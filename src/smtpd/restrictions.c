@@ -61,32 +61,32 @@ struct restriction {
 };
 static const struct restriction *find_restriction(const char *name);
 
-static int restrictions_init(struct smtpd_access *a, struct config *c, const char *param, struct strv *out,
+static int restrictions_init(struct smtpd_access *a, struct config *c, const char *param, struct strv *ret,
                              char **ret_error)
 {
-        config_get_list(c, param, out);
-        if (out->n > ACCESS_LIST_MAX) {
+        config_get_list(c, param, ret);
+        if (ret->n > ACCESS_LIST_MAX) {
                 *ret_error = xasprintf("%s: more than %d entries", param, ACCESS_LIST_MAX);
                 return -E2BIG;
         }
-        for (size_t i = 0; i < out->n; i++) {
-                const struct restriction *rs = find_restriction(out->v[i]);
+        for (size_t i = 0; i < ret->n; i++) {
+                const struct restriction *rs = find_restriction(ret->v[i]);
                 if (!rs)
                         msg_warn("%s: restriction \"%s\" is not supported by postd; mail that reaches it "
                                  "is deferred with 451 4.3.5 until it is removed",
-                                 param, out->v[i]);
+                                 param, ret->v[i]);
                 if (!rs || !rs->takes_arg)
                         continue;
-                if (i + 1 >= out->n) {
+                if (i + 1 >= ret->n) {
                         *ret_error = xasprintf("%s: restriction \"%s\" requires %s argument", param,
-                                               out->v[i], rs->takes_table ? "a type:table" : "a DNS zone");
+                                               ret->v[i], rs->takes_table ? "a type:table" : "a DNS zone");
                         return -EINVAL;
                 }
                 if (!rs->takes_table) {
                         i++;
                         continue;
                 }
-                const char *spec = out->v[++i];
+                const char *spec = ret->v[++i];
                 bool have = false;
                 for (size_t k = 0; k < a->n_tables; k++)
                         have = have || streq(a->tables[k].spec, spec);
@@ -912,7 +912,7 @@ static const struct restriction *find_restriction(const char *name)
         return NULL;
 }
 
-void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out)
+void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *ret)
 {
         const struct strv *lists[] = {&a->client_restrictions,    &a->helo_restrictions,
                                       &a->sender_restrictions,    &a->relay_restrictions,
@@ -924,10 +924,10 @@ void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out)
                         const char *arg = lists[l]->v[++i];
                         _cleanup_free_ char *zone = xstrndup(arg, strcspn(arg, "="));
                         bool have = false;
-                        for (size_t k = 0; k < out->n && !have; k++)
-                                have = streq(out->v[k], zone);
+                        for (size_t k = 0; k < ret->n && !have; k++)
+                                have = streq(ret->v[k], zone);
                         if (!have)
-                                strv_push(out, zone);
+                                strv_push(ret, zone);
                 }
 }
 

@@ -159,7 +159,7 @@ struct access_decision {
 int smtpd_access_new(struct config *c, struct smtpd_access **ret, char **ret_error);
 void smtpd_access_free(struct smtpd_access *a);
 /* The zones of every reject_rbl_client in the restriction lists ("zone" of "zone=127.0.0.2"). */
-void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *out);
+void smtpd_access_rbl_zones(const struct smtpd_access *a, struct strv *ret);
 /* Client in mynetworks: 1, 0, or <0 when a table failed. */
 int smtpd_access_mynetworks(struct smtpd_access *a, const char *addr);
 /* Client in smtpd_forbid_bare_newline_exclusions: 1, 0, or <0 when a table failed. */

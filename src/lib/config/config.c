@@ -682,7 +682,7 @@ long long config_get_time(struct config *c, const char *name)
         return n;
 }
 
-void config_split_list(const char *value, struct strv *out)
+void config_split_list(const char *value, struct strv *ret)
 {
         const char *p = value;
         while (*p) {
@@ -700,15 +700,15 @@ void config_split_list(const char *value, struct strv *out)
                         else if (level == 0 && strchr(", \t\r\n", *p))
                                 break;
                 }
-                strv_push_take(out, xstrndup(start, (size_t)(p - start)));
+                strv_push_take(ret, xstrndup(start, (size_t)(p - start)));
         }
 }
 
-void config_get_list(struct config *c, const char *name, struct strv *out)
+void config_get_list(struct config *c, const char *name, struct strv *ret)
 {
         const char *v = config_get(c, name);
         if (v)
-                config_split_list(v, out);
+                config_split_list(v, ret);
 }
 
 /* ---- known, unused, listing ---- */
@@ -778,7 +778,7 @@ static int compare_str(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void config_list_names(struct config *c, bool with_defaults, struct strv *out)
+void config_list_names(struct config *c, bool with_defaults, struct strv *ret)
 {
         struct strv all = STRV_INIT;
         if (with_defaults) {
@@ -793,17 +793,17 @@ void config_list_names(struct config *c, bool with_defaults, struct strv *out)
                 qsort(all.v, all.n, sizeof *all.v, compare_str);
         for (size_t i = 0; i < all.n; i++)
                 if (i == 0 || !streq(all.v[i], all.v[i - 1]))
-                        strv_push(out, all.v[i]);
+                        strv_push(ret, all.v[i]);
         strv_done(&all);
 }
 
-void config_list_unused(struct config *c, struct strv *out)
+void config_list_unused(struct config *c, struct strv *ret)
 {
         struct strv names = STRV_INIT;
         config_list_names(c, false, &names);
         for (size_t i = 0; i < names.n; i++)
                 if (!config_is_known(c, names.v[i]) && !config_is_referenced(c, names.v[i]))
-                        strv_push(out, names.v[i]);
+                        strv_push(ret, names.v[i]);
         strv_done(&names);
 }
 
@@ -817,13 +817,13 @@ bool config_setting_is_inert(struct config *c, const char *name, const char *val
                strcasecmp(value, "no") != 0;
 }
 
-void config_list_inert(struct config *c, struct strv *out)
+void config_list_inert(struct config *c, struct strv *ret)
 {
         struct strv names = STRV_INIT;
         config_list_names(c, false, &names);
         for (size_t i = 0; i < names.n; i++)
                 if (config_setting_is_inert(c, names.v[i], config_get_raw(c, names.v[i])))
-                        strv_push(out, names.v[i]);
+                        strv_push(ret, names.v[i]);
         strv_done(&names);
 }
 
@@ -863,11 +863,11 @@ char *config_check_value(struct config *c, const char *name, const char *value)
         return problem;
 }
 
-size_t config_check(struct config *c, struct strv *out)
+size_t config_check(struct config *c, struct strv *ret)
 {
         size_t n = 0;
         for (size_t i = 0; i < c->mcf.n_diags; i++, n++)
-                strv_push_take(out, xasprintf("main.cf line %u: %s", c->mcf.diags[i].line,
+                strv_push_take(ret, xasprintf("main.cf line %u: %s", c->mcf.diags[i].line,
                                               c->mcf.diags[i].message));
         for (size_t i = 0; i < c->mcf.n_entries; i++) {
                 const struct maincf_entry *me = &c->mcf.entries[i];
@@ -876,14 +876,14 @@ size_t config_check(struct config *c, struct strv *out)
                 if (err) {
                         /* Errors from deeper parameters already name them; say where this one is. */
                         if (strncmp(err, "parameter ", 10) == 0)
-                                strv_push_take(out, xasprintf("main.cf line %u: %s", me->line, err));
+                                strv_push_take(ret, xasprintf("main.cf line %u: %s", me->line, err));
                         else
-                                strv_push_take(out, xasprintf("main.cf line %u: parameter %s: %s", me->line,
+                                strv_push_take(ret, xasprintf("main.cf line %u: parameter %s: %s", me->line,
                                                               me->name, err));
                         free(err);
                         n++;
                 } else if (problem) {
-                        strv_push_take(out, xasprintf("main.cf line %u: %s", me->line, problem));
+                        strv_push_take(ret, xasprintf("main.cf line %u: %s", me->line, problem));
                         n++;
                 }
         }

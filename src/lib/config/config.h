@@ -38,7 +38,7 @@ bool config_get_bool(struct config *c, const char *name);
 long long config_get_time(
         struct config *c,
         const char *name); /* seconds; "300s", "5d", "1h"; bare number uses the parameter's default unit */
-void config_get_list(struct config *c, const char *name, struct strv *out); /* split on ", \t\r\n" */
+void config_get_list(struct config *c, const char *name, struct strv *ret); /* split on ", \t\r\n" */
 
 /* ---- beyond the agreed API ---- */
 
@@ -77,12 +77,12 @@ bool config_is_referenced(struct config *c, const char *name);
 bool config_setting_is_inert(struct config *c, const char *name, const char *value);
 
 /* Sorted, unique names: the table (when with_defaults) plus every name set in main.cf. */
-void config_list_names(struct config *c, bool with_defaults, struct strv *out);
+void config_list_names(struct config *c, bool with_defaults, struct strv *ret);
 /* Names set in main.cf that are not known and not referenced as $name anywhere: "unused parameter". */
-void config_list_unused(struct config *c, struct strv *out);
+void config_list_unused(struct config *c, struct strv *ret);
 /* Names set in main.cf that postd does not act on yet (PARAM_F_INERT), unless set to the default or
  * to a value that turns the feature off ("", "0", "no"). */
-void config_list_inert(struct config *c, struct strv *out);
+void config_list_inert(struct config *c, struct strv *ret);
 /* The warning for one of those, naming the file, the parameter and what happens (malloc'd). */
 char *config_inert_warning(struct config *c, const char *name);
 
@@ -90,11 +90,11 @@ char *config_inert_warning(struct config *c, const char *name);
  * Every problem of main.cf as "main.cf line N: ..." (syntax, bad boolean/number/size/time value,
  * expansion errors), for postfix check. Returns the number of problems appended to out.
  */
-size_t config_check(struct config *c, struct strv *out);
+size_t config_check(struct config *c, struct strv *ret);
 /* NULL when value (expanded against c) suits name's type, else a malloc'd reason; for -o checks. */
 char *config_check_value(struct config *c, const char *name, const char *value);
 
 /* The host name used for host-derived defaults (myhostname, mydomain); default gethostname(). */
 void config_set_hostname(struct config *c, const char *hostname);
 /* Split a list value: separators ", \t\r\n" outside {...} groups. */
-void config_split_list(const char *value, struct strv *out);
+void config_split_list(const char *value, struct strv *ret);

@@ -15,7 +15,7 @@ static bool value_separator(char c)
         return c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-void virtual_split_value(const char *value, struct strv *out)
+void virtual_split_value(const char *value, struct strv *ret)
 {
         const char *p = value;
         while (*p) {
@@ -33,7 +33,7 @@ void virtual_split_value(const char *value, struct strv *out)
                         else if (!quoted && value_separator(*p))
                                 break;
                 }
-                strv_push_take(out, xstrndup(start, (size_t)(p - start)));
+                strv_push_take(ret, xstrndup(start, (size_t)(p - start)));
         }
 }
 

@@ -73,7 +73,7 @@ int virtual_map_one(const struct virtual_ops *ops, const char *address, char **r
                     bool *ret_nesting_exceeded);
 
 /* Split a table value into its addresses (commas and blanks, not inside "quoted" local parts). */
-void virtual_split_value(const char *value, struct strv *out);
+void virtual_split_value(const char *value, struct strv *ret);
 /* A value item applied to the address looked up: "@domain" keeps the user part, else the item. */
 char *virtual_apply_item(const char *address, const char *item);
 

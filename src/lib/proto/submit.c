@@ -226,7 +226,7 @@ struct addr_acc {
         bool in_route;
 };
 
-static void acc_flush(struct addr_acc *a, struct strv *out, size_t *added)
+static void acc_flush(struct addr_acc *a, struct strv *ret, size_t *added)
 {
         struct buf *src = a->have_route ? &a->route : &a->plain;
         const char *s = buf_str(src);
@@ -237,9 +237,9 @@ static void acc_flush(struct addr_acc *a, struct strv *out, size_t *added)
         }
         while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
                 n--;
-        /* Per call: out may already hold the addresses of other arguments and headers. */
+        /* Per call: ret may already hold the addresses of other arguments and headers. */
         if (n > 0 && n <= SUBMIT_ADDR_MAX && *added < SUBMIT_ADDRS_MAX) {
-                strv_push_take(out, xstrndup(s, n));
+                strv_push_take(ret, xstrndup(s, n));
                 (*added)++;
         }
         buf_truncate(&a->plain, 0);
@@ -247,7 +247,7 @@ static void acc_flush(struct addr_acc *a, struct strv *out, size_t *added)
         a->have_route = a->in_route = false;
 }
 
-size_t submit_extract_addresses(const char *text, size_t len, struct strv *out)
+size_t submit_extract_addresses(const char *text, size_t len, struct strv *ret)
 {
         struct addr_acc a = {BUF_INIT, BUF_INIT, false, false};
         size_t added = 0;
@@ -298,13 +298,13 @@ size_t submit_extract_addresses(const char *text, size_t len, struct strv *out)
                 case ',':
                         if (a.in_route)
                                 break; /* source route list */
-                        acc_flush(&a, out, &added);
+                        acc_flush(&a, ret, &added);
                         break;
-                case ';': acc_flush(&a, out, &added); break;
+                case ';': acc_flush(&a, ret, &added); break;
                 default: buf_putc(dst, c);
                 }
         }
-        acc_flush(&a, out, &added);
+        acc_flush(&a, ret, &added);
         buf_done(&a.plain);
         buf_done(&a.route);
         return added;

@@ -105,7 +105,7 @@ _noreturn_ void submit_fatal(int status, const char *fmt, ...) _printf_(2, 3);
  * dropped. Each address (without its angle brackets) is appended to out. Pure and bounded: at most
  * SUBMIT_ADDRS_MAX addresses, longer ones than SUBMIT_ADDR_MAX are skipped. Returns how many were added.
  */
-size_t submit_extract_addresses(const char *text, size_t len, struct strv *out);
+size_t submit_extract_addresses(const char *text, size_t len, struct strv *ret);
 
 /*
  * sendmail -t: walk the header section of msg (LF line ends), append the addresses of To:, Cc: and Bcc:

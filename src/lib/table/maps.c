@@ -19,7 +19,7 @@ static bool separator(char c)
         return c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-void maps_split_list(const char *list, struct strv *out)
+void maps_split_list(const char *list, struct strv *ret)
 {
         const char *p = list;
         while (*p) {
@@ -37,7 +37,7 @@ void maps_split_list(const char *list, struct strv *out)
                         else if (depth == 0 && separator(*p))
                                 break;
                 }
-                strv_push_take(out, xstrndup(start, (size_t)(p - start)));
+                strv_push_take(ret, xstrndup(start, (size_t)(p - start)));
         }
 }
 

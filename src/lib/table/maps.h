@@ -39,4 +39,4 @@ const char *maps_param_name(const struct maps *m);
 size_t maps_count(const struct maps *m);
 
 /* Split a table list as maps_open does (commas/blanks outside braces). */
-void maps_split_list(const char *list, struct strv *out);
+void maps_split_list(const char *list, struct strv *ret);

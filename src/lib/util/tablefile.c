@@ -346,7 +346,7 @@ int tablefile_parse_inline(const char *text, size_t len, struct tablefile *ret)
         return 0;
 }
 
-int tablefile_split_alias_targets(const char *value, struct strv *out)
+int tablefile_split_alias_targets(const char *value, struct strv *ret)
 {
         const char *p = value;
         size_t count = 0;
@@ -365,7 +365,7 @@ int tablefile_split_alias_targets(const char *value, struct strv *out)
                                 free(t);
                                 return -E2BIG;
                         }
-                        strv_push_take(out, t);
+                        strv_push_take(ret, t);
                 } else
                         free(t);
                 if (*p == ',')

@@ -63,7 +63,7 @@ int tablefile_parse_inline(const char *text, size_t len, struct tablefile *ret);
 void tablefile_done(struct tablefile *t);
 
 /* Split an alias value on commas outside double quotes; targets are trimmed, empty ones dropped. */
-int tablefile_split_alias_targets(const char *value, struct strv *out);
+int tablefile_split_alias_targets(const char *value, struct strv *ret);
 
 enum alias_target_kind {
         ALIAS_TARGET_ADDRESS, /* user, user@domain: delivered or aliased again */
