@@ -16,13 +16,15 @@ from postd_strict import pytest_runtest_makereport, require  # noqa: E402,F401
 BUILD = pathlib.Path(os.environ.get("POSTD_BUILD_DIR", ROOT / "build"))
 BIN = BUILD / "src"
 TEST_TOOLS = BUILD / "tests"  # test-only programs (qfile-dump, queue-inject, echo-service...)
+BENCH_TOOLS = BUILD / "bench"  # bench programs some tests use too (fill_deferred)
 
 
 def tool(name: str) -> str:
-    """Absolute path of a built postd program (postconf, postmap, master, ...) or test tool."""
+    """Absolute path of a built postd program (postconf, postmap, master, ...), test or bench tool."""
     path = BIN / name
-    if not path.exists() and (TEST_TOOLS / name).exists():
-        path = TEST_TOOLS / name
+    for other in (TEST_TOOLS / name, BENCH_TOOLS / name):
+        if not path.exists() and other.exists():
+            path = other
     if not path.exists():
         pytest.fail(f"{path} is not built; run ninja -C {BUILD}")
     return str(path)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, tool
 from mailinstance import MAIL_OWNER, wait_for
 
 # No qmgr: nothing moves the files while the test looks at them.
@@ -64,7 +64,7 @@ def backlog(mail_instance):
         s.sendmail("sender@example.org", ["rcpt@example.net"], b"Subject: big\r\n\r\n" + body)
     inst.stop()
     big = wait_for(lambda: inst.queue_files("incoming"), 10, "the big message in incoming/")[0]
-    r = subprocess.run([str(BIN / "fill_deferred"), "-c", str(inst.etc), "-n", str(BACKLOG)],
+    r = subprocess.run([tool("fill_deferred"), "-c", str(inst.etc), "-n", str(BACKLOG)],
                        capture_output=True, text=True, timeout=300, env=dict(os.environ, **inst.env))
     assert r.returncode == 0, r.stderr
     # A crash with everything in active/: each file goes back to incoming/ and is checked completely.
