@@ -21,24 +21,13 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("POSTD_BUILD_DIR", str(ROOT / "build"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from mailinstance import TEST_USER, MailInstance, wait_for  # noqa: E402
+from mailinstance import TEST_USER, MailInstance, vm_kib, wait_for  # noqa: E402
 
 DAEMONS = ("smtpd", "cleanup")
 
 
-def vm_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def total(inst, daemon, field):
-    return sum(vm_kib(pid, field) for pid in inst.daemon_pids(daemon))
+    return sum(vm_kib(pid, field) or 0 for pid in inst.daemon_pids(daemon))  # a process gone counts 0
 
 
 def message(size):

@@ -56,6 +56,18 @@ def no_crash_guard(started):
     return no_daemon_crash
 
 
+def vm_kib(pid, field):
+    """A VmHWM/VmRSS-style field of /proc/PID/status in KiB, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def wait_for(pred, timeout=10.0, what="condition", interval=0.05):
     """Poll pred until it returns something true; bounded by timeout seconds."""
     deadline = time.monotonic() + timeout

@@ -14,23 +14,11 @@ import smtplib
 
 import pytest
 
-from mailinstance import TEST_USER, wait_for
+from mailinstance import TEST_USER, vm_kib, wait_for
 
 MESSAGE_BYTES = 50 * 1024 * 1024
 # Peak RSS a cleanup process may reach while one 50 MiB message passes through it (see above).
 CLEANUP_HWM_MAX_KIB = 32 * 1024
-
-
-def vm_kib(pid, field):
-    """VmHWM or VmRSS of pid in KiB, or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def make_body(nbytes):

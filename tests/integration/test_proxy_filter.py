@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from conftest import require
-from mailinstance import DEFAULT_MASTER_CF, TEST_USER, free_port, wait_for
+from mailinstance import DEFAULT_MASTER_CF, TEST_USER, free_port, vm_kib, wait_for
 
 try:
     from aiosmtpd.controller import Controller, UnixSocketController
@@ -531,17 +531,6 @@ def test_smtpd_memory_stays_bounded_with_a_slow_filter(mail_instance):
         assert after - before < 8 * 1024, (before, after)
     finally:
         peer.close()
-
-
-def vm_kib(pid, field):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def test_speed_adjust_connects_only_after_the_final_dot(mail_instance, proxy_filter):
