@@ -207,13 +207,6 @@ static int fail_later(struct session *s, int status, const char *dsn, const char
         return 0;
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int handle_open(struct session *s, const struct ipc_msg *m)
 {
         const char *origin = ipc_msg_get_str(m, "origin");
@@ -224,7 +217,7 @@ static int handle_open(struct session *s, const struct ipc_msg *m)
          * forwarded mail was inspected when it arrived. */
         s->internal =
                 origin && ((streq(origin, "bounce") && !s->c->checks.bounce) || streq(origin, "local"));
-        s->arrival_usec = now_usec();
+        s->arrival_usec = clock_usec(CLOCK_REALTIME);
         int r = queue_file_create(s->c->queue, &s->file);
         if (r < 0) {
                 msg_warn("create queue file in %s/incoming: %s; check that the directory exists and "
@@ -849,7 +842,7 @@ static int bounce_all(struct session *s)
 {
         const struct checks_result *res = &s->ck.res;
         const char *id = queue_file_id(s->file);
-        int r = queue_file_mark_all(s->file, QFILE_RCPT_BOUNCED, now_usec(), res->dsn);
+        int r = queue_file_mark_all(s->file, QFILE_RCPT_BOUNCED, clock_usec(CLOCK_REALTIME), res->dsn);
         for (size_t i = 0; r >= 0 && i < s->n_rcpts; i++)
                 r = dsnlog_append_rcpt(s->c->queue, QUEUE_BOUNCE, id, i, &s->rcpts[i], res->dsn, "none",
                                        res->reason);

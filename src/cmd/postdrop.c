@@ -25,13 +25,6 @@
 #define WAKEUP_TIMEOUT_USEC (1000 * USEC_PER_MSEC)
 #define READ_CHUNK          (64u * 1024)
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Read all of fd, failing with -EFBIG beyond limit bytes. */
 static int read_all(int fd, size_t limit, struct buf *out)
 {
@@ -68,7 +61,8 @@ static int maildrop_store(const char *queue_dir, const struct buf *data, char id
         char tmp[64];
         _cleanup_close_ int fd = -1;
         for (unsigned i = 0; i < NAME_ATTEMPTS && fd < 0; i++) {
-                snprintf(tmp, sizeof tmp, ".tmp.%ld.%u.%" PRIu64, (long)getpid(), i, now_usec());
+                snprintf(tmp, sizeof tmp, ".tmp.%ld.%u.%" PRIu64, (long)getpid(), i,
+                         clock_usec(CLOCK_REALTIME));
                 fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
                 if (fd < 0 && errno != EEXIST)
                         return -errno;
@@ -169,7 +163,7 @@ int main(int argc, char **argv)
                              (long)uid, merr.reason, merr.offset);
 
         struct buf out = BUF_INIT;
-        r = maildrop_build(&m, now_usec(), &out);
+        r = maildrop_build(&m, clock_usec(CLOCK_REALTIME), &out);
         if (r < 0)
                 submit_fatal(SUBMIT_EX_DATAERR, "uid=%ld: malformed input: cannot encode the message",
                              (long)uid);

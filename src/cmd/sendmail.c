@@ -54,13 +54,6 @@ static const char *prog = "sendmail";
 static char *config_dir;
 static struct config *cfg;
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 _noreturn_ static void usage(void)
 {
         submit_fatal(SUBMIT_EX_USAGE, "usage: %s [options] [recipient ...]", prog);
@@ -221,7 +214,7 @@ static int submit_message(const struct opts *o, const char *sender, struct strv 
                           const struct buf *content, const char *who)
 {
         struct qfile_msg m = {
-                .arrival_usec = now_usec(),
+                .arrival_usec = clock_usec(CLOCK_REALTIME),
                 .sender = (char *)sender,
                 .envelope_id = (char *)o->envid,
                 .content = content->data ? content->data : "",

@@ -18,13 +18,6 @@
 #include "master.h"
 #include "queue.h"
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /*
  * Recovery reads untrusted bytes (every queue file) and only needs the queue directories, which belong
  * to mail_owner: a root master does it with mail_owner's ids, so a decoder bug cannot act as root.
@@ -69,7 +62,7 @@ static _Noreturn void recover_child(struct master *m)
         }
         if (drop_to_mail_owner(m) < 0)
                 _exit(1);
-        uint64_t t0 = now_usec();
+        uint64_t t0 = clock_usec(CLOCK_MONOTONIC);
         struct queue_recover_stats st = {0};
         r = queue_recover(q, QUEUE_INCOMING, &st);
         queue_close(q);
@@ -83,7 +76,8 @@ static _Noreturn void recover_child(struct master *m)
         }
         msg_info("queue recovery: %u complete, %u back from active, %u half-written removed, %u corrupt, "
                  "%u left alone, in %.1f s",
-                 st.complete, st.requeued, st.removed, st.corrupt, st.skipped, (now_usec() - t0) / 1e6);
+                 st.complete, st.requeued, st.removed, st.corrupt, st.skipped,
+                 (clock_usec(CLOCK_MONOTONIC) - t0) / 1e6);
         _exit(0);
 }
 
@@ -96,7 +90,7 @@ static void extend_start_timeout(void)
 static int wait_recovery(pid_t pid)
 {
         _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        uint64_t next = now_usec() + MASTER_RECOVERY_NOTIFY_USEC;
+        uint64_t next = clock_usec(CLOCK_MONOTONIC) + MASTER_RECOVERY_NOTIFY_USEC;
         for (;;) {
                 int status;
                 pid_t w = waitpid(pid, &status, WNOHANG);
@@ -104,7 +98,7 @@ static int wait_recovery(pid_t pid)
                         return -errno;
                 if (w == pid)
                         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
-                uint64_t now = now_usec();
+                uint64_t now = clock_usec(CLOCK_MONOTONIC);
                 if (now >= next) {
                         extend_start_timeout();
                         next = now + MASTER_RECOVERY_NOTIFY_USEC;

@@ -75,13 +75,6 @@ void schedule_done(struct schedule *s)
         *s = (struct schedule){0};
 }
 
-static uint64_t clock_usec(clockid_t id)
-{
-        struct timespec ts;
-        clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 uint64_t qmgr_now_usec(void)
 {
         return clock_usec(CLOCK_REALTIME);

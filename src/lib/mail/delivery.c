@@ -66,7 +66,5 @@ void delivery_log(const char *queue_id, const char *to, const char *orig_to, con
 
 uint64_t delivery_now_usec(void)
 {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+        return clock_usec(CLOCK_REALTIME);
 }

@@ -39,21 +39,14 @@ static const struct cleanup_submit_ops blocking_ops = {
         .drained = on_drained,
 };
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Run the loop until done(c) or timeout_ms; 0, -ETIMEDOUT, -EPIPE (connection broken) or the loop's error. */
 static int run_until(struct cleanup_client *c, bool (*done)(const struct cleanup_client *c), int timeout_ms)
 {
-        uint64_t deadline = now_usec() + (uint64_t)timeout_ms * 1000;
+        uint64_t deadline = clock_usec(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000;
         while (!done(c)) {
                 if (cleanup_submit_failed(c->sub) && !c->answered)
                         return -EPIPE;
-                uint64_t now = now_usec();
+                uint64_t now = clock_usec(CLOCK_MONOTONIC);
                 if (now >= deadline)
                         return -ETIMEDOUT;
                 int r = sd_event_run(c->loop, deadline - now);

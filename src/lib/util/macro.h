@@ -3,8 +3,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ELEMENTSOF(x)  (sizeof(x) / sizeof((x)[0]))
@@ -59,6 +61,14 @@ static inline void closep(int *fd)
 #define USEC_PER_MSEC  1000ULL
 #define USEC_TO_MS(u)  ((int)((u) / USEC_PER_MSEC))
 #define USEC_TO_SEC(u) ((int)((u) / USEC_PER_SEC))
+
+/* The time of clock id (CLOCK_REALTIME for timestamps, CLOCK_MONOTONIC for deadlines) in microseconds. */
+static inline uint64_t clock_usec(clockid_t id)
+{
+        struct timespec ts;
+        clock_gettime(id, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
 
 #define _cleanup_free_  _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
