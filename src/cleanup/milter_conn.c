@@ -15,31 +15,9 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "fileio.h"
 #include "milter.h"
 #include "milter_proto.h"
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait for events on fd until deadline (CLOCK_MONOTONIC ms). 0, -ETIMEDOUT, or a negative errno. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-        for (;;) {
-                int64_t left = deadline - now_ms();
-                if (left <= 0)
-                        return -ETIMEDOUT;
-                struct pollfd p = {.fd = fd, .events = events};
-                int n = poll(&p, 1, (int)left);
-                if (n > 0)
-                        return 0;
-                if (n < 0 && errno != EINTR)
-                        return -errno;
-        }
-}
 
 /* "inet:host:port" (host may be [v6]) into node and service. */
 static int split_inet(const char *rest, char **node, char **service)
@@ -67,7 +45,7 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len, int timeout_ms
         if (connect(fd, sa, len) < 0) {
                 if (errno != EINPROGRESS)
                         r = -errno;
-                else if ((r = wait_fd(fd, POLLOUT, now_ms() + timeout_ms)) == 0) {
+                else if ((r = fd_wait(fd, POLLOUT, monotonic_ms() + timeout_ms)) == 0) {
                         int err = 0;
                         socklen_t el = sizeof err;
                         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
@@ -135,7 +113,7 @@ int milter_connect(const struct milter_spec *sp, int *ret_fd)
 
 int milter_send_all(int fd, const struct buf *out, int timeout_ms)
 {
-        int64_t deadline = now_ms() + timeout_ms;
+        long long deadline = monotonic_ms() + timeout_ms;
         size_t off = 0;
         while (off < out->len) {
                 ssize_t n = send(fd, out->data + off, out->len - off, MSG_NOSIGNAL);
@@ -145,7 +123,7 @@ int milter_send_all(int fd, const struct buf *out, int timeout_ms)
                 }
                 if (n < 0 && errno != EAGAIN && errno != EINTR)
                         return -errno;
-                int r = wait_fd(fd, POLLOUT, deadline);
+                int r = fd_wait(fd, POLLOUT, deadline);
                 if (r < 0)
                         return r;
         }
@@ -154,7 +132,7 @@ int milter_send_all(int fd, const struct buf *out, int timeout_ms)
 
 int milter_read_packet(int fd, struct buf *in, int timeout_ms, size_t *ret_len)
 {
-        int64_t deadline = now_ms() + timeout_ms;
+        long long deadline = monotonic_ms() + timeout_ms;
         for (;;) {
                 int c = milter_packet_complete((const uint8_t *)(in->data ? in->data : ""), in->len,
                                                ret_len);
@@ -175,7 +153,7 @@ int milter_read_packet(int fd, struct buf *in, int timeout_ms, size_t *ret_len)
                  * the final reply) waits under Nagle for our ACK of the first: send it at once, not after
                  * the 40 ms delayed-ACK timer. Not kept by the kernel, so set before each wait. */
                 (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &(int){1}, sizeof(int));
-                int r = wait_fd(fd, POLLIN, deadline);
+                int r = fd_wait(fd, POLLIN, deadline);
                 if (r < 0)
                         return r;
         }

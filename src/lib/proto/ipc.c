@@ -1,4 +1,5 @@
 /* ipc.c: encoder, pure decoder, blocking and event-loop transports of postd's internal message protocol. */
+#include "fileio.h"
 #include "ipc.h"
 
 #include <errno.h>
@@ -268,32 +269,6 @@ int ipc_decode_frame(const void *data, size_t len, struct ipc_msg *ret, size_t *
         return 1;
 }
 
-/* Milliseconds on the monotonic clock. */
-static long long now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int wait_fd(int fd, short events, long long deadline)
-{
-        for (;;) {
-                long long left = deadline - now_ms();
-                if (left <= 0)
-                        return -ETIMEDOUT;
-                struct pollfd pfd = {.fd = fd, .events = events};
-                int r = poll(&pfd, 1, (int)(left > 60000 ? 60000 : left));
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (r > 0)
-                        return 0;
-        }
-}
-
 int ipc_connect_unix(const char *path, int timeout_ms, int *ret_fd)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -307,7 +282,7 @@ int ipc_connect_unix(const char *path, int timeout_ms, int *ret_fd)
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
                 if (errno != EINPROGRESS && errno != EAGAIN)
                         return -errno;
-                int r = wait_fd(fd, POLLOUT, now_ms() + timeout_ms);
+                int r = fd_wait(fd, POLLOUT, monotonic_ms() + timeout_ms);
                 if (r < 0)
                         return r;
                 int err = 0;
@@ -330,7 +305,7 @@ static int send_until(int fd, const char *p, size_t n, long long deadline)
                                 continue;
                         if (errno != EAGAIN)
                                 return -errno;
-                        int r = wait_fd(fd, POLLOUT, deadline);
+                        int r = fd_wait(fd, POLLOUT, deadline);
                         if (r < 0)
                                 return r;
                         continue;
@@ -346,7 +321,7 @@ int ipc_send(int fd, const struct ipc_msg *m, int timeout_ms)
         struct buf b = BUF_INIT;
         int r = ipc_encode(m, &b);
         if (r >= 0)
-                r = send_until(fd, b.data, b.len, now_ms() + timeout_ms);
+                r = send_until(fd, b.data, b.len, monotonic_ms() + timeout_ms);
         buf_done(&b);
         return r;
 }
@@ -364,7 +339,7 @@ static int recv_until(int fd, void *p, size_t n, long long deadline)
                                 continue;
                         if (errno != EAGAIN)
                                 return -errno;
-                        int r = wait_fd(fd, POLLIN, deadline);
+                        int r = fd_wait(fd, POLLIN, deadline);
                         if (r < 0)
                                 return r;
                         continue;
@@ -377,7 +352,7 @@ static int recv_until(int fd, void *p, size_t n, long long deadline)
 
 int ipc_recv(int fd, struct ipc_msg *ret, int timeout_ms)
 {
-        long long deadline = now_ms() + timeout_ms;
+        long long deadline = monotonic_ms() + timeout_ms;
         unsigned char hdr[IPC_HEADER_SIZE];
         int r = recv_until(fd, hdr, sizeof hdr, deadline);
         if (r < 0)
@@ -394,11 +369,11 @@ int ipc_recv(int fd, struct ipc_msg *ret, int timeout_ms)
 
 int ipc_call(int fd, const struct ipc_msg *req, struct ipc_msg *reply, int timeout_ms)
 {
-        long long deadline = now_ms() + timeout_ms;
+        long long deadline = monotonic_ms() + timeout_ms;
         int r = ipc_send(fd, req, timeout_ms);
         if (r < 0)
                 return r;
-        long long left = deadline - now_ms();
+        long long left = deadline - monotonic_ms();
         if (left <= 0)
                 return -ETIMEDOUT;
         return ipc_recv(fd, reply, (int)left);
@@ -411,7 +386,7 @@ int ipc_call_definite(int fd, const struct ipc_msg *req, const struct ipc_msg *a
         if (r < 0)
                 return r;
         /* Wait for the first byte without reading, so that a timeout never leaves half a reply read. */
-        r = wait_fd(fd, POLLIN, now_ms() + timeout_ms);
+        r = fd_wait(fd, POLLIN, monotonic_ms() + timeout_ms);
         if (r == -ETIMEDOUT) {
                 r = ipc_send(fd, abort, timeout_ms);
                 if (r < 0)

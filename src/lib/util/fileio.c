@@ -2,6 +2,8 @@
 #include "fileio.h"
 
 #include <errno.h>
+#include <time.h>
+#include <poll.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <fcntl.h>
@@ -75,6 +77,31 @@ int write_full(int fd, const void *data, size_t len)
                 len -= (size_t)w;
         }
         return 0;
+}
+
+long long monotonic_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int fd_wait(int fd, short events, long long deadline)
+{
+        for (;;) {
+                long long left = deadline - monotonic_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                struct pollfd pfd = {.fd = fd, .events = events};
+                int r = poll(&pfd, 1, (int)(left > 60000 ? 60000 : left));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r > 0)
+                        return 0;
+        }
 }
 
 int read_full(int fd, void *data, size_t len)

@@ -11,6 +11,11 @@ int read_file(const char *path, size_t limit, char **ret, size_t *ret_len);
 
 /* Write all of data (retrying short writes and EINTR): 0 or a negative errno. */
 int write_full(int fd, const void *data, size_t len);
+/* Milliseconds on CLOCK_MONOTONIC: deadlines for fd_wait. */
+long long monotonic_ms(void);
+/* Wait for events (POLLIN, POLLOUT) on fd until deadline (monotonic_ms()); EINTR is retried. 0, -ETIMEDOUT, or
+ * a negative errno. */
+int fd_wait(int fd, short events, long long deadline);
 /* Read exactly len bytes (retrying short reads and EINTR): 0, -EIO at end of file, or a negative errno. */
 int read_full(int fd, void *data, size_t len);
 
