@@ -8,6 +8,7 @@
 #include "checks.h"
 #include "commit.h"
 #include "milter.h"
+#include "notice.h"
 
 #include "instance.h"
 #include "queue.h"
@@ -56,6 +57,7 @@ struct cleanup {
         struct checks_conf checks; /* header_checks, mime_header_checks, nested_header_checks, body_checks */
         struct milter_conf milters; /* smtpd_milters, non_smtpd_milters, milter_* */
         struct commit *commit;
+        struct notice *notice; /* qmgr hears of committed messages through it */
 };
 
 /* session.c: one submission per connection (src/lib/proto/mail_proto.h, protocol 1). */

@@ -135,6 +135,11 @@ static int init(struct service *s)
                 if (!table_param_empty(&c->checks.tables[i]))
                         (void)table_param_get(&c->checks.tables[i], &m, NULL);
         }
+        r = notice_new(service_event(c->service), c->qmgr_socket, &c->notice);
+        if (r < 0) {
+                msg_error("qmgr notice event source: %s", strerror(-r));
+                return r;
+        }
         return commit_new(service_event(c->service), c->queue, &c->commit);
 }
 

@@ -1154,42 +1154,18 @@ static int handle_end(struct session *s)
         return 0;
 }
 
-/* Tell qmgr about a durable message: best effort, never blocks. */
-static void notify_qmgr(struct cleanup *c, const char *queue_id)
-{
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(c->qmgr_socket) >= sizeof sa.sun_path) {
-                close(fd);
-                return;
-        }
-        strcpy(sa.sun_path, c->qmgr_socket);
-        /* Best effort by contract: qmgr absent or its backlog full just means it finds the file by its
-         * own scan of incoming/, so no failure here is worth a log line per message. */
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-                struct ipc_msg m = IPC_MSG_INIT;
-                struct buf out = BUF_INIT;
-                const struct ipc_kv kv[] = {{"req", "new", 3}, {"queue_id", queue_id, strlen(queue_id)}};
-                if (ipc_msg_add_group(&m, kv, ELEMENTSOF(kv)) == 0 && ipc_encode(&m, &out) == 0 &&
-                    send(fd, out.data, out.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-                        /* nothing to do: see above */
-                }
-                buf_done(&out);
-                ipc_msg_done(&m);
-        }
-        close(fd);
-}
-
 /* The group commit finished this session's file: result 0 = durable, else a negative errno. */
 static void on_committed(void *owner, int result)
 {
         struct session *s = owner;
+        struct cleanup *c = s->c;
         s->in_commit = false;
+        /* qmgr hears of the message after the client has its answer: that answer is what a client waits
+         * for, and qmgr's scan would find the file anyway. Held mail waits in hold/ for postsuper -H. */
+        char notify_id[QUEUE_ID_BUF_SIZE] = "";
         if (result == 0) {
-                if (!s->ck.res.hold && !s->milter_hold) /* held mail waits in hold/ for postsuper -H */
-                        notify_qmgr(s->c, queue_file_id(s->file));
+                if (!s->ck.res.hold && !s->milter_hold)
+                        snprintf(notify_id, sizeof notify_id, "%s", queue_file_id(s->file));
                 metrics_count(s->origin_counter);
         } else if (s->cancelled) {
                 if (s->bounce_all)
@@ -1206,16 +1182,16 @@ static void on_committed(void *owner, int result)
                 queue_file_free(s->file); /* never acknowledged, so it goes */
                 s->file = NULL;
         }
-        if (s->gone) {
+        if (s->gone)
                 session_free(s);
-                return;
-        }
-        if (s->cancelled)
-                return; /* answered when it was cancelled; the session ends once that is sent */
-        if (result == 0)
+        else if (s->cancelled) {
+                /* answered when it was cancelled; the session ends once that is sent */
+        } else if (result == 0)
                 final_reply(s, 0, NULL, NULL);
         else
                 final_reply(s, 4, "4.3.0", "queue file write error");
+        if (notify_id[0])
+                notice_add(c->notice, notify_id);
 }
 
 /*

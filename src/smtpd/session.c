@@ -117,6 +117,12 @@ struct session {
         size_t rcpt_attempts;
         struct cleanup_submit *sub; /* the message being handed to cleanup */
         char *queue_id;
+        /* Opened at MAIL, before any recipient is known, so that cleanup names the file while the client
+         * sends its RCPT: claimed by the first accepted recipient, dropped (cleanup removes the file) when
+         * none is. Its queue ID stays private until then: a rejected transaction logs NOQUEUE. */
+        struct cleanup_submit *early_sub;
+        char *early_queue_id;
+        enum { EARLY_NONE, EARLY_WANTED, EARLY_OPENING, EARLY_OPEN, EARLY_FAILED } early;
         struct smtp_cmd pending_rcpt; /* accepted, waiting for cleanup's open reply */
         bool opening, ending;
         bool in_data, data_failed;
@@ -242,10 +248,20 @@ static void params_done(struct smtp_cmd_params *p)
 }
 
 /* Forget the transaction; an open cleanup connection is dropped, so cleanup removes its file. */
+static void early_drop(struct session *s)
+{
+        cleanup_submit_free(s->early_sub);
+        s->early_sub = NULL;
+        free(s->early_queue_id);
+        s->early_queue_id = NULL;
+        s->early = EARLY_NONE;
+}
+
 static void reset_transaction(struct session *s)
 {
         cleanup_submit_free(s->sub);
         s->sub = NULL;
+        early_drop(s);
         proxy_close(s->proxy);
         s->proxy = NULL;
         proxy_replay_free(s->replay);
@@ -305,6 +321,7 @@ static void add_rcpt(struct session *s, struct smtp_cmd *c)
 }
 
 static void arm_wait_timer(struct session *s);
+static void open_early(struct session *s);
 
 static void cleanup_failed_reply(struct session *s)
 {
@@ -362,31 +379,53 @@ static void on_rcpt_checked(void *userdata, int status, const char *dsn, const c
         end_wait_for_cleanup(s);
 }
 
+/* The file is open under queue_id for the recipient being held (s->pending_rcpt): log the client and judge
+ * that recipient. Returns true when cleanup's milters are asked (the answer comes to on_rcpt_checked). */
+static bool opened_for_rcpt(struct session *s, const char *queue_id)
+{
+        s->queue_id = xstrdup(queue_id);
+        if (s->sasl_username)
+                msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id},
+                           "%s: client=%s, sasl_method=%s, sasl_username=%s", queue_id, s->client,
+                           s->sasl_method, s->sasl_username);
+        else
+                msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id}, "%s: client=%s",
+                           queue_id, s->client);
+        if (smtpd_milters_judge_rcpt(s->srv->config, s->srv->receive_override)) {
+                check_pending_rcpt(s); /* the milters say whether this recipient is welcome */
+                return true;
+        }
+        add_rcpt(s, &s->pending_rcpt);
+        reply(s, "250 2.1.5 Ok");
+        return false;
+}
+
 static void on_opened(void *userdata, int status, const char *queue_id, const char *reason)
 {
         struct session *s = userdata;
+        if (s->early == EARLY_OPENING) {
+                /* The open made at MAIL, no recipient claimed it yet: keep the answer for the first one. */
+                if (status == 0) {
+                        s->early = EARLY_OPEN;
+                        s->early_queue_id = xstrdup(queue_id);
+                } else {
+                        /* The first recipient asks again and gets today's answer if cleanup still refuses. */
+                        cleanup_submit_free(s->early_sub);
+                        s->early_sub = NULL;
+                        s->early = EARLY_FAILED;
+                }
+                return;
+        }
         s->opening = false;
         if (status == 0) {
-                s->queue_id = xstrdup(queue_id);
-                if (s->sasl_username)
-                        msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id},
-                                   "%s: client=%s, sasl_method=%s, sasl_username=%s", queue_id, s->client,
-                                   s->sasl_method, s->sasl_username);
-                else
-                        msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id},
-                                   "%s: client=%s", queue_id, s->client);
-                if (smtpd_milters_judge_rcpt(s->srv->config, s->srv->receive_override)) {
-                        check_pending_rcpt(s); /* the milters say whether this recipient is welcome */
-                        return;
-                }
-                add_rcpt(s, &s->pending_rcpt);
-                reply(s, "250 2.1.5 Ok");
-        } else {
-                msg_warn("cleanup refused a new message from %s: %s", s->client, reason);
-                cleanup_submit_free(s->sub);
-                s->sub = NULL;
-                cleanup_failed_reply(s);
+                if (!opened_for_rcpt(s, queue_id))
+                        end_wait_for_cleanup(s);
+                return;
         }
+        msg_warn("cleanup refused a new message from %s: %s", s->client, reason);
+        cleanup_submit_free(s->sub);
+        s->sub = NULL;
+        cleanup_failed_reply(s);
         end_wait_for_cleanup(s);
 }
 
@@ -717,6 +756,8 @@ static void do_mail(struct session *s, struct smtp_cmd *c)
                 return;
         }
         reply(s, "250 2.1.0 Ok");
+        if (!s->sub && s->early == EARLY_NONE)
+                s->early = EARLY_WANTED; /* once that reply is sent: see pump() */
 }
 
 static void do_rcpt(struct session *s, struct smtp_cmd *c)
@@ -755,17 +796,49 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                 reply(s, "250 2.1.5 Ok");
                 return;
         }
-        /* The first accepted recipient opens the queue file: cleanup names it now. */
-        if (cleanup_submit_open(service_event(s->srv->service), s->srv->cleanup_path,
-                                s->srv->cleanup_private_path, "smtpd", &submit_ops, s, &s->sub) < 0) {
+        /* The first accepted recipient claims the queue file opened at MAIL, or opens one now. */
+        s->pending_rcpt = *c;
+        *c = (struct smtp_cmd){0};
+        if (s->early == EARLY_OPEN) {
+                s->sub = s->early_sub;
+                s->early_sub = NULL;
+                _cleanup_free_ char *id = s->early_queue_id;
+                s->early_queue_id = NULL;
+                s->early = EARLY_NONE;
+                if (!opened_for_rcpt(s, id))
+                        smtp_cmd_done(&s->pending_rcpt);
+                return;
+        }
+        if (s->early == EARLY_OPENING) {
+                s->sub = s->early_sub; /* its answer comes to on_opened() as for an open made now */
+                s->early_sub = NULL;
+        } else if (cleanup_submit_open(service_event(s->srv->service), s->srv->cleanup_path,
+                                       s->srv->cleanup_private_path, "smtpd", &submit_ops, s, &s->sub) < 0) {
                 s->sub = NULL;
+                s->early = EARLY_NONE;
+                smtp_cmd_done(&s->pending_rcpt);
                 cleanup_failed_reply(s);
                 return;
         }
+        s->early = EARLY_NONE;
         s->opening = true;
-        s->pending_rcpt = *c;
-        *c = (struct smtp_cmd){0};
         arm_wait_timer(s);
+}
+
+/* After MAIL: ask cleanup for the queue file now, so that it is ready when the first recipient is accepted
+ * (one round trip to cleanup less before that RCPT's answer). A failure here changes nothing: the first
+ * recipient then opens the file itself, as without this. */
+static void open_early(struct session *s)
+{
+        if (s->sub || s->early != EARLY_WANTED)
+                return;
+        if (cleanup_submit_open(service_event(s->srv->service), s->srv->cleanup_path,
+                                s->srv->cleanup_private_path, "smtpd", &submit_ops, s, &s->early_sub) < 0) {
+                s->early_sub = NULL;
+                s->early = EARLY_FAILED;
+                return;
+        }
+        s->early = EARLY_OPENING;
 }
 
 static const char *notify_text(unsigned n, char *buf, size_t size)
@@ -1864,6 +1937,8 @@ static void pump(struct session *s)
         }
         if (!s->dead)
                 do_write(s);
+        if (!s->dead)
+                open_early(s); /* after the MAIL reply went out, not before */
         update_events(s);
 }
 

@@ -519,3 +519,39 @@ def test_end_to_end_with_cleanup(mail_instance):
     files = inst.queue_files("incoming") + inst.queue_files("active")
     assert any(qid in f for f in files), (qid, files)
     inst.wait_log(rf"{qid}: client=unknown\[127\.0\.0\.1\]")
+
+
+def test_queue_file_opened_at_mail_is_private_until_a_recipient_is_accepted(mail_instance):
+    """smtpd asks cleanup for the queue file right after MAIL (so that it is ready for the first RCPT), but a
+    transaction whose recipients are all refused shows no queue ID anywhere and leaves no file; the next
+    transaction's first accepted recipient claims the file opened at its MAIL."""
+    inst = smtpd_instance(mail_instance, "mynetworks = 192.0.2.1/32\n", WITH_CLEANUP)  # 127.0.0.1 may not relay
+    wait_port(inst.port)
+    incoming = inst.spool / "incoming"
+    r = Raw(inst.port)
+    r.reply()
+    r.cmd("EHLO x")
+    assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
+    # Opened before any RCPT: cleanup created the file under its temporary name.
+    wait_for(lambda: len(os.listdir(incoming)) == 1, 10, "cleanup to create the queue file after MAIL")
+    early = os.listdir(incoming)[0]
+    assert early.startswith(".tmp."), early
+    rep = r.cmd("RCPT TO:<nobody@elsewhere.example>")  # relay refused
+    assert "Relay access denied" in rep, rep
+    inst.wait_log(r"NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]")
+    assert r.cmd("RSET").startswith("250")
+    wait_for(lambda: os.listdir(incoming) == [], 10, "cleanup to remove the file nobody claimed")
+    assert "client=" not in inst.logtext(), inst.logtext()
+    # Next transaction: its first accepted recipient takes the file opened at MAIL, whose inode is the ID.
+    assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
+    wait_for(lambda: len(os.listdir(incoming)) == 1, 10, "cleanup to create the queue file after MAIL")
+    inode = os.stat(incoming / os.listdir(incoming)[0]).st_ino
+    assert r.cmd(f"RCPT TO:<{TEST_USER}@localhost>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    r.send(b"Subject: early\r\n\r\nbody\r\n.\r\n")
+    rep = r.reply()
+    assert rep.startswith("250 2.0.0 Ok: queued as "), rep
+    qid = rep.rsplit(" ", 1)[1]
+    assert os.stat(incoming / qid).st_ino == inode, "the accepted message is not in the file opened at MAIL"
+    assert inst.logtext().count(f"{qid}: client=unknown[127.0.0.1]") == 1, inst.logtext()
+    r.cmd("QUIT")
