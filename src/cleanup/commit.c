@@ -61,6 +61,11 @@ static void *worker(void *userdata)
 
                 struct queue_file *files[CLEANUP_BATCH_MAX];
                 size_t n = 0;
+                /* All writes queued first, then each waited for: the fdatasyncs of a batch overlap instead
+                 * of each starting its write after the previous one's flush (about a third less time per
+                 * file from 4 files on; docs/QUEUE_FORMAT.md). One file has nothing to overlap with. */
+                for (size_t i = 0; k->n_batch > 1 && i < k->n_batch; i++)
+                        queue_file_start_write(k->batch[i].w.file);
                 for (size_t i = 0; i < k->n_batch; i++) {
                         struct batch_entry *e = &k->batch[i];
                         e->result = queue_file_sync(e->w.file);

@@ -1921,6 +1921,7 @@ static void pump(struct session *s)
                 progress |= do_write(s);
                 if (s->dead)
                         break;
+                open_early(s); /* after the MAIL reply went out, before the client's next command is read */
                 progress |= do_read(s);
                 bool processed = process(s);
                 progress |= processed;
@@ -1938,7 +1939,7 @@ static void pump(struct session *s)
         if (!s->dead)
                 do_write(s);
         if (!s->dead)
-                open_early(s); /* after the MAIL reply went out, not before */
+                open_early(s);
         update_events(s);
 }
 

@@ -2,7 +2,8 @@
  *
  * Power cut: active when POSTD_POWERCUT_DIR (the shadow directory) and POSTD_POWERCUT_ROOT (the tree to
  * watch) are set; see shadow.c for the model. fsync() and fdatasync() are the only calls postd makes durable
- * data with (no O_SYNC, O_DSYNC, msync or sync_file_range; grep src/ before adding one). syncfs() and
+ * data with (no O_SYNC, O_DSYNC or msync; grep src/ before adding one; cleanup's sync_file_range(WRITE)
+ * only starts a batch's writes early and guarantees nothing, so the model rightly ignores it). syncfs() and
  * sync() would make everything durable, which the model does not follow: they are recorded as
  * unsupported, and the test fails on that rather than counting with a wrong model.
  *

@@ -564,6 +564,12 @@ int queue_file_sync(struct queue_file *f)
         return 0;
 }
 
+void queue_file_start_write(struct queue_file *f)
+{
+        if (f->written)
+                (void)sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 /* rename without ever replacing: a name collision is a bug or a foreign file, never to be overwritten. */
 static int rename_noreplace(int olddirfd, const char *oldname, int newdirfd, const char *newname)
 {

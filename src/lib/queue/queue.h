@@ -100,6 +100,10 @@ int queue_file_fd(const struct queue_file *f);
  */
 int queue_file_write(struct queue_file *f, const struct qfile_msg *m, unsigned flags);
 int queue_file_sync(struct queue_file *f);
+/* Start writing a finished file's data to the disk without waiting (sync_file_range): a batch whose files
+ * all started before the first queue_file_sync() shares the disk's queue instead of one write after the
+ * other. Makes nothing durable by itself; a failure is left for queue_file_sync() to report. */
+void queue_file_start_write(struct queue_file *f);
 /*
  * The same file written as the content arrives, so that a writer never holds a whole message: begin
  * writes everything before the content (m->content is ignored), append writes content at the end of
