@@ -233,7 +233,8 @@ static void expire(struct qmsg *m)
                         m->rstate[i] = QR_DEFERRED;
                         continue;
                 }
-                if (r >= 0 && queue_mark_rcpt(fd, &m->env.rcpts[i], QFILE_RCPT_BOUNCED, now, "4.4.7") < 0) {
+                if (r >= 0 &&
+                    queue_mark_rcpt(fd, &m->env.rcpts[i], QFILE_RCPT_BOUNCED, now, "4.4.7", 0) < 0) {
                         msg_warn("%s: cannot mark recipient %s as returned: keeping the message", m->id,
                                  m->env.rcpts[i].address);
                         m->rstate[i] = QR_DEFERRED;

@@ -106,19 +106,15 @@ static void request_finish(struct request *rq)
         send_reply(rq);
 }
 
-static void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
-                               const char *dsn, const char *reason)
+/* The recipient's outcome as recorded (o), logged. */
+static void rcpt_settle(struct request *rq, struct rcpt *r, const char *relay,
+                        const struct delivery_outcome *o)
 {
         uint64_t now = delivery_now_usec();
-        const struct delivery_outcome happened = {delivery_status_of(st), dsn, reason};
-        struct delivery_outcome o = happened;
-        if (delivery_record_outcome(rq->agent->queue, rq->qfd, rq->queue_id, r->index, r->q, relay, &o) < 0)
-                /* Unlike local, not deferred: the peer has the message, and a retry would send it twice. */
-                o = happened;
-        r->status = rcpt_status_of(o.status);
-        snprintf(r->dsn, sizeof r->dsn, "%s", o.dsn);
+        r->status = rcpt_status_of(o->status);
+        snprintf(r->dsn, sizeof r->dsn, "%s", o->dsn);
         free(r->reason);
-        r->reason = xstrdup(o.reason);
+        r->reason = xstrdup(o->reason);
         struct delivery_times t = {
                 .arrival_usec = rq->arrival_usec,
                 .active_usec = rq->active_usec,
@@ -127,7 +123,46 @@ static void request_rcpt_final(struct request *rq, struct rcpt *r, const char *r
                 .done_usec = now,
         };
         delivery_log(rq->queue_id, r->q->address, r->q->orig_rcpt, relay, &t, r->dsn,
-                     delivery_status_name(o.status), o.reason);
+                     delivery_status_name(o->status), o->reason);
+}
+
+static void request_rcpt_final(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
+                               const char *dsn, const char *reason)
+{
+        const struct delivery_outcome happened = {delivery_status_of(st), dsn, reason};
+        struct delivery_outcome o = happened;
+        if (delivery_record_outcome(rq->agent->queue, rq->qfd, rq->queue_id, r->index, r->q, relay, &o) < 0)
+                /* Unlike local, not deferred: the peer has the message, and a retry would send it twice. */
+                o = happened;
+        rcpt_settle(rq, r, relay, &o);
+}
+
+static void request_accepted_final(struct request *rq, const char *relay, enum rcpt_status st,
+                                   const char *dsn, const char *reason)
+{
+        const struct delivery_outcome happened = {delivery_status_of(st), dsn, reason};
+        /* (A soft_bounce DSN points into delivery_request.c's one buffer; every recipient here shares the
+         * same answer, so each call writes the same text there.) */
+        _cleanup_free_ struct delivery_outcome *o = xcalloc(rq->n_rcpts ? rq->n_rcpts : 1, sizeof *o);
+        bool any_marked = false;
+        for (size_t i = 0; i < rq->n_rcpts; i++) {
+                struct rcpt *r = &rq->rcpts[i];
+                if (r->status != RCPT_ACCEPTED)
+                        continue;
+                bool marked = false;
+                o[i] = happened;
+                if (delivery_record_outcome_unsynced(rq->agent->queue, rq->qfd, rq->queue_id, r->index, r->q,
+                                                     relay, &o[i], &marked) < 0)
+                        o[i] = happened; /* as in request_rcpt_final */
+                any_marked |= marked;
+        }
+        /* One fdatasync for all the marks, before any of them is logged or reported: a crash before it
+         * sends the message again to every one of these recipients, never to some only. */
+        if (any_marked)
+                (void)delivery_sync_marks(rq->qfd, rq->queue_id); /* failure: as request_rcpt_final */
+        for (size_t i = 0; i < rq->n_rcpts; i++)
+                if (rq->rcpts[i].status == RCPT_ACCEPTED)
+                        rcpt_settle(rq, &rq->rcpts[i], relay, &o[i]);
 }
 
 static void set_last(struct request *rq, const char *dsn, const char *reason, bool permanent)
@@ -448,6 +483,7 @@ void request_start(struct agent *a, int fd)
 
 static const struct session_ops request_session_ops = {
         .rcpt_final = request_rcpt_final,
+        .accepted_final = request_accepted_final,
         .failed = request_session_failed,
         .done = request_session_done,
         .reuse_failed = request_reuse_failed,

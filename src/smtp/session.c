@@ -607,9 +607,7 @@ static void on_reply(struct session *s, const struct smtp_reply *r)
                         st = RCPT_DEFERRED;
                         snprintf(dsn, sizeof dsn, "4.5.0");
                 }
-                for (size_t i = 0; i < rq->n_rcpts; i++)
-                        if (rq->rcpts[i].status == RCPT_ACCEPTED)
-                                s->ops->rcpt_final(rq, &rq->rcpts[i], s->relay, st, dsn, reason);
+                s->ops->accepted_final(rq, s->relay, st, dsn, reason);
                 transaction_end(s, cls != 3);
                 return;
         }

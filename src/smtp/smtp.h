@@ -132,6 +132,9 @@ struct session_ops {
         /* The recipient's status changed (final ones are logged and marked). */
         void (*rcpt_final)(struct request *rq, struct rcpt *r, const char *relay, enum rcpt_status st,
                            const char *dsn, const char *reason);
+        /* Every accepted recipient shares one answer (to DATA): marked together, one fdatasync for all. */
+        void (*accepted_final)(struct request *rq, const char *relay, enum rcpt_status st, const char *dsn,
+                               const char *reason);
         /* No delivery to this address before the transaction began: try the next. */
         void (*failed)(struct request *rq, const char *dsn, const char *reason, bool permanent);
         /* The transaction is over (every recipient the session was given is final). */

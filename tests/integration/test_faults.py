@@ -669,6 +669,39 @@ def test_agent_killed_after_its_record_is_logged_as_sent(mail_instance):
     assert "status=deferred" not in log, f"a delivered recipient was logged as deferred:\n{log[-3000:]}"
 
 
+def test_smtp_killed_after_marks_resends_to_nobody(mail_instance):
+    """A relays one message with four recipients to B in one transaction; A's smtp dies right after it made
+    the recipients' marks durable, before it logs or reports. smtp marks every recipient that shared the
+    answer to DATA and makes them durable with one fdatasync, so that one kill finds all four recorded:
+    qmgr settles them as sent and B gets one copy per recipient. (One fdatasync per recipient would die
+    after the first: the other three were sent to B again.)"""
+    if not SHIM.exists():
+        pytest.fail(f"{SHIM} is not built; run ninja -C {BUILD}")
+    def prepare(inst):
+        if inst.name.endswith("-a"):
+            inst.env.update({"LD_PRELOAD": str(SHIM), "POSTD_FAULTS_KILL_AFTER_MARK": "smtp"})
+        else:
+            # every recipient lands in TEST_USER's mailbox; smtpd accepts the extensions unchecked
+            inst.postconf("recipient_delimiter = +", "local_recipient_maps =")
+
+    a, b = relay_pair(mail_instance, "smtpmark", prepare=prepare)
+    token = uuid.uuid4().hex
+    rcpts = [f"{TEST_USER}+{i}@localhost" for i in range(4)]
+    with smtplib.SMTP("127.0.0.1", a.port, timeout=60) as s:
+        s.sendmail("alice@example.org", rcpts, message(token))
+    wait_for(lambda: ": removed" in a.logtext(), 60, "A to remove the message")
+    log = a.logtext()
+    assert re.search(r"warning: process \S*/smtp pid \d+ killed by signal 9", log), \
+        f"the shim did not kill smtp after the marks; A's maillog:\n{log[-3000:]}"
+    sent = re.findall(r"status=sent \(recorded by the delivery agent", log)
+    assert len(sent) == len(rcpts), f"want {len(rcpts)} recorded recipients settled by qmgr:\n{log[-3000:]}"
+    wait_for(lambda: b.mbox(TEST_USER).count(f"Subject: fault {token}".encode()) >= len(rcpts), 60,
+             "B to deliver a copy per recipient")
+    time.sleep(1)  # bounded: a late duplicate would show up by now (B delivers in milliseconds)
+    copies = b.mbox(TEST_USER).count(f"Subject: fault {token}".encode())
+    assert copies == len(rcpts), f"B got {copies} copies for {len(rcpts)} recipients:\n{b.logtext()[-3000:]}"
+
+
 def maildir_copies(token):
     """Files of ~TEST_USER/Maildir/{new,cur} holding token (other tests may deliver there at the same time)."""
     home = pathlib.Path(pwd.getpwnam(TEST_USER).pw_dir)

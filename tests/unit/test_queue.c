@@ -542,11 +542,11 @@ TEST(mark_done_survives_reopen)
         CHECK_INT(queue_read_fd(fd, &data, &len), 0);
         struct qfile_msg out;
         CHECK_INT(qfile_decode(data, len, &out, NULL), 0);
-        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[1], QFILE_RCPT_DELIVERED, 1234567, "2.0.0"), 0);
-        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[2], QFILE_RCPT_BOUNCED, 1234568, "5.1.1"), 0);
-        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[0], QFILE_RCPT_DELIVERED, 1, "bad status"), -EINVAL);
+        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[1], QFILE_RCPT_DELIVERED, 1234567, "2.0.0", 0), 0);
+        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[2], QFILE_RCPT_BOUNCED, 1234568, "5.1.1", 0), 0);
+        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[0], QFILE_RCPT_DELIVERED, 1, "bad status", 0), -EINVAL);
         struct qfile_rcpt bogus = {.slot_offset = 33};
-        CHECK_INT(queue_mark_rcpt(fd, &bogus, QFILE_RCPT_DELIVERED, 1, "2.0.0"), -EINVAL);
+        CHECK_INT(queue_mark_rcpt(fd, &bogus, QFILE_RCPT_DELIVERED, 1, "2.0.0", 0), -EINVAL);
         qfile_msg_done(&out);
         free(data);
         close(fd);
@@ -614,7 +614,7 @@ TEST(attempt_record_then_mark)
         CHECK_INT(load(q, id, QUEUE_ACTIVE, &out, &data), 0); /* the checksum does not cover slots */
         CHECK_INT(out.rcpts[0].state, QFILE_RCPT_PENDING);
         CHECK_INT(out.rcpts[1].state, QFILE_RCPT_ATTEMPTED);
-        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0"), 0);
+        CHECK_INT(queue_mark_rcpt(fd, &out.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0", 0), 0);
         qfile_msg_done(&out);
         free(data);
         close(fd);
@@ -659,7 +659,7 @@ TEST(delivery_locks_are_per_recipient)
         CHECK(d3 == NULL);
 
         /* Marked by the first, then released: the next delivery sees it done. */
-        CHECK_INT(queue_mark_rcpt(fd1, &m1.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0"), 0);
+        CHECK_INT(queue_mark_rcpt(fd1, &m1.rcpts[1], QFILE_RCPT_DELIVERED, 5, "2.0.0", 0), 0);
         qfile_msg_done(&m1);
         free(d1);
         close(fd1);

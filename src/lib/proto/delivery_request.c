@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "delivery.h"
@@ -161,12 +162,14 @@ bool delivery_soft_bounce_dsn(char *dsn, size_t size)
         return true;
 }
 
-int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
-                            struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o)
+int delivery_record_outcome_unsynced(struct queue *q, int qfd, const char *queue_id, size_t idx,
+                                     struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o,
+                                     bool *ret_marked)
 {
         /* Postfix's safety net while testing: the mail stays queued, the code says "try again". Valid
          * until the next call: every agent reports o before recording the next recipient. */
         static char soft_dsn[16];
+        *ret_marked = false;
         if (o->status == DELIVERY_BOUNCED) {
                 snprintf(soft_dsn, sizeof soft_dsn, "%s", o->dsn ? o->dsn : "");
                 if (delivery_soft_bounce_dsn(soft_dsn, sizeof soft_dsn)) {
@@ -187,16 +190,36 @@ int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size
         }
         if (o->status == DELIVERY_DEFERRED)
                 return 0;
-        /* Durable before qmgr hears of it: a crash from here on never delivers this recipient twice. */
         int r = queue_mark_rcpt(qfd, rcpt,
                                 o->status == DELIVERY_SENT ? QFILE_RCPT_DELIVERED : QFILE_RCPT_BOUNCED,
-                                delivery_now_usec(), o->dsn);
+                                delivery_now_usec(), o->dsn, QUEUE_NOSYNC);
         if (r < 0) {
                 msg_warn("%s: cannot mark recipient %s done: %s", queue_id, rcpt->address, strerror(-r));
                 *o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0", "cannot update queue file"};
                 return r;
         }
+        *ret_marked = true;
         return 0;
+}
+
+int delivery_sync_marks(int qfd, const char *queue_id)
+{
+        if (fdatasync(qfd) == 0)
+                return 0;
+        int r = -errno;
+        msg_warn("%s: cannot make the recipients' marks durable: %s", queue_id, strerror(-r));
+        return r;
+}
+
+int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
+                            struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o)
+{
+        bool marked;
+        int r = delivery_record_outcome_unsynced(q, qfd, queue_id, idx, rcpt, relay, o, &marked);
+        /* Durable before qmgr hears of it: a crash from here on never delivers this recipient twice. */
+        if (r >= 0 && marked && (r = delivery_sync_marks(qfd, queue_id)) < 0)
+                *o = (struct delivery_outcome){DELIVERY_DEFERRED, "4.3.0", "cannot update queue file"};
+        return r;
 }
 
 /* The largest reply: every recipient with the longest reason, index and status code, fits in one message. */

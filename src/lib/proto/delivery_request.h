@@ -97,6 +97,16 @@ bool delivery_rcpt_already_done(const struct qfile_rcpt *rcpt, struct delivery_o
  */
 int delivery_record_outcome(struct queue *q, int qfd, const char *queue_id, size_t idx,
                             struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o);
+/*
+ * The same without the fdatasync(): *ret_marked says whether a mark was written. A caller recording several
+ * recipients of one delivery at once (the smtp client after the answer to DATA) makes all of them durable
+ * with one delivery_sync_marks() before it reports or logs any of them.
+ */
+int delivery_record_outcome_unsynced(struct queue *q, int qfd, const char *queue_id, size_t idx,
+                                     struct qfile_rcpt *rcpt, const char *relay, struct delivery_outcome *o,
+                                     bool *ret_marked);
+/* fdatasync() of the marks written on qfd; a warning naming queue_id and -errno on failure. */
+int delivery_sync_marks(int qfd, const char *queue_id);
 
 /*
  * Append one {rcpt_index, status, dsn, reason} group to a reply (the reason cut to

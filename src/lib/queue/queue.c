@@ -823,13 +823,13 @@ static int write_slot(int fd, const struct qfile_rcpt *r, const uint8_t slot[sta
 }
 
 int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state state, uint64_t done_usec,
-                    const char *dsn_status)
+                    const char *dsn_status, unsigned flags)
 {
         if (!slot_offset_ok(r))
                 return -EINVAL;
         uint8_t slot[QFILE_STATUS_SLOT_LEN];
         int k = qfile_encode_slot(state, done_usec, dsn_status, slot);
-        return k < 0 ? k : write_slot(fd, r, slot, true);
+        return k < 0 ? k : write_slot(fd, r, slot, !(flags & QUEUE_NOSYNC));
 }
 
 int queue_write_rcpt_slot(int fd, const struct qfile_rcpt *r, bool sync)

@@ -176,11 +176,11 @@ int queue_read_fd(int fd, char **ret_data, size_t *ret_len);
 
 /*
  * Record in place that recipient r (as decoded from the file open on fd) is done: one pwrite() of its
- * status slot, then fdatasync(). The rest of the file is untouched, so a partly delivered message needs
+ * status slot, then fdatasync() (not with QUEUE_NOSYNC: the caller syncs several marks at once). The rest of the file is untouched, so a partly delivered message needs
  * no rewrite and a crash leaves either the old or the new slot (the slot never spans a disk sector).
  */
 int queue_mark_rcpt(int fd, const struct qfile_rcpt *r, enum qfile_rcpt_state state, uint64_t done_usec,
-                    const char *dsn_status);
+                    const char *dsn_status, unsigned flags);
 /* Write r's status slot as r says (any state, the attempted one included: qfile_encode_rcpt_slot), in place
  * like queue_mark_rcpt(); fdatasync() only with sync, so that a caller can make several durable at once. */
 int queue_write_rcpt_slot(int fd, const struct qfile_rcpt *r, bool sync);
