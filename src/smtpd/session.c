@@ -799,6 +799,8 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
         /* The first accepted recipient claims the queue file opened at MAIL, or opens one now. */
         s->pending_rcpt = *c;
         *c = (struct smtp_cmd){0};
+        if (s->early == EARLY_OPEN && cleanup_submit_failed(s->early_sub))
+                early_drop(s); /* cleanup went away since: open afresh below */
         if (s->early == EARLY_OPEN) {
                 s->sub = s->early_sub;
                 s->early_sub = NULL;
