@@ -1,6 +1,7 @@
 """test_smtpd.py: the SMTP server role in a real instance: replies, relay control, smuggling, TLS, hand-off."""
 import os
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -554,4 +555,30 @@ def test_queue_file_opened_at_mail_is_private_until_a_recipient_is_accepted(mail
     qid = rep.rsplit(" ", 1)[1]
     assert os.stat(incoming / qid).st_ino == inode, "the accepted message is not in the file opened at MAIL"
     assert inst.logtext().count(f"{qid}: client=unknown[127.0.0.1]") == 1, inst.logtext()
+    r.cmd("QUIT")
+
+
+def test_queue_file_opened_at_mail_survives_cleanup_dying_before_rcpt(mail_instance):
+    """cleanup dies between MAIL (when smtpd asked it for the queue file) and the first RCPT: smtpd does not
+    claim the broken connection but opens the file afresh with the cleanup the master starts next, so the
+    message is queued as if nothing happened (no 451 later at DATA)."""
+    inst = smtpd_instance(mail_instance, "", WITH_CLEANUP)
+    wait_port(inst.port)
+    incoming = inst.spool / "incoming"
+    r = Raw(inst.port)
+    r.reply()
+    r.cmd("EHLO x")
+    assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
+    wait_for(lambda: len(os.listdir(incoming)) == 1, 10, "cleanup to create the queue file after MAIL")
+    pids = inst.daemon_pids("cleanup")
+    assert pids, "no cleanup process"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids), 10, "cleanup to be gone")
+    assert r.cmd(f"RCPT TO:<{TEST_USER}@localhost>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    r.send(b"Subject: after the kill\r\n\r\nbody\r\n.\r\n")
+    rep = r.reply()
+    assert rep.startswith("250 2.0.0 Ok: queued as "), rep
+    assert rep.rsplit(" ", 1)[1] in inst.queue_files("incoming")
     r.cmd("QUIT")
