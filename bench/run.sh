@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh: benchmark postd against Debian's Postfix 3.7 on this machine, same durability, alternating runs.
 #
-# Usage (as root, Debian 12): bench/run.sh [throughput|sessions|deferred|instances|profile|phases|all|setup] [ARGS]
+# Usage (as root, Debian 12): bench/run.sh [throughput|sessions|deferred|instances|systemd-instances|profile|phases|all|setup] [ARGS]
 # (default throughput: bench/bench.py; ARGS go to the script).
 # Environment: BENCH_MESSAGES (default 10000: messages of the 20-session 1 KiB runs; the -s 1 and 100 KiB
 # runs send a fifth of it), BENCH_ROUNDS (default 2, at least 2), BENCH_KEEP=1 keeps the temp dir.
@@ -111,14 +111,16 @@ deferred) run_py "$top/bench/deferred.py" "$@" ;;
 instances) run_py "$top/bench/many_instances.py" "$@" ;;
 profile) run_py "$top/bench/profile_one.py" "$@" ;;
 phases) run_py "$top/bench/phases.py" "$@" ;;
+systemd-instances) run_py "$top/bench/instances_systemd.py" "$@" ;;
 all)
         run_py "$top/bench/bench.py"
         run_py "$top/bench/profile_one.py"
         run_py "$top/bench/phases.py"
         run_py "$top/bench/deferred.py"
         run_py "$top/bench/many_instances.py"
+        run_py "$top/bench/instances_systemd.py"
         run_py "$top/bench/sessions.py"
         ;;
-*) die "unknown benchmark '$what' (setup, throughput, sessions, deferred, instances, profile, phases, all)" ;;
+*) die "unknown benchmark '$what' (setup, throughput, sessions, deferred, instances, profile, phases, systemd-instances, all)" ;;
 esac
 echo "bench: Postfix stays installed but disabled (systemctl disable postfix; nothing of it runs)."
