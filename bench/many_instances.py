@@ -126,6 +126,16 @@ def run_side(insts, postmulti, env, idle):
     pids = [p for inst in insts for p in cgroup_pids(inst)]
     rss = sum(kib(p, "status", "VmRSS") for p in pids)
     pss = sum(kib(p, "smaps_rollup", "Pss") for p in pids)
+    by_name = {}
+    for p in pids:
+        try:
+            comm = pathlib.Path(f"/proc/{p}/comm").read_text().strip()
+        except OSError:
+            continue
+        by_name.setdefault(comm, []).append((kib(p, "status", "VmRSS"), kib(p, "smaps_rollup", "Pss")))
+    for comm, mem in sorted(by_name.items()):
+        print(f"  {name}: {len(mem)} x {comm}: mean RSS {sum(m[0] for m in mem) / len(mem) / 1024:.2f} MiB, "
+              f"mean PSS {sum(m[1] for m in mem) / len(mem) / 1024:.2f} MiB", flush=True)
     silent = [i.port for i in insts if not banner(i.port)]
     if silent:
         raise bench.BenchError(f"{name}: {len(silent)} instances listen but send no 220 banner: ports {silent[:10]}")
@@ -149,6 +159,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--instances", type=int, default=50)
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idling before memory is summed")
+    ap.add_argument("--postd-only", action="store_true",
+                    help="only postd's side (no Postfix instances, no comparison table): to iterate on postd")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("many_instances.py: run as root (bench/run.sh instances)")
@@ -163,7 +175,7 @@ def main():
     try:
         sink = bench.free_port()  # nothing is sent
         ports = listen_ports(2 * n)
-        pf = [bench.Postfix(base / f"pf{k}", sink, ports[k]) for k in range(n)]
+        pf = [] if args.postd_only else [bench.Postfix(base / f"pf{k}", sink, ports[k]) for k in range(n)]
         pd = [bench.Postd(base / f"pd{k}", sink, ports[n + k]) for k in range(n)]
         sides = [pf, pd]
         pd_default = base / "postd-default"
@@ -175,19 +187,21 @@ def main():
               f"{n} instances each", flush=True)
         env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
         dirs = ", ".join(str(i.etc) for i in pf)
-        with bench.DefaultMainCf(dirs, param="multi_instance_directories"):
-            bench.wait_quiet()
-            try:
-                res["Postfix"] = run_side(pf, "/usr/sbin/postmulti", env, args.idle)
-            finally:
-                stop_all(pf)
+        if pf:
+            with bench.DefaultMainCf(dirs, param="multi_instance_directories"):
+                bench.wait_quiet()
+                try:
+                    res["Postfix"] = run_side(pf, "/usr/sbin/postmulti", env, args.idle)
+                finally:
+                    stop_all(pf)
         bench.wait_quiet()
         try:
             res["postd"] = run_side(pd, str(bench.POSTD_BIN / "postmulti"),
                                     dict(env, POSTD_DEFAULT_CONFIG_DIR=str(pd_default)), args.idle)
         finally:
             stop_all(pd)
-        print_table(n, res, meta)
+        if pf:
+            print_table(n, res, meta)
     finally:
         for side in sides:
             stop_all(side)
