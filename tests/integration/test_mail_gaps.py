@@ -96,6 +96,23 @@ def test_postqueue_shows_defer_reasons(mail_instance):
             raise AssertionError(inst.logtext())
     wait_for(lambda: qid in inst.queue_files("deferred"), 20, "the message in deferred/")
     inst.stop()
+    # A deferred message without a defer log beside it (the listing learns which have one from a single
+    # read of defer/): no reason line for it, its neighbour keeps its reasons.
+    r = run("queue-inject", "-c", inst.etc, "-n", "-f", "other@example.test", "d@example.test",
+            input="Subject: other\n\nhi\n")
+    assert r.returncode == 0, r.stderr
+    other = r.stdout.strip()
+    os.rename(inst.spool / "incoming" / other, inst.spool / "deferred" / other)
+    assert qid in inst.queue_files("defer") and other not in inst.queue_files("defer")
+    r = inst.cmd("postqueue", "-p")
+    assert r.returncode == 0, r.stderr
+    blocks = r.stdout.split("\n", 1)[1].split("\n\n")  # after the heading line
+    [entry] = [e for e in blocks if e.startswith(f"{other} ")]
+    assert entry.split("\n")[1:] == [" " * 41 + "d@example.test"]
+    objs = [json.loads(line) for line in inst.cmd("postqueue", "-j").stdout.splitlines()]
+    assert [o["queue_id"] for o in objs] == sorted([qid, other])
+    assert [o["recipients"] for o in objs if o["queue_id"] == other] == [[{"address": "d@example.test"}]]
+    os.unlink(inst.spool / "deferred" / other)
 
     refused = f"connect to 127.0.0.1[127.0.0.1]:{dead}: Connection refused"
     loop = ("mail for loop.example loops back to myself (if this host is the final destination for "

@@ -1,11 +1,13 @@
 """test_postqueue.py: postqueue -p/-j listings and postsuper -d/-h/-H/-r on real queue files."""
 import json
+import os
 import re
+import subprocess
 import time
 
 import pytest
 
-from conftest import run
+from conftest import run, tool
 from mailinstance import TEST_USER
 
 MASTER_CF = "cleanup   unix  n       -       n       -       0       cleanup\n"
@@ -73,6 +75,57 @@ def test_listing_layout(inst):
     assert isinstance(objs[0]["arrival_time"], int) and abs(objs[0]["arrival_time"] - time.time()) < 120
     assert objs[0]["recipients"] == [{"address": "r1@example.test"}, {"address": "r2@example.test"}]
     assert objs[1]["sender"] == "" and objs[1]["recipients"] == [{"address": f"{TEST_USER}@localhost"}]
+
+
+def fill_deferred(inst, n):
+    r = subprocess.run([tool("fill_deferred"), "-c", str(inst.etc), "-n", str(n)], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, **inst.env))
+    assert r.returncode == 0, r.stderr
+    return inst.queue_files("deferred")
+
+
+def test_listing_of_many_messages_and_a_long_envelope(inst):
+    """The listing reads a queue's files in windows, by more than one thread, and each file's envelope
+    from a first chunk: the entries still come in queue ID order with one heading, and an envelope longer
+    than the first chunk (many recipients) is read whole."""
+    deferred = fill_deferred(inst, 700)
+    assert len(deferred) == 700
+    rcpts = [f"recipient-number-{i:03d}-with-a-long-local-part@example.test" for i in range(150)]
+    big = inject(inst, "bulk@example.test", *rcpts)
+    assert (inst.spool / "incoming" / big).stat().st_size > 2 * 4096  # 150 x (32-byte slot + address)
+    r = inst.cmd("postqueue", "-p")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(HEADING) == 1 and r.stdout.startswith(HEADING + "\n")
+    entries = r.stdout[len(HEADING) + 1:].split("\n\n")
+    trailer = entries.pop()
+    ids = [e.split()[0] for e in entries]
+    assert ids == [big] + deferred
+    assert entries[0].split("\n")[1:] == [" " * 41 + a for a in rcpts]
+    sizes = [int(e.split()[1]) for e in entries]
+    assert trailer == f"-- {sum(sizes) // 1024} Kbytes in 701 Requests.\n"
+    for e in entries[1:]:
+        assert e.split("\n")[1] == " " * 41 + "someone@deferred.example", e
+
+    r = inst.cmd("postqueue", "-j")
+    assert r.returncode == 0, r.stderr
+    objs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [o["queue_id"] for o in objs] == [big] + deferred
+    assert [o["message_size"] for o in objs] == sizes
+    assert [a["address"] for a in objs[0]["recipients"]] == rcpts
+
+
+def test_listing_skips_files_that_are_no_message(inst):
+    """A name of the queue ID shape that holds no readable envelope (empty, truncated in the envelope,
+    foreign) is skipped; a later message still lists."""
+    good = inject(inst, "a@example.test", "b@example.test")
+    data = (inst.spool / "incoming" / good).read_bytes()
+    for name, content in (("1000001", b""), ("1000002", data[:40]), ("1000003", b"From x\n" * 2000)):
+        (inst.spool / "deferred" / name).write_bytes(content)
+    r = inst.cmd("postqueue", "-p")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(HEADING + f"\n{good} ")
+    assert r.stdout.endswith(" in 1 Request.\n")
+    assert [json.loads(line)["queue_id"] for line in inst.cmd("postqueue", "-j").stdout.splitlines()] == [good]
 
 
 def test_postsuper_hold_release_requeue_delete(inst):

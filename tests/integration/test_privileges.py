@@ -294,3 +294,24 @@ def test_postqueue_for_an_ordinary_user_goes_through_showq(mail_instance):
     # The role runs under its own allow-list too.
     for pid in inst.daemon_pids("showq"):
         assert filters(pid)[0] == 2
+
+
+def test_showq_lists_a_large_queue_with_threads_under_its_filter(mail_instance):
+    """The listing of a queue of several windows starts threads; the showq service does it under its
+    seccomp allow-list and answers the user exactly what root's own listing prints."""
+    inst = mail_instance(master_cf=MASTER_CF + SHOWQ_LINE)
+    inst.start()
+    inst.stop()
+    r = subprocess.run([tool("fill_deferred"), "-c", str(inst.etc), "-n", "600"], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, **inst.env))
+    assert r.returncode == 0, r.stderr
+    inst.start()
+    env = {"POSTD_DEFAULT_CONFIG_DIR": str(inst.etc)}
+    for flag in ("-p", "-j"):
+        want = inst.cmd("postqueue", flag)
+        assert want.returncode == 0, want.stderr
+        got = as_user([tool("postqueue"), flag], env)
+        assert got.returncode == 0, got.stderr + inst.logtext()[-2000:]
+        assert got.stdout == want.stdout
+    assert want.stdout.count("\n") == 600
+    assert "killed by its seccomp filter" not in inst.logtext()

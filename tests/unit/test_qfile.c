@@ -782,3 +782,42 @@ TEST(split_decode_agrees_with_decode)
         CHECK_INT(split, -EBADMSG);
         buf_done(&b);
 }
+
+/* A listing reads only a first chunk of each file: every prefix short of the content record's header asks
+ * for more (-ENODATA, never "malformed"), every longer one gives the whole envelope without the content. */
+TEST(envelope_decode_of_every_prefix)
+{
+        struct qfile_msg in = full_msg();
+        struct buf b = BUF_INIT;
+        CHECK_INT(qfile_encode_all(&in, &b), 0);
+        size_t content_at = b.len - in.content_len - QFILE_REC_HDR_LEN - QFILE_END_PAYLOAD_LEN;
+        for (size_t len = 0; len <= b.len; len++) {
+                char *copy = xmalloc(len ? len : 1);
+                memcpy(copy, b.data, len);
+                struct qfile_msg out;
+                int r = qfile_decode_flags(copy, len, QFILE_DECODE_ENVELOPE, &out, NULL);
+                free(copy);
+                int want = len == 0 ? -EBADMSG : len < content_at ? -ENODATA : 0;
+                if (r != want) {
+                        unit_fail(__FILE__, __LINE__, "prefix of %zu of %zu bytes: %d, expected %d", len,
+                                  b.len, r, want);
+                        break;
+                }
+                if (r < 0)
+                        continue;
+                CHECK(out.content == NULL);
+                CHECK_INT(out.content_len, in.content_len);
+                CHECK(out.arrival_usec == in.arrival_usec);
+                CHECK_STR(out.sender, in.sender);
+                CHECK_INT(out.n_rcpts, in.n_rcpts);
+                CHECK_STR(out.rcpts[2].address, in.rcpts[2].address);
+                CHECK_INT(out.rcpts[2].state, QFILE_RCPT_BOUNCED);
+                qfile_msg_done(&out);
+        }
+        /* Malformed stays malformed, however short: a bad magic, a record out of order. */
+        struct qfile_msg out;
+        CHECK_INT(qfile_decode_flags("\x89PDX", 4, QFILE_DECODE_ENVELOPE, &out, NULL), -EBADMSG);
+        b.data[QFILE_HEADER_LEN] = QFILE_REC_SENDER;
+        CHECK_INT(qfile_decode_flags(b.data, b.len, QFILE_DECODE_ENVELOPE, &out, NULL), -EBADMSG);
+        buf_done(&b);
+}

@@ -471,6 +471,13 @@ static int fail(struct decoder *d, uint64_t offset, const char *reason)
         return -EBADMSG;
 }
 
+/* The data ends too soon: malformed for a whole file, but only "read more" for an envelope prefix. */
+static int truncated(struct decoder *d, uint64_t offset, const char *reason)
+{
+        int r = fail(d, offset, reason);
+        return d->flags & QFILE_DECODE_ENVELOPE ? -ENODATA : r;
+}
+
 /* A string field: bounded, no NUL, copied so callers get C strings. */
 static char *take_string(const uint8_t *p, size_t n)
 {
@@ -681,7 +688,7 @@ static int decode(struct decoder *d, struct qfile_msg *m)
         if (memcmp(data, QFILE_MAGIC, mlen) != 0)
                 return fail(d, 0, "bad magic: not a postd queue file");
         if (len < QFILE_HEADER_LEN)
-                return fail(d, len, "truncated header");
+                return truncated(d, len, "truncated header");
         uint32_t version = get_le32(data + 8);
         if (version < QFILE_VERSION_MIN || version > QFILE_VERSION) {
                 fail(d, 8, "unsupported queue file version");
@@ -697,8 +704,8 @@ static int decode(struct decoder *d, struct qfile_msg *m)
         size_t pos = QFILE_HEADER_LEN;
         while (phase != DONE) {
                 if (len - pos < QFILE_REC_HDR_LEN)
-                        return fail(d, pos,
-                                    pos == len ? "truncated: no end record" : "truncated record header");
+                        return truncated(
+                                d, pos, pos == len ? "truncated: no end record" : "truncated record header");
                 uint8_t type = data[pos];
                 size_t plen = get_le32(data + pos + 1);
                 size_t start = pos + QFILE_REC_HDR_LEN;
@@ -707,8 +714,9 @@ static int decode(struct decoder *d, struct qfile_msg *m)
                 bool gap_here = d->gap && type == QFILE_REC_CONTENT;
                 if (gap_here && (start != d->gap_at || plen != d->gap_len))
                         return fail(d, pos, "truncated record");
-                if (!gap_here && plen > len - start)
-                        return fail(d, pos, "truncated record");
+                bool envelope_end = type == QFILE_REC_CONTENT && (d->flags & QFILE_DECODE_ENVELOPE);
+                if (!gap_here && !envelope_end && plen > len - start)
+                        return truncated(d, pos, "truncated record");
 
                 int r = 0;
                 switch (type) {
@@ -765,6 +773,10 @@ static int decode(struct decoder *d, struct qfile_msg *m)
                                 d->crc_pos = start;
                                 m->content = NULL;
                                 plen = 0; /* the end record follows in data */
+                        }
+                        if (envelope_end) {
+                                m->content = NULL;
+                                return 0;
                         }
                         break;
                 case QFILE_REC_END: {

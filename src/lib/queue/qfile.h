@@ -171,6 +171,10 @@ int qfile_decode(const void *data, size_t len, struct qfile_msg *ret, struct qfi
 enum {
         QFILE_DECODE_IGNORE_CHECKSUM =
                 1 << 0, /* for fuzzing and for showing a damaged file; never for delivery */
+        /* data is a prefix of the file: decode up to and including the content record's header and stop
+         * (content_len set, content NULL, neither content nor checksum read). -ENODATA when the prefix
+         * ends before that header: read more of the file. For listings only, never for delivery. */
+        QFILE_DECODE_ENVELOPE = 1 << 1,
 };
 /* qfile_decode() with QFILE_DECODE_* flags. */
 int qfile_decode_flags(const void *data, size_t len, unsigned flags, struct qfile_msg *ret,
