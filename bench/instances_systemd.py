@@ -61,15 +61,20 @@ for pid in os.listdir("/proc"):
         procs += 1
     except OSError:
         pass
-bad = []
-for port in map(int, sys.argv[1:]):
+import time
+def banner(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
             c.settimeout(10)
-            if not c.recv(100).startswith(b"220"):
-                bad.append(port)
+            return c.recv(100).startswith(b"220")
     except OSError:
-        bad.append(port)
+        return False
+bad = [int(p) for p in sys.argv[1:]]
+for _ in range(30):  # bounded: 30 rounds a second apart for the slowest instance
+    bad = [p for p in bad if not banner(p)]
+    if not bad:
+        break
+    time.sleep(1)
 print(json.dumps({"rss_kib": rss, "pss_kib": pss, "procs": procs, "units": len(units), "bad_ports": bad}))
 '''
 
@@ -139,18 +144,24 @@ def create_instances(c, ports, master_cf, postmulti):
 
 def measure(c, ports, unit):
     c.sh("systemctl daemon-reload")
-    out = c.sh(f"t0=$(date +%s%N); systemctl start {unit}; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 ))")
-    start_ms = int(out.strip().splitlines()[-1])
+    out = c.sh(f"t0=$(date +%s%N); systemctl start {unit} 2>/dev/null; rc=$?; t1=$(date +%s%N); "
+               "echo $(( (t1 - t0) / 1000000 )) $rc")
+    start_ms, start_rc = map(int, out.strip().splitlines()[-1].split())
     c.write("/root/probe.py", PROBE)
     c.sh("sleep 10")
     got = json.loads(c.sh(f"python3 /root/probe.py {' '.join(map(str, ports))}").strip().splitlines()[-1])
     if got["bad_ports"]:
-        raise bench.BenchError(f"{unit}: ports without a 220 banner: {got['bad_ports'][:10]}")
+        # Reported, not fatal: an instance that did not start in time is a result (Debian's postfix@ units
+        # run configure-instance.sh first, and 50 of them at once can exceed TimeoutStartSec on 2 CPUs).
+        failed = c.sh("systemctl --no-legend --no-pager list-units --state=failed 'postfix@*' | wc -l")
+        print(f"  {unit}: {len(got['bad_ports'])} of {len(ports)} ports without a 220 banner after 30 s; "
+              f"systemctl start exited {start_rc}; failed units: {failed.strip()}", flush=True)
     times = []
     for _ in range(5):
         out = c.sh("t0=$(date +%s%N); postmulti -l >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 ))")
         times.append(int(out.strip().splitlines()[-1]) / 1000)
     got["start_ms"] = start_ms
+    got["answering"] = len(ports) - len(got["bad_ports"])
     got["postmulti_l_ms"] = sorted(times)[2]
     return got
 
@@ -208,7 +219,7 @@ def run_postfix(n, ports, tag):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=49, help="instances besides the default one (default 49: 50 in all)")
-    ap.add_argument("--postd-only", action="store_true", help="skip the Postfix side")
+    ap.add_argument("--only", choices=("postd", "Postfix"), help="run one side only")
     args = ap.parse_args()
     if not 1 <= args.n <= 500:
         raise bench.BenchError("-n must be 1..500")
@@ -221,19 +232,21 @@ def main():
     print(f"systemd-instances: {meta['date']}; {meta['machine']}; {args.n} instances + the default one, "
           f"each side in its own nspawn container", flush=True)
     results = {}
-    sides = [("postd", run_postd)] + ([] if args.postd_only else [("Postfix", run_postfix)])
+    sides = [(name, fn) for name, fn in (("postd", run_postd), ("Postfix", run_postfix))
+             if args.only in (None, name)]
     for name, fn in sides:
         r = fn(args.n, ports, os.getpid())
         results[name] = r
-        print(f"  {name:8} start {r['start_ms']} ms, {r['units']} units, {r['procs']} processes, "
+        print(f"  {name:8} start {r['start_ms']} ms, {r['answering']} answering, {r['units']} units, {r['procs']} processes, "
               f"idle RSS {r['rss_kib'] / 1024:.1f} MiB, PSS {r['pss_kib'] / 1024:.1f} MiB, "
               f"postmulti -l {r['postmulti_l_ms']:.1f} ms", flush=True)
-    if "Postfix" in results:
+    if len(results) == 2:
         pf, pd = results["Postfix"], results["postd"]
         print()
         print(f"| {f'{args.n + 1} instances under systemd':34} | {'Postfix':>9} | {'postd':>9} | postd/Postfix |")
         print(f"|{'-' * 36}|{'-' * 10}:|{'-' * 10}:|{'-' * 14}:|")
-        for title, key, scale in (("systemctl start, all started, ms", "start_ms", 1),
+        for title, key, scale in (("systemctl start returned, ms", "start_ms", 1),
+                                  ("instances answering 220", "answering", 1),
                                   ("idle processes", "procs", 1),
                                   ("summed idle RSS, MiB", "rss_kib", 1024),
                                   ("summed idle PSS, MiB", "pss_kib", 1024),
