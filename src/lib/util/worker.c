@@ -138,10 +138,11 @@ static int loop_get(sd_event *e, struct loop **ret)
         return 0;
 }
 
-/* A forked child has only the forking thread: it starts its own threads if it needs any. The jobs the
- * parent's threads ran or waited for belong to the parent. */
+/* A forked child has only the forking thread: it starts its own threads (and eventfds: the parent's are
+ * shared with it) if it needs any. The jobs the parent's threads ran or waited for belong to the parent. */
 static void atfork_child(void)
 {
+        loops = NULL;
         pthread_mutex_init(&lock, NULL);
         pthread_cond_init(&wake, NULL);
         wait_head = wait_tail = NULL;
