@@ -417,8 +417,7 @@ int ipc_conn_read(struct ipc_conn *c)
                                    */
                 /* Straight into the input buffer: message content passes through here. */
                 buf_reserve(&c->in, IPC_READ_CHUNK);
-                size_t room = c->in.cap - c->in.len - 1;
-                ssize_t n = recv(c->fd, c->in.data + c->in.len, room, MSG_DONTWAIT);
+                ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1, MSG_DONTWAIT);
                 if (n == 0) {
                         c->eof = true;
                         return 0;
@@ -432,10 +431,6 @@ int ipc_conn_read(struct ipc_conn *c)
                 }
                 c->in.len += (size_t)n;
                 c->in.data[c->in.len] = '\0';
-                /* Less than asked: a stream socket had no more. Another recv would fail with EAGAIN (or
-                 * see EOF); the caller's io source is level-triggered and wakes again (issue 19). */
-                if ((size_t)n < room)
-                        return 0;
         }
         return 0;
 }
