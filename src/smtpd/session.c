@@ -74,6 +74,10 @@ struct session {
         struct smtpd *srv;
         int fd;
         sd_event_source *io, *timer, *pause_timer, *wait_timer, *deadline_timer;
+        /* The last recv found the socket empty (EAGAIN, or fewer bytes than asked: a stream socket gives
+         * all it has): the next waits for EPOLLIN, which is level-triggered, instead of failing with
+         * EAGAIN once per command (issue 19). */
+        bool drained;
         char addr[NETADDR_FORMAT_MAX];
         int port;
         char *client; /* "name[addr]" for logs */
@@ -1865,10 +1869,14 @@ static bool do_read(struct session *s)
                         }
                         n = r;
                 } else {
+                        if (s->drained)
+                                break;
                         n = recv(s->fd, dst, room, MSG_DONTWAIT);
                         if (n < 0) {
                                 if (errno == EINTR)
                                         continue;
+                                if (errno == EAGAIN)
+                                        s->drained = true;
                                 if (errno != EAGAIN && errno != ECONNRESET)
                                         msg_warn("read from %s: %s", s->client, strerror(errno));
                                 if (errno != EAGAIN)
@@ -1880,6 +1888,8 @@ static bool do_read(struct session *s)
                         s->eof = true;
                         break;
                 }
+                if (!s->tls && (size_t)n < room)
+                        s->drained = true;
                 s->in.len += (size_t)n;
                 s->in.data[s->in.len] = '\0';
                 progress = true;
@@ -2012,6 +2022,8 @@ static void finish(struct session *s)
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct session *s = userdata;
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                s->drained = false;
         pump(s);
         finish(s);
         return 0;

@@ -289,6 +289,28 @@ def test_session_deadline_ends_a_drip_feeding_client(mail_instance):
     assert "timeout after" not in inst.logtext()
 
 
+def test_smtpd_timeout_counts_from_the_last_input(mail_instance):
+    """Input at 0.5 s intervals for twice smtpd_timeout keeps the session; then silence ends it one
+    smtpd_timeout after the last byte (the timer moves only when it fires, never on each read)."""
+    inst = start(mail_instance, "smtpd_timeout = 2s\n")
+    c, g = greeting(inst.port)
+    assert g.startswith("220 ")
+    c.sock.sendall(b"HELO ")
+    for _ in range(8):
+        c.sock.sendall(b"a")
+        time.sleep(0.5)
+    c.sock.sendall(b".example\r\n")
+    last = time.monotonic()
+    assert c.reply().startswith("250"), "the session ended while the client was typing"
+    c.sock.settimeout(10)
+    got = c.sock.recv(4096)
+    quiet = time.monotonic() - last
+    c.close()
+    assert got.startswith(f"421 4.4.2 {HOST} Error: timeout exceeded".encode()), got
+    assert 1.7 <= quiet < 6, quiet
+    inst.wait_log(r"timeout after HELO from unknown\[127\.0\.0\.1\]")
+
+
 def seccomp(pid):
     text = open(f"/proc/{pid}/status").read()
     mode = re.search(r"^Seccomp:\s+(\d+)", text, re.M)
