@@ -30,15 +30,6 @@ HARNESS = bench.TOP / "tests" / "systemd" / "harness.sh"
 STEP_TIMEOUT = 600
 BASE_SETTINGS = ["compatibility_level = 3.6", "inet_interfaces = 127.0.0.1", "inet_protocols = ipv4",
                  "mydestination = localhost", "alias_maps =", "alias_database =", "biff = no"]
-POSTD_MASTER_CF = """\
-127.0.0.1:{port} inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-smtp      unix  -       -       n       -       -       smtp
-local     unix  -       n       n       -       -       local
-bounce    unix  -       -       n       -       0       bounce
-"""
 
 # Runs in the container: memory of every process in a postfix@ unit's cgroup, and the banner of each port.
 PROBE = r'''
@@ -96,6 +87,12 @@ class Container:
 
     def write(self, path, text):
         self.harness("exec", "sh", "-c", f"cat >{path}", input=text)
+
+    def stop(self):
+        try:
+            self.harness("stop")
+        except bench.BenchError as e:
+            print(f"bench: {e}", file=sys.stderr)
 
 
 def instance_ports(n):
@@ -166,6 +163,12 @@ def measure(c, ports, unit):
     return got
 
 
+def create_and_measure(c, ports, master_cf, unit):
+    c.write("/etc/postfix/main.cf", "\n".join(BASE_SETTINGS) + "\nmyhostname = b0.example.test\n")
+    create_instances(c, ports, master_cf, "postmulti")
+    return measure(c, ports, unit)
+
+
 def postfix_master_cf(port):
     out = []
     for line in bench.POSTFIX_DEBIAN_MASTER_CF.read_text().splitlines():
@@ -187,14 +190,9 @@ def run_postd(n, ports, tag):
             raise bench.BenchError(f"meson install failed:\n{p.stdout}\n{p.stderr}")
         c.harness("boot", "--copy", str(dest))
         c.sh("systemd-sysusers && systemd-tmpfiles --create postfix.conf")
-        c.write("/etc/postfix/main.cf", "\n".join(BASE_SETTINGS) + "\nmyhostname = b0.example.test\n")
-        create_instances(c, ports, POSTD_MASTER_CF, "postmulti")
-        return measure(c, ports, "postfix.target")
+        return create_and_measure(c, ports, bench.POSTD_MASTER_CF, "postfix.target")
     finally:
-        try:
-            c.harness("stop")
-        except bench.BenchError as e:
-            print(f"bench: {e}", file=sys.stderr)
+        c.stop()
         shutil.rmtree(dest, ignore_errors=True)
 
 
@@ -206,14 +204,9 @@ def run_postfix(n, ports, tag):
              "DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 install -y -q "
              "--no-install-recommends postfix >/root/apt.log 2>&1 || { tail -20 /root/apt.log; exit 1; }")
         c.sh("systemctl stop postfix.service; systemctl disable -q postfix.service || true")
-        c.write("/etc/postfix/main.cf", "\n".join(BASE_SETTINGS) + "\nmyhostname = b0.example.test\n")
-        create_instances(c, ports, postfix_master_cf, "postmulti")
-        return measure(c, ports, "postfix.service")
+        return create_and_measure(c, ports, postfix_master_cf, "postfix.service")
     finally:
-        try:
-            c.harness("stop")
-        except bench.BenchError as e:
-            print(f"bench: {e}", file=sys.stderr)
+        c.stop()
 
 
 def main():
