@@ -522,19 +522,25 @@ def test_end_to_end_with_cleanup(mail_instance):
     inst.wait_log(rf"{qid}: client=unknown\[127\.0\.0\.1\]")
 
 
-def test_queue_file_opened_at_mail_is_private_until_a_recipient_is_accepted(mail_instance):
-    """smtpd asks cleanup for the queue file right after MAIL (so that it is ready for the first RCPT), but a
-    transaction whose recipients are all refused shows no queue ID anywhere and leaves no file; the next
-    transaction's first accepted recipient claims the file opened at its MAIL."""
-    inst = smtpd_instance(mail_instance, "mynetworks = 192.0.2.1/32\n", WITH_CLEANUP)  # 127.0.0.1 may not relay
+def open_after_mail(inst):
+    """A session that sent MAIL, once cleanup created the queue file smtpd asked for; (session, incoming/)."""
     wait_port(inst.port)
     incoming = inst.spool / "incoming"
     r = Raw(inst.port)
     r.reply()
     r.cmd("EHLO x")
     assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
-    # Opened before any RCPT: cleanup created the file under its temporary name.
     wait_for(lambda: len(os.listdir(incoming)) == 1, 10, "cleanup to create the queue file after MAIL")
+    return r, incoming
+
+
+def test_queue_file_opened_at_mail_is_private_until_a_recipient_is_accepted(mail_instance):
+    """smtpd asks cleanup for the queue file right after MAIL (so that it is ready for the first RCPT), but a
+    transaction whose recipients are all refused shows no queue ID anywhere and leaves no file; the next
+    transaction's first accepted recipient claims the file opened at its MAIL."""
+    inst = smtpd_instance(mail_instance, "mynetworks = 192.0.2.1/32\n", WITH_CLEANUP)  # 127.0.0.1 may not relay
+    # Opened before any RCPT: cleanup created the file under its temporary name.
+    r, incoming = open_after_mail(inst)
     early = os.listdir(incoming)[0]
     assert early.startswith(".tmp."), early
     rep = r.cmd("RCPT TO:<nobody@elsewhere.example>")  # relay refused
@@ -563,13 +569,7 @@ def test_queue_file_opened_at_mail_survives_cleanup_dying_before_rcpt(mail_insta
     claim the broken connection but opens the file afresh with the cleanup the master starts next, so the
     message is queued as if nothing happened (no 451 later at DATA)."""
     inst = smtpd_instance(mail_instance, "", WITH_CLEANUP)
-    wait_port(inst.port)
-    incoming = inst.spool / "incoming"
-    r = Raw(inst.port)
-    r.reply()
-    r.cmd("EHLO x")
-    assert r.cmd("MAIL FROM:<a@example.org>").startswith("250")
-    wait_for(lambda: len(os.listdir(incoming)) == 1, 10, "cleanup to create the queue file after MAIL")
+    r, incoming = open_after_mail(inst)
     pids = inst.daemon_pids("cleanup")
     assert pids, "no cleanup process"
     for pid in pids:
