@@ -25,11 +25,11 @@ struct held {
 
 struct anvil {
         struct service *svc;
-        sd_event *event;
+        struct event_loop *event;
         struct anvil_table *table;
         uint64_t unit_usec;
         long long unit_sec;
-        sd_event_source *expire_timer, *status_timer;
+        struct event_source *expire_timer, *status_timer;
         bool full_warned; /* since the last statistics */
 };
 
@@ -37,15 +37,14 @@ struct client {
         struct anvil *a;
         int fd;
         struct ipc_conn conn;
-        sd_event_source *io;
+        struct event_source *io;
         struct held *held;
         size_t n_held;
 };
 
 static uint64_t now_usec(struct anvil *a)
 {
-        uint64_t now = 0;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(a->event);
         return now;
 }
 
@@ -86,7 +85,7 @@ static void client_free(struct client *c)
                 free(c->held[i].ident);
         }
         free(c->held);
-        sd_event_source_disable_unref(c->io);
+        event_source_disable_unref(c->io);
         ipc_conn_done(&c->conn);
         close(c->fd);
         free(c);
@@ -138,7 +137,7 @@ static int handle(struct client *c, const struct ipc_msg *m)
         return answer(c, r, &ans);
 }
 
-static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_client_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct client *c = userdata;
         int r = ipc_conn_read(&c->conn);
@@ -162,7 +161,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
                 client_free(c);
                 return 0;
         }
-        sd_event_source_set_io_events(c->io, ipc_conn_want_write(&c->conn) ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        event_source_set_io_events(c->io, ipc_conn_want_write(&c->conn) ? EPOLLIN | EPOLLOUT : EPOLLIN);
         return 0;
 }
 
@@ -173,18 +172,18 @@ static void on_connection(struct service *s, int fd)
         c->a = a;
         c->fd = fd;
         ipc_conn_init(&c->conn, fd);
-        if (sd_event_add_io(a->event, &c->io, fd, EPOLLIN, on_client_io, c) < 0) {
+        if (event_add_io(a->event, &c->io, fd, EPOLLIN, on_client_io, c) < 0) {
                 msg_warn("cannot watch an anvil client connection");
                 client_free(c);
         }
 }
 
-static int on_expire(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_expire(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct anvil *a = userdata;
         anvil_table_expire(a->table, usec);
-        sd_event_source_set_time(src, usec + a->unit_usec);
-        sd_event_source_set_enabled(src, SD_EVENT_ON);
+        event_source_set_time(src, usec + a->unit_usec);
+        event_source_set_enabled(src, EVENT_ON);
         return 0;
 }
 
@@ -229,13 +228,13 @@ static void log_stats(struct anvil *a)
         a->full_warned = false;
 }
 
-static int on_status(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_status(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct anvil *a = userdata;
         log_stats(a);
         long long sec = config_get_time(service_config(a->svc), "anvil_status_update_time");
-        sd_event_source_set_time(src, usec + (uint64_t)(sec > 0 ? sec : 600) * 1000000ULL);
-        sd_event_source_set_enabled(src, SD_EVENT_ON);
+        event_source_set_time(src, usec + (uint64_t)(sec > 0 ? sec : 600) * 1000000ULL);
+        event_source_set_enabled(src, EVENT_ON);
         return 0;
 }
 
@@ -255,14 +254,13 @@ static int anvil_init(struct service *s)
         if (status_sec <= 0)
                 status_sec = 600;
         a->table = anvil_table_new(a->unit_usec, ANVIL_TABLE_MAX);
-        int r = sd_event_add_time_relative(a->event, &a->expire_timer, CLOCK_MONOTONIC, a->unit_usec, 0,
-                                           on_expire, a);
+        int r = event_add_time_relative(a->event, &a->expire_timer, a->unit_usec, on_expire, a);
         if (r >= 0)
-                r = sd_event_add_time_relative(a->event, &a->status_timer, CLOCK_MONOTONIC,
-                                               (uint64_t)status_sec * 1000000ULL, 0, on_status, a);
+                r = event_add_time_relative(a->event, &a->status_timer, (uint64_t)status_sec * 1000000ULL,
+                                            on_status, a);
         if (r >= 0) {
-                sd_event_source_set_enabled(a->expire_timer, SD_EVENT_ON);
-                sd_event_source_set_enabled(a->status_timer, SD_EVENT_ON);
+                event_source_set_enabled(a->expire_timer, EVENT_ON);
+                event_source_set_enabled(a->status_timer, EVENT_ON);
         }
         if (r < 0)
                 msg_error("cannot set up the anvil timers: %s", strerror(-r));
@@ -287,8 +285,8 @@ int main(int argc, char **argv)
                 .userdata = &a,
         };
         int r = service_main(argc, argv, &ops);
-        sd_event_source_disable_unref(a.expire_timer);
-        sd_event_source_disable_unref(a.status_timer);
+        event_source_disable_unref(a.expire_timer);
+        event_source_disable_unref(a.status_timer);
         anvil_table_free(a.table);
         return r;
 }

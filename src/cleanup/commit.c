@@ -33,8 +33,8 @@ struct batch_entry {
 struct commit {
         struct queue *queue;
         int efd;
-        sd_event_source *efd_src;
-        sd_event_source *defer_src;
+        struct event_source *efd_src;
+        struct event_source *defer_src;
         pthread_t thread;
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -115,7 +115,7 @@ static void start_batch(struct commit *k)
         pthread_mutex_unlock(&k->lock);
 }
 
-static int on_batch_done(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_batch_done(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct commit *k = userdata;
         uint64_t v;
@@ -144,13 +144,13 @@ static int on_batch_done(sd_event_source *src, int fd, uint32_t revents, void *u
         return 0;
 }
 
-static int on_defer(sd_event_source *src, void *userdata)
+static int on_defer(struct event_source *src, void *userdata)
 {
         start_batch(userdata);
         return 0;
 }
 
-int commit_new(sd_event *e, struct queue *q, struct commit **ret)
+int commit_new(struct event_loop *e, struct queue *q, struct commit **ret)
 {
         struct commit *k = xcalloc(1, sizeof *k);
         k->queue = q;
@@ -163,11 +163,11 @@ int commit_new(sd_event *e, struct queue *q, struct commit **ret)
                 free(k);
                 return r;
         }
-        int r = sd_event_add_io(e, &k->efd_src, k->efd, EPOLLIN, on_batch_done, k);
+        int r = event_add_io(e, &k->efd_src, k->efd, EPOLLIN, on_batch_done, k);
         if (r >= 0)
-                r = sd_event_add_defer(e, &k->defer_src, on_defer, k);
+                r = event_add_defer(e, &k->defer_src, on_defer, k);
         if (r >= 0)
-                r = sd_event_source_set_enabled(k->defer_src, SD_EVENT_OFF);
+                r = event_source_set_enabled(k->defer_src, EVENT_OFF);
         if (r < 0) {
                 msg_error("commit event sources: %s", strerror(-r));
                 return r;
@@ -212,5 +212,5 @@ void commit_add(struct commit *k, struct queue_file *file, commit_done_fn done, 
         /* Not at once: sessions finishing in this same loop iteration join this batch. A running commit
          * picks the pending files up itself when it is done. */
         if (!k->running)
-                sd_event_source_set_enabled(k->defer_src, SD_EVENT_ONESHOT);
+                event_source_set_enabled(k->defer_src, EVENT_ONESHOT);
 }

@@ -2,7 +2,7 @@
  * directory fsync. Depends on the queue alone: each file's owner is told through its callback. */
 #pragma once
 
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "queue.h"
 
@@ -14,7 +14,7 @@ struct commit;
 /* The file of owner is committed: result 0 = durable under its queue ID, else a negative errno. On the loop. */
 typedef void (*commit_done_fn)(void *owner, int result);
 
-int commit_new(sd_event *e, struct queue *q, struct commit **ret);
+int commit_new(struct event_loop *e, struct queue *q, struct commit **ret);
 /* Queue a written file (QUEUE_NOSYNC); done(owner, result) follows, on the loop. */
 void commit_add(struct commit *k, struct queue_file *file, commit_done_fn done, void *owner);
 

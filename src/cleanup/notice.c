@@ -23,8 +23,8 @@
 
 struct notice {
         char *socket_path;
-        sd_event_source *defer_src;
-        sd_event_source *exit_src; /* a process that exits in the same turn still tells qmgr */
+        struct event_source *defer_src;
+        struct event_source *exit_src; /* a process that exits in the same turn still tells qmgr */
         char (*ids)[QUEUE_ID_BUF_SIZE];
         size_t n, cap;
 };
@@ -52,7 +52,7 @@ static void send_some(const char *path, char (*ids)[QUEUE_ID_BUF_SIZE], size_t n
         close(fd);
 }
 
-static int on_defer(sd_event_source *src, void *userdata)
+static int on_defer(struct event_source *src, void *userdata)
 {
         struct notice *n = userdata;
         for (size_t i = 0; i < n->n; i += NOTICE_PER_CONNECTION) {
@@ -63,15 +63,15 @@ static int on_defer(sd_event_source *src, void *userdata)
         return 0;
 }
 
-int notice_new(sd_event *e, const char *qmgr_socket, struct notice **ret)
+int notice_new(struct event_loop *e, const char *qmgr_socket, struct notice **ret)
 {
         struct notice *n = xcalloc(1, sizeof *n);
         n->socket_path = xstrdup(qmgr_socket);
-        int r = sd_event_add_defer(e, &n->defer_src, on_defer, n);
+        int r = event_add_defer(e, &n->defer_src, on_defer, n);
         if (r >= 0)
-                r = sd_event_source_set_enabled(n->defer_src, SD_EVENT_OFF);
+                r = event_source_set_enabled(n->defer_src, EVENT_OFF);
         if (r >= 0)
-                r = sd_event_add_exit(e, &n->exit_src, on_defer, n);
+                r = event_add_exit(e, &n->exit_src, on_defer, n);
         if (r < 0) {
                 notice_free(n);
                 return r;
@@ -87,15 +87,15 @@ void notice_add(struct notice *n, const char *queue_id)
                 n->ids = xrealloc(n->ids, n->cap * sizeof *n->ids);
         }
         snprintf(n->ids[n->n++], QUEUE_ID_BUF_SIZE, "%s", queue_id);
-        sd_event_source_set_enabled(n->defer_src, SD_EVENT_ONESHOT);
+        event_source_set_enabled(n->defer_src, EVENT_ONESHOT);
 }
 
 void notice_free(struct notice *n)
 {
         if (!n)
                 return;
-        sd_event_source_disable_unref(n->defer_src);
-        sd_event_source_disable_unref(n->exit_src);
+        event_source_disable_unref(n->defer_src);
+        event_source_disable_unref(n->exit_src);
         free(n->ids);
         free(n->socket_path);
         free(n);

@@ -36,8 +36,8 @@ struct session {
         struct cleanup *c;
         int fd;
         struct ipc_conn conn;
-        sd_event_source *io;
-        sd_event_source *timer;
+        struct event_source *io;
+        struct event_source *timer;
         enum session_state state;
         struct queue_file *file;
         uint64_t arrival_usec;
@@ -106,13 +106,13 @@ static void session_free(struct session *s)
 {
         if (s->in_commit) {
                 s->gone = true;
-                sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
-                sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+                event_source_set_enabled(s->io, EVENT_OFF);
+                event_source_set_enabled(s->timer, EVENT_OFF);
                 return;
         }
         struct service *svc = s->c->service;
-        sd_event_source_disable_unref(s->io);
-        sd_event_source_disable_unref(s->timer);
+        event_source_disable_unref(s->io);
+        event_source_disable_unref(s->timer);
         ipc_conn_done(&s->conn);
         close(s->fd);
         queue_file_free(s->file); /* not committed: the half-made file goes */
@@ -143,7 +143,7 @@ static int session_flush(struct session *s)
 {
         int r = ipc_conn_flush(&s->conn);
         if (r == -EAGAIN) {
-                sd_event_source_set_io_events(s->io, EPOLLIN | EPOLLOUT);
+                event_source_set_io_events(s->io, EPOLLIN | EPOLLOUT);
                 return 0;
         }
         if (r < 0 || s->state == STATE_REPLIED) {
@@ -151,7 +151,7 @@ static int session_flush(struct session *s)
                 session_free(s);
                 return -1;
         }
-        sd_event_source_set_io_events(s->io, EPOLLIN);
+        event_source_set_io_events(s->io, EPOLLIN);
         return 0;
 }
 
@@ -1149,7 +1149,7 @@ static int handle_end(struct session *s)
         s->state = STATE_COMMIT;
         s->in_commit = true;
         /* The client waits for us now, not we for it: no ipc_timeout until the answer. */
-        sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        event_source_set_enabled(s->timer, EVENT_OFF);
         commit_add(c->commit, s->file, on_committed, s);
         return 0;
 }
@@ -1293,7 +1293,7 @@ static int handle(struct session *s, struct ipc_msg *m)
         return -1;
 }
 
-static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
         msg_warn("%s: timeout: no request from the submitting client for %" PRIu64 " s (ipc_timeout)",
@@ -1302,7 +1302,7 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct session *s = userdata;
 
@@ -1355,7 +1355,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 session_free(s);
                 return 0;
         }
-        sd_event_source_set_time_relative(s->timer, s->c->ipc_timeout_usec);
+        event_source_set_time_relative(s->timer, s->c->ipc_timeout_usec);
         return 0;
 }
 
@@ -1367,11 +1367,10 @@ void session_start(struct cleanup *c, int fd)
         s->envelope = (struct ipc_msg)IPC_MSG_INIT;
         s->milter_facts = (struct ipc_msg)IPC_MSG_INIT;
         ipc_conn_init(&s->conn, fd);
-        sd_event *e = service_event(c->service);
-        int r = sd_event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);
+        struct event_loop *e = service_event(c->service);
+        int r = event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);
         if (r >= 0)
-                r = sd_event_add_time_relative(e, &s->timer, CLOCK_MONOTONIC, c->ipc_timeout_usec, 0,
-                                               on_timeout, s);
+                r = event_add_time_relative(e, &s->timer, c->ipc_timeout_usec, on_timeout, s);
         if (r < 0) {
                 msg_warn("watch submission connection: %s", strerror(-r));
                 session_free(s);

@@ -486,14 +486,14 @@ void master_service_done(struct master_service *s)
 {
         for (size_t i = 0; i < s->n_listeners; i++) {
                 struct master_listener *l = &s->listeners[i];
-                sd_event_source_disable_unref(l->src);
+                event_source_disable_unref(l->src);
                 if (l->fd >= 0 && l->owned)
                         close(l->fd);
                 free(l->key);
         }
         free(s->listeners);
-        sd_event_source_disable_unref(s->throttle_timer);
-        sd_event_source_disable_unref(s->wakeup_timer);
+        event_source_disable_unref(s->throttle_timer);
+        event_source_disable_unref(s->wakeup_timer);
         free(s->label);
         free(s->name);
         free(s->path);

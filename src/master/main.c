@@ -95,7 +95,7 @@ static void free_services(struct master_service *services, size_t n)
         free(services);
 }
 
-static int on_reload(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+static int on_reload(struct event_source *src, const struct signalfd_siginfo *si, void *userdata)
 {
         struct master *m = userdata;
         if (m->stopping)
@@ -124,7 +124,7 @@ static int on_reload(sd_event_source *src, const struct signalfd_siginfo *si, vo
         return 0;
 }
 
-static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_stop_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct master *m = userdata;
         msg_warn("%u process(es) still running after %d s: killing them", m->n_procs,
@@ -133,11 +133,11 @@ static int on_stop_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         /* SIGKILL cannot be ignored: waiting for each is bounded. */
         for (struct master_proc *p = m->procs; p; p = p->next)
                 waitpid(p->pid, NULL, 0);
-        sd_event_exit(m->event, 0);
+        event_loop_exit(m->event, 0);
         return 0;
 }
 
-static int on_stop(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+static int on_stop(struct event_source *src, const struct signalfd_siginfo *si, void *userdata)
 {
         struct master *m = userdata;
         if (m->stopping)
@@ -150,17 +150,15 @@ static int on_stop(sd_event_source *src, const struct signalfd_siginfo *si, void
         master_signal_children(m, SIGTERM, false);
         if (si->ssi_signo == SIGQUIT || m->n_procs == 0) {
                 /* abort: the children end on their own (SIGTERM sent), the master does not wait */
-                sd_event_exit(m->event, 0);
+                event_loop_exit(m->event, 0);
                 return 0;
         }
-        uint64_t now = 0;
-        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
-        sd_event_add_time(m->event, &m->stop_timer, CLOCK_MONOTONIC, now + MASTER_STOP_TIMEOUT_USEC, 0,
-                          on_stop_timeout, m);
+        uint64_t now = event_loop_now(m->event);
+        event_add_time(m->event, &m->stop_timer, now + MASTER_STOP_TIMEOUT_USEC, on_stop_timeout, m);
         return 0;
 }
 
-static int on_child(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+static int on_child(struct event_source *src, const struct signalfd_siginfo *si, void *userdata)
 {
         master_reap(userdata);
         return 0;
@@ -229,14 +227,14 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
                 sigaddset(&mask, sigs[i]);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        r = sd_event_new(&m.event);
+        r = event_loop_new(&m.event);
         if (r < 0)
-                msg_fatal("sd_event_new: %s", strerror(-r));
-        sd_event_add_signal(m.event, NULL, SIGTERM, on_stop, &m);
-        sd_event_add_signal(m.event, NULL, SIGINT, on_stop, &m);
-        sd_event_add_signal(m.event, NULL, SIGQUIT, on_stop, &m);
-        sd_event_add_signal(m.event, NULL, SIGHUP, on_reload, &m);
-        sd_event_add_signal(m.event, NULL, SIGCHLD, on_child, &m);
+                msg_fatal("event loop: %s", strerror(-r));
+        event_add_signal(m.event, NULL, SIGTERM, on_stop, &m);
+        event_add_signal(m.event, NULL, SIGINT, on_stop, &m);
+        event_add_signal(m.event, NULL, SIGQUIT, on_stop, &m);
+        event_add_signal(m.event, NULL, SIGHUP, on_reload, &m);
+        event_add_signal(m.event, NULL, SIGCHLD, on_child, &m);
         master_spawn_init(&m);
 
         master_setup_services(&m, &cf, NULL, 0);
@@ -249,7 +247,7 @@ int main(int argc, char **argv)
         master_notify(&m, MASTER_READY);
         master_notify_start_timers(&m);
 
-        r = sd_event_loop(m.event);
+        r = event_loop_run(m.event);
         if (r < 0)
                 msg_error("event loop: %s", strerror(-r));
         free_services(m.services, m.n_services);
@@ -257,9 +255,9 @@ int main(int argc, char **argv)
                 next = p->next;
                 free(p);
         }
-        sd_event_source_unref(m.stop_timer);
+        event_source_unref(m.stop_timer);
         master_notify_free(&m);
-        sd_event_unref(m.event);
+        event_loop_unref(m.event);
         config_free(m.config);
         instance_paths_done(&m.paths);
         for (size_t i = 0; i < m.n_sd_fds; i++)

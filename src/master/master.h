@@ -3,7 +3,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "buf.h"
 #include "config.h"
@@ -32,7 +32,7 @@ struct master_listener {
         int fd;
         bool owned; /* false for a descriptor from systemd: the master's pool owns it */
         char *key;  /* "inet 127.0.0.1 2525", "inet :: 25", "unix /path", "fifo /path" */
-        sd_event_source *src;
+        struct event_source *src;
         struct master_service *svc;
 };
 
@@ -52,7 +52,7 @@ struct master_service {
         size_t n_listeners;
         unsigned total, avail;
         bool throttled;
-        sd_event_source *throttle_timer, *wakeup_timer;
+        struct event_source *throttle_timer, *wakeup_timer;
 };
 
 struct master_proc {
@@ -68,7 +68,7 @@ struct master_proc {
 enum master_state { MASTER_STARTING, MASTER_READY, MASTER_RELOADING, MASTER_STOPPING };
 
 struct master {
-        sd_event *event;
+        struct event_loop *event;
         struct config *config;
         struct instance_paths paths;
         struct master_service *services;
@@ -84,10 +84,10 @@ struct master {
          * listeners are the socket units', and it never binds one itself (see master_setup_services). */
         char *unit;
         bool stopping;
-        sd_event_source *stop_timer;
+        struct event_source *stop_timer;
         int ready_fd; /* write end towards the foreground parent, -1 when none */
         enum master_state state;
-        sd_event_source *status_timer, *watchdog_timer;
+        struct event_source *status_timer, *watchdog_timer;
         char *status; /* the last STATUS= sent, to send only changes */
 };
 

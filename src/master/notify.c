@@ -149,15 +149,15 @@ void master_notify(struct master *m, enum master_state state)
         }
 }
 
-static int rearm(sd_event_source *src, uint64_t usec, uint64_t interval)
+static int rearm(struct event_source *src, uint64_t usec, uint64_t interval)
 {
-        int r = sd_event_source_set_time(src, usec + interval);
+        int r = event_source_set_time(src, usec + interval);
         if (r >= 0)
-                r = sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                r = event_source_set_enabled(src, EVENT_ONESHOT);
         return r;
 }
 
-static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_status_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct master *m = userdata;
         if (m->state == MASTER_READY)
@@ -166,7 +166,7 @@ static int on_status_timer(sd_event_source *src, uint64_t usec, void *userdata)
 }
 
 /* The interval is half of WatchdogSec=, as sd_watchdog_enabled(3) advises. */
-static int on_watchdog_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_watchdog_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         uint64_t *interval = userdata;
         sd_notify(false, "WATCHDOG=1");
@@ -177,19 +177,18 @@ static uint64_t watchdog_interval;
 
 void master_notify_start_timers(struct master *m)
 {
-        uint64_t now = 0;
-        sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(m->event);
         if (!getenv("NOTIFY_SOCKET"))
                 return; /* nobody to tell: no timers */
-        int r = sd_event_add_time(m->event, &m->status_timer, CLOCK_MONOTONIC,
-                                  now + MASTER_STATUS_INTERVAL_USEC, 0, on_status_timer, m);
+        int r = event_add_time(m->event, &m->status_timer, now + MASTER_STATUS_INTERVAL_USEC,
+                               on_status_timer, m);
         if (r < 0)
                 msg_warn("STATUS= refresh timer: %s", strerror(-r));
         uint64_t wd = 0;
         if (sd_watchdog_enabled(false, &wd) > 0 && wd > 0) {
                 watchdog_interval = wd / 2;
-                r = sd_event_add_time(m->event, &m->watchdog_timer, CLOCK_MONOTONIC, now + watchdog_interval,
-                                      0, on_watchdog_timer, &watchdog_interval);
+                r = event_add_time(m->event, &m->watchdog_timer, now + watchdog_interval, on_watchdog_timer,
+                                   &watchdog_interval);
                 if (r < 0)
                         msg_warn("watchdog timer: %s", strerror(-r));
                 else
@@ -199,8 +198,8 @@ void master_notify_start_timers(struct master *m)
 
 void master_notify_free(struct master *m)
 {
-        m->status_timer = sd_event_source_disable_unref(m->status_timer);
-        m->watchdog_timer = sd_event_source_disable_unref(m->watchdog_timer);
+        m->status_timer = event_source_disable_unref(m->status_timer);
+        m->watchdog_timer = event_source_disable_unref(m->watchdog_timer);
         free(m->status);
         m->status = NULL;
 }

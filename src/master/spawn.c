@@ -26,7 +26,7 @@ static struct master_proc *find_proc(struct master *m, pid_t pid, struct master_
         return NULL;
 }
 
-static int on_listener(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_listener(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct master_listener *l = userdata;
         struct master_service *s = l->svc;
@@ -51,15 +51,15 @@ void master_update_listeners(struct master_service *s)
                         continue;
                 if (!l->src) {
                         l->svc = s;
-                        int r = sd_event_add_io(s->m->event, &l->src, l->fd, EPOLLIN, on_listener, l);
+                        int r = event_add_io(s->m->event, &l->src, l->fd, EPOLLIN, on_listener, l);
                         if (r < 0)
                                 msg_fatal("watch service %s: %s", s->label, strerror(-r));
                 }
-                sd_event_source_set_enabled(l->src, on ? SD_EVENT_ON : SD_EVENT_OFF);
+                event_source_set_enabled(l->src, on ? EVENT_ON : EVENT_OFF);
         }
 }
 
-static int on_throttle_end(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_throttle_end(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct master_service *s = userdata;
         s->throttled = false;
@@ -74,15 +74,13 @@ static void throttle(struct master_service *s)
                 delay = 1;
         msg_warn("%s: bad command startup -- throttling", s->path);
         s->throttled = true;
-        uint64_t now = 0;
-        sd_event_now(s->m->event, CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(s->m->event);
         uint64_t when = now + (uint64_t)delay * 1000000ULL;
         if (!s->throttle_timer)
-                sd_event_add_time(s->m->event, &s->throttle_timer, CLOCK_MONOTONIC, when, 0, on_throttle_end,
-                                  s);
+                event_add_time(s->m->event, &s->throttle_timer, when, on_throttle_end, s);
         else {
-                sd_event_source_set_time(s->throttle_timer, when);
-                sd_event_source_set_enabled(s->throttle_timer, SD_EVENT_ONESHOT);
+                event_source_set_time(s->throttle_timer, when);
+                event_source_set_enabled(s->throttle_timer, EVENT_ONESHOT);
         }
         master_update_listeners(s);
 }
@@ -189,7 +187,7 @@ static void read_status(struct master *m)
         }
 }
 
-static int on_status(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_status(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         read_status(userdata);
         return 0;
@@ -217,7 +215,7 @@ void master_spawn_init(struct master *m)
                 msg_fatal("pipe: %s", strerror(errno));
         /* Children write to a blocking pipe: a record is 8 bytes, the pipe never fills in practice. */
         fcntl(m->status_pipe[1], F_SETFL, 0);
-        int r = sd_event_add_io(m->event, NULL, m->status_pipe[0], EPOLLIN, on_status, m);
+        int r = event_add_io(m->event, NULL, m->status_pipe[0], EPOLLIN, on_status, m);
         if (r < 0)
                 msg_fatal("watch status pipe: %s", strerror(-r));
 }
@@ -261,7 +259,7 @@ void master_reap(struct master *m)
                 free(p);
         }
         if (m->stopping && m->n_procs == 0)
-                sd_event_exit(m->event, 0);
+                event_loop_exit(m->event, 0);
 }
 
 void master_signal_children(struct master *m, int sig, bool detach)
@@ -301,12 +299,12 @@ static void wake(struct master_service *s)
                 msg_warn("wake up %s: %s", s->label, strerror(errno));
 }
 
-static int on_wakeup_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_wakeup_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct master_service *s = userdata;
         wake(s);
-        sd_event_source_set_time(src, usec + (uint64_t)s->wakeup * 1000000ULL);
-        sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        event_source_set_time(src, usec + (uint64_t)s->wakeup * 1000000ULL);
+        event_source_set_enabled(src, EVENT_ONESHOT);
         return 0;
 }
 
@@ -316,10 +314,8 @@ void master_start_wakeups(struct master_service *s)
                 return;
         /* The first wakeup is at once: qmgr and pickup must run from the start, not after their
          * wakeup period, or mail queued in the meantime waits that long. */
-        uint64_t now = 0;
-        sd_event_now(s->m->event, CLOCK_MONOTONIC, &now);
-        int r = sd_event_add_time(s->m->event, &s->wakeup_timer, CLOCK_MONOTONIC, now, 0, on_wakeup_timer,
-                                  s);
+        uint64_t now = event_loop_now(s->m->event);
+        int r = event_add_time(s->m->event, &s->wakeup_timer, now, on_wakeup_timer, s);
         if (r < 0)
                 msg_warn("wakeup timer for %s: %s", s->label, strerror(-r));
 }

@@ -111,7 +111,7 @@ static struct dest *dest_get(struct transport *t, const char *key)
 
 static void dest_free(struct dest *d)
 {
-        sd_event_source_disable_unref(d->revive);
+        event_source_disable_unref(d->revive);
         free(d->dead_dsn);
         free(d->dead_reason);
         free(d->key);
@@ -187,10 +187,10 @@ static void dest_defer_waiting(struct dest *d)
         dest_update_ring(d);
 }
 
-static int on_revive(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_revive(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct dest *d = userdata;
-        d->revive = sd_event_source_disable_unref(d->revive);
+        d->revive = event_source_disable_unref(d->revive);
         d->dead = false;
         d->probing = true;
         d->fail_streak = 0;
@@ -217,7 +217,7 @@ static void dest_mark_dead(struct dest *d, const char *dsn, const char *reason)
                 why += sizeof prefix - 1;
         d->dead_reason = xasprintf("%s%.*s", prefix, QMGR_DEAD_REASON_MAX, why);
         uint64_t wait = q->min_backoff_usec ? q->min_backoff_usec : 1000000;
-        int r = sd_event_add_time_relative(q->event, &d->revive, CLOCK_MONOTONIC, wait, 0, on_revive, d);
+        int r = event_add_time_relative(q->event, &d->revive, wait, on_revive, d);
         if (r < 0) {
                 /* No timer, no suspension: better to try it again than to keep its mail forever. */
                 msg_warn("destination %s: revival timer: %s", d->key, strerror(-r));
@@ -271,8 +271,8 @@ void qmgr_transport_enqueue(struct transport *t, struct job *j)
 
 void qmgr_job_free(struct job *j)
 {
-        sd_event_source_disable_unref(j->io);
-        sd_event_source_disable_unref(j->timeout);
+        event_source_disable_unref(j->io);
+        event_source_disable_unref(j->timeout);
         if (j->conn_init)
                 ipc_conn_done(&j->conn);
         if (j->fd >= 0)
@@ -425,7 +425,7 @@ static bool job_all_answered(const struct job *j)
         return true;
 }
 
-static int on_job_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_job_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct job *j = userdata;
         if (ipc_conn_want_write(&j->conn)) {
@@ -435,7 +435,7 @@ static int on_job_io(sd_event_source *src, int fd, uint32_t revents, void *userd
                         return 0;
                 }
                 if (!ipc_conn_want_write(&j->conn))
-                        sd_event_source_set_io_events(j->io, EPOLLIN);
+                        event_source_set_io_events(j->io, EPOLLIN);
         }
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
@@ -463,7 +463,7 @@ static int on_job_io(sd_event_source *src, int fd, uint32_t revents, void *userd
         return 0;
 }
 
-static int on_job_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_job_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct job *j = userdata;
         msg_warn("%s: delivery agent %s did not answer in time", j->msg->id, j->t->name);
@@ -530,10 +530,9 @@ static int job_start(struct job *j)
         }
         for (size_t k = 0; k < j->n; k++)
                 m->rstate[j->idx[k]] = QR_BUSY;
-        r = sd_event_add_io(q->event, &j->io, fd, EPOLLIN | EPOLLOUT, on_job_io, j);
+        r = event_add_io(q->event, &j->io, fd, EPOLLIN | EPOLLOUT, on_job_io, j);
         if (r >= 0)
-                r = sd_event_add_time_relative(q->event, &j->timeout, CLOCK_MONOTONIC, q->agent_timeout_usec,
-                                               0, on_job_timeout, j);
+                r = event_add_time_relative(q->event, &j->timeout, q->agent_timeout_usec, on_job_timeout, j);
         if (r < 0) {
                 msg_warn("watch delivery connection: %s", strerror(-r));
                 job_finish(j, "unknown mail transport error");
@@ -542,10 +541,10 @@ static int job_start(struct job *j)
         return 0;
 }
 
-static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_retry(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct transport *t = userdata;
-        t->retry = sd_event_source_disable_unref(t->retry);
+        t->retry = event_source_disable_unref(t->retry);
         qmgr_transport_kick(t);
         return 0;
 }
@@ -581,8 +580,7 @@ void qmgr_transport_kick(struct transport *t)
                         d->n_waiting++;
                         dest_update_ring(d);
                         t->ring = d;
-                        sd_event_add_time_relative(t->q->event, &t->retry, CLOCK_MONOTONIC,
-                                                   QMGR_BUSY_RETRY_USEC, 0, on_retry, t);
+                        event_add_time_relative(t->q->event, &t->retry, QMGR_BUSY_RETRY_USEC, on_retry, t);
                         break;
                 }
         }
@@ -594,7 +592,7 @@ void qmgr_transports_free(struct qmgr *q)
         while (q->transports) {
                 struct transport *t = q->transports;
                 q->transports = t->next;
-                sd_event_source_disable_unref(t->retry);
+                event_source_disable_unref(t->retry);
                 for (size_t i = 0; i < t->n_buckets; i++)
                         while (t->buckets[i]) {
                                 struct dest *d = t->buckets[i];

@@ -22,14 +22,14 @@ struct client {
         bool from_service; /* accepted by the skeleton: report it done */
         bool got_request;
         struct ipc_conn conn;
-        sd_event_source *io, *timer;
+        struct event_source *io, *timer;
 };
 
 static void client_free(struct client *c)
 {
         struct qmgr *q = c->q;
-        sd_event_source_disable_unref(c->io);
-        sd_event_source_disable_unref(c->timer);
+        event_source_disable_unref(c->io);
+        event_source_disable_unref(c->timer);
         ipc_conn_done(&c->conn);
         close(c->fd);
         q->n_clients--;
@@ -77,12 +77,12 @@ static void handle_request(struct client *c, const struct ipc_msg *m)
                         msg_warn("flush request: cannot encode the answer: %s", strerror(-r));
                 ipc_conn_flush(&c->conn);
                 if (ipc_conn_want_write(&c->conn))
-                        sd_event_source_set_io_events(c->io, EPOLLIN | EPOLLOUT);
+                        event_source_set_io_events(c->io, EPOLLIN | EPOLLOUT);
         } else
                 qmgr_run_soon(q);
 }
 
-static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_client_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct client *c = userdata;
         if (ipc_conn_want_write(&c->conn)) {
@@ -92,7 +92,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
                         return 0;
                 }
                 if (!ipc_conn_want_write(&c->conn))
-                        sd_event_source_set_io_events(c->io, EPOLLIN);
+                        event_source_set_io_events(c->io, EPOLLIN);
         }
         int r = ipc_conn_read(&c->conn);
         for (int i = 0; r >= 0 && i < 64; i++) {
@@ -116,7 +116,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
         return 0;
 }
 
-static int on_client_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_client_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         client_free(userdata);
         return 0;
@@ -137,9 +137,8 @@ static void client_new(struct qmgr *q, int fd, bool from_service)
         c->from_service = from_service;
         ipc_conn_init(&c->conn, fd);
         q->n_clients++;
-        if (sd_event_add_io(q->event, &c->io, fd, EPOLLIN, on_client_io, c) < 0 ||
-            sd_event_add_time_relative(q->event, &c->timer, CLOCK_MONOTONIC, QMGR_CLIENT_TIMEOUT_USEC, 0,
-                                       on_client_timeout, c) < 0)
+        if (event_add_io(q->event, &c->io, fd, EPOLLIN, on_client_io, c) < 0 ||
+            event_add_time_relative(q->event, &c->timer, QMGR_CLIENT_TIMEOUT_USEC, on_client_timeout, c) < 0)
                 client_free(c);
 }
 
@@ -148,7 +147,7 @@ static void on_connection(struct service *s, int fd)
         client_new(service_userdata(s), fd, true);
 }
 
-static int on_own_listener(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_own_listener(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct qmgr *q = userdata;
         for (int i = 0; i < 64; i++) {
@@ -211,7 +210,7 @@ static int create_own_socket(struct qmgr *q, const char *rel)
         }
         q->own_fd = fd;
         q->own_path = TAKE_PTR(path);
-        return sd_event_add_io(q->event, &q->own_src, fd, EPOLLIN, on_own_listener, q);
+        return event_add_io(q->event, &q->own_src, fd, EPOLLIN, on_own_listener, q);
 }
 
 /* ---- the service ---- */
@@ -273,7 +272,7 @@ static void qmgr_on_stop(struct service *s)
          */
         q->stopping = true;
         if (q->own_src) {
-                q->own_src = sd_event_source_disable_unref(q->own_src);
+                q->own_src = event_source_disable_unref(q->own_src);
                 unlink(q->own_path);
                 close(q->own_fd);
                 q->own_fd = -1;

@@ -15,7 +15,7 @@ struct notice {
         struct qmsg *m;
         int fd;
         struct ipc_conn conn;
-        sd_event_source *io, *timeout;
+        struct event_source *io, *timeout;
         qmgr_notice_fn done;
 };
 
@@ -28,15 +28,15 @@ static void notice_end(struct notice *n, bool ok, const char *why)
                            "%s: sender notification not sent: %s; the message stays queued and is retried "
                            "later",
                            m->id, why);
-        sd_event_source_disable_unref(n->io);
-        sd_event_source_disable_unref(n->timeout);
+        event_source_disable_unref(n->io);
+        event_source_disable_unref(n->timeout);
         ipc_conn_done(&n->conn);
         close(n->fd);
         free(n);
         done(m, ok);
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct notice *n = userdata;
         if (ipc_conn_want_write(&n->conn)) {
@@ -46,7 +46,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                         return 0;
                 }
                 if (!ipc_conn_want_write(&n->conn))
-                        sd_event_source_set_io_events(n->io, EPOLLIN);
+                        event_source_set_io_events(n->io, EPOLLIN);
         }
         if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 return 0;
@@ -73,7 +73,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         notice_end(userdata, false, "bounce service did not answer in time");
         return 0;
@@ -122,10 +122,9 @@ void qmgr_notify(struct qmsg *m, const char *what, uint64_t retry_until_usec, qm
                 r = ipc_conn_queue(&n->conn, &req);
         ipc_msg_done(&req);
         if (r >= 0)
-                r = sd_event_add_io(q->event, &n->io, fd, EPOLLIN | EPOLLOUT, on_io, n);
+                r = event_add_io(q->event, &n->io, fd, EPOLLIN | EPOLLOUT, on_io, n);
         if (r >= 0)
-                r = sd_event_add_time_relative(q->event, &n->timeout, CLOCK_MONOTONIC,
-                                               QMGR_NOTIFY_TIMEOUT_USEC, 0, on_timeout, n);
+                r = event_add_time_relative(q->event, &n->timeout, QMGR_NOTIFY_TIMEOUT_USEC, on_timeout, n);
         if (r < 0)
                 notice_end(n, false, "cannot watch the bounce service connection");
 }

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "config.h"
 #include "ipc.h"
@@ -84,7 +84,7 @@ struct job {
         bool site_answered;
         unsigned conn_failed;
         char *fail_dsn, *fail_reason;
-        sd_event_source *io, *timeout;
+        struct event_source *io, *timeout;
 };
 
 /*
@@ -106,7 +106,7 @@ struct dest {
         bool dead;
         bool probing; /* revived: one delivery at a time until one gets an answer from the site */
         char *dead_dsn, *dead_reason;
-        sd_event_source *revive;
+        struct event_source *revive;
 };
 
 struct transport {
@@ -121,13 +121,13 @@ struct transport {
         struct dest **buckets;
         size_t n_buckets, n_dests;
         struct dest *ring; /* next destination to serve */
-        sd_event_source *retry;
+        struct event_source *retry;
 };
 
 struct qmgr {
         struct service *svc;
         struct config *cfg;
-        sd_event *event;
+        struct event_loop *event;
         struct queue *queue;
         struct resolve *resolve;
         char *queue_dir;
@@ -144,7 +144,7 @@ struct qmgr {
         struct transport *transports;
         unsigned n_transports;
 
-        sd_event_source *timer;
+        struct event_source *timer;
         uint64_t next_scan_usec; /* CLOCK_MONOTONIC */
         unsigned runs;
         bool blocked; /* the active queue was full: scan again once it drained a quarter */
@@ -152,7 +152,7 @@ struct qmgr {
 
         int own_fd; /* the socket qmgr creates itself (the one master.cf did not give it) */
         char *own_path;
-        sd_event_source *own_src;
+        struct event_source *own_src;
         unsigned n_clients;
 };
 

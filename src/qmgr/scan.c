@@ -15,8 +15,7 @@
 
 static uint64_t mono_usec(struct qmgr *q)
 {
-        uint64_t now = 0;
-        sd_event_now(q->event, CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(q->event);
         return now;
 }
 
@@ -211,7 +210,7 @@ void qmgr_run_due(struct qmgr *q)
         }
 }
 
-static int on_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct qmgr *q = userdata;
         if (q->stopping)
@@ -240,16 +239,16 @@ void qmgr_rearm(struct qmgr *q)
                         when = due;
         }
         if (!q->timer) {
-                int r = sd_event_add_time(q->event, &q->timer, CLOCK_MONOTONIC, when, 0, on_timer, q);
+                int r = event_add_time(q->event, &q->timer, when, on_timer, q);
                 if (r < 0)
                         msg_fatal("queue run timer: %s", strerror(-r));
                 /* Queue runs yield to new mail and agents' answers: a backlog is worked on when they wait.
                  */
-                sd_event_source_set_priority(q->timer, SD_EVENT_PRIORITY_IDLE);
+                event_source_set_priority(q->timer, EVENT_PRIORITY_IDLE);
                 return;
         }
-        sd_event_source_set_time(q->timer, when);
-        sd_event_source_set_enabled(q->timer, SD_EVENT_ONESHOT);
+        event_source_set_time(q->timer, when);
+        event_source_set_enabled(q->timer, EVENT_ONESHOT);
 }
 
 void qmgr_run_soon(struct qmgr *q)

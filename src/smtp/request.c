@@ -23,8 +23,8 @@ static void request_rcpt_final(struct request *rq, struct rcpt *r, const char *r
 
 static void request_free(struct request *rq)
 {
-        sd_event_source_unref(rq->io);
-        sd_event_source_unref(rq->timer);
+        event_source_unref(rq->io);
+        event_source_unref(rq->timer);
         ipc_conn_done(&rq->conn);
         if (rq->fd >= 0)
                 close(rq->fd);
@@ -48,7 +48,7 @@ static void request_free(struct request *rq)
 
 static void update_events(struct request *rq)
 {
-        sd_event_source_set_io_events(rq->io, EPOLLIN | (ipc_conn_want_write(&rq->conn) ? EPOLLOUT : 0));
+        event_source_set_io_events(rq->io, EPOLLIN | (ipc_conn_want_write(&rq->conn) ? EPOLLOUT : 0));
 }
 
 /* Anything not final yet is reported as deferred. */
@@ -89,7 +89,7 @@ static void send_reply(struct request *rq)
                 return;
         }
         update_events(rq);
-        sd_event_source_set_enabled(rq->io, SD_EVENT_ON);
+        event_source_set_enabled(rq->io, EVENT_ON);
 }
 
 /* Every recipient still open gets the last connection problem as its reason. */
@@ -349,7 +349,7 @@ static void handle_request(struct request *rq, const struct ipc_msg *m)
 {
         struct agent *a = rq->agent;
 
-        sd_event_source_set_enabled(rq->timer, SD_EVENT_OFF);
+        event_source_set_enabled(rq->timer, EVENT_OFF);
         rq->agent_usec = delivery_now_usec();
         const char *why = NULL;
         int bad = delivery_request_parse(m, &rq->dr, &why);
@@ -415,7 +415,7 @@ static void handle_request(struct request *rq, const struct ipc_msg *m)
         try_next_hop(rq);
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct request *rq = userdata;
 
@@ -430,7 +430,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         }
         if (rq->queue_id) {
                 /* Delivering: qmgr has nothing more to say; stop watching until the reply. */
-                sd_event_source_set_enabled(rq->io, SD_EVENT_OFF);
+                event_source_set_enabled(rq->io, EVENT_OFF);
                 return 0;
         }
         int r = ipc_conn_read(&rq->conn);
@@ -450,13 +450,13 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                         request_free(rq);
                 return 0;
         }
-        sd_event_source_set_enabled(rq->io, SD_EVENT_OFF);
+        event_source_set_enabled(rq->io, EVENT_OFF);
         handle_request(rq, &m);
         ipc_msg_done(&m);
         return 0;
 }
 
-static int on_request_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_request_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct request *rq = userdata;
         msg_warn("timeout waiting for a delivery request");
@@ -471,11 +471,10 @@ void request_start(struct agent *a, int fd)
         rq->fd = fd;
         rq->qfd = -1;
         ipc_conn_init(&rq->conn, fd);
-        uint64_t now = 0;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
-        if (sd_event_add_io(a->event, &rq->io, fd, EPOLLIN, on_io, rq) < 0 ||
-            sd_event_add_time(a->event, &rq->timer, CLOCK_MONOTONIC, now + SMTP_REQUEST_TIMEOUT_USEC, 0,
-                              on_request_timeout, rq) < 0) {
+        uint64_t now = event_loop_now(a->event);
+        if (event_add_io(a->event, &rq->io, fd, EPOLLIN, on_io, rq) < 0 ||
+            event_add_time(a->event, &rq->timer, now + SMTP_REQUEST_TIMEOUT_USEC, on_request_timeout, rq) <
+                    0) {
                 msg_warn("cannot watch a delivery request connection");
                 request_free(rq);
         }

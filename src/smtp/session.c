@@ -66,15 +66,14 @@ static const char *state_command(enum sstate st, bool lmtp)
 
 static uint64_t now_mono(struct agent *a)
 {
-        uint64_t now = 0;
-        sd_event_now(a->event, CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(a->event);
         return now;
 }
 
 static void set_timer(struct session *s, uint64_t usec)
 {
-        sd_event_source_set_time(s->timer, now_mono(s->a) + usec);
-        sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        event_source_set_time(s->timer, now_mono(s->a) + usec);
+        event_source_set_enabled(s->timer, EVENT_ONESHOT);
 }
 
 static void cache_unlink(struct session *s)
@@ -93,8 +92,8 @@ static void cache_unlink(struct session *s)
 static void session_free(struct session *s)
 {
         cache_unlink(s);
-        sd_event_source_disable_unref(s->io);
-        sd_event_source_disable_unref(s->timer);
+        event_source_disable_unref(s->io);
+        event_source_disable_unref(s->timer);
         smtp_tls_done(s);
         if (s->fd >= 0)
                 close(s->fd);
@@ -115,8 +114,8 @@ static void session_close(struct session *s)
 {
         cache_unlink(s);
         s->rq = NULL;
-        sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
-        sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        event_source_set_enabled(s->io, EVENT_OFF);
+        event_source_set_enabled(s->timer, EVENT_OFF);
         if (s->in_callback)
                 s->dead = true;
         else
@@ -727,7 +726,7 @@ static void update_events(struct session *s)
                 ev |= EPOLLOUT;
         if (s->state == S_CONNECT)
                 ev = EPOLLOUT;
-        sd_event_source_set_io_events(s->io, ev);
+        event_source_set_io_events(s->io, ev);
 }
 
 static void connect_failed(struct session *s, int err, bool timeout)
@@ -797,7 +796,7 @@ static void pump(struct session *s, uint32_t revents)
                 flush(s);
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct session *s = userdata;
         s->in_callback = true;
@@ -810,7 +809,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-static int on_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
         s->in_callback = true;
@@ -921,8 +920,8 @@ static void connect_now(struct session *s)
                 connect_failed(s, errno, false);
                 return;
         }
-        if (sd_event_add_io(a->event, &s->io, s->fd, EPOLLOUT, on_io, s) < 0 ||
-            sd_event_add_time(a->event, &s->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_timer, s) < 0) {
+        if (event_add_io(a->event, &s->io, s->fd, EPOLLOUT, on_io, s) < 0 ||
+            event_add_time(a->event, &s->timer, UINT64_MAX, on_timer, s) < 0) {
                 connect_failed(s, ENOMEM, false);
                 return;
         }

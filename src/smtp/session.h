@@ -35,7 +35,7 @@ struct session {
         bool cached;
         int fd;
         SSL *ssl;
-        sd_event_source *io, *timer;
+        struct event_source *io, *timer;
         enum sstate state;
         bool in_callback, dead, reused;
         char host[DNS_HOST_MAX + 1];

@@ -4,7 +4,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "buf.h"
 #include "delivery_request.h"
@@ -64,7 +64,7 @@ struct session;
 
 struct agent {
         struct service *svc;
-        sd_event *event;
+        struct event_loop *event;
         struct smtp_settings set;
         SSL_CTX *ssl_ctx;
         bool dane_ok; /* SSL_CTX_dane_enable succeeded: TLSA records can be checked */
@@ -95,7 +95,7 @@ struct request {
         struct agent *agent;
         int fd;
         struct ipc_conn conn;
-        sd_event_source *io, *timer;
+        struct event_source *io, *timer;
         bool replying;
 
         struct delivery_request dr; /* as qmgr sent it: rcpts[i] answers dr.rcpts[i] */

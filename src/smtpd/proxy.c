@@ -42,7 +42,7 @@ struct proxy {
         const struct proxy_ops *ops;
         const struct smtpd_proxy_cfg *cfg;
         int fd;
-        sd_event_source *io, *timer;
+        struct event_source *io, *timer;
         enum proxy_state state;
         const char *step; /* what the pending reply answers, for logs */
         struct buf out;   /* bytes for the filter not yet written */
@@ -200,7 +200,7 @@ static void update_events(struct proxy *p)
         uint32_t ev = EPOLLIN;
         if (p->state == P_CONNECTING || p->state == P_REPLAY || p->out_off < p->out.len)
                 ev |= EPOLLOUT;
-        sd_event_source_set_io_events(p->io, ev);
+        event_source_set_io_events(p->io, ev);
 }
 
 /* smtpd_proxy_timeout runs while a reply or unwritten bytes are pending; it restarts with progress. */
@@ -208,13 +208,12 @@ static void arm_timer(struct proxy *p)
 {
         bool pending = p->state != P_IDLE || p->out_off < p->out.len;
         if (p->state == P_BROKEN || !pending) {
-                sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+                event_source_set_enabled(p->timer, EVENT_OFF);
                 return;
         }
-        uint64_t now = 0;
-        sd_event_now(sd_event_source_get_event(p->timer), CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(p->timer, now + (uint64_t)p->cfg->timeout_sec * 1000000ULL);
-        sd_event_source_set_enabled(p->timer, SD_EVENT_ONESHOT);
+        uint64_t now = event_loop_now(event_source_loop(p->timer));
+        event_source_set_time(p->timer, now + (uint64_t)p->cfg->timeout_sec * 1000000ULL);
+        event_source_set_enabled(p->timer, EVENT_ONESHOT);
 }
 
 /*
@@ -233,8 +232,8 @@ static void fail(struct proxy *p, const char *fmt, ...)
         buf_done(&b);
         bool waiting = p->state != P_IDLE && p->state != P_BROKEN;
         p->state = P_BROKEN;
-        sd_event_source_set_enabled(p->io, SD_EVENT_OFF);
-        sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+        event_source_set_enabled(p->io, EVENT_OFF);
+        event_source_set_enabled(p->timer, EVENT_OFF);
         if (waiting && p->busy)
                 p->ops->replied(p->owner, PROXY_FAILED_REPLY);
         else if (p->backlogged && p->busy) {
@@ -533,8 +532,8 @@ static void do_read(struct proxy *p)
 
 static void proxy_free(struct proxy *p)
 {
-        sd_event_source_disable_unref(p->io);
-        sd_event_source_disable_unref(p->timer);
+        event_source_disable_unref(p->io);
+        event_source_disable_unref(p->timer);
         if (p->fd >= 0)
                 close(p->fd);
         buf_done(&p->out);
@@ -559,8 +558,8 @@ static void connected(struct proxy *p)
                 p->step = "connect";
                 msg_warn("connect to proxy filter %s: %s", p->cfg->name, strerror(err));
                 p->state = P_BROKEN;
-                sd_event_source_set_enabled(p->io, SD_EVENT_OFF);
-                sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+                event_source_set_enabled(p->io, EVENT_OFF);
+                event_source_set_enabled(p->timer, EVENT_OFF);
                 p->ops->replied(p->owner, PROXY_FAILED_REPLY);
                 return;
         }
@@ -570,7 +569,7 @@ static void connected(struct proxy *p)
         update_events(p);
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct proxy *p = userdata;
         p->busy++;
@@ -601,7 +600,7 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct proxy *p = userdata;
         p->busy++;
@@ -619,7 +618,7 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
-int proxy_open(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
+int proxy_open(struct event_loop *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
                const char *mail_cmd, const char *mail_dsn, const struct proxy_ops *ops,
                struct session *owner, struct proxy **ret)
 {
@@ -649,9 +648,9 @@ int proxy_open(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct prox
         p->exts = (struct strv)STRV_INIT;
         smtp_reply_parser_init(&p->parser);
         keep_client(p, cl);
-        int r = sd_event_add_io(e, &p->io, fd, EPOLLIN | EPOLLOUT, on_io, p);
+        int r = event_add_io(e, &p->io, fd, EPOLLIN | EPOLLOUT, on_io, p);
         if (r >= 0)
-                r = sd_event_add_time(e, &p->timer, CLOCK_MONOTONIC, 0, 0, on_timeout, p);
+                r = event_add_time(e, &p->timer, 0, on_timeout, p);
         if (r < 0) {
                 msg_warn("proxy filter %s: cannot watch the connection: %s", cfg->name, strerror(-r));
                 proxy_free(p);
@@ -786,8 +785,8 @@ void proxy_close(struct proxy *p)
         if (p->state == P_IDLE && !p->in_content && p->out_off == p->out.len)
                 (void)send(p->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
         p->state = P_BROKEN;
-        sd_event_source_set_enabled(p->io, SD_EVENT_OFF);
-        sd_event_source_set_enabled(p->timer, SD_EVENT_OFF);
+        event_source_set_enabled(p->io, EVENT_OFF);
+        event_source_set_enabled(p->timer, EVENT_OFF);
         if (p->busy)
                 p->closed = true;
         else
@@ -883,7 +882,7 @@ void proxy_replay_received_header(struct proxy_replay *r, const struct proxy_cli
         buf_done(&b);
 }
 
-int proxy_open_replay(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
+int proxy_open_replay(struct event_loop *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
                       struct proxy_replay *r, const struct proxy_ops *ops, struct session *owner,
                       struct proxy **ret)
 {

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "config.h"
 
@@ -66,7 +66,7 @@ struct proxy;
  * when the filter announces DSN; the reply to that comes through ops->replied. <0 (a warning logged naming
  * the filter and the error) when no connection could even be started.
  */
-int proxy_open(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
+int proxy_open(struct event_loop *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
                const char *mail_cmd, const char *mail_dsn, const struct proxy_ops *ops,
                struct session *owner, struct proxy **ret);
 /* The filter announced this EHLO keyword ("DSN"); only valid once the MAIL reply came. */
@@ -103,6 +103,6 @@ void proxy_replay_content(struct proxy_replay *r, const char *line, size_t len, 
  * The final dot: connect and replay; r is the proxy's from now on (freed with it, or here on failure). The
  * outcome comes through ops->replied once. <0 (logged) when nothing could be started.
  */
-int proxy_open_replay(sd_event *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
+int proxy_open_replay(struct event_loop *e, const struct smtpd_proxy_cfg *cfg, const struct proxy_client *cl,
                       struct proxy_replay *r, const struct proxy_ops *ops, struct session *owner,
                       struct proxy **ret);

@@ -358,7 +358,7 @@ static void job_done(void *userdata)
         job_free(j);
 }
 
-static int start_job(struct sasl_conv *v, sd_event *e, char *send)
+static int start_job(struct sasl_conv *v, struct event_loop *e, char *send)
 {
         struct sasl_job *j = xcalloc(1, sizeof *j);
         j->conv = v;
@@ -403,7 +403,7 @@ bool sasl_conv_have_mechs(const struct sasl_conv *v)
         return v->have_mechs;
 }
 
-int sasl_conv_fetch_mechs(struct sasl_conv *v, sd_event *e)
+int sasl_conv_fetch_mechs(struct sasl_conv *v, struct event_loop *e)
 {
         if (v->job)
                 return -EBUSY;
@@ -440,7 +440,7 @@ bool sasl_conv_mech_offered(const struct sasl_conv *v, const char *mech, bool tl
         return false;
 }
 
-int sasl_conv_start(struct sasl_conv *v, sd_event *e, const struct sasl_start *st)
+int sasl_conv_start(struct sasl_conv *v, struct event_loop *e, const struct sasl_start *st)
 {
         if (v->job)
                 return -EBUSY;
@@ -460,7 +460,7 @@ int sasl_conv_start(struct sasl_conv *v, sd_event *e, const struct sasl_start *s
         return start_job(v, e, line);
 }
 
-int sasl_conv_continue(struct sasl_conv *v, sd_event *e, const char *response)
+int sasl_conv_continue(struct sasl_conv *v, struct event_loop *e, const char *response)
 {
         if (v->job)
                 return -EBUSY;

@@ -73,7 +73,7 @@ struct session {
         struct session *next, *prev;
         struct smtpd *srv;
         int fd;
-        sd_event_source *io, *timer, *pause_timer, *wait_timer, *deadline_timer;
+        struct event_source *io, *timer, *pause_timer, *wait_timer, *deadline_timer;
         /* The last recv found the socket empty (EAGAIN, or fewer bytes than asked: a stream socket gives
          * all it has): the next waits for EPOLLIN, which is level-triggered, instead of failing with
          * EAGAIN once per command (issue 19). */
@@ -284,7 +284,7 @@ static void reset_transaction(struct session *s)
                 smtp_data_done(&s->data);
         s->in_data = s->data_failed = false;
         if (s->wait_timer)
-                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
+                event_source_set_enabled(s->wait_timer, EVENT_OFF);
 }
 
 /* Postfix's "QID: reject: STAGE from CLIENT: REPLY; from=<> to=<> proto= helo=<>" and its kin. */
@@ -366,7 +366,7 @@ static void end_wait_for_cleanup(struct session *s)
 {
         smtp_cmd_done(&s->pending_rcpt);
         if (s->wait_timer)
-                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_OFF);
+                event_source_set_enabled(s->wait_timer, EVENT_OFF);
         pump(s);
         finish(s);
 }
@@ -467,7 +467,7 @@ static const struct cleanup_submit_ops submit_ops = {
         .rcpt_checked = on_rcpt_checked,
 };
 
-static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_wait_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
         msg_warn("timeout waiting for cleanup (%s) for %s", s->srv->cleanup_path, s->client);
@@ -499,15 +499,13 @@ static int on_wait_timeout(sd_event_source *src, uint64_t usec, void *userdata)
 
 static void arm_wait_timer(struct session *s)
 {
-        uint64_t now = 0;
-        sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(service_event(s->srv->service));
         uint64_t when = now + (uint64_t)s->srv->cleanup_timeout_ms * 1000ULL;
         if (!s->wait_timer)
-                sd_event_add_time(service_event(s->srv->service), &s->wait_timer, CLOCK_MONOTONIC, when, 0,
-                                  on_wait_timeout, s);
+                event_add_time(service_event(s->srv->service), &s->wait_timer, when, on_wait_timeout, s);
         else {
-                sd_event_source_set_time(s->wait_timer, when);
-                sd_event_source_set_enabled(s->wait_timer, SD_EVENT_ONESHOT);
+                event_source_set_time(s->wait_timer, when);
+                event_source_set_enabled(s->wait_timer, EVENT_ONESHOT);
         }
 }
 
@@ -1431,10 +1429,9 @@ static void auth_failed_reply(struct session *s, const char *line)
         }
         if (s->srv->error_sleep_sec <= 0 || !s->pause_timer)
                 return;
-        uint64_t now = 0;
-        sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
-        sd_event_source_set_time(s->pause_timer, now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL);
-        sd_event_source_set_enabled(s->pause_timer, SD_EVENT_ONESHOT);
+        uint64_t now = event_loop_now(service_event(s->srv->service));
+        event_source_set_time(s->pause_timer, now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL);
+        event_source_set_enabled(s->pause_timer, EVENT_ONESHOT);
         s->paused = true;
 }
 
@@ -1712,12 +1709,11 @@ static bool process(struct session *s)
                          * counted are those before this command, as Postfix counts them. Postfix 2.1+ delays
                          * every reply then; postd keeps good replies prompt so that a client retrying on one
                          * connection reaches smtpd_hard_error_limit in bounded time. */
-                        uint64_t now = 0;
-                        sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
+                        uint64_t now = event_loop_now(service_event(s->srv->service));
                         uint64_t when = now + (uint64_t)s->srv->error_sleep_sec * 1000000ULL;
                         if (s->pause_timer) {
-                                sd_event_source_set_time(s->pause_timer, when);
-                                sd_event_source_set_enabled(s->pause_timer, SD_EVENT_ONESHOT);
+                                event_source_set_time(s->pause_timer, when);
+                                event_source_set_enabled(s->pause_timer, EVENT_ONESHOT);
                                 s->paused = true;
                         }
                 }
@@ -1896,10 +1892,9 @@ static bool do_read(struct session *s)
         }
         if (progress) {
                 /* smtpd_timeout counts from the last input. */
-                uint64_t now = 0;
-                sd_event_now(service_event(s->srv->service), CLOCK_MONOTONIC, &now);
-                sd_event_source_set_time(s->timer, now + (uint64_t)s->srv->timeout_sec * 1000000ULL);
-                sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+                uint64_t now = event_loop_now(service_event(s->srv->service));
+                event_source_set_time(s->timer, now + (uint64_t)s->srv->timeout_sec * 1000000ULL);
+                event_source_set_enabled(s->timer, EVENT_ONESHOT);
         }
         return progress;
 }
@@ -1918,7 +1913,7 @@ static void update_events(struct session *s)
                 if ((s->out_off < s->out.len && !s->paused) || s->tls_read_wants_write)
                         ev |= EPOLLOUT;
         }
-        sd_event_source_set_io_events(s->io, ev);
+        event_source_set_io_events(s->io, ev);
 }
 
 static void pump(struct session *s)
@@ -1996,11 +1991,11 @@ static void session_free(struct session *s)
         free(s->auth_mech);
         free(s->sasl_method);
         free(s->sasl_username);
-        sd_event_source_disable_unref(s->io);
-        sd_event_source_disable_unref(s->timer);
-        sd_event_source_disable_unref(s->pause_timer);
-        sd_event_source_disable_unref(s->wait_timer);
-        sd_event_source_disable_unref(s->deadline_timer);
+        event_source_disable_unref(s->io);
+        event_source_disable_unref(s->timer);
+        event_source_disable_unref(s->pause_timer);
+        event_source_disable_unref(s->wait_timer);
+        event_source_disable_unref(s->deadline_timer);
         close(s->fd);
         buf_done(&s->in);
         buf_done(&s->out);
@@ -2019,7 +2014,7 @@ static void finish(struct session *s)
                 session_free(s);
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct session *s = userdata;
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -2029,13 +2024,13 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_timeout(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
         if (s->opening || s->ending || s->proxy_busy) {
                 /* Waiting on cleanup or the proxy filter, not on the client: their own timers cover that. */
-                sd_event_source_set_time(src, usec + (uint64_t)s->srv->timeout_sec * 1000000ULL);
-                sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                event_source_set_time(src, usec + (uint64_t)s->srv->timeout_sec * 1000000ULL);
+                event_source_set_enabled(src, EVENT_ONESHOT);
                 return 0;
         }
         if (s->in_data)
@@ -2058,14 +2053,14 @@ static int on_timeout(sd_event_source *src, uint64_t usec, void *userdata)
  * postd_smtpd_session_deadline: smtpd_timeout restarts with every byte, so a client that drips input
  * could hold a session (and its slot in smtpd_client_connection_count_limit) forever; this ends it.
  */
-static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_deadline(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
         if (s->opening || s->ending || s->proxy_busy) {
                 /* cleanup (or the filter) decides the message's fate first: cut now, the client could not
                  * know it. */
-                sd_event_source_set_time(src, usec + 1000000ULL);
-                sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                event_source_set_time(src, usec + 1000000ULL);
+                event_source_set_enabled(src, EVENT_ONESHOT);
                 return 0;
         }
         msg_info("session time limit (postd_smtpd_session_deadline = %llds) exceeded after %s from %s",
@@ -2081,7 +2076,7 @@ static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
-static int on_pause_end(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_pause_end(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct session *s = userdata;
         s->paused = false;
@@ -2223,7 +2218,7 @@ void session_start(struct smtpd *srv, int fd)
 {
         struct session *s = xcalloc(1, sizeof(*s));
         metrics_count(METRIC_SMTPD_CONNECTIONS);
-        sd_event *e = service_event(srv->service);
+        struct event_loop *e = service_event(srv->service);
         s->srv = srv;
         s->fd = fd;
         s->cur_cnt = -1;
@@ -2263,21 +2258,19 @@ void session_start(struct smtpd *srv, int fd)
                 s->next->prev = s;
         srv->sessions = s;
 
-        uint64_t now = 0;
-        sd_event_now(e, CLOCK_MONOTONIC, &now);
-        int r = sd_event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);
+        uint64_t now = event_loop_now(e);
+        int r = event_add_io(e, &s->io, fd, EPOLLIN, on_io, s);
         if (r >= 0)
-                r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC,
-                                      now + (uint64_t)srv->timeout_sec * 1000000ULL, 0, on_timeout, s);
+                r = event_add_time(e, &s->timer, now + (uint64_t)srv->timeout_sec * 1000000ULL, on_timeout,
+                                   s);
         if (r >= 0) {
-                r = sd_event_add_time(e, &s->pause_timer, CLOCK_MONOTONIC, now, 0, on_pause_end, s);
+                r = event_add_time(e, &s->pause_timer, now, on_pause_end, s);
                 if (r >= 0)
-                        sd_event_source_set_enabled(s->pause_timer, SD_EVENT_OFF);
+                        event_source_set_enabled(s->pause_timer, EVENT_OFF);
         }
         if (r >= 0 && srv->session_deadline_sec > 0)
-                r = sd_event_add_time(e, &s->deadline_timer, CLOCK_MONOTONIC,
-                                      now + (uint64_t)srv->session_deadline_sec * 1000000ULL, 0, on_deadline,
-                                      s);
+                r = event_add_time(e, &s->deadline_timer,
+                                   now + (uint64_t)srv->session_deadline_sec * 1000000ULL, on_deadline, s);
         if (r < 0) {
                 msg_warn("cannot watch the connection from %s: %s", s->client, strerror(-r));
                 kill_session(s);

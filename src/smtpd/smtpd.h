@@ -3,7 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "buf.h"
 #include "cleanup_submit.h"
@@ -294,7 +294,7 @@ struct sasl_conv *sasl_conv_new(struct smtpd_sasl *sasl, struct session *owner, 
 /* A step still running is detached: its answer is dropped. NULL is fine. */
 void sasl_conv_free(struct sasl_conv *v);
 bool sasl_conv_have_mechs(const struct sasl_conv *v);
-int sasl_conv_fetch_mechs(struct sasl_conv *v, sd_event *e);
+int sasl_conv_fetch_mechs(struct sasl_conv *v, struct event_loop *e);
 /* The mechanisms to advertise with or without TLS ("PLAIN LOGIN", malloc'd), NULL when none. */
 char *sasl_conv_mech_list(const struct sasl_conv *v, bool tls);
 bool sasl_conv_mech_offered(const struct sasl_conv *v, const char *mech, bool tls);
@@ -306,8 +306,8 @@ struct sasl_start {
         bool tls;
 };
 /* -EINVAL: the client's mechanism name or response cannot be sent (not base64). */
-int sasl_conv_start(struct sasl_conv *v, sd_event *e, const struct sasl_start *st);
-int sasl_conv_continue(struct sasl_conv *v, sd_event *e, const char *response);
+int sasl_conv_start(struct sasl_conv *v, struct event_loop *e, const struct sasl_start *st);
+int sasl_conv_continue(struct sasl_conv *v, struct event_loop *e, const char *response);
 /* The client said "*": the request is dropped with the connection. */
 void sasl_conv_abort(struct sasl_conv *v);
 

@@ -14,10 +14,10 @@
 
 #define DEADLINE_USEC (20 * 1000000ULL)
 
-static sd_event *loop(void)
+static struct event_loop *loop(void)
 {
-        static sd_event *e;
-        if (!e && sd_event_new(&e) < 0)
+        static struct event_loop *e;
+        if (!e && event_loop_new(&e) < 0)
                 abort();
         return e;
 }
@@ -34,7 +34,7 @@ static unsigned run_until(const unsigned *count, unsigned want)
 {
         uint64_t end = now_usec() + DEADLINE_USEC;
         while (*count < want && now_usec() < end)
-                if (sd_event_run(loop(), 100 * 1000) < 0)
+                if (event_loop_step(loop(), 100 * 1000) < 0)
                         break;
         return *count;
 }
@@ -81,7 +81,7 @@ TEST(many_jobs_each_work_then_done_on_the_loop)
                 CHECK(!p[i].bad);
         }
         /* and nothing more arrives */
-        CHECK(sd_event_run(loop(), 50 * 1000) >= 0);
+        CHECK(event_loop_step(loop(), 50 * 1000) >= 0);
         CHECK_INT(plain_done, N);
         free(p);
 }
@@ -224,7 +224,7 @@ TEST(a_full_queue_refuses_then_drains)
         /* every thread busy, so what follows waits in the queue */
         uint64_t end = now_usec() + DEADLINE_USEC;
         while (blocked_running < WORKER_THREADS_MAX && now_usec() < end)
-                (void)sd_event_run(loop(), 1000);
+                (void)event_loop_step(loop(), 1000);
         CHECK_INT(blocked_running, WORKER_THREADS_MAX);
         unsigned queued = 0;
         int r;

@@ -1,4 +1,4 @@
-/* service.c: the daemon skeleton: arguments, config with -o, listeners on sd-event, busy/idle reports. */
+/* service.c: the daemon skeleton: arguments, config with -o, listeners on the event loop, busy/idle reports. */
 #include "service.h"
 
 #include <errno.h>
@@ -27,13 +27,13 @@ struct listener {
         struct service *s;
         int fd;
         bool fifo;
-        sd_event_source *src;
+        struct event_source *src;
 };
 
 struct service {
         const struct service_ops *ops;
         struct config *config;
-        sd_event *event;
+        struct event_loop *event;
         char *name, *type, *daemon;
         char *sandbox_role; /* the allow-list's name when the role's init chose another (NULL: daemon) */
         char **args;
@@ -46,10 +46,10 @@ struct service {
         unsigned conns, max_conns;
         long long uses, max_use;
         long long max_idle;
-        sd_event_source *idle_timer, *stop_timer;
+        struct event_source *idle_timer, *stop_timer;
 };
 
-sd_event *service_event(struct service *s)
+struct event_loop *service_event(struct service *s)
 {
         return s->event;
 }
@@ -208,11 +208,11 @@ static bool can_accept(const struct service *s)
         return s->max_use <= 0 || s->uses < s->max_use;
 }
 
-static int on_idle_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_idle_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct service *s = userdata;
         if (s->conns == 0)
-                sd_event_exit(s->event, 0);
+                event_loop_exit(s->event, 0);
         return 0;
 }
 
@@ -222,30 +222,28 @@ static void update_state(struct service *s)
         bool want = can_accept(s);
         if (want != s->accepting) {
                 for (unsigned i = 0; i < s->n_listeners; i++)
-                        sd_event_source_set_enabled(s->listeners[i].src, want ? SD_EVENT_ON : SD_EVENT_OFF);
+                        event_source_set_enabled(s->listeners[i].src, want ? EVENT_ON : EVENT_OFF);
                 s->accepting = want;
                 report(s, want ? SERVICE_STATUS_AVAILABLE : SERVICE_STATUS_BUSY);
         }
         if (s->conns == 0 &&
             (s->stopping || s->exit_requested || (s->max_use > 0 && s->uses >= s->max_use))) {
-                sd_event_exit(s->event, 0);
+                event_loop_exit(s->event, 0);
                 return;
         }
         /* max_idle: a process with nothing to do gives its resources back; the master respawns on demand. */
         if (!s->ops->long_lived && s->max_idle > 0 && s->n_listeners > 0) {
                 if (s->conns == 0) {
-                        uint64_t now = 0;
-                        sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+                        uint64_t now = event_loop_now(s->event);
                         uint64_t when = now + (uint64_t)s->max_idle * 1000000ULL;
                         if (!s->idle_timer)
-                                sd_event_add_time(s->event, &s->idle_timer, CLOCK_MONOTONIC, when, 0,
-                                                  on_idle_timer, s);
+                                event_add_time(s->event, &s->idle_timer, when, on_idle_timer, s);
                         else {
-                                sd_event_source_set_time(s->idle_timer, when);
-                                sd_event_source_set_enabled(s->idle_timer, SD_EVENT_ONESHOT);
+                                event_source_set_time(s->idle_timer, when);
+                                event_source_set_enabled(s->idle_timer, EVENT_ONESHOT);
                         }
                 } else if (s->idle_timer)
-                        sd_event_source_set_enabled(s->idle_timer, SD_EVENT_OFF);
+                        event_source_set_enabled(s->idle_timer, EVENT_OFF);
         }
 }
 
@@ -272,7 +270,7 @@ static void drain(int fd)
         }
 }
 
-static int on_listener(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_listener(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct listener *l = userdata;
         struct service *s = l->s;
@@ -312,16 +310,16 @@ static int on_listener(sd_event_source *src, int fd, uint32_t revents, void *use
         return 0;
 }
 
-static int on_stop_timer(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_stop_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct service *s = userdata;
         msg_warn("stop timeout: %u connection(s) still open after %d s", s->conns,
                  USEC_TO_SEC(SERVICE_STOP_TIMEOUT_USEC));
-        sd_event_exit(s->event, 0);
+        event_loop_exit(s->event, 0);
         return 0;
 }
 
-static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata)
+static int on_sigterm(struct event_source *src, const struct signalfd_siginfo *si, void *userdata)
 {
         struct service *s = userdata;
         if (s->stopping)
@@ -329,10 +327,8 @@ static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, v
         s->stopping = true;
         if (s->ops->on_stop)
                 s->ops->on_stop(s);
-        uint64_t now = 0;
-        sd_event_now(s->event, CLOCK_MONOTONIC, &now);
-        sd_event_add_time(s->event, &s->stop_timer, CLOCK_MONOTONIC, now + SERVICE_STOP_TIMEOUT_USEC, 0,
-                          on_stop_timer, s);
+        uint64_t now = event_loop_now(s->event);
+        event_add_time(s->event, &s->stop_timer, now + SERVICE_STOP_TIMEOUT_USEC, on_stop_timer, s);
         update_state(s);
         return 0;
 }
@@ -354,10 +350,10 @@ static void drop_privileges(struct config *c)
 static void service_free(struct service *s)
 {
         for (unsigned i = 0; i < s->n_listeners; i++)
-                sd_event_source_unref(s->listeners[i].src);
-        sd_event_source_unref(s->idle_timer);
-        sd_event_source_unref(s->stop_timer);
-        sd_event_unref(s->event);
+                event_source_unref(s->listeners[i].src);
+        event_source_unref(s->idle_timer);
+        event_source_unref(s->stop_timer);
+        event_loop_unref(s->event);
         config_free(s->config);
         free(s->name);
         free(s->type);
@@ -473,11 +469,11 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
         sigaddset(&mask, SIGINT);
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
-        r = sd_event_new(&s.event);
+        r = event_loop_new(&s.event);
         if (r < 0)
-                msg_fatal("sd_event_new: %s", strerror(-r));
-        sd_event_add_signal(s.event, NULL, SIGTERM, on_sigterm, &s);
-        sd_event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
+                msg_fatal("event loop: %s", strerror(-r));
+        event_add_signal(s.event, NULL, SIGTERM, on_sigterm, &s);
+        event_add_signal(s.event, NULL, SIGINT, on_sigterm, &s);
 
         for (unsigned i = 0; i < s.n_listeners; i++) {
                 struct listener *l = &s.listeners[i];
@@ -487,7 +483,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
                 if (fstat(l->fd, &st) < 0)
                         msg_fatal("listener fd %d: %s", l->fd, strerror(errno));
                 l->fifo = S_ISFIFO(st.st_mode);
-                r = sd_event_add_io(s.event, &l->src, l->fd, EPOLLIN, on_listener, l);
+                r = event_add_io(s.event, &l->src, l->fd, EPOLLIN, on_listener, l);
                 if (r < 0)
                         msg_fatal("watch listener fd %d: %s", l->fd, strerror(-r));
         }
@@ -512,7 +508,7 @@ int service_main(int argc, char **argv, const struct service_ops *ops)
          * qmgr kept 200 KiB of heap, 76 KiB after this. Later bursts still reuse their heap.
          */
         malloc_trim(0);
-        r = sd_event_loop(s.event);
+        r = event_loop_run(s.event);
         if (r < 0)
                 msg_error("event loop: %s", strerror(-r));
         service_free(&s);

@@ -3,7 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "config.h"
 
@@ -74,7 +74,7 @@ struct service_ops {
 /* Parse the master's arguments, load the config, run the loop; returns the process exit code. */
 int service_main(int argc, char **argv, const struct service_ops *ops);
 
-sd_event *service_event(struct service *s);
+struct event_loop *service_event(struct service *s);
 struct config *service_config(struct service *s);
 /* From init: the allow-list (src/lib/util/sandbox.c) to install instead of the daemon's own, for a setting
  * that needs more (smtpd talking to Dovecot's auth service over TCP). */

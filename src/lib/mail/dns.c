@@ -488,7 +488,8 @@ static void tlsa_done(void *userdata)
         free(q);
 }
 
-int dns_tlsa_async(sd_event *e, const char *host, uint16_t port, dns_tlsa_callback cb, void *userdata)
+int dns_tlsa_async(struct event_loop *e, const char *host, uint16_t port, dns_tlsa_callback cb,
+                   void *userdata)
 {
         if (strlen(host) > DNS_HOST_MAX)
                 return -EINVAL;
@@ -526,7 +527,7 @@ static void query_done(void *userdata)
         free(q);
 }
 
-int dns_resolve_async(sd_event *e, const struct dns_nexthop *nh, unsigned families, dns_callback cb,
+int dns_resolve_async(struct event_loop *e, const struct dns_nexthop *nh, unsigned families, dns_callback cb,
                       void *userdata)
 {
         struct dns_query *q = xcalloc(1, sizeof *q);

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #define DNS_HOST_MAX    255 /* a DNS name (RFC 1035) or an address literal */
 #define DNS_NEXTHOP_MAX 300 /* "[" host "]:" port */
@@ -107,7 +107,8 @@ int dns_tlsa_lookup(const char *host, uint16_t port, struct dns_tlsa *ret);
 /* dns_tlsa_lookup in a worker thread; cb runs from e's loop (the result is the callee's until it returns).
  * 0, or a negative errno: nothing was started and cb is never called. */
 typedef void (*dns_tlsa_callback)(const struct dns_tlsa *res, void *userdata);
-int dns_tlsa_async(sd_event *e, const char *host, uint16_t port, dns_tlsa_callback cb, void *userdata);
+int dns_tlsa_async(struct event_loop *e, const char *host, uint16_t port, dns_tlsa_callback cb,
+                   void *userdata);
 
 /* Blocking lookup (MX, then A/AAAA for each exchanger in preference order). Fills *ret; returns ret->error.
  */
@@ -122,5 +123,5 @@ int dns_resolve_literal(const struct dns_nexthop *nh, struct dns_result *ret);
  * 0 or a negative errno (nothing was started, cb is never called).
  */
 typedef void (*dns_callback)(const struct dns_result *res, void *userdata);
-int dns_resolve_async(sd_event *e, const struct dns_nexthop *nh, unsigned families, dns_callback cb,
+int dns_resolve_async(struct event_loop *e, const struct dns_nexthop *nh, unsigned families, dns_callback cb,
                       void *userdata);

@@ -49,7 +49,7 @@ static int run_until(struct cleanup_client *c, bool (*done)(const struct cleanup
                 uint64_t now = clock_usec(CLOCK_MONOTONIC);
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                int r = sd_event_run(c->loop, deadline - now);
+                int r = event_loop_step(c->loop, deadline - now);
                 if (r < 0)
                         return r;
         }
@@ -73,7 +73,7 @@ int cleanup_client_open(struct cleanup_client *c, const char *queue_dir, const c
         _cleanup_free_ char *pub = xasprintf("%s/%s", queue_dir, MAIL_PROTO_CLEANUP_SOCKET);
         /* A master.cf that makes cleanup private (the "private" column y). */
         _cleanup_free_ char *priv = xasprintf("%s/private/cleanup", queue_dir);
-        int r = sd_event_new(&c->loop);
+        int r = event_loop_new(&c->loop);
         if (r >= 0)
                 r = cleanup_submit_open(c->loop, pub, priv, origin, &blocking_ops, c, &c->sub);
         if (r < 0) {
@@ -151,7 +151,7 @@ void cleanup_client_close(struct cleanup_client *c)
 {
         cleanup_submit_free(c->sub);
         c->sub = NULL;
-        c->loop = sd_event_unref(c->loop);
+        c->loop = event_loop_unref(c->loop);
         free(c->queue_id);
         c->queue_id = NULL;
         free(c->reason);

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "cleanup_submit.h"
 #include "ipc.h"
@@ -15,7 +15,7 @@
  * protocol's order (cleanup_client_send), then cleanup_client_finish for the durable commit.
  */
 struct cleanup_client {
-        sd_event *loop;
+        struct event_loop *loop;
         struct cleanup_submit *sub;
         int step_timeout_ms; /* each request but the last */
         char *queue_id;      /* cleanup's ID of the new queue file, once opened */

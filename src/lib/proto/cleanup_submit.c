@@ -1,5 +1,5 @@
 /* cleanup_submit.c: the client end of cleanup's submission protocol (mail_proto.h, protocol 1), non-blocking,
- * on an sd-event loop: smtpd's, or the private loop of the blocking wrapper in cleanup_client.c. */
+ * on an event loop (event.h): smtpd's, or the private loop of the blocking wrapper in cleanup_client.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -24,10 +24,10 @@ struct cleanup_submit {
         char *path;
         char *qid; /* from the open reply */
         int fd;
-        sd_event_source *src;
-        sd_event_source *retry; /* connecting again after a full listen backlog (EAGAIN) */
-        uint64_t retry_usec;    /* the next pause; doubles up to CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC */
-        uint64_t give_up_usec;  /* CLOCK_MONOTONIC */
+        struct event_source *src;
+        struct event_source *retry; /* connecting again after a full listen backlog (EAGAIN) */
+        uint64_t retry_usec;        /* the next pause; doubles up to CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC */
+        uint64_t give_up_usec;      /* CLOCK_MONOTONIC */
         struct ipc_conn conn;
         enum submit_state state;
         struct buf chunk; /* content not yet framed */
@@ -60,7 +60,7 @@ bool cleanup_submit_failed(const struct cleanup_submit *sub)
 static void update_events(struct cleanup_submit *sub)
 {
         uint32_t ev = EPOLLIN | (ipc_conn_want_write(&sub->conn) ? EPOLLOUT : 0);
-        sd_event_source_set_io_events(sub->src, ev);
+        event_source_set_io_events(sub->src, ev);
 }
 
 /*
@@ -112,7 +112,7 @@ static void broken(struct cleanup_submit *sub, const char *why)
         msg_warn("%s: %s", sub->path, why);
         sub->failed = true;
         sub->state = SUBMIT_DONE;
-        sd_event_source_set_enabled(sub->src, SD_EVENT_OFF);
+        event_source_set_enabled(sub->src, EVENT_OFF);
         if (st == SUBMIT_OPENING)
                 sub->ops->opened(sub->owner, 4, NULL, "queue file write error");
         else if (st == SUBMIT_CHECKING)
@@ -160,7 +160,7 @@ static void on_reply(struct cleanup_submit *sub, const struct ipc_msg *m)
         broken(sub, "unexpected message from cleanup");
 }
 
-static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_io(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct cleanup_submit *sub = userdata;
         if (revents & EPOLLOUT) {
@@ -226,7 +226,7 @@ static int start_open(struct cleanup_submit *sub, int fd)
 {
         sub->fd = fd;
         ipc_conn_init(&sub->conn, fd);
-        int r = sd_event_add_io(sd_event_source_get_event(sub->retry), &sub->src, fd, EPOLLIN, on_io, sub);
+        int r = event_add_io(event_source_loop(sub->retry), &sub->src, fd, EPOLLIN, on_io, sub);
         if (r < 0) {
                 msg_warn("watch %s: %s", sub->path, strerror(-r));
                 return r;
@@ -245,7 +245,7 @@ static int start_open(struct cleanup_submit *sub, int fd)
  * cleanup's listen backlog was full (a burst of sessions reaching RCPT at once): try again after a short,
  * growing pause instead of answering 451, for at most CLEANUP_SUBMIT_CONNECT_PATIENCE_USEC.
  */
-static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
+static int on_retry(struct event_source *src, uint64_t usec, void *userdata)
 {
         struct cleanup_submit *sub = userdata;
         int fd = -1;
@@ -254,11 +254,11 @@ static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
                 sub->retry_usec = sub->retry_usec * 2 < CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC
                                           ? sub->retry_usec * 2
                                           : CLEANUP_SUBMIT_CONNECT_PAUSE_MAX_USEC;
-                sd_event_source_set_time(src, usec + sub->retry_usec);
-                sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+                event_source_set_time(src, usec + sub->retry_usec);
+                event_source_set_enabled(src, EVENT_ONESHOT);
                 return 0;
         }
-        sd_event_source_set_enabled(src, SD_EVENT_OFF);
+        event_source_set_enabled(src, EVENT_OFF);
         if (r == 0 && start_open(sub, fd) == 0)
                 return 0;
         if (r < 0)
@@ -273,7 +273,7 @@ static int on_retry(sd_event_source *src, uint64_t usec, void *userdata)
         return 0;
 }
 
-int cleanup_submit_open(sd_event *e, const char *path, const char *fallback, const char *origin,
+int cleanup_submit_open(struct event_loop *e, const char *path, const char *fallback, const char *origin,
                         const struct cleanup_submit_ops *ops, void *owner, struct cleanup_submit **ret)
 {
         int fd = -1;
@@ -292,12 +292,11 @@ int cleanup_submit_open(sd_event *e, const char *path, const char *fallback, con
         sub->path = xstrdup(path);
         sub->origin = xstrdup(origin);
         sub->fd = -1;
-        uint64_t now = 0;
-        sd_event_now(e, CLOCK_MONOTONIC, &now);
+        uint64_t now = event_loop_now(e);
         sub->retry_usec = CLEANUP_SUBMIT_CONNECT_PAUSE_USEC;
         sub->give_up_usec = now + CLEANUP_SUBMIT_CONNECT_PATIENCE_USEC;
         /* The retry timer also carries the event loop for start_open(). */
-        int k = sd_event_add_time(e, &sub->retry, CLOCK_MONOTONIC, now + sub->retry_usec, 0, on_retry, sub);
+        int k = event_add_time(e, &sub->retry, now + sub->retry_usec, on_retry, sub);
         if (k < 0) {
                 msg_warn("retry timer: %s", strerror(-k));
                 if (fd >= 0)
@@ -309,7 +308,7 @@ int cleanup_submit_open(sd_event *e, const char *path, const char *fallback, con
                 *ret = sub; /* the answer to {req=open} comes as usual, or the failure after the retries */
                 return 0;
         }
-        sd_event_source_set_enabled(sub->retry, SD_EVENT_OFF);
+        event_source_set_enabled(sub->retry, EVENT_OFF);
         r = start_open(sub, fd);
         if (r < 0) {
                 if (sub->fd < 0)
@@ -325,8 +324,8 @@ void cleanup_submit_free(struct cleanup_submit *sub)
 {
         if (!sub)
                 return;
-        sd_event_source_disable_unref(sub->src);
-        sd_event_source_disable_unref(sub->retry);
+        event_source_disable_unref(sub->src);
+        event_source_disable_unref(sub->retry);
         ipc_conn_done(&sub->conn);
         if (sub->fd >= 0)
                 close(sub->fd);

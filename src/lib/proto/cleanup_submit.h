@@ -1,10 +1,10 @@
 /* cleanup_submit.h: the client end of cleanup's submission protocol (mail_proto.h, protocol 1), non-blocking
- * on an sd-event loop. smtpd uses it directly; cleanup_client.h wraps it for the blocking sources. */
+ * on an event loop (event.h). smtpd uses it directly; cleanup_client.h wraps it for the blocking sources. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <systemd/sd-event.h>
+#include "event.h"
 
 #include "ipc.h"
 
@@ -34,7 +34,7 @@ struct cleanup_submit_ops {
  * not exist (master.cf's "private" column decides where cleanup listens). <0 with a warning logged that
  * names the socket; else *ret, whose answer comes through ops->opened.
  */
-int cleanup_submit_open(sd_event *e, const char *path, const char *fallback, const char *origin,
+int cleanup_submit_open(struct event_loop *e, const char *path, const char *fallback, const char *origin,
                         const struct cleanup_submit_ops *ops, void *owner, struct cleanup_submit **ret);
 /* Drop the connection and free sub: before {req=end} cleanup removes the file. NULL is fine. */
 void cleanup_submit_free(struct cleanup_submit *sub);

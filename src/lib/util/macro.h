@@ -56,7 +56,7 @@ static inline void closep(int *fd)
                 close(*fd);
 }
 
-/* Time constants are microseconds (as sd-event's); these convert where an API wants another unit. */
+/* Time constants are microseconds (as event.h counts); these convert where an API wants another unit. */
 #define USEC_PER_SEC   1000000ULL
 #define USEC_PER_MSEC  1000ULL
 #define USEC_TO_MS(u)  ((int)((u) / USEC_PER_MSEC))

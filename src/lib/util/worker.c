@@ -19,10 +19,10 @@
  * many jobs finished meanwhile.
  */
 
-/* The completions of one sd-event loop: the threads append, the loop's thread takes the whole list. */
+/* The completions of one event loop: the threads append, the loop's thread takes the whole list. */
 struct loop {
-        sd_event *event;
-        sd_event_source *src;
+        struct event_loop *event;
+        struct event_source *src;
         int efd;
         struct job *done_head, *done_tail; /* under lock */
         struct loop *next;                 /* loops[]: touched only from loops' threads */
@@ -42,7 +42,7 @@ static struct job *wait_head, *wait_tail;
 static unsigned waiting, threads, idle;
 static bool atfork_set;
 
-/* Every loop that ever ran a job, with its eventfd: one per sd_event a process uses. */
+/* Every loop that ever ran a job, with its eventfd: one per struct event_loop a process uses. */
 static struct loop *loops;
 
 static void post_done(struct job *j)
@@ -90,7 +90,7 @@ static void *thread_main(void *arg)
         return NULL;
 }
 
-static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+static int on_done(struct event_source *src, int fd, uint32_t revents, void *userdata)
 {
         struct loop *l = userdata;
         uint64_t n;
@@ -110,7 +110,7 @@ static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
-static int loop_get(sd_event *e, struct loop **ret)
+static int loop_get(struct event_loop *e, struct loop **ret)
 {
         for (struct loop *l = loops; l; l = l->next)
                 if (l->event == e) {
@@ -124,14 +124,14 @@ static int loop_get(sd_event *e, struct loop **ret)
                 free(l);
                 return r;
         }
-        int r = sd_event_add_io(e, &l->src, l->efd, EPOLLIN, on_done, l);
+        int r = event_add_io(e, &l->src, l->efd, EPOLLIN, on_done, l);
         if (r < 0) {
                 close(l->efd);
                 free(l);
                 return r;
         }
         /* The loop lives as long as the process: a job may finish after its caller forgot it. */
-        l->event = sd_event_ref(e);
+        l->event = event_loop_ref(e);
         l->next = loops;
         loops = l;
         *ret = l;
@@ -166,7 +166,7 @@ static void pool_grow(void)
         pthread_attr_destroy(&attr);
 }
 
-int worker_run(sd_event *e, worker_fn work, worker_fn done, void *userdata)
+int worker_run(struct event_loop *e, worker_fn work, worker_fn done, void *userdata)
 {
         struct loop *l = NULL;
         int r = loop_get(e, &l);

@@ -1,8 +1,8 @@
 /* worker.h: blocking work (name service lookups) in a pool of long-lived threads, its completion back on an
- * sd-event loop. */
+ * event loop (event.h). */
 #pragma once
 
-#include <systemd/sd-event.h>
+#include "event.h"
 
 /* Threads per process, started on demand and kept: jobs running at once; more wait in a FIFO. */
 #define WORKER_THREADS_MAX 8
@@ -19,4 +19,4 @@ typedef void (*worker_fn)(void *userdata);
  * the life of the process (and keeps a reference on e): pass a process's long-lived loop. 0, or a
  * negative errno (-EAGAIN: WORKER_QUEUE_MAX jobs already wait): then neither function is ever called.
  */
-int worker_run(sd_event *e, worker_fn work, worker_fn done, void *userdata);
+int worker_run(struct event_loop *e, worker_fn work, worker_fn done, void *userdata);
