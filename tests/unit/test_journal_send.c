@@ -325,3 +325,45 @@ TEST(protocols_run_under_the_common_allow_list)
         CHECK(passed >= 0);
         journal_send_set_socket_path(NULL);
 }
+
+/* Send n fields "F<i>=value <i>", every third with a newline (binary framing); owned keeps them. */
+static int send_many(size_t n, struct iovec *iov, struct strv *owned)
+{
+        for (size_t i = 0; i < n; i++) {
+                strv_push_take(owned, xasprintf("F%zu=value%s%zu", i, i % 3 ? " " : "\n", i));
+                iov[i] = FIELD(owned->v[i]);
+        }
+        return journal_sendv(iov, n);
+}
+
+TEST(many_fields_in_a_datagram_or_beyond_iov_max_in_a_memfd)
+{
+        _cleanup_close_ int fd = journal_receiver("journal-many");
+        CHECK(fd >= 0);
+        /* More fields than fit the module's inline arrays: still one datagram. */
+        struct iovec iov[600];
+        _cleanup_strv_ struct strv owned = STRV_INIT;
+        CHECK_INT(send_many(40, iov, &owned), 0);
+        char buf[65536];
+        int passed;
+        ssize_t n = dgram_recv(fd, buf, sizeof buf, &passed, 5000);
+        CHECK(n > 0);
+        CHECK_INT(passed, -1);
+        _cleanup_buf_ struct buf got = BUF_INIT;
+        CHECK_INT(decode_entry(buf, (size_t)n, &got), 40);
+        CHECK(decoded_is(&got, iov, 40));
+        /* Two or five pieces per field: 1800 exceed IOV_MAX (1024), which sendmsg refuses as too long. */
+        strv_done(&owned);
+        CHECK_INT(send_many(600, iov, &owned), 0);
+        _cleanup_close_ int mfd = -1;
+        CHECK_INT(dgram_recv(fd, buf, sizeof buf, &mfd, 5000), 0);
+        CHECK(mfd >= 0);
+        struct stat st;
+        CHECK_INT(fstat(mfd, &st), 0);
+        _cleanup_free_ char *content = xmalloc((size_t)st.st_size);
+        CHECK_INT(pread(mfd, content, (size_t)st.st_size, 0), st.st_size);
+        buf_truncate(&got, 0);
+        CHECK_INT(decode_entry(content, (size_t)st.st_size, &got), 600);
+        CHECK(decoded_is(&got, iov, 600));
+        journal_send_set_socket_path(NULL);
+}

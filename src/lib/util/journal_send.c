@@ -128,17 +128,24 @@ static int journal_address(struct sockaddr_un *sa, socklen_t *ret_len)
         return r;
 }
 
+/* Fields of an entry that need no allocation (log.c sends at most 13). */
+#define ENTRY_FIELDS_INLINE 16
+
 /* One entry's pieces for sendmsg, pointing into the fields (no copy) except for the binary lengths. */
 struct entry {
         struct iovec *pieces;
         size_t n_pieces;
         uint64_t *lengths; /* little-endian, one per field (used by those with a '\n') */
+        struct iovec inline_pieces[ENTRY_FIELDS_INLINE * PIECES_PER_FIELD];
+        uint64_t inline_lengths[ENTRY_FIELDS_INLINE];
 };
 
 static void entry_done(struct entry *e)
 {
-        free(e->pieces);
-        free(e->lengths);
+        if (e->pieces != e->inline_pieces)
+                free(e->pieces);
+        if (e->lengths != e->inline_lengths)
+                free(e->lengths);
 }
 
 static void add_piece(struct entry *e, const void *p, size_t len)
@@ -172,13 +179,18 @@ static int add_field(struct entry *e, const struct iovec *f, uint64_t *length)
 
 static int build_entry(const struct iovec *iov, size_t n, struct entry *e)
 {
-        if (n > SIZE_MAX / (PIECES_PER_FIELD * sizeof *e->pieces))
-                return -E2BIG;
-        /* Plain malloc: running out of memory while logging must not abort the daemon. */
-        e->pieces = malloc(n * PIECES_PER_FIELD * sizeof *e->pieces);
-        e->lengths = malloc(n * sizeof *e->lengths);
-        if (!e->pieces || !e->lengths)
-                return -ENOMEM;
+        if (n <= ENTRY_FIELDS_INLINE) {
+                e->pieces = e->inline_pieces;
+                e->lengths = e->inline_lengths;
+        } else {
+                if (n > SIZE_MAX / (PIECES_PER_FIELD * sizeof *e->pieces))
+                        return -E2BIG;
+                /* Plain malloc: running out of memory while logging must not abort the daemon. */
+                e->pieces = malloc(n * PIECES_PER_FIELD * sizeof *e->pieces);
+                e->lengths = malloc(n * sizeof *e->lengths);
+                if (!e->pieces || !e->lengths)
+                        return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 int r = add_field(e, &iov[i], &e->lengths[i]);
                 if (r < 0)
@@ -230,7 +242,7 @@ int journal_sendv(const struct iovec *iov, size_t n)
 {
         if (!iov || n == 0)
                 return -EINVAL;
-        _cleanup_(entry_done) struct entry e = {0};
+        _cleanup_(entry_done) struct entry e = {.pieces = NULL};
         int r = build_entry(iov, n, &e);
         if (r < 0)
                 return r;
