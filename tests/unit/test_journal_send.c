@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "alloc.h"
@@ -365,5 +366,43 @@ TEST(many_fields_in_a_datagram_or_beyond_iov_max_in_a_memfd)
         buf_truncate(&got, 0);
         CHECK_INT(decode_entry(content, (size_t)st.st_size, &got), 600);
         CHECK(decoded_is(&got, iov, 600));
+        journal_send_set_socket_path(NULL);
+}
+
+/* The module's cached socket, found from outside: the one unbound AF_UNIX datagram socket of this test. */
+static int find_cached_socket(void)
+{
+        for (int fd = 3; fd < 1024; fd++) {
+                struct sockaddr_un sa;
+                socklen_t len = sizeof sa;
+                int type = 0;
+                socklen_t tlen = sizeof type;
+                if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_family == AF_UNIX &&
+                    len == sizeof(sa_family_t) && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 &&
+                    type == SOCK_DGRAM)
+                        return fd;
+        }
+        return -1;
+}
+
+TEST(socket_closed_behind_its_back_is_replaced)
+{
+        _cleanup_close_ int fd = journal_receiver("journal-reopen");
+        CHECK(fd >= 0);
+        struct iovec iov[] = {FIELD("MESSAGE=before")};
+        CHECK_INT(journal_sendv(iov, 1), 0);
+        CHECK(received_is(fd, "MESSAGE=before\n"));
+        int cached = find_cached_socket();
+        CHECK(cached >= 0);
+        /* Another part of the program closed it and got the number for a file. */
+        _cleanup_close_ int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        CHECK(null >= 0);
+        CHECK_INT(dup2(null, cached), cached);
+        iov[0] = FIELD("MESSAGE=after");
+        CHECK_INT(journal_sendv(iov, 1), 0);
+        CHECK(received_is(fd, "MESSAGE=after\n"));
+        /* The file at that number is still the program's: not closed by the module. */
+        CHECK(fcntl(cached, F_GETFD) >= 0);
+        close(cached);
         journal_send_set_socket_path(NULL);
 }
