@@ -6,7 +6,7 @@ top=$(cd "$(dirname "$0")" && pwd)
 cd "$top"
 
 APT_PACKAGES=(build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
-              libsystemd-dev libssl-dev libgdbm-dev libseccomp-dev
+              libssl-dev libgdbm-dev libseccomp-dev
               python3 python3-pytest swaks openssl iproute2 systemd-container debootstrap dnsmasq-base
               groff-base man-db rpm rpmlint
               libselinux1-dev checkpolicy semodule-utils selinux-utils policycoreutils

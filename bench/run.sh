@@ -73,7 +73,7 @@ build_postd() {
 
 packages() {
         local missing=()
-        for p in meson ninja-build pkg-config build-essential libsystemd-dev libssl-dev libgdbm-dev \
+        for p in meson ninja-build pkg-config build-essential libssl-dev libgdbm-dev \
                 libseccomp-dev python3 linux-perf strace time; do
                 dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
         done

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -21,6 +20,7 @@
 #include "log.h"
 #include "maincf.h"
 #include "postd-build.h"
+#include "sd_notify.h"
 #include "selabel.h"
 
 #define POSTMULTI_INSTANCES_MAX 1000 /* entries of multi_instance_directories */
@@ -192,7 +192,7 @@ static void label_instance(const char *config_dir, const char *queue_dir, const 
 /* Under systemd the generator turns the instance list into units: let it run again. */
 static void systemd_reload(void)
 {
-        if (sd_booted() <= 0 || getenv("POSTD_DEFAULT_CONFIG_DIR"))
+        if (!systemd_booted() || getenv("POSTD_DEFAULT_CONFIG_DIR"))
                 return;
         pid_t pid = fork();
         if (pid == 0) {

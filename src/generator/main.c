@@ -4,9 +4,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -14,6 +14,7 @@
 #include "generator.h"
 #include "instance.h"
 #include "instance_check.h"
+#include "journal_send.h"
 #include "postd-build.h"
 
 #ifndef POSTD_UNIT_DIR
@@ -35,6 +36,19 @@ static bool under_systemd;
  * Under systemd the generator's stderr may go nowhere. The kernel log reaches the journal at boot; in a
  * container there is no /dev/kmsg, but at a daemon-reload journald is up and takes the line directly.
  */
+static int journal_say(int prio, const char *text)
+{
+        _cleanup_free_ char *message = xasprintf("MESSAGE=postfix-generator: %s", text);
+        _cleanup_free_ char *priority = xasprintf("PRIORITY=%d", prio);
+        static const char ident[] = "SYSLOG_IDENTIFIER=postfix-generator";
+        struct iovec iov[] = {
+                {message, strlen(message)},
+                {priority, strlen(priority)},
+                {(void *)ident, sizeof ident - 1},
+        };
+        return journal_sendv(iov, ELEMENTSOF(iov));
+}
+
 _printf_(2, 3) static void say(int prio, const char *fmt, ...)
 {
         va_list ap;
@@ -42,9 +56,7 @@ _printf_(2, 3) static void say(int prio, const char *fmt, ...)
         struct buf b = BUF_INIT;
         buf_vprintf(&b, fmt, ap);
         va_end(ap);
-        if (under_systemd && kmsg_fd < 0 &&
-            sd_journal_send("MESSAGE=postfix-generator: %s", buf_str(&b), "PRIORITY=%d", prio,
-                            "SYSLOG_IDENTIFIER=postfix-generator", NULL) >= 0) {
+        if (under_systemd && kmsg_fd < 0 && journal_say(prio, buf_str(&b)) >= 0) {
                 buf_done(&b);
                 return;
         }

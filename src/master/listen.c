@@ -8,13 +8,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 
 #include "alloc.h"
 #include "inet_listen.h"
 #include "catalog.h"
 #include "instance_check.h"
 #include "fileio.h"
+#include "listen_fds.h"
 #include "log.h"
 #include "master.h"
 
@@ -505,17 +505,17 @@ void master_service_done(struct master_service *s)
 void master_take_systemd_fds(struct master *m)
 {
         char **names = NULL;
-        int n = sd_listen_fds_with_names(true, &names);
+        int n = listen_fds_take(&names);
         if (n <= 0)
                 return;
         m->n_sd_fds = (size_t)n;
         m->sd_fds = xcalloc((size_t)n, sizeof *m->sd_fds);
         m->sd_names = names;
         for (int i = 0; i < n; i++) {
-                int fd = SD_LISTEN_FDS_START + i;
+                int fd = LISTEN_FDS_START + i;
                 /* Move them above the range children get theirs in, and keep them from leaking into
                  * children. */
-                int moved = fcntl(fd, F_DUPFD_CLOEXEC, SD_LISTEN_FDS_START + SERVICE_LISTEN_FDS_MAX + 8);
+                int moved = fcntl(fd, F_DUPFD_CLOEXEC, LISTEN_FDS_START + SERVICE_LISTEN_FDS_MAX + 8);
                 if (moved < 0)
                         msg_fatal("systemd socket %d: %s", fd, strerror(errno));
                 close(fd);

@@ -107,7 +107,7 @@ void master_warn_inert(struct master *m, const struct mastercf *cf);
 void master_setup_services(struct master *m, const struct mastercf *cf, struct master_service *old,
                            size_t n_old);
 void master_service_done(struct master_service *s);
-/* Take systemd's sockets (sd_listen_fds_with_names), if any. */
+/* Take systemd's sockets (util/listen_fds.c), if any. */
 void master_take_systemd_fds(struct master *m);
 /* Listener watch on only while the service needs another process: none available and below maxproc. */
 void master_update_listeners(struct master_service *s);

@@ -3,13 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "log.h"
 #include "master.h"
+#include "sd_notify.h"
 
 static long count_dir_fd(int dfd, long max, int depth)
 {
@@ -114,20 +114,20 @@ static void send_status(struct master *m)
         }
         free(m->status);
         m->status = text;
-        sd_notifyf(false, "STATUS=%s", text);
+        notify_sendf("STATUS=%s", text);
 }
 
 void master_notify(struct master *m, enum master_state state)
 {
         m->state = state;
         switch (state) {
-        case MASTER_STARTING: sd_notify(false, "STATUS=starting: queue recovery"); break;
+        case MASTER_STARTING: notify_send("STATUS=starting: queue recovery"); break;
         case MASTER_READY:
                 /* Called after queue recovery and once every listener and service is set up. */
                 free(m->status);
                 m->status = NULL;
                 send_status(m);
-                sd_notifyf(false, "READY=1\nMAINPID=%d", (int)getpid());
+                notify_sendf("READY=1\nMAINPID=%d", (int)getpid());
                 if (m->ready_fd >= 0) {
                         if (write(m->ready_fd, "R", 1) < 0) {
                                 /* the parent is gone: nothing to tell */
@@ -140,12 +140,12 @@ void master_notify(struct master *m, enum master_state state)
                 /* MONOTONIC_USEC lets systemd match this RELOADING=1 to the reload it asked for. */
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
-                sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
+                notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
                            (unsigned long long)ts.tv_sec * 1000000ULL +
                                    (unsigned long long)ts.tv_nsec / 1000);
                 break;
         }
-        case MASTER_STOPPING: sd_notify(false, "STOPPING=1\nSTATUS=stopping"); break;
+        case MASTER_STOPPING: notify_send("STOPPING=1\nSTATUS=stopping"); break;
         }
 }
 
@@ -169,7 +169,7 @@ static int on_status_timer(struct event_source *src, uint64_t usec, void *userda
 static int on_watchdog_timer(struct event_source *src, uint64_t usec, void *userdata)
 {
         uint64_t *interval = userdata;
-        sd_notify(false, "WATCHDOG=1");
+        notify_send("WATCHDOG=1");
         return rearm(src, usec, *interval);
 }
 
@@ -185,14 +185,14 @@ void master_notify_start_timers(struct master *m)
         if (r < 0)
                 msg_warn("STATUS= refresh timer: %s", strerror(-r));
         uint64_t wd = 0;
-        if (sd_watchdog_enabled(false, &wd) > 0 && wd > 0) {
+        if (notify_watchdog_usec(&wd) > 0 && wd > 0) {
                 watchdog_interval = wd / 2;
                 r = event_add_time(m->event, &m->watchdog_timer, now + watchdog_interval, on_watchdog_timer,
                                    &watchdog_interval);
                 if (r < 0)
                         msg_warn("watchdog timer: %s", strerror(-r));
                 else
-                        sd_notify(false, "WATCHDOG=1");
+                        notify_send("WATCHDOG=1");
         }
 }
 

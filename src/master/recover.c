@@ -9,7 +9,6 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 #include "macro.h"
 #include "master.h"
 #include "queue.h"
+#include "sd_notify.h"
 
 /*
  * Recovery reads untrusted bytes (every queue file) and only needs the queue directories, which belong
@@ -83,7 +83,7 @@ static _Noreturn void recover_child(struct master *m)
 
 static void extend_start_timeout(void)
 {
-        sd_notifyf(false, "EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)MASTER_RECOVERY_EXTEND_USEC);
+        notify_sendf("EXTEND_TIMEOUT_USEC=%llu", (unsigned long long)MASTER_RECOVERY_EXTEND_USEC);
 }
 
 /* Wait for the child, extending the start timeout every MASTER_RECOVERY_NOTIFY_USEC. */

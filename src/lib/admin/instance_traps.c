@@ -15,6 +15,7 @@
 #include "instance.h"
 #include "macro.h"
 #include "mastercf.h"
+#include "sd_notify.h"
 
 /* Every listener of the enabled inet services; the label of each in labels ("2525/inet"). */
 static void instance_listeners(struct config *c, const struct mastercf *m, struct strv *addrs,
@@ -149,14 +150,14 @@ static bool parse_listener(const char *text, struct sockaddr_storage *ss, sockle
         return inet_pton(AF_INET, host, &s4->sin_addr) == 1;
 }
 
-/* Whether systemd is PID 1 (sd_booted()'s test). POSTD_SYSTEMD_BOOTED=0 or 1 overrides it, so that
- * the tests of both answers run the same on every host. */
-static bool systemd_booted(void)
+/* Whether systemd is PID 1. POSTD_SYSTEMD_BOOTED=0 or 1 overrides it, so that the tests of both answers
+ * run the same on every host. */
+static bool host_runs_systemd(void)
 {
         const char *force = getenv("POSTD_SYSTEMD_BOOTED");
         if (force && (streq(force, "0") || streq(force, "1")))
                 return streq(force, "1");
-        return access("/run/systemd/system", F_OK) == 0;
+        return systemd_booted();
 }
 
 /*
@@ -171,7 +172,7 @@ static size_t check_ports_free(struct config *c, const struct strv *addrs, const
         pid_t pid = 0;
         bool running = instance_master_pid(&p, &pid) == 0;
         instance_paths_done(&p);
-        if (running || systemd_booted())
+        if (running || host_runs_systemd())
                 return 0;
         size_t n = 0;
         for (size_t i = 0; i < addrs->n; i++) {

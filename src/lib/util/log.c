@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <sys/uio.h>
 #include <syslog.h>
-#include <systemd/sd-journal.h>
 #include <time.h>
 
 #include "alloc.h"
 #include "buf.h"
+#include "journal_send.h"
 
 /* One process logs for one instance and service; this is process state by nature, not instance state. */
 static struct {
@@ -170,7 +170,7 @@ static void log_journal(enum log_level level, const struct log_fields *f, const 
                 FIELD("MESSAGE_ID=%s", f->catalog_id);
 #undef FIELD
 
-        int r = sd_journal_sendv(iov, (int)n);
+        int r = journal_sendv(iov, n);
         if (r < 0 && fallback) {
                 /* The journal is gone (shutdown, tests): the line must still go somewhere. */
                 struct buf b = BUF_INIT;

@@ -14,7 +14,7 @@ enum log_backend {
         LOG_BACKEND_COMMAND, /* stderr, "prog: level: text" */
         LOG_BACKEND_STREAM,  /* stderr, "Mon DD HH:MM:SS host tag[pid]: text" */
         LOG_BACKEND_FILE,    /* maillog_file, same format as STREAM */
-        LOG_BACKEND_JOURNAL, /* sd_journal_send with SYSLOG_IDENTIFIER=tag and POSTFIX_* fields */
+        LOG_BACKEND_JOURNAL, /* the native journal protocol (journal_send.c) with SYSLOG_IDENTIFIER=tag and POSTFIX_* fields */
 };
 
 enum log_level { LOG_LEVEL_INFO, LOG_LEVEL_WARNING, LOG_LEVEL_ERROR, LOG_LEVEL_FATAL, LOG_LEVEL_PANIC };
