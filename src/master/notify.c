@@ -141,8 +141,8 @@ void master_notify(struct master *m, enum master_state state)
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 notify_sendf("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading",
-                           (unsigned long long)ts.tv_sec * 1000000ULL +
-                                   (unsigned long long)ts.tv_nsec / 1000);
+                             (unsigned long long)ts.tv_sec * 1000000ULL +
+                                     (unsigned long long)ts.tv_nsec / 1000);
                 break;
         }
         case MASTER_STOPPING: notify_send("STOPPING=1\nSTATUS=stopping"); break;

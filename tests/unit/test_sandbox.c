@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -178,6 +179,18 @@ static int try_listen(void)
         return 1;
 }
 
+/* What libcap's constructor does when an NSS module loads it after the filter is in place. */
+static int try_capbset_read(void)
+{
+        return prctl(PR_CAPBSET_READ, 0, 0, 0, 0) >= 0 ? 0 : 1;
+}
+
+static int try_prctl_set_name(void)
+{
+        (void)prctl(PR_SET_NAME, "other", 0, 0, 0);
+        return 1;
+}
+
 static int try_packet_socket(void)
 {
         socket(AF_PACKET, SOCK_RAW, 0);
@@ -203,6 +216,7 @@ TEST(role_smtpd_is_killed_by_execve_fork_and_writing)
         CHECK(killed_by_filter(in_role("qmgr", try_tcp_socket)));
         CHECK(killed_by_filter(in_role("cleanup", try_tcp_connect)));
         CHECK(killed_by_filter(in_role("cleanup-milter", try_listen)));
+        CHECK(killed_by_filter(in_role("smtpd", try_prctl_set_name)));
 }
 
 TEST(role_smtpd_keeps_what_it_needs)
@@ -210,6 +224,8 @@ TEST(role_smtpd_keeps_what_it_needs)
         CHECK(exited_ok(in_role("smtpd", try_ordinary_work)));
         CHECK(exited_ok(in_role("smtpd", try_tcp_socket)));
         CHECK(exited_ok(in_role("smtpd", try_udp_and_unix_sockets)));
+        CHECK(exited_ok(in_role("smtpd", try_capbset_read)));
+        CHECK(exited_ok(in_role("showq", try_capbset_read)));
 }
 
 TEST(role_groups_fit_the_role)

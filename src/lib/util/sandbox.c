@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <termios.h>
 #include <unistd.h>
@@ -263,6 +264,9 @@ static int add_core_filtered(scmp_filter_ctx ctx, unsigned groups)
         if (!(groups & G_PROC))
                 r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "clone", ARG_MASKED(0, CLONE_THREAD, CLONE_THREAD));
         r = r ?: rule0(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3");
+        /* An NSS module loaded at run time (nss_systemd, nss_resolve, nss_myhostname) brings libcap, whose
+         * constructor reads the capability bounding set. No other prctl: reading it changes nothing. */
+        r = r ?: rule1(ctx, SCMP_ACT_ALLOW, "prctl", ARG_EQ(0, PR_CAPBSET_READ));
         /* ioctl: only what stdio and non-blocking descriptors ask; no request reaches a driver. */
         static const unsigned long ioctls[] = {TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX};
         for (size_t i = 0; i < ELEMENTSOF(ioctls); i++)
