@@ -74,17 +74,24 @@ class Box:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-@contextlib.contextmanager
-def installed_box(tmp_path_factory, name, box_class=Box, before_install=None):
-    """A container on its own loopback-only network with the build's `meson install` copied in; stopped
-    afterwards unless POSTD_NSPAWN_KEEP is set (debugging)."""
-    t0 = time.monotonic()
+def ready_container_env(name):
+    """The environment for harness.sh of a container named after name on its own loopback-only network,
+    once the harness says this machine can run it (else the test is skipped) and its image is set up."""
     env = dict(os.environ)
     env["POSTD_NSPAWN_NAME"] = f"postd-{name}-{os.getpid()}"
     env["POSTD_NSPAWN_NET"] = "private"
     proc = harness("check", env=env, check=False)
     require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
     harness("setup", env=env, timeout=1500)
+    return env
+
+
+@contextlib.contextmanager
+def installed_box(tmp_path_factory, name, box_class=Box, before_install=None):
+    """A container on its own loopback-only network with the build's `meson install` copied in; stopped
+    afterwards unless POSTD_NSPAWN_KEEP is set (debugging)."""
+    t0 = time.monotonic()
+    env = ready_container_env(name)
     if not (BUILD / "build.ninja").exists():
         pytest.fail(f"no build in {BUILD} (set POSTD_BUILD_DIR)")
     if before_install:

@@ -8,13 +8,11 @@ activation with names, the watchdog (fed, and starved: systemd kills it), the pl
 framing and an entry larger than any datagram (sealed memfd), read back whole with journalctl.
 """
 import json
-import os
 import shutil
 
 import pytest
 
-from nspawn import BUILD, Box, harness, wait_for
-from postd_strict import require
+from nspawn import BUILD, Box, harness, ready_container_env, wait_for
 
 BIG_SIZE = 17 << 20  # sdproto-probe.c's PROBE_BIG_SIZE: PROBE_BIG=... as a whole field
 UNITS = {
@@ -41,12 +39,7 @@ def box(tmp_path_factory):
     probe = BUILD / "tests/sdproto-probe"
     if not probe.exists():
         pytest.fail(f"{probe} is not built")
-    env = dict(os.environ)
-    env["POSTD_NSPAWN_NAME"] = f"postd-sdproto-{os.getpid()}"
-    env["POSTD_NSPAWN_NET"] = "private"
-    proc = harness("check", env=env, check=False)
-    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
-    harness("setup", env=env, timeout=1500)
+    env = ready_container_env("sdproto")
     dest = tmp_path_factory.mktemp("destdir")
     (dest / "usr/local/bin").mkdir(parents=True)
     shutil.copy2(probe, dest / "usr/local/bin/sdproto-probe")

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import require
+from nspawn import ready_container_env
 
 HERE = pathlib.Path(__file__).resolve().parent
 HARNESS = HERE / "harness.sh"
@@ -66,12 +66,7 @@ def stage(dest):
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory):
-    env = dict(os.environ)
-    env["POSTD_NSPAWN_NAME"] = f"postd-units-{os.getpid()}"
-    env["POSTD_NSPAWN_NET"] = "private"
-    proc = harness("check", env=env, check=False)
-    require(proc.returncode != 77, proc.stderr.strip() or "harness.sh check: this machine cannot run systemd-nspawn")
-    harness("setup", env=env, timeout=1500)
+    env = ready_container_env("units")
     dest = tmp_path_factory.mktemp("destdir")
     paths = stage(dest)
     t0 = time.monotonic()
