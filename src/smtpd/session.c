@@ -129,10 +129,6 @@ struct session {
         enum { EARLY_NONE, EARLY_WANTED, EARLY_OPENING, EARLY_OPEN, EARLY_FAILED } early;
         struct smtp_cmd pending_rcpt; /* accepted, waiting for cleanup's open reply */
         bool opening, ending;
-        /* The first recipient claimed the file opened at MAIL and got its 250 before cleanup answered the
-         * open: the answer logs the queue ID; a refusal fails the transaction (451 at DATA or the dot). The
-         * end of the message waits for it (ending, with end_after_open). */
-        bool open_unconfirmed, end_after_open;
         bool in_data, data_failed;
         struct smtp_data data;
         /* smtpd_proxy_filter: the filter's connection for this transaction, and the step it answers. */
@@ -284,7 +280,6 @@ static void reset_transaction(struct session *s)
         s->rcpt_attempts = 0;
         smtp_cmd_done(&s->pending_rcpt);
         s->in_mail = s->opening = s->ending = false;
-        s->open_unconfirmed = s->end_after_open = false;
         if (s->in_data)
                 smtp_data_done(&s->data);
         s->in_data = s->data_failed = false;
@@ -388,8 +383,9 @@ static void on_rcpt_checked(void *userdata, int status, const char *dsn, const c
         end_wait_for_cleanup(s);
 }
 
-/* The transaction's file is queue_id: Postfix's "QID: client=..." line. */
-static void name_transaction(struct session *s, const char *queue_id)
+/* The file is open under queue_id for the recipient being held (s->pending_rcpt): log the client and judge
+ * that recipient. Returns true when cleanup's milters are asked (the answer comes to on_rcpt_checked). */
+static bool opened_for_rcpt(struct session *s, const char *queue_id)
 {
         s->queue_id = xstrdup(queue_id);
         if (s->sasl_username)
@@ -399,13 +395,6 @@ static void name_transaction(struct session *s, const char *queue_id)
         else
                 msg_fields(LOG_LEVEL_INFO, &(struct log_fields){.queue_id = queue_id}, "%s: client=%s",
                            queue_id, s->client);
-}
-
-/* The file is open under queue_id for the recipient being held (s->pending_rcpt): log the client and judge
- * that recipient. Returns true when cleanup's milters are asked (the answer comes to on_rcpt_checked). */
-static bool opened_for_rcpt(struct session *s, const char *queue_id)
-{
-        name_transaction(s, queue_id);
         if (smtpd_milters_judge_rcpt(s->srv->config, s->srv->receive_override)) {
                 check_pending_rcpt(s); /* the milters say whether this recipient is welcome */
                 return true;
@@ -415,39 +404,9 @@ static bool opened_for_rcpt(struct session *s, const char *queue_id)
         return false;
 }
 
-/* cleanup answered the open of a file whose first recipient already has its 250 (open_unconfirmed). */
-static void confirmed_open(struct session *s, int status, const char *queue_id, const char *reason)
-{
-        s->open_unconfirmed = false;
-        if (status == 0) {
-                name_transaction(s, queue_id);
-                if (!s->end_after_open)
-                        return;
-                s->end_after_open = false;
-                if (cleanup_submit_end(s->sub) == 0)
-                        return; /* still ending: the answer comes to on_finished */
-                msg_warn("%s: cannot send the message to %s", s->queue_id, s->srv->cleanup_path);
-        } else {
-                msg_warn("cleanup refused a new message from %s: %s", s->client, reason);
-                cleanup_submit_free(s->sub);
-                s->sub = NULL;
-                s->data_failed = true; /* the content goes nowhere; DATA or the dot answers 451 */
-                if (!s->end_after_open)
-                        return;
-        }
-        cleanup_failed_reply(s);
-        reset_transaction(s);
-        pump(s);
-        finish(s);
-}
-
 static void on_opened(void *userdata, int status, const char *queue_id, const char *reason)
 {
         struct session *s = userdata;
-        if (s->open_unconfirmed) {
-                confirmed_open(s, status, queue_id, reason);
-                return;
-        }
         if (s->early == EARLY_OPENING) {
                 /* The open made at MAIL, no recipient claimed it yet: keep the answer for the first one. */
                 if (status == 0) {
@@ -518,10 +477,6 @@ static int on_wait_timeout(struct event_source *src, uint64_t usec, void *userda
                 s->sub = NULL;
                 smtp_cmd_done(&s->pending_rcpt);
                 cleanup_failed_reply(s);
-        } else if (s->end_after_open) {
-                /* The end was never sent: nothing can have been queued. */
-                cleanup_failed_reply(s);
-                reset_transaction(s);
         } else if (s->ending && cleanup_submit_abort(s->sub) == 0) {
                 /* No 451 yet: the commit may still succeed, and a 451 then makes the client send it again.
                  * cleanup's answer to the abort says for sure whether it is queued. */
@@ -858,19 +813,6 @@ static void do_rcpt(struct session *s, struct smtp_cmd *c)
                         smtp_cmd_done(&s->pending_rcpt);
                 return;
         }
-        if (s->early == EARLY_OPENING &&
-            !smtpd_milters_judge_rcpt(s->srv->config, s->srv->receive_override)) {
-                /* Answer now, not after cleanup's answer to the open: the client's next command overlaps
-                 * the open, and a refusal still fails the transaction before any 250 to the message. */
-                s->sub = s->early_sub;
-                s->early_sub = NULL;
-                s->early = EARLY_NONE;
-                s->open_unconfirmed = true;
-                add_rcpt(s, &s->pending_rcpt);
-                smtp_cmd_done(&s->pending_rcpt);
-                reply(s, "250 2.1.5 Ok");
-                return;
-        }
         if (s->early == EARLY_OPENING) {
                 s->sub = s->early_sub; /* its answer comes to on_opened() as for an open made now */
                 s->early_sub = NULL;
@@ -1079,9 +1021,8 @@ static void do_data(struct session *s)
                 proxy_data(s);
                 return;
         }
-        if (!s->sub || send_envelope(s) < 0) {
-                msg_warn("%s: cannot send the envelope to %s", s->queue_id ? s->queue_id : "NOQUEUE",
-                         s->srv->cleanup_path);
+        if (send_envelope(s) < 0) {
+                msg_warn("%s: cannot send the envelope to %s", s->queue_id, s->srv->cleanup_path);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
                 return;
@@ -1127,15 +1068,8 @@ static void data_end(struct session *s)
                 proxy_finish(s);
                 return;
         }
-        if (!s->data_failed && s->open_unconfirmed) {
-                s->end_after_open = true; /* confirmed_open() sends the end */
-                s->ending = true;
-                arm_wait_timer(s);
-                return;
-        }
-        if (s->data_failed || !s->sub || cleanup_submit_end(s->sub) < 0) {
-                msg_warn("%s: cannot send the message to %s", s->queue_id ? s->queue_id : "NOQUEUE",
-                         s->srv->cleanup_path);
+        if (s->data_failed || cleanup_submit_end(s->sub) < 0) {
+                msg_warn("%s: cannot send the message to %s", s->queue_id, s->srv->cleanup_path);
                 cleanup_failed_reply(s);
                 reset_transaction(s);
                 return;
