@@ -562,7 +562,20 @@ class DefaultMainCf:
             POSTFIX_DEFAULT_MAIN_CF.unlink(missing_ok=True)
 
 
+def stale_build():
+    """Whether ninja would rebuild something in the build the postd programs come from: its figures would
+    then be labelled with a git revision they were not built from."""
+    build = POSTD_BIN.parent
+    if not (build / "build.ninja").exists():
+        return False
+    r = subprocess.run(["ninja", "-C", str(build), "-n"], capture_output=True, text=True, timeout=120)
+    return r.returncode != 0 or "no work to do" not in r.stdout
+
+
 def versions():
+    if stale_build():
+        raise BenchError(f"{POSTD_BIN.parent} is older than the sources: run bench/run.sh (it rebuilds) "
+                         f"or ninja -C {POSTD_BIN.parent}")
     pf = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "postfix"], capture_output=True, text=True).stdout
     pd = subprocess.run([str(POSTD_BIN / "postconf"), "-dh", "mail_version"], capture_output=True,
                         text=True).stdout.strip()
