@@ -17,6 +17,7 @@
 #include "listen_fds.h"
 #include "log.h"
 #include "master.h"
+#include "netaddr.h"
 
 int master_load_config(struct master *m, const char *config_dir, struct mastercf *ret)
 {
@@ -267,10 +268,10 @@ static int bind_inet(const struct endpoint *ep, const struct mastercf_service *s
  */
 static int bind_unix(const char *path, const char *label)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof sa.sun_path)
+        struct sockaddr_un sa;
+        socklen_t sa_len;
+        if (unix_address(path, &sa, &sa_len) < 0)
                 msg_fatal("service %s: socket path too long: %s", label, path);
-        strcpy(sa.sun_path, path);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 msg_fatal("socket for service %s: %s", label, strerror(errno));
@@ -278,7 +279,7 @@ static int bind_unix(const char *path, const char *label)
                 msg_fatal("remove %s: %s", path, strerror(errno));
         /* Access is decided by the directory: private/ is the mail owner's, public/ the setgid group's. */
         mode_t old = umask(0111);
-        int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        int r = bind(fd, (struct sockaddr *)&sa, sa_len);
         int e = errno;
         umask(old);
         if (r < 0)

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "log.h"
 #include "master.h"
+#include "netaddr.h"
 #include "sandbox.h"
 #include "service.h"
 
@@ -287,14 +288,14 @@ static void wake(struct master_service *s)
         }
         if (s->type != MASTERCF_UNIX || !s->socket_path)
                 return;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(s->socket_path) >= sizeof sa.sun_path)
+        struct sockaddr_un sa;
+        socklen_t sa_len;
+        if (unix_address(s->socket_path, &sa, &sa_len) < 0)
                 return;
-        strcpy(sa.sun_path, s->socket_path);
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        if (connect(fd, (struct sockaddr *)&sa, sa_len) < 0 ||
             send(fd, "W", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
                 msg_warn("wake up %s: %s", s->label, strerror(errno));
 }

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mail_proto.h"
 #include "metrics.h"
+#include "netaddr.h"
 #include "qmgr.h"
 
 static unsigned transport_param(struct qmgr *q, const char *name, const char *suffix, const char *fallback)
@@ -476,22 +477,22 @@ static int job_start(struct job *j)
 {
         struct qmgr *q = j->t->q;
         struct qmsg *m = j->msg;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct sockaddr_un sa;
+        socklen_t sa_len;
         _cleanup_free_ char *rel = xasprintf("private/%s", j->t->name);
         _cleanup_free_ char *path = xasprintf("%s/%s", q->queue_dir, rel);
-        if (strlen(path) >= sizeof sa.sun_path) {
+        if (unix_address(path, &sa, &sa_len) < 0) {
                 msg_warn("socket path too long: %s", path);
                 job_finish(j, "mail transport unavailable");
                 return -ENAMETOOLONG;
         }
-        strcpy(sa.sun_path, path);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
                 msg_warn("socket: %s", strerror(errno));
                 job_finish(j, "mail transport unavailable");
                 return -errno;
         }
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        if (connect(fd, (struct sockaddr *)&sa, sa_len) < 0 && errno != EINPROGRESS) {
                 int e = errno;
                 close(fd);
                 if (e == EAGAIN)

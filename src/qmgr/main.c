@@ -10,6 +10,7 @@
 #include "catalog.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "netaddr.h"
 #include "qmgr.h"
 
 static struct qmgr qmgr = {.own_fd = -1};
@@ -192,16 +193,16 @@ static int create_own_socket(struct qmgr *q, const char *rel)
                 return 0;
         if (q->own_fd >= 0)
                 return 0;
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof sa.sun_path) {
+        struct sockaddr_un sa;
+        socklen_t sa_len;
+        if (unix_address(path, &sa, &sa_len) < 0) {
                 msg_error("socket path too long: %s", path);
                 return -ENAMETOOLONG;
         }
-        strcpy(sa.sun_path, path);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if ((unlink(path) < 0 && errno != ENOENT) || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        if ((unlink(path) < 0 && errno != ENOENT) || bind(fd, (struct sockaddr *)&sa, sa_len) < 0 ||
             chmod(path, 0666) < 0 || listen(fd, 128) < 0) {
                 int e = errno;
                 msg_error("create %s: %s", path, strerror(e));

@@ -78,3 +78,27 @@ TEST(cidr_matching)
         CHECK(!match("127.0.0.0/8", "::ffff:128.0.0.1"));
         CHECK(!match("::ffff:0:0/96", "127.0.0.1"));
 }
+
+TEST(unix_addresses)
+{
+        struct sockaddr_un sa;
+        socklen_t len = 0;
+        CHECK_INT(unix_address("/run/x.sock", &sa, &len), 0);
+        CHECK_STR(sa.sun_path, "/run/x.sock");
+        CHECK_INT(len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/x.sock") + 1);
+        CHECK_INT(unix_address("@name", &sa, &len), 0);
+        CHECK(sa.sun_path[0] == '\0' && memcmp(sa.sun_path + 1, "name", 4) == 0);
+        CHECK_INT(len, offsetof(struct sockaddr_un, sun_path) + 5); /* no NUL counted */
+        CHECK_INT(unix_address("", &sa, &len), -EINVAL);
+        CHECK_INT(unix_address("@", &sa, &len), -EINVAL);
+        char name[sizeof sa.sun_path + 1];
+        memset(name, 'x', sizeof name - 1);
+        name[0] = '/';
+        name[sizeof sa.sun_path - 1] = '\0'; /* 107 bytes and its NUL: fits */
+        CHECK_INT(unix_address(name, &sa, &len), 0);
+        name[sizeof sa.sun_path - 1] = 'x';
+        name[sizeof sa.sun_path] = '\0'; /* 108 bytes: the NUL does not fit */
+        CHECK_INT(unix_address(name, &sa, &len), -ENAMETOOLONG);
+        name[0] = '@'; /* an abstract name of 108 bytes fits: no NUL */
+        CHECK_INT(unix_address(name, &sa, &len), 0);
+}

@@ -13,6 +13,7 @@
 #include "cleanup_submit.h"
 #include "log.h"
 #include "mail_proto.h"
+#include "netaddr.h"
 #include "queue.h"
 
 enum submit_state { SUBMIT_OPENING, SUBMIT_OPEN, SUBMIT_CHECKING, SUBMIT_ENDING, SUBMIT_DONE };
@@ -205,15 +206,16 @@ static int on_io(struct event_source *src, int fd, uint32_t revents, void *userd
 /* Connect without blocking: a unix socket connects at once or not at all (EAGAIN: backlog full). */
 static int connect_unix(const char *path, int *ret_fd)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
+        struct sockaddr_un sa;
+        socklen_t sa_len;
+        int r = unix_address(path, &sa, &sa_len);
+        if (r < 0)
+                return r;
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-                int r = -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sa_len) < 0) {
+                r = -errno;
                 close(fd);
                 return r;
         }

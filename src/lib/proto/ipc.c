@@ -1,6 +1,7 @@
 /* ipc.c: encoder, pure decoder, blocking and event-loop transports of postd's internal message protocol. */
 #include "fileio.h"
 #include "ipc.h"
+#include "netaddr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -271,18 +272,19 @@ int ipc_decode_frame(const void *data, size_t len, struct ipc_msg *ret, size_t *
 
 int ipc_connect_unix(const char *path, int timeout_ms, int *ret_fd)
 {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(path) >= sizeof sa.sun_path)
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
+        struct sockaddr_un sa;
+        socklen_t sa_len;
+        int r = unix_address(path, &sa, &sa_len);
+        if (r < 0)
+                return r;
 
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        if (connect(fd, (struct sockaddr *)&sa, sa_len) < 0) {
                 if (errno != EINPROGRESS && errno != EAGAIN)
                         return -errno;
-                int r = fd_wait(fd, POLLOUT, monotonic_ms() + timeout_ms);
+                r = fd_wait(fd, POLLOUT, monotonic_ms() + timeout_ms);
                 if (r < 0)
                         return r;
                 int err = 0;

@@ -391,22 +391,25 @@ int event_add_signal(struct event_loop *e, struct event_source **ret, int sig, e
         return source_start(s, EVENT_ON, ret);
 }
 
-int event_add_defer(struct event_loop *e, struct event_source **ret, event_handler cb, void *userdata)
+/* SOURCE_DEFER and SOURCE_EXIT: a plain handler, one-shot. */
+static int add_plain(struct event_loop *e, struct event_source **ret, enum source_type type,
+                     event_handler cb, void *userdata)
 {
         if (!cb)
                 return -EINVAL;
-        struct event_source *s = source_new(e, ret, SOURCE_DEFER, userdata);
+        struct event_source *s = source_new(e, ret, type, userdata);
         s->cb = cb;
         return source_start(s, EVENT_ONESHOT, ret);
 }
 
+int event_add_defer(struct event_loop *e, struct event_source **ret, event_handler cb, void *userdata)
+{
+        return add_plain(e, ret, SOURCE_DEFER, cb, userdata);
+}
+
 int event_add_exit(struct event_loop *e, struct event_source **ret, event_handler cb, void *userdata)
 {
-        if (!cb)
-                return -EINVAL;
-        struct event_source *s = source_new(e, ret, SOURCE_EXIT, userdata);
-        s->cb = cb;
-        return source_start(s, EVENT_ONESHOT, ret);
+        return add_plain(e, ret, SOURCE_EXIT, cb, userdata);
 }
 
 struct event_source *event_source_ref(struct event_source *s)

@@ -17,6 +17,7 @@
 #include "alloc.h"
 #include "fileio.h"
 #include "macro.h"
+#include "netaddr.h"
 
 #define JOURNAL_SOCKET_PATH "/run/systemd/journal/socket"
 /* Asked for so that most entries fit one datagram; the kernel caps it at net.core.wmem_max. */
@@ -116,14 +117,7 @@ void journal_send_set_socket_path(const char *path)
 static int journal_address(struct sockaddr_un *sa, socklen_t *ret_len)
 {
         pthread_mutex_lock(&journal.lock);
-        const char *path = journal.path ? journal.path : JOURNAL_SOCKET_PATH;
-        size_t n = strlen(path);
-        int r = n < sizeof sa->sun_path ? 0 : -ENAMETOOLONG;
-        if (r == 0) {
-                *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
-                memcpy(sa->sun_path, path, n + 1);
-                *ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-        }
+        int r = unix_address(journal.path ? journal.path : JOURNAL_SOCKET_PATH, sa, ret_len);
         pthread_mutex_unlock(&journal.lock);
         return r;
 }

@@ -1,4 +1,5 @@
-/* netaddr.c: pure IPv4/IPv6 address and CIDR parsing and matching (cidr: tables, mynetworks). */
+/* netaddr.c: pure IPv4/IPv6 address and CIDR parsing and matching (cidr: tables, mynetworks), unix socket
+ * addresses. */
 #include "netaddr.h"
 
 #include <arpa/inet.h>
@@ -138,4 +139,21 @@ const char *netaddr_cidr_format(const struct netaddr_cidr *c, char *buf, size_t 
         char addr[NETADDR_FORMAT_MAX];
         snprintf(buf, size, "%s/%u", netaddr_format(&c->addr, addr, sizeof addr), c->prefix);
         return buf;
+}
+
+int unix_address(const char *name, struct sockaddr_un *sa, socklen_t *ret_len)
+{
+        bool abstract = name[0] == '@';
+        size_t n = strlen(name);
+        if (n == 0 || (abstract && n == 1))
+                return -EINVAL;
+        /* A path needs its NUL inside sun_path; an abstract name is counted by the length alone. */
+        if (n > sizeof sa->sun_path - !abstract)
+                return -ENAMETOOLONG;
+        *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+        memcpy(sa->sun_path, name, n);
+        if (abstract)
+                sa->sun_path[0] = '\0';
+        *ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + !abstract);
+        return 0;
 }

@@ -1,9 +1,12 @@
-/* netaddr.h: pure IPv4/IPv6 address and CIDR parsing and matching (cidr: tables, mynetworks). */
+/* netaddr.h: pure IPv4/IPv6 address and CIDR parsing and matching (cidr: tables, mynetworks), unix socket
+ * addresses. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 /* Longest accepted text: "[" + IPv6 with embedded IPv4 + "]/128". */
 #define NETADDR_TEXT_MAX 64
@@ -38,3 +41,10 @@ bool netaddr_equal(const struct netaddr *a, const struct netaddr *b);
 const char *netaddr_format(const struct netaddr *a, char *buf, size_t size);
 /* "192.0.2.0/24", "2001:db8::/32" */
 const char *netaddr_cidr_format(const struct netaddr_cidr *c, char *buf, size_t size);
+
+/*
+ * A unix socket's address: a path, or "@name" in the abstract namespace (a leading NUL, counted by the
+ * length). *ret_len is what bind/connect/sendto take. 0, -EINVAL for "" or "@", -ENAMETOOLONG when it
+ * does not fit sun_path.
+ */
+int unix_address(const char *name, struct sockaddr_un *sa, socklen_t *ret_len);

@@ -11,22 +11,17 @@
 
 #include "buf.h"
 #include "env_u64.h"
+#include "netaddr.h"
 
-/* $NOTIFY_SOCKET as a socket address: "/path", or "@name" for the abstract namespace (a leading NUL). */
+/* $NOTIFY_SOCKET as a socket address: "/path", or "@name" for the abstract namespace. */
 static int notify_address(const char *value, struct sockaddr_un *sa, socklen_t *ret_len)
 {
-        size_t n = strlen(value);
         if (value[0] != '/' && value[0] != '@')
                 return -EAFNOSUPPORT;
-        /* A path needs its NUL inside sun_path; an abstract name is counted by the length alone. */
-        if (n < 2 || n > sizeof sa->sun_path - (value[0] == '/'))
+        if (streq(value, "/"))
                 return -EINVAL;
-        *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
-        memcpy(sa->sun_path, value, n);
-        if (value[0] == '@')
-                sa->sun_path[0] = '\0';
-        *ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (value[0] == '/'));
-        return 0;
+        int r = unix_address(value, sa, ret_len);
+        return r == -ENAMETOOLONG ? -EINVAL : r; /* sd_notify.h: a malformed address is -EINVAL */
 }
 
 int notify_send(const char *state)
